@@ -1,0 +1,120 @@
+/**
+ * Every error hotpath raises on purpose is a {@link HotpathError} with a stable `code`.
+ * Caller mistakes (bad options, bad arguments) throw `TypeError` / `RangeError` synchronously
+ * and name the option; runtime failures reject with a `HotpathError` subclass and keep `cause`.
+ */
+
+/** The stable error codes. Match on `err.code`, never on the message. */
+export const ErrorCodes = {
+  CLOSED: 'ERR_HOTPATH_CLOSED',
+  ARENA_EXHAUSTED: 'ERR_HOTPATH_ARENA_EXHAUSTED',
+  REGION_CONFLICT: 'ERR_HOTPATH_REGION_CONFLICT',
+  WORKER_EXITED: 'ERR_HOTPATH_WORKER_EXITED',
+  TASK_FAILED: 'ERR_HOTPATH_TASK_FAILED',
+  UNKNOWN_TASK: 'ERR_HOTPATH_UNKNOWN_TASK',
+  QUEUE_FULL: 'ERR_HOTPATH_QUEUE_FULL',
+  TIMEOUT: 'ERR_HOTPATH_TIMEOUT',
+  CANCELLED: 'ERR_HOTPATH_CANCELLED',
+  WASM_LOAD: 'ERR_HOTPATH_WASM_LOAD',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+/** Base class of every error with a hotpath `code`. */
+export class HotpathError extends Error {
+  /** A stable identifier such as `ERR_HOTPATH_CLOSED`. */
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+
+  override get name(): string {
+    return this.constructor.name;
+  }
+}
+
+/** The engine (or the part of it that was called) has been closed. */
+export class ClosedError extends HotpathError {
+  constructor(what: string) {
+    super(ErrorCodes.CLOSED, `${what} is closed`);
+  }
+}
+
+/** The fixed shared-memory arena has no room for a requested region. */
+export class ArenaExhaustedError extends HotpathError {
+  readonly requested: number;
+  readonly available: number;
+  constructor(name: string, requested: number, available: number, total: number) {
+    super(
+      ErrorCodes.ARENA_EXHAUSTED,
+      `shared memory arena exhausted: region "${name}" needs ${requested} bytes, ` +
+        `${available} of ${total} bytes are free; raise the \`memory\` option of createEngine()`,
+    );
+    this.requested = requested;
+    this.available = available;
+  }
+}
+
+/** A region exists under this name with a different size than the one asked for. */
+export class RegionConflictError extends HotpathError {
+  constructor(name: string, existing: number, requested: number) {
+    super(
+      ErrorCodes.REGION_CONFLICT,
+      `shared memory region "${name}" already exists with ${existing} bytes; ${requested} were requested`,
+    );
+  }
+}
+
+/** The worker thread running a task exited (process.exit, uncaught error, out of memory). */
+export class WorkerExitedError extends HotpathError {
+  readonly exitCode: number | undefined;
+  constructor(message: string, exitCode?: number, cause?: unknown) {
+    super(ErrorCodes.WORKER_EXITED, message, { cause });
+    this.exitCode = exitCode;
+  }
+}
+
+/** A task threw (or rejected) inside a worker; `cause` carries the worker's error. */
+export class TaskFailedError extends HotpathError {
+  constructor(task: string, cause: unknown) {
+    const detail = cause instanceof Error ? cause.message : String(cause);
+    super(ErrorCodes.TASK_FAILED, `task "${task}" failed: ${detail}`, { cause });
+  }
+}
+
+/** The worker pool has no task registered under this name. */
+export class UnknownTaskError extends HotpathError {
+  constructor(task: string) {
+    super(ErrorCodes.UNKNOWN_TASK, `no task named "${task}" is registered on the worker pool`);
+  }
+}
+
+/** Loading or instantiating the WebAssembly kernels failed. */
+export class WasmLoadError extends HotpathError {
+  constructor(message: string, cause?: unknown) {
+    super(ErrorCodes.WASM_LOAD, message, { cause });
+  }
+}
+
+/** A bounded queue is full. */
+export class QueueFullError extends HotpathError {
+  constructor(what: string, max: number) {
+    super(ErrorCodes.QUEUE_FULL, `${what} is full (${max} items)`);
+  }
+}
+
+/** The caller cancelled the operation (an AbortSignal, or an explicit cancel). */
+export class CancelledError extends HotpathError {
+  constructor(what: string, cause?: unknown) {
+    super(ErrorCodes.CANCELLED, `${what} was cancelled`, { cause });
+  }
+}
+
+/** An operation did not finish in time. */
+export class TimeoutError extends HotpathError {
+  constructor(what: string, ms: number) {
+    super(ErrorCodes.TIMEOUT, `${what} timed out after ${ms} ms`);
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * createEngine's options: one type, one DEFAULTS, one validation at the public boundary that
+ * names the option in its message. Internals never re-validate.
+ */
+import { availableParallelism } from 'node:os';
+import type { ResourceLimits } from 'node:worker_threads';
+import { checkCapacity } from './runtime/channel.js';
+import { MAX_MEMORY } from './runtime/wasm.js';
+import type { RuntimeSettings } from './runtime/runtime.js';
+
+/** The time source of every component, in milliseconds. */
+export interface Clock {
+  now(): number;
+}
+
+/** Tuning of the worker channel. Defaults suit a 2-core machine. */
+export interface ChannelOptions {
+  /** Bytes of each ring's data area (one request and one response ring per worker). Power of two, 4 KiB .. 1 GiB. Default 1 MiB. */
+  ringBytes?: number;
+  /**
+   * How long (µs) an idle worker, and the main thread while tasks are in flight, keep polling
+   * before they sleep. Polling makes a round trip take microseconds instead of the 25–40 µs a
+   * wake-up costs, and burns that much CPU after each burst. 0 disables it. Default 200.
+   */
+  spinUs?: number;
+  /** How many workers may poll at all (the others sleep at once). Default max(1, cores − 1): on 2 cores, one. */
+  spinWorkers?: number;
+}
+
+/** Options of {@link createEngine}. Every field is optional. */
+export interface EngineOptions {
+  /** Worker threads. Default max(1, availableParallelism() − 1). */
+  workers?: number;
+  /** Bytes of the shared arena (fixed, never grown), rounded up to 64 KiB. Default 64 MiB. */
+  memory?: number;
+  /** The time source of every component (ms). Default `Date.now`. */
+  clock?: Clock;
+  /** Channel tuning. */
+  channel?: ChannelOptions;
+  /** `resourceLimits` of each worker thread (worker_threads). Default none. */
+  workerResourceLimits?: ResourceLimits;
+  /** How long close() waits for tasks in flight before rejecting them (ms). Default 5000. */
+  closeTimeoutMs?: number;
+  /** How long createEngine() waits for the workers to start (ms). Default 30000. */
+  startTimeoutMs?: number;
+}
+
+/** Bytes of each thread's scratch region (long-key hashing, staging). */
+const SCRATCH_BYTES = 64 * 1024;
+
+export const DEFAULTS = {
+  workers: Math.max(1, availableParallelism() - 1),
+  memory: 64 * 1024 * 1024,
+  ringBytes: 1024 * 1024,
+  spinUs: 200,
+  spinWorkers: Math.max(1, availableParallelism() - 1),
+  closeTimeoutMs: 5000,
+  startTimeoutMs: 30_000,
+} as const;
+
+const KNOWN = new Set(['workers', 'memory', 'clock', 'channel', 'workerResourceLimits', 'closeTimeoutMs', 'startTimeoutMs']);
+const KNOWN_CHANNEL = new Set(['ringBytes', 'spinUs', 'spinWorkers']);
+
+/** Validated engine settings. */
+export interface EngineSettings {
+  runtime: RuntimeSettings;
+  clock: Clock;
+  closeTimeoutMs: number;
+}
+
+function int(name: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new RangeError(`options.${name} must be an integer between ${min} and ${max}, got ${describe(v)}`);
+  }
+  return v;
+}
+
+function describe(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'bigint') return `${v}n`;
+  if (v === null || typeof v !== 'object') return String(v);
+  return Array.isArray(v) ? 'an array' : 'an object';
+}
+
+function plainObject(name: string, v: unknown): Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+    throw new TypeError(`${name} must be an object, got ${describe(v)}`);
+  }
+  return v as Record<string, unknown>;
+}
+
+function unknownKeys(name: string, o: Record<string, unknown>, known: Set<string>): void {
+  for (const k of Object.keys(o)) {
+    if (!known.has(k)) throw new TypeError(`${name}.${k} is not a known option (known: ${[...known].join(', ')})`);
+  }
+}
+
+/**
+ * Validates `options` and fills in the defaults.
+ * @throws TypeError / RangeError naming the offending option.
+ */
+export function resolveOptions(options: EngineOptions | undefined): EngineSettings {
+  const o = options === undefined ? {} : plainObject('options', options);
+  unknownKeys('options', o, KNOWN);
+  const workers = o.workers === undefined ? DEFAULTS.workers : int('workers', o.workers, 1, 64);
+  const memoryBytes = o.memory === undefined ? DEFAULTS.memory : int('memory', o.memory, 1024 * 1024, MAX_MEMORY);
+  let clock: Clock = { now: Date.now };
+  if (o.clock !== undefined) {
+    const c = plainObject('options.clock', o.clock);
+    if (typeof c.now !== 'function') throw new TypeError(`options.clock.now must be a function, got ${describe(c.now)}`);
+    clock = c as unknown as Clock;
+  }
+  const ch = o.channel === undefined ? {} : plainObject('options.channel', o.channel);
+  unknownKeys('options.channel', ch, KNOWN_CHANNEL);
+  const ringBytes = ch.ringBytes === undefined ? DEFAULTS.ringBytes : (ch.ringBytes as number);
+  checkCapacity(ringBytes, 'channel.ringBytes');
+  const spinUs = ch.spinUs === undefined ? DEFAULTS.spinUs : int('channel.spinUs', ch.spinUs, 0, 1_000_000);
+  const spinWorkers = ch.spinWorkers === undefined ? DEFAULTS.spinWorkers : int('channel.spinWorkers', ch.spinWorkers, 0, 64);
+  let resourceLimits: ResourceLimits | undefined;
+  if (o.workerResourceLimits !== undefined) {
+    resourceLimits = plainObject('options.workerResourceLimits', o.workerResourceLimits) as ResourceLimits;
+  }
+  const closeTimeoutMs = o.closeTimeoutMs === undefined ? DEFAULTS.closeTimeoutMs : int('closeTimeoutMs', o.closeTimeoutMs, 0, 2 ** 31 - 1);
+  const startTimeoutMs = o.startTimeoutMs === undefined ? DEFAULTS.startTimeoutMs : int('startTimeoutMs', o.startTimeoutMs, 1, 2 ** 31 - 1);
+  const rings = (workers + 2) * 2 * (ringBytes + 128);
+  if (rings + 2 * 1024 * 1024 > memoryBytes) {
+    throw new RangeError(
+      `options.memory (${memoryBytes} bytes) cannot hold the channel rings of ${workers} workers ` +
+        `(${rings} bytes with channel.ringBytes = ${ringBytes}); raise memory or lower channel.ringBytes`,
+    );
+  }
+  return {
+    runtime: {
+      memoryBytes, workers, ringBytes, spinUs, spinWorkers, scratchBytes: SCRATCH_BYTES, startTimeoutMs,
+      ...(resourceLimits ? { resourceLimits } : {}),
+    },
+    clock,
+    closeTimeoutMs,
+  };
+}

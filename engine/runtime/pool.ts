@@ -1,0 +1,480 @@
+/**
+ * The worker pool, main-thread side. piscina owns the threads (spawn, replace after a crash,
+ * resourceLimits, terminate); the channel is the transport for every task.
+ *
+ * Slot table (region "hotpath:pool", see protocol.ts for the word indices):
+ * ```
+ * +0   i32 generation   bumped by a worker after it attached to a slot
+ * +4   i32 bell.seq     the main thread's doorbell, rung by every response ring's producer
+ * +8   i32 bell.sleeping
+ * +12  i32 closing
+ * +64  slot[i]: i32 owner (threadId, 0 = free), i32 ready, 8 bytes spare   (16 bytes each)
+ * ```
+ * Each slot i has a request ring ("hotpath:pool:req:i", main → worker) and a response ring
+ * ("hotpath:pool:res:i", worker → main). There are `workers + 2` slots so a replacement can
+ * attach before the main thread has recycled its dead predecessor's slot.
+ *
+ * Attach protocol: a worker claims a free slot with CAS owner 0 → threadId, sets ready = 1,
+ * bumps generation and rings the main doorbell; the main thread notices the new generation,
+ * sends the task registrations and starts dispatching. When piscina reports a worker gone, the
+ * main thread (the only other party to the slot) reads what the worker had answered, rejects
+ * the rest of its tasks with ERR_HOTPATH_WORKER_EXITED, zeroes both rings and frees the slot.
+ *
+ * The main thread never blocks: while tasks are in flight it polls the response rings from
+ * `setImmediate` for up to `spinUs` after the last progress, then sleeps on its doorbell with
+ * `Atomics.waitAsync`. A ref'd timer keeps the process alive only while tasks are in flight.
+ */
+import { setImmediate, setInterval, clearInterval, setTimeout, clearTimeout } from 'node:timers';
+import { performance } from 'node:perf_hooks';
+import type { ResourceLimits } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import { CancelledError, ClosedError, TaskFailedError, UnknownTaskError, WorkerExitedError, TimeoutError } from '../errors.js';
+import type { Arena } from './arena.js';
+import { ChannelReader, ChannelWriter, Doorbell, Ring, ringBytes } from './channel.js';
+import {
+  createPackr, decodePayload, encodePayload, fromWireError, KIND_ERROR, KIND_REGISTER, KIND_RESULT, KIND_RUN,
+  P_BELL_SEQ, P_BELL_SLEEPING, P_CLOSING, P_GENERATION, POOL_HEADER, S_OWNER, S_READY, SLOT_BYTES,
+  type WireError, type WorkerBootstrap,
+} from './protocol.js';
+import { distUrl } from './paths.js';
+
+/** Options of the worker pool (validated by the engine's options). */
+export interface PoolOptions {
+  /** Worker threads. */
+  workers: number;
+  /** Bytes of each ring's data area (power of two). */
+  ringCapacity: number;
+  /** How long an idle worker, and the main thread with tasks in flight, poll before sleeping (µs). */
+  spinUs: number;
+  /** How many workers may spin at all (the others sleep at once); keep ≤ cores − 1. */
+  spinWorkers: number;
+  /** Bytes of each thread's scratch region (long-key hashing). */
+  scratchBytes: number;
+  /** piscina/worker_threads resourceLimits of each worker. */
+  resourceLimits?: ResourceLimits;
+  /** How long `start()` waits for every worker to attach (ms). */
+  startTimeoutMs: number;
+}
+
+/** A task a worker can run: the named export of an ES module. */
+export interface TaskDefinition {
+  name: string;
+  module: string;
+  export: string;
+}
+
+/** Per-call options of {@link WorkerPool.run}. */
+export interface RunOptions {
+  /** Rejects with ERR_HOTPATH_CANCELLED if the signal aborts before the result arrives. */
+  signal?: AbortSignal;
+}
+
+interface Slot {
+  index: number;
+  reqRing: Ring;
+  resRing: Ring;
+  req: ChannelWriter;
+  res: ChannelReader;
+  reqBell: Doorbell;
+  ready: boolean;
+  threadId: number;
+  inflight: number;
+}
+
+interface Pending {
+  resolve(v: unknown): void;
+  reject(e: unknown): void;
+  slot: Slot | null;
+  task: string;
+}
+
+interface Backlogged {
+  id: number;
+  taskId: number;
+  enc: number;
+  body: Uint8Array | null;
+}
+
+const IDLE = 0;
+const SPINNING = 1;
+const SLEEPING = 2;
+const CLOSED = 3;
+
+/** The built-in tasks every pool registers (see tasks.ts). */
+const BUILTIN = distUrl('engine/runtime/tasks.js').href;
+const BUILTIN_TASKS = ['noop', 'echo', 'hash32', 'sleep'];
+
+export class WorkerPool {
+  readonly #opts: PoolOptions;
+  readonly #arena: Arena;
+  readonly #i32: Int32Array;
+  readonly #base: number; // i32 index of the pool header
+  readonly #slots: Slot[] = [];
+  #ready: Slot[] = [];
+  readonly #pending = new Map<number, Pending>();
+  readonly #backlog: Backlogged[] = [];
+  readonly #tasks: TaskDefinition[] = [];
+  readonly #taskIds = new Map<string, number>();
+  readonly #packr = createPackr();
+  readonly #bell: Doorbell;
+  readonly #keepAlive: ReturnType<typeof setInterval>;
+  #piscina: Piscina | undefined;
+  #generation = 0;
+  #nextId = 1;
+  #state = IDLE;
+  #lastProgress = 0;
+  #starting = false;
+  #closing: Promise<void> | undefined;
+  #onDrained: (() => void) | undefined;
+  readonly #onResponse = (tag: number, a: number, _b: number, u8: Uint8Array, off: number, len: number): void =>
+    this.#settle(tag, a, u8, off, len);
+  readonly #tick = (): void => this.#pollTick();
+  readonly #onWake = (): void => {
+    if (this.#state !== SLEEPING) return;
+    this.#bell.awake();
+    this.#state = SPINNING;
+    this.#lastProgress = performance.now();
+    this.#pollTick();
+  };
+
+  constructor(arena: Arena, options: PoolOptions) {
+    this.#opts = options;
+    this.#arena = arena;
+    const buffer = arena.memory.buffer;
+    this.#i32 = new Int32Array(buffer);
+    const slots = options.workers + 2;
+    const table = arena.region('hotpath:pool', POOL_HEADER + slots * SLOT_BYTES);
+    this.#base = table.offset >>> 2;
+    this.#bell = new Doorbell(this.#i32, this.#base + P_BELL_SEQ, this.#base + P_BELL_SLEEPING);
+    for (let i = 0; i < slots; i++) {
+      const rq = arena.region(`hotpath:pool:req:${i}`, ringBytes(options.ringCapacity));
+      const rs = arena.region(`hotpath:pool:res:${i}`, ringBytes(options.ringCapacity));
+      this.#slots.push(this.#makeSlot(i, new Ring(buffer, rq.offset, options.ringCapacity), new Ring(buffer, rs.offset, options.ringCapacity)));
+    }
+    for (const name of BUILTIN_TASKS) this.register(name, BUILTIN, name);
+    this.#keepAlive = setInterval(noop, 1 << 30);
+    this.#keepAlive.unref();
+  }
+
+  #makeSlot(index: number, reqRing: Ring, resRing: Ring): Slot {
+    const reqBell = reqRing.doorbell();
+    return {
+      index, reqRing, resRing, reqBell,
+      req: new ChannelWriter(reqRing, reqBell),
+      res: new ChannelReader(resRing, this.#onResponse),
+      ready: false, threadId: 0, inflight: 0,
+    };
+  }
+
+  /** Starts the workers and resolves once every one of them listens on its channel. */
+  async start(module: WebAssembly.Module): Promise<void> {
+    const o = this.#opts;
+    const workerData: WorkerBootstrap = {
+      memory: this.#arena.memory,
+      module,
+      poolOffset: this.#base << 2,
+      slots: this.#slots.length,
+      ringOffsets: this.#slots.map((s) => [s.reqRing.offset, s.resRing.offset]),
+      ringCapacity: o.ringCapacity,
+      spinUs: o.spinUs,
+      spinWorkers: o.spinWorkers,
+      scratchBytes: o.scratchBytes,
+    };
+    const piscina = new Piscina({
+      filename: distUrl('engine/runtime/worker.js').href,
+      minThreads: o.workers,
+      maxThreads: o.workers,
+      idleTimeout: 2 ** 31 - 1,
+      atomics: 'disabled', // piscina's own Atomics.wait loop would block our workers' event loops
+      workerData,
+      ...(o.resourceLimits ? { resourceLimits: o.resourceLimits } : {}),
+    });
+    this.#piscina = piscina;
+    piscina.on('workerDestroy', (w: { threadId: number }) => this.#onWorkerGone(w.threadId));
+    // piscina emits 'error' for a worker's uncaught exception when it ran no piscina task
+    // (ours never do): the exit that follows is what we act on, so only keep it from throwing.
+    piscina.on('error', noop);
+
+    this.#starting = true;
+    this.#activate();
+    const deadline = performance.now() + o.startTimeoutMs;
+    try {
+      while (this.#ready.length < o.workers) {
+        if (this.#state === CLOSED) throw new ClosedError('worker pool');
+        if (performance.now() > deadline) throw new TimeoutError(`starting ${o.workers} worker threads`, o.startTimeoutMs);
+        await new Promise((r) => setTimeout(r, 1));
+        this.#refreshSlots();
+      }
+    } finally {
+      this.#starting = false;
+    }
+  }
+
+  /** Threads currently attached. */
+  get threads(): number {
+    return this.#ready.length;
+  }
+
+  /** Tasks sent and not yet answered. */
+  get inflight(): number {
+    return this.#pending.size;
+  }
+
+  /**
+   * Registers a task: `exportName` of the ES module at `moduleUrl`, loaded lazily in each
+   * worker on first use. Returns its id. Re-registering a name with the same module is a no-op.
+   * @throws TypeError if the name is taken by a different module or export.
+   */
+  register(name: string, moduleUrl: string | URL, exportName = 'default'): number {
+    if (typeof name !== 'string' || name.length === 0) throw new TypeError(`task name must be a non-empty string, got ${String(name)}`);
+    const module = String(moduleUrl);
+    const known = this.#taskIds.get(name);
+    if (known !== undefined) {
+      const t = this.#tasks[known]!;
+      if (t.module === module && t.export === exportName) return known;
+      throw new TypeError(`task "${name}" is already registered for ${t.module}#${t.export}`);
+    }
+    const id = this.#tasks.length;
+    const def = { name, module, export: exportName };
+    this.#tasks.push(def);
+    this.#taskIds.set(name, id);
+    for (const s of this.#ready) this.#sendRegistration(s, id, def);
+    return id;
+  }
+
+  /**
+   * Runs task `task` with `payload` on a worker. `payload` travels as raw bytes when it is a
+   * Uint8Array (it arrives as a Buffer), else msgpack-encoded; the result likewise.
+   * Rejects with ERR_HOTPATH_TASK_FAILED (the task threw; `cause` is its error),
+   * ERR_HOTPATH_WORKER_EXITED (its worker died), ERR_HOTPATH_UNKNOWN_TASK or ERR_HOTPATH_CLOSED.
+   */
+  run(task: string, payload?: unknown, options?: RunOptions): Promise<unknown> {
+    if (this.#state === CLOSED || this.#closing !== undefined) return Promise.reject(new ClosedError('worker pool'));
+    const taskId = this.#taskIds.get(task);
+    if (taskId === undefined) return Promise.reject(new UnknownTaskError(task));
+    let enc: number;
+    let body: Uint8Array | null;
+    try {
+      [enc, body] = encodePayload(this.#packr, payload);
+    } catch (err) {
+      return Promise.reject(new TypeError(`task "${task}": payload cannot be encoded: ${(err as Error).message}`, { cause: err }));
+    }
+    const id = this.#nextId;
+    this.#nextId = id === 0x7fffffff ? 1 : id + 1;
+    const promise = new Promise<unknown>((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject, slot: null, task });
+    });
+    if (Atomics.load(this.#i32, this.#base + P_GENERATION) !== this.#generation) this.#refreshSlots();
+    const slot = this.#pick();
+    if (slot === undefined) this.#backlog.push({ id, taskId, enc, body });
+    else this.#dispatch(slot, id, taskId, enc, body);
+    this.#activate();
+    const signal = options?.signal;
+    if (signal !== undefined) this.#watchSignal(id, signal);
+    return promise;
+  }
+
+  #watchSignal(id: number, signal: AbortSignal): void {
+    const abort = (): void => {
+      const p = this.#pending.get(id);
+      if (p === undefined) return;
+      this.#pending.delete(id);
+      if (p.slot !== null) p.slot.inflight--;
+      // The worker may still run it; its answer is then dropped (no entry left to settle).
+      p.reject(new CancelledError(`task "${p.task}"`, signal.reason));
+      this.#checkDrained();
+    };
+    if (signal.aborted) abort();
+    else signal.addEventListener('abort', abort, { once: true });
+  }
+
+  #pick(): Slot | undefined {
+    const ready = this.#ready;
+    let best: Slot | undefined;
+    for (let i = 0; i < ready.length; i++) {
+      const s = ready[i]!;
+      if (best === undefined || s.inflight < best.inflight) best = s;
+    }
+    return best;
+  }
+
+  #dispatch(slot: Slot, id: number, taskId: number, enc: number, body: Uint8Array | null): void {
+    const p = this.#pending.get(id);
+    if (p === undefined) return; // cancelled while backlogged
+    p.slot = slot;
+    slot.inflight++;
+    slot.req.send(KIND_RUN | (enc << 4), id, taskId, body);
+  }
+
+  #sendRegistration(slot: Slot, id: number, def: TaskDefinition): void {
+    slot.req.send(KIND_REGISTER, id, 0, this.#packr.pack(def));
+  }
+
+  #settle(tag: number, id: number, u8: Uint8Array, off: number, len: number): void {
+    const p = this.#pending.get(id);
+    if (p === undefined) return; // cancelled, or rejected when its worker was declared dead
+    this.#pending.delete(id);
+    if (p.slot !== null) p.slot.inflight--;
+    if (this.#pending.size === 0) this.#checkDrained();
+    const kind = tag & 15;
+    try {
+      const value = decodePayload(this.#packr, (tag >>> 4) & 15, u8, off, len);
+      if (kind === KIND_RESULT) p.resolve(value);
+      else if (kind === KIND_ERROR) p.reject(new TaskFailedError(p.task, fromWireError(value as WireError)));
+      else p.reject(new TaskFailedError(p.task, new Error(`unknown response kind ${kind}`)));
+    } catch (err) {
+      p.reject(new TaskFailedError(p.task, err));
+    }
+  }
+
+  #activate(): void {
+    if (this.#state === IDLE) {
+      this.#state = SPINNING;
+      this.#lastProgress = performance.now();
+      this.#keepAlive.ref();
+      setImmediate(this.#tick);
+    } else if (this.#state === SLEEPING) {
+      // Go back to polling for the new task's answer: wake our own pending wait (never leave
+      // a second waiter behind).
+      this.#bell.wake();
+    }
+  }
+
+  /** Reads every response ring; returns the number of frames read. */
+  #drain(): number {
+    if (Atomics.load(this.#i32, this.#base + P_GENERATION) !== this.#generation) this.#refreshSlots();
+    let n = 0;
+    const ready = this.#ready;
+    for (let i = 0; i < ready.length; i++) n += ready[i]!.res.poll();
+    return n;
+  }
+
+  #pollTick(): void {
+    if (this.#state !== SPINNING) return;
+    const n = this.#drain();
+    if (this.#pending.size === 0 && this.#backlog.length === 0 && !this.#starting) {
+      this.#state = IDLE;
+      this.#keepAlive.unref();
+      return;
+    }
+    const now = performance.now();
+    if (n > 0) this.#lastProgress = now;
+    if ((now - this.#lastProgress) * 1000 < this.#opts.spinUs) {
+      setImmediate(this.#tick);
+      return;
+    }
+    const seq = this.#bell.prepareSleep();
+    if (this.#anyResponse() || Atomics.load(this.#i32, this.#base + P_GENERATION) !== this.#generation) {
+      this.#bell.awake();
+      setImmediate(this.#tick);
+      return;
+    }
+    const wait = this.#bell.waitAsync(seq);
+    if (wait === undefined) {
+      this.#bell.awake();
+      setImmediate(this.#tick);
+      return;
+    }
+    this.#state = SLEEPING;
+    void wait.then(this.#onWake);
+  }
+
+  #anyResponse(): boolean {
+    for (const s of this.#ready) if (s.resRing.hasData()) return true;
+    return false;
+  }
+
+  /** Picks up workers that attached since we last looked. */
+  #refreshSlots(): void {
+    this.#generation = Atomics.load(this.#i32, this.#base + P_GENERATION);
+    let added = false;
+    for (const s of this.#slots) {
+      if (s.ready) continue;
+      const w = this.#base + (POOL_HEADER >>> 2) + s.index * (SLOT_BYTES >>> 2);
+      if (Atomics.load(this.#i32, w + S_READY) === 1) {
+        s.ready = true;
+        s.threadId = Atomics.load(this.#i32, w + S_OWNER);
+        for (let id = 0; id < this.#tasks.length; id++) this.#sendRegistration(s, id, this.#tasks[id]!);
+        added = true;
+      }
+    }
+    if (!added) return;
+    this.#ready = this.#slots.filter((s) => s.ready);
+    while (this.#backlog.length > 0) {
+      const t = this.#backlog.shift()!;
+      this.#dispatch(this.#pick()!, t.id, t.taskId, t.enc, t.body);
+    }
+  }
+
+  #checkDrained(): void {
+    if (this.#pending.size === 0) this.#onDrained?.();
+  }
+
+  #onWorkerGone(threadId: number): void {
+    const slot = this.#slots.find((s) => {
+      const w = this.#base + (POOL_HEADER >>> 2) + s.index * (SLOT_BYTES >>> 2);
+      return Atomics.load(this.#i32, w + S_OWNER) === threadId;
+    });
+    if (slot === undefined) return; // died before it attached: it held no task
+    // Answers the worker published before it died are real results: deliver them first.
+    slot.res.poll();
+    const err = new WorkerExitedError(`worker thread ${threadId} exited while running this task`);
+    for (const [id, p] of this.#pending) {
+      if (p.slot !== slot) continue;
+      this.#pending.delete(id);
+      p.reject(new WorkerExitedError(`task "${p.task}": worker thread ${threadId} exited before answering`, undefined, err));
+    }
+    this.#checkDrained();
+    slot.req.close();
+    slot.reqRing.reset();
+    slot.resRing.reset();
+    const fresh = this.#makeSlot(slot.index, new Ring(this.#arena.memory.buffer, slot.reqRing.offset, this.#opts.ringCapacity),
+      new Ring(this.#arena.memory.buffer, slot.resRing.offset, this.#opts.ringCapacity));
+    this.#slots[slot.index] = fresh;
+    this.#ready = this.#slots.filter((s) => s.ready);
+    const w = this.#base + (POOL_HEADER >>> 2) + slot.index * (SLOT_BYTES >>> 2);
+    Atomics.store(this.#i32, w + S_READY, 0);
+    Atomics.store(this.#i32, w + S_OWNER, 0); // free for a replacement
+  }
+
+  /**
+   * Stops accepting tasks, waits up to `timeoutMs` for those in flight, rejects the rest with
+   * ERR_HOTPATH_CLOSED and terminates the workers. Idempotent.
+   */
+  close(timeoutMs = 5000): Promise<void> {
+    this.#closing ??= this.#close(timeoutMs);
+    return this.#closing;
+  }
+
+  async #close(timeoutMs: number): Promise<void> {
+    if (this.#pending.size > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          this.#onDrained = undefined;
+          resolve();
+        }, timeoutMs);
+        this.#onDrained = () => {
+          this.#onDrained = undefined;
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    for (const [, p] of this.#pending) p.reject(new ClosedError('worker pool'));
+    this.#pending.clear();
+    this.#backlog.length = 0;
+    this.#state = CLOSED;
+    Atomics.store(this.#i32, this.#base + P_CLOSING, 1);
+    for (const s of this.#slots) {
+      s.req.close();
+      s.reqBell.wake();
+    }
+    this.#bell.wake();
+    clearInterval(this.#keepAlive);
+    const piscina = this.#piscina;
+    this.#piscina = undefined;
+    if (piscina !== undefined) await piscina.destroy();
+  }
+}
+
+function noop(): void {}

@@ -1,0 +1,90 @@
+/**
+ * The task protocol spoken over the channel between the main thread and each worker.
+ *
+ * A message is (tag, a, b, body) — see channel.ts. Here:
+ *   tag bits 0..3  kind, bits 4..7 payload encoding
+ *   request  RUN       a = request id, b = task id,   body = encoded payload
+ *   request  REGISTER  a = task id,                   body = msgpack { name, module, export }
+ *   response RESULT    a = request id,                body = encoded result
+ *   response ERROR     a = request id,                body = msgpack { name, message, code, stack }
+ */
+import { Packr } from 'msgpackr';
+
+export const KIND_RUN = 1;
+export const KIND_REGISTER = 2;
+export const KIND_RESULT = 1;
+export const KIND_ERROR = 2;
+
+export const ENC_UNDEFINED = 0;
+export const ENC_BYTES = 1;
+export const ENC_MSGPACK = 2;
+
+/** Slot table layout (region "hotpath:pool"). See pool.ts for the protocol. */
+export const POOL_HEADER = 64;
+export const P_GENERATION = 0; // i32 index: bumped when a worker attaches
+export const P_BELL_SEQ = 1; // the main thread's doorbell (all response rings ring it)
+export const P_BELL_SLEEPING = 2;
+export const P_CLOSING = 3; // 1 once the pool closes: worker loops end
+export const SLOT_BYTES = 16;
+export const S_OWNER = 0; // threadId of the worker that holds the slot, 0 when free
+export const S_READY = 1; // 1 once the worker listens on the slot's request ring
+
+/** What the main thread hands every worker through piscina's workerData. */
+export interface WorkerBootstrap {
+  memory: WebAssembly.Memory;
+  module: WebAssembly.Module;
+  poolOffset: number;
+  slots: number;
+  ringOffsets: Array<[request: number, response: number]>;
+  ringCapacity: number;
+  spinUs: number;
+  spinWorkers: number;
+  scratchBytes: number;
+}
+
+/** The msgpackr instance used for task payloads (plain msgpack, no shared record structures). */
+export function createPackr(): Packr {
+  // structuredClone keeps Sets, typed arrays, Errors and cycles; Maps still arrive as objects (the
+  // value codec of engine/codec/ will replace this for component values).
+  return new Packr({ useRecords: false, structuredClone: true, moreTypes: true, int64AsType: 'bigint' });
+}
+
+/** Encodes a payload: its encoding id and body bytes. */
+export function encodePayload(packr: Packr, value: unknown): [enc: number, body: Uint8Array | null] {
+  if (value === undefined) return [ENC_UNDEFINED, null];
+  if (value instanceof Uint8Array) return [ENC_BYTES, value];
+  return [ENC_MSGPACK, packr.pack(value)];
+}
+
+/** Decodes a body that lives in the ring (copied out first: the ring space is reused). */
+export function decodePayload(packr: Packr, enc: number, u8: Uint8Array, off: number, len: number): unknown {
+  if (enc === ENC_UNDEFINED) return undefined;
+  const copy = u8.slice(off, off + len);
+  const buf = Buffer.from(copy.buffer, copy.byteOffset, copy.byteLength);
+  if (enc === ENC_BYTES) return buf;
+  return packr.unpack(buf);
+}
+
+/** A serialisable picture of an error thrown by a task. */
+export interface WireError {
+  name: string;
+  message: string;
+  code?: string;
+  stack?: string;
+}
+
+export function toWireError(err: unknown): WireError {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return { name: err.name, message: err.message, ...(typeof code === 'string' ? { code } : {}), ...(err.stack ? { stack: err.stack } : {}) };
+  }
+  return { name: 'Error', message: String(err) };
+}
+
+export function fromWireError(w: WireError): Error {
+  const e = new Error(w.message);
+  e.name = w.name;
+  if (w.code !== undefined) (e as Error & { code?: string }).code = w.code;
+  if (w.stack !== undefined) e.stack = w.stack;
+  return e;
+}

@@ -1,0 +1,30 @@
+/**
+ * What one thread holds of the shared runtime: the memory, its arena view, its own instance of
+ * the kernels, and its own key hasher (with a scratch region nobody else writes). The main
+ * thread and every worker build one of these over the same memory.
+ */
+import { Arena } from './arena.js';
+import { KeyHasher } from './hash.js';
+import { instantiateKernels, type KernelExports } from './wasm.js';
+
+export class ThreadRuntime {
+  /** The engine's one shared memory. */
+  readonly memory: WebAssembly.Memory;
+  /** This thread's view of the arena (regions by name). */
+  readonly arena: Arena;
+  /** This thread's instance of the kernels (raw exports). */
+  readonly kernels: KernelExports;
+  /** This thread's key hasher. */
+  readonly hasher: KeyHasher;
+  /** Int32 view of the whole shared memory. */
+  readonly i32: Int32Array;
+
+  constructor(memory: WebAssembly.Memory, module: WebAssembly.Module, scratchName: string, scratchBytes: number, initArena = false) {
+    this.memory = memory;
+    this.arena = new Arena(memory, initArena);
+    this.kernels = instantiateKernels(module, memory);
+    const scratch = this.arena.region(scratchName, scratchBytes);
+    this.hasher = new KeyHasher(this.kernels, memory, scratch.offset, scratch.bytes);
+    this.i32 = new Int32Array(memory.buffer);
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * The WebAssembly kernels: compiled once per process, instantiated in every thread against the
+ * engine's one shared Memory. Hot paths call these raw exports directly (no loader wrapper: the
+ * @assemblyscript/loader costs about twice a raw call, DESIGN pitfall 3).
+ */
+import { readFileSync } from 'node:fs';
+import { WasmLoadError } from '../errors.js';
+import { ARENA_BASE } from './arena.js';
+import { distUrl } from './paths.js';
+
+/** The raw exports of wasm/index.ts. Pointers are byte offsets into the shared memory. */
+export interface KernelExports {
+  noop(x: number): number;
+  xxh32(ptr: number, len: number, seed: number): number;
+  xxh64(ptr: number, len: number, seed: bigint): bigint;
+  counterAdd(ptr: number, delta: bigint): bigint;
+  counterLoad(ptr: number): bigint;
+  counterBump32(ptr: number, times: number): void;
+}
+
+const PAGE = 65536;
+/** The largest shared memory: 4 GiB less one page (u32 offsets in the arena registry). */
+export const MAX_MEMORY = 65535 * PAGE;
+
+let compiled: WebAssembly.Module | undefined; // memo of an immutable value, safe to share
+
+/**
+ * The compiled kernel module (synchronous compile of ~1 KiB, once per process).
+ * Workers get the Module object from the main thread instead of compiling again.
+ */
+export function kernelModule(debug = false): WebAssembly.Module {
+  if (!debug && compiled !== undefined) return compiled;
+  const url = distUrl(debug ? 'wasm/hotpath.debug.wasm' : 'wasm/hotpath.wasm');
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(url);
+  } catch (err) {
+    throw new WasmLoadError(`cannot read the hotpath kernels at ${url.pathname}; run \`npm run build\``, err);
+  }
+  const mod = new WebAssembly.Module(bytes as unknown as BufferSource);
+  if (!debug) compiled = mod;
+  return mod;
+}
+
+/** A fixed-size shared memory: `bytes` rounded up to whole 64 KiB pages, never grown. */
+export function createSharedMemory(bytes: number): WebAssembly.Memory {
+  const pages = Math.ceil(bytes / PAGE);
+  return new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+}
+
+/** Instantiates the kernels against `memory` (in whichever thread calls it). */
+export function instantiateKernels(module: WebAssembly.Module, memory: WebAssembly.Memory): KernelExports {
+  try {
+    const instance = new WebAssembly.Instance(module, {
+      env: {
+        memory,
+        abort(_msg: number, _file: number, line: number, column: number): never {
+          throw new WasmLoadError(`hotpath kernel aborted at ${line}:${column}`);
+        },
+      },
+    });
+    const exports = instance.exports as unknown as KernelExports & { __heap_base?: WebAssembly.Global };
+    const heapBase = exports.__heap_base === undefined ? 0 : Number(exports.__heap_base.value);
+    if (heapBase > ARENA_BASE) {
+      throw new WasmLoadError(`kernel static data (${heapBase} bytes) overlaps the arena at ${ARENA_BASE}`);
+    }
+    return exports;
+  } catch (err) {
+    if (err instanceof WasmLoadError) throw err;
+    throw new WasmLoadError(`cannot instantiate the hotpath kernels: ${(err as Error).message}`, err);
+  }
+}

@@ -1,0 +1,215 @@
+/**
+ * The worker thread's side of the pool. piscina loads this module in every worker it starts;
+ * on load the worker attaches to the shared memory, claims a slot (see pool.ts) and runs one
+ * loop that reads its request ring, runs tasks and answers on its response ring.
+ *
+ * The loop polls while work arrives; when the ring runs dry it keeps polling for `spinUs`
+ * (only if its slot is one of the first `spinWorkers`: on a 2-core machine at most one worker
+ * burns a core), yielding to its event loop every SPIN_SLICE_US so async tasks progress, then
+ * sleeps on its doorbell with Atomics.waitAsync — the event loop stays free for async handlers
+ * and for piscina's own messages.
+ */
+import { threadId, workerData } from 'node:worker_threads';
+import { setImmediate } from 'node:timers';
+import { performance } from 'node:perf_hooks';
+import { ChannelReader, ChannelWriter, Doorbell, Ring } from './channel.js';
+import {
+  createPackr, decodePayload, encodePayload, ENC_UNDEFINED, KIND_ERROR, KIND_REGISTER, KIND_RESULT, KIND_RUN,
+  P_BELL_SEQ, P_BELL_SLEEPING, P_CLOSING, P_GENERATION, POOL_HEADER, S_OWNER, S_READY, SLOT_BYTES, toWireError,
+  type WorkerBootstrap,
+} from './protocol.js';
+import { ThreadRuntime } from './thread.js';
+
+/** What a task function receives besides its payload. */
+export interface TaskContext {
+  /** This worker's view of the shared runtime (memory, arena, kernels, hasher). */
+  runtime: ThreadRuntime;
+  /** The worker's slot index. */
+  slot: number;
+}
+
+/** A task: a function of the payload, sync or async. */
+export type TaskFunction = (payload: unknown, ctx: TaskContext) => unknown;
+
+interface TaskEntry {
+  name: string;
+  module: string;
+  export: string;
+  fn: TaskFunction | undefined;
+  loading: Promise<TaskFunction> | undefined;
+}
+
+const SPIN_SLICE_US = 20;
+
+class Worker {
+  readonly #boot: WorkerBootstrap;
+  readonly #rt: ThreadRuntime;
+  readonly #i32: Int32Array;
+  readonly #pool: number;
+  readonly #slot: number;
+  readonly #reader: ChannelReader;
+  readonly #writer: ChannelWriter;
+  readonly #bell: Doorbell;
+  readonly #spin: boolean;
+  readonly #packr = createPackr();
+  readonly #tasks: TaskEntry[] = [];
+  readonly #ctx: TaskContext;
+
+  constructor(boot: WorkerBootstrap) {
+    this.#boot = boot;
+    this.#i32 = new Int32Array(boot.memory.buffer);
+    this.#pool = boot.poolOffset >>> 2;
+    this.#slot = this.#claimSlot();
+    this.#rt = new ThreadRuntime(boot.memory, boot.module, `hotpath:scratch:w${this.#slot}`, boot.scratchBytes);
+    const [reqOff, resOff] = boot.ringOffsets[this.#slot]!;
+    const req = new Ring(boot.memory.buffer, reqOff, boot.ringCapacity);
+    const res = new Ring(boot.memory.buffer, resOff, boot.ringCapacity);
+    this.#bell = req.doorbell();
+    this.#reader = new ChannelReader(req, (tag, a, b, u8, off, len) => this.#onRequest(tag, a, b, u8, off, len));
+    this.#writer = new ChannelWriter(res, new Doorbell(this.#i32, this.#pool + P_BELL_SEQ, this.#pool + P_BELL_SLEEPING));
+    this.#spin = this.#slot < boot.spinWorkers && boot.spinUs > 0;
+    this.#ctx = { runtime: this.#rt, slot: this.#slot };
+  }
+
+  #claimSlot(): number {
+    const b = this.#boot;
+    for (;;) {
+      for (let i = 0; i < b.slots; i++) {
+        const w = this.#pool + (POOL_HEADER >>> 2) + i * (SLOT_BYTES >>> 2);
+        if (Atomics.compareExchange(this.#i32, w + S_OWNER, 0, threadId) === 0) return i;
+      }
+      // Every slot is taken: the main thread is still recycling a dead worker's slot.
+      Atomics.wait(this.#i32, this.#pool + P_GENERATION, Atomics.load(this.#i32, this.#pool + P_GENERATION), 5);
+    }
+  }
+
+  /** Announces the slot as ready and runs the loop until the pool closes. */
+  async run(): Promise<void> {
+    const w = this.#pool + (POOL_HEADER >>> 2) + this.#slot * (SLOT_BYTES >>> 2);
+    Atomics.store(this.#i32, w + S_READY, 1);
+    Atomics.add(this.#i32, this.#pool + P_GENERATION, 1);
+    const mainBell = new Doorbell(this.#i32, this.#pool + P_BELL_SEQ, this.#pool + P_BELL_SLEEPING);
+    mainBell.ring();
+
+    const ring = this.#reader.ring;
+    let idleSince = performance.now();
+    let batches = 0;
+    while (Atomics.load(this.#i32, this.#pool + P_CLOSING) === 0) {
+      if (this.#reader.poll() > 0) {
+        this.#writer.flush();
+        idleSince = performance.now();
+        // Let async tasks and piscina's messages in now and then under a steady stream.
+        if ((++batches & 63) === 0) await yieldToEventLoop();
+        continue;
+      }
+      this.#writer.flush();
+      if (this.#spin && (performance.now() - idleSince) * 1000 < this.#boot.spinUs) {
+        const sliceEnd = performance.now() + SPIN_SLICE_US / 1000;
+        while (!ring.hasData() && performance.now() < sliceEnd);
+        if (!ring.hasData()) await yieldToEventLoop();
+        continue;
+      }
+      const seq = this.#bell.prepareSleep();
+      if (ring.hasData() || Atomics.load(this.#i32, this.#pool + P_CLOSING) !== 0) {
+        this.#bell.awake();
+        continue;
+      }
+      const wait = this.#bell.waitAsync(seq);
+      if (wait !== undefined) await wait;
+      this.#bell.awake();
+      idleSince = performance.now();
+    }
+  }
+
+  #onRequest(tag: number, a: number, b: number, u8: Uint8Array, off: number, len: number): void {
+    const kind = tag & 15;
+    if (kind === KIND_REGISTER) {
+      const def = this.#packr.unpack(u8.slice(off, off + len)) as { name: string; module: string; export: string };
+      this.#tasks[a] = { ...def, fn: undefined, loading: undefined };
+      return;
+    }
+    if (kind !== KIND_RUN) return;
+    const id = a;
+    const entry = this.#tasks[b];
+    let payload: unknown;
+    try {
+      if (entry === undefined) throw new Error(`task id ${b} is not registered in this worker`);
+      payload = decodePayload(this.#packr, (tag >>> 4) & 15, u8, off, len);
+    } catch (err) {
+      this.#fail(id, err);
+      return;
+    }
+    if (entry.fn !== undefined) {
+      this.#invoke(id, entry.fn, payload);
+      return;
+    }
+    entry.loading ??= loadTask(entry);
+    entry.loading.then(
+      (fn) => this.#invoke(id, fn, payload),
+      (err: unknown) => this.#fail(id, err),
+    );
+  }
+
+  #invoke(id: number, fn: TaskFunction, payload: unknown): void {
+    let result: unknown;
+    try {
+      result = fn(payload, this.#ctx);
+    } catch (err) {
+      this.#fail(id, err);
+      return;
+    }
+    if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
+      (result as PromiseLike<unknown>).then(
+        (v) => this.#answer(id, v),
+        (err: unknown) => this.#fail(id, err),
+      );
+    } else {
+      this.#answer(id, result);
+    }
+  }
+
+  #answer(id: number, value: unknown): void {
+    if (value === undefined) {
+      this.#writer.send(KIND_RESULT | (ENC_UNDEFINED << 4), id, 0, null);
+      return;
+    }
+    let enc: number;
+    let body: Uint8Array | null;
+    try {
+      [enc, body] = encodePayload(this.#packr, value);
+    } catch (err) {
+      this.#fail(id, new TypeError(`the task's result cannot be encoded: ${(err as Error).message}`));
+      return;
+    }
+    this.#writer.send(KIND_RESULT | (enc << 4), id, 0, body);
+  }
+
+  #fail(id: number, err: unknown): void {
+    const [enc, body] = encodePayload(this.#packr, toWireError(err));
+    this.#writer.send(KIND_ERROR | (enc << 4), id, 0, body);
+  }
+}
+
+async function loadTask(entry: TaskEntry): Promise<TaskFunction> {
+  const mod = (await import(entry.module)) as Record<string, unknown>;
+  const fn = mod[entry.export];
+  if (typeof fn !== 'function') throw new TypeError(`${entry.module} has no function export "${entry.export}"`);
+  entry.fn = fn as TaskFunction;
+  return entry.fn;
+}
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+function start(): () => never {
+  const worker = new Worker(workerData as WorkerBootstrap);
+  // The loop ends only when the pool closes; piscina terminates the thread after that.
+  void worker.run();
+  return () => {
+    throw new Error('hotpath workers take tasks from their channel, not from piscina.run()');
+  };
+}
+
+/** piscina's handler export. Attaching happens when piscina loads this module. */
+export default start();
