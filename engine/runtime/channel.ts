@@ -301,6 +301,7 @@ export class ChannelWriter {
   #pumping = false;
   #flushScheduled = false;
   #closed = false;
+  #drainWaiters: Array<() => void> = [];
   readonly #flushTask = (): void => {
     this.#flushScheduled = false;
     this.flush();
@@ -334,6 +335,15 @@ export class ChannelWriter {
     if (!this.#pumping) void this.#pump();
   }
 
+  /**
+   * Resolves once every queued message is in the ring (at once if none is queued): a producer
+   * that awaits it when `backlog > 0` keeps its memory bounded.
+   */
+  whenDrained(): Promise<void> {
+    if (this.#queue.length === 0 || this.#closed) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
   /** Publishes every written frame and rings the consumer once. */
   flush(): void {
     if (this.ring.unpublished) {
@@ -346,6 +356,13 @@ export class ChannelWriter {
   close(): void {
     this.#closed = true;
     this.#queue.length = 0;
+    this.#releaseDrainWaiters();
+  }
+
+  #releaseDrainWaiters(): void {
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const w of waiters) w();
   }
 
   async #pump(): Promise<void> {
@@ -360,6 +377,7 @@ export class ChannelWriter {
       this.flush();
     } finally {
       this.#pumping = false;
+      this.#releaseDrainWaiters();
     }
   }
 

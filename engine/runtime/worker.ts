@@ -10,7 +10,7 @@
  * and for piscina's own messages.
  */
 import { threadId, workerData } from 'node:worker_threads';
-import { setImmediate } from 'node:timers';
+import { setImmediate, setInterval, clearInterval } from 'node:timers';
 import { performance } from 'node:perf_hooks';
 import { ChannelReader, ChannelWriter, Doorbell, Ring } from './channel.js';
 import {
@@ -204,8 +204,10 @@ function yieldToEventLoop(): Promise<void> {
 
 function start(): () => never {
   const worker = new Worker(workerData as WorkerBootstrap);
-  // The loop ends only when the pool closes; piscina terminates the thread after that.
-  void worker.run();
+  // A pending Atomics.waitAsync does not keep a thread's event loop alive: this timer does,
+  // until the pool closes (piscina then terminates the thread).
+  const keepAlive = setInterval(() => {}, 1 << 30);
+  void worker.run().finally(() => clearInterval(keepAlive));
   return () => {
     throw new Error('hotpath workers take tasks from their channel, not from piscina.run()');
   };
