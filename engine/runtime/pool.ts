@@ -190,7 +190,9 @@ export class WorkerPool {
       ...(o.resourceLimits ? { resourceLimits: o.resourceLimits } : {}),
     });
     this.#piscina = piscina;
-    piscina.on('workerDestroy', (w: { threadId: number }) => this.#onWorkerGone(w.threadId));
+    // By the time piscina reports a worker destroyed its threadId reads -1, so instead of
+    // asking which worker it was, recycle every slot whose owner is no longer a live thread.
+    piscina.on('workerDestroy', () => queueMicrotask(() => this.#recycleDeadSlots()));
     // piscina emits 'error' for a worker's uncaught exception when it ran no piscina task
     // (ours never do): the exit that follows is what we act on, so only keep it from throwing.
     piscina.on('error', noop);
@@ -257,7 +259,7 @@ export class WorkerPool {
     try {
       [enc, body] = encodePayload(this.#packr, payload);
     } catch (err) {
-      return Promise.reject(new TypeError(`task "${task}": payload cannot be encoded: ${(err as Error).message}`, { cause: err }));
+      return Promise.reject(new TypeError(`task "${task}": ${(err as Error).message}`, { cause: err }));
     }
     const id = this.#nextId;
     this.#nextId = id === 0x7fffffff ? 1 : id + 1;
@@ -390,10 +392,9 @@ export class WorkerPool {
     let added = false;
     for (const s of this.#slots) {
       if (s.ready) continue;
-      const w = this.#base + (POOL_HEADER >>> 2) + s.index * (SLOT_BYTES >>> 2);
-      if (Atomics.load(this.#i32, w + S_READY) === 1) {
+      if (Atomics.load(this.#i32, this.#slotWord(s.index, S_READY)) === 1) {
         s.ready = true;
-        s.threadId = Atomics.load(this.#i32, w + S_OWNER);
+        s.threadId = Atomics.load(this.#i32, this.#slotWord(s.index, S_OWNER));
         for (let id = 0; id < this.#tasks.length; id++) this.#sendRegistration(s, id, this.#tasks[id]!);
         added = true;
       }
@@ -410,31 +411,41 @@ export class WorkerPool {
     if (this.#pending.size === 0) this.#onDrained?.();
   }
 
-  #onWorkerGone(threadId: number): void {
-    const slot = this.#slots.find((s) => {
-      const w = this.#base + (POOL_HEADER >>> 2) + s.index * (SLOT_BYTES >>> 2);
-      return Atomics.load(this.#i32, w + S_OWNER) === threadId;
-    });
-    if (slot === undefined) return; // died before it attached: it held no task
+  #slotWord(index: number, field: number): number {
+    return this.#base + (POOL_HEADER >>> 2) + index * (SLOT_BYTES >>> 2) + field;
+  }
+
+  #recycleDeadSlots(): void {
+    const piscina = this.#piscina;
+    if (piscina === undefined || this.#state === CLOSED) return;
+    const live = new Set(piscina.threads.map((t) => t.threadId));
+    for (const slot of this.#slots) {
+      const owner = Atomics.load(this.#i32, this.#slotWord(slot.index, S_OWNER));
+      if (owner !== 0 && !live.has(owner)) this.#recycle(slot, owner);
+    }
+  }
+
+  /** The worker that held `slot` is gone: settle its tasks and free the slot. */
+  #recycle(slot: Slot, threadId: number): void {
     // Answers the worker published before it died are real results: deliver them first.
-    slot.res.poll();
-    const err = new WorkerExitedError(`worker thread ${threadId} exited while running this task`);
+    if (slot.ready) slot.res.poll();
+    const cause = new WorkerExitedError(`worker thread ${threadId} exited`);
     for (const [id, p] of this.#pending) {
       if (p.slot !== slot) continue;
       this.#pending.delete(id);
-      p.reject(new WorkerExitedError(`task "${p.task}": worker thread ${threadId} exited before answering`, undefined, err));
+      p.reject(new WorkerExitedError(`task "${p.task}": worker thread ${threadId} exited before answering`, undefined, cause));
     }
     this.#checkDrained();
     slot.req.close();
     slot.reqRing.reset();
     slot.resRing.reset();
-    const fresh = this.#makeSlot(slot.index, new Ring(this.#arena.memory.buffer, slot.reqRing.offset, this.#opts.ringCapacity),
-      new Ring(this.#arena.memory.buffer, slot.resRing.offset, this.#opts.ringCapacity));
-    this.#slots[slot.index] = fresh;
+    const buffer = this.#arena.memory.buffer;
+    const cap = this.#opts.ringCapacity;
+    this.#slots[slot.index] = this.#makeSlot(slot.index, new Ring(buffer, slot.reqRing.offset, cap), new Ring(buffer, slot.resRing.offset, cap));
     this.#ready = this.#slots.filter((s) => s.ready);
-    const w = this.#base + (POOL_HEADER >>> 2) + slot.index * (SLOT_BYTES >>> 2);
-    Atomics.store(this.#i32, w + S_READY, 0);
-    Atomics.store(this.#i32, w + S_OWNER, 0); // free for a replacement
+    Atomics.store(this.#i32, this.#slotWord(slot.index, S_READY), 0);
+    Atomics.store(this.#i32, this.#slotWord(slot.index, S_OWNER), 0); // free for a replacement
+    Atomics.notify(this.#i32, this.#base + P_GENERATION); // a replacement may wait for a free slot
   }
 
   /**

@@ -49,11 +49,30 @@ export function createPackr(): Packr {
   return new Packr({ useRecords: false, structuredClone: true, moreTypes: true, int64AsType: 'bigint' });
 }
 
-/** Encodes a payload: its encoding id and body bytes. */
-export function encodePayload(packr: Packr, value: unknown): [enc: number, body: Uint8Array | null] {
+/**
+ * Encodes a payload: its encoding id and body bytes.
+ * @throws TypeError naming the path of a function or symbol inside `value` (msgpack would drop
+ *   it silently, and a task must not receive less than was sent).
+ */
+export function encodePayload(packr: Packr, value: unknown, what = 'payload'): [enc: number, body: Uint8Array | null] {
   if (value === undefined) return [ENC_UNDEFINED, null];
   if (value instanceof Uint8Array) return [ENC_BYTES, value];
+  if (typeof value === 'object' && value !== null) checkSendable(value, what, new Set());
+  else if (typeof value === 'function' || typeof value === 'symbol') throw new TypeError(`${what} is a ${typeof value} and cannot be sent between threads`);
   return [ENC_MSGPACK, packr.pack(value)];
+}
+
+function checkSendable(o: object, path: string, seen: Set<object>): void {
+  if (seen.has(o) || ArrayBuffer.isView(o) || o instanceof ArrayBuffer || o instanceof Date || o instanceof RegExp) return;
+  seen.add(o);
+  const entries: Iterable<[unknown, unknown]> =
+    o instanceof Map ? o.entries() : o instanceof Set ? [...o].map((v, i) => [i, v] as [unknown, unknown]) : Object.entries(o);
+  for (const [k, v] of entries) {
+    if (typeof v === 'function' || typeof v === 'symbol') {
+      throw new TypeError(`${path}.${String(k)} is a ${typeof v} and cannot be sent between threads`);
+    }
+    if (typeof v === 'object' && v !== null) checkSendable(v, `${path}.${String(k)}`, seen);
+  }
 }
 
 /** Decodes a body that lives in the ring (copied out first: the ring space is reused). */

@@ -176,7 +176,7 @@ class Worker {
     let enc: number;
     let body: Uint8Array | null;
     try {
-      [enc, body] = encodePayload(this.#packr, value);
+      [enc, body] = encodePayload(this.#packr, value, 'result');
     } catch (err) {
       this.#fail(id, new TypeError(`the task's result cannot be encoded: ${(err as Error).message}`));
       return;

@@ -1,0 +1,116 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ClosedError, ErrorCodes, TaskFailedError, type Engine } from '../../engine/index.js';
+import { testEngine } from '../helpers.js';
+
+let engine: Engine;
+beforeAll(async () => {
+  engine = await testEngine();
+});
+afterAll(() => engine.close());
+
+describe('worker pool over the channel', () => {
+  it('round-trips payloads of every kind', async () => {
+    const values = [null, 0, -1.5, 'hé', [1, 'a', { b: true }], { nested: { deep: [1, 2] } }, 2n ** 70n, new Date(1234), new Set([1, 2])];
+    for (const v of values) expect(await engine.run('echo', v)).toEqual(v);
+    expect(await engine.run('echo')).toBeUndefined();
+  });
+
+  it('moves bytes as bytes, including buffers larger than the ring', async () => {
+    for (const n of [0, 1, 1000, 64 * 1024, 3_000_000]) {
+      const buf = Buffer.alloc(n);
+      for (let i = 0; i < n; i++) buf[i] = (i * 7) & 255;
+      const back = (await engine.run('echo', buf)) as Buffer;
+      expect(Buffer.isBuffer(back)).toBe(true);
+      expect(back.equals(buf)).toBe(true);
+    }
+  });
+
+  it('computes in the worker with the shared kernels (same hash as the main thread)', async () => {
+    for (const key of ['a', 'user:42', 'x'.repeat(500), 'ключ']) {
+      expect(await engine.run('hash32', key)).toBe(engine.runtime.hasher.hash(key));
+    }
+  });
+
+  it('keeps 10 000 tasks in flight and answers every one with its own result', async () => {
+    const n = 10_000;
+    const results = await Promise.all(Array.from({ length: n }, (_, i) => engine.run('echo', i)));
+    expect(results).toEqual(Array.from({ length: n }, (_, i) => i));
+  });
+
+  it('uses every worker', async () => {
+    const ids = new Set(await Promise.all(Array.from({ length: 200 }, () => engine.run('whoami'))));
+    expect(ids.size).toBe(2);
+  });
+
+  it('rejects with TaskFailedError carrying the worker error (sync and async)', async () => {
+    const err = await engine.run('fail', 'nope').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TaskFailedError);
+    expect((err as TaskFailedError).code).toBe(ErrorCodes.TASK_FAILED);
+    expect((err as Error).message).toContain('nope');
+    const cause = (err as Error).cause as Error & { code?: string };
+    expect(cause.name).toBe('RangeError');
+    expect(cause.code).toBe('E_TASK_SAID_NO');
+    await expect(engine.run('failAsync', 'later')).rejects.toThrow(/later/);
+  });
+
+  it('rejects an unknown task, an unencodable payload and an unencodable result with typed errors', async () => {
+    await expect(engine.run('no-such-task')).rejects.toMatchObject({ code: ErrorCodes.UNKNOWN_TASK });
+    await expect(engine.run('echo', { f: () => 1 })).rejects.toThrow(/payload\.f is a function/);
+    await expect(engine.run('echo', [1, { s: Symbol('x') }])).rejects.toThrow(/payload\.1\.s is a symbol/);
+    await expect(engine.run('unencodable')).rejects.toMatchObject({ code: ErrorCodes.TASK_FAILED });
+    expect(await engine.run('echo', 'still fine')).toBe('still fine');
+  });
+
+  it('a task module that cannot be loaded fails its tasks, not the worker', async () => {
+    engine.runtime.pool.register('missing-module', new URL('./no-such-file.mjs', import.meta.url));
+    await expect(engine.run('missing-module')).rejects.toMatchObject({ code: ErrorCodes.TASK_FAILED });
+    engine.runtime.pool.register('missing-export', new URL('../fixtures/tasks.mjs', import.meta.url), 'nothingHere');
+    await expect(engine.run('missing-export')).rejects.toThrow(/nothingHere/);
+    expect(await engine.run('echo', 1)).toBe(1);
+  });
+
+  it('refuses to register a name twice for different code', () => {
+    expect(() => engine.runtime.pool.register('echo', 'file:///elsewhere.mjs')).toThrow(TypeError);
+  });
+
+  it('cancels through an AbortSignal', async () => {
+    const ac = new AbortController();
+    const p = engine.run('wait', 200, { signal: ac.signal });
+    ac.abort(new Error('changed my mind'));
+    await expect(p).rejects.toMatchObject({ code: ErrorCodes.CANCELLED });
+    const pre = AbortSignal.abort();
+    await expect(engine.run('echo', 1, { signal: pre })).rejects.toMatchObject({ code: ErrorCodes.CANCELLED });
+    expect(await engine.run('echo', 2)).toBe(2);
+  });
+});
+
+describe('close()', () => {
+  it('waits for tasks in flight, then rejects new ones; idempotent', async () => {
+    const e = await testEngine();
+    const inflight = e.run('wait', 30);
+    const c1 = e.close();
+    const c2 = e.close();
+    expect(c1).toBe(c2);
+    await expect(e.run('echo', 1)).rejects.toBeInstanceOf(ClosedError);
+    expect(await inflight).toBe(30);
+    await c1;
+    expect(e.closed).toBe(true);
+  });
+
+  it('rejects what is still running after closeTimeoutMs with ERR_HOTPATH_CLOSED', async () => {
+    const e = await testEngine({ closeTimeoutMs: 20 });
+    const stuck = expect(e.run('wait', 60_000)).rejects.toMatchObject({ code: ErrorCodes.CLOSED });
+    await e.close();
+    await stuck;
+  });
+
+  it('supports await using', async () => {
+    let inner: Engine | undefined;
+    {
+      await using e = await testEngine();
+      inner = e;
+      expect(await e.run('echo', 'x')).toBe('x');
+    }
+    expect(inner.closed).toBe(true);
+  });
+});

@@ -1,0 +1,67 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { ErrorCodes, WorkerExitedError, type Engine } from '../../engine/index.js';
+import { testEngine } from '../helpers.js';
+
+let engine: Engine | undefined;
+afterEach(async () => {
+  await engine?.close();
+  engine = undefined;
+});
+
+/** Every worker answers again: as many distinct threads as `workers` reply. */
+async function poolRecovered(e: Engine, workers: number): Promise<void> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    // A probe may land on a worker that is still dying: that one fails with the typed error.
+    const probes = await Promise.all(Array.from({ length: 50 }, () => e.run('whoami').catch((err: { code?: string }) => {
+      expect(err.code).toBe(ErrorCodes.WORKER_EXITED);
+      return undefined;
+    })));
+    const ids = new Set(probes.filter((id) => id !== undefined));
+    if (ids.size === workers) return;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error('the pool did not get back to full strength');
+}
+
+describe.each([
+  ['process.exit() mid-task', 'exitMidTask', {}],
+  ['an exception thrown outside any task', 'throwAtTopLevel', {}],
+  ['out of memory under resourceLimits', 'exhaustMemory', { workerResourceLimits: { maxOldGenerationSizeMb: 24, maxYoungGenerationSizeMb: 4 } }],
+] as const)('a worker that dies by %s', (_label, task, options) => {
+  it('rejects its in-flight tasks with ERR_HOTPATH_WORKER_EXITED, is replaced, and the pool goes on', async () => {
+    engine = await testEngine(options);
+    const e = engine;
+    const before = new Set(await Promise.all(Array.from({ length: 20 }, () => e.run('whoami'))));
+    // Tasks queued on both workers, then one of them dies while running them.
+    const slow = Array.from({ length: 6 }, () => e.run('wait', 50).then(() => 'ok', (err: unknown) => err));
+    const doomed = e.run(task).catch((err: unknown) => err);
+    const err = await doomed;
+    expect(err).toBeInstanceOf(WorkerExitedError);
+    expect((err as WorkerExitedError).code).toBe(ErrorCodes.WORKER_EXITED);
+    // Each slow task either finished or was rejected with the same typed error — none hangs.
+    for (const r of await Promise.all(slow)) {
+      if (r !== 'ok') expect(r).toMatchObject({ code: ErrorCodes.WORKER_EXITED });
+    }
+    await poolRecovered(e, 2);
+    const after = new Set(await Promise.all(Array.from({ length: 50 }, () => e.run('whoami'))));
+    expect([...after].some((id) => !before.has(id))).toBe(true); // a new thread took over
+    expect(await e.run('echo', 'alive')).toBe('alive');
+  });
+});
+
+it('survives repeated deaths with work in flight (nothing hangs, nothing is lost)', async () => {
+  engine = await testEngine();
+  const e = engine;
+  const outcomes: Array<Promise<unknown>> = [];
+  for (let round = 0; round < 5; round++) {
+    for (let i = 0; i < 100; i++) outcomes.push(e.run('echo', i).then((v) => ({ ok: v }), (err: unknown) => ({ err })));
+    outcomes.push(e.run('exitMidTask').then((v) => ({ ok: v }), (err: unknown) => ({ err })));
+    await poolRecovered(e, 2);
+  }
+  const settled = (await Promise.all(outcomes)) as Array<{ ok?: unknown; err?: { code?: string } }>;
+  const failures = settled.filter((s) => 'err' in s);
+  // Only work on the dying worker may fail, and only with the typed error.
+  for (const f of failures) expect(f.err?.code).toBe(ErrorCodes.WORKER_EXITED);
+  expect(failures.length).toBeGreaterThanOrEqual(5);
+  expect(settled.filter((s) => 'ok' in s).length).toBeGreaterThan(400);
+});
