@@ -5,8 +5,9 @@
  *  - by the WASM kernel after `encodeInto` into this thread's scratch region, for long keys.
  * Both give the same value for the same key, so a key hashes alike in every thread and tier.
  * The switch-over length is `WASM_HASH_MIN_LENGTH`, chosen from bench/runtime.bench.ts
- * ("hash N-char key"): on this project's 2-core VM JS wins up to 16 chars (35 vs 41 ns) and WASM
- * from 32 (44 vs 57 ns; 8.7× at 1 KiB). README "Hashing" quotes the figures.
+ * ("hash N-char key"): on this project's 2-core VM JS wins up to 24 chars once the dispatch is
+ * counted (24: 49 ns JS vs 56 ns through the WASM path) and WASM from 32 (53 vs 58 ns; 8× at
+ * 1 KiB). README "Hashing" quotes the figures.
  */
 import type { KernelExports } from './wasm.js';
 
@@ -17,7 +18,7 @@ const P4 = 0x27d4eb2f | 0;
 const P5 = 0x165667b1 | 0;
 
 /** Keys of at least this many UTF-16 units hash in WASM; shorter ones in JS. */
-export const WASM_HASH_MIN_LENGTH = 24;
+export const WASM_HASH_MIN_LENGTH = 32;
 
 function rotl(x: number, r: number): number {
   return (x << r) | (x >>> (32 - r));
