@@ -100,7 +100,7 @@ const SPINNING = 1;
 const SLEEPING = 2;
 const CLOSED = 3;
 
-/** The built-in tasks every pool registers (see tasks.ts). */
+/** The built-in tasks every pool registers (see tasks.ts; workers link them statically). */
 const BUILTIN = distUrl('engine/runtime/tasks.js').href;
 const BUILTIN_TASKS = ['noop', 'echo', 'hash32', 'sleep'];
 

@@ -19,6 +19,10 @@ import {
   type WorkerBootstrap,
 } from './protocol.js';
 import { ThreadRuntime } from './thread.js';
+import * as builtinTasks from './tasks.js';
+
+/** The module URL the pool registers its built-in tasks under (see pool.ts). */
+const BUILTIN_MODULE = new URL('./tasks.js', import.meta.url).href;
 
 /** What a task function receives besides its payload. */
 export interface TaskContext {
@@ -30,6 +34,12 @@ export interface TaskContext {
 
 /** A task: a function of the payload, sync or async. */
 export type TaskFunction = (payload: unknown, ctx: TaskContext) => unknown;
+
+interface Waiting {
+  id: number;
+  entry: TaskEntry;
+  payload: unknown;
+}
 
 interface TaskEntry {
   name: string;
@@ -54,6 +64,12 @@ class Worker {
   readonly #packr = createPackr();
   readonly #tasks: TaskEntry[] = [];
   readonly #ctx: TaskContext;
+  /**
+   * Tasks start in the order they arrived. While a task waits for its module to load, the ones
+   * behind it wait too (here), so a lazily loaded module never lets a later task overtake.
+   */
+  readonly #waiting: Waiting[] = [];
+  #loading = false;
 
   constructor(boot: WorkerBootstrap) {
     this.#boot = boot;
@@ -125,7 +141,9 @@ class Worker {
     const kind = tag & 15;
     if (kind === KIND_REGISTER) {
       const def = this.#packr.unpack(u8.slice(off, off + len)) as { name: string; module: string; export: string };
-      this.#tasks[a] = { ...def, fn: undefined, loading: undefined };
+      // Built-in tasks are linked statically: no import on first use.
+      const builtin = def.module === BUILTIN_MODULE ? (builtinTasks as Record<string, unknown>)[def.export] : undefined;
+      this.#tasks[a] = { ...def, fn: typeof builtin === 'function' ? (builtin as TaskFunction) : undefined, loading: undefined };
       return;
     }
     if (kind !== KIND_RUN) return;
@@ -139,15 +157,41 @@ class Worker {
       this.#fail(id, err);
       return;
     }
-    if (entry.fn !== undefined) {
+    if (entry.fn !== undefined && !this.#loading) {
       this.#invoke(id, entry.fn, payload);
       return;
     }
-    entry.loading ??= loadTask(entry);
-    entry.loading.then(
-      (fn) => this.#invoke(id, fn, payload),
-      (err: unknown) => this.#fail(id, err),
-    );
+    this.#waiting.push({ id, entry, payload });
+    if (!this.#loading) this.#startWaiting();
+  }
+
+  /** Starts waiting tasks in order until one needs its module loaded (then resumes after it). */
+  #startWaiting(): void {
+    while (this.#waiting.length > 0) {
+      const t = this.#waiting[0]!;
+      const fn = t.entry.fn;
+      if (fn === undefined) {
+        this.#loading = true;
+        t.entry.loading ??= loadTask(t.entry);
+        t.entry.loading.then(
+          () => this.#resume(),
+          (err: unknown) => {
+            this.#waiting.shift();
+            this.#fail(t.id, err);
+            this.#resume();
+          },
+        );
+        return;
+      }
+      this.#waiting.shift();
+      this.#invoke(t.id, fn, t.payload);
+    }
+  }
+
+  #resume(): void {
+    this.#loading = false;
+    this.#startWaiting();
+    this.#writer.flush();
   }
 
   #invoke(id: number, fn: TaskFunction, payload: unknown): void {

@@ -114,3 +114,21 @@ describe('close()', () => {
     expect(inner.closed).toBe(true);
   });
 });
+
+describe('start order', () => {
+  it('a task whose module is still loading is not overtaken by later tasks', async () => {
+    const e = await testEngine({ workers: 1 });
+    try {
+      e.runtime.pool.register('seq', new URL('../fixtures/tasks.mjs', import.meta.url), 'seq');
+      const r = e.runtime.region('test:seq', 8);
+      await e.run('seq', r.offset); // tasks.mjs is loaded now; tasks-late.mjs is not
+      e.runtime.pool.register('seqLate', new URL('../fixtures/tasks-late.mjs', import.meta.url), 'seqLate');
+      const late = e.run('seqLate', r.offset);
+      const after = Array.from({ length: 5 }, () => e.run('seq', r.offset));
+      expect(await late).toBe(1);
+      expect(await Promise.all(after)).toEqual([2, 3, 4, 5, 6]);
+    } finally {
+      await e.close();
+    }
+  });
+});
