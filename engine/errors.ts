@@ -16,6 +16,11 @@ export const ErrorCodes = {
   TIMEOUT: 'ERR_HOTPATH_TIMEOUT',
   CANCELLED: 'ERR_HOTPATH_CANCELLED',
   WASM_LOAD: 'ERR_HOTPATH_WASM_LOAD',
+  BREAKER_OPEN: 'ERR_HOTPATH_BREAKER_OPEN',
+  REDIS_UNAVAILABLE: 'ERR_HOTPATH_REDIS_UNAVAILABLE',
+  REDIS_ERROR: 'ERR_HOTPATH_REDIS_ERROR',
+  VALUE_TOO_LARGE: 'ERR_HOTPATH_VALUE_TOO_LARGE',
+  CORRUPT_VALUE: 'ERR_HOTPATH_CORRUPT_VALUE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -116,5 +121,37 @@ export class CancelledError extends HotpathError {
 export class TimeoutError extends HotpathError {
   constructor(what: string, ms: number) {
     super(ErrorCodes.TIMEOUT, `${what} timed out after ${ms} ms`);
+  }
+}
+
+/** Redis cannot be used right now: not connected, the breaker is open, or the call timed out. */
+export class RedisUnavailableError extends HotpathError {
+  constructor(message: string, cause?: unknown) {
+    super(ErrorCodes.REDIS_UNAVAILABLE, message, { cause });
+  }
+}
+
+/** Redis answered with an error (a script error, a wrong type, …): Redis itself is fine. */
+export class RedisCommandError extends HotpathError {
+  constructor(message: string, cause?: unknown) {
+    super(ErrorCodes.REDIS_ERROR, message, { cause });
+  }
+}
+
+/** A value encodes to more bytes than the configured maximum. */
+export class ValueTooLargeError extends HotpathError {
+  readonly bytes: number;
+  readonly maxBytes: number;
+  constructor(bytes: number, maxBytes: number, what = 'value') {
+    super(ErrorCodes.VALUE_TOO_LARGE, `${what} encodes to ${bytes} bytes, over the limit of ${maxBytes} (maxValueBytes)`);
+    this.bytes = bytes;
+    this.maxBytes = maxBytes;
+  }
+}
+
+/** Bytes that are not a value this codec wrote: empty, wrong version, truncated or garbage. */
+export class CorruptValueError extends HotpathError {
+  constructor(message: string, cause?: unknown) {
+    super(ErrorCodes.CORRUPT_VALUE, message, { cause });
   }
 }

@@ -28,11 +28,12 @@ import { setImmediate, setInterval, clearInterval, setTimeout, clearTimeout } fr
 import { performance } from 'node:perf_hooks';
 import type { ResourceLimits } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import { CancelledError, ClosedError, TaskFailedError, UnknownTaskError, WorkerExitedError, TimeoutError } from '../errors.js';
+import { CancelledError, ClosedError, HotpathError, TaskFailedError, UnknownTaskError, WorkerExitedError, TimeoutError } from '../errors.js';
 import type { Arena } from './arena.js';
+import { ValueCodec } from '../codec/codec.js';
 import { ChannelReader, ChannelWriter, Doorbell, Ring, ringBytes } from './channel.js';
 import {
-  createPackr, decodePayload, encodePayload, fromWireError, KIND_ERROR, KIND_REGISTER, KIND_RESULT, KIND_RUN,
+  decodePayload, encodePayload, fromWireError, KIND_ERROR, KIND_REGISTER, KIND_RESULT, KIND_RUN,
   P_BELL_SEQ, P_BELL_SLEEPING, P_CLOSING, P_GENERATION, POOL_HEADER, S_OWNER, S_READY, SLOT_BYTES,
   type WireError, type WorkerBootstrap,
 } from './protocol.js';
@@ -115,7 +116,7 @@ export class WorkerPool {
   readonly #backlog: Backlogged[] = [];
   readonly #tasks: TaskDefinition[] = [];
   readonly #taskIds = new Map<string, number>();
-  readonly #packr = createPackr();
+  readonly #codec = new ValueCodec();
   readonly #bell: Doorbell;
   readonly #keepAlive: ReturnType<typeof setInterval>;
   #piscina: Piscina | undefined;
@@ -257,8 +258,9 @@ export class WorkerPool {
     let enc: number;
     let body: Uint8Array | null;
     try {
-      [enc, body] = encodePayload(this.#packr, payload);
+      [enc, body] = encodePayload(this.#codec, payload);
     } catch (err) {
+      if (err instanceof HotpathError) return Promise.reject(err); // e.g. ERR_HOTPATH_VALUE_TOO_LARGE
       return Promise.reject(new TypeError(`task "${task}": ${(err as Error).message}`, { cause: err }));
     }
     const id = this.#nextId;
@@ -309,7 +311,7 @@ export class WorkerPool {
   }
 
   #sendRegistration(slot: Slot, id: number, def: TaskDefinition): void {
-    slot.req.send(KIND_REGISTER, id, 0, this.#packr.pack(def));
+    slot.req.send(KIND_REGISTER, id, 0, this.#codec.encode(def));
   }
 
   #settle(tag: number, id: number, u8: Uint8Array, off: number, len: number): void {
@@ -320,7 +322,7 @@ export class WorkerPool {
     if (this.#pending.size === 0) this.#checkDrained();
     const kind = tag & 15;
     try {
-      const value = decodePayload(this.#packr, (tag >>> 4) & 15, u8, off, len);
+      const value = decodePayload(this.#codec, (tag >>> 4) & 15, u8, off, len);
       if (kind === KIND_RESULT) p.resolve(value);
       else if (kind === KIND_ERROR) p.reject(new TaskFailedError(p.task, fromWireError(value as WireError)));
       else p.reject(new TaskFailedError(p.task, new Error(`unknown response kind ${kind}`)));

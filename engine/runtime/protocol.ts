@@ -4,11 +4,11 @@
  * A message is (tag, a, b, body) — see channel.ts. Here:
  *   tag bits 0..3  kind, bits 4..7 payload encoding
  *   request  RUN       a = request id, b = task id,   body = encoded payload
- *   request  REGISTER  a = task id,                   body = msgpack { name, module, export }
+ *   request  REGISTER  a = task id,                   body = codec { name, module, export }
  *   response RESULT    a = request id,                body = encoded result
- *   response ERROR     a = request id,                body = msgpack { name, message, code, stack }
+ *   response ERROR     a = request id,                body = codec { name, message, code, stack }
  */
-import { Packr } from 'msgpackr';
+import type { ValueCodec } from '../codec/codec.js';
 
 export const KIND_RUN = 1;
 export const KIND_REGISTER = 2;
@@ -17,7 +17,7 @@ export const KIND_ERROR = 2;
 
 export const ENC_UNDEFINED = 0;
 export const ENC_BYTES = 1;
-export const ENC_MSGPACK = 2;
+export const ENC_CODEC = 2; // engine/codec/ (version byte + msgpack)
 
 /** Slot table layout (region "hotpath:pool"). See pool.ts for the protocol. */
 export const POOL_HEADER = 64;
@@ -42,46 +42,20 @@ export interface WorkerBootstrap {
   scratchBytes: number;
 }
 
-/** The msgpackr instance used for task payloads (plain msgpack, no shared record structures). */
-export function createPackr(): Packr {
-  // structuredClone keeps Sets, typed arrays, Errors and cycles; Maps still arrive as objects (the
-  // value codec of engine/codec/ will replace this for component values).
-  return new Packr({ useRecords: false, structuredClone: true, moreTypes: true, int64AsType: 'bigint' });
-}
-
-/**
- * Encodes a payload: its encoding id and body bytes.
- * @throws TypeError naming the path of a function or symbol inside `value` (msgpack would drop
- *   it silently, and a task must not receive less than was sent).
- */
-export function encodePayload(packr: Packr, value: unknown, what = 'payload'): [enc: number, body: Uint8Array | null] {
+/** Encodes a payload: its encoding id and body bytes (Uint8Arrays travel as they are). */
+export function encodePayload(codec: ValueCodec, value: unknown, what = 'payload'): [enc: number, body: Uint8Array | null] {
   if (value === undefined) return [ENC_UNDEFINED, null];
   if (value instanceof Uint8Array) return [ENC_BYTES, value];
-  if (typeof value === 'object' && value !== null) checkSendable(value, what, new Set());
-  else if (typeof value === 'function' || typeof value === 'symbol') throw new TypeError(`${what} is a ${typeof value} and cannot be sent between threads`);
-  return [ENC_MSGPACK, packr.pack(value)];
-}
-
-function checkSendable(o: object, path: string, seen: Set<object>): void {
-  if (seen.has(o) || ArrayBuffer.isView(o) || o instanceof ArrayBuffer || o instanceof Date || o instanceof RegExp) return;
-  seen.add(o);
-  const entries: Iterable<[unknown, unknown]> =
-    o instanceof Map ? o.entries() : o instanceof Set ? [...o].map((v, i) => [i, v] as [unknown, unknown]) : Object.entries(o);
-  for (const [k, v] of entries) {
-    if (typeof v === 'function' || typeof v === 'symbol') {
-      throw new TypeError(`${path}.${String(k)} is a ${typeof v} and cannot be sent between threads`);
-    }
-    if (typeof v === 'object' && v !== null) checkSendable(v, `${path}.${String(k)}`, seen);
-  }
+  return [ENC_CODEC, codec.encode(value, what)];
 }
 
 /** Decodes a body that lives in the ring (copied out first: the ring space is reused). */
-export function decodePayload(packr: Packr, enc: number, u8: Uint8Array, off: number, len: number): unknown {
+export function decodePayload(codec: ValueCodec, enc: number, u8: Uint8Array, off: number, len: number): unknown {
   if (enc === ENC_UNDEFINED) return undefined;
   const copy = u8.slice(off, off + len);
   const buf = Buffer.from(copy.buffer, copy.byteOffset, copy.byteLength);
   if (enc === ENC_BYTES) return buf;
-  return packr.unpack(buf);
+  return codec.decode(buf);
 }
 
 /** A serialisable picture of an error thrown by a task. */

@@ -12,9 +12,10 @@
 import { threadId, workerData } from 'node:worker_threads';
 import { setImmediate, setInterval, clearInterval } from 'node:timers';
 import { performance } from 'node:perf_hooks';
+import { ValueCodec } from '../codec/codec.js';
 import { ChannelReader, ChannelWriter, Doorbell, Ring } from './channel.js';
 import {
-  createPackr, decodePayload, encodePayload, ENC_UNDEFINED, KIND_ERROR, KIND_REGISTER, KIND_RESULT, KIND_RUN,
+  decodePayload, encodePayload, ENC_UNDEFINED, KIND_ERROR, KIND_REGISTER, KIND_RESULT, KIND_RUN,
   P_BELL_SEQ, P_BELL_SLEEPING, P_CLOSING, P_GENERATION, POOL_HEADER, S_OWNER, S_READY, SLOT_BYTES, toWireError,
   type WorkerBootstrap,
 } from './protocol.js';
@@ -61,7 +62,7 @@ class Worker {
   readonly #writer: ChannelWriter;
   readonly #bell: Doorbell;
   readonly #spin: boolean;
-  readonly #packr = createPackr();
+  readonly #codec = new ValueCodec();
   readonly #tasks: TaskEntry[] = [];
   readonly #ctx: TaskContext;
   /**
@@ -140,7 +141,7 @@ class Worker {
   #onRequest(tag: number, a: number, b: number, u8: Uint8Array, off: number, len: number): void {
     const kind = tag & 15;
     if (kind === KIND_REGISTER) {
-      const def = this.#packr.unpack(u8.slice(off, off + len)) as { name: string; module: string; export: string };
+      const def = this.#codec.decode(u8.slice(off, off + len)) as { name: string; module: string; export: string };
       // Built-in tasks are linked statically: no import on first use.
       const builtin = def.module === BUILTIN_MODULE ? (builtinTasks as Record<string, unknown>)[def.export] : undefined;
       this.#tasks[a] = { ...def, fn: typeof builtin === 'function' ? (builtin as TaskFunction) : undefined, loading: undefined };
@@ -152,7 +153,7 @@ class Worker {
     let payload: unknown;
     try {
       if (entry === undefined) throw new Error(`task id ${b} is not registered in this worker`);
-      payload = decodePayload(this.#packr, (tag >>> 4) & 15, u8, off, len);
+      payload = decodePayload(this.#codec, (tag >>> 4) & 15, u8, off, len);
     } catch (err) {
       this.#fail(id, err);
       return;
@@ -220,7 +221,7 @@ class Worker {
     let enc: number;
     let body: Uint8Array | null;
     try {
-      [enc, body] = encodePayload(this.#packr, value, 'result');
+      [enc, body] = encodePayload(this.#codec, value, 'result');
     } catch (err) {
       this.#fail(id, new TypeError(`the task's result cannot be encoded: ${(err as Error).message}`));
       return;
@@ -229,7 +230,7 @@ class Worker {
   }
 
   #fail(id: number, err: unknown): void {
-    const [enc, body] = encodePayload(this.#packr, toWireError(err));
+    const [enc, body] = encodePayload(this.#codec, toWireError(err));
     this.#writer.send(KIND_ERROR | (enc << 4), id, 0, body);
   }
 }

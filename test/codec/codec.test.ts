@@ -1,0 +1,131 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { CODEC_VERSION, ValueCodec } from '../../engine/codec/index.js';
+import { ErrorCodes } from '../../engine/index.js';
+
+const codec = new ValueCodec();
+
+// Values the codec promises to round-trip (fast-check's `anything` minus what it refuses).
+const value = fc.letrec((tie) => ({
+  leaf: fc.oneof(
+    fc.constant(null), fc.constant(undefined), fc.boolean(), fc.integer(), fc.double({ noNaN: false }),
+    fc.string({ unit: 'binary' }), fc.bigInt({ min: -(1n << 200n), max: 1n << 200n }),
+    fc.date({ noInvalidDate: true }), fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)),
+  ),
+  node: fc.oneof(
+    { depthSize: 'small' },
+    tie('leaf'),
+    fc.array(tie('node'), { maxLength: 5 }),
+    fc.dictionary(fc.string().filter((k) => k !== '__proto__'), tie('node'), { maxKeys: 5 }),
+    fc.array(fc.tuple(fc.oneof(fc.string(), fc.integer()), tie('node')), { maxLength: 4 }).map((e) => new Map(e)),
+    fc.array(fc.oneof(fc.string(), fc.integer()), { maxLength: 4 }).map((e) => new Set(e)),
+  ),
+})).node;
+
+describe('ValueCodec', () => {
+  it('round-trips any supported value (property)', () => {
+    fc.assert(
+      fc.property(value, (v) => {
+        const bytes = codec.encode(v);
+        expect(bytes[0]).toBe(CODEC_VERSION);
+        expect(codec.decode(bytes)).toEqual(v);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('keeps Buffers as Buffers, Maps as Maps, BigInts as BigInts, and cycles', () => {
+    const v: Record<string, unknown> = { b: Buffer.from('hi'), m: new Map<unknown, unknown>([[1, 'one'], ['k', { z: 1n << 100n }]]), d: new Date(7) };
+    v.self = v;
+    const back = codec.decode(codec.encode(v)) as Record<string, unknown>;
+    expect(Buffer.isBuffer(back.b)).toBe(true);
+    expect(back.m).toBeInstanceOf(Map);
+    expect((back.m as Map<unknown, { z: bigint }>).get('k')!.z).toBe(1n << 100n);
+    expect(back.self).toBe(back);
+  });
+
+  it('decodes in a fresh codec (no shared record state)', () => {
+    const a = new ValueCodec();
+    const objs = Array.from({ length: 5 }, (_, i) => ({ id: i, name: `n${i}`, tags: ['a', 'b'] }));
+    const encoded = objs.map((o) => a.encode(o));
+    for (let i = encoded.length - 1; i >= 0; i--) expect(new ValueCodec().decode(encoded[i]!)).toEqual(objs[i]);
+  });
+
+  it('refuses functions, symbols and own __proto__ keys, naming the path', () => {
+    expect(() => codec.encode({ a: { f: () => 1 } })).toThrow(/value\.a\.f is a function/);
+    expect(() => codec.encode([1, Symbol('s')])).toThrow(/value\.1 is a symbol/);
+    expect(() => codec.encode(new Map([['k', () => 1]]))).toThrow(/value\.k is a function/);
+    expect(() => codec.encode(JSON.parse('{"x":{"__proto__":{"polluted":true}}}'))).toThrow(/value\.x has an own "__proto__" key/);
+  });
+
+  it('decoding hostile bytes cannot pollute prototypes', () => {
+    // Hand-written msgpack: {"__proto__": {"polluted": true}, "constructor": {"prototype": {"p": 1}}}
+    const map = (entries: Array<[string, Buffer]>): Buffer =>
+      Buffer.concat([Buffer.from([0x80 | entries.length]), ...entries.flatMap(([k, v]) => [str(k), v])]);
+    const str = (s: string): Buffer => Buffer.concat([Buffer.from([0xa0 | s.length]), Buffer.from(s)]);
+    const hostile = map([
+      ['__proto__', map([['polluted', Buffer.from([0xc3])]])],
+      ['constructor', map([['prototype', map([['p', Buffer.from([0x01])]])]])],
+    ]);
+    const out = codec.decode(Buffer.concat([Buffer.from([CODEC_VERSION]), hostile]));
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect((Object.prototype as unknown as Record<string, unknown>).p).toBeUndefined();
+    expect(out).toBeDefined();
+    if (out !== null && typeof out === 'object' && !(out instanceof Map)) {
+      expect(Object.getPrototypeOf(out)).toBe(Object.prototype);
+      expect((out as Record<string, unknown>).polluted).toBeUndefined();
+    }
+  });
+
+  it.each([
+    ['empty input', Buffer.alloc(0)],
+    ['a wrong version byte', Buffer.from([CODEC_VERSION + 1, 0xc0])],
+    ['a version byte alone', Buffer.from([CODEC_VERSION])],
+    ['trailing bytes', Buffer.concat([new ValueCodec().encode({ a: 1 }), Buffer.from([1, 2, 3])])],
+  ])('rejects %s with ERR_HOTPATH_CORRUPT_VALUE', (_label, bytes) => {
+    expect(() => codec.decode(bytes)).toThrow(expect.objectContaining({ code: ErrorCodes.CORRUPT_VALUE }));
+  });
+
+  it('rejects every truncation of a valid value with a typed error, never a crash or a wrong value', () => {
+    fc.assert(
+      fc.property(value, fc.nat(), (v, cut) => {
+        const bytes = codec.encode(v);
+        if (bytes.length < 2) return;
+        const n = 1 + (cut % (bytes.length - 1));
+        let out: unknown;
+        try {
+          out = codec.decode(bytes.subarray(0, n));
+        } catch (err) {
+          expect((err as { code?: string }).code).toBe(ErrorCodes.CORRUPT_VALUE);
+          return;
+        }
+        // A prefix that happens to be a complete, different value would be a silent wrong read.
+        expect(out).toEqual(v);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('survives random garbage (typed error or a value, never a throw of another kind)', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 1, maxLength: 64 }), (b) => {
+        b[0] = CODEC_VERSION;
+        try {
+          codec.decode(b);
+        } catch (err) {
+          expect((err as { code?: string }).code).toBe(ErrorCodes.CORRUPT_VALUE);
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('enforces maxBytes both ways', () => {
+    const small = new ValueCodec({ maxBytes: 100 });
+    expect(() => small.encode('x'.repeat(200))).toThrow(expect.objectContaining({ code: ErrorCodes.VALUE_TOO_LARGE }));
+    expect(small.decode(small.encode('x'.repeat(50)))).toBe('x'.repeat(50));
+    const big = codec.encode('y'.repeat(500));
+    expect(() => small.decode(big)).toThrow(expect.objectContaining({ code: ErrorCodes.CORRUPT_VALUE }));
+    expect(() => new ValueCodec({ maxBytes: -1 })).toThrow(/options\.maxBytes/);
+  });
+});
