@@ -5,6 +5,8 @@
 import { ClosedError } from './errors.js';
 import { resolveOptions, type Clock, type EngineOptions } from './options.js';
 import { Runtime } from './runtime/runtime.js';
+import { Metrics } from './observe/metrics.js';
+import type { MetricsTable } from './observe/table.js';
 
 /** One hotpath runtime and the components built on it. Create with {@link createEngine}. */
 export class Engine {
@@ -12,14 +14,17 @@ export class Engine {
   readonly runtime: Runtime;
   /** The time source of every component (ms). */
   readonly clock: Clock;
+  /** Prometheus metrics: `registry`, `text()`, and shared `counter`/`gauge`/`histogram`. */
+  readonly metrics: Metrics;
   readonly #closeTimeoutMs: number;
   #closed: Promise<void> | undefined;
 
   /** @internal use createEngine() */
-  constructor(runtime: Runtime, clock: Clock, closeTimeoutMs: number) {
+  constructor(runtime: Runtime, clock: Clock, closeTimeoutMs: number, metrics: Metrics) {
     this.runtime = runtime;
     this.clock = clock;
     this.#closeTimeoutMs = closeTimeoutMs;
+    this.metrics = metrics;
   }
 
   /** True once close() was called. */
@@ -59,5 +64,17 @@ export class Engine {
 export async function createEngine(options?: EngineOptions): Promise<Engine> {
   const settings = resolveOptions(options);
   const runtime = await Runtime.create(settings.runtime);
-  return new Engine(runtime, settings.clock, settings.closeTimeoutMs);
+  const table: MetricsTable | undefined = runtime.thread.metrics.table;
+  const metrics = new Metrics(
+    table,
+    settings.metrics === true ? undefined : settings.metrics,
+    async () => (await runtime.pool.broadcast('histograms')).filter((h): h is Record<string, string> => h !== null && typeof h === 'object' && !(h instanceof Error)),
+    settings.metrics === true,
+  );
+  const pool = runtime.pool;
+  metrics.collect('hotpath_tasks_inflight', 'Tasks sent to the worker pool and not yet answered.', 'gauge', () => pool.inflight);
+  metrics.collect('hotpath_workers', 'Worker threads attached to the channel.', 'gauge', () => pool.threads);
+  metrics.collect('hotpath_worker_exits_total', 'Worker threads that died and were replaced.', 'counter', () => pool.exits);
+  metrics.collect('hotpath_arena_free_bytes', 'Bytes of the shared arena not yet given to a region.', 'gauge', () => runtime.arena.freeBytes);
+  return new Engine(runtime, settings.clock, settings.closeTimeoutMs, metrics);
 }

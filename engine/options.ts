@@ -4,6 +4,7 @@
  */
 import { availableParallelism } from 'node:os';
 import type { ResourceLimits } from 'node:worker_threads';
+import type { Registry } from 'prom-client';
 import { checkCapacity } from './runtime/channel.js';
 import { MAX_MEMORY } from './runtime/wasm.js';
 import type { RuntimeSettings } from './runtime/runtime.js';
@@ -43,6 +44,14 @@ export interface EngineOptions {
   closeTimeoutMs?: number;
   /** How long createEngine() waits for the workers to start (ms). Default 30000. */
   startTimeoutMs?: number;
+  /**
+   * Metrics: `true` (default) registers into a registry of ours, with the default process
+   * metrics; a prom-client `Registry` registers hotpath's collectors into yours (no default
+   * metrics added); `false` turns them off (every counter becomes a no-op).
+   */
+  metrics?: boolean | Registry;
+  /** Series the shared metrics table holds (counter/gauge label combinations). Default 4096. */
+  metricsCapacity?: number;
 }
 
 /** Bytes of each thread's scratch region (long-key hashing, staging). */
@@ -56,9 +65,10 @@ export const DEFAULTS = {
   spinWorkers: Math.max(1, availableParallelism() - 1),
   closeTimeoutMs: 5000,
   startTimeoutMs: 30_000,
+  metricsCapacity: 4096,
 } as const;
 
-const KNOWN = new Set(['workers', 'memory', 'clock', 'channel', 'workerResourceLimits', 'closeTimeoutMs', 'startTimeoutMs']);
+const KNOWN = new Set(['workers', 'memory', 'clock', 'channel', 'workerResourceLimits', 'closeTimeoutMs', 'startTimeoutMs', 'metrics', 'metricsCapacity']);
 const KNOWN_CHANNEL = new Set(['ringBytes', 'spinUs', 'spinWorkers']);
 
 /** Validated engine settings. */
@@ -66,6 +76,8 @@ export interface EngineSettings {
   runtime: RuntimeSettings;
   clock: Clock;
   closeTimeoutMs: number;
+  /** undefined: metrics off; true: our registry; a Registry: the user's. */
+  metrics: true | Registry | undefined;
 }
 
 function int(name: string, v: unknown, min: number, max: number): number {
@@ -122,6 +134,17 @@ export function resolveOptions(options: EngineOptions | undefined): EngineSettin
   }
   const closeTimeoutMs = o.closeTimeoutMs === undefined ? DEFAULTS.closeTimeoutMs : int('closeTimeoutMs', o.closeTimeoutMs, 0, 2 ** 31 - 1);
   const startTimeoutMs = o.startTimeoutMs === undefined ? DEFAULTS.startTimeoutMs : int('startTimeoutMs', o.startTimeoutMs, 1, 2 ** 31 - 1);
+  let metrics: true | Registry | undefined = true;
+  if (o.metrics === false) metrics = undefined;
+  else if (o.metrics !== undefined && o.metrics !== true) {
+    const r = o.metrics as Partial<Registry>;
+    if (r === null || typeof r !== 'object' || typeof r.registerMetric !== 'function' || typeof r.metrics !== 'function') {
+      throw new TypeError(`options.metrics must be a boolean or a prom-client Registry, got ${describe(o.metrics)}`);
+    }
+    metrics = o.metrics as Registry;
+  }
+  const metricsCapacity = metrics === undefined ? 0
+    : o.metricsCapacity === undefined ? DEFAULTS.metricsCapacity : int('metricsCapacity', o.metricsCapacity, 16, 1 << 20);
   const rings = (workers + 2) * 2 * (ringBytes + 128);
   if (rings + 2 * 1024 * 1024 > memoryBytes) {
     throw new RangeError(
@@ -131,10 +154,11 @@ export function resolveOptions(options: EngineOptions | undefined): EngineSettin
   }
   return {
     runtime: {
-      memoryBytes, workers, ringBytes, spinUs, spinWorkers, scratchBytes: SCRATCH_BYTES, startTimeoutMs,
+      memoryBytes, workers, ringBytes, spinUs, spinWorkers, scratchBytes: SCRATCH_BYTES, startTimeoutMs, metricsCapacity,
       ...(resourceLimits ? { resourceLimits } : {}),
     },
     clock,
     closeTimeoutMs,
+    metrics,
   };
 }

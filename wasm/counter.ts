@@ -20,3 +20,25 @@ export function counterLoad(ptr: usize): i64 {
 export function counterBump32(ptr: usize, times: u32): void {
   for (let i: u32 = 0; i < times; i++) atomic.add<i32>(ptr, 1);
 }
+
+// Number-typed variants for the metrics hot path: no BigInt crosses the JS↔WASM boundary.
+
+/** Atomically adds the integer `delta` to the i64 at `ptr`. */
+export function counterInc(ptr: usize, delta: i32): void {
+  atomic.add<i64>(ptr, <i64>delta);
+}
+
+/** Atomically adds `delta` (truncated to an integer) to the i64 at `ptr`. */
+export function counterAddF(ptr: usize, delta: f64): void {
+  atomic.add<i64>(ptr, <i64>delta);
+}
+
+/** Atomically stores `value` (truncated to an integer) in the i64 at `ptr`. */
+export function counterStoreF(ptr: usize, value: f64): void {
+  atomic.store<i64>(ptr, <i64>value);
+}
+
+/** Atomically reads the i64 at `ptr` as a double (exact below 2^53). */
+export function counterReadF(ptr: usize): f64 {
+  return <f64>atomic.load<i64>(ptr);
+}

@@ -51,6 +51,8 @@ export interface PoolOptions {
   spinWorkers: number;
   /** Bytes of each thread's scratch region (long-key hashing). */
   scratchBytes: number;
+  /** Series in the shared metrics table; 0 = metrics off. */
+  metricsCapacity: number;
   /** piscina/worker_threads resourceLimits of each worker. */
   resourceLimits?: ResourceLimits;
   /** How long `start()` waits for every worker to attach (ms). */
@@ -103,7 +105,7 @@ const CLOSED = 3;
 
 /** The built-in tasks every pool registers (see tasks.ts; workers link them statically). */
 const BUILTIN = distUrl('engine/runtime/tasks.js').href;
-const BUILTIN_TASKS = ['noop', 'echo', 'hash32', 'sleep'];
+const BUILTIN_TASKS = ['noop', 'echo', 'hash32', 'sleep', 'histograms'];
 
 export class WorkerPool {
   readonly #opts: PoolOptions;
@@ -121,6 +123,7 @@ export class WorkerPool {
   readonly #keepAlive: ReturnType<typeof setInterval>;
   #piscina: Piscina | undefined;
   #generation = 0;
+  #exits = 0;
   #nextId = 1;
   #state = IDLE;
   #lastProgress = 0;
@@ -180,6 +183,7 @@ export class WorkerPool {
       spinUs: o.spinUs,
       spinWorkers: o.spinWorkers,
       scratchBytes: o.scratchBytes,
+      metricsCapacity: o.metricsCapacity,
     };
     const piscina = new Piscina({
       filename: distUrl('engine/runtime/worker.js').href,
@@ -221,6 +225,31 @@ export class WorkerPool {
   /** Tasks sent and not yet answered. */
   get inflight(): number {
     return this.#pending.size;
+  }
+
+  /** Workers that died (and were replaced) since start. */
+  get exits(): number {
+    return this.#exits;
+  }
+
+  /**
+   * Runs `task` once on every attached worker (e.g. to collect per-thread state) and resolves
+   * with their answers. A worker that dies meanwhile contributes its error instead.
+   */
+  async broadcast(task: string, payload?: unknown): Promise<unknown[]> {
+    if (this.#state === CLOSED || this.#closing !== undefined) throw new ClosedError('worker pool');
+    const taskId = this.#taskIds.get(task);
+    if (taskId === undefined) throw new UnknownTaskError(task);
+    const [enc, body] = encodePayload(this.#codec, payload);
+    const answers = this.#ready.map((slot) => {
+      const id = this.#nextId;
+      this.#nextId = id === 0x7fffffff ? 1 : id + 1;
+      const p = new Promise<unknown>((resolve, reject) => this.#pending.set(id, { resolve, reject, slot: null, task }));
+      this.#dispatch(slot, id, taskId, enc, body);
+      return p.catch((err: unknown) => err);
+    });
+    this.#activate();
+    return Promise.all(answers);
   }
 
   /**
@@ -431,6 +460,7 @@ export class WorkerPool {
   #recycle(slot: Slot, threadId: number): void {
     // Answers the worker published before it died are real results: deliver them first.
     if (slot.ready) slot.res.poll();
+    this.#exits++;
     const cause = new WorkerExitedError(`worker thread ${threadId} exited`);
     for (const [id, p] of this.#pending) {
       if (p.slot !== slot) continue;

@@ -40,6 +40,7 @@ export interface WorkerBootstrap {
   spinUs: number;
   spinWorkers: number;
   scratchBytes: number;
+  metricsCapacity: number;
 }
 
 /** Encodes a payload: its encoding id and body bytes (Uint8Arrays travel as they are). */

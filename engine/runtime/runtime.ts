@@ -19,6 +19,8 @@ export interface RuntimeSettings {
   spinUs: number;
   spinWorkers: number;
   scratchBytes: number;
+  /** Series in the shared metrics table; 0 = metrics off. */
+  metricsCapacity: number;
   startTimeoutMs: number;
   resourceLimits?: ResourceLimits;
 }
@@ -35,13 +37,14 @@ export class Runtime {
   private constructor(settings: RuntimeSettings) {
     this.module = kernelModule();
     this.memory = createSharedMemory(settings.memoryBytes);
-    this.#main = new ThreadRuntime(this.memory, this.module, 'hotpath:scratch:main', settings.scratchBytes, true);
+    this.#main = new ThreadRuntime(this.memory, this.module, 'hotpath:scratch:main', settings.scratchBytes, settings.metricsCapacity, true);
     this.pool = new WorkerPool(this.#main.arena, {
       workers: settings.workers,
       ringCapacity: settings.ringBytes,
       spinUs: settings.spinUs,
       spinWorkers: settings.spinWorkers,
       scratchBytes: settings.scratchBytes,
+      metricsCapacity: settings.metricsCapacity,
       startTimeoutMs: settings.startTimeoutMs,
       ...(settings.resourceLimits ? { resourceLimits: settings.resourceLimits } : {}),
     });
@@ -72,6 +75,11 @@ export class Runtime {
   /** The main thread's key hasher. */
   get hasher(): KeyHasher {
     return this.#main.hasher;
+  }
+
+  /** The main thread's view of the runtime (its kernels, hasher, metrics). */
+  get thread(): ThreadRuntime {
+    return this.#main;
   }
 
   /** Every region of the shared arena: `{ name, offset, bytes }`, in creation order. */

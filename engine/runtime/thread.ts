@@ -6,6 +6,8 @@
 import { Arena } from './arena.js';
 import { KeyHasher } from './hash.js';
 import { instantiateKernels, type KernelExports } from './wasm.js';
+import { MetricsTable } from '../observe/table.js';
+import { ThreadMetrics } from '../observe/thread-metrics.js';
 
 export class ThreadRuntime {
   /** The engine's one shared memory. */
@@ -18,13 +20,17 @@ export class ThreadRuntime {
   readonly hasher: KeyHasher;
   /** Int32 view of the whole shared memory. */
   readonly i32: Int32Array;
+  /** Shared counters/gauges and this thread's histograms (no-ops when metrics are off). */
+  readonly metrics: ThreadMetrics;
 
-  constructor(memory: WebAssembly.Memory, module: WebAssembly.Module, scratchName: string, scratchBytes: number, initArena = false) {
+  /** `metricsCapacity` 0 turns metrics off (no table is carved). */
+  constructor(memory: WebAssembly.Memory, module: WebAssembly.Module, scratchName: string, scratchBytes: number, metricsCapacity: number, initArena = false) {
     this.memory = memory;
     this.arena = new Arena(memory, initArena);
     this.kernels = instantiateKernels(module, memory);
     const scratch = this.arena.region(scratchName, scratchBytes);
     this.hasher = new KeyHasher(this.kernels, memory, scratch.offset, scratch.bytes);
     this.i32 = new Int32Array(memory.buffer);
+    this.metrics = new ThreadMetrics(metricsCapacity > 0 ? new MetricsTable(this.arena, this.kernels, metricsCapacity) : undefined);
   }
 }

@@ -16,6 +16,10 @@ export interface KernelExports {
   counterAdd(ptr: number, delta: bigint): bigint;
   counterLoad(ptr: number): bigint;
   counterBump32(ptr: number, times: number): void;
+  counterInc(ptr: number, delta: number): void;
+  counterAddF(ptr: number, delta: number): void;
+  counterStoreF(ptr: number, value: number): void;
+  counterReadF(ptr: number): number;
 }
 
 const PAGE = 65536;

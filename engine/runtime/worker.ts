@@ -77,7 +77,7 @@ class Worker {
     this.#i32 = new Int32Array(boot.memory.buffer);
     this.#pool = boot.poolOffset >>> 2;
     this.#slot = this.#claimSlot();
-    this.#rt = new ThreadRuntime(boot.memory, boot.module, `hotpath:scratch:w${this.#slot}`, boot.scratchBytes);
+    this.#rt = new ThreadRuntime(boot.memory, boot.module, `hotpath:scratch:w${this.#slot}`, boot.scratchBytes, boot.metricsCapacity);
     const [reqOff, resOff] = boot.ringOffsets[this.#slot]!;
     const req = new Ring(boot.memory.buffer, reqOff, boot.ringCapacity);
     const res = new Ring(boot.memory.buffer, resOff, boot.ringCapacity);
