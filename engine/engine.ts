@@ -7,6 +7,7 @@ import { resolveOptions, type Clock, type EngineOptions } from './options.js';
 import { Runtime } from './runtime/runtime.js';
 import { Metrics } from './observe/metrics.js';
 import type { MetricsTable } from './observe/table.js';
+import { RedisConnector } from './redis/connector.js';
 
 /** One hotpath runtime and the components built on it. Create with {@link createEngine}. */
 export class Engine {
@@ -16,15 +17,18 @@ export class Engine {
   readonly clock: Clock;
   /** Prometheus metrics: `registry`, `text()`, and shared `counter`/`gauge`/`histogram`. */
   readonly metrics: Metrics;
+  /** The Redis connector, when `redis` was given (it may be in fallback mode: see `available`). */
+  readonly redis: RedisConnector | undefined;
   readonly #closeTimeoutMs: number;
   #closed: Promise<void> | undefined;
 
   /** @internal use createEngine() */
-  constructor(runtime: Runtime, clock: Clock, closeTimeoutMs: number, metrics: Metrics) {
+  constructor(runtime: Runtime, clock: Clock, closeTimeoutMs: number, metrics: Metrics, redis: RedisConnector | undefined) {
     this.runtime = runtime;
     this.clock = clock;
     this.#closeTimeoutMs = closeTimeoutMs;
     this.metrics = metrics;
+    this.redis = redis;
   }
 
   /** True once close() was called. */
@@ -46,7 +50,7 @@ export class Engine {
    * ERR_HOTPATH_CLOSED, stops the workers. Idempotent; afterwards no handle is left open.
    */
   close(): Promise<void> {
-    this.#closed ??= this.runtime.close(this.#closeTimeoutMs);
+    this.#closed ??= Promise.all([this.runtime.close(this.#closeTimeoutMs), this.redis?.close()]).then(() => undefined);
     return this.#closed;
   }
 
@@ -64,6 +68,19 @@ export class Engine {
 export async function createEngine(options?: EngineOptions): Promise<Engine> {
   const settings = resolveOptions(options);
   const runtime = await Runtime.create(settings.runtime);
+  let redis: RedisConnector | undefined;
+  if (settings.redis !== undefined) {
+    try {
+      redis = await RedisConnector.connect(settings.redis, {
+        timeoutMs: settings.redisTimeoutMs,
+        connectTimeoutMs: settings.redisConnectTimeoutMs,
+        clock: settings.clock,
+      });
+    } catch (err) {
+      await runtime.close(0);
+      throw err;
+    }
+  }
   const table: MetricsTable | undefined = runtime.thread.metrics.table;
   const metrics = new Metrics(
     table,
@@ -76,5 +93,22 @@ export async function createEngine(options?: EngineOptions): Promise<Engine> {
   metrics.collect('hotpath_workers', 'Worker threads attached to the channel.', 'gauge', () => pool.threads);
   metrics.collect('hotpath_worker_exits_total', 'Worker threads that died and were replaced.', 'counter', () => pool.exits);
   metrics.collect('hotpath_arena_free_bytes', 'Bytes of the shared arena not yet given to a region.', 'gauge', () => runtime.arena.freeBytes);
-  return new Engine(runtime, settings.clock, settings.closeTimeoutMs, metrics);
+  if (redis !== undefined) {
+    const r = redis;
+    const states = { closed: 0, 'half-open': 1, open: 2 } as const;
+    metrics.collect('hotpath_redis_breaker_state', 'Redis circuit breaker: 0 closed, 1 half-open, 2 open.', 'gauge', () => states[r.breaker.state]);
+    metrics.collect('hotpath_redis_up', '1 when the Redis connection is ready.', 'gauge', () => (r.client.status === 'ready' ? 1 : 0));
+    metrics.collect('hotpath_redis_commands_total', 'Redis commands by outcome.', 'counter', () => {
+      const s = r.stats();
+      const failed = s.failures - s.timeouts;
+      return [
+        { value: s.commands - s.failures - s.replyErrors, labels: { outcome: 'ok' } },
+        { value: s.replyErrors, labels: { outcome: 'reply_error' } },
+        { value: s.timeouts, labels: { outcome: 'timeout' } },
+        { value: Math.max(0, failed), labels: { outcome: 'failed' } },
+        { value: s.rejected, labels: { outcome: 'rejected_open' } },
+      ];
+    });
+  }
+  return new Engine(runtime, settings.clock, settings.closeTimeoutMs, metrics, redis);
 }

@@ -9,6 +9,12 @@ export {
   TaskFailedError, UnknownTaskError, WasmLoadError, QueueFullError, TimeoutError, CancelledError,
 } from './errors.js';
 export type { ErrorCode } from './errors.js';
+export { RedisUnavailableError, RedisCommandError, ValueTooLargeError, CorruptValueError } from './errors.js';
+export { RedisConnector, hashTagged, type RedisConfig, type ConnectorOptions, type Script } from './redis/connector.js';
+export { CircuitBreaker, BreakerOpenError, type BreakerOptions, type BreakerState } from './resilience/breaker.js';
+export { ValueCodec, type CodecOptions } from './codec/codec.js';
+export type { Metrics } from './observe/metrics.js';
+export type { SharedCounter, SharedGauge, LatencyRecorder, CounterChild, GaugeChild } from './observe/thread-metrics.js';
 export type { Region } from './runtime/arena.js';
 export type { Runtime } from './runtime/runtime.js';
 export type { WorkerPool, RunOptions, TaskDefinition } from './runtime/pool.js';

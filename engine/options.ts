@@ -5,6 +5,7 @@
 import { availableParallelism } from 'node:os';
 import type { ResourceLimits } from 'node:worker_threads';
 import type { Registry } from 'prom-client';
+import type { RedisConfig } from './redis/connector.js';
 import { checkCapacity } from './runtime/channel.js';
 import { MAX_MEMORY } from './runtime/wasm.js';
 import type { RuntimeSettings } from './runtime/runtime.js';
@@ -52,6 +53,15 @@ export interface EngineOptions {
   metrics?: boolean | Registry;
   /** Series the shared metrics table holds (counter/gauge label combinations). Default 4096. */
   metricsCapacity?: number;
+  /**
+   * Redis: a URL (`redis://`, `rediss://` for TLS, `redis://user:pass@host:port/db`), ioredis
+   * options (Sentinel too), or `{ cluster: [urls…] }`. Absent or '' = embedded, no Redis.
+   */
+  redis?: RedisConfig;
+  /** Default timeout of every Redis command (ms). Default 50. */
+  redisTimeoutMs?: number;
+  /** How long createEngine() waits for Redis to be ready before going on in fallback mode (ms). Default 2000. */
+  redisConnectTimeoutMs?: number;
 }
 
 /** Bytes of each thread's scratch region (long-key hashing, staging). */
@@ -66,9 +76,11 @@ export const DEFAULTS = {
   closeTimeoutMs: 5000,
   startTimeoutMs: 30_000,
   metricsCapacity: 4096,
+  redisTimeoutMs: 50,
+  redisConnectTimeoutMs: 2000,
 } as const;
 
-const KNOWN = new Set(['workers', 'memory', 'clock', 'channel', 'workerResourceLimits', 'closeTimeoutMs', 'startTimeoutMs', 'metrics', 'metricsCapacity']);
+const KNOWN = new Set(['workers', 'memory', 'clock', 'channel', 'workerResourceLimits', 'closeTimeoutMs', 'startTimeoutMs', 'metrics', 'metricsCapacity', 'redis', 'redisTimeoutMs', 'redisConnectTimeoutMs']);
 const KNOWN_CHANNEL = new Set(['ringBytes', 'spinUs', 'spinWorkers']);
 
 /** Validated engine settings. */
@@ -78,6 +90,10 @@ export interface EngineSettings {
   closeTimeoutMs: number;
   /** undefined: metrics off; true: our registry; a Registry: the user's. */
   metrics: true | Registry | undefined;
+  /** undefined: embedded, no Redis. */
+  redis: RedisConfig | undefined;
+  redisTimeoutMs: number;
+  redisConnectTimeoutMs: number;
 }
 
 function int(name: string, v: unknown, min: number, max: number): number {
@@ -145,6 +161,10 @@ export function resolveOptions(options: EngineOptions | undefined): EngineSettin
   }
   const metricsCapacity = metrics === undefined ? 0
     : o.metricsCapacity === undefined ? DEFAULTS.metricsCapacity : int('metricsCapacity', o.metricsCapacity, 16, 1 << 20);
+  const redis = resolveRedis(o.redis);
+  const redisTimeoutMs = o.redisTimeoutMs === undefined ? DEFAULTS.redisTimeoutMs : int('redisTimeoutMs', o.redisTimeoutMs, 1, 600_000);
+  const redisConnectTimeoutMs = o.redisConnectTimeoutMs === undefined ? DEFAULTS.redisConnectTimeoutMs
+    : int('redisConnectTimeoutMs', o.redisConnectTimeoutMs, 0, 600_000);
   const rings = (workers + 2) * 2 * (ringBytes + 128);
   if (rings + 2 * 1024 * 1024 > memoryBytes) {
     throw new RangeError(
@@ -160,5 +180,34 @@ export function resolveOptions(options: EngineOptions | undefined): EngineSettin
     clock,
     closeTimeoutMs,
     metrics,
+    redis,
+    redisTimeoutMs,
+    redisConnectTimeoutMs,
   };
+}
+
+function resolveRedis(v: unknown): RedisConfig | undefined {
+  if (v === undefined || v === null || v === '') return undefined;
+  if (typeof v === 'string') {
+    let u: URL;
+    try {
+      u = new URL(v);
+    } catch {
+      throw new TypeError(`options.redis must be a redis:// or rediss:// URL, got an unparsable string`);
+    }
+    if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
+      throw new TypeError(`options.redis must be a redis:// or rediss:// URL, got protocol ${JSON.stringify(u.protocol)}`);
+    }
+    return v;
+  }
+  const o = plainObject('options.redis', v);
+  if ('cluster' in o) {
+    if (!Array.isArray(o.cluster) || o.cluster.length === 0) throw new TypeError('options.redis.cluster must be a non-empty array of URLs or { host, port }');
+    for (const n of o.cluster) {
+      if (typeof n !== 'string' && (n === null || typeof n !== 'object' || typeof (n as { host?: unknown }).host !== 'string')) {
+        throw new TypeError(`options.redis.cluster entries must be URLs or { host, port }, got ${describe(n)}`);
+      }
+    }
+  }
+  return o as RedisConfig;
 }

@@ -1,0 +1,433 @@
+/**
+ * The one Redis connector every component uses: ioredis (single node, Sentinel or Cluster) with
+ *  - no offline queue: a dead Redis fails fast instead of queueing writes to replay stale later;
+ *  - a timeout on every command (`timeoutMs`, per call overridable); the raced command promise is
+ *    always handled, so nothing rejects late and unhandled;
+ *  - a circuit breaker: connection errors and timeouts count as failures; while it is open every
+ *    call fails at once with ERR_HOTPATH_REDIS_UNAVAILABLE; when it turns half-open the connector
+ *    itself probes with PING, so recovery does not wait for user traffic;
+ *  - reconnects with capped, jittered exponential back-off;
+ *  - a script registry: each Lua script is defined once, run by EVALSHA, and on NOSCRIPT (a
+ *    restarted server, a failed-over node) run by EVAL, which also caches it again;
+ *  - one shared pub/sub subscriber connection, opened on the first subscribe;
+ *  - MGET split by hash slot on a Cluster.
+ * Redis reply errors (a script error, WRONGTYPE) mean Redis is healthy: they reject with
+ * ERR_HOTPATH_REDIS_ERROR and count as successes for the breaker.
+ */
+import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import calculateSlot from 'cluster-key-slot';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { HotpathError, RedisCommandError, RedisUnavailableError } from '../errors.js';
+import type { Clock } from '../options.js';
+import { CircuitBreaker, type BreakerOptions, type BreakerState } from '../resilience/breaker.js';
+
+/** Where Redis is: a URL (`redis://`, `rediss://`, with `user:pass@`), ioredis options (also for Sentinel), or a Cluster. */
+export type RedisConfig = string | RedisOptions | { cluster: Array<string | { host: string; port: number }>; options?: ClusterOptions };
+
+/** Options of {@link RedisConnector}. */
+export interface ConnectorOptions {
+  /** Default timeout of every command (ms). Default 50. */
+  timeoutMs?: number;
+  /** How long `connect()` waits for ready before resolving in fallback mode (ms). Default 2000. */
+  connectTimeoutMs?: number;
+  /** Circuit breaker tuning. Defaults: 5 failures in a row, or 50% of ≥ 20 calls in 10 s; probes after 2 s. */
+  breaker?: BreakerOptions;
+  /** Reconnect back-off: first delay and cap (ms). Defaults 50 and 2000. */
+  reconnect?: { minMs?: number; maxMs?: number };
+  /** Time source (ms). */
+  clock?: Clock;
+}
+
+export const CONNECTOR_DEFAULTS = {
+  timeoutMs: 50,
+  connectTimeoutMs: 2000,
+  breaker: { consecutiveFailures: 5, errorRate: 0.5, volume: 20, windowMs: 10_000, resetMs: 2_000 },
+  reconnectMinMs: 50,
+  reconnectMaxMs: 2000,
+} as const;
+
+/** A Lua script defined on the connector. */
+export interface Script {
+  readonly name: string;
+  readonly sha: string;
+  /** Runs it on `keys` (all in one hash slot on a Cluster) with `args`. */
+  run(keys: string[], args: Array<string | number | Buffer>, options?: { timeoutMs?: number }): Promise<unknown>;
+}
+
+/** Counters since connect. */
+export interface ConnectorStats {
+  status: string;
+  breaker: BreakerState;
+  commands: number;
+  failures: number;
+  timeouts: number;
+  rejected: number;
+  replyErrors: number;
+  reconnects: number;
+}
+
+type Client = Redis | Cluster;
+
+/** Wraps `key` in a hash tag after `prefix`, so every key of one logical key lands in one slot. */
+export function hashTagged(prefix: string, key: string): string {
+  return `${prefix}{${key}}`;
+}
+
+function isCluster(c: RedisConfig): c is { cluster: Array<string | { host: string; port: number }>; options?: ClusterOptions } {
+  return typeof c === 'object' && c !== null && Array.isArray((c as { cluster?: unknown }).cluster);
+}
+
+/** Describes where a config points, without secrets (for messages). */
+export function describeConfig(c: RedisConfig): string {
+  if (typeof c === 'string') {
+    try {
+      const u = new URL(c);
+      return `${u.protocol}//${u.host}`;
+    } catch {
+      return 'an unparsable URL';
+    }
+  }
+  if (isCluster(c)) return `a cluster of ${c.cluster.length} seed nodes`;
+  if (Array.isArray((c as RedisOptions).sentinels)) return `sentinels for "${String((c as RedisOptions).name)}"`;
+  return `${(c as RedisOptions).host ?? '127.0.0.1'}:${(c as RedisOptions).port ?? 6379}`;
+}
+
+function clusterNode(n: string | { host: string; port: number }): { host: string; port: number } {
+  if (typeof n !== 'string') return n;
+  const u = new URL(n.includes('://') ? n : `redis://${n}`);
+  return { host: u.hostname, port: Number(u.port || 6379) };
+}
+
+export class RedisConnector extends EventEmitter {
+  readonly client: Client;
+  readonly breaker: CircuitBreaker;
+  readonly timeoutMs: number;
+  readonly #config: RedisConfig;
+  readonly #connectTimeoutMs: number;
+  readonly #scripts = new Map<string, { name: string; sha: string; source: string }>();
+  #subscriber: Client | undefined;
+  readonly #handlers = new Map<string, Set<(message: string, channel: string) => void>>();
+  #closed = false;
+  #stats = { commands: 0, failures: 0, timeouts: 0, rejected: 0, replyErrors: 0, reconnects: 0 };
+
+  /** Creates the client (it starts connecting at once). Prefer `RedisConnector.connect()`. */
+  constructor(config: RedisConfig, options: ConnectorOptions = {}) {
+    super();
+    this.#config = config;
+    this.timeoutMs = options.timeoutMs ?? CONNECTOR_DEFAULTS.timeoutMs;
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? CONNECTOR_DEFAULTS.connectTimeoutMs;
+    const minMs = options.reconnect?.minMs ?? CONNECTOR_DEFAULTS.reconnectMinMs;
+    const maxMs = options.reconnect?.maxMs ?? CONNECTOR_DEFAULTS.reconnectMaxMs;
+    const retryStrategy = (times: number): number => {
+      this.#stats.reconnects++;
+      const cap = Math.min(maxMs, minMs * 2 ** Math.min(times, 20));
+      return Math.round(cap / 2 + (Math.random() * cap) / 2); // jitter: no thundering herd
+    };
+    const common: RedisOptions = {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      connectTimeout: Math.max(this.#connectTimeoutMs, 100),
+      retryStrategy,
+      lazyConnect: false,
+    };
+    if (isCluster(config)) {
+      const nodes = config.cluster.map(clusterNode);
+      const seed = typeof config.cluster[0] === 'string' ? new URL(config.cluster[0].includes('://') ? config.cluster[0] : `redis://${config.cluster[0]}`) : undefined;
+      this.client = new Cluster(nodes, {
+        enableOfflineQueue: false,
+        clusterRetryStrategy: retryStrategy,
+        ...config.options,
+        redisOptions: {
+          ...common,
+          ...(seed?.username ? { username: decodeURIComponent(seed.username) } : {}),
+          ...(seed?.password ? { password: decodeURIComponent(seed.password) } : {}),
+          ...(seed?.protocol === 'rediss:' ? { tls: {} } : {}),
+          ...config.options?.redisOptions,
+        },
+      });
+    } else if (typeof config === 'string') {
+      this.client = new Redis(config, common);
+    } else {
+      this.client = new Redis({ ...common, ...config });
+    }
+    this.client.on('error', (err: Error) => this.emit('redisError', err)); // never an unhandled 'error'
+    this.client.on('ready', () => {
+      this.emit('ready');
+      void this.#loadScripts();
+    });
+    this.client.on('end', () => this.emit('end'));
+    this.breaker = new CircuitBreaker('redis', { ...CONNECTOR_DEFAULTS.breaker, ...options.breaker, ...(options.clock ? { clock: options.clock } : {}) });
+    this.breaker.on('state', (to: BreakerState, from: BreakerState) => {
+      this.emit('breaker', to, from);
+      if (to === 'half-open') void this.#probe();
+    });
+  }
+
+  /**
+   * Creates a connector and waits until it is ready (scripts loaded) or `connectTimeoutMs`
+   * passes; then resolves anyway — in fallback mode (`available` false, a warning emitted) — and
+   * keeps reconnecting in the background.
+   */
+  static async connect(config: RedisConfig, options: ConnectorOptions = {}): Promise<RedisConnector> {
+    const c = new RedisConnector(config, options);
+    const ready = await c.waitReady(c.#connectTimeoutMs);
+    if (!ready) {
+      process.emitWarning(
+        `hotpath: Redis at ${describeConfig(config)} is not ready after ${c.#connectTimeoutMs} ms; ` +
+          'running on local state and reconnecting in the background',
+        { code: 'HOTPATH_REDIS_FALLBACK' },
+      );
+    }
+    return c;
+  }
+
+  /** Resolves true once ready (and scripts loaded), false after `ms`. */
+  async waitReady(ms: number): Promise<boolean> {
+    if (this.client.status !== 'ready') {
+      const ok = await new Promise<boolean>((resolve) => {
+        const t = setTimeout(() => done(false), ms);
+        const done = (v: boolean): void => {
+          clearTimeout(t);
+          this.client.off('ready', onReady);
+          resolve(v);
+        };
+        const onReady = (): void => done(true);
+        this.client.on('ready', onReady);
+      });
+      if (!ok) return false;
+    }
+    await this.#loadScripts();
+    return true;
+  }
+
+  /** True when commands can be sent: connected and the breaker not open. */
+  get available(): boolean {
+    return !this.#closed && this.client.status === 'ready' && this.breaker.state !== 'open';
+  }
+
+  /** True for a Cluster connector. */
+  get isCluster(): boolean {
+    return this.client instanceof Cluster;
+  }
+
+  stats(): ConnectorStats {
+    return { status: this.client.status, breaker: this.breaker.state, ...this.#stats };
+  }
+
+  /**
+   * Sends one command with a timeout.
+   * Rejects with ERR_HOTPATH_REDIS_UNAVAILABLE (not connected, breaker open, timed out, connection
+   * lost) or ERR_HOTPATH_REDIS_ERROR (Redis answered with an error).
+   */
+  command(name: string, args: Array<string | number | Buffer> = [], options: { timeoutMs?: number } = {}): Promise<unknown> {
+    return this.#guarded(name, () => this.client.call(name, ...args), options.timeoutMs);
+  }
+
+  async #guarded<T>(what: string, send: () => Promise<T>, timeoutMs = this.timeoutMs): Promise<T> {
+    if (this.#closed) throw new RedisUnavailableError('the Redis connector is closed');
+    if (!this.breaker.tryAcquire()) {
+      this.#stats.rejected++;
+      throw new RedisUnavailableError(`Redis unavailable (circuit open, next probe in ${this.breaker.retryAfterMs()} ms)`);
+    }
+    this.#stats.commands++;
+    if (this.client.status !== 'ready') {
+      this.#stats.failures++;
+      this.breaker.failure();
+      throw new RedisUnavailableError(`Redis unavailable (connection ${this.client.status})`);
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let sent: Promise<T>;
+    try {
+      sent = send();
+    } catch (err) {
+      sent = Promise.reject(err);
+    }
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new RedisUnavailableError(`Redis ${what} timed out after ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      const value = await Promise.race([sent, timeout]);
+      this.breaker.success();
+      return value;
+    } catch (err) {
+      if (err instanceof RedisUnavailableError) {
+        this.#stats.timeouts++;
+        sent.catch(() => {}); // the loser may still reject later: handled here, never unhandled
+      }
+      throw this.#classify(what, err);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #classify(what: string, err: unknown): HotpathError {
+    if (err instanceof HotpathError) {
+      if (err instanceof RedisUnavailableError) {
+        this.#stats.failures++;
+        this.breaker.failure();
+      }
+      return err;
+    }
+    if (isReplyError(err)) {
+      this.#stats.replyErrors++;
+      this.breaker.success(); // Redis is up and answering
+      return new RedisCommandError(`Redis ${what}: ${(err as Error).message}`, err);
+    }
+    this.#stats.failures++;
+    this.breaker.failure();
+    return new RedisUnavailableError(`Redis ${what} failed: ${(err as Error)?.message ?? String(err)}`, err);
+  }
+
+  async #probe(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      await this.command('PING');
+    } catch {
+      // the breaker has recorded it (open again); its timer schedules the next probe
+    }
+  }
+
+  // ------------------------------------------------------------------ scripts
+
+  /** Defines a Lua script once; returns a handle that runs it by EVALSHA. */
+  defineScript(name: string, source: string): Script {
+    const sha = createHash('sha1').update(source).digest('hex');
+    const known = this.#scripts.get(name);
+    if (known !== undefined && known.sha !== sha) throw new TypeError(`a different script is already defined as "${name}"`);
+    this.#scripts.set(name, { name, sha, source });
+    if (this.client.status === 'ready') void this.#loadScripts();
+    return {
+      name,
+      sha,
+      run: (keys, args, options = {}) => this.#guarded(`script ${name}`, () => this.#evalsha(sha, source, keys, args), options.timeoutMs),
+    };
+  }
+
+  async #evalsha(sha: string, source: string, keys: string[], args: Array<string | number | Buffer>): Promise<unknown> {
+    try {
+      return await this.client.call('EVALSHA', sha, keys.length, ...keys, ...args);
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+      // A restarted or failed-over node lost its script cache: EVAL runs it and caches it again.
+      return this.client.call('EVAL', source, keys.length, ...keys, ...args);
+    }
+  }
+
+  async #loadScripts(): Promise<void> {
+    if (this.#scripts.size === 0) return;
+    const nodes: Redis[] = this.client instanceof Cluster ? this.client.nodes('master') : [this.client];
+    await Promise.all(
+      nodes.flatMap((n) => [...this.#scripts.values()].map((s) => n.script('LOAD', s.source).catch(() => undefined))),
+    );
+  }
+
+  // ------------------------------------------------------------------ multi-key
+
+  /** MGET that also works across slots on a Cluster (one MGET per slot, answers in key order). */
+  async mget(keys: string[], options: { timeoutMs?: number } = {}): Promise<Array<string | null>> {
+    if (keys.length === 0) return [];
+    if (!(this.client instanceof Cluster)) {
+      return (await this.command('MGET', keys, options)) as Array<string | null>;
+    }
+    const bySlot = new Map<number, number[]>();
+    keys.forEach((k, i) => {
+      const slot = calculateSlot(k);
+      let list = bySlot.get(slot);
+      if (list === undefined) bySlot.set(slot, (list = []));
+      list.push(i);
+    });
+    const out = new Array<string | null>(keys.length).fill(null);
+    await Promise.all(
+      [...bySlot.values()].map(async (idx) => {
+        const values = (await this.command('MGET', idx.map((i) => keys[i]!), options)) as Array<string | null>;
+        idx.forEach((i, j) => (out[i] = values[j] ?? null));
+      }),
+    );
+    return out;
+  }
+
+  // ------------------------------------------------------------------ pub/sub
+
+  /**
+   * Subscribes `handler` to `channel` on the connector's one subscriber connection (opened on
+   * first use). Returns a function that unsubscribes it.
+   */
+  async subscribe(channel: string, handler: (message: string, channel: string) => void): Promise<() => Promise<void>> {
+    if (this.#closed) throw new RedisUnavailableError('the Redis connector is closed');
+    const sub = this.#subscriberClient();
+    let set = this.#handlers.get(channel);
+    if (set === undefined) {
+      this.#handlers.set(channel, (set = new Set()));
+      try {
+        await withTimeout(sub.subscribe(channel), Math.max(this.timeoutMs, this.#connectTimeoutMs), `subscribe ${channel}`);
+      } catch (err) {
+        this.#handlers.delete(channel);
+        throw err instanceof HotpathError ? err : new RedisUnavailableError(`Redis subscribe failed: ${(err as Error).message}`, err);
+      }
+    }
+    set.add(handler);
+    return async () => {
+      const s = this.#handlers.get(channel);
+      if (s === undefined || !s.delete(handler) || s.size > 0) return;
+      this.#handlers.delete(channel);
+      await sub.unsubscribe(channel).catch(() => undefined);
+    };
+  }
+
+  /** Publishes `message` on `channel`; resolves with the number of receivers Redis reports. */
+  async publish(channel: string, message: string, options: { timeoutMs?: number } = {}): Promise<number> {
+    return (await this.command('PUBLISH', [channel, message], options)) as number;
+  }
+
+  #subscriberClient(): Client {
+    if (this.#subscriber !== undefined) return this.#subscriber;
+    // Subscribing needs a connection of its own; commands wait for it to connect.
+    const sub: Client = this.client instanceof Cluster
+      ? this.client.duplicate([], { enableOfflineQueue: true })
+      : this.client.duplicate({ enableOfflineQueue: true });
+    sub.on('error', (err: Error) => this.emit('redisError', err));
+    sub.on('message', (channel: string, message: string) => {
+      for (const h of this.#handlers.get(channel) ?? []) {
+        try {
+          h(message, channel);
+        } catch (err) {
+          this.emit('handlerError', err);
+        }
+      }
+    });
+    this.#subscriber = sub;
+    return sub;
+  }
+
+  /** Closes both connections (QUIT, then disconnect if Redis does not answer). Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.breaker.dispose();
+    await Promise.all([this.client, this.#subscriber].map(async (c) => {
+      if (c === undefined) return;
+      if (c.status === 'ready') {
+        await withTimeout(c.quit(), 500, 'quit').catch(() => undefined);
+      }
+      c.disconnect();
+    }));
+  }
+}
+
+function isReplyError(err: unknown): boolean {
+  return err instanceof Error && (err.name === 'ReplyError' || err.constructor?.name === 'ReplyError');
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      t = setTimeout(() => {
+        p.catch(() => {});
+        reject(new RedisUnavailableError(`Redis ${what} timed out after ${ms} ms`));
+      }, ms);
+    }),
+  ]).finally(() => clearTimeout(t));
+}

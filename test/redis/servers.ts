@@ -1,0 +1,133 @@
+/**
+ * Real redis-server processes for the tests, on spare loopback ports: one to kill mid-test, or
+ * three forming a Redis Cluster. And the rule for the shared Redis at REDIS_URL: tests that need
+ * it skip with a printed reason when it cannot be reached, unless HOTPATH_REQUIRE_REDIS=1 (CI),
+ * in which case they fail.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
+export const REQUIRE_REDIS = process.env.HOTPATH_REQUIRE_REDIS === '1';
+
+/** Sends PING to host:port; true on +PONG within `ms`. */
+export function ping(port: number, host = '127.0.0.1', ms = 500): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = new Socket();
+    const done = (v: boolean): void => {
+      s.destroy();
+      resolve(v);
+    };
+    s.setTimeout(ms, () => done(false));
+    s.once('error', () => done(false));
+    s.connect(port, host, () => s.write('PING\r\n'));
+    s.once('data', (d) => done(d.toString().startsWith('+PONG')));
+  });
+}
+
+/** Whether the shared Redis answers; throws (CI) or logs why the caller skips. */
+export async function sharedRedisReachable(suite: string): Promise<boolean> {
+  const u = new URL(REDIS_URL);
+  const ok = await ping(Number(u.port || 6379), u.hostname);
+  if (ok) return true;
+  const why = `${suite}: no Redis answers at ${REDIS_URL}`;
+  if (REQUIRE_REDIS) throw new Error(`${why}, and HOTPATH_REQUIRE_REDIS=1`);
+  console.warn(`SKIPPED ${why} (set REDIS_URL, or start redis-server)`);
+  return false;
+}
+
+export const hasRedisServer = spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
+
+/** Whether tests may spawn redis-server; throws (CI) or logs why the caller skips. */
+export function canSpawnRedis(suite: string): boolean {
+  if (hasRedisServer) return true;
+  if (REQUIRE_REDIS) throw new Error(`${suite}: redis-server is not installed, and HOTPATH_REQUIRE_REDIS=1`);
+  console.warn(`SKIPPED ${suite}: redis-server is not installed`);
+  return false;
+}
+
+async function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+/** A port p such that p and p + 10000 (a cluster bus port) are free. */
+export async function sparePort(): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const p = 20000 + Math.floor(Math.random() * 20000);
+    if ((await portFree(p)) && (await portFree(p + 10000))) return p;
+  }
+  throw new Error('no spare port pair found');
+}
+
+export interface RedisProcess {
+  port: number;
+  url: string;
+  /** SIGKILL: the server dies with connections open, as in a crash. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port (empty: no persistence). */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Starts a redis-server on a spare loopback port and waits until it answers. */
+export async function startRedis(extra: string[] = [], port?: number): Promise<RedisProcess> {
+  const p = port ?? (await sparePort());
+  const dir = mkdtempSync(join(tmpdir(), 'hotpath-redis-'));
+  let child: ChildProcess | undefined;
+  const launch = async (): Promise<void> => {
+    child = spawn('redis-server', ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extra], { stdio: 'ignore' });
+    for (let i = 0; i < 200; i++) {
+      if (await ping(p, '127.0.0.1', 100)) return;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error(`redis-server on port ${p} did not start`);
+  };
+  const kill = async (): Promise<void> => {
+    const c = child;
+    if (c === undefined || c.exitCode !== null) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGKILL');
+    await exited;
+  };
+  await launch();
+  return {
+    port: p,
+    url: `redis://127.0.0.1:${p}`,
+    kill,
+    restart: launch,
+    stop: async () => {
+      await kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Three masters forming a Redis Cluster (redis-cli --cluster create). */
+export async function startCluster(): Promise<{ nodes: RedisProcess[]; urls: string[]; stop(): Promise<void> }> {
+  const nodes: RedisProcess[] = [];
+  for (let i = 0; i < 3; i++) {
+    nodes.push(await startRedis(['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${i}.conf`, '--cluster-node-timeout', '2000']));
+  }
+  const stop = async (): Promise<void> => {
+    await Promise.all(nodes.map((n) => n.stop()));
+  };
+  const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-yes'], { encoding: 'utf8', timeout: 30_000 });
+  if (create.status !== 0) {
+    await stop();
+    throw new Error(`redis-cli --cluster create failed: ${create.stdout}\n${create.stderr}`);
+  }
+  for (let i = 0; i < 200; i++) {
+    const states = nodes.map((n) => spawnSync('redis-cli', ['-p', String(n.port), 'cluster', 'info'], { encoding: 'utf8' }).stdout);
+    if (states.every((s) => s.includes('cluster_state:ok'))) return { nodes, urls: nodes.map((n) => n.url), stop };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await stop();
+  throw new Error('the cluster did not reach cluster_state:ok');
+}
