@@ -1,11 +1,20 @@
 /**
  * The value codec: how values are stored in the shared L2, in Redis (L3) and sent to workers.
  *
- * Format: one version byte (CODEC_VERSION), then MessagePack written by msgpackr with
- * self-describing records (no shared structures: each value carries its record definitions, so
- * any process decodes it with no shared state) and the structured-clone extensions. Round-trips:
- * objects, arrays, strings, numbers, booleans, null, undefined, Buffers and typed arrays,
- * Dates, Maps, Sets, RegExps, Errors, BigInts of any size, and cycles.
+ * Format: one format byte, then MessagePack written by msgpackr; no state is shared between
+ * values, so any thread or process decodes any value alone.
+ *   FORMAT_PLAIN (1)   objects as msgpack maps (the fast path: no Map anywhere in the value)
+ *   FORMAT_RECORDS (2) objects as self-describing msgpackr records, msgpack maps as `Map`s,
+ *                      and structured clone (cycles) — chosen only when the value holds a Map
+ *                      (which plain msgpack cannot tell apart from an object) or a cycle
+ *   FORMAT_SHARED (3)  objects as records whose structures live in the engine's shared memory
+ *                      (structures.ts): the fastest and smallest, but only the threads of the
+ *                      engine that wrote it can read it — used for the shared L2 and worker
+ *                      payloads, never for Redis. Written only by a codec given `structures`.
+ * Shared (non-cyclic) references are written once per use and decode as equal copies; -0 decodes
+ * as 0 (msgpack integers have no sign of zero). Round-trips: objects, arrays, strings, numbers,
+ * booleans, null, undefined, Buffers and typed arrays, Dates, Maps, Sets, RegExps, Errors,
+ * BigInts of any size, and cycles.
  *
  * Refused at encode with a TypeError naming the path: functions, symbols, and own `__proto__`
  * keys (msgpackr would rename the key on decode rather than let it touch a prototype: we refuse
@@ -13,11 +22,18 @@
  * pollute a prototype. Values over `maxBytes` → ERR_HOTPATH_VALUE_TOO_LARGE; bytes that are not
  * a value of this codec → ERR_HOTPATH_CORRUPT_VALUE.
  */
-import { Packr } from 'msgpackr';
+import { Packr, RESERVE_START_SPACE } from 'msgpackr';
 import { CorruptValueError, ValueTooLargeError } from '../errors.js';
+import type { SharedStructures } from './structures.js';
 
-/** The first byte of every encoded value. */
-export const CODEC_VERSION = 1;
+/** Format byte: plain msgpack. */
+export const FORMAT_PLAIN = 1;
+/** Format byte: msgpackr records, maps decoded as Map. */
+export const FORMAT_RECORDS = 2;
+/** Format byte: records with structures shared in the engine's memory. */
+export const FORMAT_SHARED = 3;
+/** The format byte the codec writes for a value without Maps (kept for callers that check it). */
+export const CODEC_VERSION = FORMAT_PLAIN;
 
 /** Default largest encoded value: 16 MiB. */
 export const DEFAULT_MAX_VALUE_BYTES = 16 * 1024 * 1024;
@@ -25,22 +41,23 @@ export const DEFAULT_MAX_VALUE_BYTES = 16 * 1024 * 1024;
 export interface CodecOptions {
   /** Largest encoded value in bytes (both directions). Default 16 MiB. */
   maxBytes?: number;
+  /**
+   * The engine's shared record structures: with them the codec writes FORMAT_SHARED (for values
+   * that stay inside this engine's threads). Without, only self-contained formats.
+   */
+  structures?: SharedStructures;
 }
 
-const PACKR_OPTIONS = {
-  useRecords: true,
-  // No structures shared between values: each value carries its own record definitions, so any
-  // process decodes it alone (sequential mode shares and overflows its structure table).
-  maxSharedStructures: 0,
-  mapsAsObjects: false,
-  structuredClone: true,
-  moreTypes: true,
-  int64AsType: 'bigint',
-} as const;
+const COMMON = { moreTypes: true, int64AsType: 'bigint' } as const;
 
 export class ValueCodec {
   readonly maxBytes: number;
-  readonly #packr = new Packr(PACKR_OPTIONS);
+  readonly #plain = new Packr({ ...COMMON, useRecords: false });
+  // No structures shared between values: each carries its own record definitions. The only
+  // format with structuredClone (cycles), whose per-value reference tracking costs time.
+  readonly #records = new Packr({ ...COMMON, structuredClone: true, useRecords: true, maxSharedStructures: 0, mapsAsObjects: false });
+  readonly #shared: Packr | undefined;
+  readonly #walk = newWalkState();
 
   /** @throws RangeError for a bad `maxBytes`. */
   constructor(options: CodecOptions = {}) {
@@ -49,89 +66,176 @@ export class ValueCodec {
       throw new RangeError(`options.maxBytes must be an integer between 16 and 2^31, got ${String(max)}`);
     }
     this.maxBytes = max;
+    const store = options.structures;
+    if (store !== undefined) {
+      this.#shared = new Packr({
+        ...COMMON, useRecords: true, mapsAsObjects: false,
+        structures: [], maxSharedStructures: 32,
+        getStructures: () => store.get(),
+        saveStructures: (structures: unknown[], isCompatible: ((existing: unknown[]) => boolean) | boolean) => store.save(structures, isCompatible),
+      } as never);
+    }
+  }
+
+  /** True when this codec writes (and reads) FORMAT_SHARED values. */
+  get shared(): boolean {
+    return this.#shared !== undefined;
   }
 
   /**
-   * Encodes `value`: the version byte, then MessagePack.
+   * Encodes `value`: the format byte, then MessagePack.
    * @throws TypeError for a function, symbol or own `__proto__` key inside `value` (names the path).
    * @throws ValueTooLargeError over `maxBytes`.
    */
   encode(value: unknown, what = 'value'): Buffer {
-    checkEncodable(value, what);
-    const body = this.#packr.pack(value);
-    const total = body.length + 1;
-    if (total > this.maxBytes) throw new ValueTooLargeError(total, this.maxBytes, what);
-    const out = Buffer.allocUnsafe(total);
-    out[0] = CODEC_VERSION;
-    out.set(body, 1);
+    const shape = checkEncodable(value, what, this.#walk);
+    // msgpackr reserves the format byte in its own buffer: no second copy. The subarray it
+    // returns stays valid (msgpackr moves on to fresh space for the next value).
+    let out: Buffer;
+    if (this.#shared !== undefined && (shape & CYCLE) === 0) {
+      out = this.#shared.pack(value, RESERVE_START_SPACE | 1);
+      out[0] = FORMAT_SHARED;
+    } else if (shape !== 0) {
+      out = this.#records.pack(value, RESERVE_START_SPACE | 1);
+      out[0] = FORMAT_RECORDS;
+    } else {
+      out = this.#plain.pack(value, RESERVE_START_SPACE | 1);
+      out[0] = FORMAT_PLAIN;
+    }
+    if (out.length > this.maxBytes) throw new ValueTooLargeError(out.length, this.maxBytes, what);
     return out;
   }
 
   /**
    * Decodes bytes written by `encode`.
-   * @throws CorruptValueError for empty, wrong-version, truncated, trailing-garbage or oversize input.
+   * @throws CorruptValueError for empty, unknown-format, truncated, trailing-garbage or oversize input.
    */
   decode(bytes: Uint8Array): unknown {
     if (!(bytes instanceof Uint8Array)) throw new TypeError(`decode expects a Uint8Array, got ${typeof bytes}`);
     if (bytes.length === 0) throw new CorruptValueError('empty input is not an encoded value');
     if (bytes.length > this.maxBytes) throw new CorruptValueError(`encoded value of ${bytes.length} bytes is over the limit of ${this.maxBytes}`);
-    if (bytes[0] !== CODEC_VERSION) {
-      throw new CorruptValueError(`unknown codec version ${bytes[0]} (this build reads version ${CODEC_VERSION})`);
+    const format = bytes[0];
+    const packr = format === FORMAT_PLAIN ? this.#plain : format === FORMAT_RECORDS ? this.#records : format === FORMAT_SHARED ? this.#shared : undefined;
+    if (packr === undefined) {
+      throw new CorruptValueError(
+        format === FORMAT_SHARED
+          ? 'a value in the engine-local shared format reached a codec without the engine\'s structures'
+          : `unknown codec format ${format} (this build reads ${FORMAT_PLAIN}, ${FORMAT_RECORDS} and ${FORMAT_SHARED})`,
+      );
     }
-    const body = Buffer.from(bytes.buffer, bytes.byteOffset + 1, bytes.length - 1);
-    let values: unknown[];
+    let value: unknown;
     try {
-      // unpackMultiple reads everything: trailing bytes after the value show up as extra values.
-      values = this.#packr.unpackMultiple(body) as unknown[];
+      value = packr.unpack(bytes, { start: 1 } as never);
     } catch (err) {
       throw new CorruptValueError(`corrupt encoded value: ${(err as Error).message}`, err);
     }
-    if (values.length !== 1) throw new CorruptValueError(`corrupt encoded value: ${values.length} values where one was expected`);
-    return values[0];
+    return value;
   }
 }
 
 /**
  * Walks `value` and throws a TypeError naming the path of anything the codec cannot carry
- * faithfully: a function, a symbol, an own `__proto__` key.
+ * faithfully: a function, a symbol, an own `__proto__` key. Returns bit flags: MAP when it holds
+ * a Map (plain msgpack cannot tell one from an object), CYCLE when something contains itself
+ * (only the structured-clone format can write that); 0 for the common case.
+ *
+ * It is on the hot path of every encode, so it allocates one small state object, tracks the
+ * path as a stack (the path string is built only for an error) and switches on a WeakSet of
+ * visited objects only past 10 000 objects (against exponential walks of shared references).
  */
-export function checkEncodable(value: unknown, path = 'value'): void {
+export function checkEncodable(value: unknown, path = 'value', reuse?: WalkState): number {
   if (typeof value === 'function' || typeof value === 'symbol') {
     throw new TypeError(`${path} is a ${typeof value} and cannot be encoded`);
   }
-  if (typeof value === 'object' && value !== null) walk(value, path, new Set());
+  if (typeof value !== 'object' || value === null || isLeaf(value)) return 0;
+  const st = reuse !== undefined && !reuse.busy ? reuse : newWalkState();
+  st.busy = true;
+  st.flags = 0;
+  st.visits = 0;
+  st.visited = undefined;
+  st.root = path;
+  st.ancestors.length = 0;
+  st.keys.length = 0;
+  try {
+    walk(value, st);
+    return st.flags;
+  } finally {
+    st.busy = false;
+  }
 }
 
-function walk(o: object, path: string, seen: Set<object>): void {
-  if (seen.has(o) || ArrayBuffer.isView(o) || o instanceof ArrayBuffer || o instanceof Date || o instanceof RegExp) return;
-  seen.add(o);
-  if (o instanceof Map) {
-    for (const [k, v] of o) {
-      check(k, `${path}.<key ${describeKey(k)}>`, seen);
-      check(v, `${path}.${describeKey(k)}`, seen);
+/** A walk's scratch state; a codec keeps one to reuse (a getter that encodes re-enters: then a fresh one). */
+export function newWalkState(): WalkState {
+  return { busy: false, flags: 0, ancestors: [], keys: [], visits: 0, visited: undefined, root: 'value' };
+}
+
+/** checkEncodable flag: the value holds a Map. */
+export const MAP = 1;
+/** checkEncodable flag: the value contains itself. */
+export const CYCLE = 2;
+
+export interface WalkState {
+  busy: boolean;
+  flags: number;
+  ancestors: object[];
+  keys: Array<string | number>;
+  visits: number;
+  visited: WeakSet<object> | undefined;
+  root: string;
+}
+
+function isLeaf(o: object): boolean {
+  const proto = Object.getPrototypeOf(o);
+  if (proto === Object.prototype || proto === Array.prototype || proto === null) return false;
+  return ArrayBuffer.isView(o) || o instanceof ArrayBuffer || o instanceof Date || o instanceof RegExp || o instanceof Error;
+}
+
+function fail(st: WalkState, key: string | number | undefined, what: string): never {
+  const parts = [st.root, ...st.keys.map(String)];
+  if (key !== undefined) parts.push(String(key));
+  throw new TypeError(`${parts.join('.')} ${what}`);
+}
+
+function visit(v: unknown, key: string | number, st: WalkState): void {
+  if (typeof v === 'object') {
+    if (v !== null && !isLeaf(v)) {
+      st.keys.push(key);
+      walk(v, st);
+      st.keys.pop();
     }
+  } else if (typeof v === 'function' || typeof v === 'symbol') {
+    fail(st, key, `is a ${typeof v} and cannot be encoded`);
+  }
+}
+
+function walk(o: object, st: WalkState): void {
+  if (st.ancestors.includes(o)) {
+    st.flags |= CYCLE;
     return;
   }
-  if (o instanceof Set) {
-    let i = 0;
-    for (const v of o) check(v, `${path}.<${i++}>`, seen);
-    return;
+  if (++st.visits > 10_000) {
+    st.visited ??= new WeakSet();
+    if (st.visited.has(o)) return;
+    st.visited.add(o);
   }
-  if (Object.prototype.hasOwnProperty.call(o, '__proto__')) {
-    throw new TypeError(`${path} has an own "__proto__" key, which cannot be stored faithfully`);
-  }
+  st.ancestors.push(o);
   if (Array.isArray(o)) {
-    for (let i = 0; i < o.length; i++) check(o[i], `${path}.${i}`, seen);
-    return;
+    for (let i = 0; i < o.length; i++) visit(o[i], i, st);
+  } else if (o instanceof Map) {
+    st.flags |= MAP;
+    for (const [k, v] of o) {
+      if (typeof k === 'function' || typeof k === 'symbol') fail(st, `<key ${String(k)}>`, `is a ${typeof k} and cannot be encoded`);
+      if (typeof k === 'object' && k !== null) visit(k, `<key>`, st);
+      visit(v, typeof k === 'string' || typeof k === 'number' ? k : String(k), st);
+    }
+  } else if (o instanceof Set) {
+    let i = 0;
+    for (const v of o) visit(v, `<${i++}>`, st);
+  } else {
+    if (Object.prototype.hasOwnProperty.call(o, '__proto__')) fail(st, undefined, 'has an own "__proto__" key, which cannot be stored faithfully');
+    for (const k in o) {
+      if (Object.prototype.hasOwnProperty.call(o, k)) visit((o as Record<string, unknown>)[k], k, st);
+    }
   }
-  for (const k of Object.keys(o)) check((o as Record<string, unknown>)[k], `${path}.${k}`, seen);
-}
-
-function check(v: unknown, path: string, seen: Set<object>): void {
-  if (typeof v === 'function' || typeof v === 'symbol') throw new TypeError(`${path} is a ${typeof v} and cannot be encoded`);
-  if (typeof v === 'object' && v !== null) walk(v, path, seen);
-}
-
-function describeKey(k: unknown): string {
-  return typeof k === 'string' ? k : String(k);
+  st.ancestors.pop();
 }

@@ -67,6 +67,11 @@ export class MetricsTable {
     return this.#values + i * 8;
   }
 
+  /** Adds 1 to the word at `address` (the common case, no checks). */
+  inc1(address: number): void {
+    this.#k.counterInc(address, 1);
+  }
+
   /** Adds an integer to the word at `address` (one atomic add). */
   add(address: number, delta: number): void {
     if ((delta | 0) === delta) this.#k.counterInc(address, delta);

@@ -74,9 +74,11 @@ export class ThreadMetrics {
     const child = (values: readonly string[]): CounterChild => {
       const at = table.address(KIND_COUNTER, seriesKey(name, labelNames, values));
       return {
+        // One WASM call doing one atomic add; no allocation.
         inc(n = 1): void {
-          if (!(n >= 0)) throw new RangeError(`counter ${name}: inc() takes a non-negative number, got ${n}`);
-          table.add(at, n);
+          if (n === 1) table.inc1(at);
+          else if (n >= 0) table.add(at, n);
+          else throw new RangeError(`counter ${name}: inc() takes a non-negative number, got ${n}`);
         },
       };
     };

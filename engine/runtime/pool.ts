@@ -30,7 +30,7 @@ import type { ResourceLimits } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { CancelledError, ClosedError, HotpathError, TaskFailedError, UnknownTaskError, WorkerExitedError, TimeoutError } from '../errors.js';
 import type { Arena } from './arena.js';
-import { ValueCodec } from '../codec/codec.js';
+import type { ValueCodec } from '../codec/codec.js';
 import { ChannelReader, ChannelWriter, Doorbell, Ring, ringBytes } from './channel.js';
 import {
   decodePayload, encodePayload, fromWireError, KIND_ERROR, KIND_REGISTER, KIND_RESULT, KIND_RUN,
@@ -118,7 +118,7 @@ export class WorkerPool {
   readonly #backlog: Backlogged[] = [];
   readonly #tasks: TaskDefinition[] = [];
   readonly #taskIds = new Map<string, number>();
-  readonly #codec = new ValueCodec();
+  readonly #codec: ValueCodec;
   readonly #bell: Doorbell;
   readonly #keepAlive: ReturnType<typeof setInterval>;
   #piscina: Piscina | undefined;
@@ -141,8 +141,10 @@ export class WorkerPool {
     this.#pollTick();
   };
 
-  constructor(arena: Arena, options: PoolOptions) {
+  /** `codec` encodes payloads (the engine-local one: its structures are shared with the workers). */
+  constructor(arena: Arena, codec: ValueCodec, options: PoolOptions) {
     this.#opts = options;
+    this.#codec = codec;
     this.#arena = arena;
     const buffer = arena.memory.buffer;
     this.#i32 = new Int32Array(buffer);

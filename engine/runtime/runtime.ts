@@ -38,7 +38,7 @@ export class Runtime {
     this.module = kernelModule();
     this.memory = createSharedMemory(settings.memoryBytes);
     this.#main = new ThreadRuntime(this.memory, this.module, 'hotpath:scratch:main', settings.scratchBytes, settings.metricsCapacity, true);
-    this.pool = new WorkerPool(this.#main.arena, {
+    this.pool = new WorkerPool(this.#main.arena, this.#main.codec, {
       workers: settings.workers,
       ringCapacity: settings.ringBytes,
       spinUs: settings.spinUs,

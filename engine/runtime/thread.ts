@@ -8,6 +8,8 @@ import { KeyHasher } from './hash.js';
 import { instantiateKernels, type KernelExports } from './wasm.js';
 import { MetricsTable } from '../observe/table.js';
 import { ThreadMetrics } from '../observe/thread-metrics.js';
+import { ValueCodec } from '../codec/codec.js';
+import { SharedStructures } from '../codec/structures.js';
 
 export class ThreadRuntime {
   /** The engine's one shared memory. */
@@ -22,6 +24,8 @@ export class ThreadRuntime {
   readonly i32: Int32Array;
   /** Shared counters/gauges and this thread's histograms (no-ops when metrics are off). */
   readonly metrics: ThreadMetrics;
+  /** The engine-local value codec (record structures shared by every thread of the engine). */
+  readonly codec: ValueCodec;
 
   /** `metricsCapacity` 0 turns metrics off (no table is carved). */
   constructor(memory: WebAssembly.Memory, module: WebAssembly.Module, scratchName: string, scratchBytes: number, metricsCapacity: number, initArena = false) {
@@ -31,6 +35,7 @@ export class ThreadRuntime {
     const scratch = this.arena.region(scratchName, scratchBytes);
     this.hasher = new KeyHasher(this.kernels, memory, scratch.offset, scratch.bytes);
     this.i32 = new Int32Array(memory.buffer);
+    this.codec = new ValueCodec({ structures: new SharedStructures(this.arena) });
     this.metrics = new ThreadMetrics(metricsCapacity > 0 ? new MetricsTable(this.arena, this.kernels, metricsCapacity) : undefined);
   }
 }

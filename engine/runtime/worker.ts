@@ -12,7 +12,7 @@
 import { threadId, workerData } from 'node:worker_threads';
 import { setImmediate, setInterval, clearInterval } from 'node:timers';
 import { performance } from 'node:perf_hooks';
-import { ValueCodec } from '../codec/codec.js';
+import type { ValueCodec } from '../codec/codec.js';
 import { ChannelReader, ChannelWriter, Doorbell, Ring } from './channel.js';
 import {
   decodePayload, encodePayload, ENC_UNDEFINED, KIND_ERROR, KIND_REGISTER, KIND_RESULT, KIND_RUN,
@@ -62,7 +62,7 @@ class Worker {
   readonly #writer: ChannelWriter;
   readonly #bell: Doorbell;
   readonly #spin: boolean;
-  readonly #codec = new ValueCodec();
+  readonly #codec: ValueCodec;
   readonly #tasks: TaskEntry[] = [];
   readonly #ctx: TaskContext;
   /**
@@ -86,6 +86,7 @@ class Worker {
     this.#writer = new ChannelWriter(res, new Doorbell(this.#i32, this.#pool + P_BELL_SEQ, this.#pool + P_BELL_SLEEPING));
     this.#spin = this.#slot < boot.spinWorkers && boot.spinUs > 0;
     this.#ctx = { runtime: this.#rt, slot: this.#slot };
+    this.#codec = this.#rt.codec;
   }
 
   #claimSlot(): number {

@@ -1,0 +1,85 @@
+/**
+ * Platform benchmarks: a shared counter increment vs prom-client's Counter.inc() with one label;
+ * the value codec vs JSON + Buffer conversion on a ~200-byte object; a Redis round trip through
+ * the connector vs raw ioredis on the same Redis (skipped, with a note, when none answers).
+ */
+import { do_not_optimize } from 'mitata';
+import { Redis } from 'ioredis';
+import { Counter, Registry } from 'prom-client';
+import { createEngine, RedisConnector, ValueCodec } from '../engine/index.js';
+import { Suite } from './harness.js';
+
+const suite = new Suite('platform.bench');
+const engine = await createEngine({ workers: 1 });
+const engineOff = await createEngine({ workers: 1, metrics: false });
+
+// --- counters ------------------------------------------------------------------------------
+const ours = engine.metrics.counter('bench_hits_total', 'Bench hits.', ['route']);
+const oursChild = ours.labels('/api');
+const off = engineOff.metrics.counter('bench_hits_total', 'Bench hits.', ['route']).labels('/api');
+const registry = new Registry();
+const theirs = new Counter({ name: 'bench_hits_total', help: 'Bench hits.', labelNames: ['route'], registers: [registry] });
+const theirsChild = theirs.labels('/api');
+for (let i = 0; i < 2e6; i++) {
+  oursChild.inc();
+  theirs.inc({ route: '/api' });
+} // let both reach their optimised tier before measuring
+await suite.compare('counter increment, one label', { name: 'hotpath shared counter child.inc()', fn: () => oursChild.inc() }, [
+  { name: 'prom-client counter.inc({ route })', fn: () => theirs.inc({ route: '/api' }) },
+  { name: 'prom-client counter.labels(route).inc()', fn: () => theirs.labels('/api').inc() },
+  { name: 'prom-client bound child.inc()', fn: () => theirsChild.inc() },
+]);
+await suite.compare('counter increment, metrics off', { name: 'hotpath child.inc() with metrics: false', fn: () => off.inc() }, [
+  { name: 'hotpath child.inc() with metrics on', fn: () => oursChild.inc() },
+], { internal: true });
+
+// --- codec ---------------------------------------------------------------------------------
+const local = engine.runtime.thread.codec; // engine-local: record structures shared by its threads
+const codec = new ValueCodec(); // self-contained: what goes to Redis
+const obj = {
+  id: 123456, user: 'alice@example.com', roles: ['admin', 'editor'], active: true, score: 98.25,
+  createdAt: '2026-11-23T08:00:00.000Z', tags: { plan: 'pro', region: 'eu-west-1' }, counts: [1, 2, 3, 5, 8, 13],
+};
+suite.note('codec', 'sample object as JSON', Buffer.byteLength(JSON.stringify(obj)), 'bytes');
+suite.note('codec', 'sample object encoded', codec.encode(obj).length, 'bytes');
+suite.note('codec', 'sample object, engine-local format', local.encode(obj).length, 'bytes');
+await suite.compare('value encode + decode (~200-byte object), engine-local format', {
+  name: 'hotpath codec, shared structures',
+  fn: () => do_not_optimize(local.decode(local.encode(obj))),
+}, [{
+  name: 'JSON.stringify/parse + Buffer',
+  fn: () => do_not_optimize(JSON.parse(Buffer.from(JSON.stringify(obj)).toString())),
+}]);
+await suite.compare('value encode + decode (~200-byte object), self-contained format', {
+  name: 'hotpath codec, plain msgpack',
+  fn: () => do_not_optimize(codec.decode(codec.encode(obj))),
+}, [{
+  name: 'JSON.stringify/parse + Buffer',
+  fn: () => do_not_optimize(JSON.parse(Buffer.from(JSON.stringify(obj)).toString())),
+}]);
+
+// --- Redis ---------------------------------------------------------------------------------
+const url = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
+const raw = new Redis(url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 });
+raw.on('error', () => {});
+let redisUp = false;
+try {
+  await raw.connect();
+  redisUp = true;
+} catch {
+  console.log(`\n## Redis round trip: skipped (no Redis at ${url})`);
+}
+if (redisUp) {
+  const conn = await RedisConnector.connect(url, { timeoutMs: 1000 });
+  await raw.set('hotpath:bench:k', 'v');
+  await suite.compare('Redis GET round trip', { name: 'hotpath connector.command("GET")', fn: () => conn.command('GET', ['hotpath:bench:k']) }, [
+    { name: 'raw ioredis get()', fn: () => raw.get('hotpath:bench:k') },
+  ]);
+  await raw.del('hotpath:bench:k');
+  await conn.close();
+  raw.disconnect();
+}
+
+await engine.close();
+await engineOff.close();
+suite.finish();
