@@ -49,22 +49,31 @@ export class Suite {
 
   async #one(group: string, c: Case, role: CaseResult['role']): Promise<CaseResult> {
     const ops = c.ops ?? 1;
-    const stats = await measure(c.fn as () => unknown, QUICK ? { min_cpu_time: 40e6, min_samples: 4, max_samples: 2000 } : { min_cpu_time: 1000e6 });
+    const stats = await measure(c.fn as () => unknown, QUICK ? { min_cpu_time: 40e6, min_samples: 4, max_samples: 2000 } : { min_cpu_time: 500e6 });
     return { group, name: c.name, role, p50Ns: stats.p50 / ops, avgNs: stats.avg / ops, p99Ns: stats.p99 / ops, samples: stats.samples.length };
   }
 
   /**
-   * Measures `ours`, then each peer, and prints each peer's ratio against `ours`. With
-   * `internal`, both sides are hotpath's own alternatives (e.g. JS vs WASM) and the ratio says
-   * how the first compares with each other one.
+   * Measures `ours` and each peer in interleaved rounds (A B C, A B C, …; 3 rounds, 1 in quick
+   * mode) and keeps, per case, the round with the median p50 — so a burst of noise on this shared
+   * VM does not land on one side only. Prints each peer's ratio against `ours`. With `internal`,
+   * both sides are hotpath's own alternatives (e.g. JS vs WASM).
    */
   async compare(group: string, ours: Case, peers: Case[], options: { internal?: boolean } = {}): Promise<void> {
-    const mine = await this.#one(group, ours, 'hotpath');
+    const cases = [ours, ...peers];
+    const rounds: CaseResult[][] = cases.map(() => []);
+    for (let r = 0; r < (QUICK ? 1 : 3); r++) {
+      for (let i = 0; i < cases.length; i++) {
+        rounds[i]!.push(await this.#one(group, cases[i]!, i === 0 || options.internal ? 'hotpath' : 'peer'));
+      }
+    }
+    const pick = (list: CaseResult[]): CaseResult => [...list].sort((a, b) => a.p50Ns - b.p50Ns)[list.length >> 1]!;
+    const mine = pick(rounds[0]!);
     this.results.push(mine);
     console.log(`\n## ${group}`);
     console.log(row(mine.name, mine));
-    for (const p of peers) {
-      const r = await this.#one(group, p, options.internal ? 'hotpath' : 'peer');
+    for (let i = 1; i < cases.length; i++) {
+      const r = pick(rounds[i]!);
       r.ratio = r.p50Ns / mine.p50Ns;
       this.results.push(r);
       console.log(`${row(r.name, r)}  → ${options.internal ? `"${mine.name}"` : 'hotpath'} ${fmtRatio(r.ratio)}`);

@@ -41,7 +41,8 @@ export async function runBenches(args: BenchArgs): Promise<number> {
     for (const f of files) {
       const out = join(tmp, `${f}.json`);
       const code = await new Promise<number>((done) => {
-        const child = spawn(process.execPath, [join(dir, f)], {
+        // --expose-gc: a bench may collect before a measurement that counts garbage collections.
+        const child = spawn(process.execPath, ['--expose-gc', join(dir, f)], {
           stdio: 'inherit',
           env: { ...process.env, HOTPATH_BENCH_OUT: out, HOTPATH_BENCH_QUICK: args.quick ? '1' : '0' },
         });
