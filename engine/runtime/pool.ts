@@ -286,6 +286,8 @@ export class WorkerPool {
     if (this.#state === CLOSED || this.#closing !== undefined) return Promise.reject(new ClosedError('worker pool'));
     const taskId = this.#taskIds.get(task);
     if (taskId === undefined) return Promise.reject(new UnknownTaskError(task));
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(new CancelledError(`task "${task}"`, signal.reason));
     let enc: number;
     let body: Uint8Array | null;
     try {
@@ -304,12 +306,11 @@ export class WorkerPool {
     if (slot === undefined) this.#backlog.push({ id, taskId, enc, body });
     else this.#dispatch(slot, id, taskId, enc, body);
     this.#activate();
-    const signal = options?.signal;
-    if (signal !== undefined) this.#watchSignal(id, signal);
-    return promise;
+    return signal === undefined ? promise : this.#watchSignal(id, signal, promise);
   }
 
-  #watchSignal(id: number, signal: AbortSignal): void {
+  /** Rejects task `id` when `signal` aborts; the listener is removed once the task settles. */
+  #watchSignal(id: number, signal: AbortSignal, promise: Promise<unknown>): Promise<unknown> {
     const abort = (): void => {
       const p = this.#pending.get(id);
       if (p === undefined) return;
@@ -319,8 +320,8 @@ export class WorkerPool {
       p.reject(new CancelledError(`task "${p.task}"`, signal.reason));
       this.#checkDrained();
     };
-    if (signal.aborted) abort();
-    else signal.addEventListener('abort', abort, { once: true });
+    signal.addEventListener('abort', abort, { once: true });
+    return promise.finally(() => signal.removeEventListener('abort', abort));
   }
 
   #pick(): Slot | undefined {

@@ -132,3 +132,17 @@ describe('start order', () => {
     }
   });
 });
+
+describe('AbortSignal bookkeeping', () => {
+  it('removes its abort listener when the task settles (one signal, many tasks)', async () => {
+    const e = await testEngine({ workers: 1 });
+    try {
+      const ac = new AbortController();
+      const { getEventListeners } = await import('node:events');
+      await Promise.all(Array.from({ length: 100 }, (_, i) => e.run('echo', i, { signal: ac.signal })));
+      expect(getEventListeners(ac.signal, 'abort')).toHaveLength(0);
+    } finally {
+      await e.close();
+    }
+  });
+});
