@@ -68,8 +68,19 @@ export class ValueCodec {
     this.maxBytes = max;
     const store = options.structures;
     if (store !== undefined) {
+      // The hot path: no separate walk. msgpackr itself refuses what we refuse — a function
+      // (writeFunction), a symbol (unknown type), an own `__proto__` key (checked as each object
+      // is written) — and a cycle overflows the stack; on any failure encode() walks the value
+      // to name the path, or falls back to the structured-clone format for a cycle.
       this.#shared = new Packr({
-        ...COMMON, useRecords: true, mapsAsObjects: false,
+        ...COMMON, mapsAsObjects: false,
+        useRecords: (o: object) => {
+          if (Object.prototype.hasOwnProperty.call(o, '__proto__')) throw new TypeError('own "__proto__" key');
+          return true;
+        },
+        writeFunction: () => {
+          throw new TypeError('function');
+        },
         structures: [], maxSharedStructures: 32,
         getStructures: () => store.get(),
         saveStructures: (structures: unknown[], isCompatible: ((existing: unknown[]) => boolean) | boolean) => store.save(structures, isCompatible),
@@ -88,21 +99,34 @@ export class ValueCodec {
    * @throws ValueTooLargeError over `maxBytes`.
    */
   encode(value: unknown, what = 'value'): Buffer {
-    const shape = checkEncodable(value, what, this.#walk);
     // msgpackr reserves the format byte in its own buffer: no second copy. The subarray it
     // returns stays valid (msgpackr moves on to fresh space for the next value).
+    let out: Buffer | undefined;
+    if (this.#shared !== undefined) {
+      try {
+        out = this.#shared.pack(value, RESERVE_START_SPACE | 1);
+        out[0] = FORMAT_SHARED;
+      } catch (err) {
+        // Slow path: name the offending path (throws), or it was a cycle (then structured clone).
+        const shape = checkEncodable(value, what, this.#walk);
+        if ((shape & CYCLE) === 0) throw new TypeError(`${what} cannot be encoded: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    if (out === undefined) out = this.#selfContained(value, what);
+    if (out.length > this.maxBytes) throw new ValueTooLargeError(out.length, this.maxBytes, what);
+    return out;
+  }
+
+  #selfContained(value: unknown, what: string): Buffer {
+    const shape = checkEncodable(value, what, this.#walk);
     let out: Buffer;
-    if (this.#shared !== undefined && (shape & CYCLE) === 0) {
-      out = this.#shared.pack(value, RESERVE_START_SPACE | 1);
-      out[0] = FORMAT_SHARED;
-    } else if (shape !== 0) {
+    if (shape !== 0) {
       out = this.#records.pack(value, RESERVE_START_SPACE | 1);
       out[0] = FORMAT_RECORDS;
     } else {
       out = this.#plain.pack(value, RESERVE_START_SPACE | 1);
       out[0] = FORMAT_PLAIN;
     }
-    if (out.length > this.maxBytes) throw new ValueTooLargeError(out.length, this.maxBytes, what);
     return out;
   }
 

@@ -1,9 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CODEC_VERSION, FORMAT_PLAIN, FORMAT_RECORDS, ValueCodec } from '../../engine/codec/index.js';
+import { CODEC_VERSION, FORMAT_PLAIN, FORMAT_RECORDS, FORMAT_SHARED, SharedStructures, ValueCodec } from '../../engine/codec/index.js';
 import { ErrorCodes } from '../../engine/index.js';
+import { Arena } from '../../engine/runtime/arena.js';
+import { createSharedMemory } from '../../engine/runtime/wasm.js';
 
-const codec = new ValueCodec();
+const selfContained = new ValueCodec();
+const engineLocal = new ValueCodec({ structures: new SharedStructures(new Arena(createSharedMemory(2 << 20), true)) });
 
 // Values the codec promises to round-trip (fast-check's `anything` minus what it refuses).
 const value = fc.letrec((tie) => ({
@@ -23,12 +26,15 @@ const value = fc.letrec((tie) => ({
   ),
 })).node;
 
-describe('ValueCodec', () => {
+describe.each([
+  ['self-contained', selfContained],
+  ['engine-local (shared structures)', engineLocal],
+])('ValueCodec, %s', (_kind, codec) => {
   it('round-trips any supported value (property)', () => {
     fc.assert(
       fc.property(value, (v) => {
         const bytes = codec.encode(v);
-        expect([FORMAT_PLAIN, FORMAT_RECORDS]).toContain(bytes[0]);
+        expect([FORMAT_PLAIN, FORMAT_RECORDS, FORMAT_SHARED]).toContain(bytes[0]);
         expect(codec.decode(bytes)).toEqual(v);
       }),
       { numRuns: 1000 },
@@ -45,7 +51,7 @@ describe('ValueCodec', () => {
     expect(back.self).toBe(back);
   });
 
-  it('decodes in a fresh codec (no shared record state)', () => {
+  it.runIf(codec === selfContained)('decodes in a fresh codec (no shared record state)', () => {
     const a = new ValueCodec();
     const objs = Array.from({ length: 5 }, (_, i) => ({ id: i, name: `n${i}`, tags: ['a', 'b'] }));
     const encoded = objs.map((o) => a.encode(o));
@@ -82,7 +88,7 @@ describe('ValueCodec', () => {
     ['empty input', Buffer.alloc(0)],
     ['an unknown format byte', Buffer.from([0x7f, 0xc0])],
     ['a version byte alone', Buffer.from([CODEC_VERSION])],
-    ['trailing bytes', Buffer.concat([new ValueCodec().encode({ a: 1 }), Buffer.from([1, 2, 3])])],
+    ['trailing bytes', Buffer.concat([selfContained.encode({ a: 1 }), Buffer.from([1, 2, 3])])],
   ])('rejects %s with ERR_HOTPATH_CORRUPT_VALUE', (_label, bytes) => {
     expect(() => codec.decode(bytes)).toThrow(expect.objectContaining({ code: ErrorCodes.CORRUPT_VALUE }));
   });
@@ -125,19 +131,20 @@ describe('ValueCodec', () => {
     const small = new ValueCodec({ maxBytes: 100 });
     expect(() => small.encode('x'.repeat(200))).toThrow(expect.objectContaining({ code: ErrorCodes.VALUE_TOO_LARGE }));
     expect(small.decode(small.encode('x'.repeat(50)))).toBe('x'.repeat(50));
-    const big = codec.encode('y'.repeat(500));
+    const big = selfContained.encode('y'.repeat(500));
     expect(() => small.decode(big)).toThrow(expect.objectContaining({ code: ErrorCodes.CORRUPT_VALUE }));
     expect(() => new ValueCodec({ maxBytes: -1 })).toThrow(/options\.maxBytes/);
   });
 });
 
 describe('formats', () => {
+  const codec = selfContained;
   it('writes plain msgpack unless the value holds a Map', () => {
     expect(codec.encode({ a: [1, { b: 2 }] })[0]).toBe(FORMAT_PLAIN);
     expect(codec.encode({ a: [1, { b: new Map() }] })[0]).toBe(FORMAT_RECORDS);
   });
 
-  it('walks deep and cyclic values without stack or time blow-ups', () => {
+  it.each([['self-contained', selfContained], ['engine-local', engineLocal]])('%s: walks deep and cyclic values without stack or time blow-ups', (_k, codec) => {
     let deep: Record<string, unknown> = { leaf: 1 };
     for (let i = 0; i < 200; i++) deep = { next: deep };
     expect(codec.decode(codec.encode(deep))).toEqual(deep);
