@@ -73,10 +73,11 @@ export class ThreadMetrics {
     if (table === undefined) return { name, ...NOOP, labels: () => NOOP };
     const child = (values: readonly string[]): CounterChild => {
       const at = table.address(KIND_COUNTER, seriesKey(name, labelNames, values));
+      const add = table.incrementer;
       return {
         // One WASM call doing one atomic add; no allocation.
         inc(n = 1): void {
-          if (n === 1) table.inc1(at);
+          if (n === 1) add(at, 1);
           else if (n >= 0) table.add(at, n);
           else throw new RangeError(`counter ${name}: inc() takes a non-negative number, got ${n}`);
         },
