@@ -169,6 +169,10 @@ export class Ring {
     const a = this.i32;
     for (const w of [HEAD, BELL_SEQ, BELL_SLEEPING, TAIL, PRODUCER_WAITING]) Atomics.store(a, this.#h + w, 0);
     this.#head = this.#tailSeen = this.#tail = 0;
+    // Wake every waiter left on the old ring (a writer blocked for space, a sleeping reader), so
+    // none lingers to be woken later in place of a waiter of the ring's next user.
+    Atomics.notify(a, this.#h + TAIL);
+    Atomics.notify(a, this.#h + BELL_SEQ);
   }
 
   // ---------------------------------------------------------------- producer
@@ -257,24 +261,28 @@ export class Ring {
     let tail = this.#tail;
     if (head === tail) return 0;
     let frames = 0;
-    while (tail !== head) {
-      const pos = tail & this.#mask;
-      const at = this.#data + pos;
-      const w = at >>> 2;
-      const len = i32[w]!;
-      if (len === PAD) {
-        tail = (tail + (this.capacity - pos)) | 0;
-        continue;
+    try {
+      while (tail !== head) {
+        const pos = tail & this.#mask;
+        const at = this.#data + pos;
+        const w = at >>> 2;
+        const len = i32[w]!;
+        if (len === PAD) {
+          tail = (tail + (this.capacity - pos)) | 0;
+          continue;
+        }
+        // Consumed before the handler runs: a frame whose handler throws is never read again.
+        tail = (tail + ((FRAME_HEADER + len + 7) & ~7)) | 0;
+        frames++;
+        onFrame(i32[w + 1]!, i32[w + 2]!, i32[w + 3]!, this.u8, at + FRAME_HEADER, len);
       }
-      onFrame(i32[w + 1]!, i32[w + 2]!, i32[w + 3]!, this.u8, at + FRAME_HEADER, len);
-      frames++;
-      tail = (tail + ((FRAME_HEADER + len + 7) & ~7)) | 0;
-    }
-    this.#tail = tail;
-    Atomics.store(i32, this.#h + TAIL, tail);
-    if (Atomics.load(i32, this.#h + PRODUCER_WAITING) !== 0) {
-      Atomics.store(i32, this.#h + PRODUCER_WAITING, 0);
-      Atomics.notify(i32, this.#h + TAIL, 1);
+    } finally {
+      this.#tail = tail;
+      Atomics.store(i32, this.#h + TAIL, tail);
+      if (Atomics.load(i32, this.#h + PRODUCER_WAITING) !== 0) {
+        Atomics.store(i32, this.#h + PRODUCER_WAITING, 0);
+        Atomics.notify(i32, this.#h + TAIL); // all: only one producer waits, never a stale one
+      }
     }
     return frames;
   }
@@ -319,10 +327,11 @@ export class ChannelWriter {
   }
 
   /**
-   * Sends a message. The `tag` must fit in 30 bits. `body` must not be modified until the
-   * message has been written (immediately, unless the ring was full: then it is queued).
+   * Sends a message. The `tag` must fit in 30 bits. `body` is copied into the ring at once, or,
+   * when the ring is full, into the queue: the caller may reuse it as soon as send() returns.
    */
   send(tag: number, a: number, b: number, body: Uint8Array | null): void {
+    if (this.#closed) return;
     const len = body === null ? 0 : body.length;
     if (this.#queue.length === 0 && len <= this.ring.maxFrameBody && this.ring.tryWrite(tag << 2, a, b, body, 0, len)) {
       if (!this.#flushScheduled) {
@@ -331,7 +340,9 @@ export class ChannelWriter {
       }
       return;
     }
-    this.#queue.push({ tag, a, b, body, sent: 0 });
+    // Queued: copy, so a caller reusing its buffer after send() returns changes nothing sent.
+    // (new Uint8Array(x) copies; Buffer#slice would not.)
+    this.#queue.push({ tag, a, b, body: body === null ? null : new Uint8Array(body), sent: 0 });
     if (!this.#pumping) void this.#pump();
   }
 
@@ -344,9 +355,9 @@ export class ChannelWriter {
     return new Promise((resolve) => this.#drainWaiters.push(resolve));
   }
 
-  /** Publishes every written frame and rings the consumer once. */
+  /** Publishes every written frame and rings the consumer once. A closed writer publishes nothing. */
   flush(): void {
-    if (this.ring.unpublished) {
+    if (!this.#closed && this.ring.unpublished) {
       this.ring.publish();
       this.#bell.ring();
     }

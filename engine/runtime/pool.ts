@@ -244,8 +244,7 @@ export class WorkerPool {
     if (taskId === undefined) throw new UnknownTaskError(task);
     const [enc, body] = encodePayload(this.#codec, payload);
     const answers = this.#ready.map((slot) => {
-      const id = this.#nextId;
-      this.#nextId = id === 0x7fffffff ? 1 : id + 1;
+      const id = this.#takeId();
       const p = new Promise<unknown>((resolve, reject) => this.#pending.set(id, { resolve, reject, slot: null, task }));
       this.#dispatch(slot, id, taskId, enc, body);
       return p.catch((err: unknown) => err);
@@ -296,17 +295,40 @@ export class WorkerPool {
       if (err instanceof HotpathError) return Promise.reject(err); // e.g. ERR_HOTPATH_VALUE_TOO_LARGE
       return Promise.reject(new TypeError(`task "${task}": ${(err as Error).message}`, { cause: err }));
     }
-    const id = this.#nextId;
-    this.#nextId = id === 0x7fffffff ? 1 : id + 1;
+    const id = this.#takeId();
     const promise = new Promise<unknown>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, slot: null, task });
     });
     if (Atomics.load(this.#i32, this.#base + P_GENERATION) !== this.#generation) this.#refreshSlots();
     const slot = this.#pick();
-    if (slot === undefined) this.#backlog.push({ id, taskId, enc, body });
+    if (slot === undefined) {
+      if (this.#noThreadsLeft()) {
+        this.#pending.delete(id);
+        return Promise.reject(new WorkerExitedError(`task "${task}": no worker thread is left to run it (replacements kept failing at start-up)`));
+      }
+      this.#backlog.push({ id, taskId, enc, body });
+    }
     else this.#dispatch(slot, id, taskId, enc, body);
     this.#activate();
     return signal === undefined ? promise : this.#watchSignal(id, signal, promise);
+  }
+
+  /** The next request id not in use (ids wrap at 2^31; a very long-lived task keeps its id). */
+  #takeId(): number {
+    let id = this.#nextId;
+    while (this.#pending.has(id)) id = id === 0x7fffffff ? 1 : id + 1;
+    this.#nextId = id === 0x7fffffff ? 1 : id + 1;
+    return id;
+  }
+
+  /** True once piscina has no thread at all (it stops replacing workers that die while starting). */
+  #noThreadsLeft(): boolean {
+    return this.#piscina !== undefined && this.#piscina.threads.length === 0 && !this.#starting;
+  }
+
+  /** Lets the poll loop go idle (and the process exit) when nothing is left to wait for. */
+  #settleIdle(): void {
+    if (this.#pending.size === 0 && this.#backlog.length === 0 && this.#state === SLEEPING) this.#bell.wake();
   }
 
   /** Rejects task `id` when `signal` aborts; the listener is removed once the task settles. */
@@ -319,6 +341,7 @@ export class WorkerPool {
       // The worker may still run it; its answer is then dropped (no entry left to settle).
       p.reject(new CancelledError(`task "${p.task}"`, signal.reason));
       this.#checkDrained();
+      this.#settleIdle();
     };
     signal.addEventListener('abort', abort, { once: true });
     return promise.finally(() => signal.removeEventListener('abort', abort));
@@ -481,6 +504,16 @@ export class WorkerPool {
     Atomics.store(this.#i32, this.#slotWord(slot.index, S_READY), 0);
     Atomics.store(this.#i32, this.#slotWord(slot.index, S_OWNER), 0); // free for a replacement
     Atomics.notify(this.#i32, this.#base + P_GENERATION); // a replacement may wait for a free slot
+    if (this.#noThreadsLeft()) {
+      // piscina gave up replacing: what waits for a worker would wait forever.
+      for (const t of this.#backlog.splice(0)) {
+        const p = this.#pending.get(t.id);
+        this.#pending.delete(t.id);
+        p?.reject(new WorkerExitedError(`task "${p.task}": no worker thread is left to run it`));
+      }
+      this.#checkDrained();
+    }
+    this.#settleIdle();
   }
 
   /**

@@ -67,12 +67,31 @@ export interface WireError {
   stack?: string;
 }
 
+/**
+ * Never throws, whatever was thrown (an object without a prototype, a throwing getter or
+ * toString, a huge message): the worker loop must survive any task.
+ */
 export function toWireError(err: unknown): WireError {
-  if (err instanceof Error) {
-    const code = (err as { code?: unknown }).code;
-    return { name: err.name, message: err.message, ...(typeof code === 'string' ? { code } : {}), ...(err.stack ? { stack: err.stack } : {}) };
+  const text = (v: unknown, max: number): string => {
+    try {
+      return String(v).slice(0, max);
+    } catch {
+      return '(unprintable)';
+    }
+  };
+  try {
+    if (err instanceof Error) {
+      const code = (err as { code?: unknown }).code;
+      return {
+        name: text(err.name, 200), message: text(err.message, 64 * 1024),
+        ...(typeof code === 'string' ? { code: code.slice(0, 200) } : {}),
+        ...(typeof err.stack === 'string' ? { stack: err.stack.slice(0, 64 * 1024) } : {}),
+      };
+    }
+  } catch {
+    // a getter threw: fall through
   }
-  return { name: 'Error', message: String(err) };
+  return { name: 'Error', message: `a task threw a non-Error: ${text(err, 1000)}` };
 }
 
 export function fromWireError(w: WireError): Error {

@@ -140,6 +140,15 @@ class Worker {
   }
 
   #onRequest(tag: number, a: number, b: number, u8: Uint8Array, off: number, len: number): void {
+    try {
+      this.#handle(tag, a, b, u8, off, len);
+    } catch (err) {
+      // Nothing a request carries may stop the loop; a broken RUN is answered, anything else dropped.
+      if ((tag & 15) === KIND_RUN) this.#fail(a, err);
+    }
+  }
+
+  #handle(tag: number, a: number, b: number, u8: Uint8Array, off: number, len: number): void {
     const kind = tag & 15;
     if (kind === KIND_REGISTER) {
       const def = this.#codec.decode(u8.slice(off, off + len)) as { name: string; module: string; export: string };
@@ -197,20 +206,19 @@ class Worker {
   }
 
   #invoke(id: number, fn: TaskFunction, payload: unknown): void {
-    let result: unknown;
     try {
-      result = fn(payload, this.#ctx);
+      const result = fn(payload, this.#ctx);
+      if (result !== null && (typeof result === 'object' || typeof result === 'function') && typeof (result as PromiseLike<unknown>).then === 'function') {
+        // Promise.resolve adopts any thenable (even one whose then() throws) into a real promise.
+        Promise.resolve(result).then(
+          (v) => this.#answer(id, v),
+          (err: unknown) => this.#fail(id, err),
+        );
+      } else {
+        this.#answer(id, result);
+      }
     } catch (err) {
       this.#fail(id, err);
-      return;
-    }
-    if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
-      (result as PromiseLike<unknown>).then(
-        (v) => this.#answer(id, v),
-        (err: unknown) => this.#fail(id, err),
-      );
-    } else {
-      this.#answer(id, result);
     }
   }
 
@@ -230,8 +238,15 @@ class Worker {
     this.#writer.send(KIND_RESULT | (enc << 4), id, 0, body);
   }
 
+  /** Answers `id` with an error. Never throws (an error that cannot be encoded is replaced). */
   #fail(id: number, err: unknown): void {
-    const [enc, body] = encodePayload(this.#codec, toWireError(err));
+    let enc: number;
+    let body: Uint8Array | null;
+    try {
+      [enc, body] = encodePayload(this.#codec, toWireError(err));
+    } catch {
+      [enc, body] = encodePayload(this.#codec, { name: 'Error', message: 'the task failed with an error that cannot be sent back' });
+    }
     this.#writer.send(KIND_ERROR | (enc << 4), id, 0, body);
   }
 }

@@ -146,3 +146,39 @@ describe('AbortSignal bookkeeping', () => {
     }
   });
 });
+
+describe('hostile task behaviour does not take the worker down', () => {
+  it.each(['throwBare', 'rejectBare', 'badThenable'])('%s fails alone; a sibling task and the worker survive', async (task) => {
+    const exitsBefore = engine.runtime.pool.exits;
+    const sibling = engine.run('wait', 30);
+    await expect(engine.run(task)).rejects.toMatchObject({ code: ErrorCodes.TASK_FAILED });
+    expect(await sibling).toBe(30);
+    expect(engine.runtime.pool.exits).toBe(exitsBefore);
+  });
+});
+
+describe('back-pressure', () => {
+  it('a Buffer queued behind a full ring is copied: reusing it after run() changes nothing sent', async () => {
+    const e = await testEngine({ workers: 1, channel: { ringBytes: 4096 } });
+    try {
+      const blocker = e.run('block', 200);
+      await new Promise((r) => setTimeout(r, 30)); // the worker is busy: the ring fills up
+      const fillers = Array.from({ length: 12 }, () => e.run('echo', new Uint8Array(500)));
+      const buf = Buffer.alloc(100, 0x41);
+      const echoed = e.run('echo', buf);
+      buf.fill(0x5a);
+      expect(((await echoed) as Buffer).toString()).toBe('A'.repeat(100));
+      await Promise.all([blocker, ...fillers]);
+    } finally {
+      await e.close();
+    }
+  });
+
+  it('aborting the last task in flight lets the process exit', async () => {
+    const { execFile } = await import('node:child_process');
+    const { promisify } = await import('node:util');
+    const script = new URL('../fixtures/abort-then-exit.mjs', import.meta.url).pathname;
+    const { stdout } = await promisify(execFile)(process.execPath, [script], { timeout: 20_000 });
+    expect(stdout.trim()).toBe(ErrorCodes.CANCELLED);
+  });
+});

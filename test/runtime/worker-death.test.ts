@@ -63,3 +63,22 @@ it('survives repeated deaths with work in flight: answers published before a dea
   }
   expect(await Promise.all(echoes)).toEqual(Array.from({ length: 500 }, (_, i) => i));
 });
+
+it('a worker that dies with its request ring full leaves nothing behind to corrupt its replacement', async () => {
+  engine = await testEngine({ workers: 1, channel: { ringBytes: 4096 } });
+  const e = engine;
+  const pad = new Uint8Array(400);
+  await e.run('whoami'); // load the task module first: tasks then run in order as they arrive
+  // Phase 1: the worker blocks, the ring fills (the main thread's writer waits for space), it dies.
+  const phase1 = [e.run('blockThenDie', 150).then(() => 'ok', (err: { code?: string }) => err.code)];
+  for (let i = 0; i < 20; i++) phase1.push(e.run('echo', pad).then(() => 'ok', (err: { code?: string }) => err.code));
+  for (const r of await Promise.all(phase1)) expect(['ok', ErrorCodes.WORKER_EXITED]).toContain(r);
+  await poolRecovered(e, 1);
+  // Phase 2: the replacement (same slot) is busy while a burst fills the ring again. Every task
+  // must complete, once, in order.
+  const fill = 'x'.repeat(400); // 20 of these overflow the 4 KiB ring while the worker blocks
+  const burst: Array<Promise<unknown>> = [e.run('block', 100)];
+  for (let i = 0; i < 20; i++) burst.push(e.run('echo', { i, fill }));
+  expect(await Promise.all(burst)).toEqual(['blocked', ...Array.from({ length: 20 }, (_, i) => ({ i, fill }))]);
+  expect(e.runtime.pool.exits).toBe(1);
+});
