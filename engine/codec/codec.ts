@@ -24,7 +24,7 @@
  */
 import { Packr, RESERVE_START_SPACE } from 'msgpackr';
 import { CorruptValueError, ValueTooLargeError } from '../errors.js';
-import type { SharedStructures } from './structures.js';
+import { MAX_SHARED_KEYS, type SharedStructures } from './structures.js';
 
 /** Format byte: plain msgpack. */
 export const FORMAT_PLAIN = 1;
@@ -82,6 +82,7 @@ export class ValueCodec {
           throw new TypeError('function');
         },
         structures: [], maxSharedStructures: 32,
+        shouldShareStructure: (keys: string[]) => keys.length <= MAX_SHARED_KEYS,
         getStructures: () => store.get(),
         saveStructures: (structures: unknown[], isCompatible: ((existing: unknown[]) => boolean) | boolean) => store.save(structures, isCompatible),
       } as never);
@@ -106,13 +107,22 @@ export class ValueCodec {
       try {
         out = this.#shared.pack(value, RESERVE_START_SPACE | 1);
         out[0] = FORMAT_SHARED;
-      } catch (err) {
-        // Slow path: name the offending path (throws), or it was a cycle (then structured clone).
-        const shape = checkEncodable(value, what, this.#walk);
-        if ((shape & CYCLE) === 0) throw new TypeError(`${what} cannot be encoded: ${(err as Error).message}`, { cause: err });
+      } catch {
+        // Slow path: the walk names a refused function, symbol or __proto__ key (it throws);
+        // anything else (a cycle, a full structures region) is written self-contained below.
+        out = undefined;
       }
     }
-    if (out === undefined) out = this.#selfContained(value, what);
+    if (out === undefined) {
+      try {
+        out = this.#selfContained(value, what);
+      } catch (err) {
+        if (err instanceof RangeError && /call stack/i.test(err.message)) {
+          throw new TypeError(`${what} is nested too deeply to encode`, { cause: err });
+        }
+        throw err;
+      }
+    }
     if (out.length > this.maxBytes) throw new ValueTooLargeError(out.length, this.maxBytes, what);
     return out;
   }

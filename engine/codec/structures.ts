@@ -20,6 +20,16 @@ import type { Arena } from '../runtime/arena.js';
 
 const HEADER = 64;
 export const STRUCTURES_BYTES = 256 * 1024;
+/** Objects with more keys than this are never shared (dictionary-like objects would fill the region). */
+export const MAX_SHARED_KEYS = 64;
+
+/** The shared structures region cannot hold one more shape. */
+export class StructuresFullError extends Error {
+  constructor(needed: number, capacity: number) {
+    super(`shared record structures need ${needed} bytes; the region holds ${capacity}`);
+    this.name = 'StructuresFullError';
+  }
+}
 
 export class SharedStructures {
   readonly #i32: Int32Array;
@@ -64,7 +74,9 @@ export class SharedStructures {
       const ok = typeof isCompatible === 'function' ? isCompatible(existing) : isCompatible !== false;
       if (!ok) return false;
       const bytes = this.#plain.pack([...structures]);
-      if (bytes.length > this.#capacity) return false; // cannot persist: msgpackr keeps these shapes inline
+      // Returning false here would make msgpackr reload and retry forever: fail this pack
+      // instead (the codec then writes the value self-contained).
+      if (bytes.length > this.#capacity) throw new StructuresFullError(bytes.length, this.#capacity);
       Atomics.add(this.#i32, this.#h + 1, 1); // odd: rewriting
       this.#u8.set(bytes, this.#data);
       Atomics.store(this.#i32, this.#h + 2, bytes.length);

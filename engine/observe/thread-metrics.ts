@@ -78,8 +78,8 @@ export class ThreadMetrics {
         // One WASM call doing one atomic add; no allocation.
         inc(n = 1): void {
           if (n === 1) add(at, 1);
-          else if (n >= 0) table.add(at, n);
-          else throw new RangeError(`counter ${name}: inc() takes a non-negative number, got ${n}`);
+          else if (Number.isSafeInteger(n) && n >= 0) table.add(at, n);
+          else throw new RangeError(`counter ${name}: inc() takes a non-negative integer, got ${n} (use a histogram for durations)`);
         },
       };
     };
@@ -101,10 +101,14 @@ export class ThreadMetrics {
     if (table === undefined) return { name, ...NOOP, labels: () => NOOP };
     const child = (values: readonly string[]): GaugeChild => {
       const at = table.address(KIND_GAUGE, seriesKey(name, labelNames, values));
+      const int = (v: number, op: string): number => {
+        if (!Number.isSafeInteger(v)) throw new RangeError(`gauge ${name}: ${op}() takes an integer, got ${v}`);
+        return v;
+      };
       return {
-        inc: (n = 1) => table.add(at, n),
-        dec: (n = 1) => table.add(at, -n),
-        set: (v: number) => table.set(at, v),
+        inc: (n = 1) => table.add(at, int(n, 'inc')),
+        dec: (n = 1) => table.add(at, -int(n, 'dec')),
+        set: (v: number) => table.set(at, int(v, 'set')),
       };
     };
     const bare = labelNames.length === 0 ? child([]) : undefined;

@@ -108,6 +108,7 @@ export class RedisConnector extends EventEmitter {
   readonly #scripts = new Map<string, { name: string; sha: string; source: string }>();
   #subscriber: Client | undefined;
   readonly #handlers = new Map<string, Set<(message: string, channel: string) => void>>();
+  readonly #subscribing = new Map<string, Promise<void>>();
   #closed = false;
   #stats = { commands: 0, failures: 0, timeouts: 0, rejected: 0, replyErrors: 0, reconnects: 0 };
 
@@ -159,8 +160,8 @@ export class RedisConnector extends EventEmitter {
     this.client.on('end', () => this.emit('end'));
     this.breaker = new CircuitBreaker('redis', { ...CONNECTOR_DEFAULTS.breaker, ...options.breaker, ...(options.clock ? { clock: options.clock } : {}) });
     this.breaker.on('state', (to: BreakerState, from: BreakerState) => {
+      if (to === 'half-open') void this.#probe(); // first: a throwing listener must not skip it
       this.emit('breaker', to, from);
-      if (to === 'half-open') void this.#probe();
     });
   }
 
@@ -184,21 +185,26 @@ export class RedisConnector extends EventEmitter {
 
   /** Resolves true once ready (and scripts loaded), false after `ms`. */
   async waitReady(ms: number): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    if (this.#closed) return false;
     if (this.client.status !== 'ready') {
       const ok = await new Promise<boolean>((resolve) => {
         const t = setTimeout(() => done(false), ms);
         const done = (v: boolean): void => {
           clearTimeout(t);
           this.client.off('ready', onReady);
+          this.off('closed', onClosed);
           resolve(v);
         };
         const onReady = (): void => done(true);
+        const onClosed = (): void => done(false);
         this.client.on('ready', onReady);
+        this.once('closed', onClosed);
       });
       if (!ok) return false;
     }
-    await this.#loadScripts();
-    return true;
+    await withTimeout(this.#loadScripts(), Math.max(1, deadline - Date.now()), 'script loading').catch(() => undefined);
+    return !this.#closed;
   }
 
   /** True when commands can be sent: connected and the breaker not open. */
@@ -248,9 +254,13 @@ export class RedisConnector extends EventEmitter {
     });
     try {
       const value = await Promise.race([sent, timeout]);
-      this.breaker.success();
+      if (!this.#closed) this.breaker.success();
       return value;
     } catch (err) {
+      if (this.#closed) {
+        sent.catch(() => {});
+        throw new RedisUnavailableError('the Redis connector was closed while the command ran', err);
+      }
       if (err instanceof RedisUnavailableError) {
         this.#stats.timeouts++;
         sent.catch(() => {}); // the loser may still reject later: handled here, never unhandled
@@ -337,13 +347,13 @@ export class RedisConnector extends EventEmitter {
       if (list === undefined) bySlot.set(slot, (list = []));
       list.push(i);
     });
+    // One logical call: one breaker slot, one timeout, one success or failure, however many slots.
+    const cluster = this.client;
+    const groups = [...bySlot.values()];
+    const answers = await this.#guarded('MGET', () =>
+      Promise.all(groups.map((idx) => cluster.call('MGET', ...idx.map((i) => keys[i]!)) as Promise<Array<string | null>>)), options.timeoutMs);
     const out = new Array<string | null>(keys.length).fill(null);
-    await Promise.all(
-      [...bySlot.values()].map(async (idx) => {
-        const values = (await this.command('MGET', idx.map((i) => keys[i]!), options)) as Array<string | null>;
-        idx.forEach((i, j) => (out[i] = values[j] ?? null));
-      }),
-    );
+    groups.forEach((idx, g) => idx.forEach((i, j) => (out[i] = answers[g]![j] ?? null)));
     return out;
   }
 
@@ -356,22 +366,30 @@ export class RedisConnector extends EventEmitter {
   async subscribe(channel: string, handler: (message: string, channel: string) => void): Promise<() => Promise<void>> {
     if (this.#closed) throw new RedisUnavailableError('the Redis connector is closed');
     const sub = this.#subscriberClient();
-    let set = this.#handlers.get(channel);
-    if (set === undefined) {
-      this.#handlers.set(channel, (set = new Set()));
+    // Every caller waits for the one SUBSCRIBE of its channel; if it fails, all of them fail.
+    let pending = this.#subscribing.get(channel);
+    if (pending === undefined && !this.#handlers.has(channel)) {
+      pending = withTimeout(sub.subscribe(channel), Math.max(this.timeoutMs, this.#connectTimeoutMs), `subscribe ${channel}`)
+        .then(() => {
+          this.#handlers.set(channel, this.#handlers.get(channel) ?? new Set());
+        })
+        .finally(() => this.#subscribing.delete(channel));
+      this.#subscribing.set(channel, pending);
+    }
+    if (pending !== undefined) {
       try {
-        await withTimeout(sub.subscribe(channel), Math.max(this.timeoutMs, this.#connectTimeoutMs), `subscribe ${channel}`);
+        await pending;
       } catch (err) {
-        this.#handlers.delete(channel);
         throw err instanceof HotpathError ? err : new RedisUnavailableError(`Redis subscribe failed: ${(err as Error).message}`, err);
       }
     }
+    const set = this.#handlers.get(channel)!;
     set.add(handler);
     return async () => {
       const s = this.#handlers.get(channel);
       if (s === undefined || !s.delete(handler) || s.size > 0) return;
       this.#handlers.delete(channel);
-      await sub.unsubscribe(channel).catch(() => undefined);
+      await withTimeout(sub.unsubscribe(channel), Math.max(this.timeoutMs, 500), `unsubscribe ${channel}`).catch(() => undefined);
     };
   }
 
@@ -383,9 +401,11 @@ export class RedisConnector extends EventEmitter {
   #subscriberClient(): Client {
     if (this.#subscriber !== undefined) return this.#subscriber;
     // Subscribing needs a connection of its own; commands wait for it to connect.
+    // Subscribing waits for the connection (bounded by the subscribe timeout) instead of failing
+    // at once while Redis reconnects; the command connection keeps failing fast.
     const sub: Client = this.client instanceof Cluster
-      ? this.client.duplicate([], { enableOfflineQueue: true })
-      : this.client.duplicate({ enableOfflineQueue: true });
+      ? this.client.duplicate([], { enableOfflineQueue: true, redisOptions: { ...this.client.options.redisOptions, maxRetriesPerRequest: null } })
+      : this.client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
     sub.on('error', (err: Error) => this.emit('redisError', err));
     sub.on('message', (channel: string, message: string) => {
       for (const h of this.#handlers.get(channel) ?? []) {
@@ -404,6 +424,7 @@ export class RedisConnector extends EventEmitter {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.emit('closed');
     this.breaker.dispose();
     await Promise.all([this.client, this.#subscriber].map(async (c) => {
       if (c === undefined) return;

@@ -124,7 +124,7 @@ export class CircuitBreaker extends EventEmitter {
       errorRate,
       volume: int('volume', 1),
       windowMs: int('windowMs', WINDOW_BUCKETS),
-      resetMs: int('resetMs', 1),
+      resetMs: Math.min(int('resetMs', 1), 2 ** 31 - 1),
       halfOpenProbes: int('halfOpenProbes', 1),
       timeoutMs,
     };
@@ -283,12 +283,18 @@ export class CircuitBreaker extends EventEmitter {
     this.#openedAt = this.#clock.now();
     this.#probes = 0;
     this.dispose();
+    this.#arm(this.#o.resetMs);
+    this.#transition('open');
+  }
+
+  /** Timer to the half-open transition; re-armed if it fires before the clock says it is due. */
+  #arm(ms: number): void {
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#maybeHalfOpen();
-    }, this.#o.resetMs);
+      if (this.#state === 'open') this.#arm(Math.max(1, this.retryAfterMs()));
+    }, Math.min(ms, 2 ** 31 - 1));
     this.#timer.unref?.();
-    this.#transition('open');
   }
 
   #maybeHalfOpen(): void {
@@ -303,7 +309,14 @@ export class CircuitBreaker extends EventEmitter {
     if (from === to) return;
     this.#state = to;
     if (to === 'closed') this.dispose();
-    this.emit('state', to, from);
-    this.emit(to === 'closed' ? 'close' : to);
+    // A listener that throws must not break the caller's accounting (success()/failure() are
+    // mid-way): report it as a warning instead of letting it escape.
+    for (const [event, args] of [['state', [to, from]], [to === 'closed' ? 'close' : to, []]] as const) {
+      try {
+        this.emit(event, ...args);
+      } catch (err) {
+        process.emitWarning(`circuit breaker "${this.name}": a '${event}' listener threw: ${(err as Error)?.message ?? String(err)}`, { code: 'HOTPATH_LISTENER_ERROR' });
+      }
+    }
   }
 }

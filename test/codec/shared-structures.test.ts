@@ -33,3 +33,33 @@ describe('record structures shared by the threads of one engine', () => {
     expect(() => new ValueCodec().decode(local)).toThrow(expect.objectContaining({ code: ErrorCodes.CORRUPT_VALUE }));
   });
 });
+
+describe('when the shared structures cannot take more shapes', () => {
+  it('dictionary-like objects (many keys) are written self-contained, never shared, and round-trip', async () => {
+    const { Arena } = await import('../../engine/runtime/arena.js');
+    const { createSharedMemory } = await import('../../engine/runtime/wasm.js');
+    const { SharedStructures } = await import('../../engine/codec/index.js');
+    const codec = new ValueCodec({ structures: new SharedStructures(new Arena(createSharedMemory(2 << 20), true)) });
+    for (let n = 0; n < 20; n++) {
+      const dict = Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`${n}-${i}-${'k'.repeat(30)}`, i]));
+      expect(codec.decode(codec.encode(dict))).toEqual(dict);
+    }
+  });
+
+  it('a full region makes the codec fall back to the self-contained format, not loop', async () => {
+    const { Arena } = await import('../../engine/runtime/arena.js');
+    const { createSharedMemory } = await import('../../engine/runtime/wasm.js');
+    const { SharedStructures } = await import('../../engine/codec/index.js');
+    const tiny = new SharedStructures(new Arena(createSharedMemory(2 << 20), true), 1024);
+    const codec = new ValueCodec({ structures: tiny });
+    const formats = new Set<number>();
+    for (let n = 0; n < 40; n++) {
+      const v = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`shape${n}_key${i}`, i]));
+      const bytes = codec.encode(v);
+      formats.add(bytes[0]!);
+      expect(codec.decode(bytes)).toEqual(v);
+    }
+    expect(formats.has(FORMAT_SHARED)).toBe(true);
+    expect([...formats].some((f) => f !== FORMAT_SHARED)).toBe(true);
+  });
+});

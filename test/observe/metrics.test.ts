@@ -48,6 +48,10 @@ describe('shared counters', () => {
     expect(() => c.inc()).toThrow(/use \.labels/);
     expect(() => engine.metrics.gauge('test_two_labels_total', 'x', ['a', 'b'])).toThrow(/already declared as a counter/);
     expect(() => engine.metrics.counter('test_neg_total', 'x').inc(-1)).toThrow(RangeError);
+    // Shared series hold integers: a fraction would be silently truncated, so it is refused.
+    expect(() => engine.metrics.counter('test_frac_total', 'x').inc(0.5)).toThrow(/non-negative integer/);
+    const g = engine.metrics.gauge('test_frac_level', 'x');
+    for (const bad of [0.9, Number.NaN, Number.POSITIVE_INFINITY]) expect(() => g.set(bad)).toThrow(RangeError);
   });
 });
 

@@ -48,6 +48,20 @@ describe.runIf(shared)('RedisConnector on the shared Redis', () => {
     expect(await r.mget([])).toEqual([]);
   });
 
+  it('concurrent subscribes to one channel all take effect', async () => {
+    const got: string[] = [];
+    let done: () => void = () => {};
+    const all = new Promise<void>((resolve) => (done = resolve));
+    const offs = await Promise.all(['x', 'y', 'z'].map((who) => r.subscribe(`${prefix}conc`, (m) => {
+      got.push(`${who}:${m}`);
+      if (got.length === 3) done();
+    })));
+    await r.publish(`${prefix}conc`, 'm');
+    await all;
+    expect(got.sort()).toEqual(['x:m', 'y:m', 'z:m']);
+    for (const off of offs) await off();
+  });
+
   it('pub/sub over one shared subscriber connection', async () => {
     const got: string[] = [];
     let done: () => void = () => {};

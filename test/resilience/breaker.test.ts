@@ -114,6 +114,39 @@ describe('CircuitBreaker', () => {
     expect(b.state).toBe('open');
   });
 
+  it('re-arms its timer when the clock says the reset is not due yet (an injected clock lagging)', () => {
+    let now = 0;
+    const b = new CircuitBreaker('lag', { consecutiveFailures: 1, resetMs: 100, clock: { now: () => now } });
+    const states: string[] = [];
+    b.on('state', (to: string) => states.push(to));
+    fail(b, 1);
+    now = 50;
+    vi.advanceTimersByTime(100); // the timer fires, but by this clock only 50 ms passed
+    expect(states).toEqual(['open']);
+    now = 100;
+    vi.advanceTimersByTime(50); // re-armed for the remaining 50 ms: half-open without any call
+    expect(states).toEqual(['open', 'half-open']);
+  });
+
+  it('a listener that throws does not break its accounting', () => {
+    const b = new CircuitBreaker('t', { consecutiveFailures: 1, resetMs: 10 });
+    b.on('open', () => {
+      throw new Error('listener bug');
+    });
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => {
+      warnings.push(w.message);
+    };
+    process.on('warning', onWarning);
+    try {
+      fail(b, 1);
+      expect(b.state).toBe('open');
+      expect(b.stats().failures).toBe(1);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   it('validates its options, naming them', () => {
     expect(() => new CircuitBreaker('t', { errorRate: 0 })).toThrow(/options\.errorRate/);
     expect(() => new CircuitBreaker('t', { resetMs: -1 })).toThrow(/options\.resetMs/);
