@@ -17,6 +17,7 @@
  */
 import { Packr } from 'msgpackr';
 import type { Arena } from '../runtime/arena.js';
+import { lockWord, unlockWord } from '../runtime/lock.js';
 
 const HEADER = 64;
 export const STRUCTURES_BYTES = 256 * 1024;
@@ -66,9 +67,7 @@ export class SharedStructures {
    */
   save(structures: unknown[], isCompatible: ((existing: unknown[]) => boolean) | boolean): boolean {
     const lock = this.#h;
-    for (let spins = 0; Atomics.compareExchange(this.#i32, lock, 0, 1) !== 0; spins++) {
-      if (spins > 100) Atomics.wait(this.#i32, lock, 1, 1);
-    }
+    lockWord(this.#i32, lock);
     try {
       const existing = this.get();
       const ok = typeof isCompatible === 'function' ? isCompatible(existing) : isCompatible !== false;
@@ -83,8 +82,7 @@ export class SharedStructures {
       Atomics.add(this.#i32, this.#h + 1, 1); // even: stable
       return true;
     } finally {
-      Atomics.store(this.#i32, lock, 0);
-      Atomics.notify(this.#i32, lock, 1);
+      unlockWord(this.#i32, lock);
     }
   }
 }

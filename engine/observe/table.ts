@@ -14,6 +14,7 @@
  * a cached index and one WASM call (`counterInc`), with no allocation.
  */
 import type { Arena } from '../runtime/arena.js';
+import { lockWord, unlockWord } from '../runtime/lock.js';
 import type { KernelExports } from '../runtime/wasm.js';
 
 export const KIND_COUNTER = 1;
@@ -116,9 +117,7 @@ export class MetricsTable {
     const bytes = encoder.encode(key);
     if (bytes.length > KEY_MAX) throw new RangeError(`metric series key is ${bytes.length} bytes; at most ${KEY_MAX}: ${key.slice(0, 60)}…`);
     const lock = this.#base >>> 2;
-    for (let spins = 0; Atomics.compareExchange(this.#i32, lock, 0, 1) !== 0; spins++) {
-      if (spins > 100) Atomics.wait(this.#i32, lock, 1, 1);
-    }
+    lockWord(this.#i32, lock);
     try {
       this.#refresh();
       const raced = this.#index.get(key);
@@ -136,8 +135,7 @@ export class MetricsTable {
       this.#seen = count + 1;
       return count;
     } finally {
-      Atomics.store(this.#i32, lock, 0);
-      Atomics.notify(this.#i32, lock, 1);
+      unlockWord(this.#i32, lock);
     }
   }
 }

@@ -22,6 +22,7 @@
  * Fresh memory is zeroed and never reused, so every new region starts all zero bytes.
  */
 import { ArenaExhaustedError, RegionConflictError } from '../errors.js';
+import { lockWord, unlockWord } from './lock.js';
 
 /** A named slice of the shared memory. */
 export interface Region {
@@ -138,7 +139,7 @@ export class Arena {
     const existing = this.find(name);
     if (existing !== undefined) return checkSize(existing, size);
 
-    this.#lock();
+    lockWord(this.#i32, this.#h + H_LOCK);
     try {
       // Someone may have created it between our lookup and the lock.
       this.#refresh();
@@ -166,8 +167,7 @@ export class Arena {
       this.#cachedCount = count + 1;
       return { ...region, created: true };
     } finally {
-      Atomics.store(this.#i32, this.#h + H_LOCK, 0);
-      Atomics.notify(this.#i32, this.#h + H_LOCK, 1);
+      unlockWord(this.#i32, this.#h + H_LOCK);
     }
   }
 
@@ -184,15 +184,6 @@ export class Arena {
       this.#cache.set(name, { name, offset, bytes });
     }
     this.#cachedCount = count;
-  }
-
-  #lock(): void {
-    const i = this.#h + H_LOCK;
-    // The lock is held for a registry scan and a few stores, so a short spin nearly always wins;
-    // Atomics.wait with a timeout bounds the rare long case (allowed on Node's main thread too).
-    for (let spins = 0; Atomics.compareExchange(this.#i32, i, 0, 1) !== 0; spins++) {
-      if (spins > 100) Atomics.wait(this.#i32, i, 1, 1);
-    }
   }
 }
 
