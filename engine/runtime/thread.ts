@@ -26,6 +26,10 @@ export class ThreadRuntime {
   readonly metrics: ThreadMetrics;
   /** The engine-local value codec (record structures shared by every thread of the engine). */
   readonly codec: ValueCodec;
+  /** Byte offset of this thread's 64-byte result area for kernels that return several values. */
+  readonly out: number;
+  /** f64 view of that area. */
+  readonly outF64: Float64Array;
 
   /** `metricsCapacity` 0 turns metrics off (no table is carved). */
   constructor(memory: WebAssembly.Memory, module: WebAssembly.Module, scratchName: string, scratchBytes: number, metricsCapacity: number, initArena = false) {
@@ -36,6 +40,8 @@ export class ThreadRuntime {
     this.hasher = new KeyHasher(this.kernels, memory, scratch.offset, scratch.bytes);
     this.i32 = new Int32Array(memory.buffer);
     this.codec = new ValueCodec({ structures: new SharedStructures(this.arena) });
+    this.out = this.arena.region(`${scratchName}:out`, 64).offset;
+    this.outF64 = new Float64Array(memory.buffer, this.out, 8);
     this.metrics = new ThreadMetrics(metricsCapacity > 0 ? new MetricsTable(this.arena, this.kernels, metricsCapacity) : undefined);
   }
 }

@@ -20,6 +20,8 @@ export interface KernelExports {
   counterAddF(ptr: number, delta: number): void;
   counterStoreF(ptr: number, value: number): void;
   counterReadF(ptr: number): number;
+  gcraTake(table: number, hi: number, lo: number, nowMs: number, cost: number, peek: number, out: number): number;
+  gcraReset(table: number, hi: number, lo: number, nowMs: number): void;
 }
 
 const PAGE = 65536;

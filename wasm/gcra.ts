@@ -1,0 +1,128 @@
+// GCRA (the generic cell rate algorithm, i.e. a token bucket in "virtual scheduling" form) over a
+// shared open-addressing table of keys. One 64-bit word of state per key, updated with one CAS,
+// so every thread sharing the memory enforces one exact limit.
+//
+// Time is integer "units": one unit is 1/scale ms, where scale = limit / gcd(limit, window), so
+// that one token returns exactly every T = window / gcd(limit, window) units — no float drift.
+// Times are relative to the table's epoch (ms), so `(now - epoch) * scale` stays far below 2^63
+// (the TypeScript side refuses a scale that would overflow within 100 years).
+//
+// Table layout (byte offsets from `table`, 16-byte aligned):
+//   +0   i64 epochMs        +8  i64 T (units per token)   +16 i64 tau (burst tolerance, units)
+//   +24  i64 scale (units per ms)                          +32 u32 capacity (power of two)
+//   +36  u32 maxProbe       +40 .. +63 reserved
+//   +64  slots[capacity]: { i64 key; i64 tat }   key 0 = empty, key -1 = being reclaimed
+//   after the slots: one overflow slot { i64 key; i64 tat } shared by keys that found no room
+//
+// Decision for `cost` tokens at `now` (units): tat' = max(tat, now) + cost*T; allowed iff
+// tat' - now <= tau. A key never seen (or reclaimed) has tat = 0 <= now: a full bucket of
+// tau / T = burst tokens.
+//
+// Protocol: find the key's slot (insert by CAS 0 -> key), load tat, re-check that the slot still
+// holds the key, then CAS tat -> tat'. A slot is reclaimed for another key only when its bucket
+// is full again (tat <= now): the reclaimer CASes key -> -1, CASes tat from that (non-zero) value
+// to 0, then publishes the new key. Any thread that loaded the old tat fails its CAS (tat only
+// grows while a key owns the slot, and a fresh owner's tat is > now >= the old one), so an
+// update can never land on another key's state.
+//
+// Results go to `out` (the calling thread's scratch): f64 remaining, f64 resetMs, f64 retryAfterMs.
+
+const H_EPOCH: usize = 0;
+const H_T: usize = 8;
+const H_TAU: usize = 16;
+const H_SCALE: usize = 24;
+const H_CAPACITY: usize = 32;
+const H_MAX_PROBE: usize = 36;
+const HEADER: usize = 64;
+const SLOT: usize = 16;
+const RECLAIMING: i64 = -1;
+
+@inline function slotAddr(table: usize, i: u32): usize {
+  return table + HEADER + (<usize>i) * SLOT;
+}
+
+@inline function overflowAddr(table: usize): usize {
+  return table + HEADER + (<usize>load<u32>(table + H_CAPACITY)) * SLOT;
+}
+
+/** Finds (or inserts, or reclaims) the slot of `key`; returns its address. */
+function findSlot(table: usize, key: i64, now: i64): usize {
+  const capacity = load<u32>(table + H_CAPACITY);
+  const mask = capacity - 1;
+  const maxProbe = load<u32>(table + H_MAX_PROBE);
+  const start = (<u32>key ^ <u32>(key >>> 32)) & mask;
+  let reclaimable: usize = 0;
+  for (let p: u32 = 0; p < maxProbe; p++) {
+    const s = slotAddr(table, (start + p) & mask);
+    let k = atomic.load<i64>(s);
+    if (k == key) return s;
+    if (k == 0) {
+      k = atomic.cmpxchg<i64>(s, 0, key);
+      if (k == 0 || k == key) return s;
+    }
+    if (reclaimable == 0 && k != RECLAIMING) {
+      const t = atomic.load<i64>(s + 8);
+      if (t != 0 && t <= now) reclaimable = s;
+    }
+  }
+  if (reclaimable != 0) {
+    const s = reclaimable;
+    const old = atomic.load<i64>(s);
+    if (old != RECLAIMING && old != key && atomic.cmpxchg<i64>(s, old, RECLAIMING) == old) {
+      const t = atomic.load<i64>(s + 8);
+      if (t != 0 && t <= now && atomic.cmpxchg<i64>(s + 8, t, 0) == t) {
+        atomic.store<i64>(s, key);
+        return s;
+      }
+      atomic.store<i64>(s, old); // its owner used it meanwhile: leave it be
+    }
+  }
+  return overflowAddr(table);
+}
+
+/**
+ * Takes (or, with `peek` set, only tests) `cost` tokens for the key (hi, lo) at `nowMs`.
+ * Returns 1 when allowed. Writes remaining / resetMs / retryAfterMs at `out`.
+ */
+export function gcraTake(table: usize, hi: u32, lo: u32, nowMs: f64, cost: u32, peek: u32, out: usize): i32 {
+  const key: i64 = ((<i64>hi) << 32) | (<i64>lo);
+  const scale = load<i64>(table + H_SCALE);
+  const T = load<i64>(table + H_T);
+  const tau = load<i64>(table + H_TAU);
+  const now: i64 = (<i64>Math.floor(nowMs) - load<i64>(table + H_EPOCH)) * scale;
+  const inc: i64 = (<i64>cost) * T;
+  for (;;) {
+    const s = findSlot(table, key, now);
+    const isOverflow = s == overflowAddr(table);
+    const stored = atomic.load<i64>(s + 8);
+    if (!isOverflow && atomic.load<i64>(s) != key) continue; // reclaimed under us: look again
+    const tat: i64 = stored > now ? stored : now;
+    const next: i64 = tat + inc;
+    const allowed = next - now <= tau;
+    const after: i64 = allowed && peek == 0 ? next : tat;
+    if (allowed && peek == 0) {
+      if (atomic.cmpxchg<i64>(s + 8, stored, next) != stored) continue; // raced: decide again
+    }
+    // remaining: whole tokens still available after this decision
+    const room: i64 = tau - (after - now);
+    store<f64>(out, room <= 0 ? 0 : <f64>(room / T));
+    // resetMs: until the bucket is full again
+    const full: i64 = after - now;
+    store<f64>(out + 8, full <= 0 ? 0 : <f64>((full + scale - 1) / scale));
+    // retryAfterMs: until a request of this cost would pass (0 when allowed)
+    const wait: i64 = allowed ? 0 : next - now - tau;
+    store<f64>(out + 16, wait <= 0 ? 0 : <f64>((wait + scale - 1) / scale));
+    return allowed ? 1 : 0;
+  }
+}
+
+/**
+ * Forgets the key's state: its bucket is full again. Stores 0 ("never used"): the reclaimer
+ * skips such slots, so no value a stale reader holds can come back (no ABA).
+ */
+export function gcraReset(table: usize, hi: u32, lo: u32, nowMs: f64): void {
+  const key: i64 = ((<i64>hi) << 32) | (<i64>lo);
+  const now: i64 = (<i64>Math.floor(nowMs) - load<i64>(table + H_EPOCH)) * load<i64>(table + H_SCALE);
+  const s = findSlot(table, key, now);
+  if (s != overflowAddr(table)) atomic.store<i64>(s + 8, 0);
+}
