@@ -1,7 +1,7 @@
 /**
  * `hotpath bench [--quick] [--filter TEXT] [--out DIR]`: runs every bench file (dist/bench/
  * *.bench.js), each in a process of its own, prints their output (each ratio against its peer),
- * and writes DIR/<date>[-quick].json and .md (default DIR: bench/results under the current
+ * and writes DIR/<date>[-filter][-quick].json and .md (default DIR: bench/results under the current
  * directory) with the Node version and CPU.
  */
 import { spawn } from 'node:child_process';
@@ -68,7 +68,9 @@ export async function runBenches(args: BenchArgs): Promise<number> {
   };
   const outDir = resolve(args.out);
   mkdirSync(outDir, { recursive: true });
-  const base = join(outDir, `${now.toISOString().slice(0, 10)}${args.quick ? '-quick' : ''}`);
+  // A filtered run gets its own file, so it never overwrites the day's full results.
+  const suffix = `${args.filter ? `-${args.filter.replace(/[^a-z0-9_-]/gi, '_')}` : ''}${args.quick ? '-quick' : ''}`;
+  const base = join(outDir, `${now.toISOString().slice(0, 10)}${suffix}`);
   writeFileSync(`${base}.json`, JSON.stringify({ ...meta, files: collected }, null, 2) + '\n');
   writeFileSync(`${base}.md`, markdown(meta, collected));
   console.log(`\nhotpath bench: wrote ${base}.json and ${base}.md`);

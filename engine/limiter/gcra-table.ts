@@ -85,6 +85,8 @@ export class GcraTable {
   readonly capacity: number;
   readonly #rt: ThreadRuntime;
   readonly #base: number;
+  #hi = 0;
+  #lo = 0;
 
   /**
    * Finds or creates the table `name` in the arena. Every thread that opens one name must give
@@ -136,25 +138,26 @@ export class GcraTable {
 
   /** Refills `key`'s bucket. */
   reset(key: string, nowMs: number): void {
-    const [hi, lo] = this.#hash(key);
-    this.#rt.kernels.gcraReset(this.#base, hi, lo, nowMs);
+    this.#hash(key);
+    this.#rt.kernels.gcraReset(this.#base, this.#hi, this.#lo, nowMs);
   }
 
   #decide(key: string, cost: number, nowMs: number, peek: number): Decision {
-    const [hi, lo] = this.#hash(key);
+    this.#hash(key);
     const rt = this.#rt;
-    const allowed = rt.kernels.gcraTake(this.#base, hi, lo, nowMs, cost, peek, rt.out) === 1;
+    const allowed = rt.kernels.gcraTake(this.#base, this.#hi, this.#lo, nowMs, cost, peek, rt.out) === 1;
     const out = rt.outF64;
     return { allowed, limit: this.params.limit, remaining: out[0]!, resetMs: out[1]!, retryAfterMs: out[2]! };
   }
 
-  /** A 64-bit key hash as two u32 (0 and -1 are reserved by the table). */
-  #hash(key: string): [number, number] {
+  /** Sets #hi/#lo to the key's 64-bit hash (0 and -1 are reserved by the table); no allocation. */
+  #hash(key: string): void {
     const h = this.#rt.hasher;
     const hi = h.hash(key, SEED_HI);
     let lo = h.hash(key, SEED_LO);
     if (hi === 0 && lo === 0) lo = 1;
     else if (hi === 0xffffffff && lo === 0xffffffff) lo = 0xfffffffe;
-    return [hi, lo];
+    this.#hi = hi;
+    this.#lo = lo;
   }
 }

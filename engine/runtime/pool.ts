@@ -277,7 +277,7 @@ export class WorkerPool {
 
   /**
    * Runs task `task` with `payload` on a worker. `payload` travels as raw bytes when it is a
-   * Uint8Array (it arrives as a Buffer), else msgpack-encoded; the result likewise.
+   * Uint8Array (it arrives as a Buffer), else through the engine's value codec; the result likewise.
    * Rejects with ERR_HOTPATH_TASK_FAILED (the task threw; `cause` is its error),
    * ERR_HOTPATH_WORKER_EXITED (its worker died), ERR_HOTPATH_UNKNOWN_TASK or ERR_HOTPATH_CLOSED.
    */
