@@ -85,7 +85,14 @@ export async function createEngine(options?: EngineOptions): Promise<Engine> {
   const metrics = new Metrics(
     table,
     settings.metrics === true ? undefined : settings.metrics,
-    async () => (await runtime.pool.broadcast('histograms')).filter((h): h is Record<string, string> => h !== null && typeof h === 'object' && !(h instanceof Error)),
+    async () => {
+      try {
+        const answers = await runtime.pool.broadcast('histograms');
+        return answers.filter((h): h is Record<string, string> => h !== null && typeof h === 'object' && !(h instanceof Error));
+      } catch {
+        return []; // closed: the main thread's own histograms are still reported
+      }
+    },
     settings.metrics === true,
   );
   const pool = runtime.pool;

@@ -101,6 +101,13 @@ describe('exposition', () => {
     }
   });
 
+  it('text() still answers after close (the main thread\'s own series)', async () => {
+    const e = await testEngine();
+    e.metrics.histogram('test_after_close_seconds', 'x').record(3);
+    await e.close();
+    expect(await e.metrics.text()).toMatch(/^test_after_close_seconds_count 1$/m);
+  });
+
   it('metrics: false turns every recorder into a no-op and carves no table', async () => {
     const e = await testEngine({ metrics: false });
     try {
