@@ -25,6 +25,11 @@
 // grows while a key owns the slot, and a fresh owner's tat is > now >= the old one), so an
 // update can never land on another key's state.
 //
+// Known edge: when no probe position is free and two threads meet a new key at the same moment,
+// each may reclaim a different expired slot for it; that key's budget is then split across two
+// slots (at most twice its burst, once, until one slot expires). It cannot happen while the table
+// has free slots: size it (the limiter's maxKeys) above the number of keys active at once.
+//
 // Results go to `out` (the calling thread's scratch): f64 remaining, f64 resetMs, f64 retryAfterMs.
 
 const H_EPOCH: usize = 0;
