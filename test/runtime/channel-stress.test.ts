@@ -3,7 +3,7 @@ import { setImmediate } from 'node:timers';
 import { describe, expect, it } from 'vitest';
 import { ChannelReader, ChannelWriter, Doorbell, Ring, ringBytes } from '../../engine/runtime/channel.js';
 // @ts-expect-error plain JS fixture shared with the worker thread
-import { checkMessage, makeMessage } from '../fixtures/stress-messages.mjs';
+import { checkMessage, produceAll } from '../fixtures/stress-messages.mjs';
 
 // The counts CI runs; HOTPATH_SOAK=1 runs ten times as many.
 const SOAK = process.env.HOTPATH_SOAK === '1' ? 10 : 1;
@@ -57,20 +57,8 @@ describe('channel stress between real threads', () => {
         bell.awake();
       }
     };
-    const produce = async (): Promise<void> => {
-      for (let i = 0; i < COUNT_A; i++) {
-        const m = makeMessage(i);
-        writer.send(m.tag, m.a, m.b, m.body);
-        if (writer.backlog > 0) await writer.whenDrained();
-        else if ((i & 1023) === 0) await new Promise((r) => setImmediate(r));
-      }
-      writer.flush();
-      await writer.whenDrained();
-      writer.flush();
-    };
-
     // If the peer dies, fail at once instead of waiting for messages that will never come.
-    await Promise.race([Promise.all([produce(), consume()]), died]);
+    await Promise.race([Promise.all([produceAll(writer, COUNT_A), consume()]), died]);
     const peer = await Promise.race([report, died]);
     await worker.terminate();
     expect(expected).toBe(COUNT_B);
