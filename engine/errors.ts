@@ -12,7 +12,6 @@ export const ErrorCodes = {
   WORKER_EXITED: 'ERR_HOTPATH_WORKER_EXITED',
   TASK_FAILED: 'ERR_HOTPATH_TASK_FAILED',
   UNKNOWN_TASK: 'ERR_HOTPATH_UNKNOWN_TASK',
-  QUEUE_FULL: 'ERR_HOTPATH_QUEUE_FULL',
   TIMEOUT: 'ERR_HOTPATH_TIMEOUT',
   CANCELLED: 'ERR_HOTPATH_CANCELLED',
   WASM_LOAD: 'ERR_HOTPATH_WASM_LOAD',
@@ -100,13 +99,6 @@ export class UnknownTaskError extends HotpathError {
 export class WasmLoadError extends HotpathError {
   constructor(message: string, cause?: unknown) {
     super(ErrorCodes.WASM_LOAD, message, { cause });
-  }
-}
-
-/** A bounded queue is full. */
-export class QueueFullError extends HotpathError {
-  constructor(what: string, max: number) {
-    super(ErrorCodes.QUEUE_FULL, `${what} is full (${max} items)`);
   }
 }
 

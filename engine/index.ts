@@ -6,7 +6,7 @@ export type { EngineOptions, ChannelOptions, Clock } from './options.js';
 export { DEFAULTS } from './options.js';
 export {
   HotpathError, ErrorCodes, ClosedError, ArenaExhaustedError, RegionConflictError, WorkerExitedError,
-  TaskFailedError, UnknownTaskError, WasmLoadError, QueueFullError, TimeoutError, CancelledError,
+  TaskFailedError, UnknownTaskError, WasmLoadError, TimeoutError, CancelledError,
 } from './errors.js';
 export type { ErrorCode } from './errors.js';
 export { RedisUnavailableError, RedisCommandError, ValueTooLargeError, CorruptValueError } from './errors.js';

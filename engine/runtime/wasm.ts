@@ -13,8 +13,6 @@ export interface KernelExports {
   noop(x: number): number;
   xxh32(ptr: number, len: number, seed: number): number;
   xxh64(ptr: number, len: number, seed: bigint): bigint;
-  counterAdd(ptr: number, delta: bigint): bigint;
-  counterLoad(ptr: number): bigint;
   counterBump32(ptr: number, times: number): void;
   counterInc(ptr: number, delta: number): void;
   counterAddF(ptr: number, delta: number): void;
