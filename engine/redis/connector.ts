@@ -207,9 +207,12 @@ export class RedisConnector extends EventEmitter {
     return !this.#closed;
   }
 
-  /** True when commands can be sent: connected and the breaker not open. */
+  /**
+   * True when a command would be sent: connected and the breaker closed. (While half-open the
+   * connector's own probe holds the one probe slot, so other calls are still refused.)
+   */
   get available(): boolean {
-    return !this.#closed && this.client.status === 'ready' && this.breaker.state !== 'open';
+    return !this.#closed && this.client.status === 'ready' && this.breaker.state === 'closed';
   }
 
   /** True for a Cluster connector. */
@@ -234,7 +237,9 @@ export class RedisConnector extends EventEmitter {
     if (this.#closed) throw new RedisUnavailableError('the Redis connector is closed');
     if (!this.breaker.tryAcquire()) {
       this.#stats.rejected++;
-      throw new RedisUnavailableError(`Redis unavailable (circuit open, next probe in ${this.breaker.retryAfterMs()} ms)`);
+      throw new RedisUnavailableError(this.breaker.state === 'half-open'
+        ? 'Redis unavailable (circuit half-open: a probe is deciding whether Redis is back)'
+        : `Redis unavailable (circuit open, next probe in ${this.breaker.retryAfterMs()} ms)`);
     }
     this.#stats.commands++;
     if (this.client.status !== 'ready') {
