@@ -8,6 +8,7 @@ import { Runtime } from './runtime/runtime.js';
 import { Metrics } from './observe/metrics.js';
 import type { MetricsTable } from './observe/table.js';
 import { RedisConnector } from './redis/connector.js';
+import { Limiter, type LimiterOptions } from './limiter/limiter.js';
 
 /** One hotpath runtime and the components built on it. Create with {@link createEngine}. */
 export class Engine {
@@ -20,11 +21,14 @@ export class Engine {
   /** The Redis connector, when `redis` was given (it may be in fallback mode: see `available`). */
   readonly redis: RedisConnector | undefined;
   readonly #closeTimeoutMs: number;
+  readonly #redisTimeoutMs: number;
+  readonly #limiters = new Map<string, { limiter: Limiter; options: string }>();
   #closed: Promise<void> | undefined;
 
   /** @internal use createEngine() */
-  constructor(runtime: Runtime, clock: Clock, closeTimeoutMs: number, metrics: Metrics, redis: RedisConnector | undefined) {
+  constructor(runtime: Runtime, clock: Clock, closeTimeoutMs: number, metrics: Metrics, redis: RedisConnector | undefined, redisTimeoutMs: number) {
     this.runtime = runtime;
+    this.#redisTimeoutMs = redisTimeoutMs;
     this.clock = clock;
     this.#closeTimeoutMs = closeTimeoutMs;
     this.metrics = metrics;
@@ -34,6 +38,28 @@ export class Engine {
   /** True once close() was called. */
   get closed(): boolean {
     return this.#closed !== undefined;
+  }
+
+  /**
+   * The rate limiter `name`: created on first use (its table carved from the shared memory),
+   * returned again for the same name. Without `options`, returns the existing one (or opens one a
+   * worker created). Distributed through Redis when the engine has it (see LimiterOptions).
+   * @throws TypeError / RangeError naming a bad option; ERR_HOTPATH_CLOSED after close();
+   *   ERR_HOTPATH_REGION_CONFLICT when `name` exists with another algorithm, limit, window, burst or maxKeys.
+   */
+  limiter(name: string, options?: LimiterOptions): Limiter {
+    if (this.#closed !== undefined) throw new ClosedError('engine');
+    const known = this.#limiters.get(name);
+    const key = options === undefined ? undefined : JSON.stringify(options);
+    if (known !== undefined && (key === undefined || key === known.options)) return known.limiter;
+    const limiter = new Limiter(name, options, {
+      runtime: this.runtime.thread,
+      clock: this.clock,
+      redis: this.redis,
+      redisTimeoutMs: this.#redisTimeoutMs,
+    });
+    this.#limiters.set(name, { limiter, options: key ?? '' });
+    return limiter;
   }
 
   /**
@@ -117,5 +143,9 @@ export async function createEngine(options?: EngineOptions): Promise<Engine> {
       ];
     });
   }
-  return new Engine(runtime, settings.clock, settings.closeTimeoutMs, metrics, redis);
+  if (metrics.registry !== undefined) {
+    metrics.counter('hotpath_limiter_decisions_total', 'Rate limiter decisions by outcome (allowed, denied) and source (local, redis, lease, insurance).', ['limiter', 'outcome', 'source']);
+    metrics.gauge('hotpath_limiter_fallback', '1 while the limiter decides by its insurance policy because Redis is unavailable.', ['limiter']);
+  }
+  return new Engine(runtime, settings.clock, settings.closeTimeoutMs, metrics, redis, settings.redisTimeoutMs);
 }

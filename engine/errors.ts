@@ -63,10 +63,10 @@ export class ArenaExhaustedError extends HotpathError {
 
 /** A region exists under this name with a different size than the one asked for. */
 export class RegionConflictError extends HotpathError {
-  constructor(name: string, existing: number, requested: number) {
+  constructor(name: string, existing: number, requested: number, detail?: string) {
     super(
       ErrorCodes.REGION_CONFLICT,
-      `shared memory region "${name}" already exists with ${existing} bytes; ${requested} were requested`,
+      detail ?? `shared memory region "${name}" already exists with ${existing} bytes; ${requested} were requested`,
     );
   }
 }

@@ -20,3 +20,6 @@ export type { Runtime } from './runtime/runtime.js';
 export type { WorkerPool, RunOptions, TaskDefinition } from './runtime/pool.js';
 export type { TaskContext, TaskFunction } from './runtime/worker.js';
 export { xxh32Bytes } from './runtime/hash.js';
+export { Limiter, LIMITER_DEFAULTS, type LimiterOptions, type LimiterDeps, type Insurance, type LimiterSpec } from './limiter/limiter.js';
+export type { AdaptiveOptions } from './limiter/adaptive.js';
+export type { Decision, Algorithm, RateLimiter } from './limiter/types.js';

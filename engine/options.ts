@@ -15,6 +15,13 @@ export interface Clock {
   now(): number;
 }
 
+/**
+ * The default clock. It reads `Date.now()` at each call (not a captured reference), so
+ * `vi.useFakeTimers()` installed after `createEngine` still moves it. Components compare a
+ * clock with this one to know it is the system clock (the limiter may then use a coarse clock).
+ */
+export const SYSTEM_CLOCK: Clock = Object.freeze({ now: () => Date.now() });
+
 /** Tuning of the worker channel. Defaults suit a 2-core machine. */
 export interface ChannelOptions {
   /** Bytes of each ring's data area (one request and one response ring per worker). Power of two, 4 KiB .. 1 GiB. Default 1 MiB. */
@@ -132,7 +139,7 @@ export function resolveOptions(options: EngineOptions | undefined): EngineSettin
   unknownKeys('options', o, KNOWN);
   const workers = o.workers === undefined ? DEFAULTS.workers : int('workers', o.workers, 1, 64);
   const memoryBytes = o.memory === undefined ? DEFAULTS.memory : int('memory', o.memory, 1024 * 1024, MAX_MEMORY);
-  let clock: Clock = { now: Date.now };
+  let clock: Clock = SYSTEM_CLOCK;
   if (o.clock !== undefined) {
     const c = plainObject('options.clock', o.clock);
     if (typeof c.now !== 'function') throw new TypeError(`options.clock.now must be a function, got ${describe(c.now)}`);

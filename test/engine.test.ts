@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { createEngine, DEFAULTS } from '../engine/index.js';
-import { resolveOptions } from '../engine/options.js';
+import { resolveOptions, SYSTEM_CLOCK } from '../engine/options.js';
 
 const run = promisify(execFile);
 
@@ -32,7 +32,7 @@ describe('createEngine options', () => {
     const s = resolveOptions(undefined);
     expect(s.runtime.workers).toBe(DEFAULTS.workers);
     expect(s.runtime.memoryBytes).toBe(64 << 20);
-    expect(s.clock.now).toBe(Date.now);
+    expect(s.clock).toBe(SYSTEM_CLOCK); // reads Date.now() per call, so fake timers move it too
     expect(s.closeTimeoutMs).toBe(5000);
     expect(DEFAULTS.workers).toBeGreaterThanOrEqual(1);
   });

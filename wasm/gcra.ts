@@ -25,65 +25,18 @@
 // grows while a key owns the slot, and a fresh owner's tat is > now >= the old one), so an
 // update can never land on another key's state.
 //
-// Known edge: when no probe position is free and two threads meet a new key at the same moment,
-// each may reclaim a different expired slot for it; that key's budget is then split across two
-// slots (at most twice its burst, once, until one slot expires). It cannot happen while the table
-// has free slots: size it (the limiter's maxKeys) above the number of keys active at once.
+// Slot lookup, insertion and reclaim (and the table's one known edge): table.ts.
 //
 // Results go to `out` (the calling thread's scratch): f64 remaining, f64 resetMs, f64 retryAfterMs.
+
+import { findSlot, overflowSlot } from './table';
 
 const H_EPOCH: usize = 0;
 const H_T: usize = 8;
 const H_TAU: usize = 16;
 const H_SCALE: usize = 24;
 const H_CAPACITY: usize = 32;
-const H_MAX_PROBE: usize = 36;
-const HEADER: usize = 64;
 const SLOT: usize = 16;
-const RECLAIMING: i64 = -1;
-
-@inline function slotAddr(table: usize, i: u32): usize {
-  return table + HEADER + (<usize>i) * SLOT;
-}
-
-@inline function overflowAddr(table: usize): usize {
-  return table + HEADER + (<usize>load<u32>(table + H_CAPACITY)) * SLOT;
-}
-
-/** Finds (or inserts, or reclaims) the slot of `key`; returns its address. */
-function findSlot(table: usize, key: i64, now: i64): usize {
-  const capacity = load<u32>(table + H_CAPACITY);
-  const mask = capacity - 1;
-  const maxProbe = load<u32>(table + H_MAX_PROBE);
-  const start = (<u32>key ^ <u32>(key >>> 32)) & mask;
-  let reclaimable: usize = 0;
-  for (let p: u32 = 0; p < maxProbe; p++) {
-    const s = slotAddr(table, (start + p) & mask);
-    let k = atomic.load<i64>(s);
-    if (k == key) return s;
-    if (k == 0) {
-      k = atomic.cmpxchg<i64>(s, 0, key);
-      if (k == 0 || k == key) return s;
-    }
-    if (reclaimable == 0 && k != RECLAIMING) {
-      const t = atomic.load<i64>(s + 8);
-      if (t != 0 && t <= now) reclaimable = s;
-    }
-  }
-  if (reclaimable != 0) {
-    const s = reclaimable;
-    const old = atomic.load<i64>(s);
-    if (old != RECLAIMING && old != key && atomic.cmpxchg<i64>(s, old, RECLAIMING) == old) {
-      const t = atomic.load<i64>(s + 8);
-      if (t != 0 && t <= now && atomic.cmpxchg<i64>(s + 8, t, 0) == t) {
-        atomic.store<i64>(s, key);
-        return s;
-      }
-      atomic.store<i64>(s, old); // its owner used it meanwhile: leave it be
-    }
-  }
-  return overflowAddr(table);
-}
 
 /**
  * Takes (or, with `peek` set, only tests) `cost` tokens for the key (hi, lo) at `nowMs`.
@@ -94,11 +47,13 @@ export function gcraTake(table: usize, hi: u32, lo: u32, nowMs: f64, cost: u32, 
   const scale = load<i64>(table + H_SCALE);
   const T = load<i64>(table + H_T);
   const tau = load<i64>(table + H_TAU);
-  const now: i64 = (<i64>Math.floor(nowMs) - load<i64>(table + H_EPOCH)) * scale;
+  let rel: i64 = <i64>Math.floor(nowMs) - load<i64>(table + H_EPOCH);
+  if (rel < 0) rel = 0; // a thread whose clock is behind the table's creator's
+  const now: i64 = rel * scale;
   const inc: i64 = (<i64>cost) * T;
   for (;;) {
-    const s = findSlot(table, key, now);
-    const isOverflow = s == overflowAddr(table);
+    const s = findSlot(table, key, now, SLOT, H_CAPACITY);
+    const isOverflow = s == overflowSlot(table, H_CAPACITY, SLOT);
     const stored = atomic.load<i64>(s + 8);
     if (!isOverflow && atomic.load<i64>(s) != key) continue; // reclaimed under us: look again
     const tat: i64 = stored > now ? stored : now;
@@ -128,6 +83,6 @@ export function gcraTake(table: usize, hi: u32, lo: u32, nowMs: f64, cost: u32, 
 export function gcraReset(table: usize, hi: u32, lo: u32, nowMs: f64): void {
   const key: i64 = ((<i64>hi) << 32) | (<i64>lo);
   const now: i64 = (<i64>Math.floor(nowMs) - load<i64>(table + H_EPOCH)) * load<i64>(table + H_SCALE);
-  const s = findSlot(table, key, now);
-  if (s != overflowAddr(table)) atomic.store<i64>(s + 8, 0);
+  const s = findSlot(table, key, now, SLOT, H_CAPACITY);
+  if (s != overflowSlot(table, H_CAPACITY, SLOT)) atomic.store<i64>(s + 8, 0);
 }

@@ -9,20 +9,9 @@
  * windowMs / limit ms exactly — integer time units of 1/scale ms, scale = limit / gcd(limit,
  * windowMs), so there is no float drift.
  */
-import { RegionConflictError } from '../errors.js';
 import type { ThreadRuntime } from '../runtime/thread.js';
-
-/** What a limiter answers. Durations in ms (not timestamps). */
-export interface Decision {
-  allowed: boolean;
-  limit: number;
-  /** Whole tokens left after this decision. */
-  remaining: number;
-  /** ms until the key is back to a full bucket. */
-  resetMs: number;
-  /** ms until a request of this cost would be allowed (0 when allowed). */
-  retryAfterMs: number;
-}
+import { KeyHash, openTableRegion } from './table-region.js';
+import type { Decision } from './types.js';
 
 export interface GcraParams {
   limit: number;
@@ -43,8 +32,6 @@ const MAX_PROBE = 32;
 const READY = 0x47435241; // 'GCRA'
 /** Units per ms above this would overflow i64 time within 100 years. */
 const MAX_SCALE = Math.floor(2 ** 62 / (100 * 365.25 * 24 * 3600 * 1000));
-const SEED_HI = 0x9747b28c;
-const SEED_LO = 0x5bd1e995;
 
 function gcd(a: number, b: number): number {
   while (b !== 0) [a, b] = [b, a % b];
@@ -85,8 +72,7 @@ export class GcraTable {
   readonly capacity: number;
   readonly #rt: ThreadRuntime;
   readonly #base: number;
-  #hi = 0;
-  #lo = 0;
+  readonly #hash: KeyHash;
 
   /**
    * Finds or creates the table `name` in the arena. Every thread that opens one name must give
@@ -102,28 +88,17 @@ export class GcraTable {
     this.params = params;
     this.capacity = capacity;
     this.#rt = rt;
-    const r = rt.arena.region(`hotpath:l:${name}`, gcraTableBytes(capacity), 64);
-    this.#base = r.offset;
-    const i32 = rt.i32;
-    const h = r.offset >>> 2;
-    const big = new BigInt64Array(rt.memory.buffer, r.offset, 4);
-    if (r.created) {
-      big[0] = BigInt(Math.floor(options.epochMs));
-      big[1] = BigInt(T);
-      big[2] = tau;
-      big[3] = BigInt(scale);
-      i32[h + 8] = capacity;
-      i32[h + 9] = MAX_PROBE;
-      Atomics.store(i32, h + 10, READY); // publishes the header
-    } else {
-      // Another thread is creating it: wait for its header (a few stores away).
-      for (let spins = 0; Atomics.load(i32, h + 10) !== READY; spins++) {
-        if (spins > 100) Atomics.wait(i32, h + 10, 0, 1);
-      }
-      if (big[1] !== BigInt(T) || big[2] !== tau || big[3] !== BigInt(scale) || i32[h + 8] !== capacity) {
-        throw new RegionConflictError(`hotpath:l:${name}`, r.bytes, gcraTableBytes(capacity));
-      }
-    }
+    this.#hash = new KeyHash(rt);
+    this.#base = openTableRegion(rt, name, gcraTableBytes(capacity), READY,
+      (big, u32) => {
+        big[0] = BigInt(Math.floor(options.epochMs));
+        big[1] = BigInt(T);
+        big[2] = tau;
+        big[3] = BigInt(scale);
+        u32[8] = capacity;
+        u32[9] = MAX_PROBE;
+      },
+      (big, u32) => big[1] === BigInt(T) && big[2] === tau && big[3] === BigInt(scale) && u32[8] === capacity);
   }
 
   /** Takes `cost` tokens for `key` at `nowMs` if the bucket holds them. */
@@ -138,26 +113,17 @@ export class GcraTable {
 
   /** Refills `key`'s bucket. */
   reset(key: string, nowMs: number): void {
-    this.#hash(key);
-    this.#rt.kernels.gcraReset(this.#base, this.#hi, this.#lo, nowMs);
+    const h = this.#hash;
+    h.set(key);
+    this.#rt.kernels.gcraReset(this.#base, h.hi, h.lo, nowMs);
   }
 
   #decide(key: string, cost: number, nowMs: number, peek: number): Decision {
-    this.#hash(key);
+    const h = this.#hash;
+    h.set(key);
     const rt = this.#rt;
-    const allowed = rt.kernels.gcraTake(this.#base, this.#hi, this.#lo, nowMs, cost, peek, rt.out) === 1;
+    const allowed = rt.kernels.gcraTake(this.#base, h.hi, h.lo, nowMs, cost, peek, rt.out) === 1;
     const out = rt.outF64;
     return { allowed, limit: this.params.limit, remaining: out[0]!, resetMs: out[1]!, retryAfterMs: out[2]! };
-  }
-
-  /** Sets #hi/#lo to the key's 64-bit hash (0 and -1 are reserved by the table); no allocation. */
-  #hash(key: string): void {
-    const h = this.#rt.hasher;
-    const hi = h.hash(key, SEED_HI);
-    let lo = h.hash(key, SEED_LO);
-    if (hi === 0 && lo === 0) lo = 1;
-    else if (hi === 0xffffffff && lo === 0xffffffff) lo = 0xfffffffe;
-    this.#hi = hi;
-    this.#lo = lo;
   }
 }

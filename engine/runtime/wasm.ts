@@ -20,6 +20,10 @@ export interface KernelExports {
   counterReadF(ptr: number): number;
   gcraTake(table: number, hi: number, lo: number, nowMs: number, cost: number, peek: number, out: number): number;
   gcraReset(table: number, hi: number, lo: number, nowMs: number): void;
+  windowTake(table: number, hi: number, lo: number, nowMs: number, cost: number, limit: number, sliding: number, peek: number, out: number): number;
+  windowReset(table: number, hi: number, lo: number, nowMs: number): void;
+  leaseSpend(table: number, hi: number, lo: number, nowMs: number, cost: number): number;
+  leaseGrant(table: number, hi: number, lo: number, nowMs: number, tokens: number, ttlMs: number): number;
 }
 
 const PAGE = 65536;

@@ -2,7 +2,8 @@
  * Plain-TypeScript GCRA with BigInt time, one Map entry per key and no table: the reference the
  * WASM kernel is checked against (while its table has room for every key).
  */
-import { gcraTimeBase, type Decision, type GcraParams } from '../../engine/limiter/gcra-table.js';
+import { gcraTimeBase, type GcraParams } from '../../engine/limiter/gcra-table.js';
+import type { Decision } from '../../engine/limiter/types.js';
 
 export class GcraReference {
   readonly #p: GcraParams;

@@ -1,0 +1,503 @@
+/**
+ * The rate limiter component: `engine.limiter(name, options)` or `new Limiter(name, options, deps)`.
+ *
+ * Local state lives in the engine's shared memory (a GCRA table for `token-bucket`/`gcra`, a
+ * window table for `fixed-window`/`sliding-window`/`adaptive`), so the main thread and every
+ * worker that opens the same name enforce one exact limit. With a Redis connector, `allow()` is
+ * decided on Redis (one script round trip, Redis's clock), falls back to the `insurance` policy
+ * while Redis is unavailable, and goes back to Redis by itself when the connector's breaker
+ * closes. Optional quota leases take tokens from Redis in batches and spend them locally.
+ */
+import { RegionConflictError, HotpathError } from '../errors.js';
+import { SYSTEM_CLOCK, type Clock } from '../options.js';
+import { CoarseClock } from '../runtime/coarse-clock.js';
+import type { ThreadRuntime } from '../runtime/thread.js';
+import { hashTagged, type RedisConnector, type Script } from '../redis/connector.js';
+import type { CounterChild, GaugeChild } from '../observe/thread-metrics.js';
+import { AdaptiveLimit, type AdaptiveOptions, type AdaptiveSettings } from './adaptive.js';
+import { GcraTable, gcraTimeBase } from './gcra-table.js';
+import { WindowTable } from './window-table.js';
+import { LeaseTable } from './lease-table.js';
+import { GCRA_SCRIPT, RESET_SCRIPT, WINDOW_SCRIPT } from './redis-scripts.js';
+import { openTableRegion } from './table-region.js';
+import type { Algorithm, Decision, RateLimiter } from './types.js';
+
+/** What to do while Redis is unavailable. */
+export type Insurance = 'local' | 'allow' | 'deny';
+
+/** Options of a limiter. All optional; see LIMITER_DEFAULTS. */
+export interface LimiterOptions {
+  /** Default 'token-bucket'. */
+  algorithm?: Algorithm;
+  /** Requests per `window`. Integer 1 .. 1e9. Default 100. */
+  limit?: number;
+  /** The window (ms). Integer; 1 .. 2^31-1 for token-bucket/gcra, 100 .. 2^31-1 for the windowed algorithms. Default 1000. */
+  window?: number;
+  /** token-bucket/gcra: requests admitted at once from a full bucket. Default `limit`. */
+  burst?: number;
+  /** Keys held at once in shared memory (rounded up to a power of two). Default 65 536. */
+  maxKeys?: number;
+  /** Per Redis call (ms). Default the engine's `redisTimeoutMs`. */
+  timeoutMs?: number;
+  /** Decide `allow()` on Redis when the engine has one. Default true. */
+  distributed?: boolean;
+  /**
+   * While Redis is unavailable: 'local' decides from this process's shared-memory state (each
+   * process then enforces the full limit on its own), 'allow' admits everything, 'deny' refuses
+   * everything. Default 'local'.
+   */
+  insurance?: Insurance;
+  /**
+   * Quota leases (opt-in; distributed mode): take up to `tokens` at once from Redis and spend them
+   * locally across threads for up to `ttlMs`. Over-admission bound: README "Rate limiter".
+   */
+  lease?: false | { tokens?: number; ttlMs?: number };
+  /** algorithm 'adaptive': how the limit moves (see AdaptiveOptions). */
+  adaptive?: AdaptiveOptions;
+  /** Count decisions in the engine's metrics. Default true. */
+  metrics?: boolean;
+}
+
+export const LIMITER_DEFAULTS = {
+  algorithm: 'token-bucket' as Algorithm,
+  limit: 100,
+  window: 1000,
+  maxKeys: 65_536,
+  distributed: true,
+  insurance: 'local' as Insurance,
+  leaseTokens: 100,
+  metrics: true,
+} as const;
+
+/** The validated options that shape shared state (every thread opening a name must agree). */
+export interface LimiterSpec {
+  algorithm: Algorithm;
+  limit: number;
+  windowMs: number;
+  burst: number;
+  maxKeys: number;
+  adaptive: AdaptiveSettings | undefined;
+}
+
+/** What a limiter is built on. */
+export interface LimiterDeps {
+  /** The thread's runtime (`engine.runtime.thread`, or a worker's `ctx.runtime`). */
+  runtime: ThreadRuntime;
+  /** Time source (ms). Default the system clock (read coarsely: see CoarseClock). */
+  clock?: Clock;
+  /** Redis, for `allow()` across processes. */
+  redis?: RedisConnector;
+  /** Default per-call Redis timeout (ms) when options.timeoutMs is absent. Default 50. */
+  redisTimeoutMs?: number;
+}
+
+const ALGORITHMS: readonly Algorithm[] = ['token-bucket', 'gcra', 'sliding-window', 'fixed-window', 'adaptive'];
+const KNOWN = new Set(['algorithm', 'limit', 'window', 'burst', 'maxKeys', 'timeoutMs', 'distributed', 'insurance', 'lease', 'adaptive', 'metrics']);
+const ADAPTIVE_KNOWN = new Set(['min', 'max', 'targetLatencyMs', 'errorRate', 'backoff', 'increase', 'intervalMs', 'minSamples']);
+/** Lua numbers are doubles: every intermediate must stay an exact integer. */
+const LUA_EXACT = 2 ** 53;
+const SPEC_BYTES = 1024;
+const SPEC_READY = 0x4c535043; // 'LSPC'
+const NEVER = Number.POSITIVE_INFINITY;
+
+function describe(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'number' || typeof v === 'boolean' || v === undefined || v === null) return String(v);
+  return Array.isArray(v) ? 'an array' : `a ${typeof v}`;
+}
+
+function int(name: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new RangeError(`options.${name} must be an integer between ${min} and ${max}, got ${describe(v)}`);
+  }
+  return v;
+}
+
+function num(name: string, v: unknown, min: number, max: number, open = false): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max || (open && (v === min || v === max))) {
+    throw new RangeError(`options.${name} must be a number ${open ? 'strictly ' : ''}between ${min} and ${max}, got ${describe(v)}`);
+  }
+  return v;
+}
+
+function plain(name: string, v: unknown, known: Set<string>): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new TypeError(`${name} must be an object, got ${describe(v)}`);
+  for (const k of Object.keys(v)) {
+    if (!known.has(k)) throw new TypeError(`${name}.${k} is not an option (known: ${[...known].join(', ')})`);
+  }
+  return v as Record<string, unknown>;
+}
+
+/** Validates limiter options at the public boundary (TypeError/RangeError naming the option). */
+export function resolveLimiterOptions(options: LimiterOptions | undefined) {
+  const o = options === undefined ? {} : plain('options', options, KNOWN);
+  const algorithm = (o.algorithm ?? LIMITER_DEFAULTS.algorithm) as Algorithm;
+  if (!ALGORITHMS.includes(algorithm)) throw new TypeError(`options.algorithm must be one of ${ALGORITHMS.join(', ')}, got ${describe(o.algorithm)}`);
+  const bucket = algorithm === 'token-bucket' || algorithm === 'gcra';
+  const limit = int('limit', o.limit ?? LIMITER_DEFAULTS.limit, 1, 1e9);
+  const windowMs = int('window', o.window ?? LIMITER_DEFAULTS.window, bucket ? 1 : 100, 2 ** 31 - 1);
+  if (!bucket && o.burst !== undefined) throw new TypeError(`options.burst applies to token-bucket and gcra only, not ${algorithm}`);
+  const burst = int('burst', o.burst ?? limit, 1, 1e9);
+  const maxKeys = int('maxKeys', o.maxKeys ?? LIMITER_DEFAULTS.maxKeys, 1, 1 << 24);
+  const timeoutMs = o.timeoutMs === undefined ? undefined : int('timeoutMs', o.timeoutMs, 1, 60_000);
+  if (o.distributed !== undefined && typeof o.distributed !== 'boolean') throw new TypeError(`options.distributed must be a boolean, got ${describe(o.distributed)}`);
+  if (o.metrics !== undefined && typeof o.metrics !== 'boolean') throw new TypeError(`options.metrics must be a boolean, got ${describe(o.metrics)}`);
+  const insurance = (o.insurance ?? LIMITER_DEFAULTS.insurance) as Insurance;
+  if (!['local', 'allow', 'deny'].includes(insurance)) throw new TypeError(`options.insurance must be 'local', 'allow' or 'deny', got ${describe(o.insurance)}`);
+  let lease: { tokens: number; ttlMs: number } | undefined;
+  if (o.lease !== undefined && o.lease !== false) {
+    const l = plain('options.lease', o.lease, new Set(['tokens', 'ttlMs']));
+    lease = {
+      tokens: int('lease.tokens', l.tokens ?? Math.min(LIMITER_DEFAULTS.leaseTokens, limit), 1, Math.min(0xffffff, bucket ? burst : limit)),
+      ttlMs: int('lease.ttlMs', l.ttlMs ?? Math.max(1, Math.min(1000, Math.floor(windowMs / 10))), 1, 2 ** 31 - 1),
+    };
+  }
+  let adaptive: AdaptiveSettings | undefined;
+  if (algorithm === 'adaptive') {
+    const a = o.adaptive === undefined ? {} : plain('options.adaptive', o.adaptive, ADAPTIVE_KNOWN);
+    const min = int('adaptive.min', a.min ?? Math.max(1, Math.floor(limit / 10)), 1, limit);
+    const max = int('adaptive.max', a.max ?? Math.min(1e9, limit * 10), limit, 1e9);
+    adaptive = {
+      initial: limit,
+      min,
+      max,
+      targetLatencyMs: a.targetLatencyMs === undefined ? NEVER : num('adaptive.targetLatencyMs', a.targetLatencyMs, 0, 1e9),
+      errorRate: num('adaptive.errorRate', a.errorRate ?? 0.05, 0, 1),
+      backoff: num('adaptive.backoff', a.backoff ?? 0.9, 0, 1, true),
+      increase: int('adaptive.increase', a.increase ?? Math.max(1, Math.round(limit / 10)), 1, 1e9),
+      intervalMs: int('adaptive.intervalMs', a.intervalMs ?? windowMs, 1, 2 ** 31 - 1),
+      minSamples: int('adaptive.minSamples', a.minSamples ?? 10, 1, 2 ** 31 - 1),
+    };
+  } else if (o.adaptive !== undefined) {
+    throw new TypeError(`options.adaptive applies to algorithm 'adaptive' only, not ${algorithm}`);
+  }
+  const spec: LimiterSpec = { algorithm, limit, windowMs, burst: bucket ? burst : limit, maxKeys, adaptive };
+  return {
+    spec,
+    timeoutMs,
+    distributed: o.distributed ?? LIMITER_DEFAULTS.distributed,
+    insurance,
+    lease,
+    metrics: o.metrics ?? LIMITER_DEFAULTS.metrics,
+  };
+}
+
+function checkName(name: unknown): string {
+  if (typeof name !== 'string' || name.length === 0 || name.length > 200) {
+    throw new TypeError(`limiter name must be a non-empty string of at most 200 chars, got ${describe(name)}`);
+  }
+  return name;
+}
+
+function powerOfTwo(n: number): number {
+  let c = 1;
+  while (c < n) c *= 2;
+  return c;
+}
+
+/** Per-limiter decision counters by outcome and source. */
+interface Counters {
+  allowed: Record<Source, CounterChild>;
+  denied: Record<Source, CounterChild>;
+  fallback: GaugeChild;
+}
+type Source = 'local' | 'redis' | 'lease' | 'insurance';
+const SOURCES: readonly Source[] = ['local', 'redis', 'lease', 'insurance'];
+
+/**
+ * Publishes the limiter's spec in shared memory (so a worker can open it by name) or checks that
+ * an existing one matches.
+ */
+function publishSpec(rt: ThreadRuntime, name: string, spec: LimiterSpec | undefined): LimiterSpec {
+  const text = spec === undefined ? '' : JSON.stringify(spec);
+  const bytes = new TextEncoder().encode(text);
+  if (bytes.length > SPEC_BYTES - 68) throw new RangeError(`limiter "${name}": options too large to share`);
+  if (spec === undefined && rt.arena.find(`hotpath:ls:${name}`) === undefined) {
+    throw new TypeError(`limiter "${name}" does not exist yet: create it with options first`);
+  }
+  let created = false;
+  const offset = openTableRegion(rt, `hotpath:ls:${name}`, SPEC_BYTES, SPEC_READY,
+    (_big, u32) => {
+      u32[0] = bytes.length;
+      new Uint8Array(rt.memory.buffer, u32.byteOffset + 64, bytes.length).set(bytes);
+      created = true;
+    },
+    () => true);
+  if (created) return spec!;
+  const len = new Uint32Array(rt.memory.buffer, offset, 1)[0]!;
+  const stored = new TextDecoder().decode(new Uint8Array(rt.memory.buffer, offset + 64, len).slice());
+  if (spec !== undefined && stored !== text) {
+    throw new RegionConflictError(`hotpath:ls:${name}`, SPEC_BYTES, SPEC_BYTES,
+      `limiter "${name}" already exists with other options (${stored}); every thread must open it with the same algorithm, limit, window, burst and maxKeys`);
+  }
+  return JSON.parse(stored) as LimiterSpec;
+}
+
+export class Limiter implements RateLimiter {
+  readonly name: string;
+  readonly algorithm: Algorithm;
+  readonly windowMs: number;
+  /** The validated shape of the limiter (shared by every thread that opens the name). */
+  readonly spec: LimiterSpec;
+  readonly #clock: Clock;
+  readonly #gcra: GcraTable | undefined;
+  readonly #window: WindowTable | undefined;
+  readonly #adaptive: AdaptiveLimit | undefined;
+  readonly #maxCost: number;
+  readonly #redis: RedisConnector | undefined;
+  readonly #script: Script | undefined;
+  readonly #resetScript: Script | undefined;
+  readonly #scriptArgs: Array<string | number>;
+  readonly #timeoutMs: number;
+  readonly #insurance: Insurance;
+  readonly #lease: { tokens: number; ttlMs: number; table: LeaseTable } | undefined;
+  readonly #fetching = new Map<string, Promise<void>>();
+  readonly #prefix: string;
+  readonly #counters: Counters | undefined;
+  #fallback = false;
+
+  /**
+   * Creates the limiter `name`, or opens it when another thread created it with the same
+   * options. Without `options`, opens an existing limiter by name (e.g. in a worker).
+   * @throws TypeError / RangeError naming a bad option; RegionConflictError when `name` exists
+   *   with another shape; ArenaExhaustedError when the shared memory has no room for its table.
+   */
+  constructor(name: string, options: LimiterOptions | undefined, deps: LimiterDeps) {
+    this.name = checkName(name);
+    const rt = deps.runtime;
+    const o = resolveLimiterOptions(options);
+    const spec = publishSpec(rt, name, options === undefined ? undefined : o.spec);
+    this.spec = spec;
+    this.algorithm = spec.algorithm;
+    this.windowMs = spec.windowMs;
+    const source = deps.clock ?? SYSTEM_CLOCK;
+    this.#clock = source === SYSTEM_CLOCK ? new CoarseClock(source) : source;
+    const now = source.now();
+    const capacity = powerOfTwo(spec.maxKeys);
+    const bucket = spec.algorithm === 'token-bucket' || spec.algorithm === 'gcra';
+    if (bucket) {
+      this.#gcra = new GcraTable(rt, `hotpath:l:${name}`, { limit: spec.limit, windowMs: spec.windowMs, burst: spec.burst }, { epochMs: now, capacity });
+      this.#maxCost = spec.burst;
+    } else {
+      // Windows align to multiples of the window since the Unix epoch, as on Redis.
+      const epoch = Math.floor(now / spec.windowMs) * spec.windowMs;
+      this.#window = new WindowTable(rt, `hotpath:l:${name}`, spec.windowMs, spec.algorithm !== 'fixed-window', capacity, epoch);
+      if (spec.adaptive !== undefined) this.#adaptive = new AdaptiveLimit(rt, `hotpath:la:${name}`, spec.adaptive, now);
+      this.#maxCost = spec.adaptive?.max ?? spec.limit;
+    }
+    this.#insurance = o.insurance;
+    this.#timeoutMs = o.timeoutMs ?? deps.redisTimeoutMs ?? 50;
+    this.#prefix = `hotpath:l:${name}:`;
+    if (deps.redis !== undefined && o.distributed) {
+      this.#redis = deps.redis;
+      if (bucket) {
+        const { T, tau, scale } = gcraTimeBase({ limit: spec.limit, windowMs: spec.windowMs, burst: spec.burst });
+        if (Number(tau) * 2 >= LUA_EXACT || scale * spec.windowMs >= LUA_EXACT) {
+          throw new RangeError(`options.burst ${spec.burst} with limit ${spec.limit} per ${spec.windowMs} ms needs integers beyond 2^53 in Redis's Lua; choose a limit and window with a larger common divisor`);
+        }
+        this.#script = deps.redis.defineScript('hotpath:limiter:gcra:v1', GCRA_SCRIPT);
+        this.#scriptArgs = [T, Number(tau), scale];
+      } else {
+        const maxLimit = spec.adaptive?.max ?? spec.limit;
+        if (maxLimit * spec.windowMs * 2 >= LUA_EXACT) {
+          throw new RangeError(`options.limit × options.window (${maxLimit} × ${spec.windowMs}) must stay below 2^52 for Redis's Lua arithmetic`);
+        }
+        this.#script = deps.redis.defineScript('hotpath:limiter:window:v1', WINDOW_SCRIPT);
+        this.#scriptArgs = [spec.windowMs];
+      }
+      this.#resetScript = deps.redis.defineScript('hotpath:limiter:reset:v1', RESET_SCRIPT);
+      if (o.lease !== undefined) {
+        this.#lease = { ...o.lease, table: new LeaseTable(rt, `hotpath:ll:${name}`, capacity, now) };
+      }
+    } else {
+      this.#scriptArgs = [];
+      if (o.lease !== undefined && deps.redis !== undefined) throw new TypeError('options.lease needs distributed mode (options.distributed is false)');
+    }
+    if (o.metrics && rt.metrics.enabled) {
+      const decisions = rt.metrics.counter('hotpath_limiter_decisions_total', ['limiter', 'outcome', 'source']);
+      const by = (outcome: string) => Object.fromEntries(SOURCES.map((s) => [s, decisions.labels(name, outcome, s)])) as Record<Source, CounterChild>;
+      this.#counters = {
+        allowed: by('allowed'),
+        denied: by('denied'),
+        fallback: rt.metrics.gauge('hotpath_limiter_fallback', ['limiter']).labels(name),
+      };
+    }
+  }
+
+  /** Requests per window now (for `adaptive`, the current limit). */
+  get limit(): number {
+    return this.#adaptive === undefined ? this.spec.limit : this.#adaptive.current(this.#clock.now());
+  }
+
+  /** True while `allow()` decides by the insurance policy because Redis is unavailable. */
+  get fallback(): boolean {
+    return this.#fallback;
+  }
+
+  /** True when `allow()` goes to Redis (while it is available). */
+  get distributed(): boolean {
+    return this.#redis !== undefined;
+  }
+
+  /**
+   * Decides from local shared-memory state, on any thread, without I/O.
+   * @throws TypeError for a non-string key; RangeError for a cost that is not an integer in 1 .. burst (or limit).
+   */
+  allowSync(key: string, cost = 1): Decision {
+    this.#check(key, cost);
+    const d = this.#local(key, cost, false);
+    this.#count(d.allowed, 'local');
+    return d;
+  }
+
+  /** What `allowSync` would answer, without taking anything. */
+  peek(key: string, cost = 1): Decision {
+    this.#check(key, cost);
+    return this.#local(key, cost, true);
+  }
+
+  /**
+   * Decides on Redis when distributed (one script round trip), else locally. Never rejects for
+   * Redis trouble: the insurance policy answers instead.
+   * @throws TypeError / RangeError synchronously for a bad key or cost (as allowSync).
+   */
+  allow(key: string, cost = 1): Promise<Decision> {
+    this.#check(key, cost);
+    if (this.#redis === undefined) {
+      const d = this.#local(key, cost, false);
+      this.#count(d.allowed, 'local');
+      return Promise.resolve(d);
+    }
+    if (this.#lease !== undefined) return this.#leased(key, cost);
+    return this.#remote(key, cost, cost);
+  }
+
+  /** Gives `key` its full allowance back: locally, and on Redis when distributed. */
+  async reset(key: string): Promise<void> {
+    this.#check(key, 1);
+    const now = this.#clock.now();
+    this.#gcra?.reset(key, now);
+    this.#window?.reset(key, now);
+    if (this.#resetScript !== undefined) {
+      await this.#resetScript.run([hashTagged(this.#prefix, key)], [], { timeoutMs: this.#timeoutMs });
+    }
+  }
+
+  /** adaptive: a request finished well. */
+  recordSuccess(): void {
+    this.#adaptiveOnly('recordSuccess').success(this.#clock.now());
+  }
+
+  /** adaptive: a request failed (counts as a drop signal). */
+  recordFailure(): void {
+    this.#adaptiveOnly('recordFailure').failure(this.#clock.now());
+  }
+
+  /** adaptive: a request took `ms` (a success; a drop signal above `targetLatencyMs`). */
+  recordLatency(ms: number): void {
+    if (typeof ms !== 'number' || !(ms >= 0)) throw new RangeError(`recordLatency(ms) needs a number ≥ 0, got ${describe(ms)}`);
+    this.#adaptiveOnly('recordLatency').latency(ms, this.#clock.now());
+  }
+
+  #adaptiveOnly(method: string): AdaptiveLimit {
+    if (this.#adaptive === undefined) throw new TypeError(`${method}() applies to algorithm 'adaptive' only; limiter "${this.name}" is ${this.algorithm}`);
+    return this.#adaptive;
+  }
+
+  #check(key: string, cost: number): void {
+    if (typeof key !== 'string') throw new TypeError(`limiter "${this.name}": key must be a string, got ${describe(key)}`);
+    if (typeof cost !== 'number' || !Number.isInteger(cost) || cost < 1 || cost > this.#maxCost) {
+      throw new RangeError(`limiter "${this.name}": cost must be an integer between 1 and ${this.#maxCost}, got ${describe(cost)}`);
+    }
+  }
+
+  #local(key: string, cost: number, peek: boolean): Decision {
+    const now = this.#clock.now();
+    if (this.#gcra !== undefined) return peek ? this.#gcra.peek(key, cost, now) : this.#gcra.take(key, cost, now);
+    const limit = this.#adaptive === undefined ? this.spec.limit : this.#adaptive.current(now);
+    return this.#window!.take(key, cost, limit, now, peek);
+  }
+
+  #count(allowed: boolean, source: Source): void {
+    const c = this.#counters;
+    if (c !== undefined) (allowed ? c.allowed : c.denied)[source].inc();
+  }
+
+  #setFallback(on: boolean): void {
+    if (this.#fallback === on) return;
+    this.#fallback = on;
+    this.#counters?.fallback.set(on ? 1 : 0);
+  }
+
+  /**
+   * One script round trip taking `cost` (with `want` > cost: a lease request, granted up to
+   * `want`). Resolves the decision and how many tokens Redis granted.
+   */
+  async #remote(key: string, cost: number, want: number): Promise<Decision> {
+    const redis = this.#redis!;
+    if (!redis.available) return this.#insure(key, cost);
+    const limit = this.#adaptive === undefined ? this.spec.limit : this.#adaptive.current(this.#clock.now());
+    const args = this.#gcra !== undefined
+      ? [...this.#scriptArgs, cost, 0, want]
+      : [...this.#scriptArgs, limit, cost, this.algorithm === 'fixed-window' ? 0 : 1, 0, want];
+    let reply: unknown;
+    try {
+      reply = await this.#script!.run([hashTagged(this.#prefix, key)], args, { timeoutMs: this.#timeoutMs });
+    } catch (err) {
+      if (!(err instanceof HotpathError)) throw err;
+      return this.#insure(key, cost); // unavailable, timed out, or Redis answered an error
+    }
+    this.#setFallback(false);
+    const r = reply as number[];
+    const allowed = r[0] === 1;
+    const d: Decision = { allowed, limit, remaining: r[1]!, resetMs: r[2]!, retryAfterMs: r[3]! < 0 ? NEVER : r[3]! };
+    if (want > cost && allowed) {
+      const granted = r[4]! - cost; // the script granted r[4] ≥ cost tokens; this call spends `cost`
+      if (granted > 0) this.#lease!.table.grant(key, granted, this.#clock.now(), this.#lease!.ttlMs);
+      this.#count(true, 'lease');
+    } else {
+      this.#count(allowed, 'redis');
+    }
+    return d;
+  }
+
+  #insure(key: string, cost: number): Decision {
+    this.#setFallback(true);
+    let d: Decision;
+    if (this.#insurance === 'local') d = this.#local(key, cost, false);
+    else {
+      const allowed = this.#insurance === 'allow';
+      d = { allowed, limit: this.spec.limit, remaining: allowed ? this.spec.limit - cost : 0, resetMs: 0, retryAfterMs: allowed ? 0 : this.windowMs };
+    }
+    this.#count(d.allowed, 'insurance');
+    return d;
+  }
+
+  /**
+   * Lease mode: spend from the local lease (any thread's grant); when it is empty, one request per
+   * key and thread goes to Redis for up to `tokens` more (callers meanwhile wait for it and then
+   * try the lease again).
+   */
+  async #leased(key: string, cost: number): Promise<Decision> {
+    const lease = this.#lease!;
+    for (let attempt = 0; ; attempt++) {
+      const left = lease.table.spend(key, cost, this.#clock.now());
+      if (left >= 0) {
+        this.#count(true, 'lease');
+        return { allowed: true, limit: this.limit, remaining: left, resetMs: 0, retryAfterMs: 0 };
+      }
+      const pending = this.#fetching.get(key);
+      if (pending === undefined || attempt > 0) break;
+      await pending;
+    }
+    let done!: () => void;
+    const fetching = new Promise<void>((resolve) => (done = resolve));
+    this.#fetching.set(key, fetching);
+    try {
+      return await this.#remote(key, cost, Math.max(cost, lease.tokens));
+    } finally {
+      this.#fetching.delete(key);
+      done();
+    }
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * The limiter's Lua scripts (run by EVALSHA through the connector's script registry; one round
+ * trip per decision). Each touches one key, `hotpath:l:<name>:{<key>}`, so it runs on a Cluster.
+ *
+ * Whose clock: Redis's (`TIME`, ms). Every process sharing a limit then agrees on when windows
+ * start and tokens return, whatever its own clock says. (Redis 7 replicates script effects, not
+ * the script, so reading TIME is allowed and replicas stay consistent.)
+ *
+ * Numbers in Lua are doubles, exact to 2^53: the limiter refuses parameters that could pass it.
+ * Every script returns { allowed (0|1), remaining, resetMs, retryAfterMs (-1 = never), granted }.
+ * `want` (>= cost) asks for a quota lease: when `cost` is allowed, up to `want` tokens are taken
+ * (as many as the key has) and `granted` says how many; otherwise granted = cost or 0.
+ */
+
+/**
+ * GCRA with the key's state as a hash { t = ms of the last update, d = units from then to its
+ * theoretical arrival time } — stored relative to its own time so values stay below tau + cost×T
+ * however long the key lives. One unit is 1/scale ms (the same integer time base as the
+ * shared-memory kernel). The key expires when its bucket is full again.
+ * ARGV: T, tau, scale, cost, peek (0|1), want
+ */
+export const GCRA_SCRIPT = `
+local T = tonumber(ARGV[1])
+local tau = tonumber(ARGV[2])
+local scale = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
+local peek = ARGV[5] == '1'
+local want = tonumber(ARGV[6])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local d = 0
+local v = redis.call('HMGET', KEYS[1], 't', 'd')
+if v[1] then
+  local el = now - tonumber(v[1])
+  d = tonumber(v[2])
+  if el > 0 then
+    if el >= math.ceil(d / scale) then d = 0 else d = d - el * scale end
+  end
+end
+local nd = d + cost * T
+local allowed = nd <= tau
+local after = d
+local granted = 0
+if allowed and not peek then
+  granted = cost
+  if want > cost then
+    granted = math.min(want, math.floor((tau - d) / T))
+    nd = d + granted * T
+  end
+  after = nd
+  redis.call('HSET', KEYS[1], 't', now, 'd', after)
+  redis.call('PEXPIRE', KEYS[1], math.ceil(after / scale) + 1)
+end
+local remaining = math.floor((tau - after) / T)
+if remaining < 0 then remaining = 0 end
+local retry = 0
+if not allowed then retry = math.ceil((nd - tau) / scale) end
+return { allowed and 1 or 0, remaining, math.ceil(after / scale), retry, granted }
+`;
+
+/**
+ * Fixed and sliding windows, aligned to Redis time (window n = floor(now / W)). State: a hash
+ * { n = window index, c = its count, p = the count of window n - 1 }; it expires two windows
+ * after its last update. Sliding estimate: p × (W − e) / W + c, compared in integers × W.
+ * ARGV: W, limit, cost, sliding (0|1), peek (0|1), want
+ */
+export const WINDOW_SCRIPT = `
+local W = tonumber(ARGV[1])
+local L = tonumber(ARGV[2])
+local c = tonumber(ARGV[3])
+local sliding = ARGV[4] == '1'
+local peek = ARGV[5] == '1'
+local want = tonumber(ARGV[6])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = math.floor(now / W)
+local e = now - n * W
+local cur = 0
+local prev = 0
+local v = redis.call('HMGET', KEYS[1], 'n', 'c', 'p')
+if v[1] then
+  local sn = tonumber(v[1])
+  if sn == n then
+    cur = tonumber(v[2])
+    prev = tonumber(v[3])
+  elseif sn == n - 1 then
+    prev = tonumber(v[2])
+  end
+end
+if not sliding then prev = 0 end
+local weighted = prev * (W - e)
+local allowed = weighted + (cur + c) * W <= L * W
+local granted = 0
+if allowed and not peek then
+  granted = c
+  if want > c then granted = math.min(want, math.floor((L * W - weighted) / W) - cur) end
+  cur = cur + granted
+  redis.call('HSET', KEYS[1], 'n', n, 'c', cur, 'p', prev)
+  redis.call('PEXPIRE', KEYS[1], (sliding and 2 or 1) * W - e + 1)
+end
+local remaining = math.floor((L * W - weighted - cur * W) / W)
+if remaining < 0 then remaining = 0 end
+local toEnd = W - e
+local reset = 0
+if cur > 0 then
+  if sliding then reset = toEnd + W else reset = toEnd end
+elseif prev > 0 then reset = toEnd end
+local wait = 0
+if not allowed then
+  if c > L then wait = -1
+  elseif not sliding then wait = toEnd
+  else
+    local over = weighted + (cur + c) * W - L * W
+    local within = toEnd
+    if prev > 0 then within = math.ceil(over / prev) end
+    if cur + c <= L and within < toEnd then wait = within
+    else
+      local need = 0
+      if cur > 0 then need = W - math.floor((L - c) * W / cur) end
+      if need < 0 then need = 0 end
+      wait = toEnd + need
+    end
+  end
+end
+return { allowed and 1 or 0, remaining, reset, wait, granted }
+`;
+
+/** Deletes the key's state. */
+export const RESET_SCRIPT = `return redis.call('DEL', KEYS[1])`;

@@ -1,0 +1,63 @@
+/**
+ * What the limiter's shared tables have in common: a region in the arena whose 64-byte header is
+ * written once by the thread that creates it and published with a ready flag, and 64-bit key
+ * hashes (two xxHash32 lanes) with the two values the tables reserve kept out.
+ */
+import { RegionConflictError } from '../errors.js';
+import type { ThreadRuntime } from '../runtime/thread.js';
+
+/** i32 index (from the header start) of the ready flag. */
+const READY_AT = 10;
+const SEED_HI = 0x9747b28c;
+const SEED_LO = 0x5bd1e995;
+
+/**
+ * Finds or creates the region `name` and returns its offset. A creator runs `init` on the header
+ * and then publishes it; anyone else waits for the flag (a few stores away) and runs `matches`.
+ * @throws RegionConflictError when the region exists with another layout (`matches` false).
+ */
+export function openTableRegion(
+  rt: ThreadRuntime, name: string, bytes: number, magic: number,
+  init: (big: BigInt64Array, u32: Uint32Array) => void,
+  matches: (big: BigInt64Array, u32: Uint32Array) => boolean,
+): number {
+  const r = rt.arena.region(name, bytes, 64);
+  const big = new BigInt64Array(rt.memory.buffer, r.offset, 8);
+  const u32 = new Uint32Array(rt.memory.buffer, r.offset, 16);
+  const i32 = rt.i32;
+  const flag = (r.offset >>> 2) + READY_AT;
+  if (r.created) {
+    init(big, u32);
+    Atomics.store(i32, flag, magic); // publishes the header
+  } else {
+    for (let spins = 0; Atomics.load(i32, flag) !== magic; spins++) {
+      if (spins > 100) Atomics.wait(i32, flag, 0, 1);
+    }
+    if (r.bytes !== bytes || !matches(big, u32)) throw new RegionConflictError(name, r.bytes, bytes);
+  }
+  return r.offset;
+}
+
+/**
+ * A reusable 64-bit key hash: `set(key)` leaves it in `hi`/`lo` without allocating.
+ * 0 and all-ones are reserved by the tables (empty, being reclaimed) and mapped away.
+ */
+export class KeyHash {
+  hi = 0;
+  lo = 0;
+  readonly #rt: ThreadRuntime;
+
+  constructor(rt: ThreadRuntime) {
+    this.#rt = rt;
+  }
+
+  set(key: string): void {
+    const h = this.#rt.hasher;
+    const hi = h.hash(key, SEED_HI);
+    let lo = h.hash(key, SEED_LO);
+    if (hi === 0 && lo === 0) lo = 1;
+    else if (hi === 0xffffffff && lo === 0xffffffff) lo = 0xfffffffe;
+    this.hi = hi;
+    this.lo = lo;
+  }
+}

@@ -1,0 +1,62 @@
+// Quota leases: tokens a process took from Redis in a batch, spent locally by every thread.
+// One word per key, updated by CAS, so threads never spend one token twice.
+//
+// Table layout (byte offsets from `table`; slot lookup and reclaim: table.ts):
+//   +0   i64 epochMs     +16 u32 capacity (power of two)   +20 u32 maxProbe   +40 ready flag
+//   +64  slots[capacity]: { i64 key; i64 lease }   lease = (expiry << 24) | tokens
+//          expiry: ms after epochMs when the lease lapses (40 bits: ~17 years of uptime)
+//          tokens: unspent tokens (24 bits, < 16 777 216)
+//   after the slots: one overflow slot shared by keys that found no room
+// A slot is expired (reclaimable) when its expiry <= now: lease <= (now << 24) | 0xffffff.
+
+import { findSlot, overflowSlot } from './table';
+
+const H_EPOCH: usize = 0;
+const H_CAPACITY: usize = 16;
+const SLOT: usize = 16;
+const TOKENS: i64 = 0xffffff;
+
+@inline function relNow(table: usize, nowMs: f64): i64 {
+  const rel: i64 = <i64>Math.floor(nowMs) - load<i64>(table + H_EPOCH);
+  return rel < 0 ? 0 : rel;
+}
+
+/**
+ * Spends `cost` tokens of the key's lease. Returns the tokens left after spending, or -1 when the
+ * key holds no live lease with `cost` tokens (nothing is spent then).
+ */
+export function leaseSpend(table: usize, hi: u32, lo: u32, nowMs: f64, cost: u32): i32 {
+  const key: i64 = ((<i64>hi) << 32) | (<i64>lo);
+  const now = relNow(table, nowMs);
+  const s = findSlot(table, key, (now << 24) | TOKENS, SLOT, H_CAPACITY);
+  if (s == overflowSlot(table, H_CAPACITY, SLOT)) return -1; // no room: no lease for this key
+  for (;;) {
+    const w = atomic.load<i64>(s + 8);
+    if (atomic.load<i64>(s) != key) return -1; // reclaimed under us: its lease is gone anyway
+    const tokens = w & TOKENS;
+    if ((w >>> 24) <= now || tokens < <i64>cost) return -1;
+    if (atomic.cmpxchg<i64>(s + 8, w, w - <i64>cost) == w) return <i32>(tokens - <i64>cost);
+  }
+  return -1; // not reached (asc's flow analysis wants it)
+}
+
+/**
+ * Adds `tokens` to the key's lease and sets its expiry to now + ttlMs (a lapsed lease is
+ * replaced). Returns the tokens it holds afterwards (capped at 2^24 - 1), or -1 without room.
+ */
+export function leaseGrant(table: usize, hi: u32, lo: u32, nowMs: f64, tokens: u32, ttlMs: u32): i32 {
+  const key: i64 = ((<i64>hi) << 32) | (<i64>lo);
+  const now = relNow(table, nowMs);
+  const s = findSlot(table, key, (now << 24) | TOKENS, SLOT, H_CAPACITY);
+  if (s == overflowSlot(table, H_CAPACITY, SLOT)) return -1;
+  for (;;) {
+    const w = atomic.load<i64>(s + 8);
+    if (atomic.load<i64>(s) != key) return -1;
+    let have: i64 = (w >>> 24) > now ? w & TOKENS : 0;
+    have += <i64>tokens;
+    if (have > TOKENS) have = TOKENS;
+    const next: i64 = ((now + <i64>ttlMs) << 24) | have;
+    if (atomic.cmpxchg<i64>(s + 8, w, next) == w) return <i32>have;
+  }
+  return -1; // not reached (asc's flow analysis wants it)
+}

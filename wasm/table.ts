@@ -1,0 +1,64 @@
+// The open-addressing key table shared by the limiter kernels (gcra.ts, window.ts, lease.ts).
+//
+// A table is a 64-byte header followed by `capacity` (a power of two) slots of `slotSize` bytes
+// and one overflow slot shared by keys that found no room. Each slot starts with
+//   +0 i64 key   (0 = empty, -1 = being reclaimed)
+//   +8 i64 state (0 = never used; otherwise the kernel's word, non-negative)
+// and the kernel's further words. Where the header keeps `capacity` and `maxProbe` (u32 each)
+// is the kernel's choice (`capAt`, `capAt + 4`).
+//
+// Lookup probes linearly from the key's hash for at most maxProbe slots: the key's own slot wins;
+// else the first empty slot is claimed by CAS 0 -> key. A slot whose state is non-zero and
+// <= `expired` (the caller's encoding of "its allowance is whole again") may be reclaimed for
+// another key when no empty slot was met: CAS key -> -1, CAS state (that value) -> 0, zero the
+// words after it, publish the new key. Any thread that loaded the old state then fails its CAS
+// (the state it expects is gone). A never-used slot (state 0) is not reclaimed: a fresh owner's
+// first CAS from 0 cannot be taken by a stale thread of the old owner.
+//
+// Known edge: when no probe position is free and two threads meet a new key at the same moment,
+// each may reclaim a different expired slot for it; that key's state is then split across two
+// slots (a window of double allowance for it, until one slot expires). It cannot happen while the
+// table has free slots: size it (the limiter's maxKeys) above the number of keys active at once.
+
+export const RECLAIMING: i64 = -1;
+export const HEADER: usize = 64;
+
+@inline export function overflowSlot(table: usize, capAt: usize, slotSize: usize): usize {
+  return table + HEADER + (<usize>load<u32>(table + capAt)) * slotSize;
+}
+
+/** Finds (or inserts, or reclaims) the slot of `key`; returns its address (maybe the overflow slot). */
+@inline export function findSlot(table: usize, key: i64, expired: i64, slotSize: usize, capAt: usize): usize {
+  const capacity = load<u32>(table + capAt);
+  const mask = capacity - 1;
+  const maxProbe = load<u32>(table + capAt + 4);
+  const start = (<u32>key ^ <u32>(key >>> 32)) & mask;
+  let reclaimable: usize = 0;
+  for (let p: u32 = 0; p < maxProbe; p++) {
+    const s = table + HEADER + (<usize>((start + p) & mask)) * slotSize;
+    let k = atomic.load<i64>(s);
+    if (k == key) return s;
+    if (k == 0) {
+      k = atomic.cmpxchg<i64>(s, 0, key);
+      if (k == 0 || k == key) return s;
+    }
+    if (reclaimable == 0 && k != RECLAIMING) {
+      const w = atomic.load<i64>(s + 8);
+      if (w != 0 && w <= expired) reclaimable = s;
+    }
+  }
+  if (reclaimable != 0) {
+    const s = reclaimable;
+    const old = atomic.load<i64>(s);
+    if (old != RECLAIMING && old != key && atomic.cmpxchg<i64>(s, old, RECLAIMING) == old) {
+      const w = atomic.load<i64>(s + 8);
+      if (w != 0 && w <= expired && atomic.cmpxchg<i64>(s + 8, w, 0) == w) {
+        for (let at: usize = 16; at < slotSize; at += 8) atomic.store<i64>(s + at, 0);
+        atomic.store<i64>(s, key);
+        return s;
+      }
+      atomic.store<i64>(s, old); // its owner used it meanwhile: leave it be
+    }
+  }
+  return overflowSlot(table, capAt, slotSize);
+}
