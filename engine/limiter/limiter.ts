@@ -182,9 +182,12 @@ export function resolveLimiterOptions(options: LimiterOptions | undefined) {
   };
 }
 
+/** Region names are at most 48 bytes; the longest prefix is `hotpath:ls:`. */
+const NAME_MAX_BYTES = 36;
+
 function checkName(name: unknown): string {
-  if (typeof name !== 'string' || name.length === 0 || name.length > 200) {
-    throw new TypeError(`limiter name must be a non-empty string of at most 200 chars, got ${describe(name)}`);
+  if (typeof name !== 'string' || name.length === 0 || Buffer.byteLength(name) > NAME_MAX_BYTES) {
+    throw new TypeError(`limiter name must be a non-empty string of at most ${NAME_MAX_BYTES} UTF-8 bytes, got ${describe(name)}`);
   }
   return name;
 }

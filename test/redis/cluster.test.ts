@@ -54,4 +54,25 @@ describe.runIf(spawnable)('a 3-master Redis Cluster', () => {
       await e.close();
     }
   });
+
+  it('the distributed limiter runs on every master: its keys spread over the slots', async () => {
+    const e = await createEngine({ workers: 1, memory: 16 << 20, channel: { ringBytes: 65536 }, redis: { cluster: cluster.urls }, redisConnectTimeoutMs: 10_000, redisTimeoutMs: 1000 });
+    try {
+      for (const algorithm of ['gcra', 'sliding-window'] as const) {
+        const l = e.limiter(`cl-${algorithm}`, { algorithm, limit: 2, window: 60_000 });
+        for (const tag of tags) {
+          expect((await l.allow(tag)).allowed).toBe(true);
+          expect((await l.allow(tag)).allowed).toBe(true);
+          expect((await l.allow(tag)).allowed).toBe(false);
+          expect(l.fallback).toBe(false);
+        }
+        // one key per master: each lives in its own slot range
+        const slots = tags.map((t) => Math.floor(calculateSlot(`hotpath:l:cl-${algorithm}:{${t}}`) / 5462));
+        expect(new Set(slots).size).toBe(3);
+        for (const t of tags) expect(await e.redis!.command('EXISTS', [`hotpath:l:cl-${algorithm}:{${t}}`])).toBe(1);
+      }
+    } finally {
+      await e.close();
+    }
+  });
 });

@@ -91,7 +91,7 @@ export async function startRedis(extra: string[] = [], port?: number): Promise<R
   };
   const kill = async (): Promise<void> => {
     const c = child;
-    if (c === undefined || c.exitCode !== null) return;
+    if (c === undefined || c.exitCode !== null || c.signalCode !== null) return; // already dead (a killed child has signalCode, not exitCode)
     const exited = new Promise((r) => c.once('exit', r));
     c.kill('SIGKILL');
     await exited;
