@@ -8,10 +8,11 @@
  * while Redis is unavailable, and goes back to Redis by itself when the connector's breaker
  * closes. Optional quota leases take tokens from Redis in batches and spend them locally.
  */
-import { RegionConflictError, HotpathError } from '../errors.js';
+import { RegionConflictError } from '../errors.js';
 import { SYSTEM_CLOCK, type Clock } from '../options.js';
 import { CoarseClock } from '../runtime/coarse-clock.js';
 import type { ThreadRuntime } from '../runtime/thread.js';
+import calculateSlot from 'cluster-key-slot';
 import { hashTagged, type RedisConnector, type Script } from '../redis/connector.js';
 import type { CounterChild, GaugeChild } from '../observe/thread-metrics.js';
 import { AdaptiveLimit, type AdaptiveOptions, type AdaptiveSettings } from './adaptive.js';
@@ -205,6 +206,17 @@ interface Counters {
   fallback: GaugeChild;
 }
 type Source = 'local' | 'redis' | 'lease' | 'insurance';
+
+/** A decision waiting for the next batch to Redis. */
+interface Pending {
+  key: string;
+  cost: number;
+  want: number;
+  resolve: (d: Decision) => void;
+}
+
+/** Most keys per script call (its KEYS and ARGV grow with it; Redis runs it in one go). */
+const BATCH = 128;
 const SOURCES: readonly Source[] = ['local', 'redis', 'lease', 'insurance'];
 
 /**
@@ -257,6 +269,7 @@ export class Limiter implements RateLimiter {
   readonly #fetching = new Map<string, Promise<void>>();
   readonly #prefix: string;
   readonly #counters: Counters | undefined;
+  #queue: Pending[] = [];
   #fallback = false;
 
   /**
@@ -433,35 +446,73 @@ export class Limiter implements RateLimiter {
   }
 
   /**
-   * One script round trip taking `cost` (with `want` > cost: a lease request, granted up to
-   * `want`). Resolves the decision and how many tokens Redis granted.
+   * Queues a decision for Redis taking `cost` (with `want` > cost: a lease request, granted up to
+   * `want`). Decisions asked for in one tick go to Redis together: one script call per hash slot
+   * (at most BATCH keys each), so 64 concurrent callers cost one round trip, not 64.
    */
-  async #remote(key: string, cost: number, want: number): Promise<Decision> {
-    const redis = this.#redis!;
-    if (!redis.available) return this.#insure(key, cost);
+  #remote(key: string, cost: number, want: number): Promise<Decision> {
+    if (!this.#redis!.available) return Promise.resolve(this.#insure(key, cost));
+    return new Promise<Decision>((resolve) => {
+      this.#queue.push({ key, cost, want, resolve });
+      if (this.#queue.length === 1) queueMicrotask(this.#flush);
+    });
+  }
+
+  readonly #flush = (): void => {
+    const items = this.#queue;
+    this.#queue = [];
+    if (!this.#redis!.isCluster) {
+      for (let at = 0; at < items.length; at += BATCH) void this.#send(items.slice(at, at + BATCH));
+      return;
+    }
+    const bySlot = new Map<number, Pending[]>();
+    for (const item of items) {
+      const slot = calculateSlot(hashTagged(this.#prefix, item.key));
+      const group = bySlot.get(slot);
+      if (group === undefined) bySlot.set(slot, [item]);
+      else group.push(item);
+    }
+    for (const group of bySlot.values()) {
+      for (let at = 0; at < group.length; at += BATCH) void this.#send(group.slice(at, at + BATCH));
+    }
+  };
+
+  /** One script call for `items`; every item resolves (by Redis, or by the insurance policy). */
+  async #send(items: Pending[]): Promise<void> {
     const limit = this.#adaptive === undefined ? this.spec.limit : this.#adaptive.current(this.#clock.now());
-    const args = this.#gcra !== undefined
-      ? [...this.#scriptArgs, cost, 0, want]
-      : [...this.#scriptArgs, limit, cost, this.algorithm === 'fixed-window' ? 0 : 1, 0, want];
-    let reply: unknown;
+    const args: Array<string | number> = this.#gcra !== undefined
+      ? [...this.#scriptArgs, 0]
+      : [this.windowMs, limit, this.algorithm === 'fixed-window' ? 0 : 1, 0];
+    const keys = new Array<string>(items.length);
+    for (let j = 0; j < items.length; j++) {
+      const item = items[j]!;
+      keys[j] = hashTagged(this.#prefix, item.key);
+      args.push(item.cost, item.want);
+    }
+    let r: number[];
     try {
-      reply = await this.#script!.run([hashTagged(this.#prefix, key)], args, { timeoutMs: this.#timeoutMs });
-    } catch (err) {
-      if (!(err instanceof HotpathError)) throw err;
-      return this.#insure(key, cost); // unavailable, timed out, or Redis answered an error
+      r = (await this.#script!.run(keys, args, { timeoutMs: this.#timeoutMs })) as number[];
+    } catch {
+      // Unavailable, timed out, or Redis answered an error (all HotpathErrors from the
+      // connector): the insurance policy decides; nothing rejects, nothing is left pending.
+      for (const item of items) item.resolve(this.#insure(item.key, item.cost));
+      return;
     }
     this.#setFallback(false);
-    const r = reply as number[];
-    const allowed = r[0] === 1;
-    const d: Decision = { allowed, limit, remaining: r[1]!, resetMs: r[2]!, retryAfterMs: r[3]! < 0 ? NEVER : r[3]! };
-    if (want > cost && allowed) {
-      const granted = r[4]! - cost; // the script granted r[4] ≥ cost tokens; this call spends `cost`
-      if (granted > 0) this.#lease!.table.grant(key, granted, this.#clock.now(), this.#lease!.ttlMs);
-      this.#count(true, 'lease');
-    } else {
-      this.#count(allowed, 'redis');
+    const now = this.#clock.now();
+    for (let j = 0; j < items.length; j++) {
+      const item = items[j]!;
+      const o = j * 5;
+      const allowed = r[o] === 1;
+      if (item.want > item.cost && allowed) {
+        const granted = r[o + 4]! - item.cost; // this call spends `cost` of what Redis granted
+        if (granted > 0) this.#lease!.table.grant(item.key, granted, now, this.#lease!.ttlMs);
+        this.#count(true, 'lease');
+      } else {
+        this.#count(allowed, 'redis');
+      }
+      item.resolve({ allowed, limit, remaining: r[o + 1]!, resetMs: r[o + 2]!, retryAfterMs: r[o + 3]! < 0 ? NEVER : r[o + 3]! });
     }
-    return d;
   }
 
   #insure(key: string, cost: number): Decision {

@@ -7,7 +7,9 @@
  * the script, so reading TIME is allowed and replicas stay consistent.)
  *
  * Numbers in Lua are doubles, exact to 2^53: the limiter refuses parameters that could pass it.
- * Every script returns { allowed (0|1), remaining, resetMs, retryAfterMs (-1 = never), granted }.
+ * Scripts decide a batch of keys in one call (the limiter groups the decisions asked for in one
+ * tick: one round trip and one script run for many callers). Per key they return
+ * { allowed (0|1), remaining, resetMs, retryAfterMs (-1 = never), granted }.
  * `want` (>= cost) asks for a quota lease: when `cost` is allowed, up to `want` tokens are taken
  * (as many as the key has) and `granted` says how many; otherwise granted = cost or 0.
  */
@@ -17,19 +19,20 @@
  * theoretical arrival time } — stored relative to its own time so values stay below tau + cost×T
  * however long the key lives. One unit is 1/scale ms (the same integer time base as the
  * shared-memory kernel). The key expires when its bucket is full again.
- * ARGV: T, tau, scale, cost, peek (0|1), want
+ * Batched: KEYS are the decisions' keys (one slot on a Cluster); ARGV: T, tau, scale, peek (0|1),
+ * then cost and want per key. Returns 5 numbers per key, in order.
  */
 export const GCRA_SCRIPT = `
 local T = tonumber(ARGV[1])
 local tau = tonumber(ARGV[2])
 local scale = tonumber(ARGV[3])
-local cost = tonumber(ARGV[4])
-local peek = ARGV[5] == '1'
-local want = tonumber(ARGV[6])
+local peek = ARGV[4] == '1'
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+local function decide(key, cost, want)
 local d = 0
-local v = redis.call('HMGET', KEYS[1], 't', 'd')
+local v = redis.call('HMGET', key, 't', 'd')
 if v[1] then
   local el = now - tonumber(v[1])
   d = tonumber(v[2])
@@ -48,36 +51,45 @@ if allowed and not peek then
     nd = d + granted * T
   end
   after = nd
-  redis.call('HSET', KEYS[1], 't', now, 'd', after)
-  redis.call('PEXPIRE', KEYS[1], math.ceil(after / scale) + 1)
+  redis.call('HSET', key, 't', now, 'd', after)
+  redis.call('PEXPIRE', key, math.ceil(after / scale) + 1)
 end
 local remaining = math.floor((tau - after) / T)
 if remaining < 0 then remaining = 0 end
 local retry = 0
 if not allowed then retry = math.ceil((nd - tau) / scale) end
-return { allowed and 1 or 0, remaining, math.ceil(after / scale), retry, granted }
+local o = #out
+out[o + 1] = allowed and 1 or 0
+out[o + 2] = remaining
+out[o + 3] = math.ceil(after / scale)
+out[o + 4] = retry
+out[o + 5] = granted
+end
+for i = 1, #KEYS do decide(KEYS[i], tonumber(ARGV[3 + 2 * i]), tonumber(ARGV[4 + 2 * i])) end
+return out
 `;
 
 /**
  * Fixed and sliding windows, aligned to Redis time (window n = floor(now / W)). State: a hash
  * { n = window index, c = its count, p = the count of window n - 1 }; it expires two windows
  * after its last update. Sliding estimate: p × (W − e) / W + c, compared in integers × W.
- * ARGV: W, limit, cost, sliding (0|1), peek (0|1), want
+ * Batched: KEYS are the decisions' keys; ARGV: W, limit, sliding (0|1), peek (0|1), then cost and
+ * want per key. Returns 5 numbers per key, in order.
  */
 export const WINDOW_SCRIPT = `
 local W = tonumber(ARGV[1])
 local L = tonumber(ARGV[2])
-local c = tonumber(ARGV[3])
-local sliding = ARGV[4] == '1'
-local peek = ARGV[5] == '1'
-local want = tonumber(ARGV[6])
+local sliding = ARGV[3] == '1'
+local peek = ARGV[4] == '1'
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = math.floor(now / W)
 local e = now - n * W
+local out = {}
+local function decide(key, c, want)
 local cur = 0
 local prev = 0
-local v = redis.call('HMGET', KEYS[1], 'n', 'c', 'p')
+local v = redis.call('HMGET', key, 'n', 'c', 'p')
 if v[1] then
   local sn = tonumber(v[1])
   if sn == n then
@@ -95,8 +107,8 @@ if allowed and not peek then
   granted = c
   if want > c then granted = math.min(want, math.floor((L * W - weighted) / W) - cur) end
   cur = cur + granted
-  redis.call('HSET', KEYS[1], 'n', n, 'c', cur, 'p', prev)
-  redis.call('PEXPIRE', KEYS[1], (sliding and 2 or 1) * W - e + 1)
+  redis.call('HSET', key, 'n', n, 'c', cur, 'p', prev)
+  redis.call('PEXPIRE', key, (sliding and 2 or 1) * W - e + 1)
 end
 local remaining = math.floor((L * W - weighted - cur * W) / W)
 if remaining < 0 then remaining = 0 end
@@ -122,7 +134,15 @@ if not allowed then
     end
   end
 end
-return { allowed and 1 or 0, remaining, reset, wait, granted }
+local o = #out
+out[o + 1] = allowed and 1 or 0
+out[o + 2] = remaining
+out[o + 3] = reset
+out[o + 4] = wait
+out[o + 5] = granted
+end
+for i = 1, #KEYS do decide(KEYS[i], tonumber(ARGV[3 + 2 * i]), tonumber(ARGV[4 + 2 * i])) end
+return out
 `;
 
 /** Deletes the key's state. */
