@@ -162,7 +162,8 @@ export function resolveLimiterOptions(options: LimiterOptions | undefined) {
       initial: limit,
       min,
       max,
-      targetLatencyMs: a.targetLatencyMs === undefined ? NEVER : num('adaptive.targetLatencyMs', a.targetLatencyMs, 0, 1e9),
+      // MAX_VALUE, not Infinity: the spec travels to other threads as JSON (Infinity → null)
+      targetLatencyMs: a.targetLatencyMs === undefined ? Number.MAX_VALUE : num('adaptive.targetLatencyMs', a.targetLatencyMs, 0, 1e9),
       errorRate: num('adaptive.errorRate', a.errorRate ?? 0.05, 0, 1),
       backoff: num('adaptive.backoff', a.backoff ?? 0.9, 0, 1, true),
       increase: int('adaptive.increase', a.increase ?? Math.max(1, Math.round(limit / 10)), 1, 1e9),
@@ -388,7 +389,11 @@ export class Limiter implements RateLimiter {
     return this.#remote(key, cost, cost);
   }
 
-  /** Gives `key` its full allowance back: locally, and on Redis when distributed. */
+  /**
+   * Gives `key` its full allowance back: locally, and on Redis when distributed.
+   * @throws (rejects) ERR_HOTPATH_REDIS_UNAVAILABLE / ERR_HOTPATH_REDIS_ERROR when the Redis part
+   *   fails (the local part is done by then).
+   */
   async reset(key: string): Promise<void> {
     this.#check(key, 1);
     const now = this.#clock.now();

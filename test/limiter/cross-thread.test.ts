@@ -38,3 +38,12 @@ describe.each(ALL)('%s', (algorithm) => {
     expect(mine.peek('hot').allowed).toBe(false);
   });
 });
+
+describe('opening by name in a worker', () => {
+  it('gets the very options the creator gave (adaptive settings included)', async () => {
+    const l = new Limiter('by-name', { algorithm: 'adaptive', limit: 50, window: 1000, maxKeys: 64 }, { runtime: engine.runtime.thread });
+    const theirs = await engine.run('limiterSpec', { name: 'by-name' });
+    expect(theirs).toEqual(l.spec);
+    expect((theirs as { adaptive: { targetLatencyMs: number } }).adaptive.targetLatencyMs).toBe(Number.MAX_VALUE);
+  });
+});
