@@ -46,7 +46,7 @@ describe.runIf(shared)('distributed limiter on Redis', () => {
   it('two engines in two processes share one limit exactly', async () => {
     const name = `two-proc-${run}`;
     const options: LimiterOptions = { algorithm: 'gcra', limit: 300, window: 3_600_000 };
-    const child = spawn(process.execPath, [fileURLToPath(new URL('../fixtures/limiter-process.mjs', import.meta.url)), REDIS_URL, name, '600', JSON.stringify(options)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [fileURLToPath(new URL('../fixtures/limiter-process.mjs', import.meta.url)), REDIS_URL, name, '250', JSON.stringify(options)], { stdio: ['pipe', 'pipe', 'inherit'] });
     const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
     expect((await lines.next()).value).toBe('ready');
     const l = engine.limiter(name, options);
@@ -54,7 +54,7 @@ describe.runIf(shared)('distributed limiter on Redis', () => {
     let admitted = 0;
     let next = 0;
     await Promise.all(Array.from({ length: 16 }, async () => {
-      while (next < 600) {
+      while (next < 250) {
         next++;
         if ((await l.allow('shared')).allowed) admitted++;
       }
@@ -63,8 +63,10 @@ describe.runIf(shared)('distributed limiter on Redis', () => {
     child.stdin!.end();
     await new Promise((r) => child.once('exit', r));
     expect(theirs.fallback).toBe(false);
-    expect(admitted).toBeGreaterThan(0);
-    expect(theirs.admitted).toBeGreaterThan(0);
+    // Each side asks 250 times for a limit of 300: whichever runs first cannot take it all, so
+    // both win some, and together they get exactly the limit.
+    expect(admitted).toBeGreaterThanOrEqual(50);
+    expect(theirs.admitted).toBeGreaterThanOrEqual(50);
     expect(admitted + theirs.admitted).toBe(300);
   });
 
