@@ -202,11 +202,17 @@ function powerOfTwo(n: number): number {
 
 /** Per-limiter decision counters by outcome and source. */
 interface Counters {
-  allowed: Record<Source, CounterChild>;
-  denied: Record<Source, CounterChild>;
+  allowed: CounterChild[];
+  denied: CounterChild[];
   fallback: GaugeChild;
 }
-type Source = 'local' | 'redis' | 'lease' | 'insurance';
+/** A decision's source: an index into SOURCES (the label value). */
+type Source = number;
+const SOURCES = ['local', 'redis', 'lease', 'insurance'] as const;
+const SRC_LOCAL = 0;
+const SRC_REDIS = 1;
+const SRC_LEASE = 2;
+const SRC_INSURANCE = 3;
 
 /** A decision waiting for the next batch to Redis. */
 interface Pending {
@@ -218,7 +224,6 @@ interface Pending {
 
 /** Most keys per script call (its KEYS and ARGV grow with it; Redis runs it in one go). */
 const BATCH = 128;
-const SOURCES: readonly Source[] = ['local', 'redis', 'lease', 'insurance'];
 
 /**
  * Publishes the limiter's spec in shared memory (so a worker can open it by name) or checks that
@@ -332,7 +337,7 @@ export class Limiter implements RateLimiter {
     }
     if (o.metrics && rt.metrics.enabled) {
       const decisions = rt.metrics.counter('hotpath_limiter_decisions_total', ['limiter', 'outcome', 'source']);
-      const by = (outcome: string) => Object.fromEntries(SOURCES.map((s) => [s, decisions.labels(name, outcome, s)])) as Record<Source, CounterChild>;
+      const by = (outcome: string): CounterChild[] => SOURCES.map((s) => decisions.labels(name, outcome, s));
       this.#counters = {
         allowed: by('allowed'),
         denied: by('denied'),
@@ -363,7 +368,7 @@ export class Limiter implements RateLimiter {
   allowSync(key: string, cost = 1): Decision {
     this.#check(key, cost);
     const d = this.#local(key, cost, false);
-    this.#count(d.allowed, 'local');
+    this.#count(d.allowed, SRC_LOCAL);
     return d;
   }
 
@@ -382,7 +387,7 @@ export class Limiter implements RateLimiter {
     this.#check(key, cost);
     if (this.#redis === undefined) {
       const d = this.#local(key, cost, false);
-      this.#count(d.allowed, 'local');
+      this.#count(d.allowed, SRC_LOCAL);
       return Promise.resolve(d);
     }
     if (this.#lease !== undefined) return this.#leased(key, cost);
@@ -441,7 +446,7 @@ export class Limiter implements RateLimiter {
 
   #count(allowed: boolean, source: Source): void {
     const c = this.#counters;
-    if (c !== undefined) (allowed ? c.allowed : c.denied)[source].inc();
+    if (c !== undefined) (allowed ? c.allowed : c.denied)[source]!.inc();
   }
 
   #setFallback(on: boolean): void {
@@ -512,9 +517,9 @@ export class Limiter implements RateLimiter {
       if (item.want > item.cost && allowed) {
         const granted = r[o + 4]! - item.cost; // this call spends `cost` of what Redis granted
         if (granted > 0) this.#lease!.table.grant(item.key, granted, now, this.#lease!.ttlMs);
-        this.#count(true, 'lease');
+        this.#count(true, SRC_LEASE);
       } else {
-        this.#count(allowed, 'redis');
+        this.#count(allowed, SRC_REDIS);
       }
       item.resolve({ allowed, limit, remaining: r[o + 1]!, resetMs: r[o + 2]!, retryAfterMs: r[o + 3]! < 0 ? NEVER : r[o + 3]! });
     }
@@ -528,7 +533,7 @@ export class Limiter implements RateLimiter {
       const allowed = this.#insurance === 'allow';
       d = { allowed, limit: this.spec.limit, remaining: allowed ? this.spec.limit - cost : 0, resetMs: 0, retryAfterMs: allowed ? 0 : this.windowMs };
     }
-    this.#count(d.allowed, 'insurance');
+    this.#count(d.allowed, SRC_INSURANCE);
     return d;
   }
 
@@ -542,7 +547,7 @@ export class Limiter implements RateLimiter {
     for (let attempt = 0; ; attempt++) {
       const left = lease.table.spend(key, cost, this.#clock.now());
       if (left >= 0) {
-        this.#count(true, 'lease');
+        this.#count(true, SRC_LEASE);
         return { allowed: true, limit: this.limit, remaining: left, resetMs: 0, retryAfterMs: 0 };
       }
       const pending = this.#fetching.get(key);
