@@ -21,6 +21,7 @@ export class CoarseClock implements Clock {
   #uses = 0;
   #used = false;
   #timer: ReturnType<typeof setInterval> | undefined;
+  readonly #idle: Array<() => void> = [];
 
   constructor(source: Clock) {
     this.#source = source;
@@ -37,10 +38,21 @@ export class CoarseClock implements Clock {
     return this.#now;
   }
 
+  /**
+   * Runs `fn` when the clock goes idle (a millisecond without calls; the timer stops then).
+   * Users that batch work per clock tick flush their remainder here.
+   */
+  onIdle(fn: () => void): void {
+    this.#idle.push(fn);
+  }
+
   #start(): void {
     this.#timer = setInterval(() => {
       this.#stale = true;
-      if (!this.#used) this.stop();
+      if (!this.#used) {
+        this.stop();
+        for (const fn of this.#idle) fn();
+      }
       this.#used = false;
     }, 1);
     this.#timer.unref?.();
