@@ -15,13 +15,14 @@
  */
 
 /**
- * GCRA with the key's state as a hash { t = ms of the last update, d = units from then to its
- * theoretical arrival time } — stored relative to its own time so values stay below tau + cost×T
+ * GCRA with the key's state as the string "t d" (t = ms of the last update, d = units from then
+ * to its theoretical arrival time; written with %d, exact for integers below 2^53) — stored relative to its own time so values stay below tau + cost×T
  * however long the key lives. One unit is 1/scale ms (the same integer time base as the
  * shared-memory kernel). The key expires when its bucket is full again.
  * Batched: KEYS are the decisions' keys (one slot on a Cluster); ARGV: T, tau, scale, peek (0|1),
  * then cost and want per key. Returns 5 numbers per key, in order.
  */
+// One GET and one SET PX per key (a hash took HMGET, HSET and PEXPIRE: ~20 % more server time).
 export const GCRA_SCRIPT = `
 local T = tonumber(ARGV[1])
 local tau = tonumber(ARGV[2])
@@ -32,10 +33,11 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local out = {}
 local function decide(key, cost, want)
 local d = 0
-local v = redis.call('HMGET', key, 't', 'd')
-if v[1] then
-  local el = now - tonumber(v[1])
-  d = tonumber(v[2])
+local v = redis.call('GET', key)
+if v then
+  local sp = string.find(v, ' ', 1, true)
+  local el = now - tonumber(string.sub(v, 1, sp - 1))
+  d = tonumber(string.sub(v, sp + 1))
   if el > 0 then
     if el >= math.ceil(d / scale) then d = 0 else d = d - el * scale end
   end
@@ -51,8 +53,7 @@ if allowed and not peek then
     nd = d + granted * T
   end
   after = nd
-  redis.call('HSET', key, 't', now, 'd', after)
-  redis.call('PEXPIRE', key, math.ceil(after / scale) + 1)
+  redis.call('SET', key, string.format('%d %d', now, after), 'PX', math.ceil(after / scale) + 1)
 end
 local remaining = math.floor((tau - after) / T)
 if remaining < 0 then remaining = 0 end
@@ -70,8 +71,8 @@ return out
 `;
 
 /**
- * Fixed and sliding windows, aligned to Redis time (window n = floor(now / W)). State: a hash
- * { n = window index, c = its count, p = the count of window n - 1 }; it expires two windows
+ * Fixed and sliding windows, aligned to Redis time (window n = floor(now / W)). State: the string
+ * "n c p" (window index, its count, the count of window n - 1); it expires two windows
  * after its last update. Sliding estimate: p × (W − e) / W + c, compared in integers × W.
  * Batched: KEYS are the decisions' keys; ARGV: W, limit, sliding (0|1), peek (0|1), then cost and
  * want per key. Returns 5 numbers per key, in order.
@@ -89,14 +90,16 @@ local out = {}
 local function decide(key, c, want)
 local cur = 0
 local prev = 0
-local v = redis.call('HMGET', key, 'n', 'c', 'p')
-if v[1] then
-  local sn = tonumber(v[1])
+local v = redis.call('GET', key)
+if v then
+  local a = string.find(v, ' ', 1, true)
+  local b = string.find(v, ' ', a + 1, true)
+  local sn = tonumber(string.sub(v, 1, a - 1))
   if sn == n then
-    cur = tonumber(v[2])
-    prev = tonumber(v[3])
+    cur = tonumber(string.sub(v, a + 1, b - 1))
+    prev = tonumber(string.sub(v, b + 1))
   elseif sn == n - 1 then
-    prev = tonumber(v[2])
+    prev = tonumber(string.sub(v, a + 1, b - 1))
   end
 end
 if not sliding then prev = 0 end
@@ -107,8 +110,7 @@ if allowed and not peek then
   granted = c
   if want > c then granted = math.min(want, math.floor((L * W - weighted) / W) - cur) end
   cur = cur + granted
-  redis.call('HSET', key, 'n', n, 'c', cur, 'p', prev)
-  redis.call('PEXPIRE', key, (sliding and 2 or 1) * W - e + 1)
+  redis.call('SET', key, string.format('%d %d %d', n, cur, prev), 'PX', (sliding and 2 or 1) * W - e + 1)
 end
 local remaining = math.floor((L * W - weighted - cur * W) / W)
 if remaining < 0 then remaining = 0 end
