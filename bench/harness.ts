@@ -8,6 +8,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { measure } from 'mitata';
+import { Redis } from 'ioredis';
 
 export const QUICK = process.env.HOTPATH_BENCH_QUICK === '1';
 
@@ -104,4 +105,24 @@ export function fmtRatio(r: number): string {
 
 function row(name: string, r: CaseResult): string {
   return `  ${name.padEnd(44)} p50 ${fmtNs(r.p50Ns).padStart(10)}  avg ${fmtNs(r.avgNs).padStart(10)}  p99 ${fmtNs(r.p99Ns).padStart(10)}`;
+}
+
+/** The Redis the benches use (REDIS_URL, default the local one). */
+export const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
+
+/**
+ * A raw ioredis client on REDIS_URL, connected, or undefined (with a printed "skipped" line naming
+ * `what`) when no Redis answers.
+ */
+export async function redisOrSkip(what: string): Promise<Redis | undefined> {
+  const client = new Redis(REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    return client;
+  } catch {
+    console.log(`\n## ${what}: skipped (no Redis at ${REDIS_URL})`);
+    client.disconnect();
+    return undefined;
+  }
 }

@@ -10,7 +10,7 @@ import { do_not_optimize } from 'mitata';
 import { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
 import { createEngine, type Limiter } from '../engine/index.js';
-import { QUICK, Suite } from './harness.js';
+import { QUICK, REDIS_URL, redisOrSkip, Suite } from './harness.js';
 
 const suite = new Suite('limiter.bench');
 const engine = await createEngine({ workers: 1 });
@@ -109,17 +109,9 @@ await suite.compare('allowSync by algorithm', {
 }
 
 // --- Redis ---------------------------------------------------------------------------------------
-const url = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
-const probe = new Redis(url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 });
-probe.on('error', () => {});
-let redisUp = false;
-try {
-  await probe.connect();
-  redisUp = true;
-} catch {
-  console.log(`\n## limiter on Redis: skipped (no Redis at ${url})`);
-}
-if (redisUp) {
+const url = REDIS_URL;
+const probe = await redisOrSkip('limiter on Redis');
+if (probe !== undefined) {
   const dist = await createEngine({ workers: 1, redis: url, redisTimeoutMs: 1000 });
   const onRedis = dist.limiter(`b-redis-${run}`, { algorithm: 'gcra', ...HIGH });
   const leased = dist.limiter(`b-lease-${run}`, { algorithm: 'gcra', ...HIGH, lease: { tokens: 1000, ttlMs: 100 } });

@@ -4,10 +4,9 @@
  * the connector vs raw ioredis on the same Redis (skipped, with a note, when none answers).
  */
 import { do_not_optimize } from 'mitata';
-import { Redis } from 'ioredis';
 import { Counter, Registry } from 'prom-client';
 import { createEngine, RedisConnector, ValueCodec } from '../engine/index.js';
-import { Suite } from './harness.js';
+import { REDIS_URL, redisOrSkip, Suite } from './harness.js';
 
 const suite = new Suite('platform.bench');
 const engine = await createEngine({ workers: 1 });
@@ -59,17 +58,9 @@ await suite.compare('value encode + decode (~200-byte object), self-contained fo
 }]);
 
 // --- Redis ---------------------------------------------------------------------------------
-const url = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
-const raw = new Redis(url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 });
-raw.on('error', () => {});
-let redisUp = false;
-try {
-  await raw.connect();
-  redisUp = true;
-} catch {
-  console.log(`\n## Redis round trip: skipped (no Redis at ${url})`);
-}
-if (redisUp) {
+const url = REDIS_URL;
+const raw = await redisOrSkip('Redis round trip');
+if (raw !== undefined) {
   const conn = await RedisConnector.connect(url, { timeoutMs: 1000 });
   await raw.set('hotpath:bench:k', 'v');
   await suite.compare('Redis GET round trip', { name: 'hotpath connector.command("GET")', fn: () => conn.command('GET', ['hotpath:bench:k']) }, [
