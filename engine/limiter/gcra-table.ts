@@ -88,7 +88,7 @@ export class GcraTable {
     this.params = params;
     this.capacity = capacity;
     this.#rt = rt;
-    this.#hash = new KeyHash(rt);
+    this.#hash = new KeyHash();
     this.#base = openTableRegion(rt, name, gcraTableBytes(capacity), READY,
       (big, u32) => {
         big[0] = BigInt(Math.floor(options.epochMs));

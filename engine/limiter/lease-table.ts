@@ -17,7 +17,7 @@ export class LeaseTable {
 
   constructor(rt: ThreadRuntime, name: string, capacity: number, epochMs: number) {
     this.#rt = rt;
-    this.#hash = new KeyHash(rt);
+    this.#hash = new KeyHash();
     this.#base = openTableRegion(rt, name, HEADER + (capacity + 1) * SLOT, READY,
       (big, u32) => {
         big[0] = BigInt(Math.floor(epochMs));

@@ -410,12 +410,8 @@ export class Limiter implements RateLimiter {
    * @throws TypeError / RangeError synchronously for a bad key or cost (as allowSync).
    */
   allow(key: string, cost = 1): Promise<Decision> {
+    if (this.#redis === undefined) return Promise.resolve(this.allowSync(key, cost));
     this.#check(key, cost);
-    if (this.#redis === undefined) {
-      const d = this.#local(key, cost, false);
-      this.#count(d.allowed, SRC_LOCAL);
-      return Promise.resolve(d);
-    }
     if (this.#lease !== undefined) return this.#leased(key, cost);
     return this.#remote(key, cost, cost);
   }

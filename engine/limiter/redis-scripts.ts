@@ -14,27 +14,43 @@
  * (as many as the key has) and `granted` says how many; otherwise granted = cost or 0.
  */
 
+/** What both scripts start with: library functions as locals, and the reply being built. */
+const PRELUDE = `-- library functions as locals: a global lookup per use costs more than the arithmetic
+local floor, ceil, min = math.floor, math.ceil, math.min
+local find, sub, format = string.find, string.sub, string.format
+local out = {}
+local o = 0
+local function emit(allowed, remaining, reset, retry, granted)
+  out[o + 1] = allowed and 1 or 0
+  out[o + 2] = remaining
+  out[o + 3] = reset
+  out[o + 4] = retry
+  out[o + 5] = granted
+  o = o + 5
+end
+`;
+
+/** What both end with: decide(key, cost, want) for each key (cost and want after 4 common ARGV). */
+const RUN = `for i = 1, #KEYS do decide(KEYS[i], tonumber(ARGV[3 + 2 * i]), tonumber(ARGV[4 + 2 * i])) end
+return out`;
+
 /**
- * GCRA with the key's state as the string "t d" (t = ms of the last update, d = units from then
- * to its theoretical arrival time; written with %d, exact for integers below 2^53) — stored relative to its own time so values stay below tau + cost×T
- * however long the key lives. One unit is 1/scale ms (the same integer time base as the
- * shared-memory kernel). The key expires when its bucket is full again.
+ * GCRA with the key's state as the string "t d": t = ms of the last update, d = units from then
+ * to its theoretical arrival time (written with %d, exact for integers below 2^53). Stored
+ * relative to its own time, so values stay below tau + cost × T however long the key lives. One
+ * unit is 1/scale ms (the time base of the shared-memory kernel). The key expires when its bucket
+ * is full again. One GET and one SET PX per key (a hash took HMGET, HSET and PEXPIRE: ~20 % more
+ * server time).
  * Batched: KEYS are the decisions' keys (one slot on a Cluster); ARGV: T, tau, scale, peek (0|1),
  * then cost and want per key. Returns 5 numbers per key, in order.
  */
-// One GET and one SET PX per key (a hash took HMGET, HSET and PEXPIRE: ~20 % more server time).
 export const GCRA_SCRIPT = `
--- library functions as locals: a global lookup per use costs more than the arithmetic
-local floor, ceil, min = math.floor, math.ceil, math.min
-local find, sub, format = string.find, string.sub, string.format
-local T = tonumber(ARGV[1])
+${PRELUDE}local T = tonumber(ARGV[1])
 local tau = tonumber(ARGV[2])
 local scale = tonumber(ARGV[3])
 local peek = ARGV[4] == '1'
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
-local out = {}
-local o = 0
 local function decide(key, cost, want)
 local d = 0
 local v = redis.call('GET', key)
@@ -66,15 +82,9 @@ local remaining = floor((tau - after) / T)
 if remaining < 0 then remaining = 0 end
 local retry = 0
 if not allowed then retry = ceil((nd - tau) / scale) end
-out[o + 1] = allowed and 1 or 0
-out[o + 2] = remaining
-out[o + 3] = full
-out[o + 4] = retry
-out[o + 5] = granted
-o = o + 5
+emit(allowed, remaining, full, retry, granted)
 end
-for i = 1, #KEYS do decide(KEYS[i], tonumber(ARGV[3 + 2 * i]), tonumber(ARGV[4 + 2 * i])) end
-return out
+${RUN}
 `;
 
 /**
@@ -85,10 +95,7 @@ return out
  * want per key. Returns 5 numbers per key, in order.
  */
 export const WINDOW_SCRIPT = `
--- library functions as locals: a global lookup per use costs more than the arithmetic
-local floor, ceil, min = math.floor, math.ceil, math.min
-local find, sub, format = string.find, string.sub, string.format
-local W = tonumber(ARGV[1])
+${PRELUDE}local W = tonumber(ARGV[1])
 local L = tonumber(ARGV[2])
 local sliding = ARGV[3] == '1'
 local peek = ARGV[4] == '1'
@@ -96,8 +103,6 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
 local n = floor(now / W)
 local e = now - n * W
-local out = {}
-local o = 0
 local function decide(key, c, want)
 local cur = 0
 local prev = 0
@@ -147,15 +152,9 @@ if not allowed then
     end
   end
 end
-out[o + 1] = allowed and 1 or 0
-out[o + 2] = remaining
-out[o + 3] = reset
-out[o + 4] = wait
-out[o + 5] = granted
-o = o + 5
+emit(allowed, remaining, reset, wait, granted)
 end
-for i = 1, #KEYS do decide(KEYS[i], tonumber(ARGV[3 + 2 * i]), tonumber(ARGV[4 + 2 * i])) end
-return out
+${RUN}
 `;
 
 /** Deletes the key's state. */

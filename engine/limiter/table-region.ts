@@ -28,8 +28,14 @@ export function openTableRegion(
     init(big, u32);
     Atomics.store(i32, flag, magic); // publishes the header
   } else {
+    // Its creator publishes the header a few stores after carving the region. A creator that died
+    // in between (terminated mid-constructor) would leave it unpublished for good: give up after
+    // a second with a typed error instead of hanging.
     for (let spins = 0; Atomics.load(i32, flag) !== magic; spins++) {
       if (spins > 100) Atomics.wait(i32, flag, 0, 1);
+      if (spins > 1100) {
+        throw new RegionConflictError(name, r.bytes, bytes, `shared memory region "${name}" was carved but never initialised (did the thread creating it die?)`);
+      }
     }
     if (r.bytes !== bytes || !matches(big, u32)) throw new RegionConflictError(name, r.bytes, bytes);
   }
@@ -49,9 +55,6 @@ export function openTableRegion(
 export class KeyHash {
   hi = 0;
   lo = 0;
-
-  // The runtime is kept in the signature for symmetry with the tables (and a future WASM path).
-  constructor(_rt: ThreadRuntime) {}
 
   set(key: string): void {
     const len = key.length;

@@ -35,7 +35,7 @@ export class WindowTable {
     this.sliding = sliding;
     this.capacity = capacity;
     this.#rt = rt;
-    this.#hash = new KeyHash(rt);
+    this.#hash = new KeyHash();
     this.#base = openTableRegion(rt, name, windowTableBytes(capacity), READY,
       (big, u32) => {
         big[0] = BigInt(Math.floor(epochMs));

@@ -102,7 +102,9 @@ describe('WASM kernel vs the TypeScript reference', () => {
 
 describe('one exact limit across threads', () => {
   it('main thread + two workers hammering one key at the same moment admit exactly the burst', async () => {
-    const burst = 200_000;
+    // Large enough that each thread's run spans several scheduler slices, so all three really
+    // contend (with 200 000 a fast thread could finish inside one slice).
+    const burst = 1_000_000;
     const params = { limit: burst, windowMs: 3_600_000, burst };
     const name = 'test-shared-exact';
     const epochMs = 1_000_000;

@@ -1,9 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { KeyHash } from '../../engine/limiter/table-region.js';
-import type { ThreadRuntime } from '../../engine/runtime/thread.js';
 
 describe('the limiter key hash (64 bits, one pass)', () => {
-  const h = new KeyHash(undefined as unknown as ThreadRuntime);
+  const h = new KeyHash();
   const of = (key: string): string => {
     h.set(key);
     return `${h.hi}:${h.lo}`;

@@ -83,6 +83,18 @@ describe.runIf(shared)('distributed limiter on Redis', () => {
   });
 });
 
+describe.runIf(shared)('close() while decisions are in flight', () => {
+  it('every pending allow() settles with a decision (insurance), none rejects or hangs', async () => {
+    const e = await createEngine({ ...small, redis: REDIS_URL, redisTimeoutMs: 2000 });
+    const l = e.limiter(`closing-${run}`, { limit: 1000, window: 60_000 });
+    const pending = Array.from({ length: 64 }, (_, i) => l.allow(`k${i}`));
+    await e.close();
+    const got = await Promise.all(pending);
+    expect(got.every((d) => d.allowed)).toBe(true); // Redis's or the local limit's: both admit these
+    expect(() => e.limiter('after-close', {})).toThrow(/closed/);
+  });
+});
+
 describe.runIf(spawnable)('Redis killed mid-run', () => {
   let server: RedisProcess;
   let engine: Engine;

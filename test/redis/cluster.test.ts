@@ -46,7 +46,7 @@ describe.runIf(spawnable)('a 3-master Redis Cluster', () => {
   });
 
   it('createEngine accepts { cluster: [urls] }', async () => {
-    const e = await createEngine({ workers: 1, memory: 16 << 20, channel: { ringBytes: 65536 }, redis: { cluster: cluster.urls }, redisConnectTimeoutMs: 10_000 });
+    const e = await createEngine({ workers: 1, memory: 16 << 20, channel: { ringBytes: 65536 }, redis: { cluster: cluster.urls }, redisConnectTimeoutMs: 10_000, redisTimeoutMs: 1000 });
     try {
       expect(e.redis?.available).toBe(true);
       expect(await e.redis!.command('GET', [`hotpath:{${tags[0]}}:a`])).toBe(tags[0]);
