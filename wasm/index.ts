@@ -1,6 +1,7 @@
 // The hotpath kernels. Re-exports only: each kernel lives in a file of its own.
 // Built with --runtime stub and imported shared memory; no kernel allocates (DESIGN pitfall 1).
-export { xxh32, xxh64 } from './hash';
+export { xxh32, xxh64, xxh32Reset, xxh32Update, xxh32Digest, xxh64Reset, xxh64Update, xxh64Digest } from './hash';
+export { lz4Compress, lz4Decompress, lz4Bound } from './lz4';
 export { gcraTake, gcraReset } from './gcra';
 export { windowTake, windowReset } from './window';
 export { leaseSpend, leaseGrant } from './lease';
