@@ -5,10 +5,13 @@
 import { ClosedError } from './errors.js';
 import { resolveOptions, type Clock, type EngineOptions } from './options.js';
 import { Runtime } from './runtime/runtime.js';
+import { kernelModule } from './runtime/wasm.js';
+import type { WorkerPool } from './runtime/pool.js';
 import { Metrics } from './observe/metrics.js';
 import type { MetricsTable } from './observe/table.js';
 import { RedisConnector } from './redis/connector.js';
 import { Limiter, type LimiterOptions } from './limiter/limiter.js';
+import { Compressor, type CompressOptions, type DecompressOptions, type Input } from './compress/compressor.js';
 
 /** One hotpath runtime and the components built on it. Create with {@link createEngine}. */
 export class Engine {
@@ -20,14 +23,17 @@ export class Engine {
   readonly metrics: Metrics;
   /** The Redis connector, when `redis` was given (it may be in fallback mode: see `available`). */
   readonly redis: RedisConnector | undefined;
+  /** The compression component (engine.compress / decompress and their Sync forms use it). */
+  readonly compressor: Compressor;
   readonly #closeTimeoutMs: number;
   readonly #redisTimeoutMs: number;
   readonly #limiters = new Map<string, { limiter: Limiter; options: string }>();
   #closed: Promise<void> | undefined;
 
   /** @internal use createEngine() */
-  constructor(runtime: Runtime, clock: Clock, closeTimeoutMs: number, metrics: Metrics, redis: RedisConnector | undefined, redisTimeoutMs: number) {
+  constructor(runtime: Runtime, clock: Clock, closeTimeoutMs: number, metrics: Metrics, redis: RedisConnector | undefined, redisTimeoutMs: number, compressor: Compressor) {
     this.runtime = runtime;
+    this.compressor = compressor;
     this.#redisTimeoutMs = redisTimeoutMs;
     this.clock = clock;
     this.#closeTimeoutMs = closeTimeoutMs;
@@ -63,6 +69,38 @@ export class Engine {
   }
 
   /**
+   * Compresses `data` (bytes or a UTF-8 string): LZ4 by default, in the hotpath frame unless
+   * `format: 'native'`. Inputs of 64 KiB or more run on the workers (in parallel blocks when
+   * large), so the event loop stays free. See CompressOptions.
+   * @throws (rejects) TypeError / RangeError naming a bad option; ERR_HOTPATH_CODEC_UNAVAILABLE
+   *   (zstd compression before Node 22.15); ERR_HOTPATH_CLOSED after close().
+   */
+  compress(data: Input, options?: CompressOptions): Promise<Buffer> {
+    if (this.#closed !== undefined) return Promise.reject(new ClosedError('engine'));
+    return this.compressor.compress(data, options);
+  }
+
+  /**
+   * Decompresses a hotpath frame, an LZ4 frame, zstd, gzip or zlib data (raw brotli with
+   * `codec: 'brotli'`), refusing to produce more than `maxOutputBytes` (default 256 MiB).
+   * @throws (rejects) ERR_HOTPATH_CORRUPT_FRAME, ERR_HOTPATH_UNKNOWN_FORMAT, ERR_HOTPATH_OUTPUT_LIMIT.
+   */
+  decompress(data: Uint8Array, options?: DecompressOptions): Promise<Buffer> {
+    if (this.#closed !== undefined) return Promise.reject(new ClosedError('engine'));
+    return this.compressor.decompress(data, options);
+  }
+
+  /** compress() on the calling thread, whatever the size. */
+  compressSync(data: Input, options?: CompressOptions): Buffer {
+    return this.compressor.compressSync(data, options);
+  }
+
+  /** decompress() on the calling thread, whatever the size. */
+  decompressSync(data: Uint8Array, options?: DecompressOptions): Buffer {
+    return this.compressor.decompressSync(data, options);
+  }
+
+  /**
    * Runs a task registered on the worker pool (`engine.runtime.pool.register`) with `payload`.
    * @throws (rejects) ERR_HOTPATH_CLOSED after close().
    */
@@ -93,7 +131,12 @@ export class Engine {
  */
 export async function createEngine(options?: EngineOptions): Promise<Engine> {
   const settings = resolveOptions(options);
+  // Validated before any thread starts; the pool is attached once the runtime exists.
+  let pool: WorkerPool | undefined;
+  const compressor = new Compressor({ module: kernelModule(), pool: () => Promise.resolve(pool!) }, settings.compress, 'options.compress');
   const runtime = await Runtime.create(settings.runtime);
+  pool = runtime.pool;
+  Compressor.registerTasks(pool);
   let redis: RedisConnector | undefined;
   if (settings.redis !== undefined) {
     try {
@@ -121,10 +164,10 @@ export async function createEngine(options?: EngineOptions): Promise<Engine> {
     },
     settings.metrics === true,
   );
-  const pool = runtime.pool;
-  metrics.collect('hotpath_tasks_inflight', 'Tasks sent to the worker pool and not yet answered.', 'gauge', () => pool.inflight);
-  metrics.collect('hotpath_workers', 'Worker threads attached to the channel.', 'gauge', () => pool.threads);
-  metrics.collect('hotpath_worker_exits_total', 'Worker threads that died and were replaced.', 'counter', () => pool.exits);
+  const p = runtime.pool;
+  metrics.collect('hotpath_tasks_inflight', 'Tasks sent to the worker pool and not yet answered.', 'gauge', () => p.inflight);
+  metrics.collect('hotpath_workers', 'Worker threads attached to the channel.', 'gauge', () => p.threads);
+  metrics.collect('hotpath_worker_exits_total', 'Worker threads that died and were replaced.', 'counter', () => p.exits);
   metrics.collect('hotpath_arena_free_bytes', 'Bytes of the shared arena not yet given to a region.', 'gauge', () => runtime.arena.freeBytes);
   if (redis !== undefined) {
     const r = redis;
@@ -147,5 +190,5 @@ export async function createEngine(options?: EngineOptions): Promise<Engine> {
     metrics.counter('hotpath_limiter_decisions_total', 'Rate limiter decisions by outcome (allowed, denied) and source (local, redis, lease, insurance).', ['limiter', 'outcome', 'source']);
     metrics.gauge('hotpath_limiter_fallback', '1 while the limiter decides by its insurance policy because Redis is unavailable.', ['limiter']);
   }
-  return new Engine(runtime, settings.clock, settings.closeTimeoutMs, metrics, redis, settings.redisTimeoutMs);
+  return new Engine(runtime, settings.clock, settings.closeTimeoutMs, metrics, redis, settings.redisTimeoutMs, compressor);
 }

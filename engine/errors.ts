@@ -20,6 +20,10 @@ export const ErrorCodes = {
   REDIS_ERROR: 'ERR_HOTPATH_REDIS_ERROR',
   VALUE_TOO_LARGE: 'ERR_HOTPATH_VALUE_TOO_LARGE',
   CORRUPT_VALUE: 'ERR_HOTPATH_CORRUPT_VALUE',
+  CORRUPT_FRAME: 'ERR_HOTPATH_CORRUPT_FRAME',
+  UNKNOWN_FORMAT: 'ERR_HOTPATH_UNKNOWN_FORMAT',
+  OUTPUT_LIMIT: 'ERR_HOTPATH_OUTPUT_LIMIT',
+  CODEC_UNAVAILABLE: 'ERR_HOTPATH_CODEC_UNAVAILABLE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -145,5 +149,35 @@ export class ValueTooLargeError extends HotpathError {
 export class CorruptValueError extends HotpathError {
   constructor(message: string, cause?: unknown) {
     super(ErrorCodes.CORRUPT_VALUE, message, { cause });
+  }
+}
+
+/** Compressed data that is truncated, malformed or fails its checksum. */
+export class CorruptFrameError extends HotpathError {
+  constructor(message: string, cause?: unknown) {
+    super(ErrorCodes.CORRUPT_FRAME, message, { cause });
+  }
+}
+
+/** Bytes in no format the decompressor recognises (the message says what it saw). */
+export class UnknownFormatError extends HotpathError {
+  constructor(message: string) {
+    super(ErrorCodes.UNKNOWN_FORMAT, message);
+  }
+}
+
+/** Decompressed data would exceed `maxOutputBytes` (a decompression bomb, or a limit set too low). */
+export class OutputLimitError extends HotpathError {
+  readonly maxOutputBytes: number;
+  constructor(maxOutputBytes: number, detail = '') {
+    super(ErrorCodes.OUTPUT_LIMIT, `decompressed data exceeds maxOutputBytes (${maxOutputBytes})${detail === '' ? '' : `: ${detail}`}`);
+    this.maxOutputBytes = maxOutputBytes;
+  }
+}
+
+/** A codec this runtime cannot run (zstd compression before Node 22.15). */
+export class CodecUnavailableError extends HotpathError {
+  constructor(message: string) {
+    super(ErrorCodes.CODEC_UNAVAILABLE, message);
   }
 }

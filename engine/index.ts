@@ -23,3 +23,6 @@ export { xxh32Bytes } from './runtime/hash.js';
 export { Limiter, LIMITER_DEFAULTS, type LimiterOptions, type LimiterDeps, type Insurance, type LimiterSpec } from './limiter/limiter.js';
 export type { AdaptiveOptions } from './limiter/adaptive.js';
 export type { Decision, Algorithm, RateLimiter } from './limiter/types.js';
+export { Compressor, COMPRESS_DEFAULTS } from './compress/compressor.js';
+export type { Codec, CompressOptions, DecompressOptions, CompressorOptions, Input } from './compress/compressor.js';
+export { CorruptFrameError, UnknownFormatError, OutputLimitError, CodecUnavailableError } from './errors.js';

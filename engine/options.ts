@@ -9,6 +9,7 @@ import type { RedisConfig } from './redis/connector.js';
 import { checkCapacity } from './runtime/channel.js';
 import { MAX_MEMORY } from './runtime/wasm.js';
 import type { RuntimeSettings } from './runtime/runtime.js';
+import type { CompressorOptions } from './compress/compressor.js';
 
 /** The time source of every component, in milliseconds. */
 export interface Clock {
@@ -69,6 +70,8 @@ export interface EngineOptions {
   redisTimeoutMs?: number;
   /** How long createEngine() waits for Redis to be ready before going on in fallback mode (ms). Default 2000. */
   redisConnectTimeoutMs?: number;
+  /** engine.compress / decompress tuning (offloadBytes, blockSize, zlibConcurrency, maxOutputBytes). */
+  compress?: CompressorOptions;
 }
 
 /** Bytes of each thread's scratch region (long-key hashing, staging). */
@@ -87,7 +90,8 @@ export const DEFAULTS = {
   redisConnectTimeoutMs: 2000,
 } as const;
 
-const KNOWN = new Set(['workers', 'memory', 'clock', 'channel', 'workerResourceLimits', 'closeTimeoutMs', 'startTimeoutMs', 'metrics', 'metricsCapacity', 'redis', 'redisTimeoutMs', 'redisConnectTimeoutMs']);
+const KNOWN = new Set(['workers', 'memory', 'clock', 'channel', 'workerResourceLimits', 'closeTimeoutMs', 'startTimeoutMs', 'metrics', 'metricsCapacity', 'redis', 'redisTimeoutMs', 'redisConnectTimeoutMs', 'compress']);
+const KNOWN_COMPRESS = new Set(['offloadBytes', 'blockSize', 'zlibConcurrency', 'maxOutputBytes']);
 const KNOWN_CHANNEL = new Set(['ringBytes', 'spinUs', 'spinWorkers']);
 
 /** Validated engine settings. */
@@ -101,6 +105,8 @@ export interface EngineSettings {
   redis: RedisConfig | undefined;
   redisTimeoutMs: number;
   redisConnectTimeoutMs: number;
+  /** Checked by the Compressor (keys checked here). */
+  compress: CompressorOptions;
 }
 
 function int(name: string, v: unknown, min: number, max: number): number {
@@ -122,6 +128,12 @@ function plainObject(name: string, v: unknown): Record<string, unknown> {
     throw new TypeError(`${name} must be an object, got ${describe(v)}`);
   }
   return v as Record<string, unknown>;
+}
+
+function checkedKeys(name: string, v: unknown, known: Set<string>): Record<string, unknown> {
+  const o = plainObject(name, v);
+  unknownKeys(name, o, known);
+  return o;
 }
 
 function unknownKeys(name: string, o: Record<string, unknown>, known: Set<string>): void {
@@ -190,6 +202,7 @@ export function resolveOptions(options: EngineOptions | undefined): EngineSettin
     redis,
     redisTimeoutMs,
     redisConnectTimeoutMs,
+    compress: o.compress === undefined ? {} : (checkedKeys('options.compress', o.compress, KNOWN_COMPRESS) as CompressorOptions),
   };
 }
 

@@ -50,10 +50,13 @@ export function encodePayload(codec: ValueCodec, value: unknown, what = 'payload
   return [ENC_CODEC, codec.encode(value, what)];
 }
 
-/** Decodes a body that lives in the ring (copied out first: the ring space is reused). */
+/**
+ * Decodes a body. A body in the ring (shared memory) is copied out first, as the ring space is
+ * reused; a reassembled fragmented body is already a buffer of its own and is used as it is.
+ */
 export function decodePayload(codec: ValueCodec, enc: number, u8: Uint8Array, off: number, len: number): unknown {
   if (enc === ENC_UNDEFINED) return undefined;
-  const copy = u8.slice(off, off + len);
+  const copy = u8.buffer instanceof SharedArrayBuffer ? u8.slice(off, off + len) : u8.subarray(off, off + len);
   const buf = Buffer.from(copy.buffer, copy.byteOffset, copy.byteLength);
   if (enc === ENC_BYTES) return buf;
   return codec.decode(buf);

@@ -14,6 +14,8 @@ import { SharedStructures } from '../codec/structures.js';
 export class ThreadRuntime {
   /** The engine's one shared memory. */
   readonly memory: WebAssembly.Memory;
+  /** The compiled kernels this thread instantiated (components may instantiate them privately). */
+  readonly module: WebAssembly.Module;
   /** This thread's view of the arena (regions by name). */
   readonly arena: Arena;
   /** This thread's instance of the kernels (raw exports). */
@@ -34,6 +36,7 @@ export class ThreadRuntime {
   /** `metricsCapacity` 0 turns metrics off (no table is carved). */
   constructor(memory: WebAssembly.Memory, module: WebAssembly.Module, scratchName: string, scratchBytes: number, metricsCapacity: number, initArena = false) {
     this.memory = memory;
+    this.module = module;
     this.arena = new Arena(memory, initArena);
     this.kernels = instantiateKernels(module, memory);
     const scratch = this.arena.region(scratchName, scratchBytes);

@@ -1,0 +1,586 @@
+/**
+ * The compression component: LZ4 (our WebAssembly codec), zstd, gzip, deflate and brotli, in the
+ * hotpath frame or in each codec's own standard format; on the calling thread (…Sync) or off it.
+ *
+ * Where the work runs (async calls):
+ *  - LZ4 below `offloadBytes` (64 KiB): on the calling thread — a 64 KiB block takes ~0.2 ms,
+ *    less than a round trip through a worker's wake-up.
+ *  - LZ4 from `offloadBytes`: on one worker of the pool; from two blocks (2 × 4 MiB) when the pool
+ *    has several workers: the blocks are compressed in parallel on every worker, through staging
+ *    slots in the shared arena, while this thread computes the content checksum block by block.
+ *  - gzip / deflate / brotli / zstd in their own format: node:zlib's async API (libuv's threads)
+ *    behind a semaphore (see zlib-codecs.ts). In a hotpath frame, from `offloadBytes`: on a worker.
+ * Bytes travel to workers through the channel's rings (copied, never structured-cloned).
+ */
+import {
+  ArenaExhaustedError, CancelledError, CodecUnavailableError, CorruptFrameError, ErrorCodes, OutputLimitError, TaskFailedError,
+  UnknownFormatError,
+} from '../errors.js';
+import { randomUUID } from 'node:crypto';
+import type { WorkerPool } from '../runtime/pool.js';
+import { distUrl } from '../runtime/paths.js';
+import {
+  CODEC_IDS, CODEC_NAMES, HOTPATH_HEADER_BYTES, HOTPATH_MAGIC, HOTPATH_VERSION, describe, detect, type HotpathHeader, type StoredCodec,
+} from './formats.js';
+import { LZ4_FRAME_DEFAULTS, lz4EncodeBlock, lz4FrameDecode, lz4FrameEncode, lz4FrameHeader, lz4FrameTrailer } from './lz4-frame.js';
+import { LZ4_OUTPUT, Lz4Workspace } from './workspace.js';
+import { DEFAULT_LEVELS, LEVEL_RANGES, NATIVE_ZSTD, ZlibGate, zlibCompressSync, zlibDecompressSync, type ZlibCodec } from './zlib-codecs.js';
+
+/** The codecs. */
+export type Codec = 'lz4' | 'zstd' | 'gzip' | 'deflate' | 'brotli';
+
+export interface CompressOptions {
+  /**
+   * 'lz4' (default), 'zstd', 'gzip', 'deflate', 'brotli'; 'auto' picks lz4, or stores the data
+   * raw when a probe finds it does not compress; 'none' stores it raw (hotpath frame only).
+   */
+  codec?: Codec | 'auto' | 'none';
+  /** gzip/deflate 0-9 (6), brotli 0-11 (4), zstd 1-19 (3); lz4 has level 1 only. */
+  level?: number;
+  /** LZ4 only: 1 (default, as `lz4 -1`) .. 65537; higher is faster and compresses less. */
+  acceleration?: number;
+  /**
+   * 'hotpath' (default): the hotpath frame (codec, size and checksum; see formats.ts).
+   * 'native': the codec's own format — an LZ4 frame, a zstd frame, gzip, zlib, raw brotli.
+   */
+  format?: 'hotpath' | 'native';
+  /** Rejects with ERR_HOTPATH_CANCELLED when aborted before the result is ready. */
+  signal?: AbortSignal;
+}
+
+export interface DecompressOptions {
+  /** Refuses to produce more (ERR_HOTPATH_OUTPUT_LIMIT). Default 256 MiB. */
+  maxOutputBytes?: number;
+  /**
+   * The codec, when the data cannot say: raw brotli has no magic. Without it the format is
+   * recognised: hotpath frame, LZ4 frame, zstd, gzip, zlib.
+   */
+  codec?: Codec;
+  signal?: AbortSignal;
+}
+
+export interface CompressorOptions {
+  /** Async calls with at least this many input bytes run off the calling thread. Default 64 KiB. */
+  offloadBytes?: number;
+  /**
+   * LZ4 block size: 64 KiB, 256 KiB, 1 MiB (default) or 4 MiB (the lz4 tool's default). Blocks are
+   * the unit of parallel compression and of the shared staging slots; 1 MiB blocks compress
+   * within 0.3% of 4 MiB ones (the match window is 64 KiB either way).
+   */
+  blockSize?: number;
+  /** Most node:zlib calls in flight at once (default 8). */
+  zlibConcurrency?: number;
+  /** Default of DecompressOptions.maxOutputBytes (256 MiB). */
+  maxOutputBytes?: number;
+}
+
+export const COMPRESS_DEFAULTS = {
+  offloadBytes: 64 * 1024,
+  blockSize: 1 << 20,
+  zlibConcurrency: 8,
+  maxOutputBytes: 256 * 1024 * 1024,
+} as const;
+
+/** What a Compressor runs on. */
+export interface CompressorDeps {
+  /** The compiled kernels (kernelModule()). */
+  module: WebAssembly.Module;
+  /**
+   * The worker pool for offloaded calls, or a function that creates it on first use. Without
+   * one, async calls run on the calling thread.
+   */
+  pool?: WorkerPool | (() => Promise<WorkerPool>);
+  /** The calling thread's LZ4 workspace, when several compressors on one thread share one. */
+  workspace?: Lz4Workspace;
+}
+
+/** Input accepted by compress: bytes, or a string (encoded as UTF-8). */
+export type Input = Uint8Array | string;
+
+/** Staging slots (byte offsets in the shared arena) and the runners waiting for one. */
+interface Staging {
+  slots: number;
+  free: number[];
+  waiting: Array<(slot: number) => void>;
+}
+
+interface Resolved {
+  codec: Codec | 'auto' | 'none';
+  level: number;
+  acceleration: number;
+  native: boolean;
+}
+
+const CODECS = new Set(['lz4', 'zstd', 'gzip', 'deflate', 'brotli']);
+// Workers run built JavaScript (DESIGN pitfall 5), also when this module runs from source (tests).
+const TASK_MODULE = distUrl('engine/compress/tasks.js');
+export const TASK_COMPRESS = 'hotpath:compress';
+export const TASK_DECOMPRESS = 'hotpath:decompress';
+export const TASK_LZ4_BLOCK = 'hotpath:lz4-block';
+export const TASK_LZ4_STAGED = 'hotpath:lz4-staged';
+/** Bytes of the header in front of an offloaded payload (see tasks.ts). */
+export const TASK_HEADER = 24;
+const AUTO_MIN = 64;
+
+function toBytes(data: Input, what: string): Uint8Array {
+  if (data instanceof Uint8Array) return data;
+  if (typeof data === 'string') return Buffer.from(data, 'utf8');
+  throw new TypeError(`${what}: data must be a Uint8Array, a Buffer or a string, got ${data === null ? 'null' : typeof data}`);
+}
+
+function checkInteger(value: unknown, name: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** Validates compress options (throws TypeError/RangeError naming the option). */
+export function resolveCompressOptions(options: CompressOptions | undefined): Resolved {
+  if (options !== undefined && (options === null || typeof options !== 'object')) throw new TypeError('options must be an object');
+  const codec = options?.codec ?? 'lz4';
+  if (!CODECS.has(codec) && codec !== 'auto' && codec !== 'none') {
+    throw new RangeError(`options.codec must be one of lz4, zstd, gzip, deflate, brotli, auto, none, got ${String(codec)}`);
+  }
+  const format = options?.format ?? 'hotpath';
+  if (format !== 'hotpath' && format !== 'native') throw new RangeError(`options.format must be 'hotpath' or 'native', got ${String(format)}`);
+  if (format === 'native' && (codec === 'auto' || codec === 'none')) {
+    throw new RangeError(`options.codec '${codec}' needs format 'hotpath' (no standard format records how the data was stored)`);
+  }
+  let level = 1;
+  if (codec === 'lz4' || codec === 'auto' || codec === 'none') {
+    if (options?.level !== undefined && options.level !== 1) {
+      throw new RangeError(`options.level: lz4 has level 1 only (no high-compression mode); use options.acceleration to trade ratio for speed, got ${String(options.level)}`);
+    }
+  } else {
+    const [lo, hi] = LEVEL_RANGES[codec];
+    level = options?.level === undefined ? DEFAULT_LEVELS[codec] : checkInteger(options.level, 'options.level', lo, hi);
+  }
+  const acceleration = options?.acceleration === undefined ? 1 : checkInteger(options.acceleration, 'options.acceleration', 1, 65537);
+  if (options?.acceleration !== undefined && codec !== 'lz4' && codec !== 'auto') {
+    throw new RangeError(`options.acceleration applies to lz4 only, not ${codec}`);
+  }
+  return { codec, level, acceleration, native: format === 'native' };
+}
+
+function checkMaxOutput(options: DecompressOptions | undefined, fallback: number): number {
+  if (options !== undefined && (options === null || typeof options !== 'object')) throw new TypeError('options must be an object');
+  if (options?.codec !== undefined && !CODECS.has(options.codec)) {
+    throw new RangeError(`options.codec must be one of lz4, zstd, gzip, deflate, brotli, got ${String(options.codec)}`);
+  }
+  return options?.maxOutputBytes === undefined ? fallback : checkInteger(options.maxOutputBytes, 'options.maxOutputBytes', 1, Number.MAX_SAFE_INTEGER);
+}
+
+/** Turns a worker's error back into the typed error it was. */
+function unwrapTaskError(err: unknown, maxOutputBytes: number): unknown {
+  if (!(err instanceof TaskFailedError)) return err;
+  const cause = err.cause as { code?: string; message?: string } | undefined;
+  const msg = cause?.message ?? '';
+  switch (cause?.code) {
+    case ErrorCodes.CORRUPT_FRAME: return new CorruptFrameError(msg);
+    case ErrorCodes.UNKNOWN_FORMAT: return new UnknownFormatError(msg);
+    case ErrorCodes.CODEC_UNAVAILABLE: return new CodecUnavailableError(msg);
+    case ErrorCodes.OUTPUT_LIMIT: return Object.assign(new OutputLimitError(maxOutputBytes), { message: msg });
+    default: return err;
+  }
+}
+
+
+export class Compressor {
+  readonly #module: WebAssembly.Module;
+  readonly #poolDep: CompressorDeps['pool'];
+  #pool: WorkerPool | undefined;
+  #poolPromise: Promise<WorkerPool> | undefined;
+  #ws: Lz4Workspace | undefined;
+  readonly #gate: ZlibGate;
+  readonly #offloadBytes: number;
+  readonly #blockSize: number;
+  readonly #maxOutput: number;
+  /** Staging slots in the shared arena for parallel blocks; null when the arena had no room. */
+  #staging: Staging | null | undefined;
+
+  /** `optionsName` is how errors name the options object (createEngine passes 'options.compress'). */
+  constructor(deps: CompressorDeps, options?: CompressorOptions, optionsName = 'options') {
+    this.#module = deps.module;
+    this.#poolDep = deps.pool;
+    this.#ws = deps.workspace;
+    if (options !== undefined && (options === null || typeof options !== 'object')) throw new TypeError(`${optionsName} must be an object`);
+    const o = options ?? {};
+    this.#offloadBytes = o.offloadBytes === undefined ? COMPRESS_DEFAULTS.offloadBytes : checkInteger(o.offloadBytes, `${optionsName}.offloadBytes`, 0, Number.MAX_SAFE_INTEGER);
+    this.#blockSize = o.blockSize ?? COMPRESS_DEFAULTS.blockSize;
+    if (![64 << 10, 256 << 10, 1 << 20, 4 << 20].includes(this.#blockSize)) {
+      throw new RangeError(`${optionsName}.blockSize must be 65536, 262144, 1048576 or 4194304, got ${String(o.blockSize)}`);
+    }
+    this.#gate = new ZlibGate(o.zlibConcurrency === undefined ? COMPRESS_DEFAULTS.zlibConcurrency : checkInteger(o.zlibConcurrency, `${optionsName}.zlibConcurrency`, 1, 1024));
+    this.#maxOutput = o.maxOutputBytes === undefined ? COMPRESS_DEFAULTS.maxOutputBytes : checkInteger(o.maxOutputBytes, `${optionsName}.maxOutputBytes`, 1, Number.MAX_SAFE_INTEGER);
+  }
+
+  /** The LZ4 block size (bytes). */
+  get blockSize(): number {
+    return this.#blockSize;
+  }
+
+  /** True when this runtime can compress zstd (node:zlib's zstd, Node ≥ 22.15). */
+  static get zstdCompression(): boolean {
+    return NATIVE_ZSTD;
+  }
+
+  /** The calling thread's LZ4 workspace (created on first use). */
+  get workspace(): Lz4Workspace {
+    this.#ws ??= new Lz4Workspace(this.#module);
+    return this.#ws;
+  }
+
+  /** node:zlib calls in flight and waiting (the semaphore's state). */
+  get zlibCalls(): { active: number; waiting: number; limit: number } {
+    return { active: this.#gate.active, waiting: this.#gate.waiting, limit: this.#gate.limit };
+  }
+
+  // ---------------------------------------------------------------- synchronous
+
+  /** Compresses on the calling thread, whatever the size. */
+  compressSync(data: Input, options?: CompressOptions): Buffer {
+    const bytes = toBytes(data, 'compressSync');
+    return this.#compressResolved(bytes, resolveCompressOptions(options));
+  }
+
+  /** Compresses with options already validated (the worker tasks call this). */
+  compressResolved(bytes: Uint8Array, o: Resolved): Buffer {
+    return this.#compressResolved(bytes, o);
+  }
+
+  #compressResolved(bytes: Uint8Array, o: Resolved): Buffer {
+    const codec = o.codec === 'auto' ? this.#pick(bytes, o.acceleration) : o.codec;
+    if (o.native) {
+      if (codec === 'lz4') return lz4FrameEncode(this.workspace, bytes, { ...LZ4_FRAME_DEFAULTS, acceleration: o.acceleration, blockSize: this.#blockSize });
+      return zlibCompressSync(codec as ZlibCodec, bytes, o.level);
+    }
+    const ws = this.workspace;
+    if (codec === 'lz4') {
+      const hash = ws.hashState();
+      const parts: Uint8Array[] = [new Uint8Array(HOTPATH_HEADER_BYTES)];
+      for (let off = 0; off < bytes.length; off += this.#blockSize) {
+        parts.push(lz4EncodeBlock(ws, bytes.subarray(off, Math.min(bytes.length, off + this.#blockSize)), o.acceleration, hash));
+      }
+      parts[0] = this.#header('lz4', bytes.length, ws.hashDigest(hash));
+      return Buffer.concat(parts);
+    }
+    const checksum = ws.xxh32(bytes);
+    const payload = codec === 'none' ? bytes : zlibCompressSync(codec as ZlibCodec, bytes, o.level);
+    return Buffer.concat([this.#header(codec, bytes.length, checksum), payload]);
+  }
+
+  /** 'auto': store raw when tiny or when LZ4 saves under 5% on a sample; else lz4. */
+  #pick(bytes: Uint8Array, acceleration: number): 'lz4' | 'none' {
+    if (bytes.length < AUTO_MIN) return 'none';
+    const ws = this.workspace;
+    const S = 4096;
+    let raw = 0;
+    let packed = 0;
+    const starts = bytes.length <= 3 * S ? [0] : [0, (bytes.length >>> 1) - S / 2, bytes.length - S];
+    for (const s of starts) {
+      const sample = bytes.subarray(s, Math.min(bytes.length, s + S));
+      raw += sample.length;
+      packed += ws.compressBlock(sample, acceleration).length;
+    }
+    return packed > raw * 0.95 ? 'none' : 'lz4';
+  }
+
+  #header(codec: StoredCodec, size: number, checksum: number): Uint8Array {
+    const h = new Uint8Array(HOTPATH_HEADER_BYTES);
+    const dv = new DataView(h.buffer);
+    h.set(HOTPATH_MAGIC, 0);
+    h[4] = HOTPATH_VERSION;
+    h[5] = CODEC_IDS[codec];
+    h[6] = codec === 'lz4' ? Math.log2(this.#blockSize) : 0;
+    dv.setBigUint64(8, BigInt(size), true);
+    dv.setUint32(16, checksum >>> 0, true);
+    h[7] = this.#headerCheck(h);
+    return h;
+  }
+
+  #headerCheck(h: Uint8Array): number {
+    const covered = new Uint8Array(19);
+    covered.set(h.subarray(0, 7), 0);
+    covered.set(h.subarray(8, 20), 7);
+    return this.workspace.xxh32(covered) & 0xff;
+  }
+
+  /** Parses and checks a hotpath frame header. */
+  parseHeader(frame: Uint8Array, maxOutputBytes: number): HotpathHeader {
+    if (frame.length < HOTPATH_HEADER_BYTES) throw new CorruptFrameError(`truncated hotpath frame: ${frame.length} bytes, the header alone is ${HOTPATH_HEADER_BYTES}`);
+    if (frame[4] !== HOTPATH_VERSION) throw new CorruptFrameError(`unsupported hotpath frame version ${frame[4]} (this build reads version ${HOTPATH_VERSION})`);
+    if (frame[7] !== this.#headerCheck(frame)) throw new CorruptFrameError('hotpath frame header check failed (the header is corrupt)');
+    const codec = CODEC_NAMES[frame[5]!];
+    if (codec === undefined) throw new CorruptFrameError(`hotpath frame names unknown codec id ${frame[5]}`);
+    const dv = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+    const size64 = dv.getBigUint64(8, true);
+    if (size64 > BigInt(maxOutputBytes)) throw new OutputLimitError(maxOutputBytes, `the hotpath frame declares ${size64} bytes`);
+    const size = Number(size64);
+    const log = frame[6]!;
+    let blockSize = 0;
+    if (codec === 'lz4') {
+      if (log < 16 || log > 22) throw new CorruptFrameError(`hotpath frame: invalid lz4 block size log ${log}`);
+      blockSize = 2 ** log;
+    } else if (log !== 0) {
+      throw new CorruptFrameError(`hotpath frame: block size log ${log} set for codec ${codec}`);
+    }
+    return { codec, blockSize, size, checksum: dv.getUint32(16, true) };
+  }
+
+  /** Decompresses on the calling thread: hotpath frames, LZ4 frames, zstd, gzip, zlib (and brotli with options.codec). */
+  decompressSync(data: Uint8Array, options?: DecompressOptions): Buffer {
+    if (!(data instanceof Uint8Array)) throw new TypeError(`decompressSync: data must be a Uint8Array or a Buffer, got ${data === null ? 'null' : typeof data}`);
+    const max = checkMaxOutput(options, this.#maxOutput);
+    return this.decompressChecked(data, max, options?.codec);
+  }
+
+  /** decompressSync with options already validated (the worker tasks call this). */
+  decompressChecked(data: Uint8Array, max: number, hint: Codec | undefined): Buffer {
+    const kind = hint === undefined ? detect(data) : hint === 'lz4' ? 'lz4' : hint;
+    switch (kind) {
+      case 'hotpath': return this.#decodeHotpath(data, max);
+      case 'lz4': return lz4FrameDecode(this.workspace, data, { maxOutputBytes: max });
+      case 'zstd': case 'gzip': case 'deflate': case 'brotli': return zlibDecompressSync(kind, data, max, this.workspace);
+      default: throw new UnknownFormatError(`not a format hotpath reads (hotpath frame, LZ4 frame, zstd, gzip, zlib; raw brotli needs options.codec): ${describe(data)}`);
+    }
+  }
+
+  #decodeHotpath(frame: Uint8Array, max: number): Buffer {
+    const h = this.parseHeader(frame, max);
+    const payload = frame.subarray(HOTPATH_HEADER_BYTES);
+    const ws = this.workspace;
+    let out: Buffer;
+    if (h.codec === 'none') {
+      if (payload.length !== h.size) throw new CorruptFrameError(`hotpath frame: ${payload.length} stored bytes, the header declares ${h.size}`);
+      out = Buffer.from(payload);
+    } else if (h.codec === 'lz4') {
+      out = this.#decodeLz4Blocks(payload, h);
+    } else {
+      // The declared size bounds the output: more is corruption, not a bomb the limit must catch.
+      try {
+        out = zlibDecompressSync(h.codec, payload, Math.max(1, h.size), ws);
+      } catch (err) {
+        if (err instanceof OutputLimitError) throw new CorruptFrameError(`hotpath frame: the ${h.codec} payload decodes to more than the ${h.size} bytes declared`);
+        throw err;
+      }
+      if (out.length !== h.size) throw new CorruptFrameError(`hotpath frame: the ${h.codec} payload decodes to ${out.length} bytes, the header declares ${h.size}`);
+    }
+    const actual = ws.xxh32(out);
+    if (actual !== h.checksum) throw new CorruptFrameError(`hotpath frame checksum mismatch: header 0x${h.checksum.toString(16)}, content 0x${actual.toString(16)}`);
+    return out;
+  }
+
+  #decodeLz4Blocks(payload: Uint8Array, h: HotpathHeader): Buffer {
+    const ws = this.workspace;
+    const out = Buffer.allocUnsafe(h.size);
+    const dv = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+    let ip = 0;
+    let op = 0;
+    while (op < h.size) {
+      const expect = Math.min(h.blockSize, h.size - op);
+      if (payload.length - ip < 4) throw new CorruptFrameError(`truncated hotpath frame: the payload ends after ${op} of ${h.size} bytes`);
+      const word = dv.getUint32(ip, true);
+      ip += 4;
+      const len = word & 0x7fffffff;
+      if (len > payload.length - ip) throw new CorruptFrameError(`truncated hotpath frame: a block of ${len} bytes, ${payload.length - ip} left`);
+      const block = payload.subarray(ip, ip + len);
+      ip += len;
+      if ((word & 0x80000000) !== 0) {
+        if (len !== expect) throw new CorruptFrameError(`hotpath frame: a stored block of ${len} bytes where ${expect} were due`);
+        out.set(block, op);
+      } else {
+        const r = ws.decompressBlock(block, expect);
+        if (typeof r === 'number') {
+          throw new CorruptFrameError(r === LZ4_OUTPUT ? `hotpath frame: an lz4 block decodes to more than the ${expect} bytes due` : `corrupt lz4 block in a hotpath frame after ${op} bytes`);
+        }
+        if (r.length !== expect) throw new CorruptFrameError(`hotpath frame: an lz4 block decodes to ${r.length} bytes where ${expect} were due`);
+        out.set(r, op);
+      }
+      op += expect;
+    }
+    if (ip !== payload.length) throw new CorruptFrameError(`hotpath frame: ${payload.length - ip} bytes after the last block`);
+    return out;
+  }
+
+  // ---------------------------------------------------------------- asynchronous
+
+  /** Compresses; large inputs run off the calling thread (see the module comment). */
+  async compress(data: Input, options?: CompressOptions): Promise<Buffer> {
+    const bytes = toBytes(data, 'compress');
+    const o = resolveCompressOptions(options);
+    const signal = options?.signal;
+    if (signal?.aborted) throw new CancelledError('compress', signal.reason);
+    const codec = o.codec === 'auto' ? this.#pick(bytes, o.acceleration) : o.codec;
+    const r: Resolved = { ...o, codec };
+    if (codec === 'lz4' || codec === 'none') {
+      if (bytes.length < this.#offloadBytes || codec === 'none') return this.#compressResolved(bytes, r);
+      const pool = await this.#getPool();
+      if (pool === undefined) return this.#compressResolved(bytes, r);
+      if (bytes.length >= 2 * this.#blockSize) return this.#parallelLz4(pool, bytes, r, signal);
+      return this.#offload(pool, TASK_COMPRESS, bytes, r, 0, signal);
+    }
+    if (r.native) return this.#gate.compress(codec, bytes, r.level);
+    if (bytes.length < this.#offloadBytes) {
+      const payload = await this.#gate.compress(codec, bytes, r.level);
+      return Buffer.concat([this.#header(codec, bytes.length, this.workspace.xxh32(bytes)), payload]);
+    }
+    const pool = await this.#getPool();
+    if (pool === undefined) return this.#compressResolved(bytes, r);
+    return this.#offload(pool, TASK_COMPRESS, bytes, r, 0, signal);
+  }
+
+  /** Decompresses; large LZ4 and hotpath frames run on a worker, zlib formats on libuv's threads. */
+  async decompress(data: Uint8Array, options?: DecompressOptions): Promise<Buffer> {
+    if (!(data instanceof Uint8Array)) throw new TypeError(`decompress: data must be a Uint8Array or a Buffer, got ${data === null ? 'null' : typeof data}`);
+    const max = checkMaxOutput(options, this.#maxOutput);
+    const signal = options?.signal;
+    if (signal?.aborted) throw new CancelledError('decompress', signal.reason);
+    const hint = options?.codec;
+    const kind = hint === undefined ? detect(data) : hint;
+    if (kind === 'zstd' || kind === 'gzip' || kind === 'deflate' || kind === 'brotli') return this.#gate.decompress(kind, data, max, this.workspace);
+    if (data.length < this.#offloadBytes || kind === 'unknown') return this.decompressChecked(data, max, hint);
+    const r: Resolved = { codec: hint ?? 'auto', level: 0, acceleration: 1, native: false }; // 'auto': the worker detects
+    const pool = await this.#getPool();
+    if (pool === undefined) return this.decompressChecked(data, max, hint);
+    return this.#offload(pool, TASK_DECOMPRESS, data, r, max, signal);
+  }
+
+  /** The worker pool, or undefined when this compressor has none (then async calls run here). */
+  async #getPool(): Promise<WorkerPool | undefined> {
+    if (this.#pool !== undefined) return this.#pool;
+    const dep = this.#poolDep;
+    if (dep === undefined) return undefined;
+    if (typeof dep !== 'function') {
+      this.#pool = dep;
+    } else {
+      this.#poolPromise ??= dep();
+      this.#pool = await this.#poolPromise;
+    }
+    Compressor.registerTasks(this.#pool);
+    return this.#pool;
+  }
+
+  /** Registers the compression tasks on `pool` (idempotent). */
+  static registerTasks(pool: WorkerPool): void {
+    pool.register(TASK_COMPRESS, TASK_MODULE, 'compress');
+    pool.register(TASK_DECOMPRESS, TASK_MODULE, 'decompress');
+    pool.register(TASK_LZ4_BLOCK, TASK_MODULE, 'lz4Block');
+    pool.register(TASK_LZ4_STAGED, TASK_MODULE, 'lz4Staged');
+  }
+
+  #payload(bytes: Uint8Array, r: Resolved, maxOutputBytes: number): Uint8Array {
+    const p = new Uint8Array(TASK_HEADER + bytes.length);
+    const dv = new DataView(p.buffer);
+    p[0] = r.codec === 'auto' ? 254 : r.codec === 'none' ? 0 : CODEC_IDS[r.codec];
+    p[1] = r.native ? 1 : 0;
+    dv.setInt32(4, r.level, true);
+    dv.setUint32(8, r.acceleration, true);
+    dv.setUint32(12, this.#blockSize, true);
+    dv.setFloat64(16, maxOutputBytes, true);
+    p.set(bytes, TASK_HEADER);
+    return p;
+  }
+
+  async #offload(pool: WorkerPool, task: string, bytes: Uint8Array, r: Resolved, max: number, signal: AbortSignal | undefined): Promise<Buffer> {
+    try {
+      return (await pool.run(task, this.#payload(bytes, r, max), signal === undefined ? undefined : { signal })) as Buffer;
+    } catch (err) {
+      throw unwrapTaskError(err, max);
+    }
+  }
+
+  /**
+   * Slots in the engine's shared arena, two per worker, each holding one block: the blocks of a
+   * parallel compression travel through them instead of through the channel's rings, so a block
+   * costs one copy in and one copy out on this thread and a few bytes of message. Carved on
+   * first use (about 2 × workers × blockSize bytes); if the arena has no room, blocks go through
+   * the rings instead.
+   */
+  #stagingSlots(pool: WorkerPool): Staging | null {
+    if (this.#staging !== undefined) return this.#staging;
+    const slotBytes = (this.#blockSize + 4 + 63) & ~63; // a block or its encoding (≤ 4 + block)
+    const count = Math.max(2, pool.threads * 2);
+    try {
+      const region = pool.arena.region(`hotpath:cz:${randomUUID().slice(0, 13)}`, slotBytes * count);
+      this.#staging = { slots: count, free: Array.from({ length: count }, (_, i) => region.offset + i * slotBytes), waiting: [] };
+    } catch (err) {
+      if (!(err instanceof ArenaExhaustedError)) throw err;
+      this.#staging = null;
+    }
+    return this.#staging;
+  }
+
+  /**
+   * Cuts `bytes` into blocks compressed in parallel on every worker (at most two per worker in
+   * flight); this thread hashes each block as it hands it out, between the workers' answers. The
+   * blocks are independent, so the frame is their concatenation — the same bytes compressSync
+   * writes.
+   */
+  async #parallelLz4(pool: WorkerPool, bytes: Uint8Array, r: Resolved, signal: AbortSignal | undefined): Promise<Buffer> {
+    const ws = this.workspace;
+    const bs = this.#blockSize;
+    const count = Math.ceil(bytes.length / bs);
+    const blocks: Uint8Array[] = new Array(count);
+    const staging = this.#stagingSlots(pool);
+    // Concurrent compressions share the slots: a runner waits for one (FIFO) and keeps it for its blocks.
+    const runners = Math.min(count, staging === null ? Math.max(2, pool.threads * 2) : staging.slots);
+    const options = signal === undefined ? undefined : { signal };
+    const hash = ws.hashState();
+    let next = 0;
+    let failed: unknown;
+    const runOne = async (): Promise<void> => {
+      let slot = -1;
+      if (staging !== null) {
+        slot = staging.free.pop() ?? (await new Promise<number>((resolve) => staging.waiting.push(resolve)));
+      }
+      let mine: unknown; // this runner's own failure: its slot may still be in a worker's hands
+      try {
+        while (next < count && failed === undefined) {
+          const i = next++;
+          const block = bytes.subarray(i * bs, Math.min(bytes.length, (i + 1) * bs));
+          // Blocks are taken in order and hashed before the first await: the checksum sees them in order.
+          ws.hashUpdate(hash, block);
+          try {
+            if (slot < 0) {
+              blocks[i] = (await pool.run(TASK_LZ4_BLOCK, this.#payload(block, r, 0), options)) as Uint8Array;
+            } else {
+              const mem = new Uint8Array(pool.arena.memory.buffer);
+              mem.set(block, slot);
+              const msg = new Uint8Array(12);
+              const dv = new DataView(msg.buffer);
+              dv.setUint32(0, slot, true);
+              dv.setUint32(4, block.length, true);
+              dv.setUint32(8, r.acceleration, true);
+              const len = (await pool.run(TASK_LZ4_STAGED, msg, options)) as number;
+              blocks[i] = mem.slice(slot, slot + len);
+            }
+          } catch (err) {
+            mine = err;
+            failed ??= unwrapTaskError(err, 0);
+          }
+        }
+      } finally {
+        // A task that failed (cancelled, its worker gone) may still be running: never reuse its slot.
+        if (slot >= 0 && mine === undefined) {
+          const next = staging!.waiting.shift();
+          if (next !== undefined) next(slot);
+          else staging!.free.push(slot);
+        } else if (slot >= 0 && --staging!.slots === 0) {
+          // Every slot retired: later compressions use the rings, and so do runners still waiting.
+          this.#staging = null;
+          for (const w of staging!.waiting.splice(0)) w(-1);
+        }
+      }
+    };
+    const running: Promise<void>[] = [];
+    for (let k = 0; k < runners; k++) running.push(runOne());
+    await Promise.all(running);
+    if (failed !== undefined) throw failed;
+    const checksum = ws.hashDigest(hash);
+    if (r.native) {
+      return Buffer.concat([lz4FrameHeader(ws, { ...LZ4_FRAME_DEFAULTS, blockSize: bs }, bytes.length), ...blocks, lz4FrameTrailer(checksum)]);
+    }
+    return Buffer.concat([this.#header('lz4', bytes.length, checksum), ...blocks]);
+  }
+}

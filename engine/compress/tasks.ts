@@ -1,0 +1,91 @@
+/**
+ * The compression tasks, run on the worker threads (registered by Compressor.registerTasks).
+ * Each payload is a 24-byte header and the data (see Compressor#payload):
+ * ```
+ * +0  u8  codec id (formats.ts CODEC_IDS; 254 = auto on compress, detect on decompress)
+ * +1  u8  1 = the codec's native format
+ * +4  i32 level   +8 u32 acceleration   +12 u32 LZ4 block size   +16 f64 maxOutputBytes
+ * ```
+ * Each worker keeps one Compressor (and so one LZ4 workspace) per thread runtime.
+ */
+import type { TaskContext } from '../runtime/worker.js';
+import type { ThreadRuntime } from '../runtime/thread.js';
+import { CODEC_NAMES } from './formats.js';
+import { Compressor, TASK_HEADER, type Codec } from './compressor.js';
+import { lz4EncodeBlock } from './lz4-frame.js';
+
+// Per thread runtime: one workspace, one compressor per block size in use (usually one).
+const compressors = new WeakMap<ThreadRuntime, Map<number, Compressor>>();
+
+function compressorOf(ctx: TaskContext, blockSize: number): Compressor {
+  let byBlock = compressors.get(ctx.runtime);
+  if (byBlock === undefined) compressors.set(ctx.runtime, (byBlock = new Map()));
+  let c = byBlock.get(blockSize);
+  if (c === undefined) {
+    const workspace = byBlock.values().next().value?.workspace;
+    c = new Compressor({ module: ctx.runtime.module, ...(workspace ? { workspace } : {}) }, { blockSize });
+    byBlock.set(blockSize, c);
+  }
+  return c;
+}
+
+interface Header {
+  codec: Codec | 'auto' | 'none';
+  native: boolean;
+  level: number;
+  acceleration: number;
+  blockSize: number;
+  maxOutputBytes: number;
+  data: Uint8Array;
+}
+
+function parse(payload: unknown): Header {
+  if (!(payload instanceof Uint8Array) || payload.length < TASK_HEADER) throw new TypeError('compression task: malformed payload');
+  const dv = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  const id = payload[0]!;
+  const codec = id === 254 ? 'auto' : (CODEC_NAMES[id] as Codec | 'none' | undefined);
+  if (codec === undefined) throw new TypeError(`compression task: unknown codec id ${id}`);
+  return {
+    codec,
+    native: payload[1] === 1,
+    level: dv.getInt32(4, true),
+    acceleration: dv.getUint32(8, true),
+    blockSize: dv.getUint32(12, true),
+    maxOutputBytes: dv.getFloat64(16, true),
+    data: payload.subarray(TASK_HEADER),
+  };
+}
+
+export function compress(payload: unknown, ctx: TaskContext): Buffer {
+  const h = parse(payload);
+  return compressorOf(ctx, h.blockSize).compressResolved(h.data, { codec: h.codec, level: h.level, acceleration: h.acceleration, native: h.native });
+}
+
+export function decompress(payload: unknown, ctx: TaskContext): Buffer {
+  const h = parse(payload);
+  const hint = h.codec === 'auto' || h.codec === 'none' ? undefined : h.codec;
+  return compressorOf(ctx, h.blockSize).decompressChecked(h.data, h.maxOutputBytes, hint);
+}
+
+/** One independent LZ4 block, framed (u32 length, data), for a parallel compression. */
+export function lz4Block(payload: unknown, ctx: TaskContext): Uint8Array {
+  const h = parse(payload);
+  return lz4EncodeBlock(compressorOf(ctx, h.blockSize).workspace, h.data, h.acceleration);
+}
+
+/**
+ * One block staged in the shared arena by Compressor#parallelLz4: payload = u32 offset, u32
+ * length, u32 acceleration. Compresses the block and writes its framed encoding (u32 length,
+ * data; never more than 4 + length bytes) over it; answers that encoding's length. The slot is
+ * this task's alone until it answers (the channel's publish orders the bytes both ways).
+ */
+export function lz4Staged(payload: unknown, ctx: TaskContext): number {
+  if (!(payload instanceof Uint8Array) || payload.length !== 12) throw new TypeError('lz4Staged: malformed payload');
+  const dv = new DataView(payload.buffer, payload.byteOffset, 12);
+  const offset = dv.getUint32(0, true);
+  const length = dv.getUint32(4, true);
+  const mem = new Uint8Array(ctx.runtime.memory.buffer);
+  const encoded = lz4EncodeBlock(compressorOf(ctx, 1 << 20).workspace, mem.subarray(offset, offset + length), dv.getUint32(8, true));
+  mem.set(encoded, offset);
+  return encoded.length;
+}

@@ -1,0 +1,280 @@
+/**
+ * gzip, deflate (zlib format), brotli and zstd through node:zlib, with fzstd as the zstd decoder
+ * where node:zlib has no zstd (before Node 22.15).
+ *
+ * Async calls run on libuv's thread pool (node:zlib's own offload) behind a semaphore: each
+ * in-flight zlib stream holds its window and state (hundreds of KiB for deflate, MiBs for brotli
+ * and zstd), so thousands of concurrent calls would hold thousands of them (nodejs/node#15301).
+ * Decompression always passes `maxOutputLength`, so a bomb stops at the limit instead of
+ * allocating what it claims.
+ */
+import * as zlib from 'node:zlib';
+import { Decompress as FzstdDecompress } from 'fzstd';
+import { CodecUnavailableError, CorruptFrameError, OutputLimitError } from '../errors.js';
+import type { Lz4Workspace } from './workspace.js';
+
+export type ZlibCodec = 'gzip' | 'deflate' | 'brotli' | 'zstd';
+
+/** Default levels: zlib's 6; brotli 4 (node's default 11 runs at ~1 MB/s); zstd's 3. */
+export const DEFAULT_LEVELS: Readonly<Record<ZlibCodec, number>> = { gzip: 6, deflate: 6, brotli: 4, zstd: 3 };
+/** Valid levels per codec. */
+export const LEVEL_RANGES: Readonly<Record<ZlibCodec, readonly [number, number]>> = { gzip: [0, 9], deflate: [0, 9], brotli: [0, 11], zstd: [1, 19] };
+
+interface ZstdZlib {
+  zstdCompressSync(buf: Uint8Array, options?: object): Buffer;
+  zstdDecompressSync(buf: Uint8Array, options?: object): Buffer;
+  zstdCompress(buf: Uint8Array, options: object, cb: (err: Error | null, out: Buffer) => void): void;
+  zstdDecompress(buf: Uint8Array, options: object, cb: (err: Error | null, out: Buffer) => void): void;
+  constants: Record<string, number>;
+}
+const z = zlib as unknown as typeof zlib & Partial<ZstdZlib>;
+
+/** True when node:zlib has zstd (Node ≥ 22.15; also 23.8+). */
+export const NATIVE_ZSTD = typeof z.zstdCompressSync === 'function' && typeof z.zstdDecompress === 'function';
+
+function zstdUnavailable(): CodecUnavailableError {
+  return new CodecUnavailableError(`zstd compression needs node:zlib's zstd, which arrived in Node 22.15 (this is Node ${process.versions.node}); decompression works here (fzstd)`);
+}
+
+function compressOptions(codec: ZlibCodec, level: number): object {
+  if (codec === 'brotli') return { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: level } };
+  if (codec === 'zstd') return { params: { [z.constants.ZSTD_c_compressionLevel ?? 100]: level } };
+  return { level };
+}
+
+/** Compresses on the calling thread. */
+export function zlibCompressSync(codec: ZlibCodec, data: Uint8Array, level: number): Buffer {
+  const o = compressOptions(codec, level);
+  switch (codec) {
+    case 'gzip': return zlib.gzipSync(data, o);
+    case 'deflate': return zlib.deflateSync(data, o);
+    case 'brotli': return zlib.brotliCompressSync(data, o);
+    case 'zstd':
+      if (!NATIVE_ZSTD) throw zstdUnavailable();
+      return z.zstdCompressSync!(data, o);
+  }
+}
+
+function asDecodeError(codec: ZlibCodec, err: unknown, maxOutputBytes: number): Error {
+  const code = (err as { code?: string }).code;
+  if (code === 'ERR_BUFFER_TOO_LARGE') return new OutputLimitError(maxOutputBytes, `${codec} data decodes to more`);
+  return new CorruptFrameError(`corrupt ${codec} data: ${(err as Error).message}`, err);
+}
+
+/** The zstd tool's default window limit (ZSTD_WINDOWLOG_LIMIT_DEFAULT = 27): larger needs --long. */
+const ZSTD_MAX_WINDOW = 2 ** 27;
+const ZSTD_MAX_BLOCK = 128 * 1024;
+
+/**
+ * Walks every frame and block header of zstd data (RFC 8878) without decoding anything, and
+ * refuses what fzstd must not see: a structure that leaves the input, a dictionary, a window over
+ * 128 MiB, declared content sizes over `maxOutputBytes`. fzstd trusts headers — a 44-byte
+ * hostile frame kept it busy for seconds — so nothing reaches it unchecked.
+ */
+export interface ZstdFrame {
+  /** Byte range of the frame in the input. */
+  start: number;
+  end: number;
+  /** The stored content checksum (low 32 bits of XXH64), when the frame has one. */
+  checksum?: number;
+}
+
+export function checkZstdFrames(data: Uint8Array, maxOutputBytes: number): ZstdFrame[] {
+  const frames: ZstdFrame[] = [];
+  const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const fail = (why: string): never => {
+    throw new CorruptFrameError(`corrupt zstd data: ${why}`);
+  };
+  let p = 0;
+  let declared = 0;
+  while (p < data.length) {
+    if (data.length - p < 4) fail('truncated frame magic');
+    const magic = dv.getUint32(p, true);
+    if ((magic & 0xfffffff0) >>> 0 === 0x184d2a50) {
+      if (data.length - p < 8) fail('truncated skippable frame');
+      p += 8 + dv.getUint32(p + 4, true);
+      if (p > data.length) fail('truncated skippable frame');
+      continue;
+    }
+    if (magic !== 0xfd2fb528) fail(`not a zstd frame at byte ${p} (magic 0x${magic.toString(16)})`);
+    const start = p;
+    p += 4;
+    if (p >= data.length) fail('truncated frame header');
+    const fhd = data[p++]!;
+    const fcsFlag = fhd >> 6;
+    const single = (fhd & 0x20) !== 0;
+    if (fhd & 0x08) fail('reserved bit set in the frame header');
+    const dictBytes = [0, 1, 2, 4][fhd & 3]!;
+    const fcsBytes = [single ? 1 : 0, 2, 4, 8][fcsFlag]!;
+    const headerRest = (single ? 0 : 1) + dictBytes + fcsBytes;
+    if (data.length - p < headerRest) fail('truncated frame header');
+    let window = 0;
+    if (!single) {
+      const wd = data[p++]!;
+      const base = 2 ** (10 + (wd >> 3));
+      window = base + (base / 8) * (wd & 7);
+    }
+    let dict = 0;
+    for (let i = 0; i < dictBytes; i++) dict += data[p++]! * 2 ** (8 * i);
+    if (dict !== 0) fail(`the frame needs dictionary ${dict} (not supported)`);
+    let fcs = -1;
+    if (fcsBytes > 0) {
+      fcs = 0;
+      for (let i = 0; i < fcsBytes; i++) fcs += data[p++]! * 2 ** (8 * i);
+      if (fcsBytes === 2) fcs += 256;
+      if (single) window = fcs;
+      declared += fcs;
+      if (declared > maxOutputBytes) throw new OutputLimitError(maxOutputBytes, `zstd frames declare ${declared} bytes`);
+    }
+    if (window > ZSTD_MAX_WINDOW) fail(`window of ${window} bytes exceeds the 128 MiB limit`);
+    for (;;) {
+      if (data.length - p < 3) fail('truncated block header');
+      const bh = data[p]! | (data[p + 1]! << 8) | (data[p + 2]! << 16);
+      p += 3;
+      const type = (bh >> 1) & 3;
+      const size = bh >>> 3;
+      if (type === 3) fail('reserved block type');
+      if (size > ZSTD_MAX_BLOCK) fail(`block of ${size} bytes exceeds 128 KiB`);
+      p += type === 1 ? 1 : size;
+      if (p > data.length) fail('truncated block');
+      if (bh & 1) break;
+    }
+    if (fhd & 0x04) {
+      p += 4;
+      if (p > data.length) fail('truncated content checksum');
+      frames.push({ start, end: p, checksum: dv.getUint32(p - 4, true) });
+    } else {
+      frames.push({ start, end: p });
+    }
+  }
+  return frames;
+}
+
+/**
+ * fzstd, frame by frame after checkZstdFrames, streaming so that the output limit holds whatever
+ * a header claims, and verifying each frame's content checksum (fzstd does not).
+ */
+function fzstdDecode(data: Uint8Array, maxOutputBytes: number, ws: Lz4Workspace): Buffer {
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for (const frame of checkZstdFrames(data, maxOutputBytes)) {
+    const hash = frame.checksum === undefined ? undefined : ws.hash64State();
+    const d = new FzstdDecompress((chunk) => {
+      total += chunk.length;
+      if (total > maxOutputBytes) throw new OutputLimitError(maxOutputBytes, 'zstd data decodes to more');
+      if (hash !== undefined) ws.hash64Update(hash, chunk);
+      parts.push(chunk);
+    });
+    try {
+      d.push(data.subarray(frame.start, frame.end), true);
+    } catch (err) {
+      if (err instanceof OutputLimitError) throw err;
+      throw new CorruptFrameError(`corrupt zstd data: ${(err as Error).message}`, err);
+    }
+    if (hash !== undefined && Number(ws.hash64Digest(hash) & 0xffffffffn) !== frame.checksum) {
+      throw new CorruptFrameError('zstd content checksum mismatch');
+    }
+  }
+  return Buffer.concat(parts, total);
+}
+
+/** Decompresses on the calling thread, stopping at `maxOutputBytes`. */
+/** `ws` hashes zstd content where fzstd decodes it (Node < 22.15). */
+export function zlibDecompressSync(codec: ZlibCodec, data: Uint8Array, maxOutputBytes: number, ws: Lz4Workspace): Buffer {
+  const o = { maxOutputLength: maxOutputBytes };
+  try {
+    switch (codec) {
+      case 'gzip': return zlib.gunzipSync(data, o);
+      case 'deflate': return zlib.inflateSync(data, o);
+      case 'brotli': return zlib.brotliDecompressSync(data, o);
+      case 'zstd':
+        if (!NATIVE_ZSTD) return fzstdDecode(data, maxOutputBytes, ws);
+        return z.zstdDecompressSync!(data, o);
+    }
+  } catch (err) {
+    if (err instanceof OutputLimitError || err instanceof CorruptFrameError) throw err;
+    throw asDecodeError(codec, err, maxOutputBytes);
+  }
+}
+
+type Callback = (err: Error | null, out: Buffer) => void;
+
+/**
+ * At most `limit` async zlib calls at once; the rest wait in FIFO order. The waiting calls hold
+ * only their input (no zlib state), which is what keeps memory bounded.
+ */
+export class ZlibGate {
+  readonly limit: number;
+  #active = 0;
+  // A FIFO with a moving head (Array#shift is O(n): 100k waiters made it quadratic).
+  #waiting: Array<(() => void) | undefined> = [];
+  #head = 0;
+
+  constructor(limit: number) {
+    this.limit = limit;
+  }
+
+  /** Calls in flight in zlib. */
+  get active(): number {
+    return this.#active;
+  }
+
+  /** Calls waiting for a turn. */
+  get waiting(): number {
+    return this.#waiting.length - this.#head;
+  }
+
+  async #run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#active >= this.limit) await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    else this.#active++;
+    try {
+      return await fn();
+    } finally {
+      if (this.#head < this.#waiting.length) {
+        const next = this.#waiting[this.#head]!;
+        this.#waiting[this.#head++] = undefined;
+        if (this.#head === this.#waiting.length || (this.#head > 1024 && this.#head * 2 > this.#waiting.length)) {
+          this.#waiting = this.#waiting.slice(this.#head); // drop the consumed front
+          this.#head = 0;
+        }
+        next(); // the slot passes to the next caller
+      } else {
+        this.#active--;
+      }
+    }
+  }
+
+  compress(codec: ZlibCodec, data: Uint8Array, level: number): Promise<Buffer> {
+    if (codec === 'zstd' && !NATIVE_ZSTD) return Promise.reject(zstdUnavailable());
+    const o = compressOptions(codec, level);
+    return this.#run(() => new Promise<Buffer>((resolve, reject) => {
+      const cb: Callback = (err, out) => (err ? reject(err) : resolve(out));
+      switch (codec) {
+        case 'gzip': zlib.gzip(data, o, cb); break;
+        case 'deflate': zlib.deflate(data, o, cb); break;
+        case 'brotli': zlib.brotliCompress(data, o, cb); break;
+        case 'zstd': z.zstdCompress!(data, o, cb); break;
+      }
+    }));
+  }
+
+  decompress(codec: ZlibCodec, data: Uint8Array, maxOutputBytes: number, ws: Lz4Workspace): Promise<Buffer> {
+    if (codec === 'zstd' && !NATIVE_ZSTD) {
+      try {
+        return Promise.resolve(fzstdDecode(data, maxOutputBytes, ws));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    const o = { maxOutputLength: maxOutputBytes };
+    return this.#run(() => new Promise<Buffer>((resolve, reject) => {
+      const cb: Callback = (err, out) => (err ? reject(asDecodeError(codec, err, maxOutputBytes)) : resolve(out));
+      switch (codec) {
+        case 'gzip': zlib.gunzip(data, o, cb); break;
+        case 'deflate': zlib.inflate(data, o, cb); break;
+        case 'brotli': zlib.brotliDecompress(data, o, cb); break;
+        case 'zstd': z.zstdDecompress!(data, o, cb); break;
+      }
+    }));
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * Compression off the calling thread: on the engine's workers (one task, or parallel blocks
+ * through shared staging slots, or through the rings when the arena has no room for them),
+ * errors that come back typed, and hotpath/compress's private runtime.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createEngine, type Engine } from '../../engine/index.js';
+import { CorruptFrameError, ErrorCodes, OutputLimitError } from '../../engine/errors.js';
+
+const run = promisify(execFile);
+const text = Buffer.from(Array.from({ length: 200_000 }, (_, i) => `record ${i} ${i % 17 === 0 ? 'special' : 'plain'} value=${(i * 7919) % 10007}\n`).join(''));
+
+let engine: Engine;
+beforeAll(async () => {
+  engine = await createEngine({ workers: 2, memory: 32 << 20, metrics: false });
+});
+afterAll(() => engine.close());
+
+describe('offloaded compression', () => {
+  it(`parallel blocks (${(text.length / 2 ** 20).toFixed(1)} MiB): the same bytes compressSync writes, in both formats`, async () => {
+    for (const format of ['hotpath', 'native'] as const) {
+      const parallel = await engine.compress(text, { format });
+      expect(parallel.equals(engine.compressSync(text, { format }))).toBe(true);
+      expect((await engine.decompress(parallel)).equals(text)).toBe(true);
+    }
+  });
+
+  it('many parallel compressions at once share the staging slots without mixing blocks', async () => {
+    const inputs = Array.from({ length: 6 }, (_, k) => Buffer.concat([Buffer.from(`input ${k}\n`), text.subarray(k * 1000)]));
+    const frames = await Promise.all(inputs.map((d) => engine.compress(d)));
+    frames.forEach((f, k) => expect(engine.decompressSync(f).equals(inputs[k]!)).toBe(true));
+  });
+
+  it('a parallel compression aborted mid-way rejects with ERR_HOTPATH_CANCELLED; the next ones still work', async () => {
+    const big = Buffer.concat([text, text, text, text]);
+    for (let k = 0; k < 6; k++) {
+      const ac = new AbortController();
+      const p = engine.compress(big, { signal: ac.signal });
+      setImmediate(() => ac.abort());
+      await expect(p).rejects.toMatchObject({ code: ErrorCodes.CANCELLED });
+    }
+    expect(engine.decompressSync(await engine.compress(big)).equals(big)).toBe(true);
+  });
+
+  it('one task for inputs under two blocks; zlib codecs in a hotpath frame too', async () => {
+    const mid = text.subarray(0, 300_000);
+    for (const codec of ['lz4', 'gzip', 'brotli'] as const) {
+      const f = await engine.compress(mid, { codec });
+      expect((await engine.decompress(f)).equals(mid)).toBe(true);
+    }
+  });
+
+  it('errors from a worker come back typed: corrupt frame, output limit', async () => {
+    const frame = await engine.compress(text);
+    const bad = Buffer.from(frame);
+    bad[bad.length >> 1]! ^= 0xff;
+    const e1 = await engine.decompress(bad).catch((e: unknown) => e);
+    expect(e1).toBeInstanceOf(CorruptFrameError);
+    const e2 = await engine.decompress(frame, { maxOutputBytes: 100_000 }).catch((e: unknown) => e);
+    expect(e2).toBeInstanceOf(OutputLimitError);
+    expect((e2 as OutputLimitError).code).toBe(ErrorCodes.OUTPUT_LIMIT);
+  });
+
+  it('without room in the arena for staging slots, blocks travel through the rings', async () => {
+    const small = await createEngine({ workers: 2, memory: 8 << 20, channel: { ringBytes: 256 << 10 }, metrics: false, compress: { blockSize: 4 << 20 } });
+    try {
+      const big = Buffer.concat([text, text, text]);
+      const f = await small.compress(big);
+      expect(f.equals(small.compressSync(big))).toBe(true);
+      expect(small.runtime.regions().some((r) => r.name.startsWith('hotpath:cz:'))).toBe(false);
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('engine options: compress is validated before any thread starts', async () => {
+    await expect(createEngine({ compress: { blockSize: 3 } })).rejects.toThrow(/options\.compress\.blockSize/);
+    await expect(createEngine({ compress: { nope: 1 } as never })).rejects.toThrow(/options\.compress\.nope is not a known option/);
+  });
+
+  it('after close(): ERR_HOTPATH_CLOSED', async () => {
+    const e = await createEngine({ workers: 1, memory: 16 << 20, metrics: false });
+    await e.close();
+    await expect(e.compress(text)).rejects.toMatchObject({ code: ErrorCodes.CLOSED });
+  });
+});
+
+describe('hotpath/compress without an engine', () => {
+  const fixture = new URL('../fixtures/compress-engineless.mjs', import.meta.url).pathname;
+
+  it('the Sync functions start no thread', async () => {
+    const { stdout } = await run(process.execPath, [fixture, 'sync'], { timeout: 30_000 });
+    const r = JSON.parse(stdout) as { ok: boolean; threadsBefore: number; threadsAfter: number };
+    expect(r.ok).toBe(true);
+    expect(r.threadsAfter).toBe(r.threadsBefore);
+  });
+
+  it('the async functions start private workers, and the script still exits by itself', async () => {
+    const { stdout } = await run(process.execPath, [fixture, 'async'], { timeout: 30_000 });
+    const r = JSON.parse(stdout) as { ok: boolean; threadsBefore: number; threadsAfter: number };
+    expect(r.ok).toBe(true);
+    expect(r.threadsAfter).toBeGreaterThan(r.threadsBefore);
+  });
+});
