@@ -12,9 +12,23 @@ commands:
   bench [--quick] [--filter TEXT] [--out DIR]
         run every benchmark against its peers; writes DIR/<date>.json and .md
         (DIR defaults to bench/results). --quick: short runs that only check the benches work.
+  compress [--codec NAME] [-l LEVEL | --fast N] [-c] [-f] [FILE|-] [OUT]
+        compress FILE (- or none: stdin) into OUT, FILE.<suffix>, or stdout (-c; or reading stdin
+        without OUT). --codec: lz4 (default, .lz4), zstd (.zst), gzip (.gz), deflate (zlib format,
+        .zz), brotli (.br), each in its standard format; hotpath (.hpz): the hotpath frame, LZ4
+        inside. -l LEVEL: gzip and deflate 0-9 (6), brotli 0-11 (4), zstd 1-19 (3; needs Node
+        22.15+); lz4 has level 1 only: --fast N trades ratio for speed (acceleration 1-65537, as
+        lz4 --fast=N). -f: replace an existing OUT. FILE is never removed.
+  decompress [--codec NAME] [--max-output BYTES] [-c] [-f] [FILE|-] [OUT]
+        decompress FILE (or stdin) into OUT, FILE without its suffix (.lz4 .zst .gz .zz .br .hpz),
+        or stdout. The format is recognised (hotpath, LZ4, zstd, gzip, zlib); raw brotli has no
+        magic: .br files, or --codec brotli. --max-output: fail past this many output bytes
+        (default: no limit for LZ4, which streams; 256M for the others, decoded in memory;
+        K, M, G suffixes are powers of 1024).
   help  this text
 
-options: --version, --help`;
+options: --version, --help
+exit codes: 0 done, 1 a data or I/O error (stderr names its code), 2 a usage error`;
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -40,6 +54,11 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     return runBenches({ quick: values.quick, out: values.out, ...(values.filter !== undefined ? { filter: values.filter } : {}) });
+  }
+  if (command === 'compress' || command === 'decompress') {
+    // Loaded on demand: the codecs are most of the CLI's start-up time.
+    const { runCodecCommand } = await import('./compress.js');
+    return runCodecCommand(command, rest, USAGE);
   }
   console.error(`hotpath: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
   return 2;
