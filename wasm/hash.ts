@@ -11,10 +11,10 @@ const P32_3: u32 = 0xc2b2ae3d;
 const P32_4: u32 = 0x27d4eb2f;
 const P32_5: u32 = 0x165667b1;
 
-@inline function round32(acc: u32, input: u32): u32 {
-  acc += input * P32_2;
-  acc = rotl<u32>(acc, 13);
-  return acc * P32_1;
+@inline function round32x4(acc: v128, input: v128): v128 {
+  acc = i32x4.add(acc, i32x4.mul(input, i32x4.splat(P32_2)));
+  acc = v128.or(i32x4.shl(acc, 13), i32x4.shr_u(acc, 19));
+  return i32x4.mul(acc, i32x4.splat(P32_1));
 }
 
 /** xxHash32 of `len` bytes at `ptr` with `seed`. */
@@ -24,18 +24,14 @@ export function xxh32(ptr: usize, len: u32, seed: u32): u32 {
   let h: u32;
   if (len >= 16) {
     const limit = end - 16;
-    let v1 = seed + P32_1 + P32_2;
-    let v2 = seed + P32_2;
-    let v3 = seed;
-    let v4 = seed - P32_1;
+    // The four lanes side by side in one v128: one SIMD round per 16-byte stripe.
+    let acc = i32x4(seed + P32_1 + P32_2, seed + P32_2, seed, seed - P32_1);
     do {
-      v1 = round32(v1, load<u32>(p));
-      v2 = round32(v2, load<u32>(p, 4));
-      v3 = round32(v3, load<u32>(p, 8));
-      v4 = round32(v4, load<u32>(p, 12));
+      acc = round32x4(acc, v128.load(p));
       p += 16;
     } while (p <= limit);
-    h = rotl<u32>(v1, 1) + rotl<u32>(v2, 7) + rotl<u32>(v3, 12) + rotl<u32>(v4, 18);
+    h = rotl<u32>(i32x4.extract_lane(acc, 0), 1) + rotl<u32>(i32x4.extract_lane(acc, 1), 7) +
+      rotl<u32>(i32x4.extract_lane(acc, 2), 12) + rotl<u32>(i32x4.extract_lane(acc, 3), 18);
   } else {
     h = seed + P32_5;
   }
@@ -82,21 +78,12 @@ export function xxh32Reset(state: usize, seed: u32): void {
 }
 
 @inline function stripes(state: usize, p: usize, limit: usize): usize {
-  let v1 = load<u32>(state);
-  let v2 = load<u32>(state, 4);
-  let v3 = load<u32>(state, 8);
-  let v4 = load<u32>(state, 12);
+  let acc = v128.load(state); // v1..v4, one lane each
   while (p + 16 <= limit) {
-    v1 = round32(v1, load<u32>(p));
-    v2 = round32(v2, load<u32>(p, 4));
-    v3 = round32(v3, load<u32>(p, 8));
-    v4 = round32(v4, load<u32>(p, 12));
+    acc = round32x4(acc, v128.load(p));
     p += 16;
   }
-  store<u32>(state, v1);
-  store<u32>(state, v2, 4);
-  store<u32>(state, v3, 8);
-  store<u32>(state, v4, 12);
+  v128.store(state, acc);
   return p;
 }
 
