@@ -491,16 +491,17 @@ export class Compressor {
   }
 
   /**
-   * Slots in the engine's shared arena, two per worker, each holding one block: the blocks of a
+   * Slots in the engine's shared arena, three per worker, each holding one block: the blocks of a
    * parallel compression travel through them instead of through the channel's rings, so a block
    * costs one copy in and one copy out on this thread and a few bytes of message. Carved on
-   * first use (about 2 × workers × blockSize bytes); if the arena has no room, blocks go through
+   * first use (about 3 × workers × blockSize bytes; three per worker keep a worker fed while the
+   * calling thread waits for a core on a busy machine); if the arena has no room, blocks go through
    * the rings instead.
    */
   #stagingSlots(pool: WorkerPool): Staging | null {
     if (this.#staging !== undefined) return this.#staging;
     const slotBytes = (this.#blockSize + 4 + 63) & ~63; // a block or its encoding (≤ 4 + block)
-    const count = Math.max(2, pool.threads * 2);
+    const count = Math.max(2, pool.threads * 3);
     try {
       const region = pool.arena.region(`hotpath:cz:${randomUUID().slice(0, 13)}`, slotBytes * count);
       this.#staging = { slots: count, free: Array.from({ length: count }, (_, i) => region.offset + i * slotBytes), waiting: [] };
@@ -512,7 +513,7 @@ export class Compressor {
   }
 
   /**
-   * Cuts `bytes` into blocks compressed in parallel on every worker (at most two per worker in
+   * Cuts `bytes` into blocks compressed in parallel on every worker (at most three per worker in
    * flight); this thread hashes each block as it hands it out, between the workers' answers. The
    * blocks are independent, so the frame is their concatenation — the same bytes compressSync
    * writes.

@@ -85,7 +85,15 @@ export function lz4Staged(payload: unknown, ctx: TaskContext): number {
   const offset = dv.getUint32(0, true);
   const length = dv.getUint32(4, true);
   const mem = new Uint8Array(ctx.runtime.memory.buffer);
-  const encoded = lz4EncodeBlock(compressorOf(ctx, 1 << 20).workspace, mem.subarray(offset, offset + length), dv.getUint32(8, true));
-  mem.set(encoded, offset);
-  return encoded.length;
+  const block = compressorOf(ctx, 1 << 20).workspace.compressBlock(mem.subarray(offset, offset + length), dv.getUint32(8, true));
+  // Written in place, as lz4EncodeBlock frames it: u32 length (bit 31: stored), then the bytes.
+  const head = new DataView(mem.buffer, offset, 4);
+  if (block.length >= length) {
+    mem.copyWithin(offset + 4, offset, offset + length); // did not compress: store it
+    head.setUint32(0, (0x80000000 | length) >>> 0, true);
+    return 4 + length;
+  }
+  mem.set(block, offset + 4);
+  head.setUint32(0, block.length, true);
+  return 4 + block.length;
 }
