@@ -32,7 +32,10 @@ function privateCompressor(): Compressor {
   shared ??= new Compressor({
     module: kernelModule(),
     pool: async () => {
-      const settings = resolveOptions({ workers: Math.max(1, availableParallelism()), memory: 16 << 20, metrics: false });
+      // Small rings (parallel blocks go through staging slots, 3 per worker × 1 MiB) and an
+      // arena sized for those slots.
+      const workers = Math.max(1, availableParallelism());
+      const settings = resolveOptions({ workers, memory: Math.max(16, 3 * workers + 8) << 20, channel: { ringBytes: 256 << 10 }, metrics: false });
       const runtime = await Runtime.create(settings.runtime);
       return runtime.pool;
     },
