@@ -187,9 +187,19 @@ export function zlibDecompressSync(codec: ZlibCodec, data: Uint8Array, maxOutput
       case 'gzip': return zlib.gunzipSync(data, o);
       case 'deflate': return zlib.inflateSync(data, o);
       case 'brotli': return zlib.brotliDecompressSync(data, o);
-      case 'zstd':
+      case 'zstd': {
         if (!NATIVE_ZSTD) return fzstdDecode(data, maxOutputBytes, ws);
-        return z.zstdDecompressSync!(data, o);
+        // node:zlib decodes the first frame and ignores what follows: decode frame by frame.
+        const parts: Buffer[] = [];
+        let total = 0;
+        for (const f of checkZstdFrames(data, maxOutputBytes)) {
+          const out = z.zstdDecompressSync!(data.subarray(f.start, f.end), { maxOutputLength: Math.max(1, maxOutputBytes - total) });
+          total += out.length;
+          if (total > maxOutputBytes) throw new OutputLimitError(maxOutputBytes, 'zstd data decodes to more');
+          parts.push(out);
+        }
+        return parts.length === 1 ? parts[0]! : Buffer.concat(parts, total);
+      }
     }
   } catch (err) {
     if (err instanceof OutputLimitError || err instanceof CorruptFrameError) throw err;
@@ -266,6 +276,29 @@ export class ZlibGate {
         return Promise.reject(err);
       }
     }
+    if (codec === 'zstd') {
+      let frames: ZstdFrame[];
+      try {
+        frames = checkZstdFrames(data, maxOutputBytes);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      // node:zlib decodes the first frame and ignores what follows: decode frame by frame.
+      return this.#run(async () => {
+        const parts: Buffer[] = [];
+        let total = 0;
+        for (const f of frames) {
+          const limit = Math.max(1, maxOutputBytes - total);
+          const out = await new Promise<Buffer>((resolve, reject) => {
+            z.zstdDecompress!(data.subarray(f.start, f.end), { maxOutputLength: limit }, (err, b) => (err ? reject(asDecodeError(codec, err, maxOutputBytes)) : resolve(b)));
+          });
+          total += out.length;
+          if (total > maxOutputBytes) throw new OutputLimitError(maxOutputBytes, 'zstd data decodes to more');
+          parts.push(out);
+        }
+        return parts.length === 1 ? parts[0]! : Buffer.concat(parts, total);
+      });
+    }
     const o = { maxOutputLength: maxOutputBytes };
     return this.#run(() => new Promise<Buffer>((resolve, reject) => {
       const cb: Callback = (err, out) => (err ? reject(asDecodeError(codec, err, maxOutputBytes)) : resolve(out));
@@ -273,7 +306,6 @@ export class ZlibGate {
         case 'gzip': zlib.gunzip(data, o, cb); break;
         case 'deflate': zlib.inflate(data, o, cb); break;
         case 'brotli': zlib.brotliDecompress(data, o, cb); break;
-        case 'zstd': z.zstdDecompress!(data, o, cb); break;
       }
     }));
   }
