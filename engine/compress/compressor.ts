@@ -372,6 +372,12 @@ export class Compressor {
   }
 
   #decodeLz4Blocks(payload: Uint8Array, h: HotpathHeader): Buffer {
+    // LZ4 expands at most ~255× (a match of n bytes costs at least n/255 bytes of length codes):
+    // refuse a forged size before allocating it.
+    const blocks = Math.ceil(h.size / h.blockSize);
+    if (h.size > payload.length * 255 + blocks * 4096) {
+      throw new CorruptFrameError(`hotpath frame declares ${h.size} bytes, more than ${payload.length} bytes of lz4 can hold`);
+    }
     const ws = this.workspace;
     const out = Buffer.allocUnsafe(h.size);
     const dv = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);

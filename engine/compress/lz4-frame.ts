@@ -162,7 +162,19 @@ export class Lz4FrameDecoder {
       this.#chunks.push(chunk);
       this.#avail += chunk.length;
     }
-    while (this.#avail >= this.#need) this.#step(this.#take(this.#need), out);
+    for (;;) {
+      if (this.#state === S_SKIP) {
+        // Skipped bytes are dropped as they arrive, never buffered (a skippable frame may claim 4 GiB).
+        const n = Math.min(this.#avail, this.#need);
+        this.#drop(n);
+        this.#need -= n;
+        if (this.#need > 0) break;
+        this.#skipped();
+        continue;
+      }
+      if (this.#avail < this.#need) break;
+      this.#step(this.#take(this.#need), out);
+    }
     return out;
   }
 
@@ -186,8 +198,24 @@ export class Lz4FrameDecoder {
     }
   }
 
+  /** Discards the next `n` bytes of input. */
+  #drop(n: number): void {
+    this.#avail -= n;
+    while (n > 0) {
+      const c = this.#chunks[0]!;
+      if (c.length <= n) {
+        this.#chunks.shift();
+        n -= c.length;
+      } else {
+        this.#chunks[0] = c.subarray(n);
+        n = 0;
+      }
+    }
+  }
+
   /** The next `n` bytes of input (a view when they lie in one chunk). */
   #take(n: number): Uint8Array {
+    if (n === 0) return new Uint8Array(0);
     this.#avail -= n;
     const first = this.#chunks[0]!;
     if (first.length >= n) {
@@ -272,13 +300,8 @@ export class Lz4FrameDecoder {
         return;
       }
       case S_SKIP_SIZE: {
-        this.#state = S_SKIP;
+        this.#state = S_SKIP; // push() drops the bytes
         this.#need = dv.getUint32(0, true);
-        if (this.#need === 0) this.#skipped();
-        return;
-      }
-      case S_SKIP: {
-        this.#skipped();
         return;
       }
     }

@@ -94,6 +94,14 @@ describe('the hotpath frame refuses what it must', () => {
     for (const cut of [4, 10, 19, 20, 21, frame.length - 1]) expect(codes(() => c.decompressSync(frame.subarray(0, cut)))).toBe(ErrorCodes.CORRUPT_FRAME);
   });
 
+  it('a forged size (with a recomputed header check) larger than the payload can hold is refused before allocating', () => {
+    const forged = Buffer.from(c.compressSync(Buffer.alloc(100), { codec: 'lz4' }));
+    forged.writeBigUInt64LE(200n << 20n, 8); // 200 MiB from a 30-byte payload
+    const covered = Buffer.concat([forged.subarray(0, 7), forged.subarray(8, 20)]);
+    forged[7] = c.workspace.xxh32(covered) & 0xff;
+    expect(() => c.decompressSync(forged)).toThrow(/more than \d+ bytes of lz4 can hold/);
+  });
+
   it('a version it does not know is named', () => {
     const v2 = Buffer.from(frame);
     v2[4] = 2;

@@ -151,6 +151,20 @@ describe('LZ4 frame errors', () => {
     expect(code(() => lz4FrameDecode(ws, bomb, { maxOutputBytes: 16 << 20 }))).toBe(ErrorCodes.OUTPUT_LIMIT);
   });
 
+  it('a skippable frame claiming 4 GiB is skipped as it streams, not buffered; an empty stored block at the very end', async () => {
+    const d = new Lz4DecompressStream(ws);
+    d.write(Buffer.from([0x5f, 0x2a, 0x4d, 0x18, 0xff, 0xff, 0xff, 0xff]));
+    for (let i = 0; i < 64; i++) d.write(Buffer.alloc(1 << 20)); // 64 MiB of skipped bytes
+    const err = await new Promise<unknown>((resolve) => {
+      d.on('error', resolve);
+      d.end();
+    });
+    expect((err as { code?: string }).code).toBe(ErrorCodes.CORRUPT_FRAME); // ends inside the skippable frame
+    const head = lz4FrameEncode(ws, Buffer.alloc(0), { ...LZ4_FRAME_DEFAULTS, contentSize: false }).subarray(0, 7);
+    const dec = lz4FrameDecode;
+    expect(code(() => dec(ws, Buffer.concat([head, Buffer.from([0, 0, 0, 0x80])]), LIMIT))).toBe(ErrorCodes.CORRUPT_FRAME);
+  });
+
   it('frames needing a dictionary, reserved bits and unknown versions are refused by name', () => {
     const withFlg = (flg: number): Buffer => {
       const f = Buffer.from(frame);
