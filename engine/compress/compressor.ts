@@ -186,6 +186,32 @@ function unwrapTaskError(err: unknown, maxOutputBytes: number): unknown {
 }
 
 
+/**
+ * `work`, rejected with ERR_HOTPATH_CANCELLED as soon as `signal` aborts (work already handed to
+ * node:zlib or a worker runs on; its result is dropped and a late failure is handled, not leaked).
+ */
+function whileNotAborted(work: Promise<Buffer>, signal: AbortSignal | undefined, what: string): Promise<Buffer> {
+  if (signal === undefined) return work;
+  if (signal.aborted) {
+    work.catch(() => {});
+    return Promise.reject(new CancelledError(what, signal.reason));
+  }
+  return new Promise<Buffer>((resolve, reject) => {
+    const onAbort = (): void => reject(new CancelledError(what, signal.reason));
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
 export class Compressor {
   readonly #module: WebAssembly.Module;
   readonly #poolDep: CompressorDeps['pool'];
@@ -396,6 +422,8 @@ export class Compressor {
         if (len !== expect) throw new CorruptFrameError(`hotpath frame: a stored block of ${len} bytes where ${expect} were due`);
         out.set(block, op);
       } else {
+        // We store a block that does not shrink; a longer one is forged (and would grow the workspace).
+        if (len >= expect) throw new CorruptFrameError(`hotpath frame: an lz4 block of ${len} bytes for ${expect} bytes of content`);
         const r = ws.decompressBlock(block, expect);
         if (typeof r === 'number') {
           throw new CorruptFrameError(r === LZ4_OUTPUT ? `hotpath frame: an lz4 block decodes to more than the ${expect} bytes due` : `corrupt lz4 block in a hotpath frame after ${op} bytes`);
@@ -412,7 +440,16 @@ export class Compressor {
   // ---------------------------------------------------------------- asynchronous
 
   /** Compresses; large inputs run off the calling thread (see the module comment). */
-  async compress(data: Input, options?: CompressOptions): Promise<Buffer> {
+  compress(data: Input, options?: CompressOptions): Promise<Buffer> {
+    return whileNotAborted(this.#compress(data, options), options?.signal, 'compress');
+  }
+
+  /** Decompresses; large LZ4 and hotpath frames run on a worker, zlib formats on libuv's threads. */
+  decompress(data: Uint8Array, options?: DecompressOptions): Promise<Buffer> {
+    return whileNotAborted(this.#decompress(data, options), options?.signal, 'decompress');
+  }
+
+  async #compress(data: Input, options?: CompressOptions): Promise<Buffer> {
     const bytes = toBytes(data, 'compress');
     const o = resolveCompressOptions(options);
     const signal = options?.signal;
@@ -436,14 +473,18 @@ export class Compressor {
     return this.#offload(pool, TASK_COMPRESS, bytes, r, 0, signal);
   }
 
-  /** Decompresses; large LZ4 and hotpath frames run on a worker, zlib formats on libuv's threads. */
-  async decompress(data: Uint8Array, options?: DecompressOptions): Promise<Buffer> {
+  async #decompress(data: Uint8Array, options?: DecompressOptions): Promise<Buffer> {
     if (!(data instanceof Uint8Array)) throw new TypeError(`decompress: data must be a Uint8Array or a Buffer, got ${data === null ? 'null' : typeof data}`);
     const max = checkMaxOutput(options, this.#maxOutput);
     const signal = options?.signal;
     if (signal?.aborted) throw new CancelledError('decompress', signal.reason);
     const hint = options?.codec;
     const kind = hint === undefined ? detect(data) : hint;
+    if (kind === 'zstd' && !NATIVE_ZSTD && data.length >= this.#offloadBytes) {
+      // fzstd is JavaScript on the calling thread: large inputs go to a worker instead.
+      const pool = await this.#getPool();
+      if (pool !== undefined) return this.#offload(pool, TASK_DECOMPRESS, data, { codec: 'zstd', level: 0, acceleration: 1, native: true }, max, signal);
+    }
     if (kind === 'zstd' || kind === 'gzip' || kind === 'deflate' || kind === 'brotli') return this.#gate.decompress(kind, data, max, this.workspace);
     if (data.length < this.#offloadBytes || kind === 'unknown') return this.decompressChecked(data, max, hint);
     const r: Resolved = { codec: hint ?? 'auto', level: 0, acceleration: 1, native: false }; // 'auto': the worker detects

@@ -335,7 +335,13 @@ export class Lz4FrameDecoder {
       const size = new DataView(b.buffer, b.byteOffset + 1, 8).getBigUint64(0, true);
       if (size > BigInt(this.#max - this.#output)) throw new OutputLimitError(this.#max, `the LZ4 frame declares ${size} bytes of content`);
       this.#contentSize = Number(size);
-      if (this.#whole) this.#target = Buffer.allocUnsafe(this.#contentSize);
+      if (this.#whole) {
+        // LZ4 expands at most ~255×: a size the rest of the input cannot hold is forged.
+        if (this.#contentSize > this.#avail * 255 + 65536) {
+          throw new CorruptFrameError(`LZ4 frame declares ${this.#contentSize} bytes of content, more than its ${this.#avail} remaining bytes can hold`);
+        }
+        this.#target = Buffer.allocUnsafe(this.#contentSize);
+      }
     }
     this.#hash = flg & 0x04 ? this.#ws.hashState() : undefined;
     this.#window = undefined;

@@ -9,8 +9,8 @@
  * allocating what it claims.
  */
 import * as zlib from 'node:zlib';
-import { Decompress as FzstdDecompress } from 'fzstd';
-import { CodecUnavailableError, CorruptFrameError, OutputLimitError } from '../errors.js';
+import { Decompress as FzstdDecompress, decompress as fzstdOneShot } from 'fzstd';
+import { CodecUnavailableError, CorruptFrameError, HotpathError, OutputLimitError } from '../errors.js';
 import type { Lz4Workspace } from './workspace.js';
 
 export type ZlibCodec = 'gzip' | 'deflate' | 'brotli' | 'zstd';
@@ -77,6 +77,10 @@ export interface ZstdFrame {
   end: number;
   /** The stored content checksum (low 32 bits of XXH64), when the frame has one. */
   checksum?: number;
+  /** The declared content size, or -1. */
+  size: number;
+  /** Window bytes × blocks: what fzstd's streaming decoder copies (it shifts its window per block). */
+  work: number;
 }
 
 export function checkZstdFrames(data: Uint8Array, maxOutputBytes: number): ZstdFrame[] {
@@ -127,7 +131,9 @@ export function checkZstdFrames(data: Uint8Array, maxOutputBytes: number): ZstdF
       if (declared > maxOutputBytes) throw new OutputLimitError(maxOutputBytes, `zstd frames declare ${declared} bytes`);
     }
     if (window > ZSTD_MAX_WINDOW) fail(`window of ${window} bytes exceeds the 128 MiB limit`);
+    let blocks = 0;
     for (;;) {
+      blocks++;
       if (data.length - p < 3) fail('truncated block header');
       const bh = data[p]! | (data[p + 1]! << 8) | (data[p + 2]! << 16);
       p += 3;
@@ -142,37 +148,58 @@ export function checkZstdFrames(data: Uint8Array, maxOutputBytes: number): ZstdF
     if (fhd & 0x04) {
       p += 4;
       if (p > data.length) fail('truncated content checksum');
-      frames.push({ start, end: p, checksum: dv.getUint32(p - 4, true) });
+      frames.push({ start, end: p, checksum: dv.getUint32(p - 4, true), size: fcs, work: window * blocks });
     } else {
-      frames.push({ start, end: p });
+      frames.push({ start, end: p, size: fcs, work: window * blocks });
     }
   }
   return frames;
 }
 
+/** Most bytes fzstd's streaming decoder may shift for one input (~0.2 s of memmove here). */
+const FZSTD_WORK_BUDGET = 2 ** 30;
+
 /**
- * fzstd, frame by frame after checkZstdFrames, streaming so that the output limit holds whatever
- * a header claims, and verifying each frame's content checksum (fzstd does not).
+ * fzstd, frame by frame after checkZstdFrames, verifying each frame's content checksum (fzstd
+ * does not). A frame that declares its size and carries a checksum (what the zstd tool writes by
+ * default) is decoded in one shot into a buffer of that size. Any other frame streams, so the
+ * output limit holds whatever the header claims — but fzstd's streaming decoder shifts its whole
+ * window once per block, so a hostile frame of tiny blocks under a 128 MiB window costs seconds
+ * per kilobyte: frames over FZSTD_WORK_BUDGET are refused with ERR_HOTPATH_CODEC_UNAVAILABLE
+ * (node:zlib's zstd, Node ≥ 22.15, decodes them).
  */
 function fzstdDecode(data: Uint8Array, maxOutputBytes: number, ws: Lz4Workspace): Buffer {
   const parts: Uint8Array[] = [];
   let total = 0;
   for (const frame of checkZstdFrames(data, maxOutputBytes)) {
-    const hash = frame.checksum === undefined ? undefined : ws.hash64State();
-    const d = new FzstdDecompress((chunk) => {
-      total += chunk.length;
-      if (total > maxOutputBytes) throw new OutputLimitError(maxOutputBytes, 'zstd data decodes to more');
-      if (hash !== undefined) ws.hash64Update(hash, chunk);
-      parts.push(chunk);
-    });
+    const bytes = data.subarray(frame.start, frame.end);
     try {
-      d.push(data.subarray(frame.start, frame.end), true);
+      if (frame.size >= 0 && frame.checksum !== undefined) {
+        const out = fzstdOneShot(bytes, new Uint8Array(frame.size));
+        const hash = ws.hash64State();
+        ws.hash64Update(hash, out);
+        if (Number(ws.hash64Digest(hash) & 0xffffffffn) !== frame.checksum) throw new CorruptFrameError('zstd content checksum mismatch');
+        total += out.length; // within the limit: checkZstdFrames summed the declared sizes
+        parts.push(out);
+        continue;
+      }
+      if (frame.work > FZSTD_WORK_BUDGET) {
+        throw new CodecUnavailableError(`this zstd frame (no declared size or checksum, ${frame.work} bytes of window shifting) is beyond the fzstd fallback; node:zlib's zstd (Node 22.15+) decodes it (this is Node ${process.versions.node})`);
+      }
+      const hash = frame.checksum === undefined ? undefined : ws.hash64State();
+      const d = new FzstdDecompress((chunk) => {
+        total += chunk.length;
+        if (total > maxOutputBytes) throw new OutputLimitError(maxOutputBytes, 'zstd data decodes to more');
+        if (hash !== undefined) ws.hash64Update(hash, chunk);
+        parts.push(chunk);
+      });
+      d.push(bytes, true);
+      if (hash !== undefined && Number(ws.hash64Digest(hash) & 0xffffffffn) !== frame.checksum) {
+        throw new CorruptFrameError('zstd content checksum mismatch');
+      }
     } catch (err) {
-      if (err instanceof OutputLimitError) throw err;
+      if (err instanceof OutputLimitError || err instanceof CorruptFrameError || err instanceof CodecUnavailableError) throw err;
       throw new CorruptFrameError(`corrupt zstd data: ${(err as Error).message}`, err);
-    }
-    if (hash !== undefined && Number(ws.hash64Digest(hash) & 0xffffffffn) !== frame.checksum) {
-      throw new CorruptFrameError('zstd content checksum mismatch');
     }
   }
   return Buffer.concat(parts, total);
@@ -202,7 +229,7 @@ export function zlibDecompressSync(codec: ZlibCodec, data: Uint8Array, maxOutput
       }
     }
   } catch (err) {
-    if (err instanceof OutputLimitError || err instanceof CorruptFrameError) throw err;
+    if (err instanceof HotpathError) throw err;
     throw asDecodeError(codec, err, maxOutputBytes);
   }
 }

@@ -219,12 +219,12 @@ export class WorkerPool {
     }
   }
 
-  /** Threads currently attached. */
   /** The main thread's view of the shared arena the workers see (for out-of-band staging regions). */
   get arena(): Arena {
     return this.#arena;
   }
 
+  /** Threads currently attached. */
   get threads(): number {
     return this.#ready.length;
   }

@@ -102,6 +102,15 @@ describe('the hotpath frame refuses what it must', () => {
     expect(() => c.decompressSync(forged)).toThrow(/more than \d+ bytes of lz4 can hold/);
   });
 
+  it('a forged block length cannot grow the thread\'s workspace', () => {
+    const w = new Compressor({ module: kernelModule() });
+    const frame = Buffer.from(w.compressSync(Buffer.alloc(100_000, 1), { codec: 'lz4' }));
+    const before = w.workspace.bytes;
+    const forged = Buffer.concat([frame.subarray(0, 20), Buffer.from([0, 0, 0, 2]), Buffer.alloc(64 << 10)]); // "32 MiB block"
+    expect(codes(() => w.decompressSync(forged))).toBe(ErrorCodes.CORRUPT_FRAME);
+    expect(w.workspace.bytes).toBe(before);
+  });
+
   it('a version it does not know is named', () => {
     const v2 = Buffer.from(frame);
     v2[4] = 2;
@@ -129,6 +138,15 @@ describe('output limits (decompression bombs)', () => {
       }
     });
   }
+});
+
+describe('hostile zstd', () => {
+  it('a 518-byte frame of 128 one-byte blocks under a 128 MiB window: decoded (node:zlib) or refused as needing it (fzstd), promptly', () => {
+    const blocks = Array.from({ length: 128 }, (_, i) => Buffer.from([(1 << 3) | (i === 127 ? 1 : 0), 0, 0, 65]));
+    const hostile = Buffer.concat([Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x88]), ...blocks]);
+    if (NATIVE_ZSTD) expect(c.decompressSync(hostile).toString()).toBe('A'.repeat(128));
+    else expect(codes(() => c.decompressSync(hostile))).toBe(ErrorCodes.CODEC_UNAVAILABLE);
+  });
 });
 
 describe('bad input and options', () => {
@@ -169,6 +187,17 @@ describe('bad input and options', () => {
 });
 
 describe('the zlib semaphore', () => {
+  it('a call aborted while it waits for its turn rejects at once with ERR_HOTPATH_CANCELLED; the others finish', async () => {
+    const gated = new Compressor({ module: kernelModule() }, { zlibConcurrency: 1 });
+    const ac = new AbortController();
+    const calls = Array.from({ length: 20 }, (_, i) => gated.compress(text, { codec: 'brotli', format: 'native', ...(i === 19 ? { signal: ac.signal } : {}) }));
+    ac.abort();
+    await expect(calls[19]).rejects.toMatchObject({ code: ErrorCodes.CANCELLED });
+    expect(gated.zlibCalls.waiting).toBeGreaterThan(0); // it was still queued when it rejected
+    const done = await Promise.all(calls.slice(0, 19));
+    expect(done.every((f) => zlib.brotliDecompressSync(f).equals(text))).toBe(true);
+  });
+
   it('2000 concurrent gzip calls: never more than zlibConcurrency in zlib at once, all answered in order of their data', async () => {
     const gated = new Compressor({ module: kernelModule() }, { zlibConcurrency: 3 });
     let peak = 0;

@@ -165,6 +165,13 @@ describe('LZ4 frame errors', () => {
     expect(code(() => dec(ws, Buffer.concat([head, Buffer.from([0, 0, 0, 0x80])]), LIMIT))).toBe(ErrorCodes.CORRUPT_FRAME);
   });
 
+  it('a content size the rest of the frame cannot hold is refused before the output is allocated', () => {
+    const f = Buffer.from(lz4FrameEncode(ws, Buffer.alloc(1000), { ...LZ4_FRAME_DEFAULTS, contentSize: true }));
+    f.writeBigUInt64LE(200n << 20n, 6);
+    f[14] = (ws.xxh32(f.subarray(4, 14)) >>> 8) & 0xff; // a valid header check for the forged size
+    expect(() => lz4FrameDecode(ws, f, LIMIT)).toThrow(/more than its \d+ remaining bytes can hold/);
+  });
+
   it('frames needing a dictionary, reserved bits and unknown versions are refused by name', () => {
     const withFlg = (flg: number): Buffer => {
       const f = Buffer.from(frame);
