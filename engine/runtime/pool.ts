@@ -188,7 +188,7 @@ export class WorkerPool {
       metricsCapacity: o.metricsCapacity,
     };
     const piscina = new Piscina({
-      filename: distUrl('engine/runtime/worker.js').href,
+      filename: distUrl('engine/runtime/worker-entry.cjs').href, // a CommonJS shim: see worker-entry.cts
       minThreads: o.workers,
       maxThreads: o.workers,
       idleTimeout: 2 ** 31 - 1,
