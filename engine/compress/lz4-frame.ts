@@ -394,7 +394,7 @@ export class Lz4FrameDecoder {
   #remember(decoded: Uint8Array): void {
     const W = 64 * 1024;
     if (decoded.length >= W) {
-      this.#window = decoded.slice(decoded.length - W);
+      this.#window = new Uint8Array(decoded.subarray(decoded.length - W)); // a copy (Buffer#slice would be a view of output the caller owns)
       return;
     }
     const prev = this.#window ?? new Uint8Array(0);

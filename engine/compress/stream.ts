@@ -39,7 +39,8 @@ export class Lz4CompressStream extends Transform {
 
   override _transform(chunk: unknown, encoding: BufferEncoding, callback: TransformCallback): void {
     try {
-      const bytes = typeof chunk === 'string' ? Buffer.from(chunk, encoding) : (chunk as Uint8Array);
+      // A copy: pending bytes outlive this callback, and a producer may reuse its buffer after it.
+      const bytes = typeof chunk === 'string' ? Buffer.from(chunk, encoding) : Buffer.from(chunk as Uint8Array);
       this.#start();
       const bs = this.#o.blockSize;
       let off = 0;
@@ -94,7 +95,8 @@ export class Lz4DecompressStream extends Transform {
 
   override _transform(chunk: unknown, encoding: BufferEncoding, callback: TransformCallback): void {
     try {
-      const bytes = typeof chunk === 'string' ? Buffer.from(chunk, encoding) : (chunk as Uint8Array);
+      // A copy: the decoder keeps views of input it has not consumed yet, past this callback.
+      const bytes = typeof chunk === 'string' ? Buffer.from(chunk, encoding) : Buffer.from(chunk as Uint8Array);
       for (const out of this.#decoder.push(bytes)) this.push(out);
       callback();
     } catch (err) {
