@@ -17,6 +17,26 @@ const P32_5: u32 = 0x165667b1;
   return i32x4.mul(acc, i32x4.splat(P32_1));
 }
 
+/** The end of xxHash32 (one-shot and streaming): the last < 16 bytes at p..end, then the avalanche. */
+@inline function finish32(h: u32, p: usize, end: usize): u32 {
+  while (p + 4 <= end) {
+    h += load<u32>(p) * P32_3;
+    h = rotl<u32>(h, 17) * P32_4;
+    p += 4;
+  }
+  while (p < end) {
+    h += <u32>load<u8>(p) * P32_5;
+    h = rotl<u32>(h, 11) * P32_1;
+    p++;
+  }
+  h ^= h >> 15;
+  h *= P32_2;
+  h ^= h >> 13;
+  h *= P32_3;
+  h ^= h >> 16;
+  return h;
+}
+
 /** xxHash32 of `len` bytes at `ptr` with `seed`. */
 export function xxh32(ptr: usize, len: u32, seed: u32): u32 {
   const end = ptr + <usize>len;
@@ -35,23 +55,7 @@ export function xxh32(ptr: usize, len: u32, seed: u32): u32 {
   } else {
     h = seed + P32_5;
   }
-  h += len;
-  while (p + 4 <= end) {
-    h += load<u32>(p) * P32_3;
-    h = rotl<u32>(h, 17) * P32_4;
-    p += 4;
-  }
-  while (p < end) {
-    h += <u32>load<u8>(p) * P32_5;
-    h = rotl<u32>(h, 11) * P32_1;
-    p++;
-  }
-  h ^= h >> 15;
-  h *= P32_2;
-  h ^= h >> 13;
-  h *= P32_3;
-  h ^= h >> 16;
-  return h;
+  return finish32(h + len, p, end);
 }
 
 // Streaming xxHash32: the same digest as xxh32() over bytes that arrive in pieces (the content
@@ -118,25 +122,8 @@ export function xxh32Digest(state: usize): u32 {
   } else {
     h = load<u32>(state + S_SEED) + P32_5;
   }
-  h += <u32>total;
-  let p = state + S_BUF;
-  const end = p + <usize>load<u32>(state + S_BUFFERED);
-  while (p + 4 <= end) {
-    h += load<u32>(p) * P32_3;
-    h = rotl<u32>(h, 17) * P32_4;
-    p += 4;
-  }
-  while (p < end) {
-    h += <u32>load<u8>(p) * P32_5;
-    h = rotl<u32>(h, 11) * P32_1;
-    p++;
-  }
-  h ^= h >> 15;
-  h *= P32_2;
-  h ^= h >> 13;
-  h *= P32_3;
-  h ^= h >> 16;
-  return h;
+  const p = state + S_BUF;
+  return finish32(h + <u32>total, p, p + <usize>load<u32>(state + S_BUFFERED));
 }
 
 const P64_1: u64 = 0x9e3779b185ebca87;
@@ -156,33 +143,17 @@ const P64_5: u64 = 0x27d4eb2f165667c5;
   return acc * P64_1 + P64_4;
 }
 
-/** xxHash64 of `len` bytes at `ptr` with `seed`. */
-export function xxh64(ptr: usize, len: u32, seed: u64): u64 {
-  const end = ptr + <usize>len;
-  let p = ptr;
-  let h: u64;
-  if (len >= 32) {
-    const limit = end - 32;
-    let v1 = seed + P64_1 + P64_2;
-    let v2 = seed + P64_2;
-    let v3 = seed;
-    let v4 = seed - P64_1;
-    do {
-      v1 = round64(v1, load<u64>(p));
-      v2 = round64(v2, load<u64>(p, 8));
-      v3 = round64(v3, load<u64>(p, 16));
-      v4 = round64(v4, load<u64>(p, 24));
-      p += 32;
-    } while (p <= limit);
-    h = rotl<u64>(v1, 1) + rotl<u64>(v2, 7) + rotl<u64>(v3, 12) + rotl<u64>(v4, 18);
-    h = merge64(h, v1);
-    h = merge64(h, v2);
-    h = merge64(h, v3);
-    h = merge64(h, v4);
-  } else {
-    h = seed + P64_5;
-  }
-  h += <u64>len;
+/** The four lanes of xxHash64 merged into one (one-shot and streaming). */
+@inline function converge64(v1: u64, v2: u64, v3: u64, v4: u64): u64 {
+  let h = rotl<u64>(v1, 1) + rotl<u64>(v2, 7) + rotl<u64>(v3, 12) + rotl<u64>(v4, 18);
+  h = merge64(h, v1);
+  h = merge64(h, v2);
+  h = merge64(h, v3);
+  return merge64(h, v4);
+}
+
+/** The end of xxHash64 (one-shot and streaming): the last < 32 bytes at p..end, then the avalanche. */
+@inline function finish64(h: u64, p: usize, end: usize): u64 {
   while (p + 8 <= end) {
     h ^= round64(0, load<u64>(p));
     h = rotl<u64>(h, 27) * P64_1 + P64_4;
@@ -204,6 +175,31 @@ export function xxh64(ptr: usize, len: u32, seed: u64): u64 {
   h *= P64_3;
   h ^= h >> 32;
   return h;
+}
+
+/** xxHash64 of `len` bytes at `ptr` with `seed`. */
+export function xxh64(ptr: usize, len: u32, seed: u64): u64 {
+  const end = ptr + <usize>len;
+  let p = ptr;
+  let h: u64;
+  if (len >= 32) {
+    const limit = end - 32;
+    let v1 = seed + P64_1 + P64_2;
+    let v2 = seed + P64_2;
+    let v3 = seed;
+    let v4 = seed - P64_1;
+    do {
+      v1 = round64(v1, load<u64>(p));
+      v2 = round64(v2, load<u64>(p, 8));
+      v3 = round64(v3, load<u64>(p, 16));
+      v4 = round64(v4, load<u64>(p, 24));
+      p += 32;
+    } while (p <= limit);
+    h = converge64(v1, v2, v3, v4);
+  } else {
+    h = seed + P64_5;
+  }
+  return finish64(h + <u64>len, p, end);
 }
 
 // Streaming xxHash64 (the content checksum of zstd frames, which fzstd does not verify).
@@ -275,36 +271,10 @@ export function xxh64Digest(state: usize): u64 {
     const v2 = load<u64>(state, 8);
     const v3 = load<u64>(state, 16);
     const v4 = load<u64>(state, 24);
-    h = rotl<u64>(v1, 1) + rotl<u64>(v2, 7) + rotl<u64>(v3, 12) + rotl<u64>(v4, 18);
-    h = merge64(h, v1);
-    h = merge64(h, v2);
-    h = merge64(h, v3);
-    h = merge64(h, v4);
+    h = converge64(v1, v2, v3, v4);
   } else {
     h = load<u64>(state + S64_SEED) + P64_5;
   }
-  h += total;
-  let p = state + S64_BUF;
-  const end = p + <usize>load<u32>(state + S64_BUFFERED);
-  while (p + 8 <= end) {
-    h ^= round64(0, load<u64>(p));
-    h = rotl<u64>(h, 27) * P64_1 + P64_4;
-    p += 8;
-  }
-  if (p + 4 <= end) {
-    h ^= <u64>load<u32>(p) * P64_1;
-    h = rotl<u64>(h, 23) * P64_2 + P64_3;
-    p += 4;
-  }
-  while (p < end) {
-    h ^= <u64>load<u8>(p) * P64_5;
-    h = rotl<u64>(h, 11) * P64_1;
-    p++;
-  }
-  h ^= h >> 33;
-  h *= P64_2;
-  h ^= h >> 29;
-  h *= P64_3;
-  h ^= h >> 32;
-  return h;
+  const p = state + S64_BUF;
+  return finish64(h + total, p, p + <usize>load<u32>(state + S64_BUFFERED));
 }

@@ -284,12 +284,11 @@ export class Compressor {
     const ws = this.workspace;
     if (codec === 'lz4') {
       const hash = ws.hashState();
-      const parts: Uint8Array[] = [new Uint8Array(HOTPATH_HEADER_BYTES)];
+      const blocks: Uint8Array[] = [];
       for (let off = 0; off < bytes.length; off += this.#blockSize) {
-        parts.push(lz4EncodeBlock(ws, bytes.subarray(off, Math.min(bytes.length, off + this.#blockSize)), o.acceleration, hash));
+        blocks.push(lz4EncodeBlock(ws, bytes.subarray(off, Math.min(bytes.length, off + this.#blockSize)), o.acceleration, hash));
       }
-      parts[0] = this.#header('lz4', bytes.length, ws.hashDigest(hash));
-      return Buffer.concat(parts);
+      return Buffer.concat([this.#header('lz4', bytes.length, ws.hashDigest(hash)), ...blocks]);
     }
     const checksum = ws.xxh32(bytes);
     const payload = codec === 'none' ? bytes : zlibCompressSync(codec as ZlibCodec, bytes, o.level);
@@ -377,11 +376,14 @@ export class Compressor {
     const payload = frame.subarray(HOTPATH_HEADER_BYTES);
     const ws = this.workspace;
     let out: Buffer;
+    let actual: number | undefined;
     if (h.codec === 'none') {
       if (payload.length !== h.size) throw new CorruptFrameError(`hotpath frame: ${payload.length} stored bytes, the header declares ${h.size}`);
       out = Buffer.from(payload);
     } else if (h.codec === 'lz4') {
-      out = this.#decodeLz4Blocks(payload, h);
+      const hash = ws.hashState();
+      out = this.#decodeLz4Blocks(payload, h, hash); // hashed in the workspace as decoded: no copy back in
+      actual = ws.hashDigest(hash);
     } else {
       // The declared size bounds the output: more is corruption, not a bomb the limit must catch.
       try {
@@ -392,12 +394,12 @@ export class Compressor {
       }
       if (out.length !== h.size) throw new CorruptFrameError(`hotpath frame: the ${h.codec} payload decodes to ${out.length} bytes, the header declares ${h.size}`);
     }
-    const actual = ws.xxh32(out);
+    actual ??= ws.xxh32(out);
     if (actual !== h.checksum) throw new CorruptFrameError(`hotpath frame checksum mismatch: header 0x${h.checksum.toString(16)}, content 0x${actual.toString(16)}`);
     return out;
   }
 
-  #decodeLz4Blocks(payload: Uint8Array, h: HotpathHeader): Buffer {
+  #decodeLz4Blocks(payload: Uint8Array, h: HotpathHeader, hash: Uint8Array): Buffer {
     // LZ4 expands at most ~255× (a match of n bytes costs at least n/255 bytes of length codes):
     // refuse a forged size before allocating it.
     const blocks = Math.ceil(h.size / h.blockSize);
@@ -420,11 +422,12 @@ export class Compressor {
       ip += len;
       if ((word & 0x80000000) !== 0) {
         if (len !== expect) throw new CorruptFrameError(`hotpath frame: a stored block of ${len} bytes where ${expect} were due`);
+        ws.hashUpdate(hash, block);
         out.set(block, op);
       } else {
         // We store a block that does not shrink; a longer one is forged (and would grow the workspace).
         if (len >= expect) throw new CorruptFrameError(`hotpath frame: an lz4 block of ${len} bytes for ${expect} bytes of content`);
-        const r = ws.decompressBlock(block, expect);
+        const r = ws.decompressBlock(block, expect, undefined, hash);
         if (typeof r === 'number') {
           throw new CorruptFrameError(r === LZ4_OUTPUT ? `hotpath frame: an lz4 block decodes to more than the ${expect} bytes due` : `corrupt lz4 block in a hotpath frame after ${op} bytes`);
         }
