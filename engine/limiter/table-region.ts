@@ -42,54 +42,5 @@ export function openTableRegion(
   return r.offset;
 }
 
-/**
- * A reusable 64-bit key hash: `set(key)` leaves it in `hi`/`lo` without allocating.
- *
- * Two 32-bit multiply-rotate lanes (murmur3's constants and finalizer) over the key's UTF-16
- * units, two units per step, in one pass — about 3× cheaper than two xxHash32 passes for short keys
- * (bench/limiter.bench.ts), and all the table needs: every thread runs this same function, and the
- * lanes are mixed into each other at the end so the 64 bits spread. (Not the project's xxHash32:
- * limiter keys never leave the process, so no other implementation must agree with it.)
- * 0 and all-ones are reserved by the tables (empty, being reclaimed) and mapped away.
- */
-export class KeyHash {
-  hi = 0;
-  lo = 0;
-
-  set(key: string): void {
-    const len = key.length;
-    let h1 = 0x9747b28c ^ len;
-    let h2 = 0x5bd1e995 ^ Math.imul(len, 0x27d4eb2f);
-    let i = 0;
-    for (; i + 1 < len; i += 2) {
-      const k = key.charCodeAt(i) | (key.charCodeAt(i + 1) << 16);
-      h1 = Math.imul(h1 ^ k, 0xcc9e2d51);
-      h1 = Math.imul((h1 << 15) | (h1 >>> 17), 0x1b873593);
-      h2 = Math.imul(h2 ^ k, 0x85ebca6b);
-      h2 = Math.imul((h2 << 13) | (h2 >>> 19), 0xc2b2ae35);
-    }
-    if (i < len) {
-      const k = key.charCodeAt(i);
-      h1 = Math.imul(h1 ^ k, 0xcc9e2d51);
-      h2 = Math.imul(h2 ^ k, 0x85ebca6b);
-    }
-    h1 = fmix(h1 ^ h2);
-    h2 = fmix(h2 + h1);
-    let hi = h1 >>> 0;
-    let lo = h2 >>> 0;
-    if (hi === 0 && lo === 0) lo = 1;
-    else if (hi === 0xffffffff && lo === 0xffffffff) lo = 0xfffffffe;
-    this.hi = hi;
-    this.lo = lo;
-  }
-}
-
-/** murmur3's 32-bit finalizer. */
-function fmix(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h;
-}
+// The key hash moved to the runtime layer (the cache uses it too); re-exported for the limiter.
+export { KeyHash } from '../runtime/key-hash.js';

@@ -131,12 +131,16 @@ export class RedisConnector extends EventEmitter {
       connectTimeout: Math.max(this.#connectTimeoutMs, 100),
       retryStrategy,
       lazyConnect: false,
+      // Commands issued in one tick go out in one write (and, on a Cluster, one per node): the
+      // cache's and the limiter's concurrent calls batch themselves without a pipeline API.
+      enableAutoPipelining: true,
     };
     if (isCluster(config)) {
       const nodes = config.cluster.map(clusterNode);
       const seed = typeof config.cluster[0] === 'string' ? new URL(config.cluster[0].includes('://') ? config.cluster[0] : `redis://${config.cluster[0]}`) : undefined;
       this.client = new Cluster(nodes, {
         enableOfflineQueue: false,
+        enableAutoPipelining: true,
         clusterRetryStrategy: retryStrategy,
         ...config.options,
         redisOptions: {
@@ -231,6 +235,17 @@ export class RedisConnector extends EventEmitter {
    */
   command(name: string, args: Array<string | number | Buffer> = [], options: { timeoutMs?: number } = {}): Promise<unknown> {
     return this.#guarded(name, () => this.client.call(name, ...args), options.timeoutMs);
+  }
+
+  /** `command` with bulk replies as Buffers (for binary values: GET of a cache entry). */
+  commandBuffer(name: string, args: Array<string | number | Buffer> = [], options: { timeoutMs?: number } = {}): Promise<unknown> {
+    // The named `<command>Buffer` methods, not `callBuffer`: ioredis 5's auto-pipelining drops
+    // callBuffer's command name (it re-adds it only for `call`).
+    const method = (this.client as unknown as Record<string, unknown>)[`${name.toLowerCase()}Buffer`];
+    const send = typeof method === 'function'
+      ? () => (method as (...a: unknown[]) => Promise<unknown>).apply(this.client, args)
+      : () => this.client.callBuffer(name, ...args);
+    return this.#guarded(name, send, options.timeoutMs);
   }
 
   async #guarded<T>(what: string, send: () => Promise<T>, timeoutMs = this.timeoutMs): Promise<T> {
@@ -340,10 +355,19 @@ export class RedisConnector extends EventEmitter {
   // ------------------------------------------------------------------ multi-key
 
   /** MGET that also works across slots on a Cluster (one MGET per slot, answers in key order). */
-  async mget(keys: string[], options: { timeoutMs?: number } = {}): Promise<Array<string | null>> {
+  mget(keys: string[], options: { timeoutMs?: number } = {}): Promise<Array<string | null>> {
+    return this.#mget<string>(keys, false, options);
+  }
+
+  /** `mget` with the values as Buffers. */
+  mgetBuffer(keys: string[], options: { timeoutMs?: number } = {}): Promise<Array<Buffer | null>> {
+    return this.#mget<Buffer>(keys, true, options);
+  }
+
+  async #mget<T>(keys: string[], buffers: boolean, options: { timeoutMs?: number }): Promise<Array<T | null>> {
     if (keys.length === 0) return [];
     if (!(this.client instanceof Cluster)) {
-      return (await this.command('MGET', keys, options)) as Array<string | null>;
+      return (await (buffers ? this.commandBuffer('MGET', keys, options) : this.command('MGET', keys, options))) as Array<T | null>;
     }
     const bySlot = new Map<number, number[]>();
     keys.forEach((k, i) => {
@@ -356,8 +380,8 @@ export class RedisConnector extends EventEmitter {
     const cluster = this.client;
     const groups = [...bySlot.values()];
     const answers = await this.#guarded('MGET', () =>
-      Promise.all(groups.map((idx) => cluster.call('MGET', ...idx.map((i) => keys[i]!)) as Promise<Array<string | null>>)), options.timeoutMs);
-    const out = new Array<string | null>(keys.length).fill(null);
+      Promise.all(groups.map((idx) => (buffers ? cluster.mgetBuffer(...idx.map((i) => keys[i]!)) : cluster.call('MGET', ...idx.map((i) => keys[i]!))) as Promise<Array<T | null>>)), options.timeoutMs);
+    const out = new Array<T | null>(keys.length).fill(null);
     groups.forEach((idx, g) => idx.forEach((i, j) => (out[i] = answers[g]![j] ?? null)));
     return out;
   }
@@ -412,6 +436,16 @@ export class RedisConnector extends EventEmitter {
       ? this.client.duplicate([], { enableOfflineQueue: true, redisOptions: { ...this.client.options.redisOptions, maxRetriesPerRequest: null } })
       : this.client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
     sub.on('error', (err: Error) => this.emit('redisError', err));
+    // Subscribers must know when messages may have been missed: 'subscriber' 'down' when the
+    // connection drops, 'up' when it is ready again (ioredis re-subscribes its channels itself).
+    let wasReady = false;
+    sub.on('ready', () => {
+      if (wasReady) this.emit('subscriber', 'up');
+      wasReady = true;
+    });
+    sub.on('close', () => {
+      if (wasReady && !this.#closed) this.emit('subscriber', 'down');
+    });
     sub.on('message', (channel: string, message: string) => {
       for (const h of this.#handlers.get(channel) ?? []) {
         try {
