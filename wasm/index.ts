@@ -6,6 +6,8 @@ export { gcraTake, gcraReset } from './gcra';
 export { windowTake, windowReset } from './window';
 export { leaseSpend, leaseGrant } from './lease';
 export { counterBump32, counterInc, counterAddF, counterStoreF, counterReadF } from './counter';
+export { bloomAdd, bloomHas, bloomHas2, bloomZero, bloomCount, bloomDistrust, bloomTrustedFrom } from './bloom';
+export { sketchInit, sketchReset, sketchIncrement, sketchIncrementBatch, sketchFrequency, sketchCompare, sketchAdditions } from './sketch';
 
 /** A no-op export: the benchmark's measure of the bare JS→WASM call. */
 export function noop(x: i32): i32 {

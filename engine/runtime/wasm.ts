@@ -24,6 +24,20 @@ export interface KernelExports {
   windowReset(table: number, hi: number, lo: number, nowMs: number): void;
   leaseSpend(table: number, hi: number, lo: number, nowMs: number, cost: number): number;
   leaseGrant(table: number, hi: number, lo: number, nowMs: number, tokens: number, ttlMs: number): number;
+  bloomAdd(bits: number, mask: number, k: number, h1: number, h2: number): number;
+  bloomHas(bits: number, mask: number, k: number, h1: number, h2: number): number;
+  bloomHas2(a: number, b: number, mask: number, k: number, h1: number, h2: number): number;
+  bloomZero(bits: number, bytes: number): void;
+  bloomCount(bits: number, bytes: number): number;
+  bloomDistrust(word: number, t: number): void;
+  bloomTrustedFrom(word: number): number;
+  sketchInit(base: number, blocksLog2: number, samplePeriod: number, dkLog2: number, flags: number): void;
+  sketchReset(base: number): void;
+  sketchIncrement(base: number, hash: number): void;
+  sketchIncrementBatch(base: number, ptr: number, n: number): void;
+  sketchFrequency(base: number, hash: number): number;
+  sketchCompare(base: number, candidate: number, victim: number): number;
+  sketchAdditions(base: number): number;
 }
 
 const PAGE = 65536;

@@ -1,0 +1,103 @@
+/**
+ * Stamps: how a thread's private L1 learns, without a message, that the shared L2 changed a key.
+ *
+ * A table of 2^k i32 words in the shared arena, indexed by the low bits of a key's hash, plus one
+ * epoch word. Whoever changes a key in L2 (set, delete, a refused oversized set that drops the old
+ * value) bumps the key's word inside the L2 stripe lock, AFTER publishing the change; `clear()`
+ * bumps the epoch after emptying L2. An L1 records the (stamp, epoch) it loaded BEFORE reading L2
+ * (or the stamp L2's writer returned) next to each entry, and treats an entry whose word or epoch
+ * has moved on as a miss. Publish-then-bump plus load-before-read means an L1 entry's value is
+ * never older than the stamp it records: a reader may pair a new value with an old stamp (a
+ * spurious miss later), never an old value with a new stamp (a stale hit for good).
+ *
+ * Keys share words (2^k words for any number of keys): a change to one key also invalidates the
+ * L1 entries of the keys sharing its word — a spurious miss, never a stale hit. Size the table at
+ * a few times the number of keys the L1s hold to keep that rare. Words wrap at 2^32 bumps, which
+ * could only alias if an L1 entry survived exactly 2^32 changes of its word.
+ *
+ * Region layout (`bytes` = 128 + 4 · 2^k):
+ * ```
+ * +0   u32 layout version   +4 u32 log2(words)   +8..+39 reserved
+ * +40  i32 ready flag 'STP1' (openTableRegion)   +44..+63 reserved
+ * +64  i32 epoch  (own cache line: read by every L1 lookup, written only by clear)
+ * +128 i32 stamp[2^k]
+ * ```
+ */
+import { openTableRegion } from '../limiter/table-region.js';
+import type { ThreadRuntime } from '../runtime/thread.js';
+
+/** Sizing of a {@link StampTable}. */
+export interface StampOptions {
+  /** Number of stamp words, a power of two in [64, 2^24]. Default 65 536 (256 KiB). */
+  words?: number;
+}
+
+const MAGIC = 0x31505453; // 'STP1'
+const LAYOUT = 1;
+const EPOCH_AT = 64;
+const WORDS_AT = 128;
+const DEFAULT_WORDS = 1 << 16;
+
+/**
+ * The shared stamp words of one cache (see the file comment). Any thread opens it by name;
+ * every method is one atomic operation, lock-free and allocation-free.
+ */
+export class StampTable {
+  readonly #i32: Int32Array;
+  /** i32 index of stamp word 0. */
+  readonly #base: number;
+  /** i32 index of the epoch word. */
+  readonly #epoch: number;
+  readonly #mask: number;
+  /** Number of stamp words. */
+  readonly words: number;
+
+  private constructor(rt: ThreadRuntime, offset: number, words: number) {
+    this.#i32 = rt.i32;
+    this.#base = (offset + WORDS_AT) >>> 2;
+    this.#epoch = (offset + EPOCH_AT) >>> 2;
+    this.#mask = words - 1;
+    this.words = words;
+  }
+
+  /**
+   * Finds or creates the table `name` in `rt`'s arena.
+   * @throws RangeError when `options.words` is not a power of two in [64, 2^24].
+   * @throws RegionConflictError when `name` exists with another size.
+   * @throws ArenaExhaustedError when the arena has no room.
+   */
+  static open(rt: ThreadRuntime, name: string, options: StampOptions = {}): StampTable {
+    const words = options.words ?? DEFAULT_WORDS;
+    if (!Number.isInteger(words) || words < 64 || words > 1 << 24 || (words & (words - 1)) !== 0) {
+      throw new RangeError(`options.words must be a power of two in [64, 16777216], got ${words}`);
+    }
+    const log2 = Math.log2(words);
+    const offset = openTableRegion(rt, name, WORDS_AT + 4 * words, MAGIC,
+      (_big, u32) => {
+        u32[0] = LAYOUT;
+        u32[1] = log2;
+      },
+      (_big, u32) => u32[0] === LAYOUT && u32[1] === log2);
+    return new StampTable(rt, offset, words);
+  }
+
+  /** The current stamp of the word of a key whose hash has low half `hashLo`. */
+  stamp(hashLo: number): number {
+    return Atomics.load(this.#i32, this.#base + (hashLo & this.#mask));
+  }
+
+  /** Advances the key's word; returns the new stamp. (L2 calls this inside its stripe lock.) */
+  bump(hashLo: number): number {
+    return (Atomics.add(this.#i32, this.#base + (hashLo & this.#mask), 1) + 1) | 0;
+  }
+
+  /** The current epoch (advanced by every `clear()` of the cache). */
+  epoch(): number {
+    return Atomics.load(this.#i32, this.#epoch);
+  }
+
+  /** Advances the epoch; returns the new one. */
+  bumpEpoch(): number {
+    return (Atomics.add(this.#i32, this.#epoch, 1) + 1) | 0;
+  }
+}

@@ -1,0 +1,361 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { L1Store, type L1Entry } from '../../engine/cache/l1.js';
+import { sketchShape, SKETCH_DEFAULTS } from '../../engine/cache/sketch.js';
+import { KeyHash } from '../../engine/runtime/key-hash.js';
+import { kernelModule } from '../../engine/runtime/wasm.js';
+import { TinyLfuReference } from './tinylfu-reference.js';
+
+const module = kernelModule();
+const hasher = new KeyHash();
+const hashOf = (key: string): number => {
+  hasher.set(key);
+  return hasher.lo;
+};
+const entry = (value: unknown, bytes = 1): L1Entry => ({ value, bytes });
+
+/** get, and set on a miss; true on a hit. */
+function access(s: L1Store, key: string): boolean {
+  const h = hashOf(key);
+  if (s.get(key, h) !== undefined) return true;
+  s.set(key, h, entry(key));
+  return false;
+}
+
+describe('L1Store options', () => {
+  it('validates maxEntries, maxBytes and policy, naming options.l1.<field>', () => {
+    expect(() => new L1Store({ maxEntries: 0, module })).toThrow(RangeError);
+    expect(() => new L1Store({ maxEntries: 1.5, module })).toThrow(/options\.l1\.maxEntries/);
+    expect(() => new L1Store({ maxEntries: Number.NaN, module })).toThrow(/options\.l1\.maxEntries/);
+    expect(() => new L1Store({ maxEntries: 10, maxBytes: 0, module })).toThrow(/options\.l1\.maxBytes/);
+    expect(() => new L1Store({ maxEntries: 10, maxBytes: -1, module })).toThrow(RangeError);
+    expect(() => new L1Store({ maxEntries: 10, policy: 'lfu' as 'lru', module })).toThrow(TypeError);
+    expect(() => new L1Store({ maxEntries: 10, policy: 'lfu' as 'lru', module })).toThrow(/options\.l1\.policy/);
+    expect(() => new L1Store({ maxEntries: 10 })).not.toThrow(); // loads the kernels itself
+  });
+});
+
+// One behavioural suite, run over both policies.
+describe.each(['tinylfu', 'lru'] as const)('L1Store behaviour (%s)', (policy) => {
+  const store = (maxEntries: number, maxBytes?: number): L1Store => new L1Store({ maxEntries, policy, module, ...(maxBytes !== undefined ? { maxBytes } : {}) });
+
+  it('get / peek / has / set / replace / delete', () => {
+    const s = store(10);
+    expect(s.get('a', hashOf('a'))).toBeUndefined();
+    expect(s.set('a', hashOf('a'), entry(1, 5))).toBe(true);
+    expect(s.get('a', hashOf('a'))?.value).toBe(1);
+    expect(s.get('a')?.value).toBe(1); // the hash is optional
+    expect(s.peek('a')?.value).toBe(1);
+    expect(s.has('a')).toBe(true);
+    expect(s.set('a', hashOf('a'), entry(2, 7))).toBe(true);
+    expect(s.get('a', hashOf('a'))?.value).toBe(2);
+    expect(s.size).toBe(1);
+    expect(s.bytes).toBe(7);
+    expect(s.delete('a')).toBe(true);
+    expect(s.delete('a')).toBe(false);
+    expect(s.get('a', hashOf('a'))).toBeUndefined();
+    expect(s.size).toBe(0);
+    expect(s.bytes).toBe(0);
+  });
+
+  it('holds at most maxEntries, counting evictions and calling onEvict', () => {
+    const s = store(50);
+    const evicted: string[] = [];
+    s.onEvict = (key, e) => {
+      expect(e.value).toBe(key);
+      evicted.push(key);
+    };
+    for (let i = 0; i < 500; i++) s.set(`k${i}`, hashOf(`k${i}`), entry(`k${i}`));
+    expect(s.size).toBe(50);
+    expect([...s.keys()]).toHaveLength(50);
+    expect(s.stats().evictions).toBe(450);
+    expect(evicted).toHaveLength(450);
+    expect(new Set([...evicted, ...s.keys()]).size).toBe(500); // every key exactly once
+  });
+
+  it('holds at most maxBytes, and refuses an entry larger than maxBytes (dropping the old value)', () => {
+    const s = store(1000, 100);
+    for (let i = 0; i < 50; i++) s.set(`k${i}`, hashOf(`k${i}`), entry(i, 7));
+    expect(s.bytes).toBeLessThanOrEqual(100);
+    expect(s.size).toBe(Math.floor(100 / 7));
+    expect(s.set('big', hashOf('big'), entry('big', 101))).toBe(false);
+    expect(s.peek('big')).toBeUndefined();
+    s.set('x', hashOf('x'), entry('old', 1));
+    expect(s.set('x', hashOf('x'), entry('new', 500))).toBe(false);
+    expect(s.peek('x')).toBeUndefined(); // never left stale
+    // A replacement that grows evicts others to fit.
+    s.set('y', hashOf('y'), entry('y', 1));
+    s.set('y', hashOf('y'), entry('y', 90));
+    expect(s.bytes).toBeLessThanOrEqual(100);
+  });
+
+  it('clear empties the store, which then works as new', () => {
+    const s = store(20);
+    for (let i = 0; i < 30; i++) access(s, `k${i}`);
+    s.clear();
+    expect(s.size).toBe(0);
+    expect(s.bytes).toBe(0);
+    expect([...s.keys()]).toEqual([]);
+    expect(s.get('k29', hashOf('k29'))).toBeUndefined();
+    for (let i = 0; i < 30; i++) access(s, `j${i}`);
+    expect(s.size).toBe(20);
+  });
+
+  it('keys that share one hash are told apart (index probing and deletion)', () => {
+    const s = store(64);
+    for (let i = 0; i < 40; i++) s.set(`c${i}`, 7, entry(i));
+    for (let i = 0; i < 40; i += 3) expect(s.delete(`c${i}`, 7)).toBe(true);
+    for (let i = 0; i < 40; i++) expect(s.peek(`c${i}`, 7)?.value).toBe(i % 3 === 0 ? undefined : i);
+  });
+
+  it('grows past its initial arrays (thousands of entries), keeping every entry findable', () => {
+    const s = store(5000);
+    for (let i = 0; i < 4000; i++) s.set(`g${i}`, hashOf(`g${i}`), entry(i));
+    expect(s.size).toBe(4000);
+    for (let i = 0; i < 4000; i++) expect(s.peek(`g${i}`)?.value).toBe(i);
+  });
+
+  it('a store of one entry keeps the last one set', () => {
+    const s = store(1);
+    s.set('a', hashOf('a'), entry('a'));
+    s.set('b', hashOf('b'), entry('b'));
+    expect([...s.keys()]).toEqual(['b']);
+  });
+});
+
+describe('L1Store lru', () => {
+  it('evicts the least recently used; get refreshes, peek does not', () => {
+    const s = new L1Store({ maxEntries: 3, policy: 'lru', module });
+    for (const k of ['a', 'b', 'c']) s.set(k, hashOf(k), entry(k));
+    s.get('a', hashOf('a'));
+    s.peek('b');
+    s.set('d', hashOf('d'), entry('d'));
+    expect([...s.keys()]).toEqual(['c', 'a', 'd']);
+    expect(s.stats()).toEqual({ evictions: 1, rejected: 0 });
+  });
+});
+
+describe('L1Store tinylfu', () => {
+  it('admission prefers frequent keys: a one-off newcomer does not displace them', () => {
+    const s = new L1Store({ maxEntries: 100, module });
+    for (let round = 0; round < 5; round++) for (let i = 0; i < 100; i++) access(s, `hot${i}`);
+    for (let i = 0; i < 1000; i++) access(s, `once${i}`);
+    let kept = 0;
+    for (let i = 0; i < 100; i++) if (s.peek(`hot${i}`) !== undefined) kept++;
+    expect(kept).toBeGreaterThanOrEqual(95);
+    expect(s.stats().rejected).toBeGreaterThan(900);
+    // set reports the newcomer that lost at once (window of one entry: it is the candidate).
+  });
+
+  it('resists a scan: a long sequential pass does not flush the working set', () => {
+    const lfu = new L1Store({ maxEntries: 200, module });
+    const lru = new L1Store({ maxEntries: 200, policy: 'lru', module });
+    for (let i = 0; i < 20_000; i++) {
+      access(lfu, `w${i % 150}`);
+      access(lru, `w${i % 150}`);
+    }
+    for (let i = 0; i < 5000; i++) {
+      access(lfu, `scan${i}`);
+      access(lru, `scan${i}`);
+    }
+    const survivors = (s: L1Store): number => [...s.keys()].filter((k) => k.startsWith('w')).length;
+    expect(survivors(lru)).toBe(0);
+    expect(survivors(lfu)).toBeGreaterThanOrEqual(145);
+  });
+
+  it('a newcomer that loses admission at once makes set return false', () => {
+    const s = new L1Store({ maxEntries: 3, module, tuning: { adaptive: false } });
+    for (let round = 0; round < 10; round++) for (const k of ['a', 'b', 'c']) access(s, k);
+    // Window of 1 entry: "n" pushes the window's entry out as a candidate, which loses to the
+    // frequent victim; then "m" pushes "n" out, and "n" (seen once) loses too.
+    let refused = 0;
+    for (const k of ['n', 'm', 'o', 'p']) if (!s.set(k, hashOf(k), entry(k))) refused++;
+    expect(s.size).toBe(3);
+    expect(s.stats().rejected).toBeGreaterThanOrEqual(3);
+    expect(refused).toBe(0); // each newcomer sits in the window until the next one arrives
+  });
+
+  it('statistics: evictions include rejected candidates', () => {
+    const s = new L1Store({ maxEntries: 10, module });
+    for (let i = 0; i < 1000; i++) access(s, `k${i % 40}`);
+    const { evictions, rejected } = s.stats();
+    expect(evictions).toBeGreaterThan(0);
+    expect(rejected).toBeGreaterThan(0);
+    expect(rejected).toBeLessThanOrEqual(evictions);
+    expect(evictions - rejected + 10).toBeGreaterThanOrEqual(0);
+  });
+});
+
+describe('L1Store vs the plain-TS reference (differential)', () => {
+  const keyCount = 24;
+  const op = fc.oneof(
+    { weight: 10, arbitrary: fc.record({ kind: fc.constant('access' as const), k: fc.nat({ max: keyCount - 1 }), bytes: fc.integer({ min: 1, max: 12 }) }) },
+    { weight: 3, arbitrary: fc.record({ kind: fc.constant('get' as const), k: fc.nat({ max: keyCount - 1 }) }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('set' as const), k: fc.nat({ max: keyCount - 1 }), bytes: fc.integer({ min: 1, max: 40 }) }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('delete' as const), k: fc.nat({ max: keyCount - 1 }) }) },
+  );
+  const config = fc.record({
+    policy: fc.constantFrom('tinylfu' as const, 'tinylfu' as const, 'lru' as const),
+    maxEntries: fc.integer({ min: 1, max: 16 }),
+    maxBytes: fc.option(fc.integer({ min: 10, max: 120 }), { nil: undefined }),
+    // Few distinct hashes force index collisions; the key hash is the Cache's.
+    collide: fc.boolean(),
+    adaptive: fc.boolean(),
+    samplePeriodFactor: fc.constantFrom(2, 10, 80),
+  });
+
+  it('same hits, same set answers, same residents in the same order, same stats (property)', () => {
+    fc.assert(
+      fc.property(config, fc.array(op, { minLength: 1, maxLength: 2500 }), (c, ops) => {
+        const sketch = { ...SKETCH_DEFAULTS, samplePeriodFactor: c.samplePeriodFactor };
+        // A short climber sample (1 × maxEntries) so that the window moves within a test.
+        const tuning = { sketch, adaptive: c.adaptive, climber: { sample: 1 } };
+        const store = new L1Store({ maxEntries: c.maxEntries, policy: c.policy, module, tuning, ...(c.maxBytes !== undefined ? { maxBytes: c.maxBytes } : {}) });
+        const shape = sketchShape(c.maxEntries, sketch);
+        const ref = new TinyLfuReference({
+          maxEntries: c.maxEntries,
+          policy: c.policy,
+          ...(c.maxBytes !== undefined ? { maxBytes: c.maxBytes } : {}),
+          sketch: { blocksLog2: shape.blocksLog2, samplePeriod: shape.samplePeriod, dkLog2: shape.dkLog2, conservative: sketch.conservative },
+          adaptive: c.adaptive,
+          climber: { sample: 1 },
+        });
+        const key = (k: number): string => `key:${k}`;
+        const hash = (k: number): number => (c.collide ? k % 3 : hashOf(key(k)));
+        for (const o of ops) {
+          const k = key(o.k);
+          const h = hash(o.k);
+          if (o.kind === 'access' || o.kind === 'get') {
+            const got = store.get(k, h);
+            const want = ref.get(k, h);
+            expect(got?.value).toBe(want);
+            if (o.kind === 'access' && got === undefined) expect(store.set(k, h, entry(k, o.bytes))).toBe(ref.set(k, h, k, o.bytes));
+          } else if (o.kind === 'set') {
+            expect(store.set(k, h, entry(k, o.bytes))).toBe(ref.set(k, h, k, o.bytes));
+          } else {
+            expect(store.delete(k, h)).toBe(ref.delete(k));
+          }
+        }
+        expect([...store.keys()]).toEqual(ref.keys());
+        expect(store.size).toBe(ref.size);
+        expect(store.bytes).toBe(ref.bytes);
+        expect(store.stats()).toEqual({ evictions: ref.evictions, rejected: ref.rejected });
+        if (c.policy === 'tinylfu') {
+          expect(store.policy().windowMax).toBe(ref.windowMax);
+          expect(store.policy().protectedMax).toBe(ref.protectedMax);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('agrees over a long Zipf-like run with the default tuning (the climber moves the window)', () => {
+    const store = new L1Store({ maxEntries: 40, module });
+    const shape = sketchShape(40, SKETCH_DEFAULTS);
+    const ref = new TinyLfuReference({ maxEntries: 40, sketch: { blocksLog2: shape.blocksLog2, samplePeriod: shape.samplePeriod, dkLog2: 0, conservative: true } });
+    const u = rng(7);
+    const windows = new Set<number>();
+    for (let i = 0; i < 40_000; i++) {
+      // Alternate a skewed phase and a recency phase so that the climber has reasons to move.
+      const id = Math.floor(i / 5000) % 2 === 0 ? Math.floor(400 * u() ** 3) : Math.floor(i / 3) + Math.floor(u() * 30);
+      const k = `z${id}`;
+      const h = hashOf(k);
+      const hit = store.get(k, h) !== undefined;
+      expect(hit).toBe(ref.get(k, h) !== undefined);
+      if (!hit) expect(store.set(k, h, entry(k))).toBe(ref.set(k, h, k, 1));
+      windows.add(store.policy().windowMax);
+    }
+    expect([...store.keys()]).toEqual(ref.keys());
+    expect(store.stats()).toEqual({ evictions: ref.evictions, rejected: ref.rejected });
+    expect(windows.size).toBeGreaterThan(2);
+  });
+});
+
+/** sfc32: a seeded PRNG of doubles in [0, 1). */
+function rng(seed: number): () => number {
+  let a = 0x9e3779b9;
+  let b = 0x243f6a88;
+  let c = 0xb7e15162;
+  let d = seed >>> 0;
+  const next = (): number => {
+    const t = (((a + b) | 0) + d) | 0;
+    d = (d + 1) | 0;
+    a = b ^ (b >>> 9);
+    b = (c + (c << 3)) | 0;
+    c = (c << 21) | (c >>> 11);
+    c = (c + t) | 0;
+    return t >>> 0;
+  };
+  for (let i = 0; i < 16; i++) next();
+  return () => next() / 2 ** 32;
+}
+
+/** Zipf(s) ranks over n keys by inverse CDF. */
+function zipf(n: number, s: number, u: () => number): () => number {
+  const cdf = new Float64Array(n);
+  let t = 0;
+  for (let i = 0; i < n; i++) cdf[i] = t += (i + 1) ** -s;
+  return () => {
+    const x = u() * t;
+    let lo = 0;
+    let hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (cdf[mid]! < x) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+}
+
+function hitRatio(policy: 'tinylfu' | 'lru', capacity: number, ids: Int32Array, warmup: number): number {
+  const s = new L1Store({ maxEntries: capacity, policy, module });
+  const keys = new Map<number, string>();
+  let hits = 0;
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]!;
+    let k = keys.get(id);
+    if (k === undefined) keys.set(id, (k = `t${id}`));
+    if (access(s, k) && i >= warmup) hits++;
+  }
+  return hits / (ids.length - warmup);
+}
+
+describe('hit ratio on small seeded traces (deterministic)', () => {
+  it('Zipf 0.99 over 50k keys, capacity 200: TinyLFU well above LRU', () => {
+    const next = zipf(50_000, 0.99, rng(1));
+    const ids = Int32Array.from({ length: 300_000 }, next);
+    const lfu = hitRatio('tinylfu', 200, ids, 50_000);
+    const lru = hitRatio('lru', 200, ids, 50_000);
+    expect(lfu - lru).toBeGreaterThan(0.05);
+  });
+
+  it('a loop larger than the cache: TinyLFU far above LRU (which gets nothing)', () => {
+    const ids = Int32Array.from({ length: 60_000 }, (_, i) => i % 300);
+    expect(hitRatio('lru', 200, ids, 10_000)).toBe(0);
+    expect(hitRatio('tinylfu', 200, ids, 10_000)).toBeGreaterThan(0.3);
+  });
+
+  // Recency-biased traces at capacity 500 (the climber grows the window towards an LRU). Smaller
+  // caches whose popularity reshuffles every few samples can fall 1–3 points below LRU: README.
+  it('a sliding working set (recency-biased): TinyLFU within 1 point of LRU', () => {
+    const u = rng(3);
+    const ids = Int32Array.from({ length: 650_000 }, (_, i) => Math.floor(i / 4) + Math.floor(u() * 500));
+    const lfu = hitRatio('tinylfu', 500, ids, 50_000);
+    const lru = hitRatio('lru', 500, ids, 50_000);
+    expect(lfu).toBeGreaterThan(lru - 0.01);
+  });
+
+  it('a Zipf whose popular keys change every 25k requests: TinyLFU within 1 point of LRU (or above)', () => {
+    const u = rng(4);
+    const next = zipf(50_000, 0.9, u);
+    let offset = 0;
+    const ids = Int32Array.from({ length: 650_000 }, (_, i) => {
+      if (i % 25_000 === 0) offset = Math.floor(u() * 1e6);
+      return (next() * 7919 + offset) % 400_000;
+    });
+    const lfu = hitRatio('tinylfu', 500, ids, 50_000);
+    const lru = hitRatio('lru', 500, ids, 50_000);
+    expect(lfu).toBeGreaterThan(lru - 0.01);
+  });
+});
