@@ -12,6 +12,7 @@ import type { MetricsTable } from './observe/table.js';
 import { RedisConnector } from './redis/connector.js';
 import { Limiter, type LimiterOptions } from './limiter/limiter.js';
 import { Compressor, type CompressOptions, type DecompressOptions, type Input } from './compress/compressor.js';
+import { Cache, checkOptions as checkCacheOptions, type CacheOptions } from './cache/cache.js';
 
 /** One hotpath runtime and the components built on it. Create with {@link createEngine}. */
 export class Engine {
@@ -28,11 +29,14 @@ export class Engine {
   readonly #closeTimeoutMs: number;
   readonly #redisTimeoutMs: number;
   readonly #limiters = new Map<string, { limiter: Limiter; options: string }>();
+  readonly #cacheOptions: CacheOptions;
+  #cache: Cache | undefined;
   #closed: Promise<void> | undefined;
 
   /** @internal use createEngine() */
-  constructor(runtime: Runtime, clock: Clock, closeTimeoutMs: number, metrics: Metrics, redis: RedisConnector | undefined, redisTimeoutMs: number, compressor: Compressor) {
+  constructor(runtime: Runtime, clock: Clock, closeTimeoutMs: number, metrics: Metrics, redis: RedisConnector | undefined, redisTimeoutMs: number, compressor: Compressor, cacheOptions: CacheOptions = {}) {
     this.runtime = runtime;
+    this.#cacheOptions = cacheOptions;
     this.compressor = compressor;
     this.#redisTimeoutMs = redisTimeoutMs;
     this.clock = clock;
@@ -66,6 +70,53 @@ export class Engine {
     });
     this.#limiters.set(name, { limiter, options: key ?? '' });
     return limiter;
+  }
+
+  /**
+   * The cache (options from `createEngine({ cache })`): L1 per thread, L2 in the shared memory,
+   * L3 on Redis when the engine has it. Built on first use (its L2 is carved from the arena then).
+   * Workers attach to it with `Cache.open(ctx.runtime)`.
+   * @throws ERR_HOTPATH_CLOSED after close(); ERR_HOTPATH_ARENA_EXHAUSTED when L2 does not fit the `memory` option.
+   */
+  get cache(): Cache {
+    if (this.#cache !== undefined) return this.#cache;
+    if (this.#closed !== undefined) throw new ClosedError('engine');
+    const cache = new Cache(this.#cacheOptions, {
+      runtime: this.runtime.thread,
+      clock: this.clock,
+      ...(this.redis !== undefined ? { redis: this.redis } : {}),
+      redisTimeoutMs: this.#redisTimeoutMs,
+      compressor: this.compressor,
+    });
+    this.#cache = cache;
+    this.metrics.collect('hotpath_cache_requests_total', 'Cache lookups by tier and outcome (this process\'s main thread; L2 and L3 are shared).', 'counter', () => {
+      const s = cache.stats();
+      const rows: Array<{ value: number; labels: Record<string, string> }> = [];
+      for (const tier of ['l1', 'l2', 'l3'] as const) {
+        const t = s[tier];
+        if (t === undefined) continue;
+        rows.push({ value: t.hits, labels: { tier, outcome: 'hit' } }, { value: t.misses, labels: { tier, outcome: 'miss' } });
+      }
+      return rows;
+    });
+    this.metrics.collect('hotpath_cache_evictions_total', 'Entries evicted for room, by tier.', 'counter', () => {
+      const s = cache.stats();
+      return [
+        ...(s.l1 ? [{ value: s.l1.evictions, labels: { tier: 'l1' } }] : []),
+        ...(s.l2 ? [{ value: s.l2.evictions, labels: { tier: 'l2' } }] : []),
+      ];
+    });
+    this.metrics.collect('hotpath_cache_entries', 'Entries held, by tier (l1: the main thread\'s).', 'gauge', () => {
+      const s = cache.stats();
+      return [
+        ...(s.l1 ? [{ value: s.l1.entries, labels: { tier: 'l1' } }] : []),
+        ...(s.l2 ? [{ value: s.l2.entries, labels: { tier: 'l2' } }] : []),
+      ];
+    });
+    this.metrics.collect('hotpath_cache_redis_dropped_writes_total', 'Cache writes to Redis given up because Redis was unavailable.', 'counter', () => cache.stats().l3?.droppedWrites ?? 0);
+    this.metrics.collect('hotpath_cache_bloom_skips_total', 'Redis lookups skipped because the bloom filter knew the key was never written.', 'counter', () => cache.stats().l3?.bloomSkips ?? 0);
+    this.metrics.collect('hotpath_cache_loads_total', 'getOrLoad loader runs.', 'counter', () => cache.stats().loads);
+    return cache;
   }
 
   /**
@@ -114,7 +165,10 @@ export class Engine {
    * ERR_HOTPATH_CLOSED, stops the workers. Idempotent; afterwards no handle is left open.
    */
   close(): Promise<void> {
-    this.#closed ??= Promise.all([this.runtime.close(this.#closeTimeoutMs), this.redis?.close()]).then(() => undefined);
+    this.#closed ??= (this.#cache?.close() ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => Promise.all([this.runtime.close(this.#closeTimeoutMs), this.redis?.close()]))
+      .then(() => undefined);
     return this.#closed;
   }
 
@@ -131,6 +185,7 @@ export class Engine {
  */
 export async function createEngine(options?: EngineOptions): Promise<Engine> {
   const settings = resolveOptions(options);
+  checkCacheOptions(settings.cache);
   // Validated before any thread starts; the pool is attached once the runtime exists.
   let pool: WorkerPool | undefined;
   const compressor = new Compressor({ module: kernelModule(), pool: () => Promise.resolve(pool!) }, settings.compress, 'options.compress');
@@ -190,5 +245,5 @@ export async function createEngine(options?: EngineOptions): Promise<Engine> {
     metrics.counter('hotpath_limiter_decisions_total', 'Rate limiter decisions by outcome (allowed, denied) and source (local, redis, lease, insurance).', ['limiter', 'outcome', 'source']);
     metrics.gauge('hotpath_limiter_fallback', '1 while the limiter decides by its insurance policy because Redis is unavailable.', ['limiter']);
   }
-  return new Engine(runtime, settings.clock, settings.closeTimeoutMs, metrics, redis, settings.redisTimeoutMs, compressor);
+  return new Engine(runtime, settings.clock, settings.closeTimeoutMs, metrics, redis, settings.redisTimeoutMs, compressor, settings.cache);
 }

@@ -26,3 +26,4 @@ export type { Decision, Algorithm, RateLimiter } from './limiter/types.js';
 export { Compressor, COMPRESS_DEFAULTS } from './compress/compressor.js';
 export type { Codec, CompressOptions, DecompressOptions, CompressorOptions, Input } from './compress/compressor.js';
 export { CorruptFrameError, UnknownFormatError, OutputLimitError, CodecUnavailableError } from './errors.js';
+export { Cache, type CacheOptions, type CacheDeps, type CacheStats, type TierStats, type SetOptions, type GetOrLoadOptions, type Loader, type LoaderContext, type L1Options as CacheL1Options, type L2Options as CacheL2Options, type L3Options as CacheL3Options, type CacheBloomOptions } from './cache/cache.js';

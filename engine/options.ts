@@ -10,6 +10,7 @@ import { checkCapacity } from './runtime/channel.js';
 import { MAX_MEMORY } from './runtime/wasm.js';
 import type { RuntimeSettings } from './runtime/runtime.js';
 import type { CompressorOptions } from './compress/compressor.js';
+import type { CacheOptions } from './cache/cache.js';
 
 /** The time source of every component, in milliseconds. */
 export interface Clock {
@@ -72,6 +73,8 @@ export interface EngineOptions {
   redisConnectTimeoutMs?: number;
   /** engine.compress / decompress tuning (offloadBytes, blockSize, zlibConcurrency, maxOutputBytes). */
   compress?: CompressorOptions;
+  /** engine.cache settings (ttl, l1, l2, l3, bloom…; see CacheOptions). Validated by createEngine; the cache is built on first use of engine.cache. */
+  cache?: CacheOptions;
 }
 
 /** Bytes of each thread's scratch region (long-key hashing, staging). */
@@ -90,7 +93,7 @@ export const DEFAULTS = {
   redisConnectTimeoutMs: 2000,
 } as const;
 
-const KNOWN = new Set(['workers', 'memory', 'clock', 'channel', 'workerResourceLimits', 'closeTimeoutMs', 'startTimeoutMs', 'metrics', 'metricsCapacity', 'redis', 'redisTimeoutMs', 'redisConnectTimeoutMs', 'compress']);
+const KNOWN = new Set(['workers', 'memory', 'clock', 'channel', 'workerResourceLimits', 'closeTimeoutMs', 'startTimeoutMs', 'metrics', 'metricsCapacity', 'redis', 'redisTimeoutMs', 'redisConnectTimeoutMs', 'compress', 'cache']);
 const KNOWN_COMPRESS = new Set(['offloadBytes', 'blockSize', 'zlibConcurrency', 'maxOutputBytes']);
 const KNOWN_CHANNEL = new Set(['ringBytes', 'spinUs', 'spinWorkers']);
 
@@ -107,6 +110,8 @@ export interface EngineSettings {
   redisConnectTimeoutMs: number;
   /** Checked by the Compressor (keys checked here). */
   compress: CompressorOptions;
+  /** Checked by the Cache (on first use of engine.cache). */
+  cache: CacheOptions;
 }
 
 function int(name: string, v: unknown, min: number, max: number): number {
@@ -203,6 +208,7 @@ export function resolveOptions(options: EngineOptions | undefined): EngineSettin
     redisTimeoutMs,
     redisConnectTimeoutMs,
     compress: o.compress === undefined ? {} : (checkedKeys('options.compress', o.compress, KNOWN_COMPRESS) as CompressorOptions),
+    cache: o.cache === undefined ? {} : (plainObject('options.cache', o.cache) as CacheOptions),
   };
 }
 

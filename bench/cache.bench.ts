@@ -1,0 +1,202 @@
+/**
+ * Cache benchmarks, each against its peers in the same run:
+ *  - getSync (an L1 hit) vs lru-cache `get` at 10k, 100k and 1M resident entries; `set` with
+ *    eviction vs lru-cache `set`; memory per L1 entry beside lru-cache's;
+ *  - L2: a value a worker set, read on the main thread (getSync with no L1: index, seqlock copy,
+ *    decode);
+ *  - tiered get with Redis, value in the memory tier: hotpath vs BentoCache (memory + Redis) vs
+ *    cache-manager (Keyv memory + @keyv/redis);
+ *  - get served by Redis (no memory tier), 64 concurrent callers: same peers;
+ *  - getOrLoad of keys held in Redis, 64 concurrent callers, vs BentoCache getOrSet.
+ * The hit-ratio simulator is bench/cache-hitratio.bench.ts; the bloom filter's is bench/bloom.bench.ts.
+ */
+import { do_not_optimize } from 'mitata';
+import { LRUCache } from 'lru-cache';
+import { BentoCache, bentostore } from 'bentocache';
+import { memoryDriver } from 'bentocache/drivers/memory';
+import { redisDriver } from 'bentocache/drivers/redis';
+import { createCache } from 'cache-manager';
+import { Keyv } from 'keyv';
+import KeyvRedis from '@keyv/redis';
+import { Cache, createEngine } from '../engine/index.js';
+import { QUICK, REDIS_URL, redisOrSkip, Suite } from './harness.js';
+
+const suite = new Suite('cache.bench');
+const engine = await createEngine({ workers: 1, memory: 256 << 20 });
+engine.runtime.pool.register('benchCacheSet', new URL('./peers/cache-worker.js', import.meta.url).href, 'benchCacheSet');
+const gc = (globalThis as { gc?: () => void }).gc;
+
+// --- L1: getSync vs lru-cache get ------------------------------------------------------------------
+const sizes = QUICK ? [10_000] : [10_000, 100_000, 1_000_000];
+for (const n of sizes) {
+  const keys = Array.from({ length: n }, (_, i) => `key:${i}`);
+  const ours = new Cache({ name: `l1-${n}`, l1: { maxEntries: n }, l2: false }, { runtime: engine.runtime.thread });
+  const peer = new LRUCache<string, object>({ max: n });
+  for (const k of keys) {
+    const v = { k };
+    await ours.set(k, v);
+    peer.set(k, v);
+  }
+  // A pre-drawn random order, so both sides read the same keys in the same order.
+  const order = Uint32Array.from({ length: 1 << 16 }, () => Math.floor(Math.random() * n));
+  let i = 0;
+  await suite.compare(`L1 hit, ${n.toLocaleString('en')} resident entries`, {
+    name: 'hotpath cache.getSync (L1, tinylfu)',
+    fn: () => do_not_optimize(ours.getSync(keys[order[i++ & 0xffff]!]!)),
+  }, [{
+    name: 'lru-cache get',
+    fn: () => do_not_optimize(peer.get(keys[order[i++ & 0xffff]!]!)),
+  }]);
+  await ours.close();
+}
+
+{
+  const n = 10_000;
+  const ours = new Cache({ name: 'l1-set', l1: { maxEntries: n }, l2: false }, { runtime: engine.runtime.thread });
+  const peer = new LRUCache<string, object>({ max: n });
+  const keys = Array.from({ length: 1 << 17 }, (_, i) => `set:${i}`);
+  const v = { x: 1 };
+  let i = 0;
+  let j = 0;
+  await suite.compare('set with eviction (10k entries, every set a new key)', {
+    name: 'hotpath cache.set (L1 only)',
+    fn: () => ours.set(keys[i++ & 0x1ffff]!, v),
+  }, [{
+    name: 'lru-cache set',
+    fn: () => do_not_optimize(peer.set(keys[j++ & 0x1ffff]!, v)),
+  }]);
+  await ours.close();
+}
+
+if (gc !== undefined) {
+  const n = QUICK ? 20_000 : 200_000;
+  const keys = Array.from({ length: n }, (_, i) => `mem:${i}`);
+  const values = keys.map((k) => ({ k }));
+  const heap = async (fill: () => Promise<unknown>): Promise<number> => {
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    const keep = await fill();
+    gc();
+    const after = process.memoryUsage().heapUsed;
+    do_not_optimize(keep);
+    return (after - before) / n;
+  };
+  const ours = await heap(async () => {
+    const c = new Cache({ name: 'l1-mem', l1: { maxEntries: n }, l2: false }, { runtime: engine.runtime.thread });
+    for (let i = 0; i < n; i++) await c.set(keys[i]!, values[i]);
+    return c;
+  });
+  const peer = await heap(async () => {
+    const c = new LRUCache<string, object>({ max: n });
+    for (let i = 0; i < n; i++) c.set(keys[i]!, values[i]!);
+    return c;
+  });
+  suite.note('memory per L1 entry (keys and values excluded)', 'hotpath L1 (tinylfu)', ours, 'bytes/entry');
+  suite.note('memory per L1 entry (keys and values excluded)', 'lru-cache', peer, 'bytes/entry');
+}
+
+// --- L2: a value a worker wrote, read on the main thread ------------------------------------------
+{
+  const name = 'l2-bench';
+  const ours = new Cache({ name, l1: false, l2: { bytes: 16 << 20 } }, { runtime: engine.runtime.thread });
+  const value = { id: 12345, name: 'a user name', email: 'someone@example.com', tags: ['a', 'b'], score: 0.5 };
+  await engine.run('benchCacheSet', { name, key: 'user:12345', value });
+  if (JSON.stringify(ours.getSync('user:12345')) !== JSON.stringify(value)) throw new Error('L2 bench: the worker\'s value did not arrive');
+  const plain = new Map([['user:12345', value]]);
+  await suite.compare('L2 cross-thread getSync of a ~100-byte value (copy + decode)', {
+    name: 'hotpath cache.getSync (L2 only, set by a worker)',
+    fn: () => do_not_optimize(ours.getSync('user:12345')),
+  }, [{
+    name: 'Map.get + structuredClone (a same-thread copy, for scale)',
+    fn: () => do_not_optimize(structuredClone(plain.get('user:12345'))),
+  }]);
+  await ours.close();
+}
+
+// --- With Redis ------------------------------------------------------------------------------------
+const probe = await redisOrSkip('cache on Redis');
+if (probe !== undefined) {
+  const url = new URL(REDIS_URL);
+  const connection = { host: url.hostname, port: Number(url.port || 6379) };
+  const dist = await createEngine({ workers: 1, redis: REDIS_URL, redisTimeoutMs: 1000, cache: { l2: { bytes: 16 << 20 } } });
+  const bento = new BentoCache({
+    default: 'tiered',
+    stores: {
+      tiered: bentostore().useL1Layer(memoryDriver({ maxItems: 10_000 })).useL2Layer(redisDriver({ connection, prefix: 'bento-bench' })),
+      remote: bentostore().useL2Layer(redisDriver({ connection, prefix: 'bento-bench-r' })),
+    },
+  });
+  const managerRedis = new KeyvRedis(REDIS_URL);
+  const manager = createCache({ stores: [new Keyv(), new Keyv({ store: managerRedis, namespace: 'cm-bench' })] });
+  const remoteOnly = new Cache({ name: 'remote', l1: false, l2: false, bloom: false }, {
+    runtime: dist.runtime.thread, redis: dist.redis!, redisTimeoutMs: 1000, compressor: dist.compressor,
+  });
+  const remoteManager = createCache({ stores: [new Keyv({ store: new KeyvRedis(REDIS_URL), namespace: 'cm-bench-r' })] });
+  const value = { id: 7, name: 'a cached row', tags: ['x', 'y'], n: 3.5 };
+  const keys = Array.from({ length: 1000 }, (_, i) => `bench:${i}`);
+  for (const k of keys) {
+    await dist.cache.set(k, value);
+    await bento.set({ key: k, value });
+    await bento.use('remote').set({ key: k, value });
+    await manager.set(k, value);
+    await remoteManager.set(k, value);
+  }
+  let i = 0;
+  await suite.compare('tiered get with Redis configured, value in the memory tier', {
+    name: 'hotpath cache.get',
+    fn: () => dist.cache.get(keys[i++ % 1000]!),
+  }, [{
+    name: 'BentoCache get (memory + redis)',
+    fn: () => bento.get({ key: keys[i++ % 1000]! }),
+  }, {
+    name: 'cache-manager get (keyv memory + @keyv/redis)',
+    fn: () => manager.get(keys[i++ % 1000]!),
+  }]);
+  const concurrent = (fn: (key: string) => Promise<unknown>) => async (): Promise<void> => {
+    const calls = new Array<Promise<unknown>>(64);
+    for (let c = 0; c < 64; c++) calls[c] = fn(keys[i++ % 1000]!);
+    await Promise.all(calls);
+  };
+  await suite.compare('get served by Redis (no memory tier), 64 concurrent callers (per get)', {
+    name: 'hotpath cache.get (L3 only)',
+    fn: concurrent((k) => remoteOnly.get(k)),
+    ops: 64,
+  }, [{
+    name: 'BentoCache get (redis only)',
+    fn: concurrent((k) => bento.use('remote').get({ key: k })),
+    ops: 64,
+  }, {
+    name: 'cache-manager get (@keyv/redis only)',
+    fn: concurrent((k) => remoteManager.get(k)),
+    ops: 64,
+  }]);
+  await suite.compare('getOrLoad of keys held in Redis, 64 concurrent callers (per call)', {
+    name: 'hotpath cache.getOrLoad (L3 only)',
+    fn: concurrent((k) => remoteOnly.getOrLoad(k, () => value)),
+    ops: 64,
+  }, [{
+    name: 'BentoCache getOrSet (redis only)',
+    fn: concurrent((k) => bento.use('remote').getOrSet({ key: k, factory: () => value })),
+    ops: 64,
+  }, {
+    name: 'cache-manager wrap (@keyv/redis only)',
+    fn: concurrent((k) => remoteManager.wrap(k, () => value)),
+    ops: 64,
+  }]);
+  await suite.compare('getOrLoad of a key held in Redis, one caller (round trip)', {
+    name: 'hotpath cache.getOrLoad (L3 only)',
+    fn: () => remoteOnly.getOrLoad('bench:1', () => value),
+  }, [{
+    name: 'BentoCache getOrSet (redis only)',
+    fn: () => bento.use('remote').getOrSet({ key: 'bench:1', factory: () => value }),
+  }]);
+  await remoteOnly.close();
+  await bento.disconnectAll();
+  await manager.disconnect();
+  await remoteManager.disconnect();
+  await dist.close();
+  probe.disconnect();
+}
+
+await engine.close();
+suite.finish();

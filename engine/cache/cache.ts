@@ -1,0 +1,1130 @@
+/**
+ * The multi-tier cache: L1 live objects per thread (W-TinyLFU or LRU), L2 bytes in the engine's
+ * shared memory (every thread of the process), L3 Redis (every process), with single flight,
+ * stale-while-revalidate / stale-if-error, versioned invalidation and a bloom filter that saves
+ * the Redis round trip of a miss for a key that was never written.
+ *
+ * Consistency model (README "Cache"):
+ * - Every write (set, delete, a load's store) carries a version: ms × 1024 plus a per-thread
+ *   counter, taken when the write (or the load) starts. L2 and Redis refuse a write older than
+ *   what they hold, deletes leave tombstones for `l3.tombstoneMs`, so a late write never
+ *   resurrects a deleted key and a late invalidation never wipes a newer value.
+ * - L1 entries remember the key's stamp and the cache epoch (StampTable, shared memory) when they
+ *   were filled; any thread's write or delete bumps the key's stamp inside L2's lock, and clear()
+ *   bumps the epoch, so a thread's L1 never serves a value older than a write another thread
+ *   finished before the read began.
+ * - Across processes, writes are published on one pub/sub channel from inside the write's Lua
+ *   script. Messages for keys we hold at an older version drop them. After a pub/sub outage the
+ *   local tiers are cleared (epoch bump): what was cached while deaf is not trusted.
+ */
+import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { ClosedError, CorruptValueError, HotpathError, TimeoutError, ValueTooLargeError } from '../errors.js';
+import { SYSTEM_CLOCK, type Clock } from '../options.js';
+import { CoarseClock } from '../runtime/coarse-clock.js';
+import { KeyHash } from '../runtime/key-hash.js';
+import type { ThreadRuntime } from '../runtime/thread.js';
+import { ValueCodec } from '../codec/codec.js';
+import type { RedisConnector } from '../redis/connector.js';
+import type { Compressor } from '../compress/compressor.js';
+import { L1Store, type L1Entry } from './l1.js';
+import { SharedStore, utf8Length } from './l2.js';
+import { StampTable } from './stamps.js';
+import { SharedBloom } from './bloom.js';
+import { FlightTable } from './flight.js';
+import {
+  BUS_CHANNEL, FLAG_COMPRESSED, FLAG_TOMBSTONE, RedisTier, decodeEntry, encodeEntry, isUnavailable, parseBusMessage,
+  type BusMessage, type StoredEntry,
+} from './l3.js';
+
+/** L1 settings (per thread). */
+export interface L1Options {
+  /** Most entries per thread. Default 10 000. */
+  maxEntries?: number;
+  /** Most bytes per thread (sizes from `sizeOf`, else the encoded size). Default: no byte bound. */
+  maxBytes?: number;
+  /** Admission/eviction: 'tinylfu' (W-TinyLFU, default) or 'lru'. */
+  policy?: 'tinylfu' | 'lru';
+  /** The size of a value in bytes for `maxBytes`. Default: its encoded size. */
+  sizeOf?: (value: unknown, key: string) => number;
+}
+
+/** L2 settings (shared memory, every thread of the process). */
+export interface L2Options {
+  /** Bytes of shared memory for L2, carved from the engine's arena. Default 8 MiB. */
+  bytes?: number;
+  /** Largest key (UTF-8) + encoded value L2 stores. Default: L2's page size − 32 (bytes / 128 as a power of two, clamped to 64 KiB..1 MiB). */
+  maxValueBytes?: number;
+}
+
+/** L3 settings (Redis; used when the engine has Redis). */
+export interface L3Options {
+  /** Timeout of each Redis call (ms). Default: the engine's redisTimeoutMs. */
+  timeoutMs?: number;
+  /** Encoded values of at least this many bytes are stored LZ4-compressed (when smaller so). Default 4096; 0 = never. */
+  compressAbove?: number;
+  /** How long a delete's tombstone stays (ms): late writes older than it are refused meanwhile. Default 60 000. */
+  tombstoneMs?: number;
+  /** getOrLoad takes a Redis lease (SET NX PX) so one instance loads a key at a time. Default false. */
+  lease?: boolean;
+  /** How long a lease holds (ms). Default: loaderTimeoutMs. */
+  leaseMs?: number;
+}
+
+/** Bloom filter settings (a filter of keys known to exist in Redis; only with L3). */
+export interface CacheBloomOptions {
+  /** Keys the filter is sized for. Default 1 000 000. */
+  expectedKeys?: number;
+  /** Target false-positive rate. Default 0.01. */
+  falsePositiveRate?: number;
+  /**
+   * A key stays in the filter at least this long after it was written (ms); the filter is trusted
+   * only once it has listened this long without a gap, and a write with a longer TTL (or none)
+   * suspends trust until that TTL passes. Default: the cache's `ttl`, or 1 hour.
+   */
+  horizonMs?: number;
+}
+
+/** Options of the cache (`createEngine({ cache })` or `new Cache(options, deps)`). */
+export interface CacheOptions {
+  /** Name of the cache's shared regions (any thread opens it by name). Default 'default'. */
+  name?: string;
+  /** Default time to live (ms) of `set` and `getOrLoad`. Default: none (until evicted). */
+  ttl?: number;
+  /** getOrLoad default: serve a value this long past its ttl while it reloads in the background (ms). Default 0. */
+  staleWhileRevalidate?: number;
+  /** getOrLoad default: serve a value this long past its ttl when its loader fails (ms). Default 0. */
+  staleIfError?: number;
+  /** How long a loader may run before getOrLoad rejects with ERR_HOTPATH_TIMEOUT (ms). Default 10 000. */
+  loaderTimeoutMs?: number;
+  /** The largest encoded value any tier accepts (bytes); over it set rejects with ERR_HOTPATH_VALUE_TOO_LARGE. Default 8 MiB. */
+  maxValueBytes?: number;
+  /** L1 settings, or false for no L1. */
+  l1?: L1Options | false;
+  /** L2 settings, or false for no L2 (then there is no cross-thread sharing or single flight). */
+  l2?: L2Options | false;
+  /** L3 settings, or false to keep the cache off Redis even when the engine has it. */
+  l3?: L3Options | false;
+  /** Bloom filter settings, or false. Default: on when L3 is and `ttl` is set (a key without a ttl would keep the filter untrusted). */
+  bloom?: CacheBloomOptions | false;
+}
+
+/** Per-call options of set / setMany. */
+export interface SetOptions {
+  /** Time to live (ms). Default: the cache's `ttl`. */
+  ttl?: number;
+  /** How long past `ttl` getOrLoad may still serve it as stale (ms). Default: the cache's max(staleWhileRevalidate, staleIfError). */
+  staleMs?: number;
+}
+
+/** Per-call options of getOrLoad. */
+export interface GetOrLoadOptions {
+  ttl?: number;
+  staleWhileRevalidate?: number;
+  staleIfError?: number;
+  /** Loader timeout (ms). Default: the cache's loaderTimeoutMs. */
+  timeoutMs?: number;
+}
+
+/** What a loader receives besides the key. */
+export interface LoaderContext {
+  /** Aborted when the load times out. */
+  signal: AbortSignal;
+}
+
+export type Loader<V = unknown> = (key: string, ctx: LoaderContext) => V | Promise<V>;
+
+/** What the cache needs from its surroundings. */
+export interface CacheDeps {
+  runtime: ThreadRuntime;
+  clock?: Clock;
+  /** The engine's Redis connector (L3 is on when given, unless `l3: false`). */
+  redis?: RedisConnector;
+  /** Default timeout of Redis calls (ms). Default 50. */
+  redisTimeoutMs?: number;
+  /** Used to compress large values in Redis. */
+  compressor?: Compressor;
+}
+
+/** Counters of one tier. */
+export interface TierStats {
+  hits: number;
+  misses: number;
+}
+
+export interface CacheStats {
+  l1: (TierStats & { entries: number; bytes: number; evictions: number; rejected: number }) | undefined;
+  l2: (TierStats & { entries: number; bytes: number; capacityBytes: number; evictions: number; expired: number; refused: number; tooLarge: number }) | undefined;
+  l3: (TierStats & { errors: number; droppedWrites: number; refusedWrites: number; bloomSkips: number; corrupt: number }) | undefined;
+  loads: number;
+  loadErrors: number;
+  staleServed: number;
+  /** getOrLoad calls that waited for another thread's load instead of loading. */
+  sharedLoads: number;
+  invalidations: number;
+}
+
+interface Entry extends L1Entry {
+  expires: number;
+  stale: number;
+  version: number;
+  stamp: number;
+  epoch: number;
+}
+
+interface Found {
+  value: unknown;
+  expires: number;
+  stale: number;
+  version: number;
+}
+
+const DEFAULTS = {
+  name: 'default',
+  loaderTimeoutMs: 10_000,
+  maxValueBytes: 8 * 1024 * 1024,
+  l1: { maxEntries: 10_000, policy: 'tinylfu' as const },
+  l2Bytes: 8 * 1024 * 1024,
+  l3: { compressAbove: 4096, tombstoneMs: 60_000 },
+  bloomHorizonMs: 3_600_000,
+};
+
+/** The shared (cross-thread) part of the options: a worker's Cache.open reads them from shared memory. */
+interface Spec {
+  name: string;
+  ttl: number | undefined;
+  staleWhileRevalidate: number;
+  staleIfError: number;
+  loaderTimeoutMs: number;
+  maxValueBytes: number;
+  l1: { maxEntries: number; maxBytes: number | undefined; policy: 'tinylfu' | 'lru' } | false;
+  l2: { bytes: number; maxValueBytes?: number } | false;
+}
+
+const KNOWN = new Set(['name', 'ttl', 'staleWhileRevalidate', 'staleIfError', 'loaderTimeoutMs', 'maxValueBytes', 'l1', 'l2', 'l3', 'bloom']);
+
+/**
+ * The cache. `engine.cache` is one; `new Cache(options, { runtime, redis })` builds one on any
+ * runtime; `Cache.open(runtime, name)` attaches to one another thread created (L1 + shared L2).
+ */
+export class Cache extends EventEmitter {
+  readonly name: string;
+  readonly #spec: Spec;
+  readonly #clock: Clock;
+  readonly #coarse: CoarseClock | undefined;
+  readonly #rt: ThreadRuntime;
+  readonly #hash = new KeyHash();
+  readonly #l1: L1Store<Entry> | undefined;
+  readonly #sizeOf: ((value: unknown, key: string) => number) | undefined;
+  readonly #l2: SharedStore | undefined;
+  readonly #stamps: StampTable;
+  readonly #flight: FlightTable | undefined;
+  readonly #l3: RedisTier | undefined;
+  readonly #l3Options: { compressAbove: number; tombstoneMs: number; lease: boolean; leaseMs: number };
+  readonly #bloom: SharedBloom | undefined;
+  readonly #bloomHorizon: number;
+  readonly #codec: ValueCodec;
+  readonly #compressor: Compressor | undefined;
+  readonly #inflight = new Map<string, Promise<unknown>>();
+  readonly #refreshing = new Set<string>();
+  readonly #instance = randomBytes(8).toString('hex');
+  #lastVersion = 0;
+  #unsubscribe: Promise<(() => Promise<void>) | undefined> | undefined;
+  #busDown = false;
+  #closed = false;
+  readonly #onSubscriber: ((state: string) => void) | undefined;
+  readonly #s = {
+    l1Hits: 0, l1Misses: 0, l2Hits: 0, l2Misses: 0, l2TooLarge: 0, l3Hits: 0, l3Misses: 0, l3Errors: 0, dropped: 0,
+    refusedWrites: 0, bloomSkips: 0, corrupt: 0, loads: 0, loadErrors: 0, stale: 0, shared: 0, invalidations: 0,
+  };
+
+  /**
+   * @throws TypeError / RangeError naming a bad option; ERR_HOTPATH_ARENA_EXHAUSTED when L2 does
+   *   not fit in the engine's memory; ERR_HOTPATH_REGION_CONFLICT when a cache of this name exists
+   *   with other shared settings.
+   */
+  constructor(options: CacheOptions = {}, deps: CacheDeps) {
+    super();
+    if (deps === null || typeof deps !== 'object' || deps.runtime === undefined) throw new TypeError('new Cache(options, deps): deps.runtime is required');
+    const o = checkOptions(options);
+    this.#spec = o.spec;
+    this.name = o.spec.name;
+    this.#rt = deps.runtime;
+    this.#clock = deps.clock ?? SYSTEM_CLOCK;
+    // The system clock read on every get costs as much as an L1 hit: read a coarse one instead
+    // (at most 1 ms stale, README "Cache"); an injected clock (tests) is read every time.
+    this.#coarse = this.#clock === SYSTEM_CLOCK ? new CoarseClock(SYSTEM_CLOCK) : undefined;
+    this.#codec = new ValueCodec({ maxBytes: Math.max(16, o.spec.maxValueBytes) });
+    this.#compressor = deps.compressor;
+    this.#sizeOf = o.sizeOf;
+    const spec = this.#spec;
+    publishSpec(this.#rt, spec);
+    this.#stamps = StampTable.open(this.#rt, `hotpath:cache:${spec.name}:stamps`);
+    this.#l1 = spec.l1 === false ? undefined : new L1Store<Entry>({
+      maxEntries: spec.l1.maxEntries,
+      ...(spec.l1.maxBytes !== undefined ? { maxBytes: spec.l1.maxBytes } : {}),
+      policy: spec.l1.policy,
+      module: this.#rt.module,
+    });
+    this.#l2 = spec.l2 === false ? undefined : SharedStore.open(this.#rt, `hotpath:cache:${spec.name}:l2`, {
+      bytes: spec.l2.bytes, ...(spec.l2.maxValueBytes !== undefined ? { maxValueBytes: spec.l2.maxValueBytes } : {}), stamps: this.#stamps,
+    });
+    this.#flight = this.#l2 === undefined ? undefined : new FlightTable(this.#rt, spec.name);
+    const l3 = o.l3;
+    this.#l3Options = {
+      compressAbove: l3 === false ? 0 : l3.compressAbove ?? DEFAULTS.l3.compressAbove,
+      tombstoneMs: l3 === false ? DEFAULTS.l3.tombstoneMs : l3.tombstoneMs ?? DEFAULTS.l3.tombstoneMs,
+      lease: l3 !== false && l3.lease === true,
+      leaseMs: l3 === false ? spec.loaderTimeoutMs : l3.leaseMs ?? spec.loaderTimeoutMs,
+    };
+    // The filter is on by default only when entries expire: a key without a ttl outlives any
+    // horizon, so the filter could never be trusted again after one (explicit options win).
+    const bloom = o.bloom === undefined ? (spec.ttl !== undefined ? {} : false) : o.bloom;
+    this.#bloomHorizon = bloom === false ? 0 : bloom.horizonMs ?? spec.ttl ?? DEFAULTS.bloomHorizonMs;
+    if (deps.redis !== undefined && l3 !== false) {
+      this.#l3 = new RedisTier(deps.redis, l3.timeoutMs ?? deps.redisTimeoutMs ?? 50);
+      if (bloom !== false) {
+        const b = bloom;
+        this.#bloom = SharedBloom.open(this.#rt, `hotpath:cache:${spec.name}:bloom`, {
+          ...(b.expectedKeys !== undefined ? { expectedKeys: b.expectedKeys } : {}),
+          ...(b.falsePositiveRate !== undefined ? { falsePositiveRate: b.falsePositiveRate } : {}),
+          horizonMs: this.#bloomHorizon,
+        });
+        // Not trusted before it has heard every write for a whole horizon.
+        this.#bloom.distrustUntil(this.#now() + this.#bloomHorizon);
+      }
+      const redis = deps.redis;
+      this.#onSubscriber = (state: string) => this.#subscriberState(state);
+      redis.on('subscriber', this.#onSubscriber);
+      this.#unsubscribe = redis.subscribe(BUS_CHANNEL, (message) => this.#onBus(message)).then(
+        (off) => off,
+        (err) => {
+          // Deaf from the start: nothing cached so far can be trusted to hear invalidations.
+          this.#busDown = true;
+          this.emit('l3error', err);
+          return undefined;
+        },
+      );
+    }
+  }
+
+  /**
+   * Attaches to the cache `name` another thread of this engine created (its L1 is this thread's
+   * own; L2 is shared). For workers: a task's `ctx.runtime`. Without Redis.
+   * @throws ERR_HOTPATH_REGION_CONFLICT (via RangeError message) when no such cache exists.
+   */
+  static open(runtime: ThreadRuntime, name = DEFAULTS.name): Cache {
+    const spec = readSpec(runtime, name);
+    if (spec === undefined) throw new RangeError(`no cache named ${JSON.stringify(name)} exists in this engine (create it on the main thread first)`);
+    return new Cache({
+      name: spec.name,
+      ...(spec.ttl !== undefined ? { ttl: spec.ttl } : {}),
+      staleWhileRevalidate: spec.staleWhileRevalidate,
+      staleIfError: spec.staleIfError,
+      loaderTimeoutMs: spec.loaderTimeoutMs,
+      maxValueBytes: spec.maxValueBytes,
+      l1: spec.l1 === false ? false : { maxEntries: spec.l1.maxEntries, policy: spec.l1.policy, ...(spec.l1.maxBytes !== undefined ? { maxBytes: spec.l1.maxBytes } : {}) },
+      l2: spec.l2,
+      l3: false,
+      bloom: false,
+    }, { runtime });
+  }
+
+  // ------------------------------------------------------------------ reads
+
+  /**
+   * The value of `key` from L1 or L2 — no I/O — or undefined (a miss, or expired).
+   * @throws TypeError for a key that is not a non-empty string; ERR_HOTPATH_CLOSED after close().
+   */
+  getSync(key: string): unknown {
+    this.#checkKey(key);
+    const now = this.#now();
+    const found = this.#local(key, now);
+    return found !== undefined && now <= found.expires ? found.value : undefined;
+  }
+
+  /**
+   * The value of `key`: L1, then L2, then Redis; undefined on a miss. A Redis that is down or slow
+   * (over its timeout) is a miss, never a hang or a rejection.
+   * @throws (rejects) ERR_HOTPATH_CORRUPT_VALUE when Redis holds bytes that are not a cache entry.
+   */
+  async get(key: string): Promise<unknown> {
+    this.#checkKey(key);
+    const now = this.#now();
+    const local = this.#local(key, now);
+    if (local !== undefined && now <= local.expires) return local.value;
+    if (this.#l3 === undefined) return undefined;
+    const remote = await this.#remote(key, now, true);
+    return remote !== undefined && now <= remote.expires ? remote.value : undefined;
+  }
+
+  /** Values of `keys` in order (undefined for misses): local tiers first, one MGET (per slot) for the rest. */
+  async getMany(keys: readonly string[]): Promise<unknown[]> {
+    if (!Array.isArray(keys)) throw new TypeError('getMany(keys): keys must be an array of strings');
+    for (const k of keys) this.#checkKey(k);
+    const now = this.#now();
+    const out = new Array<unknown>(keys.length);
+    const missing: number[] = [];
+    for (let i = 0; i < keys.length; i++) {
+      const f = this.#local(keys[i]!, now);
+      if (f !== undefined && now <= f.expires) out[i] = f.value;
+      else if (this.#l3 !== undefined && this.#mayExist(keys[i]!, now)) missing.push(i);
+    }
+    if (missing.length === 0 || this.#l3 === undefined) return out;
+    let replies: Array<Buffer | null>;
+    try {
+      replies = await this.#l3.getMany(missing.map((i) => keys[i]!));
+    } catch (err) {
+      this.#l3Failed(err);
+      return out;
+    }
+    for (let j = 0; j < missing.length; j++) {
+      const i = missing[j]!;
+      const f = await this.#accept(keys[i]!, replies[j] ?? null, now);
+      if (f !== undefined && now <= f.expires) out[i] = f.value;
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------------ writes
+
+  /**
+   * Stores `value` under `key` in every tier it fits. Resolves once Redis has it — or once the
+   * Redis write was given up (Redis down or slow: counted, 'dropped' emitted): it never rejects
+   * because Redis is unavailable.
+   * @throws (rejects) TypeError for a value the codec cannot carry; ERR_HOTPATH_VALUE_TOO_LARGE over
+   *   maxValueBytes (nothing is stored then, the previous value stays).
+   */
+  async set(key: string, value: unknown, options?: SetOptions): Promise<void> {
+    this.#checkKey(key);
+    const now = this.#now();
+    const { expires, stale } = this.#lifetime(now, options?.ttl, options?.staleMs, 'options');
+    await this.#store(key, value, this.#version(), expires, stale, now);
+  }
+
+  /** set() for each entry (Redis writes pipelined). */
+  async setMany(entries: ReadonlyArray<{ key: string; value: unknown; ttl?: number } | readonly [string, unknown]>): Promise<void> {
+    if (!Array.isArray(entries)) throw new TypeError('setMany(entries): entries must be an array');
+    await Promise.all(entries.map((e) => Array.isArray(e)
+      ? this.set(e[0] as string, e[1])
+      : this.set((e as { key: string }).key, (e as { value: unknown }).value, (e as { ttl?: number }).ttl !== undefined ? { ttl: (e as { ttl: number }).ttl } : undefined)));
+  }
+
+  /**
+   * Deletes `key` from every tier, here and (through Redis) in every other instance; a tombstone
+   * keeps older writes still in flight from bringing it back. Resolves true if a tier had it.
+   */
+  async delete(key: string): Promise<boolean> {
+    this.#checkKey(key);
+    const now = this.#now();
+    const version = this.#version();
+    const h = this.#hashOf(key);
+    const until = now + this.#l3Options.tombstoneMs;
+    const had = this.#l1?.delete(key, h.lo) === true;
+    const hadL2 = this.#l2 !== undefined && this.#l2.delete(key, h.hi, h.lo, now, version, until).deleted;
+    if (this.#l3 === undefined) return had || hadL2;
+    const entry = encodeEntry(version, FLAG_TOMBSTONE, until, until, EMPTY);
+    try {
+      await this.#l3.put(key, entry, this.#l3Options.tombstoneMs, this.#message('d', key, version, 0));
+    } catch (err) {
+      this.#l3Failed(err, 'delete');
+    }
+    return had || hadL2;
+  }
+
+  /**
+   * Empties every tier: this process's threads at once (an epoch bump), Redis (every
+   * `hotpath:c:*` key) and, through the bus, every other instance.
+   * @throws (rejects) ERR_HOTPATH_REDIS_UNAVAILABLE when Redis could not be cleared (local tiers are cleared anyway).
+   */
+  async clear(): Promise<void> {
+    this.#assertOpen();
+    this.#clearLocal();
+    if (this.#l3 !== undefined) await this.#l3.clear(JSON.stringify({ o: 'c', i: this.#instance }));
+  }
+
+  // ------------------------------------------------------------------ loading
+
+  /**
+   * The value of `key`, or what `loader(key, { signal })` returns — loaded once however many
+   * callers miss together: per thread, across the threads of the process (through L2), and with
+   * `l3.lease` across instances. A value past its ttl but within `staleWhileRevalidate` is served
+   * while it reloads in the background; within `staleIfError` it is served when the loader fails.
+   * Loader errors are not cached.
+   * @throws (rejects) the loader's error; ERR_HOTPATH_TIMEOUT when it overruns `timeoutMs`.
+   */
+  async getOrLoad<V = unknown>(key: string, loader: Loader<V>, options?: GetOrLoadOptions): Promise<V> {
+    this.#checkKey(key);
+    if (typeof loader !== 'function') throw new TypeError(`getOrLoad(key, loader): loader must be a function, got ${typeof loader}`);
+    const o = this.#loadOptions(options);
+    const now = this.#now();
+    let found = this.#local(key, now);
+    if (found === undefined && this.#l3 !== undefined) found = await this.#remote(key, now, false);
+    if (found !== undefined) {
+      if (now <= found.expires) return found.value as V;
+      if (now <= found.expires + o.swr && now <= found.stale) {
+        this.#s.stale++;
+        this.#refresh(key, loader, o);
+        return found.value as V;
+      }
+    }
+    try {
+      return (await this.#load(key, loader, o)) as V;
+    } catch (err) {
+      if (found !== undefined && now <= found.expires + o.sie && this.#now() <= found.stale) {
+        this.#s.stale++;
+        this.emit('staleIfError', key, err);
+        return found.value as V;
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Loads `keys` through `loader` (`concurrency` at a time, default 8) into every tier, emitting
+   * 'progress' `{ done, total, failed }` after each. Resolves with the counts; a failed key does
+   * not stop the others.
+   */
+  async warm(keys: Iterable<string>, loader: Loader, options: { concurrency?: number; ttl?: number } = {}): Promise<{ loaded: number; failed: number }> {
+    const list = [...keys];
+    for (const k of list) this.#checkKey(k);
+    if (typeof loader !== 'function') throw new TypeError(`warm(keys, loader): loader must be a function, got ${typeof loader}`);
+    const concurrency = options.concurrency ?? 8;
+    if (!Number.isInteger(concurrency) || concurrency < 1) throw new RangeError(`options.concurrency must be a positive integer, got ${String(concurrency)}`);
+    const o = this.#loadOptions(options.ttl !== undefined ? { ttl: options.ttl } : undefined);
+    let next = 0;
+    let loaded = 0;
+    let failed = 0;
+    const one = async (): Promise<void> => {
+      while (next < list.length && !this.#closed) {
+        const key = list[next++]!;
+        try {
+          await this.#load(key, loader, o);
+          loaded++;
+        } catch (err) {
+          failed++;
+          this.emit('warmError', key, err);
+        }
+        this.emit('progress', { done: loaded + failed, total: list.length, failed });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, list.length) }, one));
+    return { loaded, failed };
+  }
+
+  // ------------------------------------------------------------------ introspection
+
+  /** Counters per tier (this thread's L1; L2's are the shared region's). */
+  stats(): CacheStats {
+    const s = this.#s;
+    const l1 = this.#l1;
+    const l2 = this.#l2?.stats();
+    return {
+      l1: l1 === undefined ? undefined : { hits: s.l1Hits, misses: s.l1Misses, entries: l1.size, bytes: l1.bytes, ...l1.stats() },
+      l2: l2 === undefined ? undefined : { hits: s.l2Hits, misses: s.l2Misses, ...l2, tooLarge: s.l2TooLarge },
+      l3: this.#l3 === undefined ? undefined : {
+        hits: s.l3Hits, misses: s.l3Misses, errors: s.l3Errors, droppedWrites: s.dropped, refusedWrites: s.refusedWrites, bloomSkips: s.bloomSkips, corrupt: s.corrupt,
+      },
+      loads: s.loads,
+      loadErrors: s.loadErrors,
+      staleServed: s.stale,
+      sharedLoads: s.shared,
+      invalidations: s.invalidations,
+    };
+  }
+
+  /** True when a Redis tier is configured. */
+  get distributed(): boolean {
+    return this.#l3 !== undefined;
+  }
+
+  /** Stops listening to the bus. The shared tiers stay for the engine's other threads. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#onSubscriber !== undefined) this.#l3?.connector.off('subscriber', this.#onSubscriber);
+    const off = await this.#unsubscribe;
+    await off?.();
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  #now(): number {
+    return this.#coarse !== undefined ? this.#coarse.now() : this.#clock.now();
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new ClosedError('cache');
+  }
+
+  #checkKey(key: unknown): asserts key is string {
+    if (typeof key !== 'string' || key.length === 0 || key.length > 16_384) {
+      throw new TypeError(`cache keys must be non-empty strings of at most 16384 chars, got ${typeof key === 'string' ? `a string of ${key.length}` : typeof key}`);
+    }
+    if (this.#closed) throw new ClosedError('cache');
+  }
+
+  #hashOf(key: string): KeyHash {
+    this.#hash.set(key);
+    return this.#hash;
+  }
+
+  /**
+   * A version for a write starting now: ms × 1024 plus a counter, monotonic per thread. From the
+   * precise clock, not the coarse one: versions order writes across threads and processes.
+   */
+  #version(): number {
+    const v = Math.max(Math.floor(this.#clock.now()) * 1024, this.#lastVersion + 1);
+    this.#lastVersion = v;
+    return v;
+  }
+
+  #lifetime(now: number, ttl: number | undefined, staleMs: number | undefined, what: string): { expires: number; stale: number } {
+    const t = ttl ?? this.#spec.ttl;
+    if (t !== undefined && (typeof t !== 'number' || !(t > 0))) throw new RangeError(`${what}.ttl must be a positive number of ms, got ${String(t)}`);
+    const extra = staleMs ?? Math.max(this.#spec.staleWhileRevalidate, this.#spec.staleIfError);
+    if (typeof extra !== 'number' || !(extra >= 0)) throw new RangeError(`${what}.staleMs must be a number ≥ 0, got ${String(extra)}`);
+    const expires = t === undefined ? Infinity : now + t;
+    return { expires, stale: expires + extra };
+  }
+
+  #loadOptions(options: GetOrLoadOptions | undefined): { ttl: number | undefined; swr: number; sie: number; timeoutMs: number } {
+    if (options !== undefined && (options === null || typeof options !== 'object')) throw new TypeError('getOrLoad options must be an object');
+    const swr = options?.staleWhileRevalidate ?? this.#spec.staleWhileRevalidate;
+    const sie = options?.staleIfError ?? this.#spec.staleIfError;
+    const timeoutMs = options?.timeoutMs ?? this.#spec.loaderTimeoutMs;
+    const ttl = options?.ttl ?? this.#spec.ttl;
+    nonNegative('options.staleWhileRevalidate', swr);
+    nonNegative('options.staleIfError', sie);
+    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) throw new RangeError(`options.timeoutMs must be a positive number of ms, got ${String(timeoutMs)}`);
+    if (ttl !== undefined && (typeof ttl !== 'number' || !(ttl > 0))) throw new RangeError(`options.ttl must be a positive number of ms, got ${String(ttl)}`);
+    return { ttl, swr, sie, timeoutMs };
+  }
+
+  /** L1 then L2, stale entries included (the caller checks `expires`); fills L1 from L2. */
+  #local(key: string, now: number): Found | undefined {
+    // The L1 hit is the hot path: kept small so it inlines into its callers; the rest is #fromL2.
+    const h = this.#hash;
+    h.set(key);
+    const l1 = this.#l1;
+    if (l1 !== undefined) {
+      const e = l1.get(key, h.lo);
+      // Stamps matter only with L2: without it every thread's L1 is its own (README "Cache").
+      if (e !== undefined && (this.#l2 === undefined || e.stamp === this.#stamps.stamp(h.lo)) && e.epoch === this.#stamps.epoch() && now <= e.stale) {
+        this.#s.l1Hits++;
+        return e;
+      }
+      return this.#l1Miss(key, h, now, e);
+    }
+    return this.#fromL2(key, h, now);
+  }
+
+  #l1Miss(key: string, h: KeyHash, now: number, e: Entry | undefined): Found | undefined {
+    if (e !== undefined) {
+      if (this.#l2 !== undefined && e.epoch === this.#stamps.epoch() && now <= e.stale) {
+        // Only the stamp moved. Stamp words are shared by keys (lo & mask), so another key's write
+        // may have moved it: if L2 still holds this very version, keep the entry (no decode).
+        const epoch = this.#stamps.epoch();
+        const hit = this.#l2.get(key, h.hi, h.lo, now);
+        if (hit !== undefined && hit.version === e.version && epoch === e.epoch) {
+          e.stamp = hit.stamp;
+          this.#s.l1Hits++;
+          return e;
+        }
+      }
+      this.#l1!.delete(key, h.lo); // written elsewhere since, or past its stale time
+    }
+    this.#s.l1Misses++;
+    return this.#fromL2(key, h, now);
+  }
+
+  /** L2 (filling L1), or undefined. */
+  #fromL2(key: string, h: KeyHash, now: number): Found | undefined {
+    const l2 = this.#l2;
+    if (l2 === undefined) return undefined;
+    const epoch = this.#stamps.epoch();
+    const hit = l2.get(key, h.hi, h.lo, now);
+    if (hit === undefined) {
+      this.#s.l2Misses++;
+      return undefined;
+    }
+    let value: unknown;
+    try {
+      value = this.#rt.codec.decode(hit.bytes);
+    } catch (err) {
+      // Only this engine's threads write L2: a value it cannot decode is a bug, not an attack. Drop it.
+      this.#s.corrupt++;
+      l2.delete(key, h.hi, h.lo, now);
+      this.emit('l2error', key, err);
+      return undefined;
+    }
+    this.#s.l2Hits++;
+    const l1 = this.#l1;
+    if (l1 !== undefined) {
+      const bytes = this.#sizeOf !== undefined ? this.#sizeOf(value, key) : hit.bytes.length;
+      l1.set(key, h.lo, { value, bytes, expires: hit.expires, stale: hit.stale, version: hit.version, stamp: hit.stamp, epoch });
+    }
+    return { value, expires: hit.expires, stale: hit.stale, version: hit.version };
+  }
+
+  /** True unless the bloom filter (trusted) says Redis never had this key. */
+  #mayExist(key: string, now: number): boolean {
+    const b = this.#bloom;
+    if (b === undefined || !b.trusted(now)) return true;
+    const h = this.#hashOf(key);
+    if (b.mightContain(h.hi, h.lo, now)) return true;
+    this.#s.bloomSkips++;
+    return false;
+  }
+
+  /** The Redis tier's entry for `key` (stale included), filling L2 and L1; undefined on a miss or when Redis fails. */
+  async #remote(key: string, now: number, rejectCorrupt: boolean): Promise<Found | undefined> {
+    const l3 = this.#l3!;
+    if (!this.#mayExist(key, now)) {
+      this.#s.l3Misses++;
+      return undefined;
+    }
+    let reply: Buffer | null;
+    try {
+      reply = await l3.get(key);
+    } catch (err) {
+      this.#l3Failed(err);
+      return undefined;
+    }
+    try {
+      return await this.#accept(key, reply, now);
+    } catch (err) {
+      if (!rejectCorrupt) {
+        this.emit('l3error', err);
+        return undefined;
+      }
+      throw err;
+    }
+  }
+
+  /** Decodes a Redis reply and fills the local tiers with it. Corrupt bytes → CorruptValueError. */
+  async #accept(key: string, reply: Buffer | null, now: number): Promise<Found | undefined> {
+    if (reply === null) {
+      this.#s.l3Misses++;
+      return undefined;
+    }
+    let entry: StoredEntry;
+    let value: unknown;
+    let bytes: Uint8Array;
+    try {
+      entry = decodeEntry(reply, key);
+      if (entry.tombstone || now > entry.stale) {
+        this.#s.l3Misses++;
+        return undefined;
+      }
+      bytes = entry.compressed ? await this.#decompress(entry.payload) : entry.payload;
+      value = this.#codec.decode(bytes);
+    } catch (err) {
+      this.#s.corrupt++;
+      throw err instanceof CorruptValueError ? err : new CorruptValueError(`the Redis value of cache key ${JSON.stringify(key)} is corrupt: ${(err as Error).message}`, err);
+    }
+    this.#s.l3Hits++;
+    const h = this.#hashOf(key);
+    // Loaded before the write below: a newer local write since makes this fill stale at once.
+    const epoch = this.#stamps.epoch();
+    let stamp = this.#l2 !== undefined ? this.#stamps.stamp(h.lo) : 0;
+    if (this.#l2 !== undefined) {
+      if (utf8Length(key) + bytes.length <= this.#l2.maxValueBytes) {
+        const r = this.#l2.set(key, h.hi, h.lo, bytes, { expires: entry.expires, stale: entry.stale, version: entry.version }, now);
+        if (r.result !== 'stored') return { value, expires: entry.expires, stale: entry.stale, version: entry.version };
+        stamp = r.stamp;
+      }
+    }
+    if (this.#l1 !== undefined) {
+      const size = this.#sizeOf !== undefined ? this.#sizeOf(value, key) : bytes.length;
+      this.#l1.set(key, h.lo, { value, bytes: size, expires: entry.expires, stale: entry.stale, version: entry.version, stamp, epoch });
+    }
+    return { value, expires: entry.expires, stale: entry.stale, version: entry.version };
+  }
+
+  #decompress(payload: Buffer): Promise<Uint8Array> | Uint8Array {
+    const c = this.#compressor;
+    if (c === undefined) throw new CorruptValueError('a compressed cache entry reached a cache without a compressor');
+    const max = this.#spec.maxValueBytes;
+    return payload.length >= 64 * 1024 ? c.decompress(payload, { maxOutputBytes: max }) : c.decompressSync(payload, { maxOutputBytes: max });
+  }
+
+  /**
+   * Writes one version of `key` to every tier it fits. Returns false when a newer version was
+   * already there (the write lost; nothing changed).
+   */
+  async #store(key: string, value: unknown, version: number, expires: number, stale: number, now: number, epochAtStart?: number): Promise<boolean> {
+    const l2 = this.#l2;
+    const l3 = this.#l3;
+    let bytes: Uint8Array | undefined;
+    if (l2 !== undefined || l3 !== undefined || (this.#l1 !== undefined && this.#spec.l1 !== false && this.#spec.l1.maxBytes !== undefined && this.#sizeOf === undefined)) {
+      // Values bound for Redis are self-contained; L2-only values may use the engine's shared structures.
+      bytes = l3 !== undefined ? this.#codec.encode(value, `the value of ${JSON.stringify(key)}`) : this.#rt.codec.encode(value, `the value of ${JSON.stringify(key)}`);
+      if (bytes.length > this.#spec.maxValueBytes) throw new ValueTooLargeError(bytes.length, this.#spec.maxValueBytes, `the value of ${JSON.stringify(key)}`);
+    }
+    if (epochAtStart !== undefined && epochAtStart !== this.#stamps.epoch()) return false; // cleared while loading
+    const h = this.#hashOf(key);
+    const { hi, lo } = h;
+    const epoch = this.#stamps.epoch();
+    let stamp: number;
+    if (l2 !== undefined) {
+      if (utf8Length(key) + bytes!.length > l2.maxValueBytes) {
+        // Too large for L2: drop its older value there (and tell every L1) so no tier serves it.
+        this.#s.l2TooLarge++;
+        this.emit('tooLarge', key, 'l2', bytes!.length);
+        stamp = l2.delete(key, hi, lo, now).stamp;
+      } else {
+        const r = l2.set(key, hi, lo, bytes!, { expires, stale, version }, now);
+        if (r.result === 'older') {
+          this.#s.refusedWrites++;
+          return false;
+        }
+        if (r.result !== 'stored') {
+          this.#s.l2TooLarge++;
+          stamp = l2.delete(key, hi, lo, now).stamp;
+        } else {
+          stamp = r.stamp;
+        }
+      }
+    } else {
+      stamp = 0; // no L2: no stamps (each thread's L1 is its own)
+    }
+    if (this.#l1 !== undefined) {
+      const size = this.#sizeOf !== undefined ? this.#sizeOf(value, key) : bytes?.length ?? 0;
+      this.#l1.set(key, lo, { value, bytes: size, expires, stale, version, stamp, epoch });
+    }
+    if (l3 === undefined) return true;
+    this.#bloomAdd(key, now, expires);
+    let payload: Uint8Array = bytes!;
+    let flags = 0;
+    const above = this.#l3Options.compressAbove;
+    if (above > 0 && payload.length >= above && this.#compressor !== undefined) {
+      const z = payload.length >= 64 * 1024 ? await this.#compressor.compress(payload, { codec: 'lz4' }) : this.#compressor.compressSync(payload, { codec: 'lz4' });
+      if (z.length < payload.length) {
+        payload = z;
+        flags = FLAG_COMPRESSED;
+      }
+    }
+    const entry = encodeEntry(version, flags, expires, stale, payload);
+    const ttl = Number.isFinite(expires) ? expires - now : 0;
+    try {
+      const stored = await l3.put(key, entry, stale - now, this.#message('s', key, version, ttl));
+      if (!stored) {
+        this.#s.refusedWrites++;
+        // Redis holds a newer version: ours must not linger locally either.
+        this.#l1?.delete(key, lo);
+        if (l2 !== undefined) l2.delete(key, hi, lo, now, version);
+        return false;
+      }
+    } catch (err) {
+      this.#l3Failed(err, 'set');
+    }
+    return true;
+  }
+
+  #message(o: 's' | 'd', key: string, version: number, ttl: number): string {
+    return JSON.stringify({ o, i: this.#instance, k: key, v: version, t: ttl });
+  }
+
+  #bloomAdd(key: string, now: number, expires: number): void {
+    const b = this.#bloom;
+    if (b === undefined) return;
+    const h = this.#hashOf(key);
+    b.add(h.hi, h.lo, now);
+    // Past the horizon the filter forgets the key while Redis may still hold it: until then, do
+    // not trust the filter's "no".
+    if (expires - now > this.#bloomHorizon) b.distrustUntil(expires);
+  }
+
+  /** Redis failed: a miss for reads, a dropped write for writes. Never throws for unavailability. */
+  #l3Failed(err: unknown, op?: 'set' | 'delete'): void {
+    if (op !== undefined) {
+      this.#s.dropped++;
+      this.emit('dropped', op, err);
+    } else {
+      this.#s.l3Errors++;
+    }
+    if (!isUnavailable(err) && !(err instanceof HotpathError)) throw err;
+    this.emit('l3error', err);
+  }
+
+  #load(key: string, loader: Loader, o: { ttl: number | undefined; swr: number; sie: number; timeoutMs: number }): Promise<unknown> {
+    const pending = this.#inflight.get(key);
+    if (pending !== undefined) return pending;
+    const p = this.#loadShared(key, loader, o).finally(() => this.#inflight.delete(key));
+    this.#inflight.set(key, p);
+    return p;
+  }
+
+  #refresh(key: string, loader: Loader, o: { ttl: number | undefined; swr: number; sie: number; timeoutMs: number }): void {
+    if (this.#refreshing.has(key)) return;
+    this.#refreshing.add(key);
+    this.#load(key, loader, o).then(
+      () => this.#refreshing.delete(key),
+      (err) => {
+        this.#refreshing.delete(key);
+        this.emit('refreshError', key, err);
+      },
+    );
+  }
+
+  /** Cross-thread single flight through the flight table and L2. */
+  async #loadShared(key: string, loader: Loader, o: { ttl: number | undefined; swr: number; sie: number; timeoutMs: number }): Promise<unknown> {
+    const flight = this.#flight;
+    if (flight === undefined) return this.#runLoader(key, loader, o);
+    for (;;) {
+      const now = this.#now();
+      const { hi, lo } = this.#hashOf(key);
+      const claim = flight.claim(hi, lo, now, now + o.timeoutMs + 1000);
+      if (claim.kind === 'busy') return this.#runLoader(key, loader, o);
+      if (claim.kind === 'owner') {
+        try {
+          // Another thread may have finished loading between our miss and the claim.
+          const done = this.#local(key, now);
+          if (done !== undefined && now <= done.expires) return done.value;
+          return await this.#runLoader(key, loader, o);
+        } finally {
+          flight.release(claim.slot, claim.token);
+        }
+      }
+      this.#s.shared++;
+      await flight.wait(claim.slot, claim.token, claim.deadline - now);
+      this.#assertOpen();
+      const after = this.#now();
+      const done = this.#local(key, after);
+      if (done !== undefined && after <= done.expires) return done.value;
+      // The owner failed, or its value did not fit L2: claim it ourselves (next turn).
+    }
+  }
+
+  /** Runs the loader (under a Redis lease when configured) with a timeout, and stores what it returns. */
+  async #runLoader(key: string, loader: Loader, o: { ttl: number | undefined; swr: number; sie: number; timeoutMs: number }): Promise<unknown> {
+    const start = this.#now();
+    // Versioned at the start: a delete or invalidation that lands while it loads wins over it.
+    const version = this.#version();
+    const epoch = this.#stamps.epoch();
+    let leased = false;
+    if (this.#l3 !== undefined && this.#l3Options.lease) {
+      const remote = await this.#leaseOrWait(key, o);
+      if (remote !== undefined) return remote.value;
+      leased = true;
+    }
+    this.#s.loads++;
+    const controller = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const loading = Promise.resolve().then(() => loader(key, { signal: controller.signal }));
+      loading.catch(() => {}); // a loader that fails after its timeout must not reject unhandled
+      const value = await Promise.race([
+        loading,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            controller.abort(new TimeoutError(`the loader of cache key ${JSON.stringify(key)}`, o.timeoutMs));
+            reject(controller.signal.reason);
+          }, o.timeoutMs);
+          timer.unref?.();
+        }),
+      ]);
+      const now = this.#now();
+      const t = o.ttl;
+      const expires = t === undefined ? Infinity : now + t;
+      if (value !== undefined) {
+        if (!this.#closed) await this.#store(key, value, version, expires, expires + Math.max(o.swr, o.sie), now, epoch);
+      }
+      return value;
+    } catch (err) {
+      this.#s.loadErrors++;
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      if (leased) this.#l3!.unlease(key, this.#instance).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Takes the cross-instance lease of `key`, or — while another instance holds it — polls Redis
+   * for the value it stores. Resolves undefined once this caller should load (lease taken, or
+   * Redis unavailable: load locally rather than wait on a dead Redis).
+   */
+  async #leaseOrWait(key: string, o: { timeoutMs: number }): Promise<Found | undefined> {
+    const l3 = this.#l3!;
+    const deadline = this.#now() + this.#l3Options.leaseMs;
+    let delay = 2;
+    for (;;) {
+      try {
+        if (await l3.lease(key, this.#instance, this.#l3Options.leaseMs)) return undefined;
+      } catch {
+        return undefined;
+      }
+      await new Promise((r) => setTimeout(r, delay).unref?.());
+      delay = Math.min(delay * 2, 50);
+      const now = this.#now();
+      const f = await this.#remote(key, now, false);
+      if (f !== undefined && now <= f.expires) return f;
+      if (now > deadline + o.timeoutMs) return undefined;
+    }
+  }
+
+  // ------------------------------------------------------------------ bus
+
+  #onBus(text: string): void {
+    if (this.#closed) return;
+    const m: BusMessage | undefined = parseBusMessage(text);
+    if (m === undefined || m.i === this.#instance) return;
+    this.#s.invalidations++;
+    const now = this.#now();
+    if (m.o === 'c') {
+      this.#clearLocal();
+      this.emit('invalidated', undefined);
+      return;
+    }
+    const h = this.#hashOf(m.k);
+    const { hi, lo } = h;
+    // Drop our copies older than the message's version (a newer one we hold stays in L2; every
+    // thread's L1 rereads it). The tombstone stops a late, older fill from bringing one back.
+    if (this.#l2 !== undefined) this.#l2.delete(m.k, hi, lo, now, m.v, now + this.#l3Options.tombstoneMs);
+    this.#l1?.delete(m.k, lo);
+    if (m.o === 's') this.#bloomAdd(m.k, now, m.t > 0 ? now + m.t : Infinity);
+    this.emit('invalidated', m.k);
+  }
+
+  #subscriberState(state: string): void {
+    if (state === 'down') {
+      this.#busDown = true;
+      return;
+    }
+    if (state === 'up' && this.#busDown) {
+      // Deaf for a while: whatever was cached meanwhile may have been overwritten elsewhere.
+      this.#busDown = false;
+      this.#clearLocal();
+      this.emit('invalidated', undefined);
+    }
+  }
+
+  #clearLocal(): void {
+    this.#stamps.bumpEpoch();
+    this.#l2?.clear();
+    this.#l1?.clear();
+    const now = this.#now();
+    if (this.#bloom !== undefined) {
+      this.#bloom.clear(now);
+      this.#bloom.distrustUntil(now + this.#bloomHorizon);
+    }
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+function nonNegative(name: string, v: unknown): void {
+  if (typeof v !== 'number' || !(v >= 0)) throw new RangeError(`${name} must be a number ≥ 0 (ms), got ${String(v)}`);
+}
+
+function positiveInt(name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new RangeError(`${name} must be a positive integer, got ${String(v)}`);
+  return v;
+}
+
+function object(name: string, v: unknown): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new TypeError(`${name} must be an object or false, got ${v === null ? 'null' : typeof v}`);
+  return v as Record<string, unknown>;
+}
+
+/** Validates cache options (createEngine calls it up front; the constructor again). */
+export function checkOptions(options: CacheOptions): {
+  spec: Spec; sizeOf: ((value: unknown, key: string) => number) | undefined; l3: L3Options | false; bloom: CacheBloomOptions | false | undefined;
+} {
+  const o = object('cache options', options);
+  for (const k of Object.keys(o)) if (!KNOWN.has(k)) throw new TypeError(`options.cache.${k} is not a cache option (known: ${[...KNOWN].join(', ')})`);
+  const name = o.name ?? DEFAULTS.name;
+  if (typeof name !== 'string' || !/^[A-Za-z0-9_.-]{1,16}$/.test(name)) throw new TypeError(`options.cache.name must be 1–16 chars of [A-Za-z0-9_.-], got ${JSON.stringify(name)}`);
+  const ttl = o.ttl;
+  if (ttl !== undefined && (typeof ttl !== 'number' || !(ttl > 0))) throw new RangeError(`options.cache.ttl must be a positive number of ms, got ${String(ttl)}`);
+  const swr = o.staleWhileRevalidate ?? 0;
+  const sie = o.staleIfError ?? 0;
+  nonNegative('options.cache.staleWhileRevalidate', swr);
+  nonNegative('options.cache.staleIfError', sie);
+  const loaderTimeoutMs = o.loaderTimeoutMs ?? DEFAULTS.loaderTimeoutMs;
+  if (typeof loaderTimeoutMs !== 'number' || !(loaderTimeoutMs > 0)) throw new RangeError(`options.cache.loaderTimeoutMs must be a positive number of ms, got ${String(loaderTimeoutMs)}`);
+  const maxValueBytes = positiveInt('options.cache.maxValueBytes', o.maxValueBytes ?? DEFAULTS.maxValueBytes);
+  if (maxValueBytes > 512 * 1024 * 1024) throw new RangeError(`options.cache.maxValueBytes must be at most 512 MiB (Redis's string limit), got ${maxValueBytes}`);
+
+  let l1: Spec['l1'] = false;
+  let sizeOf: ((value: unknown, key: string) => number) | undefined;
+  if (o.l1 !== false) {
+    const l = o.l1 === undefined ? {} : object('options.cache.l1', o.l1);
+    for (const k of Object.keys(l)) if (!['maxEntries', 'maxBytes', 'policy', 'sizeOf'].includes(k)) throw new TypeError(`options.cache.l1.${k} is not an L1 option`);
+    const maxEntries = positiveInt('options.cache.l1.maxEntries', l.maxEntries ?? DEFAULTS.l1.maxEntries);
+    const maxBytes = l.maxBytes === undefined ? undefined : positiveInt('options.cache.l1.maxBytes', l.maxBytes);
+    const policy = l.policy ?? DEFAULTS.l1.policy;
+    if (policy !== 'tinylfu' && policy !== 'lru') throw new TypeError(`options.cache.l1.policy must be 'tinylfu' or 'lru', got ${JSON.stringify(policy)}`);
+    if (l.sizeOf !== undefined && typeof l.sizeOf !== 'function') throw new TypeError('options.cache.l1.sizeOf must be a function');
+    sizeOf = l.sizeOf as typeof sizeOf;
+    l1 = { maxEntries, maxBytes, policy };
+  }
+  let l2: Spec['l2'] = false;
+  if (o.l2 !== false) {
+    const l = o.l2 === undefined ? {} : object('options.cache.l2', o.l2);
+    for (const k of Object.keys(l)) if (!['bytes', 'maxValueBytes'].includes(k)) throw new TypeError(`options.cache.l2.${k} is not an L2 option`);
+    const bytes = positiveInt('options.cache.l2.bytes', l.bytes ?? DEFAULTS.l2Bytes);
+    l2 = { bytes, ...(l.maxValueBytes !== undefined ? { maxValueBytes: positiveInt('options.cache.l2.maxValueBytes', l.maxValueBytes) } : {}) };
+  }
+  let l3: L3Options | false = {};
+  if (o.l3 === false) l3 = false;
+  else if (o.l3 !== undefined) {
+    const l = object('options.cache.l3', o.l3);
+    for (const k of Object.keys(l)) if (!['timeoutMs', 'compressAbove', 'tombstoneMs', 'lease', 'leaseMs'].includes(k)) throw new TypeError(`options.cache.l3.${k} is not an L3 option`);
+    if (l.timeoutMs !== undefined && (typeof l.timeoutMs !== 'number' || !(l.timeoutMs > 0))) throw new RangeError(`options.cache.l3.timeoutMs must be a positive number of ms, got ${String(l.timeoutMs)}`);
+    if (l.compressAbove !== undefined) nonNegative('options.cache.l3.compressAbove', l.compressAbove);
+    if (l.tombstoneMs !== undefined && (typeof l.tombstoneMs !== 'number' || !(l.tombstoneMs > 0))) throw new RangeError(`options.cache.l3.tombstoneMs must be a positive number of ms, got ${String(l.tombstoneMs)}`);
+    if (l.lease !== undefined && typeof l.lease !== 'boolean') throw new TypeError(`options.cache.l3.lease must be a boolean, got ${typeof l.lease}`);
+    if (l.leaseMs !== undefined && (typeof l.leaseMs !== 'number' || !(l.leaseMs > 0))) throw new RangeError(`options.cache.l3.leaseMs must be a positive number of ms, got ${String(l.leaseMs)}`);
+    l3 = l as L3Options;
+  }
+  let bloom: CacheBloomOptions | false | undefined;
+  if (o.bloom === false) bloom = false;
+  else if (o.bloom !== undefined) {
+    const b = object('options.cache.bloom', o.bloom);
+    for (const k of Object.keys(b)) if (!['expectedKeys', 'falsePositiveRate', 'horizonMs'].includes(k)) throw new TypeError(`options.cache.bloom.${k} is not a bloom option`);
+    if (b.horizonMs !== undefined && (typeof b.horizonMs !== 'number' || !(b.horizonMs > 0))) throw new RangeError(`options.cache.bloom.horizonMs must be a positive number of ms, got ${String(b.horizonMs)}`);
+    bloom = b as CacheBloomOptions;
+  }
+  return {
+    spec: { name, ttl: ttl as number | undefined, staleWhileRevalidate: swr as number, staleIfError: sie as number, loaderTimeoutMs: loaderTimeoutMs as number, maxValueBytes, l1, l2 },
+    sizeOf, l3, bloom,
+  };
+}
+
+// ------------------------------------------------------------------ spec region
+
+const SPEC_BYTES = 2048;
+const SPEC_READY = 0x43505348; // 'HSPC'
+
+/** Writes the cache's shared settings into `hotpath:cache:<name>:spec` (first creator), or checks them. */
+function publishSpec(rt: ThreadRuntime, spec: Spec): void {
+  const r = rt.arena.region(`hotpath:cache:${spec.name}:spec`, SPEC_BYTES);
+  const json = Buffer.from(JSON.stringify(spec));
+  if (json.length > SPEC_BYTES - 8) throw new RangeError('cache options too large to share');
+  const w = r.offset >>> 2;
+  if (r.created) {
+    new Uint8Array(rt.memory.buffer, r.offset + 8, json.length).set(json);
+    Atomics.store(rt.i32, w + 1, json.length);
+    Atomics.store(rt.i32, w, SPEC_READY);
+    return;
+  }
+  const theirs = readSpec(rt, spec.name);
+  if (theirs !== undefined && (JSON.stringify(theirs.l2) !== JSON.stringify(spec.l2))) {
+    throw new HotpathError('ERR_HOTPATH_REGION_CONFLICT', `cache "${spec.name}" exists in this engine with other L2 settings (${JSON.stringify(theirs.l2)})`);
+  }
+}
+
+function readSpec(rt: ThreadRuntime, name: string): Spec | undefined {
+  const r = rt.arena.find(`hotpath:cache:${name}:spec`);
+  if (r === undefined) return undefined;
+  const w = r.offset >>> 2;
+  for (let spins = 0; Atomics.load(rt.i32, w) !== SPEC_READY; spins++) {
+    if (spins > 100) Atomics.wait(rt.i32, w, 0, 1);
+    if (spins > 1100) return undefined;
+  }
+  const len = Atomics.load(rt.i32, w + 1);
+  return JSON.parse(Buffer.from(new Uint8Array(rt.memory.buffer, r.offset + 8, len).slice()).toString()) as Spec;
+}

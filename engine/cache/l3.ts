@@ -1,0 +1,208 @@
+/**
+ * The Redis tier (L3) of the cache: the stored entry format, the versioned write scripts and the
+ * invalidation bus, on the engine's one connector (timeouts, breaker, hash-tagged keys).
+ *
+ * Entry format (the Redis string at `hotpath:c:{<key>}`):
+ * ```
+ * +0   u8   magic 0xC7 (hotpath cache entry, format 1)
+ * +1   u64  version, big-endian (an integer < 2^53; larger is newer)
+ * +9   u8   flags: bit 0 tombstone (a deleted key, kept briefly so a late write cannot resurrect it)
+ *                  bit 1 the payload is a hotpath compression frame of the encoded value
+ * +10  f64  expires (ms since the epoch, big-endian; Infinity = never)
+ * +18  f64  stale-until (ms; ≥ expires: how long a stale value may still be served)
+ * +26  payload: the value as the codec encodes it (self-contained format), possibly compressed
+ * ```
+ * Writes go through one Lua script: it stores the entry only when no newer version is there
+ * (reading the 8 version bytes of the current value), sets PX, and on success publishes the
+ * invalidation message on the bus — in the same atomic step, so every subscriber hears of a
+ * write only after it is visible, and a late, older write (a loader that started before a
+ * delete) is refused by Redis itself.
+ */
+import { CorruptValueError, HotpathError, RedisUnavailableError } from '../errors.js';
+import type { RedisConnector, Script } from '../redis/connector.js';
+
+export const ENTRY_MAGIC = 0xc7;
+export const HEADER_BYTES = 26;
+export const FLAG_TOMBSTONE = 1;
+export const FLAG_COMPRESSED = 2;
+/** The pub/sub channel of invalidations. */
+export const BUS_CHANNEL = 'hotpath:c:bus';
+
+/** A decoded entry header and its payload (a view into the reply). */
+export interface StoredEntry {
+  version: number;
+  tombstone: boolean;
+  compressed: boolean;
+  expires: number;
+  stale: number;
+  payload: Buffer;
+}
+
+/** The Redis key of cache key `key`: `hotpath:c:{key}` (a hash tag: one slot per key on a Cluster). */
+export function redisKey(key: string): string {
+  return `hotpath:c:{${key}}`;
+}
+
+/** Builds a stored entry around `payload` (copied once). */
+export function encodeEntry(version: number, flags: number, expires: number, stale: number, payload: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(HEADER_BYTES + payload.length);
+  out[0] = ENTRY_MAGIC;
+  out.writeUInt32BE(Math.floor(version / 2 ** 32), 1);
+  out.writeUInt32BE(version >>> 0, 5);
+  out[9] = flags;
+  out.writeDoubleBE(expires, 10);
+  out.writeDoubleBE(stale, 18);
+  out.set(payload, HEADER_BYTES);
+  return out;
+}
+
+/**
+ * Parses a stored entry. Bytes that are not one (another program's value under our prefix, a
+ * truncated or hostile value) → ERR_HOTPATH_CORRUPT_VALUE.
+ */
+export function decodeEntry(buf: Buffer, key: string): StoredEntry {
+  if (buf.length < HEADER_BYTES || buf[0] !== ENTRY_MAGIC) {
+    throw new CorruptValueError(`the Redis value of cache key ${JSON.stringify(key)} is not a hotpath cache entry (${buf.length} bytes, first byte ${buf[0] ?? 'none'})`);
+  }
+  const hi = buf.readUInt32BE(1);
+  const flags = buf[9]!;
+  const expires = buf.readDoubleBE(10);
+  const stale = buf.readDoubleBE(18);
+  if (hi >= 2 ** 21 || (flags & ~3) !== 0 || Number.isNaN(expires) || Number.isNaN(stale) || stale < expires) {
+    throw new CorruptValueError(`the Redis value of cache key ${JSON.stringify(key)} has a corrupt header`);
+  }
+  return {
+    version: hi * 2 ** 32 + buf.readUInt32BE(5),
+    tombstone: (flags & FLAG_TOMBSTONE) !== 0,
+    compressed: (flags & FLAG_COMPRESSED) !== 0,
+    expires,
+    stale,
+    payload: buf.subarray(HEADER_BYTES),
+  };
+}
+
+// KEYS[1] the entry; ARGV[1] the new entry, ARGV[2] PX (0 = none), ARGV[3] the bus message ('' = none).
+// Returns 1 stored, 0 refused (a newer version is there).
+const SET_IF_NEWER = `
+local cur = redis.call('GET', KEYS[1])
+if cur and string.byte(cur, 1) == 0xC7 and string.len(cur) >= 9 then
+  local a, b = 0, 0
+  for i = 2, 9 do
+    a = a * 256 + string.byte(cur, i)
+    b = b * 256 + string.byte(ARGV[1], i)
+  end
+  if a > b then return 0 end
+end
+if ARGV[2] == '0' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+if ARGV[3] ~= '' then redis.call('PUBLISH', '${BUS_CHANNEL}', ARGV[3]) end
+return 1
+`;
+
+/** A message on the invalidation bus. */
+export type BusMessage =
+  | { o: 's' | 'd'; i: string; k: string; v: number; t: number }
+  | { o: 'c'; i: string };
+
+/** Parses a bus message; anything malformed → undefined (ignored, never thrown into the subscriber). */
+export function parseBusMessage(text: string): BusMessage | undefined {
+  let m: unknown;
+  try {
+    m = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof m !== 'object' || m === null) return undefined;
+  const o = m as Record<string, unknown>;
+  if (typeof o.i !== 'string') return undefined;
+  if (o.o === 'c') return { o: 'c', i: o.i };
+  if ((o.o === 's' || o.o === 'd') && typeof o.k === 'string' && typeof o.v === 'number' && Number.isFinite(o.v) && typeof o.t === 'number') {
+    return { o: o.o, i: o.i, k: o.k, v: o.v, t: o.t };
+  }
+  return undefined;
+}
+
+/** The Redis operations of the cache. Every method fails with a HotpathError (unavailable, reply error). */
+export class RedisTier {
+  readonly #redis: RedisConnector;
+  readonly #setScript: Script;
+  readonly #timeoutMs: number;
+
+  constructor(redis: RedisConnector, timeoutMs: number) {
+    this.#redis = redis;
+    this.#timeoutMs = timeoutMs;
+    this.#setScript = redis.defineScript('hotpath-cache-set', SET_IF_NEWER);
+  }
+
+  get connector(): RedisConnector {
+    return this.#redis;
+  }
+
+  /** True when a command would be sent now (connected, breaker closed). */
+  get available(): boolean {
+    return this.#redis.available;
+  }
+
+  async get(key: string): Promise<Buffer | null> {
+    return (await this.#redis.commandBuffer('GET', [redisKey(key)], { timeoutMs: this.#timeoutMs })) as Buffer | null;
+  }
+
+  getMany(keys: string[]): Promise<Array<Buffer | null>> {
+    return this.#redis.mgetBuffer(keys.map(redisKey), { timeoutMs: this.#timeoutMs });
+  }
+
+  /** Stores `entry` unless a newer version is there; publishes `message` when stored. */
+  async put(key: string, entry: Buffer, pxMs: number, message: string): Promise<boolean> {
+    const px = Number.isFinite(pxMs) ? Math.max(1, Math.ceil(pxMs)) : 0;
+    return (await this.#setScript.run([redisKey(key)], [entry, px, message], { timeoutMs: this.#timeoutMs })) === 1;
+  }
+
+  /** Takes the load lease of `key` for `ttlMs` (SET NX PX); true when this caller holds it. */
+  async lease(key: string, owner: string, ttlMs: number): Promise<boolean> {
+    return (await this.#redis.command('SET', [`${redisKey(key)}:lease`, owner, 'NX', 'PX', Math.max(1, Math.ceil(ttlMs))], { timeoutMs: this.#timeoutMs })) === 'OK';
+  }
+
+  /** Gives the lease back if this owner still holds it. */
+  async unlease(key: string, owner: string): Promise<void> {
+    await this.#redis.command('EVAL', [UNLEASE, 1, `${redisKey(key)}:lease`, owner], { timeoutMs: this.#timeoutMs });
+  }
+
+  /**
+   * Deletes every cache entry (`hotpath:c:*`) on every master, SCAN + UNLINK in batches, then
+   * tells every instance to clear its local tiers. Bounded by `timeoutMs` per command.
+   */
+  async clear(message: string): Promise<number> {
+    const client = this.#redis.client;
+    const nodes = 'nodes' in client && typeof client.nodes === 'function' && this.#redis.isCluster ? client.nodes('master') : [client];
+    let removed = 0;
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        const [next, keys] = (await withTimeout(node.scan(cursor, 'MATCH', 'hotpath:c:{*', 'COUNT', 1000), this.#timeoutMs * 20)) as [string, string[]];
+        cursor = next;
+        if (keys.length > 0) removed += Number(await withTimeout(node.unlink(...keys), this.#timeoutMs * 20));
+      } while (cursor !== '0');
+    }
+    await this.#redis.publish(BUS_CHANNEL, message, { timeoutMs: this.#timeoutMs });
+    return removed;
+  }
+}
+
+const UNLEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let t: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      t = setTimeout(() => {
+        p.catch(() => {});
+        reject(new RedisUnavailableError(`Redis clear timed out after ${ms} ms`));
+      }, ms);
+    }),
+  ]).finally(() => clearTimeout(t));
+}
+
+/** True for the failures that mean "Redis is unavailable" (as opposed to a reply error or corrupt data). */
+export function isUnavailable(err: unknown): boolean {
+  return err instanceof HotpathError && err.code === 'ERR_HOTPATH_REDIS_UNAVAILABLE';
+}

@@ -1,0 +1,272 @@
+/**
+ * The cache without Redis: L1 + shared L2 on one engine, its main thread and two workers.
+ * Time is an injected clock; loader timeouts use fake timers.
+ */
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { Cache, type CacheOptions, type Engine } from '../../engine/index.js';
+import { testEngine } from '../helpers.js';
+
+const CACHE_TASKS = new URL('../fixtures/cache-tasks.mjs', import.meta.url).href;
+
+let engine: Engine;
+beforeAll(async () => {
+  engine = await testEngine({ workers: 2, memory: 48 << 20 });
+  for (const t of ['cacheSet', 'cacheGetSync', 'cacheDelete', 'cacheLoadStorm']) engine.runtime.pool.register(t, CACHE_TASKS, t);
+});
+afterAll(() => engine.close());
+
+let seq = 0;
+function fresh(options: CacheOptions = {}, now?: () => number): Cache {
+  return new Cache({ name: `t${++seq}`, l2: { bytes: 1 << 20 }, ...options }, {
+    runtime: engine.runtime.thread, ...(now ? { clock: { now } } : {}),
+  });
+}
+
+/** Runs a cache task on every worker (each task is picked by whichever worker is free: send enough). */
+function onWorker(task: string, payload: unknown): Promise<unknown> {
+  return engine.run(task, payload);
+}
+
+describe('basic operations', () => {
+  it('set, get, getSync, delete', async () => {
+    const c = fresh();
+    expect(await c.get('a')).toBeUndefined();
+    await c.set('a', { n: 1, when: new Date(5), tags: new Map([['x', 1n]]) });
+    expect(c.getSync('a')).toEqual({ n: 1, when: new Date(5), tags: new Map([['x', 1n]]) });
+    expect(await c.get('a')).toEqual(c.getSync('a'));
+    expect(await c.delete('a')).toBe(true);
+    expect(c.getSync('a')).toBeUndefined();
+    expect(await c.delete('a')).toBe(false);
+  });
+
+  it('rejects bad keys, values and options with typed errors', async () => {
+    const c = fresh();
+    expect(() => c.getSync('')).toThrow(TypeError);
+    expect(() => c.getSync(42 as unknown as string)).toThrow(/non-empty strings/);
+    await expect(c.set('f', () => 1)).rejects.toThrow(TypeError);
+    await expect(c.set('k', 1, { ttl: -5 })).rejects.toThrow(/ttl must be a positive/);
+    await expect(c.getOrLoad('k', 'nope' as never)).rejects.toThrow(/loader must be a function/);
+    expect(() => fresh({ l1: { maxEntries: 0 } })).toThrow(/options.cache.l1.maxEntries must be a positive integer/);
+    expect(() => fresh({ l1: { policy: 'fifo' as never } })).toThrow(/policy/);
+    expect(() => fresh({ bogus: 1 } as never)).toThrow(/options.cache.bogus is not a cache option/);
+    await expect(testEngine({ cache: { ttl: 0 } })).rejects.toThrow(/options.cache.ttl/);
+  });
+
+  it('refuses a value over maxValueBytes and keeps the previous one', async () => {
+    const c = fresh({ maxValueBytes: 1024 });
+    await c.set('big', 'small');
+    await expect(c.set('big', 'x'.repeat(5000))).rejects.toMatchObject({ code: 'ERR_HOTPATH_VALUE_TOO_LARGE' });
+    expect(c.getSync('big')).toBe('small');
+  });
+
+  it('a value too large for L2 stays out of it (and its older L2 value goes)', async () => {
+    const name = `big${++seq}`;
+    const c = new Cache({ name, l2: { bytes: 1 << 20, maxValueBytes: 4096 } }, { runtime: engine.runtime.thread });
+    await c.set('k', 'old');
+    expect(await onWorker('cacheGetSync', { name, key: 'k' })).toBe('old');
+    const events: unknown[] = [];
+    c.on('tooLarge', (...a) => events.push(a));
+    await c.set('k', 'y'.repeat(10_000));
+    expect(c.getSync('k')).toBe('y'.repeat(10_000)); // this thread's L1
+    expect(await onWorker('cacheGetSync', { name, key: 'k' })).toBeNull(); // not in L2: not the old value either
+    expect(c.stats().l2!.tooLarge).toBe(1);
+    expect(events).toHaveLength(1);
+  });
+});
+
+describe('stamps', () => {
+  it('keys sharing a stamp word do not evict each other: an L1-only cache keeps all it holds', async () => {
+    const c = fresh({ l2: false, l1: { maxEntries: 20_000 } });
+    for (let i = 0; i < 20_000; i++) await c.set(`k${i}`, i);
+    let held = 0;
+    for (let i = 0; i < 20_000; i++) if (c.getSync(`k${i}`) === i) held++;
+    expect(held).toBe(20_000);
+  });
+
+  it('with L2, an L1 entry whose stamp word moved for another key is kept without a decode', async () => {
+    const c = new Cache({ name: `st${++seq}`, l2: { bytes: 4 << 20 }, l1: { maxEntries: 20_000 } }, { runtime: engine.runtime.thread });
+    for (let i = 0; i < 20_000; i++) await c.set(`k${i}`, i); // 20 000 keys over 65 536 stamp words: many shared
+    for (let i = 0; i < 20_000; i++) expect(c.getSync(`k${i}`)).toBe(i);
+    const s = c.stats();
+    expect(s.l1!.hits).toBe(20_000);
+    expect(s.l2!.hits).toBe(0);
+  });
+});
+
+describe('time', () => {
+  it('expires entries at their ttl, per call or by default', async () => {
+    let t = 1_000_000;
+    const c = fresh({ ttl: 100 }, () => t);
+    await c.set('a', 1);
+    await c.set('b', 2, { ttl: 1000 });
+    t += 100;
+    expect(c.getSync('a')).toBe(1);
+    t += 1;
+    expect(c.getSync('a')).toBeUndefined();
+    expect(await c.get('a')).toBeUndefined();
+    expect(c.getSync('b')).toBe(2);
+    t += 900;
+    expect(c.getSync('b')).toBeUndefined();
+  });
+
+  it('stale-while-revalidate serves the old value once and reloads in the background', async () => {
+    let t = 5_000_000;
+    const c = fresh({ ttl: 100, staleWhileRevalidate: 50 }, () => t);
+    let n = 0;
+    const loader = async (): Promise<number> => ++n;
+    expect(await c.getOrLoad('k', loader)).toBe(1);
+    t += 120; // stale, within the window
+    expect(await c.getOrLoad('k', loader)).toBe(1);
+    await vi.waitFor(() => expect(c.getSync('k')).toBe(2));
+    expect(c.stats().staleServed).toBe(1);
+    t += 500; // beyond ttl + window: a blocking load
+    expect(await c.getOrLoad('k', loader)).toBe(3);
+  });
+
+  it('stale-if-error serves the old value when the loader fails, and errors are not cached', async () => {
+    let t = 9_000_000;
+    const c = fresh({ ttl: 100, staleIfError: 1000 }, () => t);
+    expect(await c.getOrLoad('k', () => 'v1')).toBe('v1');
+    t += 200;
+    expect(await c.getOrLoad('k', () => Promise.reject(new Error('db down')))).toBe('v1');
+    t += 2000; // past the stale window
+    await expect(c.getOrLoad('k', () => Promise.reject(new Error('db down')))).rejects.toThrow('db down');
+    expect(await c.getOrLoad('k', () => 'v2')).toBe('v2'); // the failure was not cached
+  });
+
+  it('a loader over its timeout rejects with ERR_HOTPATH_TIMEOUT and its signal aborts', async () => {
+    vi.useFakeTimers();
+    try {
+      const c = fresh({ loaderTimeoutMs: 500 });
+      let signal: AbortSignal | undefined;
+      const p = c.getOrLoad('slow', (_k, ctx) => {
+        signal = ctx.signal;
+        return new Promise(() => {});
+      });
+      const settled = expect(p).rejects.toMatchObject({ code: 'ERR_HOTPATH_TIMEOUT' });
+      await vi.advanceTimersByTimeAsync(501);
+      await settled;
+      expect(signal!.aborted).toBe(true);
+      expect(c.getSync('slow')).toBeUndefined();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
+describe('single flight', () => {
+  it('concurrent getOrLoad on one thread run the loader once', async () => {
+    const c = fresh();
+    let calls = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const all = Array.from({ length: 100 }, () => c.getOrLoad('one', async () => {
+      calls++;
+      await gate;
+      return 'v';
+    }));
+    release();
+    expect(await Promise.all(all)).toEqual(Array(100).fill('v'));
+    expect(calls).toBe(1);
+  });
+
+  it('1000 concurrent getOrLoad of one key across main + 2 workers run the loader once', async () => {
+    const name = `storm${++seq}`;
+    const c = new Cache({ name, l2: { bytes: 1 << 20 } }, { runtime: engine.runtime.thread });
+    const words = engine.runtime.region(`test:cache-storm:${name}`, 8).offset;
+    const counter = words;
+    const gate = words + 4;
+    const i32 = engine.runtime.thread.i32;
+    const loader = async (): Promise<{ loadedBy: string; at: number }> => {
+      Atomics.add(i32, counter >>> 2, 1);
+      while (Atomics.load(i32, gate >>> 2) < 3) await new Promise((r) => setImmediate(r));
+      return { loadedBy: 'main', at: 1 };
+    };
+    // Each worker takes one storm of 333 calls (the channel hands one task to each free worker).
+    const theirs = [
+      onWorker('cacheLoadStorm', { name, key: 'hot', calls: 333, counter, gate, threads: 3 }),
+      onWorker('cacheLoadStorm', { name, key: 'hot', calls: 333, counter, gate, threads: 3 }),
+    ];
+    const mine = Array.from({ length: 334 }, () => c.getOrLoad('hot', loader));
+    Atomics.add(i32, gate >>> 2, 1);
+    const values = await Promise.all(mine);
+    expect(await Promise.all(theirs)).toEqual([true, true]);
+    expect(values.every((v) => v.at === 1)).toBe(true);
+    expect(Atomics.load(i32, counter >>> 2)).toBe(1);
+  });
+
+  it('a delete that lands while a load runs wins: the loaded value is returned, not cached', async () => {
+    const c = fresh();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const p = c.getOrLoad('k', async () => {
+      await gate;
+      return 'stale-from-db';
+    });
+    await Promise.resolve();
+    await c.delete('k');
+    release();
+    expect(await p).toBe('stale-from-db');
+    expect(c.getSync('k')).toBeUndefined();
+  });
+
+  it('a clear() during a load keeps the loaded value out', async () => {
+    const c = fresh();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const p = c.getOrLoad('k', async () => {
+      await gate;
+      return 1;
+    });
+    await Promise.resolve();
+    await c.clear();
+    release();
+    expect(await p).toBe(1);
+    expect(c.getSync('k')).toBeUndefined();
+  });
+});
+
+describe('across threads', () => {
+  it('a value set in a worker is read by the main thread at once, and an overwrite replaces L1 copies', async () => {
+    const name = `x${++seq}`;
+    const c = new Cache({ name, l2: { bytes: 1 << 20 } }, { runtime: engine.runtime.thread });
+    await c.set('k', 'main-1');
+    expect(c.getSync('k')).toBe('main-1'); // now in the main thread's L1
+    await onWorker('cacheSet', { name, key: 'k', value: 'worker-2' });
+    expect(c.getSync('k')).toBe('worker-2');
+    await c.set('k', 'main-3');
+    for (let i = 0; i < 4; i++) expect(await onWorker('cacheGetSync', { name, key: 'k' })).toBe('main-3');
+    await onWorker('cacheDelete', { name, key: 'k' });
+    expect(c.getSync('k')).toBeUndefined();
+  });
+
+  it('clear() empties every thread', async () => {
+    const name = `clr${++seq}`;
+    const c = new Cache({ name, l2: { bytes: 1 << 20 } }, { runtime: engine.runtime.thread });
+    await onWorker('cacheSet', { name, key: 'a', value: 1 });
+    expect(c.getSync('a')).toBe(1);
+    await c.clear();
+    expect(c.getSync('a')).toBeUndefined();
+    for (let i = 0; i < 4; i++) expect(await onWorker('cacheGetSync', { name, key: 'a' })).toBeNull();
+  });
+
+  it('Cache.open in a thread without the cache says so', () => {
+    expect(() => Cache.open(engine.runtime.thread, 'never-made')).toThrow(/no cache named/);
+  });
+});
+
+describe('engine.cache', () => {
+  it('is built on first use with the engine options, and its metrics are exported', async () => {
+    const e = await testEngine({ cache: { ttl: 60_000, l1: { maxEntries: 100 }, l2: { bytes: 1 << 20 } } });
+    try {
+      await e.cache.set('m', 1);
+      expect(e.cache.getSync('m')).toBe(1);
+      expect(e.cache).toBe(e.cache);
+      const text = await e.metrics.text();
+      expect(text).toMatch(/hotpath_cache_requests_total\{tier="l1",outcome="hit"\} 1/);
+    } finally {
+      await e.close();
+    }
+    expect(() => e.cache).not.toThrow(); // built before close: still returned
+  });
+});

@@ -1,0 +1,289 @@
+/**
+ * The cache on a real Redis: L3 reads and writes, invalidation between two processes with
+ * versions, a Redis killed mid-run, a 3-master Cluster, hostile bytes, compression, the bloom
+ * filter's saved round trips, the cross-instance lease and a pub/sub outage.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import calculateSlot from 'cluster-key-slot';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { Cache, RedisConnector, type CacheOptions, type Engine } from '../../engine/index.js';
+import { testEngine } from '../helpers.js';
+import { REDIS_URL, canSpawnRedis, sharedRedisReachable, startCluster, startRedis } from '../redis/servers.js';
+
+const reachable = await sharedRedisReachable('cache on Redis');
+const spawnable = canSpawnRedis('cache on a Redis of its own');
+
+let seq = 0;
+const prefix = `t${process.pid}-${Date.now() % 100000}-`;
+const k = (name: string): string => `${prefix}${name}`;
+
+describe.runIf(reachable)('on the shared Redis', () => {
+  let engine: Engine;
+  let raw: Redis;
+  beforeAll(async () => {
+    engine = await testEngine({ workers: 1, memory: 64 << 20, redis: REDIS_URL, redisTimeoutMs: 1000, cache: { l2: { bytes: 1 << 20 }, bloom: { expectedKeys: 10_000 } } });
+    raw = new Redis(REDIS_URL);
+  });
+  afterAll(async () => {
+    await engine?.close();
+    raw?.disconnect();
+  });
+
+  function another(options: CacheOptions = {}, clock?: () => number): Cache {
+    return new Cache({ name: `r${++seq}`, l2: { bytes: 1 << 20 }, bloom: { expectedKeys: 10_000 }, ...options }, {
+      runtime: engine.runtime.thread, redis: engine.redis!, redisTimeoutMs: 1000, compressor: engine.compressor,
+      ...(clock ? { clock: { now: clock } } : {}),
+    });
+  }
+
+  it('writes hotpath:c:{key} with PX, and another instance reads it through L3', async () => {
+    const a = engine.cache;
+    await a.set(k('a'), { hello: 'world' }, { ttl: 60_000 });
+    const pttl = await raw.pttl(`hotpath:c:{${k('a')}}`);
+    expect(pttl).toBeGreaterThan(50_000);
+    const b = another();
+    expect(b.getSync(k('a'))).toBeUndefined();
+    expect(await b.get(k('a'))).toEqual({ hello: 'world' });
+    expect(b.getSync(k('a'))).toEqual({ hello: 'world' }); // now local
+    expect(b.stats().l3!.hits).toBe(1);
+    await b.close();
+  });
+
+  it('getMany answers from local tiers and one MGET', async () => {
+    const c = engine.cache;
+    await c.set(k('m1'), 1);
+    await c.set(k('m2'), 2);
+    const b = another();
+    await b.set(k('m3'), 3);
+    expect(await b.getMany([k('m1'), k('m2'), k('m3'), k('none')])).toEqual([1, 2, 3, undefined]);
+    await b.close();
+  });
+
+  it('stores large values LZ4-compressed and reads them back anywhere', async () => {
+    const value = 'compressible '.repeat(10_000);
+    await engine.cache.set(k('z'), value);
+    const stored = await raw.getBuffer(`hotpath:c:{${k('z')}}`);
+    expect(stored![9]! & 2).toBe(2);
+    expect(stored!.length).toBeLessThan(value.length / 4);
+    const b = another({ l1: false, l2: false });
+    expect(await b.get(k('z'))).toBe(value);
+    await b.close();
+  });
+
+  it('hostile bytes in Redis are a typed error for get, and getOrLoad replaces them', async () => {
+    const b = another({ l1: false, l2: false });
+    await raw.set(`hotpath:c:{${k('evil')}}`, Buffer.from('not a cache entry at all'));
+    await expect(b.get(k('evil'))).rejects.toMatchObject({ code: 'ERR_HOTPATH_CORRUPT_VALUE' });
+    const header = Buffer.alloc(26);
+    header[0] = 0xc7;
+    header.writeDoubleBE(Infinity, 10);
+    header.writeDoubleBE(Infinity, 18);
+    await raw.set(`hotpath:c:{${k('evil2')}}`, Buffer.concat([header, Buffer.from([0x01, 0xc1, 0xff, 0xff])]));
+    await expect(b.get(k('evil2'))).rejects.toMatchObject({ code: 'ERR_HOTPATH_CORRUPT_VALUE' });
+    header[9] = 2; // "compressed", with garbage
+    await raw.set(`hotpath:c:{${k('evil3')}}`, Buffer.concat([header, Buffer.from('garbage frame')]));
+    await expect(b.get(k('evil3'))).rejects.toMatchObject({ code: 'ERR_HOTPATH_CORRUPT_VALUE' });
+    expect(await b.getOrLoad(k('evil'), () => 'repaired')).toBe('repaired');
+    expect(await b.get(k('evil'))).toBe('repaired');
+    expect(b.stats().l3!.corrupt).toBeGreaterThanOrEqual(3);
+    await b.close();
+  });
+
+  it('a delete leaves a tombstone: a load that started before it cannot store its older value', async () => {
+    const a = another();
+    const b = another();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let started = false;
+    const loading = a.getOrLoad(k('race'), async () => {
+      started = true;
+      await gate;
+      return 'read-before-the-delete';
+    });
+    await vi.waitFor(() => expect(started).toBe(true)); // the load has begun (after a Redis miss)…
+    await b.delete(k('race')); // …and the delete lands while it runs
+    release();
+    expect(await loading).toBe('read-before-the-delete');
+    expect(a.stats().l3!.refusedWrites).toBe(1);
+    const c = another();
+    expect(await c.get(k('race'))).toBeUndefined();
+    const stored = await raw.getBuffer(`hotpath:c:{${k('race')}}`);
+    expect(stored![9]! & 1).toBe(1); // the tombstone
+    await Promise.all([a.close(), b.close(), c.close()]);
+  });
+
+  it('invalidation messages respect versions: an older one never wipes a newer value', async () => {
+    const b = another();
+    await b.set(k('v'), 'newest');
+    const seen = new Promise((r) => b.once('invalidated', r));
+    await raw.publish('hotpath:c:bus', JSON.stringify({ o: 's', i: 'someone-else', k: k('v'), v: 1024, t: 0 }));
+    await seen;
+    expect(b.getSync(k('v'))).toBe('newest'); // L2 kept it; L1 reread it
+    const seen2 = new Promise((r) => b.once('invalidated', r));
+    await raw.publish('hotpath:c:bus', JSON.stringify({ o: 'd', i: 'someone-else', k: k('v'), v: (Date.now() + 60_000) * 1024, t: 0 }));
+    await seen2;
+    expect(b.getSync(k('v'))).toBeUndefined();
+    await raw.publish('hotpath:c:bus', 'garbage that is not JSON'); // ignored, no throw
+    await b.close();
+  });
+
+  it('the bloom filter skips Redis for keys never written, once trusted', async () => {
+    let t = Date.now();
+    const b = another({ bloom: { horizonMs: 10_000, expectedKeys: 10_000 } }, () => t);
+    const before = engine.redis!.stats().commands;
+    expect(await b.get(k('never-1'))).toBeUndefined(); // not trusted yet: asks Redis
+    expect(engine.redis!.stats().commands).toBe(before + 1);
+    t += 10_001;
+    const misses = Array.from({ length: 200 }, (_, i) => k(`never-${i + 2}`));
+    const mid = engine.redis!.stats().commands;
+    for (const key of misses) expect(await b.get(key)).toBeUndefined();
+    const skipped = b.stats().l3!.bloomSkips;
+    expect(skipped).toBeGreaterThanOrEqual(195); // ≤ 1% false positives, a few more at most
+    expect(engine.redis!.stats().commands - mid).toBe(200 - skipped);
+    // A key another instance writes reaches the filter through the bus.
+    const seen = new Promise((r) => b.once('invalidated', r));
+    await engine.cache.set(k('never-2'), 'now it exists');
+    await seen;
+    expect(await b.get(k('never-2'))).toBe('now it exists');
+    await b.close();
+  });
+
+  it('with l3.lease, concurrent loads in two instances run the loader once', async () => {
+    const a = another({ l3: { lease: true } });
+    const b = another({ l3: { lease: true } });
+    let calls = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const loader = async (): Promise<string> => {
+      calls++;
+      await gate;
+      return 'once';
+    };
+    const pa = a.getOrLoad(k('lease'), loader);
+    const pb = b.getOrLoad(k('lease'), loader);
+    await vi.waitFor(() => expect(calls).toBe(1));
+    release();
+    expect(await Promise.all([pa, pb])).toEqual(['once', 'once']);
+    expect(calls).toBe(1);
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  it('two processes: a set in one invalidates the other, a delete too', async () => {
+    const child: ChildProcess = spawn(process.execPath, [new URL('../fixtures/cache-process.mjs', import.meta.url).pathname, REDIS_URL], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const lines = createInterface({ input: child.stdout! });
+    const waiting = new Map<number, (v: { result?: unknown; error?: { code: string } }) => void>();
+    let ready!: () => void;
+    const isReady = new Promise<void>((r) => (ready = r));
+    lines.on('line', (line) => {
+      const m = JSON.parse(line);
+      if (m.ready) ready();
+      else waiting.get(m.id)?.(m);
+    });
+    let id = 0;
+    const ask = (op: string, key?: string, value?: unknown): Promise<unknown> => new Promise((resolve, reject) => {
+      const my = ++id;
+      waiting.set(my, (m) => (m.error ? reject(Object.assign(new Error(m.error.code), m.error)) : resolve(m.result)));
+      child.stdin!.write(`${JSON.stringify({ id: my, op, key, value })}\n`);
+    });
+    try {
+      await isReady;
+      const c = engine.cache;
+      await c.set(k('p'), 'one');
+      expect(await ask('get', k('p'))).toBe('one');
+      expect(await ask('getSync', k('p'))).toBe('one'); // held locally there now
+      const before = (await ask('invalidations')) as number;
+      await c.set(k('p'), 'two');
+      await vi.waitFor(async () => expect(await ask('invalidations')).toBeGreaterThan(before));
+      expect(await ask('getSync', k('p'))).toBeNull(); // its copy was dropped…
+      expect(await ask('get', k('p'))).toBe('two'); // …and Redis has the new one
+      await ask('set', k('q'), 'theirs');
+      await vi.waitFor(() => expect(c.getSync(k('q'))).toBeUndefined());
+      expect(await c.get(k('q'))).toBe('theirs');
+      await ask('delete', k('q'));
+      await vi.waitFor(() => expect(c.getSync(k('q'))).toBeUndefined());
+      expect(await c.get(k('q'))).toBeUndefined();
+      await ask('close');
+    } finally {
+      child.kill();
+    }
+  });
+});
+
+describe.runIf(spawnable)('Redis going away', () => {
+  it('after a pub/sub outage the local tiers are not trusted (cleared)', async () => {
+    const server = await startRedis();
+    const engine = await testEngine({ workers: 1, redis: server.url, redisTimeoutMs: 1000, cache: { l2: { bytes: 1 << 20 }, bloom: { expectedKeys: 10_000 } } });
+    const raw = new Redis(server.url);
+    try {
+      const b = engine.cache;
+      await b.set('deaf', 'cached');
+      expect(b.getSync('deaf')).toBe('cached');
+      const cleared = new Promise<void>((resolve) => b.on('invalidated', (key) => key === undefined && resolve()));
+      // Its subscription is made in the background: wait until Redis counts it, then cut it.
+      await vi.waitFor(async () => expect(((await raw.pubsub('NUMSUB', 'hotpath:c:bus')) as [string, number])[1]).toBe(1));
+      expect(await raw.client('KILL', 'TYPE', 'pubsub')).toBe(1);
+      await cleared;
+      expect(b.getSync('deaf')).toBeUndefined();
+      expect(await b.get('deaf')).toBe('cached'); // Redis still has it
+    } finally {
+      raw.disconnect();
+      await engine.close();
+      await server.stop();
+    }
+  }, 60_000);
+
+  it('gets and sets answer from L1/L2 within the timeout when Redis is killed mid-run, and recover', async () => {
+    const server = await startRedis();
+    const engine = await testEngine({ workers: 1, redis: server.url, redisTimeoutMs: 50, cache: { l2: { bytes: 1 << 20 }, bloom: { expectedKeys: 10_000 } } });
+    try {
+      const c = engine.cache;
+      for (let i = 0; i < 20; i++) await c.set(`k${i}`, i);
+      await server.kill();
+      const dropped: unknown[] = [];
+      c.on('dropped', (op) => dropped.push(op));
+      const started = Date.now();
+      for (let i = 0; i < 20; i++) expect(await c.get(`k${i}`)).toBe(i);
+      expect(await c.get('never-set')).toBeUndefined(); // Redis unreachable: a miss, not a hang or a rejection
+      await c.set('during', 'outage'); // resolves: written locally, the Redis write dropped
+      expect(c.getSync('during')).toBe('outage');
+      expect(await c.getOrLoad('loaded', () => 'from-loader')).toBe('from-loader');
+      expect(Date.now() - started).toBeLessThan(5000); // bounded by the 50 ms timeouts and the open breaker: no hang
+      expect(c.stats().l3!.droppedWrites).toBeGreaterThanOrEqual(1);
+      expect(dropped).toContain('set');
+      await server.restart();
+      await vi.waitFor(() => expect(engine.redis!.available).toBe(true), { timeout: 15_000, interval: 50 });
+      await c.set('after', 'back');
+      const check = new Redis(server.url);
+      expect((await check.getBuffer('hotpath:c:{after}'))!.length).toBeGreaterThan(26);
+      check.disconnect();
+    } finally {
+      await engine.close();
+      await server.stop();
+    }
+  }, 60_000);
+});
+
+describe.runIf(spawnable)('on a 3-master Redis Cluster', () => {
+  it('getMany spans slots on every master', async () => {
+    const cluster = await startCluster();
+    const connector = await RedisConnector.connect({ cluster: cluster.urls }, { timeoutMs: 1000, connectTimeoutMs: 10_000 });
+    const engine = await testEngine({ workers: 1 });
+    try {
+      const keys: string[] = [];
+      const byNode = new Map<number, string>();
+      for (let i = 0; byNode.size < 3; i++) byNode.set(Math.floor(calculateSlot(`c${i}`) / 5462), `c${i}`);
+      keys.push(...byNode.values());
+      const a = new Cache({ name: 'cl-a', l2: { bytes: 1 << 20 }, bloom: { expectedKeys: 10_000 } }, { runtime: engine.runtime.thread, redis: connector, redisTimeoutMs: 1000 });
+      for (const key of keys) await a.set(key, `v-${key}`);
+      const b = new Cache({ name: 'cl-b', l1: false, l2: false, bloom: { expectedKeys: 10_000 } }, { runtime: engine.runtime.thread, redis: connector, redisTimeoutMs: 1000 });
+      expect(await b.getMany([...keys, 'absent'])).toEqual([...keys.map((x) => `v-${x}`), undefined]);
+      await Promise.all([a.close(), b.close()]);
+    } finally {
+      await engine.close();
+      await connector.close();
+      await cluster.stop();
+    }
+  }, 90_000);
+});
