@@ -20,7 +20,9 @@ import { KeyHash } from '../engine/runtime/key-hash.js';
 
 const NAME = 'bench:l2';
 const KEYS = 1024;
-const FOREVER = { expires: Infinity, stale: Infinity, version: 0 };
+/** One version per write (the store refuses a second write with the same version). */
+let version = 0;
+const fresh = (): { expires: number; stale: number; version: number } => ({ expires: Infinity, stale: Infinity, version: ++version });
 
 /** A record of about 100 bytes once encoded. */
 function record(i: number): unknown {
@@ -37,7 +39,7 @@ export function l2BenchFill(_payload: unknown, ctx: { runtime: ThreadRuntime }):
     const value = ctx.runtime.codec.encode(record(i));
     bytes += value.length;
     h.set(key);
-    store.set(key, h.hi, h.lo, value, FOREVER, Date.now());
+    store.set(key, h.hi, h.lo, value, fresh(), Date.now());
   }
   return bytes / KEYS;
 }
@@ -117,7 +119,7 @@ async function main(): Promise<void> {
         const n = i++ & 1023;
         const key = keys[n]!;
         h.set(key);
-        return do_not_optimize(store.set(key, h.hi, h.lo, encoded[n]!, FOREVER, now));
+        return do_not_optimize(store.set(key, h.hi, h.lo, encoded[n]!, fresh(), now));
       },
     }, [{
       name: 'Map.set (bytes)',
@@ -132,7 +134,7 @@ async function main(): Promise<void> {
       fn: () => {
         const key = many[i++ & 65_535]!;
         h.set(key);
-        return do_not_optimize(small.set(key, h.hi, h.lo, encoded[i & 1023]!, FOREVER, now));
+        return do_not_optimize(small.set(key, h.hi, h.lo, encoded[i & 1023]!, fresh(), now));
       },
     }, [{
       name: 'lru-cache set (evicting, max 5000)',

@@ -1,13 +1,14 @@
 /**
  * Cache benchmarks, each against its peers in the same run:
- *  - getSync (an L1 hit) vs lru-cache `get` at 10k, 100k and 1M resident entries; `set` with
- *    eviction vs lru-cache `set`; memory per L1 entry beside lru-cache's;
+ *  - getSync (an L1 hit, through the whole Cache) vs lru-cache `get` at 10k, 100k and 1M resident
+ *    entries; `set` with eviction vs lru-cache `set`;
  *  - L2: a value a worker set, read on the main thread (getSync with no L1: index, seqlock copy,
  *    decode);
  *  - tiered get with Redis, value in the memory tier: hotpath vs BentoCache (memory + Redis) vs
  *    cache-manager (Keyv memory + @keyv/redis);
  *  - get served by Redis (no memory tier), 64 concurrent callers: same peers;
- *  - getOrLoad of keys held in Redis, 64 concurrent callers, vs BentoCache getOrSet.
+ *  - getOrLoad: value in the memory tier (tiered), and of keys held only in Redis (64 concurrent
+ *    callers, and one), vs BentoCache getOrSet and cache-manager wrap.
  * The hit-ratio simulator is bench/cache-hitratio.bench.ts; the bloom filter's is bench/bloom.bench.ts.
  */
 import { do_not_optimize } from 'mitata';
@@ -24,7 +25,6 @@ import { QUICK, REDIS_URL, redisOrSkip, Suite } from './harness.js';
 const suite = new Suite('cache.bench');
 const engine = await createEngine({ workers: 1, memory: 256 << 20 });
 engine.runtime.pool.register('benchCacheSet', new URL('./peers/cache-worker.js', import.meta.url).href, 'benchCacheSet');
-const gc = (globalThis as { gc?: () => void }).gc;
 
 // --- L1: getSync vs lru-cache get ------------------------------------------------------------------
 const sizes = QUICK ? [10_000] : [10_000, 100_000, 1_000_000];
@@ -59,7 +59,14 @@ for (const n of sizes) {
   let i = 0;
   let j = 0;
   await suite.compare('set with eviction (10k entries, every set a new key)', {
-    name: 'hotpath cache.set (L1 only)',
+    name: 'hotpath cache.setSync (L1 only)',
+    fn: () => ours.setSync(keys[i++ & 0x1ffff]!, v),
+  }, [{
+    name: 'lru-cache set',
+    fn: () => do_not_optimize(peer.set(keys[j++ & 0x1ffff]!, v)),
+  }]);
+  await suite.compare('set with eviction, the async API (10k entries)', {
+    name: 'hotpath await cache.set (L1 only)',
     fn: () => ours.set(keys[i++ & 0x1ffff]!, v),
   }, [{
     name: 'lru-cache set',
@@ -68,32 +75,7 @@ for (const n of sizes) {
   await ours.close();
 }
 
-if (gc !== undefined) {
-  const n = QUICK ? 20_000 : 200_000;
-  const keys = Array.from({ length: n }, (_, i) => `mem:${i}`);
-  const values = keys.map((k) => ({ k }));
-  const heap = async (fill: () => Promise<unknown>): Promise<number> => {
-    gc();
-    const before = process.memoryUsage().heapUsed;
-    const keep = await fill();
-    gc();
-    const after = process.memoryUsage().heapUsed;
-    do_not_optimize(keep);
-    return (after - before) / n;
-  };
-  const ours = await heap(async () => {
-    const c = new Cache({ name: 'l1-mem', l1: { maxEntries: n }, l2: false }, { runtime: engine.runtime.thread });
-    for (let i = 0; i < n; i++) await c.set(keys[i]!, values[i]);
-    return c;
-  });
-  const peer = await heap(async () => {
-    const c = new LRUCache<string, object>({ max: n });
-    for (let i = 0; i < n; i++) c.set(keys[i]!, values[i]!);
-    return c;
-  });
-  suite.note('memory per L1 entry (keys and values excluded)', 'hotpath L1 (tinylfu)', ours, 'bytes/entry');
-  suite.note('memory per L1 entry (keys and values excluded)', 'lru-cache', peer, 'bytes/entry');
-}
+// Memory per L1 entry beside lru-cache's: bench/cache-l1.bench.ts (heap + the sketch's memory).
 
 // --- L2: a value a worker wrote, read on the main thread ------------------------------------------
 {
@@ -151,6 +133,16 @@ if (probe !== undefined) {
   }, {
     name: 'cache-manager get (keyv memory + @keyv/redis)',
     fn: () => manager.get(keys[i++ % 1000]!),
+  }]);
+  await suite.compare('getOrLoad with Redis configured, value in the memory tier', {
+    name: 'hotpath cache.getOrLoad',
+    fn: () => dist.cache.getOrLoad(keys[i++ % 1000]!, () => value),
+  }, [{
+    name: 'BentoCache getOrSet (memory + redis)',
+    fn: () => bento.getOrSet({ key: keys[i++ % 1000]!, factory: () => value }),
+  }, {
+    name: 'cache-manager wrap (keyv memory + @keyv/redis)',
+    fn: () => manager.wrap(keys[i++ % 1000]!, () => value),
   }]);
   const concurrent = (fn: (key: string) => Promise<unknown>) => async (): Promise<void> => {
     const calls = new Array<Promise<unknown>>(64);

@@ -27,7 +27,7 @@ import type { ThreadRuntime } from '../runtime/thread.js';
 import { ValueCodec } from '../codec/codec.js';
 import type { RedisConnector } from '../redis/connector.js';
 import type { Compressor } from '../compress/compressor.js';
-import { L1Store, type L1Entry } from './l1.js';
+import { L1Store } from './l1.js';
 import { SharedStore, utf8Length } from './l2.js';
 import { StampTable } from './stamps.js';
 import { SharedBloom } from './bloom.js';
@@ -164,12 +164,23 @@ export interface CacheStats {
   invalidations: number;
 }
 
-interface Entry extends L1Entry {
-  expires: number;
-  stale: number;
-  version: number;
-  stamp: number;
-  epoch: number;
+/**
+ * L1 keeps the value itself in its slot and these numbers beside it (L1Store `meta`), so a hit
+ * reads typed arrays and returns the value without touching any per-entry object.
+ */
+const M_EXPIRES = 0;
+const M_STALE = 1;
+const M_VERSION = 2;
+const M_STAMP = 3;
+const M_EPOCH = 4;
+const LANES = 5;
+
+/** getOrLoad's resolved options. */
+interface LoadOptions {
+  ttl: number | undefined;
+  swr: number;
+  sie: number;
+  timeoutMs: number;
 }
 
 interface Found {
@@ -214,7 +225,7 @@ export class Cache extends EventEmitter {
   readonly #coarse: CoarseClock | undefined;
   readonly #rt: ThreadRuntime;
   readonly #hash = new KeyHash();
-  readonly #l1: L1Store<Entry> | undefined;
+  readonly #l1: L1Store<unknown> | undefined;
   readonly #sizeOf: ((value: unknown, key: string) => number) | undefined;
   readonly #l2: SharedStore | undefined;
   readonly #stamps: StampTable;
@@ -227,10 +238,18 @@ export class Cache extends EventEmitter {
   readonly #compressor: Compressor | undefined;
   readonly #inflight = new Map<string, Promise<unknown>>();
   readonly #refreshing = new Set<string>();
+  /** Keys deleted while this thread loads them: key → the delete's version (entries live as long as the load). */
+  readonly #deletedDuringLoad = new Map<string, number>();
   readonly #instance = randomBytes(8).toString('hex');
-  #lastVersion = 0;
   #unsubscribe: Promise<(() => Promise<void>) | undefined> | undefined;
+  /** True while the bus is known not to be heard: the first subscription failed, or an outage. */
   #busDown = false;
+  /** Local writes or fills made while deaf (before the first subscription). */
+  #deafWrites = 0;
+  #subscribed = false;
+  #readyPromise: Promise<void> | undefined;
+  #resolveReady: (() => void) | undefined;
+  #retry: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
   readonly #onSubscriber: ((state: string) => void) | undefined;
   readonly #s = {
@@ -260,7 +279,8 @@ export class Cache extends EventEmitter {
     const spec = this.#spec;
     publishSpec(this.#rt, spec);
     this.#stamps = StampTable.open(this.#rt, `hotpath:cache:${spec.name}:stamps`);
-    this.#l1 = spec.l1 === false ? undefined : new L1Store<Entry>({
+    this.#l1 = spec.l1 === false ? undefined : new L1Store<unknown>({
+      metaLanes: LANES,
       maxEntries: spec.l1.maxEntries,
       ...(spec.l1.maxBytes !== undefined ? { maxBytes: spec.l1.maxBytes } : {}),
       policy: spec.l1.policy,
@@ -296,16 +316,50 @@ export class Cache extends EventEmitter {
       const redis = deps.redis;
       this.#onSubscriber = (state: string) => this.#subscriberState(state);
       redis.on('subscriber', this.#onSubscriber);
-      this.#unsubscribe = redis.subscribe(BUS_CHANNEL, (message) => this.#onBus(message)).then(
-        (off) => off,
-        (err) => {
-          // Deaf from the start: nothing cached so far can be trusted to hear invalidations.
-          this.#busDown = true;
-          this.emit('l3error', err);
-          return undefined;
-        },
-      );
+      // Optimistic until the first attempt fails: the subscription is one round trip away, and a
+      // cache that dropped every value written in its first millisecond would surprise everyone.
+      // `await cache.ready()` closes that window for callers who need it.
+      this.#readyPromise = new Promise<void>((resolve) => (this.#resolveReady = resolve));
+      this.#listen(redis, 0);
     }
+  }
+
+  /**
+   * Subscribes to the bus, retrying with back-off while Redis refuses: a cache that cannot hear
+   * invalidations is marked deaf (the bloom filter is not trusted, and the local tiers are cleared
+   * once it hears again).
+   */
+  #listen(redis: RedisConnector, attempt: number): void {
+    this.#unsubscribe = redis.subscribe(BUS_CHANNEL, (message) => this.#onBus(message)).then(
+      (off) => {
+        if (this.#closed) {
+          void off();
+          return undefined;
+        }
+        if (!this.#subscribed) {
+          this.#subscribed = true;
+          this.#resolveReady?.();
+          this.#busDown = false;
+          // Anything cached before we could hear invalidations may already be stale.
+          if (this.#deafWrites > 0) {
+            this.#clearLocal();
+            this.emit('invalidated', undefined);
+          }
+        } else if (this.#busDown) {
+          this.#subscriberState('up');
+        }
+        return off;
+      },
+      (err: unknown) => {
+        this.#busDown = true;
+        this.emit('l3error', err);
+        if (!this.#closed) {
+          this.#retry = setTimeout(() => this.#listen(redis, attempt + 1), Math.min(5000, 100 * 2 ** Math.min(attempt, 6)));
+          this.#retry.unref?.();
+        }
+        return undefined;
+      },
+    );
   }
 
   /**
@@ -339,7 +393,25 @@ export class Cache extends EventEmitter {
   getSync(key: string): unknown {
     this.#checkKey(key);
     const now = this.#now();
-    const found = this.#local(key, now);
+    const l1 = this.#l1;
+    if (l1 !== undefined) {
+      // The hot path: a hash, a probe, typed-array reads, and the value — no object touched.
+      const h = this.#hash;
+      h.set(key);
+      const i = l1.find(key, h.lo);
+      if (i !== 0) {
+        const m = l1.meta;
+        const b = i * LANES;
+        // Stamps matter only with L2: without it every thread's L1 is its own (README "Cache").
+        if (now <= m[b + M_EXPIRES]! && m[b + M_EPOCH] === this.#stamps.epoch() && (this.#l2 === undefined || m[b + M_STAMP] === this.#stamps.stamp(h.lo))) {
+          this.#s.l1Hits++;
+          return l1.valueAt(i);
+        }
+      }
+      const found = this.#l1Miss(key, h, now, i);
+      return found !== undefined && now <= found.expires ? found.value : undefined;
+    }
+    const found = this.#fromL2(this.#hashed(key), now, key);
     return found !== undefined && now <= found.expires ? found.value : undefined;
   }
 
@@ -348,20 +420,23 @@ export class Cache extends EventEmitter {
    * (over its timeout) is a miss, never a hang or a rejection.
    * @throws (rejects) ERR_HOTPATH_CORRUPT_VALUE when Redis holds bytes that are not a cache entry.
    */
-  async get(key: string): Promise<unknown> {
+  get(key: string): Promise<unknown> {
     this.#checkKey(key);
     const now = this.#now();
     const local = this.#local(key, now);
-    if (local !== undefined && now <= local.expires) return local.value;
-    if (this.#l3 === undefined) return undefined;
-    const remote = await this.#remote(key, now, true);
-    return remote !== undefined && now <= remote.expires ? remote.value : undefined;
+    if (local !== undefined && now <= local.expires) return Promise.resolve(local.value);
+    if (this.#l3 === undefined) return RESOLVED;
+    return this.#remote(key, now, true).then((remote) => (remote !== undefined && now <= remote.expires ? remote.value : undefined));
   }
 
   /** Values of `keys` in order (undefined for misses): local tiers first, one MGET (per slot) for the rest. */
-  async getMany(keys: readonly string[]): Promise<unknown[]> {
+  getMany(keys: readonly string[]): Promise<unknown[]> {
     if (!Array.isArray(keys)) throw new TypeError('getMany(keys): keys must be an array of strings');
     for (const k of keys) this.#checkKey(k);
+    return this.#getMany(keys);
+  }
+
+  async #getMany(keys: readonly string[]): Promise<unknown[]> {
     const now = this.#now();
     const out = new Array<unknown>(keys.length);
     const missing: number[] = [];
@@ -371,6 +446,7 @@ export class Cache extends EventEmitter {
       else if (this.#l3 !== undefined && this.#mayExist(keys[i]!, now)) missing.push(i);
     }
     if (missing.length === 0 || this.#l3 === undefined) return out;
+    const epoch = this.#stamps.epoch(); // before the round trip: a clear meanwhile voids the fills
     let replies: Array<Buffer | null>;
     try {
       replies = await this.#l3.getMany(missing.map((i) => keys[i]!));
@@ -380,7 +456,13 @@ export class Cache extends EventEmitter {
     }
     for (let j = 0; j < missing.length; j++) {
       const i = missing[j]!;
-      const f = await this.#accept(keys[i]!, replies[j] ?? null, now);
+      let f: Found | undefined;
+      try {
+        f = await this.#accept(keys[i]!, replies[j] ?? null, now, epoch);
+      } catch (err) {
+        this.emit('l3error', err); // one corrupt entry is a miss here, not a failed batch
+        continue;
+      }
       if (f !== undefined && now <= f.expires) out[i] = f.value;
     }
     return out;
@@ -392,14 +474,33 @@ export class Cache extends EventEmitter {
    * Stores `value` under `key` in every tier it fits. Resolves once Redis has it — or once the
    * Redis write was given up (Redis down or slow: counted, 'dropped' emitted): it never rejects
    * because Redis is unavailable.
-   * @throws (rejects) TypeError for a value the codec cannot carry; ERR_HOTPATH_VALUE_TOO_LARGE over
-   *   maxValueBytes (nothing is stored then, the previous value stays).
+   * @throws TypeError (a bad key or option, a value the codec cannot carry) and
+   *   ERR_HOTPATH_VALUE_TOO_LARGE over maxValueBytes, synchronously; nothing is stored then.
    */
-  async set(key: string, value: unknown, options?: SetOptions): Promise<void> {
+  set(key: string, value: unknown, options?: SetOptions): Promise<void> {
+    this.#checkKey(key);
+    const now = this.#now();
+    const life = this.#lifetime(now, options?.ttl, options?.staleMs, 'options');
+    const version = this.#version();
+    const bytes = this.#storeLocal(key, value, version, life.expires, life.stale, now);
+    // Without Redis the write is done: no async function, no extra turn.
+    if (bytes === false || this.#l3 === undefined) return RESOLVED;
+    return this.#storeRemote(key, bytes!, version, life.expires, life.stale, now).then(NOTHING);
+  }
+
+  /**
+   * set() that returns once L1 and L2 hold the value; the Redis write (if any) goes on in the
+   * background — its failure is counted and emitted ('dropped'), as set()'s would be.
+   * @throws TypeError / ERR_HOTPATH_VALUE_TOO_LARGE synchronously.
+   */
+  setSync(key: string, value: unknown, options?: SetOptions): void {
     this.#checkKey(key);
     const now = this.#now();
     const { expires, stale } = this.#lifetime(now, options?.ttl, options?.staleMs, 'options');
-    await this.#store(key, value, this.#version(), expires, stale, now);
+    const version = this.#version();
+    const bytes = this.#storeLocal(key, value, version, expires, stale, now);
+    if (bytes === false || this.#l3 === undefined) return;
+    this.#storeRemote(key, bytes!, version, expires, stale, now).catch((err: unknown) => this.emit('l3error', err));
   }
 
   /** set() for each entry (Redis writes pipelined). */
@@ -414,10 +515,17 @@ export class Cache extends EventEmitter {
    * Deletes `key` from every tier, here and (through Redis) in every other instance; a tombstone
    * keeps older writes still in flight from bringing it back. Resolves true if a tier had it.
    */
-  async delete(key: string): Promise<boolean> {
+  delete(key: string): Promise<boolean> {
     this.#checkKey(key);
+    return this.#delete(key);
+  }
+
+  async #delete(key: string): Promise<boolean> {
     const now = this.#now();
     const version = this.#version();
+    // A load of this key running now must not store what it read before this delete (L2's
+    // tombstone says so for every thread; this covers a cache without L2).
+    if (this.#inflight.has(key)) this.#deletedDuringLoad.set(key, version);
     const h = this.#hashOf(key);
     const until = now + this.#l3Options.tombstoneMs;
     const had = this.#l1?.delete(key, h.lo) === true;
@@ -425,7 +533,7 @@ export class Cache extends EventEmitter {
     if (this.#l3 === undefined) return had || hadL2;
     const entry = encodeEntry(version, FLAG_TOMBSTONE, until, until, EMPTY);
     try {
-      await this.#l3.put(key, entry, this.#l3Options.tombstoneMs, this.#message('d', key, version, 0));
+      if (!(await this.#l3.put(key, entry, this.#l3Options.tombstoneMs, this.#message('d', key, version, 0)))) this.#s.refusedWrites++;
     } catch (err) {
       this.#l3Failed(err, 'delete');
     }
@@ -453,28 +561,38 @@ export class Cache extends EventEmitter {
    * Loader errors are not cached.
    * @throws (rejects) the loader's error; ERR_HOTPATH_TIMEOUT when it overruns `timeoutMs`.
    */
-  async getOrLoad<V = unknown>(key: string, loader: Loader<V>, options?: GetOrLoadOptions): Promise<V> {
+  getOrLoad<V = unknown>(key: string, loader: Loader<V>, options?: GetOrLoadOptions): Promise<V> {
     this.#checkKey(key);
     if (typeof loader !== 'function') throw new TypeError(`getOrLoad(key, loader): loader must be a function, got ${typeof loader}`);
     const o = this.#loadOptions(options);
     const now = this.#now();
-    let found = this.#local(key, now);
-    if (found === undefined && this.#l3 !== undefined) found = await this.#remote(key, now, false);
+    const local = this.#local(key, now);
+    if (local !== undefined && now <= local.expires) return Promise.resolve(local.value as V);
+    return this.#getOrLoad(key, loader as Loader, o, now, local) as Promise<V>;
+  }
+
+  async #getOrLoad(key: string, loader: Loader, o: LoadOptions, now: number, local: Found | undefined): Promise<unknown> {
+    let found = local;
+    if (this.#l3 !== undefined) {
+      // Expired here (or absent) may be fresh in Redis: another instance may have reloaded it.
+      const remote = await this.#remote(key, now, false);
+      if (remote !== undefined && (found === undefined || remote.expires > found.expires)) found = remote;
+    }
     if (found !== undefined) {
-      if (now <= found.expires) return found.value as V;
+      if (now <= found.expires) return found.value;
       if (now <= found.expires + o.swr && now <= found.stale) {
         this.#s.stale++;
         this.#refresh(key, loader, o);
-        return found.value as V;
+        return found.value;
       }
     }
     try {
-      return (await this.#load(key, loader, o)) as V;
+      return await this.#load(key, loader, o);
     } catch (err) {
       if (found !== undefined && now <= found.expires + o.sie && this.#now() <= found.stale) {
         this.#s.stale++;
         this.emit('staleIfError', key, err);
-        return found.value as V;
+        return found.value;
       }
       throw err;
     }
@@ -533,6 +651,23 @@ export class Cache extends EventEmitter {
     };
   }
 
+  /**
+   * Resolves true once the cache hears invalidations from other instances (its pub/sub
+   * subscription is live; at once without Redis), false after `timeoutMs` (default 2000).
+   */
+  async ready(timeoutMs = 2000): Promise<boolean> {
+    if (this.#readyPromise === undefined) return true;
+    let t: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<boolean>((resolve) => {
+      t = setTimeout(() => resolve(false), timeoutMs);
+    });
+    try {
+      return await Promise.race([this.#readyPromise.then(() => true), timeout]);
+    } finally {
+      clearTimeout(t);
+    }
+  }
+
   /** True when a Redis tier is configured. */
   get distributed(): boolean {
     return this.#l3 !== undefined;
@@ -543,6 +678,7 @@ export class Cache extends EventEmitter {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#onSubscriber !== undefined) this.#l3?.connector.off('subscriber', this.#onSubscriber);
+    clearTimeout(this.#retry);
     const off = await this.#unsubscribe;
     await off?.();
   }
@@ -570,14 +706,13 @@ export class Cache extends EventEmitter {
   }
 
   /**
-   * A version for a write starting now: ms × 1024 plus a counter, monotonic per thread. From the
-   * precise clock, not the coarse one: versions order writes across threads and processes.
+   * A version for a write starting now (StampTable.nextVersion: unique and in real order within the
+   * process, tagged across processes). From the precise clock, not the coarse one.
    */
   #version(): number {
-    const v = Math.max(Math.floor(this.#clock.now()) * 1024, this.#lastVersion + 1);
-    this.#lastVersion = v;
-    return v;
+    return this.#stamps.nextVersion(this.#clock.now());
   }
+
 
   #lifetime(now: number, ttl: number | undefined, staleMs: number | undefined, what: string): { expires: number; stale: number } {
     const t = ttl ?? this.#spec.ttl;
@@ -588,7 +723,7 @@ export class Cache extends EventEmitter {
     return { expires, stale: expires + extra };
   }
 
-  #loadOptions(options: GetOrLoadOptions | undefined): { ttl: number | undefined; swr: number; sie: number; timeoutMs: number } {
+  #loadOptions(options: GetOrLoadOptions | undefined): LoadOptions {
     if (options !== undefined && (options === null || typeof options !== 'object')) throw new TypeError('getOrLoad options must be an object');
     const swr = options?.staleWhileRevalidate ?? this.#spec.staleWhileRevalidate;
     const sie = options?.staleIfError ?? this.#spec.staleIfError;
@@ -603,47 +738,73 @@ export class Cache extends EventEmitter {
 
   /** L1 then L2, stale entries included (the caller checks `expires`); fills L1 from L2. */
   #local(key: string, now: number): Found | undefined {
-    // The L1 hit is the hot path: kept small so it inlines into its callers; the rest is #fromL2.
     const h = this.#hash;
     h.set(key);
     const l1 = this.#l1;
     if (l1 !== undefined) {
-      const e = l1.get(key, h.lo);
-      // Stamps matter only with L2: without it every thread's L1 is its own (README "Cache").
-      if (e !== undefined && (this.#l2 === undefined || e.stamp === this.#stamps.stamp(h.lo)) && e.epoch === this.#stamps.epoch() && now <= e.stale) {
-        this.#s.l1Hits++;
-        return e;
-      }
-      return this.#l1Miss(key, h, now, e);
-    }
-    return this.#fromL2(key, h, now);
-  }
-
-  #l1Miss(key: string, h: KeyHash, now: number, e: Entry | undefined): Found | undefined {
-    if (e !== undefined) {
-      if (this.#l2 !== undefined && e.epoch === this.#stamps.epoch() && now <= e.stale) {
-        // Only the stamp moved. Stamp words are shared by keys (lo & mask), so another key's write
-        // may have moved it: if L2 still holds this very version, keep the entry (no decode).
-        const epoch = this.#stamps.epoch();
-        const hit = this.#l2.get(key, h.hi, h.lo, now);
-        if (hit !== undefined && hit.version === e.version && epoch === e.epoch) {
-          e.stamp = hit.stamp;
+      const i = l1.find(key, h.lo);
+      if (i !== 0) {
+        const m = l1.meta;
+        const b = i * LANES;
+        if (now <= m[b + M_STALE]! && m[b + M_EPOCH] === this.#stamps.epoch() && (this.#l2 === undefined || m[b + M_STAMP] === this.#stamps.stamp(h.lo))) {
           this.#s.l1Hits++;
-          return e;
+          return { value: l1.valueAt(i), expires: m[b + M_EXPIRES]!, stale: m[b + M_STALE]!, version: m[b + M_VERSION]! };
         }
       }
-      this.#l1!.delete(key, h.lo); // written elsewhere since, or past its stale time
+      return this.#l1Miss(key, h, now, i);
+    }
+    return this.#fromL2(h, now, key);
+  }
+
+  /** `key` hashed into the shared KeyHash (hi/lo). */
+  #hashed(key: string): KeyHash {
+    this.#hash.set(key);
+    return this.#hash;
+  }
+
+  /** L1 had nothing usable in slot `i` (0: absent): revalidate a moved stamp, or drop it; then L2. */
+  #l1Miss(key: string, h: KeyHash, now: number, i: number): Found | undefined {
+    const l1 = this.#l1!;
+    if (i !== 0) {
+      const m = l1.meta;
+      const b = i * LANES;
+      const epoch = this.#stamps.epoch();
+      if (this.#l2 !== undefined && m[b + M_EPOCH] === epoch && now <= m[b + M_STALE]!) {
+        // Only the stamp moved. Stamp words are shared by keys (lo & mask), so another key's write
+        // may have moved it: if L2 still holds this very version, keep the entry (no decode).
+        const hit = this.#l2.get(key, h.hi, h.lo, now);
+        if (hit !== undefined && hit.version === m[b + M_VERSION]) {
+          m[b + M_STAMP] = hit.stamp;
+          this.#s.l1Hits++;
+          return { value: l1.valueAt(i), expires: m[b + M_EXPIRES]!, stale: m[b + M_STALE]!, version: m[b + M_VERSION]! };
+        }
+      }
+      l1.delete(key, h.lo); // written elsewhere since, or past its stale time
     }
     this.#s.l1Misses++;
-    return this.#fromL2(key, h, now);
+    return this.#fromL2(h, now, key);
+  }
+
+  /** Puts `value` in this thread's L1 with its numbers. */
+  #fillL1(key: string, lo: number, value: unknown, bytes: number, expires: number, stale: number, version: number, stamp: number, epoch: number): void {
+    const l1 = this.#l1!;
+    if (!l1.set(key, lo, value, bytes)) return;
+    const b = l1.lastSlot * LANES;
+    const m = l1.meta;
+    m[b + M_EXPIRES] = expires;
+    m[b + M_STALE] = stale;
+    m[b + M_VERSION] = version;
+    m[b + M_STAMP] = stamp;
+    m[b + M_EPOCH] = epoch;
   }
 
   /** L2 (filling L1), or undefined. */
-  #fromL2(key: string, h: KeyHash, now: number): Found | undefined {
+  #fromL2(h: KeyHash, now: number, key: string): Found | undefined {
+    const { hi, lo } = h; // copied: a user sizeOf below may hash another key with the shared KeyHash
     const l2 = this.#l2;
     if (l2 === undefined) return undefined;
     const epoch = this.#stamps.epoch();
-    const hit = l2.get(key, h.hi, h.lo, now);
+    const hit = l2.get(key, hi, lo, now);
     if (hit === undefined) {
       this.#s.l2Misses++;
       return undefined;
@@ -654,7 +815,7 @@ export class Cache extends EventEmitter {
     } catch (err) {
       // Only this engine's threads write L2: a value it cannot decode is a bug, not an attack. Drop it.
       this.#s.corrupt++;
-      l2.delete(key, h.hi, h.lo, now);
+      l2.delete(key, hi, lo, now);
       this.emit('l2error', key, err);
       return undefined;
     }
@@ -662,7 +823,7 @@ export class Cache extends EventEmitter {
     const l1 = this.#l1;
     if (l1 !== undefined) {
       const bytes = this.#sizeOf !== undefined ? this.#sizeOf(value, key) : hit.bytes.length;
-      l1.set(key, h.lo, { value, bytes, expires: hit.expires, stale: hit.stale, version: hit.version, stamp: hit.stamp, epoch });
+      this.#fillL1(key, lo, value, bytes, hit.expires, hit.stale, hit.version, hit.stamp, epoch);
     }
     return { value, expires: hit.expires, stale: hit.stale, version: hit.version };
   }
@@ -670,7 +831,7 @@ export class Cache extends EventEmitter {
   /** True unless the bloom filter (trusted) says Redis never had this key. */
   #mayExist(key: string, now: number): boolean {
     const b = this.#bloom;
-    if (b === undefined || !b.trusted(now)) return true;
+    if (b === undefined || this.#busDown || !b.trusted(now)) return true; // deaf: it may have missed writes
     const h = this.#hashOf(key);
     if (b.mightContain(h.hi, h.lo, now)) return true;
     this.#s.bloomSkips++;
@@ -684,6 +845,7 @@ export class Cache extends EventEmitter {
       this.#s.l3Misses++;
       return undefined;
     }
+    const epoch = this.#stamps.epoch(); // before the round trip: a clear meanwhile voids the fill
     let reply: Buffer | null;
     try {
       reply = await l3.get(key);
@@ -692,7 +854,7 @@ export class Cache extends EventEmitter {
       return undefined;
     }
     try {
-      return await this.#accept(key, reply, now);
+      return await this.#accept(key, reply, now, epoch);
     } catch (err) {
       if (!rejectCorrupt) {
         this.emit('l3error', err);
@@ -703,7 +865,7 @@ export class Cache extends EventEmitter {
   }
 
   /** Decodes a Redis reply and fills the local tiers with it. Corrupt bytes → CorruptValueError. */
-  async #accept(key: string, reply: Buffer | null, now: number): Promise<Found | undefined> {
+  async #accept(key: string, reply: Buffer | null, now: number, epoch: number): Promise<Found | undefined> {
     if (reply === null) {
       this.#s.l3Misses++;
       return undefined;
@@ -724,22 +886,27 @@ export class Cache extends EventEmitter {
       throw err instanceof CorruptValueError ? err : new CorruptValueError(`the Redis value of cache key ${JSON.stringify(key)} is corrupt: ${(err as Error).message}`, err);
     }
     this.#s.l3Hits++;
+    const found: Found = { value, expires: entry.expires, stale: entry.stale, version: entry.version };
+    // Cleared (here, by another thread, or after a bus outage) while the reply was on its way:
+    // answer with it — it was current when read — but do not cache it.
+    if (epoch !== this.#stamps.epoch()) return found;
+    if (this.#busDown) this.#deafWrites++;
     const h = this.#hashOf(key);
-    // Loaded before the write below: a newer local write since makes this fill stale at once.
-    const epoch = this.#stamps.epoch();
-    let stamp = this.#l2 !== undefined ? this.#stamps.stamp(h.lo) : 0;
+    const { hi, lo } = h;
+    let stamp = 0;
     if (this.#l2 !== undefined) {
-      if (utf8Length(key) + bytes.length <= this.#l2.maxValueBytes) {
-        const r = this.#l2.set(key, h.hi, h.lo, bytes, { expires: entry.expires, stale: entry.stale, version: entry.version }, now);
-        if (r.result !== 'stored') return { value, expires: entry.expires, stale: entry.stale, version: entry.version };
-        stamp = r.stamp;
-      }
+      // Always through L2's set: it refuses the fill when a newer write or a tombstone is there
+      // (checked before the size), and drops an older value when this one is too large for it.
+      const r = this.#l2.set(key, hi, lo, bytes, { expires: entry.expires, stale: entry.stale, version: entry.version }, now);
+      if (r.result === 'older') return this.#fromL2(this.#hashOf(key), now, key); // L2 knows better
+      if (r.result !== 'stored') this.#s.l2TooLarge++;
+      stamp = r.stamp;
     }
     if (this.#l1 !== undefined) {
       const size = this.#sizeOf !== undefined ? this.#sizeOf(value, key) : bytes.length;
-      this.#l1.set(key, h.lo, { value, bytes: size, expires: entry.expires, stale: entry.stale, version: entry.version, stamp, epoch });
+      this.#fillL1(key, lo, value, size, entry.expires, entry.stale, entry.version, stamp, epoch);
     }
-    return { value, expires: entry.expires, stale: entry.stale, version: entry.version };
+    return found;
   }
 
   #decompress(payload: Buffer): Promise<Uint8Array> | Uint8Array {
@@ -754,6 +921,18 @@ export class Cache extends EventEmitter {
    * already there (the write lost; nothing changed).
    */
   async #store(key: string, value: unknown, version: number, expires: number, stale: number, now: number, epochAtStart?: number): Promise<boolean> {
+    const bytes = this.#storeLocal(key, value, version, expires, stale, now, epochAtStart);
+    if (bytes === false) return false;
+    if (this.#l3 === undefined) return true;
+    return this.#storeRemote(key, bytes!, version, expires, stale, now);
+  }
+
+  /**
+   * The synchronous part of a write: encode, L2, L1. Returns the encoded bytes (undefined when no
+   * tier needed them), or false when the write lost to a newer version or to a clear().
+   */
+  #storeLocal(key: string, value: unknown, version: number, expires: number, stale: number, now: number, epochAtStart?: number): Uint8Array | undefined | false {
+    if (this.#busDown) this.#deafWrites++;
     const l2 = this.#l2;
     const l3 = this.#l3;
     let bytes: Uint8Array | undefined;
@@ -768,34 +947,35 @@ export class Cache extends EventEmitter {
     const epoch = this.#stamps.epoch();
     let stamp: number;
     if (l2 !== undefined) {
-      if (utf8Length(key) + bytes!.length > l2.maxValueBytes) {
-        // Too large for L2: drop its older value there (and tell every L1) so no tier serves it.
+      // L2 checks the version first (a newer write or a tombstone wins), then the size: a value too
+      // large for it drops the key's older value there and tells every thread's L1 (stamp bump).
+      const r = l2.set(key, hi, lo, bytes!, { expires, stale, version }, now);
+      if (r.result === 'older') {
+        this.#s.refusedWrites++;
+        return false;
+      }
+      if (r.result !== 'stored') {
         this.#s.l2TooLarge++;
         this.emit('tooLarge', key, 'l2', bytes!.length);
-        stamp = l2.delete(key, hi, lo, now).stamp;
-      } else {
-        const r = l2.set(key, hi, lo, bytes!, { expires, stale, version }, now);
-        if (r.result === 'older') {
-          this.#s.refusedWrites++;
-          return false;
-        }
-        if (r.result !== 'stored') {
-          this.#s.l2TooLarge++;
-          stamp = l2.delete(key, hi, lo, now).stamp;
-        } else {
-          stamp = r.stamp;
-        }
       }
+      stamp = r.stamp;
     } else {
       stamp = 0; // no L2: no stamps (each thread's L1 is its own)
     }
     if (this.#l1 !== undefined) {
       const size = this.#sizeOf !== undefined ? this.#sizeOf(value, key) : bytes?.length ?? 0;
-      this.#l1.set(key, lo, { value, bytes: size, expires, stale, version, stamp, epoch });
+      this.#fillL1(key, lo, value, size, expires, stale, version, stamp, epoch);
     }
-    if (l3 === undefined) return true;
-    this.#bloomAdd(key, now, expires);
-    let payload: Uint8Array = bytes!;
+    return bytes;
+  }
+
+  /** The Redis part of a write. Resolves false when Redis holds a newer version; never rejects for unavailability. */
+  async #storeRemote(key: string, bytes: Uint8Array, version: number, expires: number, stale: number, now: number): Promise<boolean> {
+    const l3 = this.#l3!;
+    const l2 = this.#l2;
+    const { hi, lo } = this.#hashOf(key);
+    this.#bloomAdd(key, now, stale); // Redis keeps it until its stale time (PX)
+    let payload: Uint8Array = bytes;
     let flags = 0;
     const above = this.#l3Options.compressAbove;
     if (above > 0 && payload.length >= above && this.#compressor !== undefined) {
@@ -806,7 +986,7 @@ export class Cache extends EventEmitter {
       }
     }
     const entry = encodeEntry(version, flags, expires, stale, payload);
-    const ttl = Number.isFinite(expires) ? expires - now : 0;
+    const ttl = Number.isFinite(stale) ? stale - now : 0; // how long Redis keeps it (0: no PX)
     try {
       const stored = await l3.put(key, entry, stale - now, this.#message('s', key, version, ttl));
       if (!stored) {
@@ -826,14 +1006,14 @@ export class Cache extends EventEmitter {
     return JSON.stringify({ o, i: this.#instance, k: key, v: version, t: ttl });
   }
 
-  #bloomAdd(key: string, now: number, expires: number): void {
+  #bloomAdd(key: string, now: number, until: number): void {
     const b = this.#bloom;
     if (b === undefined) return;
     const h = this.#hashOf(key);
     b.add(h.hi, h.lo, now);
     // Past the horizon the filter forgets the key while Redis may still hold it: until then, do
     // not trust the filter's "no".
-    if (expires - now > this.#bloomHorizon) b.distrustUntil(expires);
+    if (until - now > this.#bloomHorizon) b.distrustUntil(until);
   }
 
   /** Redis failed: a miss for reads, a dropped write for writes. Never throws for unavailability. */
@@ -848,15 +1028,18 @@ export class Cache extends EventEmitter {
     this.emit('l3error', err);
   }
 
-  #load(key: string, loader: Loader, o: { ttl: number | undefined; swr: number; sie: number; timeoutMs: number }): Promise<unknown> {
+  #load(key: string, loader: Loader, o: LoadOptions): Promise<unknown> {
     const pending = this.#inflight.get(key);
     if (pending !== undefined) return pending;
-    const p = this.#loadShared(key, loader, o).finally(() => this.#inflight.delete(key));
+    const p = this.#loadShared(key, loader, o).finally(() => {
+      this.#inflight.delete(key);
+      this.#deletedDuringLoad.delete(key);
+    });
     this.#inflight.set(key, p);
     return p;
   }
 
-  #refresh(key: string, loader: Loader, o: { ttl: number | undefined; swr: number; sie: number; timeoutMs: number }): void {
+  #refresh(key: string, loader: Loader, o: LoadOptions): void {
     if (this.#refreshing.has(key)) return;
     this.#refreshing.add(key);
     this.#load(key, loader, o).then(
@@ -869,36 +1052,41 @@ export class Cache extends EventEmitter {
   }
 
   /** Cross-thread single flight through the flight table and L2. */
-  async #loadShared(key: string, loader: Loader, o: { ttl: number | undefined; swr: number; sie: number; timeoutMs: number }): Promise<unknown> {
+  async #loadShared(key: string, loader: Loader, o: LoadOptions): Promise<unknown> {
     const flight = this.#flight;
     if (flight === undefined) return this.#runLoader(key, loader, o);
-    for (;;) {
-      const now = this.#now();
-      const { hi, lo } = this.#hashOf(key);
-      const claim = flight.claim(hi, lo, now, now + o.timeoutMs + 1000);
-      if (claim.kind === 'busy') return this.#runLoader(key, loader, o);
-      if (claim.kind === 'owner') {
-        try {
-          // Another thread may have finished loading between our miss and the claim.
-          const done = this.#local(key, now);
-          if (done !== undefined && now <= done.expires) return done.value;
-          return await this.#runLoader(key, loader, o);
-        } finally {
-          flight.release(claim.slot, claim.token);
-        }
+    const now = this.#now();
+    const { hi, lo } = this.#hashOf(key);
+    // The slot's deadline covers the lease wait too: only then may a waiter take a slot over.
+    const lease = this.#l3 !== undefined && this.#l3Options.lease ? this.#l3Options.leaseMs : 0;
+    const claim = flight.claim(hi, lo, now, now + o.timeoutMs + lease + 1000);
+    if (claim.kind === 'busy') return this.#runLoader(key, loader, o);
+    if (claim.kind === 'owner') {
+      try {
+        // Another thread may have finished loading between our miss and the claim.
+        const done = this.#local(key, now);
+        if (done !== undefined && now <= done.expires) return done.value;
+        return await this.#runLoader(key, loader, o);
+      } finally {
+        flight.release(claim.slot, claim.token);
       }
-      this.#s.shared++;
-      await flight.wait(claim.slot, claim.token, claim.deadline - now);
-      this.#assertOpen();
-      const after = this.#now();
-      const done = this.#local(key, after);
-      if (done !== undefined && after <= done.expires) return done.value;
-      // The owner failed, or its value did not fit L2: claim it ourselves (next turn).
     }
+    this.#s.shared++;
+    // Wait for the owner, but no longer than this caller's own loader timeout.
+    const until = Math.min(claim.deadline, now + o.timeoutMs);
+    await flight.wait(claim.slot, claim.token, until - now);
+    this.#assertOpen();
+    const after = this.#now();
+    const done = this.#local(key, after);
+    if (done !== undefined && after <= done.expires) return done.value;
+    if (after >= now + o.timeoutMs) throw new TimeoutError(`waiting for another thread's load of cache key ${JSON.stringify(key)}`, o.timeoutMs);
+    // The owner failed, returned nothing, or its value does not fit L2: load here, at once (every
+    // waiter does so in parallel, not one after another).
+    return this.#runLoader(key, loader, o);
   }
 
   /** Runs the loader (under a Redis lease when configured) with a timeout, and stores what it returns. */
-  async #runLoader(key: string, loader: Loader, o: { ttl: number | undefined; swr: number; sie: number; timeoutMs: number }): Promise<unknown> {
+  async #runLoader(key: string, loader: Loader, o: LoadOptions): Promise<unknown> {
     const start = this.#now();
     // Versioned at the start: a delete or invalidation that lands while it loads wins over it.
     const version = this.#version();
@@ -925,11 +1113,19 @@ export class Cache extends EventEmitter {
           timer.unref?.();
         }),
       ]);
+      clearTimeout(timer);
       const now = this.#now();
       const t = o.ttl;
       const expires = t === undefined ? Infinity : now + t;
-      if (value !== undefined) {
-        if (!this.#closed) await this.#store(key, value, version, expires, expires + Math.max(o.swr, o.sie), now, epoch);
+      const deleted = this.#deletedDuringLoad.get(key);
+      if (value !== undefined && !this.#closed && (deleted === undefined || deleted < version)) {
+        try {
+          await this.#store(key, value, version, expires, expires + Math.max(o.swr, o.sie), now, epoch);
+        } catch (err) {
+          // The loader did its job; a value the cache cannot hold (too large, not encodable) is
+          // still the answer. Reported, not thrown.
+          this.emit('storeError', key, err);
+        }
       }
       return value;
     } catch (err) {
@@ -982,13 +1178,17 @@ export class Cache extends EventEmitter {
     const { hi, lo } = h;
     // Drop our copies older than the message's version (a newer one we hold stays in L2; every
     // thread's L1 rereads it). The tombstone stops a late, older fill from bringing one back.
-    if (this.#l2 !== undefined) this.#l2.delete(m.k, hi, lo, now, m.v, now + this.#l3Options.tombstoneMs);
+    // For a set elsewhere the tombstone is one below its version: that very write, read from
+    // Redis, may fill us; anything older may not. A delete's tombstone blocks its own version too.
+    const floor = m.o === 's' ? m.v - 1 : m.v;
+    if (this.#l2 !== undefined) this.#l2.delete(m.k, hi, lo, now, floor, now + this.#l3Options.tombstoneMs);
     this.#l1?.delete(m.k, lo);
     if (m.o === 's') this.#bloomAdd(m.k, now, m.t > 0 ? now + m.t : Infinity);
     this.emit('invalidated', m.k);
   }
 
   #subscriberState(state: string): void {
+    if (!this.#subscribed) return; // the first subscription's outcome decides (#listen)
     if (state === 'down') {
       this.#busDown = true;
       return;
@@ -1014,6 +1214,8 @@ export class Cache extends EventEmitter {
 }
 
 const EMPTY = new Uint8Array(0);
+const RESOLVED: Promise<void> = Promise.resolve();
+const NOTHING = (): void => undefined;
 
 function nonNegative(name: string, v: unknown): void {
   if (typeof v !== 'number' || !(v >= 0)) throw new RangeError(`${name} must be a number ≥ 0 (ms), got ${String(v)}`);

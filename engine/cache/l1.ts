@@ -74,6 +74,8 @@ export interface L1Options {
    * (default 0.01), and whether the window adapts (default true).
    */
   tuning?: { sketch?: Partial<SketchTuning>; window?: number; adaptive?: boolean; climber?: Partial<ClimberTuning> };
+  /** Numbers the owner keeps per entry in `meta` (the Cache: expiry, stale time, version, stamp, epoch). Default 0. */
+  metaLanes?: number;
 }
 
 /** The hill climber's knobs (the simulator's; defaults in CLIMBER). */
@@ -116,7 +118,7 @@ const WAIT_MAX = 16;
  * One thread's L1: string keys to entries, bounded by entries and bytes. Not thread-safe (one per
  * thread by design). See the file comment for the policy.
  */
-export class L1Store<E extends L1Entry = L1Entry> {
+export class L1Store<E = L1Entry> {
   /**
    * Called for each entry removed to make room (capacity evictions, including a candidate that
    * lost admission — possibly the entry `set` just inserted). Not for delete/clear/replace.
@@ -136,6 +138,12 @@ export class L1Store<E extends L1Entry = L1Entry> {
   #prev: Uint32Array;
   #queue: Uint8Array;
   #hash: Int32Array;
+  /** Each held entry's size (what `maxBytes` counts). */
+  #sizes: Float64Array;
+  /** `metaLanes` numbers per slot that the owner keeps beside each entry (see `meta`). */
+  #meta: Float64Array;
+  readonly #lanes: number;
+  #lastSlot = 0;
   /** For the delete / peek / has calls that come without a hash. */
   readonly #hasher = new KeyHash();
   /** Slots allocated in the arrays. */
@@ -207,6 +215,9 @@ export class L1Store<E extends L1Entry = L1Entry> {
     this.#prev = new Uint32Array(this.#slots);
     this.#queue = new Uint8Array(this.#slots);
     this.#hash = new Int32Array(this.#slots);
+    this.#sizes = new Float64Array(this.#slots);
+    this.#lanes = options.metaLanes ?? 0;
+    this.#meta = new Float64Array(this.#slots * this.#lanes);
     this.#keys = new Array<string | undefined>(this.#slots).fill(undefined);
     this.#vals = new Array<E | undefined>(this.#slots).fill(undefined);
     this.#table = new Int32Array(tableSize(this.#slots));
@@ -254,6 +265,16 @@ export class L1Store<E extends L1Entry = L1Entry> {
    *   store computes KeyHash.lo itself when a call comes without a hash.
    */
   get(key: string, hash: number = this.#hashOf(key)): E | undefined {
+    const i = this.find(key, hash);
+    return i === 0 ? undefined : this.#vals[i];
+  }
+
+  /**
+   * `get` that answers with the entry's slot (0: absent), recording the access the same way. The
+   * owner reads `valueAt(slot)` and its lanes in `meta` without touching the entry object — on a
+   * large cache that object is a cache miss of its own.
+   */
+  find(key: string, hash: number = this.#hashOf(key)): number {
     hash |= 0;
     const i = this.#find(key, hash);
     if (this.#lfu) {
@@ -262,16 +283,33 @@ export class L1Store<E extends L1Entry = L1Entry> {
       if (++this.#readCount === READ_BUFFER) this.#drainReads();
       if (i === 0) {
         this.#misses++;
-        return undefined;
+        return 0;
       }
       const q = this.#queue[i]!;
       if (q === PROBATION) this.#promote(i);
       else this.#toTail(i, q);
-      return this.#vals[i];
+      return i;
     }
-    if (i === 0) return undefined;
-    this.#toTail(i, WINDOW);
-    return this.#vals[i];
+    if (i !== 0) this.#toTail(i, WINDOW);
+    return i;
+  }
+
+  /** The entry in slot `i` (from `find` or `lastSlot`). */
+  valueAt(i: number): E {
+    return this.#vals[i]!;
+  }
+
+  /**
+   * The owner's numbers, `metaLanes` per slot: slot i's lanes are `meta[i * metaLanes …]`. A new
+   * array after the store grows: read this property again after any `set`.
+   */
+  get meta(): Float64Array {
+    return this.#meta;
+  }
+
+  /** The slot the last `set` put its entry in (0 when it was not kept). */
+  get lastSlot(): number {
+    return this.#lastSlot;
   }
 
   /** The entry of `key` without recording an access. `hash` as for get. */
@@ -292,18 +330,20 @@ export class L1Store<E extends L1Entry = L1Entry> {
    * `entry.bytes` must not change while the entry is held (the store reads it again on removal).
    * @param hash as for get.
    */
-  set(key: string, hash: number, entry: E): boolean {
+  set(key: string, hash: number, entry: E, bytes: number = (entry as L1Entry).bytes): boolean {
     hash |= 0;
-    const w = entry.bytes;
+    const w = bytes;
     const i = this.#find(key, hash);
+    this.#lastSlot = 0;
     if (!(w <= this.#maxBytes)) {
       if (i !== 0) this.#remove(i);
       return false;
     }
     if (i !== 0) {
       // Replace: same slot, same place in its list (a write is not a read: no increment).
-      const dw = w - this.#vals[i]!.bytes;
+      const dw = w - this.#sizes[i]!;
       this.#vals[i] = entry;
+      this.#sizes[i] = w;
       this.#bytes += dw;
       const q = this.#queue[i]!;
       if (!this.#bounded) {
@@ -314,11 +354,14 @@ export class L1Store<E extends L1Entry = L1Entry> {
         if (dw > 0) this.#demote();
       }
       if (dw > 0 && this.#over()) this.#evict();
-      return this.#keys[i] === key;
+      if (this.#keys[i] !== key) return false;
+      this.#lastSlot = i;
+      return true;
     }
     const j = this.#alloc();
     this.#keys[j] = key;
     this.#vals[j] = entry;
+    this.#sizes[j] = w;
     this.#hash[j] = hash;
     this.#insert(j, hash);
     this.#link(j, WINDOW);
@@ -329,7 +372,9 @@ export class L1Store<E extends L1Entry = L1Entry> {
     if (this.#size > this.#max || this.#bytes > this.#maxBytes || this.#windowCount > this.#windowMax || this.#windowBytes > this.#windowMaxB) {
       this.#evict();
     }
-    return this.#keys[j] === key;
+    if (this.#keys[j] !== key) return false;
+    this.#lastSlot = j;
+    return true;
   }
 
   /** Removes `key`; true when it was held. `hash` as for get. */
@@ -492,6 +537,12 @@ export class L1Store<E extends L1Entry = L1Entry> {
     this.#prev = copy(this.#prev, Uint32Array);
     this.#queue = copy(this.#queue, Uint8Array);
     this.#hash = copy(this.#hash, Int32Array);
+    const sizes = new Float64Array(slots);
+    sizes.set(this.#sizes);
+    this.#sizes = sizes;
+    const meta = new Float64Array(slots * this.#lanes);
+    meta.set(this.#meta);
+    this.#meta = meta;
     this.#keys.length = slots;
     this.#keys.fill(undefined, this.#slots);
     this.#vals.length = slots;
@@ -508,7 +559,7 @@ export class L1Store<E extends L1Entry = L1Entry> {
   #remove(i: number): void {
     this.#unlink(i);
     this.#unindex(i);
-    const w = this.#vals[i]!.bytes;
+    const w = this.#sizes[i]!;
     const aw = this.#bounded ? w : 0;
     const q = this.#queue[i]!;
     if (q === WINDOW) {
@@ -538,7 +589,7 @@ export class L1Store<E extends L1Entry = L1Entry> {
 
   /** An entry's bytes as the areas count them: 0 when no byte bound (then the entry is not even read). */
   #areaWeight(i: number): number {
-    return this.#bounded ? this.#vals[i]!.bytes : 0;
+    return this.#bounded ? this.#sizes[i]! : 0;
   }
 
   /** The byte bound of an area of `entries` of the maxEntries (the same share of maxBytes). */

@@ -464,7 +464,7 @@ export class SharedStore {
     this.#lock(stripe);
     try {
       const j = this.#find(key, klen, hi, lo, stripe);
-      if (j >= 0 && this.#blocks(j, meta.version, now)) return this.#refuse('older', lo);
+      if (j >= 0 && this.#blocks(j, meta.version, now, true)) return this.#refuse('older', lo);
       if (klen + bytes.length > this.maxValueBytes) {
         if (j >= 0 && this.#state(j) === VALUE) this.#removeSlot(stripe, j, false);
         return this.#refuse('too-large', lo, true);
@@ -674,10 +674,15 @@ export class SharedStore {
     return this.#stamps === undefined ? 0 : this.#stamps.stamp(lo);
   }
 
-  /** Whether slot `j` holds a live entry or tombstone newer than `version` (under its lock). */
-  #blocks(j: number, version: number, now: number): boolean {
+  /**
+   * Whether slot `j` holds a live entry or tombstone newer than `version` — or, with `orEqual`, as
+   * new (under its lock). Sets pass `orEqual`: a version is one write, so a second write carrying
+   * the same version (two threads in one millisecond) loses instead of replacing it silently.
+   */
+  #blocks(j: number, version: number, now: number, orEqual = false): boolean {
     const fi = this.#block(j) >>> 3;
-    return now <= this.#f64[fi + 2]! && this.#f64[fi + 3]! > version;
+    const v = this.#f64[fi + 3]!;
+    return now <= this.#f64[fi + 2]! && (v > version || (orEqual && v === version));
   }
 
   #state(j: number): number {

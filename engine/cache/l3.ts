@@ -18,6 +18,7 @@
  * write only after it is visible, and a late, older write (a loader that started before a
  * delete) is refused by Redis itself.
  */
+import calculateSlot from 'cluster-key-slot';
 import { CorruptValueError, HotpathError, RedisUnavailableError } from '../errors.js';
 import type { RedisConnector, Script } from '../redis/connector.js';
 
@@ -125,12 +126,14 @@ export function parseBusMessage(text: string): BusMessage | undefined {
 export class RedisTier {
   readonly #redis: RedisConnector;
   readonly #setScript: Script;
+  readonly #unleaseScript: Script;
   readonly #timeoutMs: number;
 
   constructor(redis: RedisConnector, timeoutMs: number) {
     this.#redis = redis;
     this.#timeoutMs = timeoutMs;
     this.#setScript = redis.defineScript('hotpath-cache-set', SET_IF_NEWER);
+    this.#unleaseScript = redis.defineScript('hotpath-cache-unlease', UNLEASE);
   }
 
   get connector(): RedisConnector {
@@ -163,7 +166,7 @@ export class RedisTier {
 
   /** Gives the lease back if this owner still holds it. */
   async unlease(key: string, owner: string): Promise<void> {
-    await this.#redis.command('EVAL', [UNLEASE, 1, `${redisKey(key)}:lease`, owner], { timeoutMs: this.#timeoutMs });
+    await this.#unleaseScript.run([`${redisKey(key)}:lease`], [owner], { timeoutMs: this.#timeoutMs });
   }
 
   /**
@@ -171,20 +174,40 @@ export class RedisTier {
    * tells every instance to clear its local tiers. Bounded by `timeoutMs` per command.
    */
   async clear(message: string): Promise<number> {
+    if (!this.#redis.available) throw new RedisUnavailableError('Redis unavailable: the cache\'s Redis tier was not cleared');
     const client = this.#redis.client;
-    const nodes = 'nodes' in client && typeof client.nodes === 'function' && this.#redis.isCluster ? client.nodes('master') : [client];
+    const cluster = this.#redis.isCluster;
+    const nodes = cluster && 'nodes' in client && typeof client.nodes === 'function' ? client.nodes('master') : [client];
     let removed = 0;
-    for (const node of nodes) {
-      let cursor = '0';
-      do {
-        const [next, keys] = (await withTimeout(node.scan(cursor, 'MATCH', 'hotpath:c:{*', 'COUNT', 1000), this.#timeoutMs * 20)) as [string, string[]];
-        cursor = next;
-        if (keys.length > 0) removed += Number(await withTimeout(node.unlink(...keys), this.#timeoutMs * 20));
-      } while (cursor !== '0');
+    try {
+      for (const node of nodes) {
+        let cursor = '0';
+        do {
+          const [next, keys] = (await withTimeout(node.scan(cursor, 'MATCH', 'hotpath:c:{*', 'COUNT', 1000), this.#timeoutMs * 20)) as [string, string[]];
+          cursor = next;
+          if (keys.length === 0) continue;
+          // On a Cluster one UNLINK may only name keys of one slot.
+          const groups = cluster ? groupBySlot(keys) : [keys];
+          for (const g of groups) removed += Number(await withTimeout(node.unlink(...g), this.#timeoutMs * 20));
+        } while (cursor !== '0');
+      }
+    } catch (err) {
+      throw err instanceof HotpathError ? err : new RedisUnavailableError(`Redis clear failed: ${(err as Error).message}`, err);
     }
     await this.#redis.publish(BUS_CHANNEL, message, { timeoutMs: this.#timeoutMs });
     return removed;
   }
+}
+
+function groupBySlot(keys: string[]): string[][] {
+  const by = new Map<number, string[]>();
+  for (const k of keys) {
+    const slot = calculateSlot(k);
+    let g = by.get(slot);
+    if (g === undefined) by.set(slot, (g = []));
+    g.push(k);
+  }
+  return [...by.values()];
 }
 
 const UNLEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;

@@ -440,8 +440,19 @@ export class RedisConnector extends EventEmitter {
     // connection drops, 'up' when it is ready again (ioredis re-subscribes its channels itself).
     let wasReady = false;
     sub.on('ready', () => {
-      if (wasReady) this.emit('subscriber', 'up');
-      wasReady = true;
+      if (!wasReady) {
+        wasReady = true;
+        return;
+      }
+      // ioredis emits 'ready' before it re-subscribes: subscribe again ourselves (idempotent in
+      // Redis) and announce 'up' only once the channels are live, so nothing published between
+      // the two is missed by a listener that trusts 'up'.
+      const channels = [...this.#handlers.keys()];
+      const up = (): void => {
+        if (!this.#closed) this.emit('subscriber', 'up');
+      };
+      if (channels.length === 0) up();
+      else sub.subscribe(...channels).then(up, () => undefined); // failed: it dropped again, 'close' follows
     });
     sub.on('close', () => {
       if (wasReady && !this.#closed) this.emit('subscriber', 'down');

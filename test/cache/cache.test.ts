@@ -39,23 +39,30 @@ describe('basic operations', () => {
     expect(await c.delete('a')).toBe(false);
   });
 
-  it('rejects bad keys, values and options with typed errors', async () => {
+  it('refuses bad keys, values and options synchronously with typed errors', () => {
     const c = fresh();
     expect(() => c.getSync('')).toThrow(TypeError);
     expect(() => c.getSync(42 as unknown as string)).toThrow(/non-empty strings/);
-    await expect(c.set('f', () => 1)).rejects.toThrow(TypeError);
-    await expect(c.set('k', 1, { ttl: -5 })).rejects.toThrow(/ttl must be a positive/);
-    await expect(c.getOrLoad('k', 'nope' as never)).rejects.toThrow(/loader must be a function/);
+    expect(() => c.get(undefined as unknown as string)).toThrow(TypeError);
+    expect(() => c.delete('')).toThrow(TypeError);
+    expect(() => c.getMany(['a', 7 as unknown as string])).toThrow(TypeError);
+    expect(() => c.set('f', () => 1)).toThrow(/value of "f" is a function/);
+    expect(() => c.set('k', 1, { ttl: -5 })).toThrow(/ttl must be a positive/);
+    expect(() => c.getOrLoad('k', 'nope' as never)).toThrow(/loader must be a function/);
+    expect(() => c.getOrLoad('k', () => 1, { timeoutMs: 0 })).toThrow(/timeoutMs/);
     expect(() => fresh({ l1: { maxEntries: 0 } })).toThrow(/options.cache.l1.maxEntries must be a positive integer/);
     expect(() => fresh({ l1: { policy: 'fifo' as never } })).toThrow(/policy/);
     expect(() => fresh({ bogus: 1 } as never)).toThrow(/options.cache.bogus is not a cache option/);
+  });
+
+  it('createEngine refuses bad cache options before starting anything', async () => {
     await expect(testEngine({ cache: { ttl: 0 } })).rejects.toThrow(/options.cache.ttl/);
   });
 
   it('refuses a value over maxValueBytes and keeps the previous one', async () => {
     const c = fresh({ maxValueBytes: 1024 });
     await c.set('big', 'small');
-    await expect(c.set('big', 'x'.repeat(5000))).rejects.toMatchObject({ code: 'ERR_HOTPATH_VALUE_TOO_LARGE' });
+    expect(() => c.set('big', 'x'.repeat(5000))).toThrow(expect.objectContaining({ code: 'ERR_HOTPATH_VALUE_TOO_LARGE' }));
     expect(c.getSync('big')).toBe('small');
   });
 
@@ -268,5 +275,100 @@ describe('engine.cache', () => {
       await e.close();
     }
     expect(() => e.cache).not.toThrow(); // built before close: still returned
+  });
+});
+
+describe('setSync', () => {
+  it('writes L1 and L2 before it returns, and refuses bad values synchronously', async () => {
+    const name = `ss${++seq}`;
+    const c = new Cache({ name, l2: { bytes: 1 << 20 } }, { runtime: engine.runtime.thread });
+    c.setSync('k', { a: 1 });
+    expect(c.getSync('k')).toEqual({ a: 1 });
+    expect(await onWorker('cacheGetSync', { name, key: 'k' })).toEqual({ a: 1 });
+    expect(() => c.setSync('f', () => 1)).toThrow(TypeError);
+    expect(() => c.setSync('', 1)).toThrow(TypeError);
+  });
+});
+
+describe('races between threads (two caches of one name on this thread stand in for two threads)', () => {
+  const pair = (options: CacheOptions = {}, now?: () => number): [Cache, Cache] => {
+    const name = `pair${++seq}`;
+    const make = (): Cache => new Cache({ name, l2: { bytes: 1 << 20 }, ...options }, { runtime: engine.runtime.thread, ...(now ? { clock: { now } } : {}) });
+    return [make(), make()];
+  };
+
+  it('two writes in the same millisecond: the later one wins everywhere', async () => {
+    const t = 7_000_000;
+    const [a, b] = pair({}, () => t);
+    for (let i = 0; i < 200; i++) {
+      await a.set(`k${i}`, 'a');
+      expect(a.getSync(`k${i}`)).toBe('a');
+      await b.set(`k${i}`, 'b');
+      expect(a.getSync(`k${i}`)).toBe('b');
+      expect(b.getSync(`k${i}`)).toBe('b');
+    }
+  });
+
+  it('a load too large for L2 does not wipe a newer write made while it ran', async () => {
+    const [a, b] = pair({ l2: { bytes: 1 << 20, maxValueBytes: 1024 } });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let started = false;
+    const loading = a.getOrLoad('k', async () => {
+      started = true;
+      await gate;
+      return 'x'.repeat(5000);
+    });
+    await vi.waitFor(() => expect(started).toBe(true));
+    await b.set('k', 'newer');
+    release();
+    expect(await loading).toBe('x'.repeat(5000));
+    expect(a.getSync('k')).toBe('newer');
+    expect(b.getSync('k')).toBe('newer');
+  });
+
+  it('when the loading thread fails, the waiting thread loads at once', async () => {
+    const [a, b] = pair();
+    let fail!: (e: Error) => void;
+    const failing = new Promise<never>((_, reject) => (fail = reject));
+    const pa = a.getOrLoad('k', () => failing);
+    let bCalls = 0;
+    const pb = b.getOrLoad('k', () => {
+      bCalls++;
+      return 'from-b';
+    });
+    await Promise.resolve();
+    expect(bCalls).toBe(0); // waiting for a
+    fail(new Error('backend down'));
+    await expect(pa).rejects.toThrow('backend down');
+    expect(await pb).toBe('from-b');
+    expect(bCalls).toBe(1);
+    expect(b.stats().sharedLoads).toBe(1);
+  });
+});
+
+describe('loads the cache cannot keep', () => {
+  it('a loaded value too large to store is still the answer (storeError emitted)', async () => {
+    const c = fresh({ maxValueBytes: 1024 });
+    const errors: unknown[] = [];
+    c.on('storeError', (_k, err) => errors.push(err));
+    expect(await c.getOrLoad('big', () => 'y'.repeat(5000))).toBe('y'.repeat(5000));
+    expect(errors).toHaveLength(1);
+    expect(c.getSync('big')).toBeUndefined();
+  });
+
+  it('without L2, a delete during a load still wins', async () => {
+    const c = fresh({ l2: false });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const p = c.getOrLoad('k', async () => {
+      await gate;
+      return 'read-before-delete';
+    });
+    await Promise.resolve();
+    await c.delete('k');
+    release();
+    expect(await p).toBe('read-before-delete');
+    expect(c.getSync('k')).toBeUndefined();
   });
 });

@@ -29,6 +29,8 @@ function store(bytes = 2 << 20, maxValueBytes?: number, stamps?: StampTable) {
   const s = SharedStore.open(rt, `test:l2:${n++}`, { bytes, ...(maxValueBytes ? { maxValueBytes } : {}), ...(stamps ? { stamps } : {}) });
   const h = new KeyHash();
   let forced: [number, number] | undefined;
+  // Each write is a new version unless a test says otherwise (one version is one write).
+  let version = 1_000_000;
   const hash = (key: string): [number, number] => {
     if (forced) return forced;
     h.set(key);
@@ -41,7 +43,7 @@ function store(bytes = 2 << 20, maxValueBytes?: number, stamps?: StampTable) {
     },
     get: (key: string, now = NOW) => s.get(key, ...hash(key), now),
     set: (key: string, value: Uint8Array, meta: Partial<L2Meta> = {}, now = NOW): L2SetResult =>
-      s.set(key, ...hash(key), value, { ...FOREVER, ...meta }, now).result,
+      s.set(key, ...hash(key), value, { ...FOREVER, version: ++version, ...meta }, now).result,
     del: (key: string, now = NOW, version?: number, until?: number) => s.delete(key, ...hash(key), now, version, until),
   };
 }
@@ -124,15 +126,16 @@ describe('TTL', () => {
 });
 
 describe('versions and tombstones', () => {
-  it('refuses an older set, accepts equal and newer', () => {
+  it('refuses an older set and one of the same version (one version is one write), accepts newer', () => {
     const t = store();
     expect(t.set('k', bytesOf('v5'), { version: 5 })).toBe('stored');
     expect(t.set('k', bytesOf('v4'), { version: 4 })).toBe('older');
     expect(text(t.get('k')?.bytes)).toBe('v5');
-    expect(t.set('k', bytesOf('v5b'), { version: 5 })).toBe('stored');
+    expect(t.set('k', bytesOf('v5b'), { version: 5 })).toBe('older');
+    expect(text(t.get('k')?.bytes)).toBe('v5');
     expect(t.set('k', bytesOf('v6'), { version: 6 })).toBe('stored');
     expect(text(t.get('k')?.bytes)).toBe('v6');
-    expect(t.s.stats().refused).toBe(1);
+    expect(t.s.stats().refused).toBe(2);
   });
 
   it('a versioned delete older than the value is refused', () => {
@@ -280,7 +283,7 @@ describe('hash collisions', () => {
           expect(s.delete(key, ...hashOf(id), NOW).deleted).toBe(model.has(key));
           model.delete(key);
         } else {
-          const r = s.set(key, ...hashOf(id), bytesOf(String(step)), FOREVER, NOW).result;
+          const r = s.set(key, ...hashOf(id), bytesOf(String(step)), { ...FOREVER, version: step + 1 }, NOW).result;
           expect(r).toBe('stored');
           model.set(key, step);
         }
@@ -415,7 +418,7 @@ describe('model-based: the store against a Map reference (no eviction)', () => {
           const meta = { expires: stale, stale, version: c.version };
           const e = model.get(key);
           let want: L2SetResult;
-          if (e !== undefined && now <= e.stale && e.version > c.version) want = 'older';
+          if (e !== undefined && now <= e.stale && e.version >= c.version) want = 'older';
           else if (utf8Length(key) + c.len > 500) {
             want = 'too-large';
             if (e?.kind === 'value') model.delete(key);

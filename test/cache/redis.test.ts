@@ -51,6 +51,12 @@ describe.runIf(reachable)('on the shared Redis', () => {
     await b.close();
   });
 
+  it('setSync writes the local tiers at once and Redis in the background', async () => {
+    engine.cache.setSync(k('bg'), 'later in Redis');
+    expect(engine.cache.getSync(k('bg'))).toBe('later in Redis');
+    await vi.waitFor(async () => expect(await raw.exists(`hotpath:c:{${k('bg')}}`)).toBe(1));
+  });
+
   it('getMany answers from local tiers and one MGET', async () => {
     const c = engine.cache;
     await c.set(k('m1'), 1);
@@ -112,6 +118,18 @@ describe.runIf(reachable)('on the shared Redis', () => {
     const stored = await raw.getBuffer(`hotpath:c:{${k('race')}}`);
     expect(stored![9]! & 1).toBe(1); // the tombstone
     await Promise.all([a.close(), b.close(), c.close()]);
+  });
+
+  it('a Redis reply that arrives after a clear is returned but not cached', async () => {
+    const a = another();
+    const b = another();
+    await a.set(k('inflight'), 'before-clear');
+    const reading = b.get(k('inflight')); // goes to Redis: b has nothing locally
+    engine.redis!.emit('subscriber', 'down'); // a bus outage and its end clear b's local tiers…
+    engine.redis!.emit('subscriber', 'up');
+    expect(await reading).toBe('before-clear'); // …while the GET was in flight
+    expect(b.getSync(k('inflight'))).toBeUndefined();
+    await Promise.all([a.close(), b.close()]);
   });
 
   it('invalidation messages respect versions: an older one never wipes a newer value', async () => {
@@ -212,6 +230,35 @@ describe.runIf(reachable)('on the shared Redis', () => {
 });
 
 describe.runIf(spawnable)('Redis going away', () => {
+  it('a cache created while Redis is down subscribes once it is back, and drops what it cached meanwhile', async () => {
+    const server = await startRedis();
+    await server.kill();
+    const engine = await testEngine({ workers: 1, redis: server.url, redisTimeoutMs: 100, redisConnectTimeoutMs: 100, cache: { l2: { bytes: 1 << 20 }, bloom: { expectedKeys: 10_000 } } });
+    try {
+      const c = engine.cache; // its subscribe fails now and is retried
+      await new Promise((r) => c.once('l3error', r)); // the first attempt failed: deaf from here
+      expect(await c.ready(10)).toBe(false);
+      await c.set('early', 'cached while deaf');
+      expect(c.getSync('early')).toBe('cached while deaf');
+      const heard = new Promise<void>((resolve) => c.on('invalidated', (key) => key === undefined && resolve()));
+      await server.restart();
+      await heard; // subscribed at last: what it cached while deaf is dropped
+      expect(await c.ready()).toBe(true);
+      expect(c.getSync('early')).toBeUndefined();
+      const raw = new Redis(server.url);
+      await vi.waitFor(async () => expect(((await raw.pubsub('NUMSUB', 'hotpath:c:bus')) as [string, number])[1]).toBe(1));
+      await c.set('later', 'mine');
+      const dropped = new Promise((r) => c.once('invalidated', r));
+      await raw.publish('hotpath:c:bus', JSON.stringify({ o: 'd', i: 'another-instance', k: 'later', v: (Date.now() + 60_000) * 1024, t: 0 }));
+      await dropped;
+      expect(c.getSync('later')).toBeUndefined();
+      raw.disconnect();
+    } finally {
+      await engine.close();
+      await server.stop();
+    }
+  }, 60_000);
+
   it('after a pub/sub outage the local tiers are not trusted (cleared)', async () => {
     const server = await startRedis();
     const engine = await testEngine({ workers: 1, redis: server.url, redisTimeoutMs: 1000, cache: { l2: { bytes: 1 << 20 }, bloom: { expectedKeys: 10_000 } } });
@@ -252,6 +299,8 @@ describe.runIf(spawnable)('Redis going away', () => {
       expect(Date.now() - started).toBeLessThan(5000); // bounded by the 50 ms timeouts and the open breaker: no hang
       expect(c.stats().l3!.droppedWrites).toBeGreaterThanOrEqual(1);
       expect(dropped).toContain('set');
+      await expect(c.clear()).rejects.toMatchObject({ code: 'ERR_HOTPATH_REDIS_UNAVAILABLE' });
+      expect(c.getSync('k1')).toBeUndefined(); // the local tiers were cleared all the same
       await server.restart();
       await vi.waitFor(() => expect(engine.redis!.available).toBe(true), { timeout: 15_000, interval: 50 });
       await c.set('after', 'back');
@@ -279,6 +328,8 @@ describe.runIf(spawnable)('on a 3-master Redis Cluster', () => {
       for (const key of keys) await a.set(key, `v-${key}`);
       const b = new Cache({ name: 'cl-b', l1: false, l2: false, bloom: { expectedKeys: 10_000 } }, { runtime: engine.runtime.thread, redis: connector, redisTimeoutMs: 1000 });
       expect(await b.getMany([...keys, 'absent'])).toEqual([...keys.map((x) => `v-${x}`), undefined]);
+      await a.clear(); // SCAN + UNLINK on every master, one slot per UNLINK
+      expect(await b.getMany(keys)).toEqual(keys.map(() => undefined));
       await Promise.all([a.close(), b.close()]);
     } finally {
       await engine.close();
