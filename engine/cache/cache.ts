@@ -244,6 +244,7 @@ export class Cache extends EventEmitter {
   #unsubscribe: Promise<(() => Promise<void>) | undefined> | undefined;
   /** True while the bus is known not to be heard: the first subscription failed, or an outage. */
   #busDown = false;
+  #localVersion = 0;
   /** Local writes or fills made while deaf (before the first subscription). */
   #deafWrites = 0;
   #subscribed = false;
@@ -395,19 +396,20 @@ export class Cache extends EventEmitter {
     const now = this.#now();
     const l1 = this.#l1;
     if (l1 !== undefined) {
-      // The hot path: a hash, a probe, typed-array reads, and the value — no object touched.
-      const h = this.#hash;
-      h.set(key);
-      const i = l1.find(key, h.lo);
+      // The hot path: a Map lookup (V8 keeps the key string's hash), typed-array reads, the
+      // value — no hashing in JS, no per-entry object.
+      const i = l1.findHit(key);
       if (i !== 0) {
         const m = l1.meta;
         const b = i * LANES;
         // Stamps matter only with L2: without it every thread's L1 is its own (README "Cache").
-        if (now <= m[b + M_EXPIRES]! && m[b + M_EPOCH] === this.#stamps.epoch() && (this.#l2 === undefined || m[b + M_STAMP] === this.#stamps.stamp(h.lo))) {
+        if (now <= m[b + M_EXPIRES]! && m[b + M_EPOCH] === this.#stamps.epoch() && (this.#l2 === undefined || m[b + M_STAMP] === this.#stamps.stamp(l1.hashAt(i)))) {
           this.#s.l1Hits++;
           return l1.valueAt(i);
         }
       }
+      const h = this.#hashed(key);
+      if (i === 0) l1.recordMiss(h.lo);
       const found = this.#l1Miss(key, h, now, i);
       return found !== undefined && now <= found.expires ? found.value : undefined;
     }
@@ -710,6 +712,9 @@ export class Cache extends EventEmitter {
    * process, tagged across processes). From the precise clock, not the coarse one.
    */
   #version(): number {
+    // Versions order writes between threads (L2) and processes (Redis). A cache with neither only
+    // compares them within this thread (a delete against a load): a counter does.
+    if (this.#l2 === undefined && this.#l3 === undefined) return ++this.#localVersion;
     return this.#stamps.nextVersion(this.#clock.now());
   }
 
@@ -738,22 +743,22 @@ export class Cache extends EventEmitter {
 
   /** L1 then L2, stale entries included (the caller checks `expires`); fills L1 from L2. */
   #local(key: string, now: number): Found | undefined {
-    const h = this.#hash;
-    h.set(key);
     const l1 = this.#l1;
     if (l1 !== undefined) {
-      const i = l1.find(key, h.lo);
+      const i = l1.findHit(key);
       if (i !== 0) {
         const m = l1.meta;
         const b = i * LANES;
-        if (now <= m[b + M_STALE]! && m[b + M_EPOCH] === this.#stamps.epoch() && (this.#l2 === undefined || m[b + M_STAMP] === this.#stamps.stamp(h.lo))) {
+        if (now <= m[b + M_STALE]! && m[b + M_EPOCH] === this.#stamps.epoch() && (this.#l2 === undefined || m[b + M_STAMP] === this.#stamps.stamp(l1.hashAt(i)))) {
           this.#s.l1Hits++;
           return { value: l1.valueAt(i), expires: m[b + M_EXPIRES]!, stale: m[b + M_STALE]!, version: m[b + M_VERSION]! };
         }
       }
+      const h = this.#hashed(key);
+      if (i === 0) l1.recordMiss(h.lo);
       return this.#l1Miss(key, h, now, i);
     }
-    return this.#fromL2(h, now, key);
+    return this.#fromL2(this.#hashed(key), now, key);
   }
 
   /** `key` hashed into the shared KeyHash (hi/lo). */
