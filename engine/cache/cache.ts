@@ -225,6 +225,8 @@ export class Cache extends EventEmitter {
   readonly #coarse: CoarseClock | undefined;
   readonly #rt: ThreadRuntime;
   readonly #hash = new KeyHash();
+  /** L2 reads copy into this one buffer (decoding copies out of it). */
+  readonly #scratch = { buf: Buffer.allocUnsafe(4096) };
   readonly #l1: L1Store<unknown> | undefined;
   readonly #sizeOf: ((value: unknown, key: string) => number) | undefined;
   readonly #l2: SharedStore | undefined;
@@ -777,7 +779,7 @@ export class Cache extends EventEmitter {
       if (this.#l2 !== undefined && m[b + M_EPOCH] === epoch && now <= m[b + M_STALE]!) {
         // Only the stamp moved. Stamp words are shared by keys (lo & mask), so another key's write
         // may have moved it: if L2 still holds this very version, keep the entry (no decode).
-        const hit = this.#l2.get(key, h.hi, h.lo, now);
+        const hit = this.#l2.get(key, h.hi, h.lo, now, this.#scratch); // only its version is read
         if (hit !== undefined && hit.version === m[b + M_VERSION]) {
           m[b + M_STAMP] = hit.stamp;
           this.#s.l1Hits++;
@@ -809,14 +811,14 @@ export class Cache extends EventEmitter {
     const l2 = this.#l2;
     if (l2 === undefined) return undefined;
     const epoch = this.#stamps.epoch();
-    const hit = l2.get(key, hi, lo, now);
+    const hit = l2.get(key, hi, lo, now, this.#scratch);
     if (hit === undefined) {
       this.#s.l2Misses++;
       return undefined;
     }
     let value: unknown;
     try {
-      value = this.#rt.codec.decode(hit.bytes);
+      value = this.#rt.codec.decodeCopying(hit.bytes, hit.length);
     } catch (err) {
       // Only this engine's threads write L2: a value it cannot decode is a bug, not an attack. Drop it.
       this.#s.corrupt++;
@@ -827,7 +829,7 @@ export class Cache extends EventEmitter {
     this.#s.l2Hits++;
     const l1 = this.#l1;
     if (l1 !== undefined) {
-      const bytes = this.#sizeOf !== undefined ? this.#sizeOf(value, key) : hit.bytes.length;
+      const bytes = this.#sizeOf !== undefined ? this.#sizeOf(value, key) : hit.length;
       this.#fillL1(key, lo, value, bytes, hit.expires, hit.stale, hit.version, hit.stamp, epoch);
     }
     return { value, expires: hit.expires, stale: hit.stale, version: hit.version };

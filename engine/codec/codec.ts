@@ -141,6 +141,29 @@ export class ValueCodec {
   }
 
   /**
+   * Decodes the value in `bytes[0 .. end)` — a buffer the caller reuses (see SharedStore.get's
+   * scratch): binary fields are copied out (msgpackr's copyBuffers), so nothing decoded aliases it.
+   * @throws CorruptValueError as `decode`.
+   */
+  decodeCopying(bytes: Uint8Array, end: number): unknown {
+    if (end <= 0) throw new CorruptValueError('empty input is not an encoded value');
+    if (end > this.maxBytes) throw new CorruptValueError(`encoded value of ${end} bytes is over the limit of ${this.maxBytes}`);
+    const format = bytes[0];
+    const packr = format === FORMAT_PLAIN ? this.#plain : format === FORMAT_RECORDS ? this.#records : format === FORMAT_SHARED ? this.#shared : undefined;
+    if (packr === undefined) return this.decode(bytes.subarray(0, end)); // the typed error
+    const p = packr as unknown as { copyBuffers?: boolean };
+    const before = p.copyBuffers;
+    p.copyBuffers = true;
+    try {
+      return packr.unpack(bytes, { start: 1, end } as never);
+    } catch (err) {
+      throw new CorruptValueError(`corrupt encoded value: ${(err as Error).message}`, err);
+    } finally {
+      p.copyBuffers = before;
+    }
+  }
+
+  /**
    * Decodes bytes written by `encode`.
    * @throws CorruptValueError for empty, unknown-format, truncated, trailing-garbage or oversize input.
    */

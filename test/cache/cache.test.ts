@@ -372,3 +372,20 @@ describe('loads the cache cannot keep', () => {
     expect(c.getSync('k')).toBeUndefined();
   });
 });
+
+describe('L2 reads through one scratch buffer', () => {
+  it('values decoded from it own their bytes: a later read does not change an earlier value', async () => {
+    const name = `scr${++seq}`;
+    const c = new Cache({ name, l1: false, l2: { bytes: 1 << 20 } }, { runtime: engine.runtime.thread });
+    await onWorker('cacheSet', { name, key: 'a', value: { blob: Buffer.alloc(64, 1), f: new Float64Array([1.5]) } });
+    await onWorker('cacheSet', { name, key: 'b', value: { blob: Buffer.alloc(64, 2), f: new Float64Array([2.5]) } });
+    const a = c.getSync('a') as { blob: Uint8Array; f: Float64Array };
+    const b = c.getSync('b') as { blob: Uint8Array; f: Float64Array };
+    expect([...a.blob].every((x) => x === 1)).toBe(true);
+    expect(a.f[0]).toBe(1.5);
+    expect([...b.blob].every((x) => x === 2)).toBe(true);
+    await onWorker('cacheSet', { name, key: 'big', value: 'z'.repeat(20_000) }); // grows the scratch
+    expect(c.getSync('big')).toBe('z'.repeat(20_000));
+    expect([...a.blob].every((x) => x === 1)).toBe(true);
+  });
+});

@@ -156,3 +156,17 @@ describe('formats', () => {
     expect(p).toBe(back);
   });
 });
+
+describe('decodeCopying (a reused buffer)', () => {
+  it('copies binary fields out, so rewriting the buffer does not change what was decoded', () => {
+    const c = new ValueCodec();
+    const enc = c.encode({ blob: Buffer.alloc(8, 1), u: new Uint8Array([1, 2, 3]) });
+    const scratch = Buffer.alloc(256);
+    enc.copy(scratch);
+    const v = c.decodeCopying(scratch, enc.length) as { blob: Buffer; u: Uint8Array };
+    scratch.fill(9);
+    expect([...v.blob]).toEqual(Array(8).fill(1));
+    expect([...v.u]).toEqual([1, 2, 3]);
+    expect(() => c.decodeCopying(scratch, 0)).toThrow(expect.objectContaining({ code: 'ERR_HOTPATH_CORRUPT_VALUE' }));
+  });
+});
