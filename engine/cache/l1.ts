@@ -42,17 +42,22 @@
  * circular doubly-linked lists (window, probation, protected; LRU first), entries live in slots
  * 3…; freed slots are chained through `next`. Arrays start small and double up to maxEntries + 4
  * slots (a new entry is linked before the eviction that makes room for it).
- * Unlike lru-cache, the key → slot index is not a Map but an open-addressing table (Int32Array,
- * linear probing, load ≤ 1/2, backward-shift deletion) over the caller's key hash — the Cache's
- * KeyHash.lo, which it computes anyway for L2: half the cost of Map.get at 10k keys and a third
- * at 1M (fewer cache misses), and 8–16 bytes per entry instead of a Map entry's ~30
- * (bench/cache-l1.bench.ts). Calls without a hash (delete, peek, has) compute the same KeyHash.
+ * The key → slot index is a Map, as in lru-cache. An open-addressing table over the caller's
+ * KeyHash.lo was measured first: half the cost of Map.get at 10k keys with the hash given, but the
+ * hash costs more than the lookup when computed per call, while V8 keeps a string's own hash in
+ * the string — so a Cache hit through the Map hashes nothing in JS (`findHit`). The 32-bit hash is
+ * still stored per slot: the sketch counts by it, and the Cache indexes its stamp words by it.
+ * Callers pass KeyHash.lo (engine/runtime/key-hash.ts) where a hash is asked for; calls without
+ * one compute it.
  */
 import { KeyHash } from '../runtime/key-hash.js';
 import { kernelModule } from '../runtime/wasm.js';
 import { FrequencySketch, READ_BUFFER, type SketchTuning } from './sketch.js';
 
-/** What the store holds per key: a value and its size. The Cache extends it (expiry, version…). */
+/**
+ * The default entry shape (a value and its size). Any value may be stored: `set` takes the size
+ * as its fourth argument (default `entry.bytes`). The Cache stores bare values, their numbers in `meta`.
+ */
 export interface L1Entry {
   value: unknown;
   /** Size for the `maxBytes` bound (the Cache's sizeOf, or the encoded size). */
@@ -263,8 +268,8 @@ export class L1Store<E = L1Entry> {
   /**
    * The entry of `key`, recording the access (frequency and recency); undefined when absent.
    * @param hash `KeyHash.lo` of `key` (engine/runtime/key-hash.ts), which the Cache has already
-   *   computed for L2; omitted, the store computes it. Any other function breaks lookups: the
-   *   store computes KeyHash.lo itself when a call comes without a hash.
+   *   computed for L2; omitted, the store computes it. The sketch counts by it and it is stored
+   *   with the entry: pass the same function's value everywhere.
    */
   get(key: string, hash: number = this.#hashOf(key)): E | undefined {
     const i = this.find(key, hash);
