@@ -776,7 +776,14 @@ export class Cache extends EventEmitter {
       const m = l1.meta;
       const b = i * LANES;
       const epoch = this.#stamps.epoch();
-      if (this.#l2 !== undefined && m[b + M_EPOCH] === epoch && now <= m[b + M_STALE]!) {
+      const current = m[b + M_EPOCH] === epoch && now <= m[b + M_STALE]!;
+      if (current && (this.#l2 === undefined || m[b + M_STAMP] === this.#stamps.stamp(h.lo))) {
+        // Valid, only past its expiry (getSync wants fresh values): a miss for getSync, which
+        // checks `expires`; kept for getOrLoad's stale-while-revalidate / stale-if-error.
+        this.#s.l1Misses++;
+        return { value: l1.valueAt(i), expires: m[b + M_EXPIRES]!, stale: m[b + M_STALE]!, version: m[b + M_VERSION]! };
+      }
+      if (this.#l2 !== undefined && current) {
         // Only the stamp moved. Stamp words are shared by keys (lo & mask), so another key's write
         // may have moved it: if L2 still holds this very version, keep the entry (no decode).
         const hit = this.#l2.get(key, h.hi, h.lo, now, this.#scratch); // only its version is read
