@@ -5,8 +5,8 @@
  * the Redis round trip of a miss for a key that was never written.
  *
  * Consistency model (README "Cache"):
- * - Every write (set, delete, a load's store) carries a version: ms × 1024 plus a per-thread
- *   counter, taken when the write (or the load) starts. L2 and Redis refuse a write older than
+ * - Every write (set, delete, a load's store) carries a version from the process's shared clock
+ *   (StampTable.nextVersion), taken when the write (or the load) starts. L2 and Redis refuse a write older than
  *   what they hold, deletes leave tombstones for `l3.tombstoneMs`, so a late write never
  *   resurrects a deleted key and a late invalidation never wipes a newer value.
  * - L1 entries remember the key's stamp and the cache epoch (StampTable, shared memory) when they
@@ -319,9 +319,9 @@ export class Cache extends EventEmitter {
       const redis = deps.redis;
       this.#onSubscriber = (state: string) => this.#subscriberState(state);
       redis.on('subscriber', this.#onSubscriber);
-      // Optimistic until the first attempt fails: the subscription is one round trip away, and a
-      // cache that dropped every value written in its first millisecond would surprise everyone.
-      // `await cache.ready()` closes that window for callers who need it.
+      // Deaf until the first subscription is live (a round trip or two): what is cached before
+      // that is dropped from the local tiers when it is (Redis keeps it). `await cache.ready()`
+      // before the first use avoids that.
       this.#readyPromise = new Promise<void>((resolve) => (this.#resolveReady = resolve));
       this.#listen(redis, 0);
     }
@@ -689,6 +689,14 @@ export class Cache extends EventEmitter {
 
   // ------------------------------------------------------------------ internals
 
+  /**
+   * True while invalidations may be missed: before the first subscription is live, and during a
+   * bus outage. What is cached meanwhile is dropped once the cache hears again.
+   */
+  get #deaf(): boolean {
+    return this.#l3 !== undefined && (!this.#subscribed || this.#busDown);
+  }
+
   #now(): number {
     return this.#coarse !== undefined ? this.#coarse.now() : this.#clock.now();
   }
@@ -799,9 +807,15 @@ export class Cache extends EventEmitter {
     return this.#fromL2(h, now, key);
   }
 
-  /** Puts `value` in this thread's L1 with its numbers. */
+  /** Puts `value` in this thread's L1 with its numbers, unless L1 holds a newer version of it. */
   #fillL1(key: string, lo: number, value: unknown, bytes: number, expires: number, stale: number, version: number, stamp: number, epoch: number): void {
     const l1 = this.#l1!;
+    const j = l1.slotOf(key);
+    if (j !== 0) {
+      // Without L2 nothing else orders a slow load against a set made meanwhile: L1 does.
+      const m = l1.meta;
+      if (m[j * LANES + M_EPOCH] === epoch && m[j * LANES + M_VERSION]! > version) return;
+    }
     if (!l1.set(key, lo, value, bytes)) return;
     const b = l1.lastSlot * LANES;
     const m = l1.meta;
@@ -845,7 +859,7 @@ export class Cache extends EventEmitter {
   /** True unless the bloom filter (trusted) says Redis never had this key. */
   #mayExist(key: string, now: number): boolean {
     const b = this.#bloom;
-    if (b === undefined || this.#busDown || !b.trusted(now)) return true; // deaf: it may have missed writes
+    if (b === undefined || this.#deaf || !b.trusted(now)) return true; // deaf: it may have missed writes
     const h = this.#hashOf(key);
     if (b.mightContain(h.hi, h.lo, now)) return true;
     this.#s.bloomSkips++;
@@ -904,7 +918,7 @@ export class Cache extends EventEmitter {
     // Cleared (here, by another thread, or after a bus outage) while the reply was on its way:
     // answer with it — it was current when read — but do not cache it.
     if (epoch !== this.#stamps.epoch()) return found;
-    if (this.#busDown) this.#deafWrites++;
+    if (this.#deaf) this.#deafWrites++;
     const h = this.#hashOf(key);
     const { hi, lo } = h;
     let stamp = 0;
@@ -946,7 +960,7 @@ export class Cache extends EventEmitter {
    * tier needed them), or false when the write lost to a newer version or to a clear().
    */
   #storeLocal(key: string, value: unknown, version: number, expires: number, stale: number, now: number, epochAtStart?: number): Uint8Array | undefined | false {
-    if (this.#busDown) this.#deafWrites++;
+    if (this.#deaf) this.#deafWrites++;
     const l2 = this.#l2;
     const l3 = this.#l3;
     let bytes: Uint8Array | undefined;
@@ -970,7 +984,7 @@ export class Cache extends EventEmitter {
       }
       if (r.result !== 'stored') {
         this.#s.l2TooLarge++;
-        this.emit('tooLarge', key, 'l2', bytes!.length);
+        if (r.result === 'too-large') this.emit('tooLarge', key, 'l2', bytes!.length);
       }
       stamp = r.stamp;
     } else {

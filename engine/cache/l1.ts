@@ -33,7 +33,8 @@
  * settles the window at 1 entry; a recency-biased one (loops, sliding working sets) grows it
  * towards maxEntries - 1, which behaves as an LRU.
  *
- * Every access of a key (hit or miss) is one sketch increment, recorded by `get` — `set` records
+ * Every access of a key (hit or miss) is one sketch increment, recorded by `get`/`find` (or
+ * `findHit` + `recordMiss`) — `set` records
  * none (the Cache's set of a key it just missed is the same access). Increments are buffered and
  * applied before any admission decision (sketch.ts), so decisions are exact.
  *
@@ -327,6 +328,11 @@ export class L1Store<E = L1Entry> {
     this.#reads[this.#readCount] = hash | 0;
     if (++this.#readCount === READ_BUFFER) this.#drainReads();
     this.#misses++;
+  }
+
+  /** The slot of `key` (0: absent), recording nothing. */
+  slotOf(key: string): number {
+    return this.#index.get(key) ?? 0;
   }
 
   /** The stored hash of slot `i` (KeyHash.lo as an int32). */

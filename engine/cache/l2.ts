@@ -696,7 +696,7 @@ export class SharedStore {
   /**
    * Whether slot `j` holds a live entry or tombstone newer than `version` — or, with `orEqual`, as
    * new (under its lock). Sets pass `orEqual`: a version is one write, so a second write carrying
-   * the same version (two threads in one millisecond) loses instead of replacing it silently.
+   * the same version (two processes' clocks can draw one) loses instead of replacing it silently.
    */
   #blocks(j: number, version: number, now: number, orEqual = false): boolean {
     const fi = this.#block(j) >>> 3;

@@ -12,7 +12,7 @@
  * +18  f64  stale-until (ms; ≥ expires: how long a stale value may still be served)
  * +26  payload: the value as the codec encodes it (self-contained format), possibly compressed
  * ```
- * Writes go through one Lua script: it stores the entry only when no newer version is there
+ * Writes go through one Lua script: it stores the entry only when no version as new is there
  * (reading the 8 version bytes of the current value), sets PX, and on success publishes the
  * invalidation message on the bus — in the same atomic step, so every subscriber hears of a
  * write only after it is visible, and a late, older write (a loader that started before a
@@ -83,7 +83,7 @@ export function decodeEntry(buf: Buffer, key: string): StoredEntry {
 }
 
 // KEYS[1] the entry; ARGV[1] the new entry, ARGV[2] PX (0 = none), ARGV[3] the bus message ('' = none).
-// Returns 1 stored, 0 refused (a newer version is there).
+// Returns 1 stored, 0 refused (a version as new or newer is there: one version is one write).
 const SET_IF_NEWER = `
 local cur = redis.call('GET', KEYS[1])
 if cur and string.byte(cur, 1) == 0xC7 and string.len(cur) >= 9 then
@@ -92,7 +92,7 @@ if cur and string.byte(cur, 1) == 0xC7 and string.len(cur) >= 9 then
     a = a * 256 + string.byte(cur, i)
     b = b * 256 + string.byte(ARGV[1], i)
   end
-  if a > b then return 0 end
+  if a >= b then return 0 end
 end
 if ARGV[2] == '0' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
 if ARGV[3] ~= '' then redis.call('PUBLISH', '${BUS_CHANNEL}', ARGV[3]) end

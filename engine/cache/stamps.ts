@@ -19,7 +19,7 @@
  * ```
  * +0   u32 layout version   +4 u32 log2(words)
  * +8   i64 the last write version handed out in this process (nextVersion)
- * +16  u32 this process's version tag (6 random bits, set by the creator)   +20..+39 reserved
+ * +16..+39 reserved
  * +40  i32 ready flag 'STP1' (openTableRegion)   +44..+63 reserved
  * +64  i32 epoch  (own cache line: read by every L1 lookup, written only by clear)
  * +128 i32 stamp[2^k]
@@ -54,7 +54,6 @@ export class StampTable {
   readonly #big: BigInt64Array;
   /** BigInt64 index of the version clock. */
   readonly #clock: number;
-  readonly #tag: number;
   /** Number of stamp words. */
   readonly words: number;
 
@@ -62,7 +61,6 @@ export class StampTable {
     this.#i32 = rt.i32;
     this.#big = new BigInt64Array(rt.memory.buffer);
     this.#clock = (offset + 8) >>> 3;
-    this.#tag = rt.i32[(offset + 16) >>> 2]!;
     this.#base = (offset + WORDS_AT) >>> 2;
     this.#epoch = (offset + EPOCH_AT) >>> 2;
     this.#mask = words - 1;
@@ -85,24 +83,25 @@ export class StampTable {
       (_big, u32) => {
         u32[0] = LAYOUT;
         u32[1] = log2;
-        u32[4] = Math.floor(Math.random() * 64);
       },
       (_big, u32) => u32[0] === LAYOUT && u32[1] === log2);
     return new StampTable(rt, offset, words);
   }
 
   /**
-   * The version of a write that starts now (`ms`, a wall-clock time): ms × 1024 + this process's
-   * 6-bit tag, or 64 more than the last version any thread of the process was given, whichever is
-   * larger. So within a process versions are unique and follow real order (a write that begins
-   * after another finished gets a larger one, whatever its thread), and two processes writing in
-   * the same millisecond differ by their tags. One CAS on a shared 64-bit word.
+   * The version of a write that starts now (`ms`, a wall-clock time): ms × 1024, or one more than
+   * the last version any thread of the process was given, whichever is larger. So within a process
+   * versions are unique and follow real order (a write that begins after another finished gets a
+   * larger one, whatever its thread); up to 1024 writes per millisecond keep them on the clock,
+   * beyond that they run ahead until the writes slow down. Two processes may draw the same
+   * version: Redis and L2 refuse the second write of a version, so one of them wins everywhere.
+   * One CAS on a shared 64-bit word.
    */
   nextVersion(ms: number): number {
-    const base = Math.floor(ms) * 1024 + this.#tag;
+    const base = Math.floor(ms) * 1024;
     for (;;) {
       const last = Atomics.load(this.#big, this.#clock);
-      const v = Math.max(base, Number(last) + 64);
+      const v = Math.max(base, Number(last) + 1);
       if (Atomics.compareExchange(this.#big, this.#clock, last, BigInt(v)) === last) return v;
     }
   }

@@ -437,7 +437,7 @@ export class RedisConnector extends EventEmitter {
       : this.client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
     sub.on('error', (err: Error) => this.emit('redisError', err));
     // Subscribers must know when messages may have been missed: 'subscriber' 'down' when the
-    // connection drops, 'up' when it is ready again (ioredis re-subscribes its channels itself).
+    // connection drops, 'up' once it is ready and our channels are subscribed again.
     let wasReady = false;
     sub.on('ready', () => {
       if (!wasReady) {
@@ -452,7 +452,13 @@ export class RedisConnector extends EventEmitter {
         if (!this.#closed) this.emit('subscriber', 'up');
       };
       if (channels.length === 0) up();
-      else sub.subscribe(...channels).then(up, () => undefined); // failed: it dropped again, 'close' follows
+      else {
+        withTimeout(sub.subscribe(...channels), Math.max(this.timeoutMs, 1000), 'resubscribe').then(up, () => {
+          // Refused or silent (an ACL change, a stuck server): reconnect and try again, rather
+          // than stay deaf without anyone knowing.
+          if (!this.#closed) sub.disconnect(true);
+        });
+      }
     });
     sub.on('close', () => {
       if (wasReady && !this.#closed) this.emit('subscriber', 'down');

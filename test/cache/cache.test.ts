@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Cache, type CacheOptions, type Engine } from '../../engine/index.js';
 import { testEngine } from '../helpers.js';
+import { StampTable } from '../../engine/cache/stamps.js';
 
 const CACHE_TASKS = new URL('../fixtures/cache-tasks.mjs', import.meta.url).href;
 
@@ -357,6 +358,21 @@ describe('loads the cache cannot keep', () => {
     expect(c.getSync('big')).toBeUndefined();
   });
 
+  it('without L2, a set made while a load runs is not overwritten by the load', async () => {
+    const c = fresh({ l2: false });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const p = c.getOrLoad('k', async () => {
+      await gate;
+      return 'old-from-db';
+    });
+    await Promise.resolve();
+    await c.set('k', 'new');
+    release();
+    expect(await p).toBe('old-from-db');
+    expect(c.getSync('k')).toBe('new');
+  });
+
   it('without L2, a delete during a load still wins', async () => {
     const c = fresh({ l2: false });
     let release!: () => void;
@@ -387,5 +403,20 @@ describe('L2 reads through one scratch buffer', () => {
     await onWorker('cacheSet', { name, key: 'big', value: 'z'.repeat(20_000) }); // grows the scratch
     expect(c.getSync('big')).toBe('z'.repeat(20_000));
     expect([...a.blob].every((x) => x === 1)).toBe(true);
+  });
+});
+
+describe('the version clock', () => {
+  it('gives every write of the process a unique version that stays on the clock (1024 per ms)', () => {
+    const stamps = StampTable.open(engine.runtime.thread, `test:stamps:${++seq}`);
+    const ms = 1_800_000_000_000;
+    let last = 0;
+    for (let i = 0; i < 1024; i++) {
+      const v = stamps.nextVersion(ms);
+      expect(v).toBeGreaterThan(last);
+      last = v;
+    }
+    expect(last).toBeLessThan((ms + 1) * 1024); // a burst of 1024 in one ms does not run ahead
+    expect(stamps.nextVersion(ms + 5)).toBe((ms + 5) * 1024); // and the clock takes over again
   });
 });

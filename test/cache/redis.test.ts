@@ -25,17 +25,21 @@ describe.runIf(reachable)('on the shared Redis', () => {
   beforeAll(async () => {
     engine = await testEngine({ workers: 1, memory: 64 << 20, redis: REDIS_URL, redisTimeoutMs: 1000, cache: { l2: { bytes: 1 << 20 }, bloom: { expectedKeys: 10_000 } } });
     raw = new Redis(REDIS_URL);
+    expect(await engine.cache.ready()).toBe(true);
   });
   afterAll(async () => {
     await engine?.close();
     raw?.disconnect();
   });
 
-  function another(options: CacheOptions = {}, clock?: () => number): Cache {
-    return new Cache({ name: `r${++seq}`, l2: { bytes: 1 << 20 }, bloom: { expectedKeys: 10_000 }, ...options }, {
+  /** A second instance on the same Redis, listening to the bus before it is used. */
+  async function another(options: CacheOptions = {}, clock?: () => number): Promise<Cache> {
+    const c = new Cache({ name: `r${++seq}`, l2: { bytes: 1 << 20 }, bloom: { expectedKeys: 10_000 }, ...options }, {
       runtime: engine.runtime.thread, redis: engine.redis!, redisTimeoutMs: 1000, compressor: engine.compressor,
       ...(clock ? { clock: { now: clock } } : {}),
     });
+    expect(await c.ready()).toBe(true);
+    return c;
   }
 
   it('writes hotpath:c:{key} with PX, and another instance reads it through L3', async () => {
@@ -43,7 +47,7 @@ describe.runIf(reachable)('on the shared Redis', () => {
     await a.set(k('a'), { hello: 'world' }, { ttl: 60_000 });
     const pttl = await raw.pttl(`hotpath:c:{${k('a')}}`);
     expect(pttl).toBeGreaterThan(50_000);
-    const b = another();
+    const b = await another();
     expect(b.getSync(k('a'))).toBeUndefined();
     expect(await b.get(k('a'))).toEqual({ hello: 'world' });
     expect(b.getSync(k('a'))).toEqual({ hello: 'world' }); // now local
@@ -61,7 +65,7 @@ describe.runIf(reachable)('on the shared Redis', () => {
     const c = engine.cache;
     await c.set(k('m1'), 1);
     await c.set(k('m2'), 2);
-    const b = another();
+    const b = await another();
     await b.set(k('m3'), 3);
     expect(await b.getMany([k('m1'), k('m2'), k('m3'), k('none')])).toEqual([1, 2, 3, undefined]);
     await b.close();
@@ -73,13 +77,13 @@ describe.runIf(reachable)('on the shared Redis', () => {
     const stored = await raw.getBuffer(`hotpath:c:{${k('z')}}`);
     expect(stored![9]! & 2).toBe(2);
     expect(stored!.length).toBeLessThan(value.length / 4);
-    const b = another({ l1: false, l2: false });
+    const b = await another({ l1: false, l2: false });
     expect(await b.get(k('z'))).toBe(value);
     await b.close();
   });
 
   it('hostile bytes in Redis are a typed error for get, and getOrLoad replaces them', async () => {
-    const b = another({ l1: false, l2: false });
+    const b = await another({ l1: false, l2: false });
     await raw.set(`hotpath:c:{${k('evil')}}`, Buffer.from('not a cache entry at all'));
     await expect(b.get(k('evil'))).rejects.toMatchObject({ code: 'ERR_HOTPATH_CORRUPT_VALUE' });
     const header = Buffer.alloc(26);
@@ -98,8 +102,8 @@ describe.runIf(reachable)('on the shared Redis', () => {
   });
 
   it('a delete leaves a tombstone: a load that started before it cannot store its older value', async () => {
-    const a = another();
-    const b = another();
+    const a = await another();
+    const b = await another();
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     let started = false;
@@ -113,7 +117,7 @@ describe.runIf(reachable)('on the shared Redis', () => {
     release();
     expect(await loading).toBe('read-before-the-delete');
     expect(a.stats().l3!.refusedWrites).toBe(1);
-    const c = another();
+    const c = await another();
     expect(await c.get(k('race'))).toBeUndefined();
     const stored = await raw.getBuffer(`hotpath:c:{${k('race')}}`);
     expect(stored![9]! & 1).toBe(1); // the tombstone
@@ -121,8 +125,8 @@ describe.runIf(reachable)('on the shared Redis', () => {
   });
 
   it('a Redis reply that arrives after a clear is returned but not cached', async () => {
-    const a = another();
-    const b = another();
+    const a = await another();
+    const b = await another();
     await a.set(k('inflight'), 'before-clear');
     const reading = b.get(k('inflight')); // goes to Redis: b has nothing locally
     engine.redis!.emit('subscriber', 'down'); // a bus outage and its end clear b's local tiers…
@@ -133,7 +137,7 @@ describe.runIf(reachable)('on the shared Redis', () => {
   });
 
   it('invalidation messages respect versions: an older one never wipes a newer value', async () => {
-    const b = another();
+    const b = await another();
     await b.set(k('v'), 'newest');
     const seen = new Promise((r) => b.once('invalidated', r));
     await raw.publish('hotpath:c:bus', JSON.stringify({ o: 's', i: 'someone-else', k: k('v'), v: 1024, t: 0 }));
@@ -149,7 +153,7 @@ describe.runIf(reachable)('on the shared Redis', () => {
 
   it('the bloom filter skips Redis for keys never written, once trusted', async () => {
     let t = Date.now();
-    const b = another({ bloom: { horizonMs: 10_000, expectedKeys: 10_000 } }, () => t);
+    const b = await another({ bloom: { horizonMs: 10_000, expectedKeys: 10_000 } }, () => t);
     const before = engine.redis!.stats().commands;
     expect(await b.get(k('never-1'))).toBeUndefined(); // not trusted yet: asks Redis
     expect(engine.redis!.stats().commands).toBe(before + 1);
@@ -169,8 +173,8 @@ describe.runIf(reachable)('on the shared Redis', () => {
   });
 
   it('with l3.lease, concurrent loads in two instances run the loader once', async () => {
-    const a = another({ l3: { lease: true } });
-    const b = another({ l3: { lease: true } });
+    const a = await another({ l3: { lease: true } });
+    const b = await another({ l3: { lease: true } });
     let calls = 0;
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
@@ -265,6 +269,7 @@ describe.runIf(spawnable)('Redis going away', () => {
     const raw = new Redis(server.url);
     try {
       const b = engine.cache;
+      expect(await b.ready()).toBe(true);
       await b.set('deaf', 'cached');
       expect(b.getSync('deaf')).toBe('cached');
       const cleared = new Promise<void>((resolve) => b.on('invalidated', (key) => key === undefined && resolve()));
@@ -286,6 +291,7 @@ describe.runIf(spawnable)('Redis going away', () => {
     const engine = await testEngine({ workers: 1, redis: server.url, redisTimeoutMs: 50, cache: { l2: { bytes: 1 << 20 }, bloom: { expectedKeys: 10_000 } } });
     try {
       const c = engine.cache;
+      expect(await c.ready()).toBe(true);
       for (let i = 0; i < 20; i++) await c.set(`k${i}`, i);
       await server.kill();
       const dropped: unknown[] = [];
@@ -325,6 +331,7 @@ describe.runIf(spawnable)('on a 3-master Redis Cluster', () => {
       for (let i = 0; byNode.size < 3; i++) byNode.set(Math.floor(calculateSlot(`c${i}`) / 5462), `c${i}`);
       keys.push(...byNode.values());
       const a = new Cache({ name: 'cl-a', l2: { bytes: 1 << 20 }, bloom: { expectedKeys: 10_000 } }, { runtime: engine.runtime.thread, redis: connector, redisTimeoutMs: 1000 });
+      expect(await a.ready(10_000)).toBe(true);
       for (const key of keys) await a.set(key, `v-${key}`);
       const b = new Cache({ name: 'cl-b', l1: false, l2: false, bloom: { expectedKeys: 10_000 } }, { runtime: engine.runtime.thread, redis: connector, redisTimeoutMs: 1000 });
       expect(await b.getMany([...keys, 'absent'])).toEqual([...keys.map((x) => `v-${x}`), undefined]);
