@@ -402,10 +402,7 @@ export class Cache extends EventEmitter {
       // value — no hashing in JS, no per-entry object.
       const i = l1.findHit(key);
       if (i !== 0) {
-        const m = l1.meta;
-        const b = i * LANES;
-        // Stamps matter only with L2: without it every thread's L1 is its own (README "Cache").
-        if (now <= m[b + M_EXPIRES]! && m[b + M_EPOCH] === this.#stamps.epoch() && (this.#l2 === undefined || m[b + M_STAMP] === this.#stamps.stamp(l1.hashAt(i)))) {
+        if (this.#l1Valid(l1, i, now, M_EXPIRES)) {
           this.#s.l1Hits++;
           return l1.valueAt(i);
         }
@@ -756,19 +753,33 @@ export class Cache extends EventEmitter {
     const l1 = this.#l1;
     if (l1 !== undefined) {
       const i = l1.findHit(key);
-      if (i !== 0) {
-        const m = l1.meta;
-        const b = i * LANES;
-        if (now <= m[b + M_STALE]! && m[b + M_EPOCH] === this.#stamps.epoch() && (this.#l2 === undefined || m[b + M_STAMP] === this.#stamps.stamp(l1.hashAt(i)))) {
-          this.#s.l1Hits++;
-          return { value: l1.valueAt(i), expires: m[b + M_EXPIRES]!, stale: m[b + M_STALE]!, version: m[b + M_VERSION]! };
-        }
+      if (i !== 0 && this.#l1Valid(l1, i, now, M_STALE)) {
+        this.#s.l1Hits++;
+        return this.#l1Found(l1, i);
       }
       const h = this.#hashed(key);
       if (i === 0) l1.recordMiss(h.lo);
       return this.#l1Miss(key, h, now, i);
     }
     return this.#fromL2(this.#hashed(key), now, key);
+  }
+
+  /**
+   * Whether L1's slot `i` may answer at `now`: within its `lane` deadline (M_EXPIRES for a fresh
+   * answer, M_STALE for one getOrLoad may serve stale), filled in this epoch, and — with L2, where
+   * other threads write — under the key's current stamp. (Without L2 each thread's L1 is its own.)
+   */
+  #l1Valid(l1: L1Store<unknown>, i: number, now: number, lane: number): boolean {
+    const m = l1.meta;
+    const b = i * LANES;
+    return now <= m[b + lane]! && m[b + M_EPOCH] === this.#stamps.epoch() &&
+      (this.#l2 === undefined || m[b + M_STAMP] === this.#stamps.stamp(l1.hashAt(i)));
+  }
+
+  #l1Found(l1: L1Store<unknown>, i: number): Found {
+    const m = l1.meta;
+    const b = i * LANES;
+    return { value: l1.valueAt(i), expires: m[b + M_EXPIRES]!, stale: m[b + M_STALE]!, version: m[b + M_VERSION]! };
   }
 
   /** `key` hashed into the shared KeyHash (hi/lo). */
@@ -781,24 +792,22 @@ export class Cache extends EventEmitter {
   #l1Miss(key: string, h: KeyHash, now: number, i: number): Found | undefined {
     const l1 = this.#l1!;
     if (i !== 0) {
-      const m = l1.meta;
-      const b = i * LANES;
-      const epoch = this.#stamps.epoch();
-      const current = m[b + M_EPOCH] === epoch && now <= m[b + M_STALE]!;
-      if (current && (this.#l2 === undefined || m[b + M_STAMP] === this.#stamps.stamp(h.lo))) {
+      if (this.#l1Valid(l1, i, now, M_STALE)) {
         // Valid, only past its expiry (getSync wants fresh values): a miss for getSync, which
         // checks `expires`; kept for getOrLoad's stale-while-revalidate / stale-if-error.
         this.#s.l1Misses++;
-        return { value: l1.valueAt(i), expires: m[b + M_EXPIRES]!, stale: m[b + M_STALE]!, version: m[b + M_VERSION]! };
+        return this.#l1Found(l1, i);
       }
-      if (this.#l2 !== undefined && current) {
+      const m = l1.meta;
+      const b = i * LANES;
+      if (this.#l2 !== undefined && m[b + M_EPOCH] === this.#stamps.epoch() && now <= m[b + M_STALE]!) {
         // Only the stamp moved. Stamp words are shared by keys (lo & mask), so another key's write
         // may have moved it: if L2 still holds this very version, keep the entry (no decode).
         const hit = this.#l2.get(key, h.hi, h.lo, now, this.#scratch); // only its version is read
         if (hit !== undefined && hit.version === m[b + M_VERSION]) {
           m[b + M_STAMP] = hit.stamp;
           this.#s.l1Hits++;
-          return { value: l1.valueAt(i), expires: m[b + M_EXPIRES]!, stale: m[b + M_STALE]!, version: m[b + M_VERSION]! };
+          return this.#l1Found(l1, i);
         }
       }
       l1.delete(key, h.lo); // written elsewhere since, or past its stale time
@@ -806,6 +815,7 @@ export class Cache extends EventEmitter {
     this.#s.l1Misses++;
     return this.#fromL2(h, now, key);
   }
+
 
   /** Puts `value` in this thread's L1 with its numbers, unless L1 holds a newer version of it. */
   #fillL1(key: string, lo: number, value: unknown, bytes: number, expires: number, stale: number, version: number, stamp: number, epoch: number): void {

@@ -17,18 +17,10 @@
  * SKETCH   …           the sketch (header, table, doorkeeper: layout in wasm/sketch.ts)
  * ```
  */
-import { instantiateKernels } from '../runtime/wasm.js';
+import { instantiateKernels, type KernelExports } from '../runtime/wasm.js';
 
-/** Raw exports of wasm/sketch.ts. */
-interface SketchKernels {
-  sketchInit(base: number, blocksLog2: number, samplePeriod: number, dkLog2: number, flags: number): void;
-  sketchReset(base: number): void;
-  sketchIncrement(base: number, hash: number): void;
-  sketchIncrementBatch(base: number, ptr: number, n: number): void;
-  sketchFrequency(base: number, hash: number): number;
-  sketchCompare(base: number, candidate: number, victim: number): number;
-  sketchAdditions(base: number): number;
-}
+/** Raw exports of wasm/sketch.ts (declared once, in KernelExports). */
+type SketchKernels = Pick<KernelExports, 'sketchInit' | 'sketchReset' | 'sketchIncrement' | 'sketchIncrementBatch' | 'sketchFrequency' | 'sketchCompare' | 'sketchAdditions'>;
 
 /**
  * How the sketch is sized for a cache of `capacity` entries. Defaults chosen on the hit-ratio

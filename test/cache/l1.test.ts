@@ -5,6 +5,7 @@ import { sketchShape, SKETCH_DEFAULTS } from '../../engine/cache/sketch.js';
 import { KeyHash } from '../../engine/runtime/key-hash.js';
 import { kernelModule } from '../../engine/runtime/wasm.js';
 import { TinyLfuReference } from './tinylfu-reference.js';
+import { rng, Zipf } from '../../bench/traces.js';
 
 const module = kernelModule();
 const hasher = new KeyHash();
@@ -271,41 +272,10 @@ describe('L1Store vs the plain-TS reference (differential)', () => {
   });
 });
 
-/** sfc32: a seeded PRNG of doubles in [0, 1). */
-function rng(seed: number): () => number {
-  let a = 0x9e3779b9;
-  let b = 0x243f6a88;
-  let c = 0xb7e15162;
-  let d = seed >>> 0;
-  const next = (): number => {
-    const t = (((a + b) | 0) + d) | 0;
-    d = (d + 1) | 0;
-    a = b ^ (b >>> 9);
-    b = (c + (c << 3)) | 0;
-    c = (c << 21) | (c >>> 11);
-    c = (c + t) | 0;
-    return t >>> 0;
-  };
-  for (let i = 0; i < 16; i++) next();
-  return () => next() / 2 ** 32;
-}
-
-/** Zipf(s) ranks over n keys by inverse CDF. */
+/** Zipf(s) ranks over n keys, drawn with `u`. */
 function zipf(n: number, s: number, u: () => number): () => number {
-  const cdf = new Float64Array(n);
-  let t = 0;
-  for (let i = 0; i < n; i++) cdf[i] = t += (i + 1) ** -s;
-  return () => {
-    const x = u() * t;
-    let lo = 0;
-    let hi = n - 1;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (cdf[mid]! < x) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  };
+  const z = new Zipf(n, s);
+  return () => z.sample(u());
 }
 
 function hitRatio(policy: 'tinylfu' | 'lru', capacity: number, ids: Int32Array, warmup: number): number {
