@@ -33,7 +33,7 @@ import type { Arena } from './arena.js';
 import type { ValueCodec } from '../codec/codec.js';
 import { ChannelReader, ChannelWriter, Doorbell, Ring, ringBytes } from './channel.js';
 import {
-  decodePayload, encodePayload, fromWireError, KIND_ERROR, KIND_REGISTER, KIND_RESULT, KIND_RUN,
+  decodePayload, encodePayload, fromWireError, KIND_ERROR, KIND_INTERRUPT, KIND_REGISTER, KIND_RESULT, KIND_RUN,
   P_BELL_SEQ, P_BELL_SLEEPING, P_CLOSING, P_GENERATION, POOL_HEADER, S_OWNER, S_READY, SLOT_BYTES,
   type WireError, type WorkerBootstrap,
 } from './protocol.js';
@@ -64,6 +64,29 @@ export interface TaskDefinition {
   name: string;
   module: string;
   export: string;
+  /**
+   * Wraps the loaded function before first use: the worker imports `adapter.module`, calls its
+   * `adapter.export(fn, definition)` once and runs what that returns (the queue uses this to give
+   * handlers their context).
+   */
+  adapter?: { module: string; export: string };
+}
+
+/** A task started with {@link WorkerPool.call}: its result, and how to stop it. */
+export interface PoolCall {
+  readonly result: Promise<unknown>;
+  /**
+   * Aborts the task's `ctx.signal` in its worker (a cooperative stop); the result still settles
+   * with whatever the task answers. A call not yet sent to a worker rejects at once with
+   * ERR_HOTPATH_CANCELLED.
+   */
+  interrupt(): void;
+  /**
+   * Terminates the worker running the call (a task that ignores its signal); piscina starts a
+   * replacement. The result — and every other task of that worker — rejects with
+   * ERR_HOTPATH_WORKER_EXITED. Returns false when the call is not on a worker (any more).
+   */
+  kill(): boolean;
 }
 
 /** Per-call options of {@link WorkerPool.run}. */
@@ -80,6 +103,8 @@ interface Slot {
   res: ChannelReader;
   reqBell: Doorbell;
   ready: boolean;
+  /** Its worker is being terminated (kill): no new task goes there, and it is not re-attached. */
+  doomed: boolean;
   threadId: number;
   inflight: number;
 }
@@ -87,6 +112,7 @@ interface Slot {
 interface Pending {
   resolve(v: unknown): void;
   reject(e: unknown): void;
+  promise: Promise<unknown>;
   slot: Slot | null;
   task: string;
 }
@@ -168,7 +194,7 @@ export class WorkerPool {
       index, reqRing, resRing, reqBell,
       req: new ChannelWriter(reqRing, reqBell),
       res: new ChannelReader(resRing, this.#onResponse),
-      ready: false, threadId: 0, inflight: 0,
+      ready: false, doomed: false, threadId: 0, inflight: 0,
     };
   }
 
@@ -224,8 +250,14 @@ export class WorkerPool {
     return this.#arena;
   }
 
+  /** Worker threads the pool runs (configured; see `threads` for those attached now). */
+  get workers(): number {
+    return this.#opts.workers;
+  }
+
   /** Threads currently attached. */
   get threads(): number {
+    if (this.#state !== CLOSED && Atomics.load(this.#i32, this.#base + P_GENERATION) !== this.#generation) this.#refreshSlots();
     return this.#ready.length;
   }
 
@@ -250,7 +282,13 @@ export class WorkerPool {
     const [enc, body] = encodePayload(this.#codec, payload);
     const answers = this.#ready.map((slot) => {
       const id = this.#takeId();
-      const p = new Promise<unknown>((resolve, reject) => this.#pending.set(id, { resolve, reject, slot: null, task }));
+      let resolve!: (v: unknown) => void;
+      let reject!: (e: unknown) => void;
+      const p = new Promise<unknown>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      this.#pending.set(id, { resolve, reject, promise: p, slot: null, task });
       this.#dispatch(slot, id, taskId, enc, body);
       return p.catch((err: unknown) => err);
     });
@@ -263,17 +301,18 @@ export class WorkerPool {
    * worker on first use. Returns its id. Re-registering a name with the same module is a no-op.
    * @throws TypeError if the name is taken by a different module or export.
    */
-  register(name: string, moduleUrl: string | URL, exportName = 'default'): number {
+  register(name: string, moduleUrl: string | URL, exportName = 'default', adapter?: { module: string | URL; export: string }): number {
     if (typeof name !== 'string' || name.length === 0) throw new TypeError(`task name must be a non-empty string, got ${String(name)}`);
     const module = String(moduleUrl);
+    const adapt = adapter === undefined ? undefined : { module: String(adapter.module), export: adapter.export };
     const known = this.#taskIds.get(name);
     if (known !== undefined) {
       const t = this.#tasks[known]!;
-      if (t.module === module && t.export === exportName) return known;
+      if (t.module === module && t.export === exportName && t.adapter?.module === adapt?.module && t.adapter?.export === adapt?.export) return known;
       throw new TypeError(`task "${name}" is already registered for ${t.module}#${t.export}`);
     }
     const id = this.#tasks.length;
-    const def = { name, module, export: exportName };
+    const def: TaskDefinition = { name, module, export: exportName, ...(adapt !== undefined ? { adapter: adapt } : {}) };
     this.#tasks.push(def);
     this.#taskIds.set(name, id);
     for (const s of this.#ready) this.#sendRegistration(s, id, def);
@@ -287,11 +326,35 @@ export class WorkerPool {
    * ERR_HOTPATH_WORKER_EXITED (its worker died), ERR_HOTPATH_UNKNOWN_TASK or ERR_HOTPATH_CLOSED.
    */
   run(task: string, payload?: unknown, options?: RunOptions): Promise<unknown> {
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(new CancelledError(`task "${task}"`, signal.reason));
+    const started = this.#start(task, payload);
+    if (typeof started === 'object') return started;
+    const promise = this.#pending.get(started)!.promise;
+    return signal === undefined ? promise : this.#watchSignal(started, signal, promise);
+  }
+
+  /**
+   * Like {@link run}, but returns a handle that can interrupt the task (abort its `ctx.signal`)
+   * or kill its worker. A payload that cannot be encoded rejects the handle's result.
+   */
+  call(task: string, payload?: unknown): PoolCall {
+    const started = this.#start(task, payload);
+    if (typeof started === 'object') return { result: started, interrupt: noop, kill: () => false };
+    const id = started;
+    const entry = this.#pending.get(id)!;
+    return {
+      result: entry.promise,
+      interrupt: () => this.#interrupt(id, entry),
+      kill: () => this.#kill(id, entry),
+    };
+  }
+
+  /** Sends task `task` (or backlogs it); its request id, or a rejected promise. */
+  #start(task: string, payload: unknown): number | Promise<never> {
     if (this.#state === CLOSED || this.#closing !== undefined) return Promise.reject(new ClosedError('worker pool'));
     const taskId = this.#taskIds.get(task);
     if (taskId === undefined) return Promise.reject(new UnknownTaskError(task));
-    const signal = options?.signal;
-    if (signal?.aborted) return Promise.reject(new CancelledError(`task "${task}"`, signal.reason));
     let enc: number;
     let body: Uint8Array | null;
     try {
@@ -301,9 +364,13 @@ export class WorkerPool {
       return Promise.reject(new TypeError(`task "${task}": ${(err as Error).message}`, { cause: err }));
     }
     const id = this.#takeId();
-    const promise = new Promise<unknown>((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject, slot: null, task });
+    let resolve!: (v: unknown) => void;
+    let reject!: (e: unknown) => void;
+    const promise = new Promise<unknown>((res, rej) => {
+      resolve = res;
+      reject = rej;
     });
+    this.#pending.set(id, { resolve, reject, promise, slot: null, task });
     if (Atomics.load(this.#i32, this.#base + P_GENERATION) !== this.#generation) this.#refreshSlots();
     const slot = this.#pick();
     if (slot === undefined) {
@@ -315,7 +382,32 @@ export class WorkerPool {
     }
     else this.#dispatch(slot, id, taskId, enc, body);
     this.#activate();
-    return signal === undefined ? promise : this.#watchSignal(id, signal, promise);
+    return id;
+  }
+
+  #interrupt(id: number, entry: Pending): void {
+    if (this.#pending.get(id) !== entry) return; // settled (the id may be reused by now)
+    if (entry.slot === null) {
+      // Still backlogged: it never reached a worker, so it never runs.
+      this.#pending.delete(id);
+      entry.reject(new CancelledError(`task "${entry.task}"`));
+      this.#checkDrained();
+      this.#settleIdle();
+      return;
+    }
+    entry.slot.req.send(KIND_INTERRUPT, id, 0, null);
+  }
+
+  #kill(id: number, entry: Pending): boolean {
+    const slot = entry.slot;
+    if (slot === null || this.#piscina === undefined || this.#pending.get(id) !== entry) return false;
+    const worker = this.#piscina.threads.find((t) => t.threadId === slot.threadId);
+    if (worker === undefined) return false;
+    // No new task goes to a worker that is being terminated (its slot is recycled once it is gone).
+    slot.doomed = true;
+    this.#ready = this.#ready.filter((s) => s !== slot);
+    void worker.terminate();
+    return true;
   }
 
   /** The next request id not in use (ids wrap at 2^31; a very long-lived task keeps its id). */
@@ -342,7 +434,10 @@ export class WorkerPool {
       const p = this.#pending.get(id);
       if (p === undefined) return;
       this.#pending.delete(id);
-      if (p.slot !== null) p.slot.inflight--;
+      if (p.slot !== null) {
+        p.slot.inflight--;
+        p.slot.req.send(KIND_INTERRUPT, id, 0, null); // the task's ctx.signal aborts
+      }
       // The worker may still run it; its answer is then dropped (no entry left to settle).
       p.reject(new CancelledError(`task "${p.task}"`, signal.reason));
       this.#checkDrained();
@@ -453,7 +548,7 @@ export class WorkerPool {
     this.#generation = Atomics.load(this.#i32, this.#base + P_GENERATION);
     let added = false;
     for (const s of this.#slots) {
-      if (s.ready) continue;
+      if (s.ready || s.doomed) continue;
       if (Atomics.load(this.#i32, this.#slotWord(s.index, S_READY)) === 1) {
         s.ready = true;
         s.threadId = Atomics.load(this.#i32, this.#slotWord(s.index, S_OWNER));
@@ -462,7 +557,7 @@ export class WorkerPool {
       }
     }
     if (!added) return;
-    this.#ready = this.#slots.filter((s) => s.ready);
+    this.#ready = this.#slots.filter((s) => s.ready && !s.doomed);
     while (this.#backlog.length > 0) {
       const t = this.#backlog.shift()!;
       this.#dispatch(this.#pick()!, t.id, t.taskId, t.enc, t.body);
@@ -505,7 +600,7 @@ export class WorkerPool {
     const buffer = this.#arena.memory.buffer;
     const cap = this.#opts.ringCapacity;
     this.#slots[slot.index] = this.#makeSlot(slot.index, new Ring(buffer, slot.reqRing.offset, cap), new Ring(buffer, slot.resRing.offset, cap));
-    this.#ready = this.#slots.filter((s) => s.ready);
+    this.#ready = this.#slots.filter((s) => s.ready && !s.doomed);
     Atomics.store(this.#i32, this.#slotWord(slot.index, S_READY), 0);
     Atomics.store(this.#i32, this.#slotWord(slot.index, S_OWNER), 0); // free for a replacement
     Atomics.notify(this.#i32, this.#base + P_GENERATION); // a replacement may wait for a free slot

@@ -4,7 +4,8 @@
  * A message is (tag, a, b, body) — see channel.ts. Here:
  *   tag bits 0..3  kind, bits 4..7 payload encoding
  *   request  RUN       a = request id, b = task id,   body = encoded payload
- *   request  REGISTER  a = task id,                   body = codec { name, module, export }
+ *   request  REGISTER  a = task id,                   body = codec { name, module, export, adapter? }
+ *   request  INTERRUPT a = request id                 aborts the running task's ctx.signal
  *   response RESULT    a = request id,                body = encoded result
  *   response ERROR     a = request id,                body = codec { name, message, code, stack }
  */
@@ -12,6 +13,7 @@ import type { ValueCodec } from '../codec/codec.js';
 
 export const KIND_RUN = 1;
 export const KIND_REGISTER = 2;
+export const KIND_INTERRUPT = 3;
 export const KIND_RESULT = 1;
 export const KIND_ERROR = 2;
 
@@ -43,9 +45,19 @@ export interface WorkerBootstrap {
   metricsCapacity: number;
 }
 
+/**
+ * A payload encoded ahead of time (e.g. when a task is queued, so a value that cannot travel is
+ * refused at once and later mutation of the caller's object changes nothing): passed to
+ * `WorkerPool.run/call` as it is.
+ */
+export class EncodedPayload {
+  constructor(readonly enc: number, readonly body: Uint8Array | null) {}
+}
+
 /** Encodes a payload: its encoding id and body bytes (Uint8Arrays travel as they are). */
 export function encodePayload(codec: ValueCodec, value: unknown, what = 'payload'): [enc: number, body: Uint8Array | null] {
   if (value === undefined) return [ENC_UNDEFINED, null];
+  if (value instanceof EncodedPayload) return [value.enc, value.body];
   if (value instanceof Uint8Array) return [ENC_BYTES, value];
   return [ENC_CODEC, codec.encode(value, what)];
 }

@@ -15,7 +15,7 @@ import { performance } from 'node:perf_hooks';
 import type { ValueCodec } from '../codec/codec.js';
 import { ChannelReader, ChannelWriter, Doorbell, Ring } from './channel.js';
 import {
-  decodePayload, encodePayload, ENC_UNDEFINED, KIND_ERROR, KIND_REGISTER, KIND_RESULT, KIND_RUN,
+  decodePayload, encodePayload, ENC_UNDEFINED, KIND_ERROR, KIND_INTERRUPT, KIND_REGISTER, KIND_RESULT, KIND_RUN,
   P_BELL_SEQ, P_BELL_SLEEPING, P_CLOSING, P_GENERATION, POOL_HEADER, S_OWNER, S_READY, SLOT_BYTES, toWireError,
   type WorkerBootstrap,
 } from './protocol.js';
@@ -25,12 +25,37 @@ import * as builtinTasks from './tasks.js';
 /** The module URL the pool registers its built-in tasks under (see pool.ts). */
 const BUILTIN_MODULE = new URL('./tasks.js', import.meta.url).href;
 
-/** What a task function receives besides its payload. */
+/** What a task function receives besides its payload (one per call). */
 export interface TaskContext {
   /** This worker's view of the shared runtime (memory, arena, kernels, hasher). */
-  runtime: ThreadRuntime;
+  readonly runtime: ThreadRuntime;
   /** The worker's slot index. */
-  slot: number;
+  readonly slot: number;
+  /**
+   * Aborts when the main thread interrupts this call (a queue timeout or cancel, `run()`'s
+   * signal). A task that ignores it runs on; only an async task can notice it.
+   */
+  readonly signal: AbortSignal;
+}
+
+/** One call's context; its AbortController is created only if the task asks for the signal. */
+class Call implements TaskContext {
+  readonly runtime: ThreadRuntime;
+  readonly slot: number;
+  #controller: AbortController | undefined;
+
+  constructor(runtime: ThreadRuntime, slot: number) {
+    this.runtime = runtime;
+    this.slot = slot;
+  }
+
+  get signal(): AbortSignal {
+    return (this.#controller ??= new AbortController()).signal;
+  }
+
+  interrupt(): void {
+    (this.#controller ??= new AbortController()).abort();
+  }
 }
 
 /** A task: a function of the payload, sync or async. */
@@ -40,12 +65,15 @@ interface Waiting {
   id: number;
   entry: TaskEntry;
   payload: unknown;
+  /** Interrupted while its module loaded: answered with an error instead of started. */
+  interrupted?: boolean;
 }
 
 interface TaskEntry {
   name: string;
   module: string;
   export: string;
+  adapter?: { module: string; export: string };
   fn: TaskFunction | undefined;
   loading: Promise<TaskFunction> | undefined;
 }
@@ -64,7 +92,8 @@ class Worker {
   readonly #spin: boolean;
   readonly #codec: ValueCodec;
   readonly #tasks: TaskEntry[] = [];
-  readonly #ctx: TaskContext;
+  /** Async calls still running, by request id (so an INTERRUPT finds them). */
+  readonly #live = new Map<number, Call>();
   /**
    * Tasks start in the order they arrived. While a task waits for its module to load, the ones
    * behind it wait too (here), so a lazily loaded module never lets a later task overtake.
@@ -85,7 +114,6 @@ class Worker {
     this.#reader = new ChannelReader(req, (tag, a, b, u8, off, len) => this.#onRequest(tag, a, b, u8, off, len));
     this.#writer = new ChannelWriter(res, new Doorbell(this.#i32, this.#pool + P_BELL_SEQ, this.#pool + P_BELL_SLEEPING));
     this.#spin = this.#slot < boot.spinWorkers && boot.spinUs > 0;
-    this.#ctx = { runtime: this.#rt, slot: this.#slot };
     this.#codec = this.#rt.codec;
   }
 
@@ -151,10 +179,14 @@ class Worker {
   #handle(tag: number, a: number, b: number, u8: Uint8Array, off: number, len: number): void {
     const kind = tag & 15;
     if (kind === KIND_REGISTER) {
-      const def = this.#codec.decode(u8.slice(off, off + len)) as { name: string; module: string; export: string };
+      const def = this.#codec.decode(u8.slice(off, off + len)) as { name: string; module: string; export: string; adapter?: { module: string; export: string } };
       // Built-in tasks are linked statically: no import on first use.
       const builtin = def.module === BUILTIN_MODULE ? (builtinTasks as Record<string, unknown>)[def.export] : undefined;
       this.#tasks[a] = { ...def, fn: typeof builtin === 'function' ? (builtin as TaskFunction) : undefined, loading: undefined };
+      return;
+    }
+    if (kind === KIND_INTERRUPT) {
+      this.#interrupt(a);
       return;
     }
     if (kind !== KIND_RUN) return;
@@ -195,7 +227,8 @@ class Worker {
         return;
       }
       this.#waiting.shift();
-      this.#invoke(t.id, fn, t.payload);
+      if (t.interrupted === true) this.#fail(t.id, Object.assign(new Error('interrupted before it started'), { name: 'AbortError' }));
+      else this.#invoke(t.id, fn, t.payload);
     }
   }
 
@@ -205,14 +238,34 @@ class Worker {
     this.#writer.flush();
   }
 
+  /** The main thread interrupts call `id`: abort its signal, or drop it if it has not started. */
+  #interrupt(id: number): void {
+    const call = this.#live.get(id);
+    if (call !== undefined) {
+      call.interrupt();
+      return;
+    }
+    const w = this.#waiting.find((t) => t.id === id);
+    if (w !== undefined) w.interrupted = true; // answered, not started, when its turn comes
+    // Neither live nor waiting: a finished call (or a sync one), nothing to do.
+  }
+
   #invoke(id: number, fn: TaskFunction, payload: unknown): void {
+    const call = new Call(this.#rt, this.#slot);
     try {
-      const result = fn(payload, this.#ctx);
+      const result = fn(payload, call);
       if (result !== null && (typeof result === 'object' || typeof result === 'function') && typeof (result as PromiseLike<unknown>).then === 'function') {
+        this.#live.set(id, call);
         // Promise.resolve adopts any thenable (even one whose then() throws) into a real promise.
         Promise.resolve(result).then(
-          (v) => this.#answer(id, v),
-          (err: unknown) => this.#fail(id, err),
+          (v) => {
+            this.#live.delete(id);
+            this.#answer(id, v);
+          },
+          (err: unknown) => {
+            this.#live.delete(id);
+            this.#fail(id, err);
+          },
         );
       } else {
         this.#answer(id, result);
@@ -255,6 +308,15 @@ async function loadTask(entry: TaskEntry): Promise<TaskFunction> {
   const mod = (await import(entry.module)) as Record<string, unknown>;
   const fn = mod[entry.export];
   if (typeof fn !== 'function') throw new TypeError(`${entry.module} has no function export "${entry.export}"`);
+  if (entry.adapter !== undefined) {
+    const a = (await import(entry.adapter.module)) as Record<string, unknown>;
+    const wrap = a[entry.adapter.export];
+    if (typeof wrap !== 'function') throw new TypeError(`${entry.adapter.module} has no function export "${entry.adapter.export}"`);
+    const adapted = (wrap as (f: unknown, def: { name: string; module: string; export: string }) => unknown)(fn, { name: entry.name, module: entry.module, export: entry.export });
+    if (typeof adapted !== 'function') throw new TypeError(`adapter ${entry.adapter.export} did not return a function`);
+    entry.fn = adapted as TaskFunction;
+    return entry.fn;
+  }
   entry.fn = fn as TaskFunction;
   return entry.fn;
 }
