@@ -38,6 +38,19 @@ export interface KernelExports {
   sketchFrequency(base: number, hash: number): number;
   sketchCompare(base: number, candidate: number, victim: number): number;
   sketchAdditions(base: number): number;
+  heapInit(base: number, capacity: number): void;
+  heapSetCapacity(base: number, capacity: number): void;
+  heapSize(base: number): number;
+  heapSetSize(base: number, size: number): void;
+  heapPush(base: number, key: number, seq: number, slot: number): number;
+  heapPop(base: number): number;
+  heapPeekSlot(base: number): number;
+  heapPeekKey(base: number): number;
+  heapPushBatch(base: number, keys: number, slots: number, seq0: number, n: number): number;
+  heapPopBatch(base: number, dst: number, n: number): number;
+  heapSort(base: number, scratch: number): void;
+  heapDropFront(base: number, n: number): number;
+  heapRenumber(base: number, scratch: number): void;
 }
 
 const PAGE = 65536;
