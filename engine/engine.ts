@@ -13,6 +13,9 @@ import { RedisConnector } from './redis/connector.js';
 import { Limiter, type LimiterOptions } from './limiter/limiter.js';
 import { Compressor, type CompressOptions, type DecompressOptions, type Input } from './compress/compressor.js';
 import { Cache, checkOptions as checkCacheOptions, type CacheOptions } from './cache/cache.js';
+import { Queue } from './queue/queue.js';
+import type { QueueOptions } from './queue/types.js';
+import type { LatencyRecorder } from './observe/thread-metrics.js';
 
 /** One hotpath runtime and the components built on it. Create with {@link createEngine}. */
 export class Engine {
@@ -31,6 +34,8 @@ export class Engine {
   readonly #limiters = new Map<string, { limiter: Limiter; options: string }>();
   readonly #cacheOptions: CacheOptions;
   #cache: Cache | undefined;
+  readonly #queues = new Map<string, Queue<any, any>>();
+  #queueTimes: { wait: LatencyRecorder; run: LatencyRecorder } | undefined;
   #closed: Promise<void> | undefined;
 
   /** @internal use createEngine() */
@@ -120,6 +125,56 @@ export class Engine {
   }
 
   /**
+   * The task queue `name`. With options: creates it (a function handler runs on this thread, a
+   * module URL on the worker threads; see QueueOptions). Without: returns the open queue `name`.
+   * @throws TypeError / RangeError naming a bad option; TypeError when `name` is already open
+   *   (with options) or unknown (without); ERR_HOTPATH_CLOSED after close().
+   */
+  queue<P = unknown, R = unknown>(name: string, options?: QueueOptions<P, R>): Queue<P, R> {
+    if (this.#closed !== undefined) throw new ClosedError('engine');
+    const known = this.#queues.get(name);
+    if (options === undefined) {
+      if (known === undefined) throw new TypeError(`no queue named ${JSON.stringify(name)}: create it with engine.queue(name, { handler, … })`);
+      return known as Queue<P, R>;
+    }
+    if (known !== undefined && !known.closed) throw new TypeError(`queue ${JSON.stringify(name)} already exists; get it with engine.queue(name) or close it first`);
+    const times = this.#queueMetrics();
+    const q = new Queue<P, R>(name, options, {
+      pool: this.runtime.pool,
+      codec: this.runtime.thread.codec,
+      clock: this.clock,
+      limiter: (n) => this.limiter(n),
+      cache: () => this.cache,
+      workers: this.runtime.pool.workers,
+      waitTime: times.wait,
+      runTime: times.run,
+    });
+    this.#queues.set(name, q);
+    return q;
+  }
+
+  /** Registers the queue metrics once (they read every queue of the engine at scrape time). */
+  #queueMetrics(): { wait: LatencyRecorder; run: LatencyRecorder } {
+    if (this.#queueTimes !== undefined) return this.#queueTimes;
+    const m = this.metrics;
+    this.#queueTimes = {
+      wait: m.histogram('hotpath_queue_wait_seconds', 'Time tasks of every queue waited before an attempt started.'),
+      run: m.histogram('hotpath_queue_run_seconds', 'Time attempts of every queue ran.'),
+    };
+    const queues = (): Array<Queue<any, any>> => [...this.#queues.values()];
+    m.collect('hotpath_queue_depth', 'Tasks by queue and state (queued, delayed, running).', 'gauge', () => queues().flatMap((q) => {
+      const c = q.counts();
+      return (['queued', 'delayed', 'running'] as const).map((state) => ({ value: c[state], labels: { queue: q.name, state } }));
+    }));
+    m.collect('hotpath_queue_dead_letters', 'Dead letters kept, by queue.', 'gauge', () => queues().map((q) => ({ value: q.counts().dead, labels: { queue: q.name } })));
+    m.collect('hotpath_queue_tasks_total', 'Task events by queue: submitted, completed, failed (attempts), retried, dead, cancelled.', 'counter', () => queues().flatMap((q) => {
+      const t = q.totals();
+      return (['submitted', 'completed', 'failed', 'retried', 'dead', 'cancelled'] as const).map((event) => ({ value: t[event], labels: { queue: q.name, event } }));
+    }));
+    return this.#queueTimes;
+  }
+
+  /**
    * Compresses `data` (bytes or a UTF-8 string): LZ4 by default, in the hotpath frame unless
    * `format: 'native'`. Inputs of 64 KiB or more run on the workers (in parallel blocks when
    * large), so the event loop stays free. See CompressOptions.
@@ -161,11 +216,13 @@ export class Engine {
   }
 
   /**
-   * Closes the engine: waits up to `closeTimeoutMs` for tasks in flight, rejects the rest with
-   * ERR_HOTPATH_CLOSED, stops the workers. Idempotent; afterwards no handle is left open.
+   * Closes the engine: closes its queues (each waits up to `closeTimeoutMs` for its tasks, then
+   * rejects the rest with ERR_HOTPATH_CLOSED), the cache, then waits up to `closeTimeoutMs` for
+   * worker tasks in flight, rejects the rest with ERR_HOTPATH_CLOSED, stops the workers. Idempotent; afterwards no handle is left open.
    */
   close(): Promise<void> {
-    this.#closed ??= (this.#cache?.close() ?? Promise.resolve())
+    this.#closed ??= Promise.all([...this.#queues.values()].map((q) => q.close(this.#closeTimeoutMs).catch(() => undefined)))
+      .then(() => this.#cache?.close())
       .catch(() => undefined)
       .then(() => Promise.all([this.runtime.close(this.#closeTimeoutMs), this.redis?.close()]))
       .then(() => undefined);

@@ -24,6 +24,7 @@ export const ErrorCodes = {
   UNKNOWN_FORMAT: 'ERR_HOTPATH_UNKNOWN_FORMAT',
   OUTPUT_LIMIT: 'ERR_HOTPATH_OUTPUT_LIMIT',
   CODEC_UNAVAILABLE: 'ERR_HOTPATH_CODEC_UNAVAILABLE',
+  QUEUE_FULL: 'ERR_HOTPATH_QUEUE_FULL',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -179,5 +180,12 @@ export class OutputLimitError extends HotpathError {
 export class CodecUnavailableError extends HotpathError {
   constructor(message: string) {
     super(ErrorCodes.CODEC_UNAVAILABLE, message);
+  }
+}
+
+/** A queue holds `maxQueued` tasks already (`submit`; `trySubmit` answers false instead). */
+export class QueueFullError extends HotpathError {
+  constructor(queue: string, maxQueued: number) {
+    super(ErrorCodes.QUEUE_FULL, `queue "${queue}" is full: ${maxQueued} tasks are queued or delayed (options.maxQueued)`);
   }
 }

@@ -6,7 +6,7 @@ export type { EngineOptions, ChannelOptions, Clock } from './options.js';
 export { DEFAULTS } from './options.js';
 export {
   HotpathError, ErrorCodes, ClosedError, ArenaExhaustedError, RegionConflictError, WorkerExitedError,
-  TaskFailedError, UnknownTaskError, WasmLoadError, TimeoutError, CancelledError,
+  TaskFailedError, UnknownTaskError, WasmLoadError, TimeoutError, CancelledError, QueueFullError,
 } from './errors.js';
 export type { ErrorCode } from './errors.js';
 export { RedisUnavailableError, RedisCommandError, ValueTooLargeError, CorruptValueError } from './errors.js';
@@ -17,7 +17,7 @@ export type { Metrics } from './observe/metrics.js';
 export type { SharedCounter, SharedGauge, LatencyRecorder, CounterChild, GaugeChild } from './observe/thread-metrics.js';
 export type { Region } from './runtime/arena.js';
 export type { Runtime } from './runtime/runtime.js';
-export type { WorkerPool, RunOptions, TaskDefinition } from './runtime/pool.js';
+export type { WorkerPool, RunOptions, TaskDefinition, PoolCall } from './runtime/pool.js';
 export type { TaskContext, TaskFunction } from './runtime/worker.js';
 export { xxh32Bytes } from './runtime/hash.js';
 export { Limiter, LIMITER_DEFAULTS, type LimiterOptions, type LimiterDeps, type Insurance, type LimiterSpec } from './limiter/limiter.js';
@@ -27,3 +27,10 @@ export { Compressor, COMPRESS_DEFAULTS } from './compress/compressor.js';
 export type { Codec, CompressOptions, DecompressOptions, CompressorOptions, Input } from './compress/compressor.js';
 export { CorruptFrameError, UnknownFormatError, OutputLimitError, CodecUnavailableError } from './errors.js';
 export { Cache, type CacheOptions, type CacheDeps, type CacheStats, type TierStats, type SetOptions, type GetOrLoadOptions, type Loader, type LoaderContext, type L1Options as CacheL1Options, type L2Options as CacheL2Options, type L3Options as CacheL3Options, type CacheBloomOptions } from './cache/cache.js';
+export { Queue, type QueueDeps } from './queue/queue.js';
+export { QUEUE_DEFAULTS } from './queue/options.js';
+export { PRIORITY_LEVELS, MAX_PRIORITY } from './queue/types.js';
+export type {
+  QueueOptions, SubmitOptions, TaskHandle, TaskStatus, TaskState, DeadLetter, QueueCounts, QueueEvents, RetryOptions,
+  Handler, HandlerFunction, HandlerContext, BackoffFunction, PriorityName, ErrorInfo,
+} from './queue/types.js';

@@ -1,0 +1,982 @@
+/**
+ * The in-memory task queue: `engine.queue(name, options)`. Priorities on a WASM heap, handlers on
+ * the calling thread (functions) or on the worker threads (module URLs), retries with back-off,
+ * a bounded dead-letter list, status records, and close semantics that drop nothing silently.
+ *
+ * Life of a task:
+ * ```
+ *  submit ──► delayed ──(runAt)──┐
+ *     │                          ▼
+ *     └───────────────────────► queued ──(a concurrency slot)──► running ──► succeeded
+ *                                  ▲                                │
+ *                                  └──── delayed (back-off) ◄── failed, attempts left & retryable
+ *                                                                   └──► dead (dead letter kept) │ failed (no DLQ)
+ *  cancel: queued / delayed → cancelled at once; running → stopped (signal, then killed), cancelled
+ * ```
+ * Ordering: the heap orders queued tasks by (key, sequence): key = priority, or with aging
+ * priority + (time queued − epoch) / agingMs, which is exactly linear aging (a task gains one
+ * level per agingMs waited) with a key that never has to be updated. A task submitted while a
+ * concurrency slot is free starts inside submit(), before any later task can be queued.
+ *
+ * Heap entries point at slots of `#slots`; a cancelled queued task stays in the heap (a lazy
+ * delete) and keeps its slot until it is popped, so a slot is never reused while a stale entry
+ * can still name it. Tombstones are compacted when they outnumber the live entries.
+ *
+ * Guarantee: at most once per attempt, in memory. A task is lost only with its process.
+ */
+import { EventEmitter } from 'node:events';
+import { CancelledError, ClosedError, QueueFullError } from '../errors.js';
+import type { Clock } from '../options.js';
+import type { ValueCodec } from '../codec/codec.js';
+import type { WorkerPool } from '../runtime/pool.js';
+import type { RateLimiter } from '../limiter/types.js';
+import type { Cache } from '../cache/cache.js';
+import type { LatencyRecorder } from '../observe/thread-metrics.js';
+import { MAX_HEAP_ENTRIES, TaskHeap } from './heap.js';
+import { createExecutor, FunctionExecutor, Settled, type AttemptHandle, type Executor } from './executor.js';
+import {
+  backoffDelay, MAX_DELAY_MS, resolveQueueOptions, resolveSubmit, type ResolvedQueueOptions, type ResolvedSubmit,
+} from './options.js';
+import type {
+  DeadLetter, ErrorInfo, QueueCounts, QueueEvents, QueueOptions, SubmitOptions, TaskHandle, TaskState, TaskStatus,
+} from './types.js';
+
+/** What a queue needs besides its options (engine.queue wires these). */
+export interface QueueDeps {
+  /** The worker pool: required for a module handler. */
+  pool?: WorkerPool;
+  /** The engine-local value codec (encodes module handlers' payloads). */
+  codec?: ValueCodec;
+  /** Time source (ms). Default Date.now. */
+  clock?: Clock;
+  /** `ctx.limiter(name)` for function handlers. */
+  limiter?: (name: string) => RateLimiter;
+  /** `ctx.cache` for function handlers. */
+  cache?: () => Cache;
+  /** Wait and run time recorders (ms). */
+  waitTime?: LatencyRecorder;
+  runTime?: LatencyRecorder;
+  /** Back-off jitter's random source, in [0, 1). Default Math.random. */
+  random?: () => number;
+  /** Default concurrency of a module handler (the worker count). */
+  workers?: number;
+}
+
+/**
+ * Default concurrency per worker thread of a module handler. Deep enough that a worker never waits
+ * for the main thread between tasks (the queue's no-op throughput is flat from about here on);
+ * shallow enough that a task of higher priority submitted later starts behind at most this many
+ * per worker. Lower `concurrency` for a stricter priority order.
+ */
+export const MODULE_CONCURRENCY = 64;
+
+/** Synchronously finished tasks one pump may run before it yields to the event loop. */
+const PUMP_BUDGET = 1024;
+
+const QUEUED = 0;
+const DELAYED = 1;
+const RUNNING = 2;
+const SUCCEEDED = 3;
+const FAILED = 4;
+const DEAD = 5;
+const CANCELLED = 6;
+const STATES: readonly TaskState[] = ['queued', 'delayed', 'running', 'succeeded', 'failed', 'dead', 'cancelled'];
+
+class Task {
+  /** The map key: a generated id's number, or the caller's id. */
+  readonly key: number | string;
+  readonly #prefix: string;
+  #id: string | undefined;
+  prepared: unknown;
+  readonly priority: number;
+  readonly timeout: number;
+  readonly submittedAt: number;
+  state = QUEUED;
+  slot = -1;
+  attempts = 0;
+  runAt = 0;
+  queuedAt = 0;
+  startedAt = 0;
+  finishedAt = 0;
+  lastDelay = 0;
+  /** Set when cancel() or close() stopped it while running: it ends cancelled, not retried. */
+  cancelRequested = false;
+  error: unknown = undefined;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined = undefined;
+  running: AttemptHandle | undefined = undefined;
+  /** AttemptInfo: the attempt about to run (or running). */
+  get attempt(): number {
+    return this.attempts;
+  }
+
+  /** AttemptInfo: this task's timeout. */
+  get timeoutMs(): number {
+    return this.timeout;
+  }
+
+  /** `<queue>:<n>` for a generated id (made on first use), else the caller's id. */
+  get id(): string {
+    return (this.#id ??= typeof this.key === 'number' ? `${this.#prefix}${this.key}` : this.key);
+  }
+
+  /** The result promise, created on first ask (a task nobody asks about costs none). */
+  #promise: Promise<unknown> | undefined;
+  #resolve: ((v: unknown) => void) | undefined;
+  #reject: ((e: unknown) => void) | undefined;
+  /** 0 pending, 1 fulfilled, 2 rejected (before anyone asked for the promise). */
+  #outcome = 0;
+  #value: unknown;
+  readonly handle: TaskHandle;
+
+  constructor(key: number | string, prefix: string, prepared: unknown, o: ResolvedSubmit, timeout: number, now: number) {
+    this.key = key;
+    this.#prefix = prefix;
+    this.prepared = prepared;
+    this.priority = o.priority;
+    this.timeout = timeout;
+    this.submittedAt = now;
+    this.signal = o.signal;
+    this.handle = new Handle(this);
+  }
+
+  /** The result promise: pre-handled, so an unawaited failure raises no unhandled rejection. */
+  result(): Promise<unknown> {
+    if (this.#promise !== undefined) return this.#promise;
+    if (this.#outcome === 1) this.#promise = Promise.resolve(this.#value);
+    else if (this.#outcome === 2) this.#promise = Promise.reject(this.#value);
+    else {
+      this.#promise = new Promise((resolve, reject) => {
+        this.#resolve = resolve;
+        this.#reject = reject;
+      });
+    }
+    this.#promise.then(undefined, noop);
+    this.#value = undefined;
+    return this.#promise;
+  }
+
+  resolve(v: unknown): void {
+    if (this.#resolve !== undefined) this.#resolve(v);
+    else if (this.#promise === undefined) {
+      this.#outcome = 1;
+      this.#value = v;
+    }
+  }
+
+  reject(e: unknown): void {
+    if (this.#reject !== undefined) this.#reject(e);
+    else if (this.#promise === undefined) {
+      this.#outcome = 2;
+      this.#value = e;
+    }
+  }
+}
+
+/** What submit() returns; `result` is made on first read. */
+class Handle implements TaskHandle {
+  readonly #task: Task;
+
+  constructor(task: Task) {
+    this.#task = task;
+  }
+
+  get id(): string {
+    return this.#task.id;
+  }
+
+  get result(): Promise<unknown> {
+    return this.#task.result();
+  }
+}
+
+/** A min-heap of delayed tasks by runAt (JS: few entries, and they carry whole tasks). */
+class DelayHeap {
+  readonly items: Task[] = [];
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  push(t: Task): void {
+    const a = this.items;
+    a.push(t);
+    let i = a.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!earlier(a[i]!, a[p]!)) break;
+      [a[i], a[p]] = [a[p]!, a[i]!];
+      i = p;
+    }
+  }
+
+  peek(): Task | undefined {
+    return this.items[0];
+  }
+
+  pop(): Task | undefined {
+    const a = this.items;
+    const top = a[0];
+    const last = a.pop();
+    if (a.length > 0 && last !== undefined) {
+      a[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < a.length && earlier(a[l]!, a[m]!)) m = l;
+        if (r < a.length && earlier(a[r]!, a[m]!)) m = r;
+        if (m === i) break;
+        [a[i], a[m]] = [a[m]!, a[i]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+
+  /** Drops the entries `keep` rejects (tombstones) and restores the heap order. */
+  filter(keep: (t: Task) => boolean): void {
+    const live = this.items.filter(keep);
+    this.items.length = 0;
+    for (const t of live) this.push(t);
+  }
+}
+
+function earlier(a: Task, b: Task): boolean {
+  return a.runAt < b.runAt || (a.runAt === b.runAt && a.queuedAt < b.queuedAt);
+}
+
+function noop(): void {}
+
+/**
+ * A map bounded to its `limit` newest entries. Map.keys().next() on a map with many deleted
+ * entries scans past the holes (V8 compacts lazily), so the oldest key is tracked in a ring of
+ * its own instead: eviction and insertion are O(1).
+ */
+class Retained<V> {
+  readonly map = new Map<number | string, V>();
+  readonly #keys: Array<number | string | undefined>;
+  readonly #values: Array<V | undefined>;
+  #next = 0;
+
+  constructor(limit: number) {
+    this.#keys = new Array<number | string | undefined>(limit).fill(undefined);
+    this.#values = new Array<V | undefined>(limit).fill(undefined);
+  }
+
+  set(key: number | string, value: V): void {
+    const n = this.#keys.length;
+    if (n === 0) return;
+    const i = this.#next;
+    const old = this.#keys[i];
+    if (old !== undefined && this.map.get(old) === this.#values[i]) this.map.delete(old);
+    this.#keys[i] = key;
+    this.#values[i] = value;
+    this.#next = i + 1 === n ? 0 : i + 1;
+    this.map.set(key, value);
+  }
+}
+
+/**
+ * Status records of the newest finished tasks: a ring of tasks; the caller's ids also in a map,
+ * generated ids (numbers) found by scanning the ring — status() of a finished task is rare, while
+ * a map entry per finished task would cost every task.
+ */
+class FinishedRing {
+  readonly #tasks: Array<Task | undefined>;
+  readonly #named = new Map<string, Task>();
+  #next = 0;
+
+  constructor(limit: number) {
+    this.#tasks = new Array<Task | undefined>(limit).fill(undefined);
+  }
+
+  add(t: Task): void {
+    const ring = this.#tasks;
+    if (ring.length === 0) return;
+    const i = this.#next;
+    const old = ring[i];
+    if (old !== undefined && typeof old.key === 'string' && this.#named.get(old.key) === old) this.#named.delete(old.key);
+    ring[i] = t;
+    this.#next = i + 1 === ring.length ? 0 : i + 1;
+    if (typeof t.key === 'string') this.#named.set(t.key, t);
+  }
+
+  /** The newest finished task of this key. */
+  find(key: number | string): Task | undefined {
+    if (typeof key === 'string') return this.#named.get(key);
+    const ring = this.#tasks;
+    for (let n = 0, i = this.#next; n < ring.length; n++) {
+      i = i === 0 ? ring.length - 1 : i - 1;
+      const t = ring[i];
+      if (t === undefined) return undefined;
+      if (t.key === key) return t;
+    }
+    return undefined;
+  }
+
+  /** A new task took this id: the old record is superseded. */
+  forget(key: string): void {
+    this.#named.delete(key);
+  }
+}
+
+/** A plain, serialisable picture of an error. */
+export function errorInfo(err: unknown): ErrorInfo {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return {
+      name: err.name, message: err.message,
+      ...(typeof code === 'string' ? { code } : {}),
+      ...(typeof err.stack === 'string' ? { stack: err.stack } : {}),
+    };
+  }
+  let message: string;
+  try {
+    message = String(err);
+  } catch {
+    message = '(unprintable)';
+  }
+  return { name: 'Error', message };
+}
+
+export class Queue<P = unknown, R = unknown> extends EventEmitter {
+  /** The queue's name. */
+  readonly name: string;
+  /** Tasks running at once. */
+  readonly concurrency: number;
+  /** The most tasks queued or delayed at once. */
+  readonly maxQueued: number;
+  readonly #o: ResolvedQueueOptions;
+  readonly #executor: Executor;
+  readonly #clock: Clock;
+  readonly #random: () => number;
+  readonly #waitTime: LatencyRecorder | undefined;
+  readonly #runTime: LatencyRecorder | undefined;
+  readonly #heap: TaskHeap;
+  readonly #delayed = new DelayHeap();
+  /**
+   * Queued and running tasks by slot (the heap's entries point here; a cancelled queued task keeps
+   * its slot until its heap entry is popped); undefined = free. Delayed tasks hold no slot.
+   */
+  readonly #slots: Array<Task | undefined> = [];
+  readonly #freeSlots: number[] = [];
+  /** Live (queued, delayed, running) tasks with a caller's id. */
+  readonly #named = new Map<string, Task>();
+  /**
+   * Live tasks with a generated id, by number: built on the first lookup of such an id (a scan of
+   * the slots and the delayed heap) and kept from then on, so a queue whose generated ids are never
+   * looked up pays nothing for them.
+   */
+  #autoIndex: Map<number, Task> | undefined;
+  /** Finished tasks' status (the newest statusRetention). */
+  readonly #finished: FinishedRing;
+  /** Dead letters (the newest deadLetterRetention). */
+  readonly #dead: Retained<DeadLetter<P>>;
+  /** Generated ids are `<name>:<n>`; ids of that form are reserved for them. */
+  readonly #prefix: string;
+  readonly #epoch: number;
+  #queued = 0;
+  #delayedLive = 0;
+  #running = 0;
+  #paused = false;
+  #closing: Promise<void> | undefined;
+  #closed = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerAt = Infinity;
+  #nextId = 0;
+  #pumping = false;
+  #pumpScheduled = false;
+  readonly #resumePump = (): void => {
+    this.#pumpScheduled = false;
+    this.#pump();
+  };
+  #drainWaiters: Array<() => void> = [];
+  readonly #counts = { submitted: 0, completed: 0, failed: 0, retried: 0, dead: 0, cancelled: 0 };
+  readonly #onTimer = (): void => this.#promoteDue();
+
+  /**
+   * Use `engine.queue(name, options)`; standalone, pass the dependencies yourself.
+   * @throws TypeError / RangeError naming a bad option.
+   */
+  constructor(name: string, options: QueueOptions<P, R>, deps: QueueDeps = {}) {
+    super();
+    if (typeof name !== 'string' || name.length === 0 || name.length > 200) throw new TypeError(`queue name must be a non-empty string of at most 200 characters, got ${String(name)}`);
+    const o = resolveQueueOptions(options);
+    if (o.durable) throw new TypeError('options.durable needs the durable queue: use engine.queue(name, { durable: true, … }) on an engine with Redis');
+    this.name = name;
+    this.#o = o;
+    this.#executor = createExecutor(name, o.handler, o.handlerExport, o.killAfterMs, deps);
+    // A module handler's default keeps every worker's ring fed (a worker runs one sync task at a
+    // time; the rest wait in its ring, in the order the heap chose): see MODULE_CONCURRENCY.
+    this.concurrency = o.concurrency ?? (this.#executor.onWorkers ? MODULE_CONCURRENCY * Math.max(1, deps.workers ?? deps.pool?.workers ?? 1) : 1);
+    this.maxQueued = o.maxQueued;
+    this.#clock = deps.clock ?? { now: Date.now };
+    this.#random = deps.random ?? Math.random;
+    this.#waitTime = deps.waitTime;
+    this.#runTime = deps.runTime;
+    // Heap room: every queued task, plus as many tombstones (compacted beyond that).
+    this.#heap = new TaskHeap(Math.min(2 * o.maxQueued, MAX_HEAP_ENTRIES));
+    this.#epoch = this.#clock.now();
+    this.#prefix = `${name}:`;
+    this.#finished = new FinishedRing(o.statusRetention);
+    this.#dead = new Retained(o.deadLetterRetention);
+  }
+
+  // ------------------------------------------------------------------ submit
+
+  /**
+   * Queues a task; returns `{ id, result }`. With a concurrency slot free (and nothing queued or
+   * paused) it starts at once. An `id` already queued, delayed or running returns that task's handle.
+   * @throws ERR_HOTPATH_QUEUE_FULL beyond maxQueued; ERR_HOTPATH_CLOSED after close(); TypeError /
+   *   RangeError for a bad option or a payload a worker handler cannot receive.
+   */
+  submit(payload: P, options?: SubmitOptions): TaskHandle<R> {
+    const o = resolveSubmit(options);
+    if (o.id !== undefined) {
+      this.#checkId(o.id);
+      const known = this.#named.get(o.id);
+      if (known !== undefined) return known.handle as TaskHandle<R>;
+    }
+    this.#checkOpen();
+    if (this.#queued + this.#delayedLive >= this.#o.maxQueued) throw new QueueFullError(this.name, this.#o.maxQueued);
+    return this.#accept(this.#executor.prepare(payload), o, o.id ?? this.#autoKey()) as TaskHandle<R>;
+  }
+
+  /** submit(), but `false` instead of ERR_HOTPATH_QUEUE_FULL. */
+  trySubmit(payload: P, options?: SubmitOptions): TaskHandle<R> | false {
+    const o = resolveSubmit(options);
+    if (o.id !== undefined) {
+      this.#checkId(o.id);
+      const known = this.#named.get(o.id);
+      if (known !== undefined) return known.handle as TaskHandle<R>;
+    }
+    this.#checkOpen();
+    if (this.#queued + this.#delayedLive >= this.#o.maxQueued) return false;
+    return this.#accept(this.#executor.prepare(payload), o, o.id ?? this.#autoKey()) as TaskHandle<R>;
+  }
+
+  /**
+   * Queues several tasks with the same options (no `id`): all or none. Tasks for the workers go
+   * out in one batch (one wake-up of each worker).
+   * @throws as submit(); ERR_HOTPATH_QUEUE_FULL when they do not all fit (none is queued then).
+   */
+  submitMany(payloads: readonly P[], options?: Omit<SubmitOptions, 'id'>): Array<TaskHandle<R>> {
+    if (!Array.isArray(payloads)) throw new TypeError(`submitMany takes an array of payloads, got ${typeof payloads}`);
+    if (options !== undefined && (options as SubmitOptions).id !== undefined) throw new TypeError('submitMany: options.id cannot be shared by several tasks; use submit() per id');
+    const o = resolveSubmit(options);
+    this.#checkOpen();
+    if (this.#queued + this.#delayedLive + payloads.length > this.#o.maxQueued) throw new QueueFullError(this.name, this.#o.maxQueued);
+    const prepared = payloads.map((p) => this.#executor.prepare(p)); // every payload checked before any is queued
+    return prepared.map((p) => this.#accept(p, o, this.#autoKey()) as TaskHandle<R>);
+  }
+
+  #checkOpen(): void {
+    if (this.#closing !== undefined) throw new ClosedError(`queue "${this.name}"`);
+  }
+
+  /** The next generated id's number (a key no live task holds). */
+  #autoKey(): number {
+    return ++this.#nextId;
+  }
+
+  /** Ids of the form `<queue>:<digits>` are the generated ones: refused from callers. */
+  #checkId(id: string): void {
+    if (this.#keyOf(id) !== id) throw new TypeError(`options.id ${JSON.stringify(id)} has the form of a generated id ("${this.#prefix}<number>"); choose another`);
+  }
+
+  /** The map key of `id`: the number of a generated id, else the id itself. */
+  #keyOf(id: string): number | string {
+    const p = this.#prefix;
+    if (id.length > p.length && id.length <= p.length + 15 && id.startsWith(p)) {
+      const rest = id.slice(p.length);
+      if (/^[1-9][0-9]*$/.test(rest)) return Number(rest);
+    }
+    return id;
+  }
+
+  #accept(prepared: unknown, o: ResolvedSubmit, key: number | string): TaskHandle {
+    const now = this.#clock.now();
+    const t = new Task(key, this.#prefix, prepared, o, o.timeout ?? this.#o.timeout, now);
+    if (typeof key === 'string') {
+      this.#named.set(key, t);
+      this.#finished.forget(key); // a finished task of the same id: its record is superseded
+    } else {
+      this.#autoIndex?.set(key, t);
+    }
+    this.#counts.submitted++;
+    const signal = o.signal;
+    if (signal !== undefined) {
+      if (signal.aborted) {
+        this.#cancelTask(t, new CancelledError(`task "${t.id}"`, signal.reason));
+        return t.handle;
+      }
+      t.onAbort = () => this.#cancelTask(t, new CancelledError(`task "${t.id}"`, signal.reason));
+      signal.addEventListener('abort', t.onAbort, { once: true });
+    }
+    if (this.listenerCount('queued') > 0) this.emit('queued', { id: t.id, priority: t.priority, delayMs: o.delayMs } satisfies QueueEvents['queued']);
+    if (o.delayMs > 0) this.#delay(t, now + o.delayMs);
+    else this.#enqueue(t, now);
+    return t.handle;
+  }
+
+  // ------------------------------------------------------------------ scheduling
+
+  /** Queues `t` (or starts it when a slot is free and nothing waits before it). */
+  #enqueue(t: Task, now: number): void {
+    t.queuedAt = now;
+    if (this.#running < this.concurrency && this.#queued === 0 && !this.#paused && this.#closing === undefined) {
+      t.slot = this.#takeSlot(t);
+      this.#start(t, now);
+      return;
+    }
+    if (this.#heap.size >= this.#heap.maxEntries) this.#compact();
+    t.state = QUEUED;
+    t.slot = this.#takeSlot(t);
+    const key = this.#o.agingMs > 0 ? t.priority + (now - this.#epoch) / this.#o.agingMs : t.priority;
+    this.#heap.push(key, t.slot);
+    this.#queued++;
+  }
+
+  /** A task that stops running (finished, or delayed for a retry) gives its slot back. */
+  #releaseSlot(t: Task): void {
+    const s = t.slot;
+    if (s >= 0 && this.#slots[s] === t) {
+      this.#slots[s] = undefined;
+      this.#freeSlots.push(s);
+    }
+    t.slot = -1;
+  }
+
+  #takeSlot(t: Task): number {
+    const s = this.#freeSlots.pop();
+    if (s !== undefined) {
+      this.#slots[s] = t;
+      return s;
+    }
+    this.#slots.push(t);
+    return this.#slots.length - 1;
+  }
+
+  /** Drops the heap's tombstones (cancelled entries) and frees their slots; order is kept. */
+  #compact(): void {
+    this.#heap.retain((s) => {
+      const t = this.#slots[s];
+      if (t !== undefined && t.state === QUEUED && t.slot === s) return true;
+      this.#slots[s] = undefined;
+      this.#freeSlots.push(s);
+      return false;
+    });
+  }
+
+  /** Pops the next live queued task, freeing the slots of tombstones on the way. */
+  #popQueued(): Task | undefined {
+    for (;;) {
+      const s = this.#heap.pop();
+      if (s < 0) return undefined;
+      const t = this.#slots[s]!;
+      if (t.state === QUEUED && t.slot === s) {
+        this.#queued--;
+        return t; // it keeps its slot while it runs
+      }
+      this.#slots[s] = undefined; // a tombstone's slot is free now
+      this.#freeSlots.push(s);
+    }
+  }
+
+  /**
+   * Starts queued tasks while concurrency allows. Tasks that finish synchronously free their slot
+   * at once, so one call can run many: after PUMP_BUDGET of them it yields (setImmediate) so a
+   * long backlog of sync handlers does not hold the event loop.
+   */
+  #pump(): void {
+    if (this.#paused || this.#pumping) return;
+    this.#pumping = true;
+    try {
+      let now = -1;
+      let budget = PUMP_BUDGET;
+      while (this.#running < this.concurrency && this.#queued > 0 && !this.#paused) {
+        if (--budget < 0) {
+          if (!this.#pumpScheduled) {
+            this.#pumpScheduled = true;
+            setImmediate(this.#resumePump);
+          }
+          break;
+        }
+        const t = this.#popQueued();
+        if (t === undefined) break;
+        if (now < 0) now = this.#clock.now();
+        this.#start(t, now);
+      }
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  #start(t: Task, now: number): void {
+    t.state = RUNNING;
+    t.attempts++;
+    t.startedAt = now;
+    this.#running++;
+    this.#waitTime?.record(now - t.queuedAt);
+    if (this.listenerCount('running') > 0) this.emit('running', { id: t.id, attempt: t.attempts, waitedMs: now - t.queuedAt } satisfies QueueEvents['running']);
+    const info = t; // a Task is its own AttemptInfo (id, attempt, timeoutMs)
+    const ex = this.#executor;
+    let attempt: AttemptHandle;
+    if (ex instanceof FunctionExecutor && t.timeout === 0) {
+      const r = ex.invokeNow(t.prepared, info, this.#o.killAfterMs);
+      if (r instanceof Settled) {
+        if (r.ok) this.#succeeded(t, r.value);
+        else this.#attemptFailed(t, r.value);
+        return;
+      }
+      attempt = r;
+    } else {
+      attempt = ex.start(t.prepared, info);
+    }
+    t.running = attempt;
+    attempt.result.then((v) => this.#succeeded(t, v), (e: unknown) => this.#attemptFailed(t, e));
+  }
+
+  #delay(t: Task, runAt: number): void {
+    t.state = DELAYED;
+    t.runAt = runAt;
+    t.queuedAt = runAt;
+    this.#delayed.push(t);
+    this.#delayedLive++;
+    if (this.#delayed.size > 64 && this.#delayed.size > 2 * this.#delayedLive) this.#delayed.filter((x) => x.state === DELAYED);
+    this.#arm();
+  }
+
+  /** Sets the one timer for the earliest delayed task. */
+  #arm(): void {
+    const next = this.#delayed.peek();
+    if (next === undefined) {
+      if (this.#timer !== undefined) clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.#timerAt = Infinity;
+      return;
+    }
+    if (this.#timer !== undefined && this.#timerAt <= next.runAt) return;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timerAt = next.runAt;
+    const ms = Math.min(MAX_DELAY_MS, Math.max(0, next.runAt - this.#clock.now()));
+    this.#timer = setTimeout(this.#onTimer, ms);
+    this.#timer.unref?.(); // a delayed task alone does not keep the process alive
+  }
+
+  /** Moves every delayed task that is due to the queue. */
+  #promoteDue(): void {
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    const now = this.#clock.now();
+    for (let t = this.#delayed.peek(); t !== undefined && t.runAt <= now; t = this.#delayed.peek()) {
+      this.#delayed.pop();
+      if (t.state !== DELAYED) continue; // cancelled: a tombstone
+      this.#delayedLive--;
+      this.#enqueue(t, t.runAt);
+    }
+    this.#arm();
+    this.#pump();
+  }
+
+  // ------------------------------------------------------------------ outcomes
+
+  #succeeded(t: Task, value: unknown): void {
+    if (t.state !== RUNNING) return;
+    const now = this.#clock.now();
+    this.#running--;
+    this.#releaseSlot(t);
+    this.#runTime?.record(now - t.startedAt);
+    this.#counts.completed++;
+    this.#finish(t, SUCCEEDED, now);
+    if (this.listenerCount('completed') > 0) this.emit('completed', { id: t.id, attempt: t.attempts, runMs: now - t.startedAt } satisfies QueueEvents['completed']);
+    t.resolve(value);
+    this.#afterSettle();
+  }
+
+  #attemptFailed(t: Task, err: unknown): void {
+    if (t.state !== RUNNING) return;
+    const now = this.#clock.now();
+    this.#running--;
+    this.#releaseSlot(t);
+    this.#runTime?.record(now - t.startedAt);
+    t.running = undefined;
+    if (t.cancelRequested) {
+      // cancel() or close() stopped it: it ends cancelled, with their reason, never retried.
+      this.#counts.cancelled++;
+      this.#finish(t, CANCELLED, now);
+      if (this.listenerCount('cancelled') > 0) this.emit('cancelled', { id: t.id } satisfies QueueEvents['cancelled']);
+      t.reject(t.error);
+      this.#afterSettle();
+      return;
+    }
+    t.error = err;
+    this.#counts.failed++;
+    if (this.listenerCount('failed') > 0) this.emit('failed', { id: t.id, attempt: t.attempts, error: err } satisfies QueueEvents['failed']);
+    const r = this.#o.retry;
+    let retry = false;
+    let delay = 0;
+    if (t.attempts < r.attempts && this.#closing === undefined) {
+      try {
+        retry = r.retryable(err) === true;
+        if (retry) delay = backoffDelay(r, t.attempts, err, t.lastDelay, this.#random);
+      } catch (predicateError) {
+        retry = false; // a throwing predicate or back-off function ends the retries; keep its error
+        t.error = new AggregateError([err, predicateError], `task "${t.id}": retry.retryable or retry.backoff threw: ${(predicateError as Error)?.message}`);
+      }
+    }
+    if (retry) {
+      t.lastDelay = delay;
+      this.#counts.retried++;
+      if (this.listenerCount('retried') > 0) this.emit('retried', { id: t.id, attempt: t.attempts, delayMs: delay } satisfies QueueEvents['retried']);
+      if (delay > 0) this.#delay(t, now + delay);
+      else this.#enqueue(t, now);
+      this.#afterSettle();
+      return;
+    }
+    this.#giveUp(t, now);
+    this.#afterSettle();
+  }
+
+  /** The task failed for good: dead-lettered (the record exists before its result rejects). */
+  #giveUp(t: Task, now: number): void {
+    const error = t.error;
+    if (this.#o.deadLetterRetention > 0) {
+      this.#dead.set(t.id, {
+        id: t.id, payload: this.#executor.unprepare(t.prepared) as P, priority: t.priority, error: errorInfo(error),
+        attempts: t.attempts, submittedAt: t.submittedAt, failedAt: now,
+      });
+      this.#counts.dead++;
+      this.#finish(t, DEAD, now);
+      if (this.listenerCount('dead') > 0) this.emit('dead', { id: t.id, attempts: t.attempts, error } satisfies QueueEvents['dead']);
+    } else {
+      this.#finish(t, FAILED, now);
+    }
+    t.reject(error);
+  }
+
+  /** Drops a settled task from the live set and keeps its status record (bounded). */
+  #finish(t: Task, state: number, now: number): void {
+    t.state = state;
+    t.finishedAt = now;
+    t.running = undefined;
+    t.prepared = undefined;
+    if (t.onAbort !== undefined) t.signal!.removeEventListener('abort', t.onAbort);
+    t.onAbort = undefined;
+    t.signal = undefined;
+    if (typeof t.key === 'string') this.#named.delete(t.key);
+    else this.#autoIndex?.delete(t.key);
+    this.#finished.add(t);
+  }
+
+  #afterSettle(): void {
+    this.#pump();
+    if (this.#drainWaiters.length > 0 && this.#idle()) {
+      const waiters = this.#drainWaiters;
+      this.#drainWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  #idle(): boolean {
+    return this.#queued === 0 && this.#delayedLive === 0 && this.#running === 0;
+  }
+
+  // ------------------------------------------------------------------ cancel
+
+  /**
+   * Cancels task `id`. Queued or delayed: removed at once, never runs. Running: its ctx.signal
+   * aborts (then its worker is recycled after killAfterMs if it does not stop). Either way its
+   * result rejects with ERR_HOTPATH_CANCELLED. Returns false when no such task is pending.
+   */
+  cancel(id: string): boolean {
+    if (typeof id !== 'string') return false;
+    const t = this.#findLive(this.#keyOf(id));
+    if (t === undefined) return false;
+    this.#cancelTask(t, new CancelledError(`task "${id}"`));
+    return true;
+  }
+
+  #cancelTask(t: Task, why: CancelledError): void {
+    if (t.state === RUNNING) {
+      // Stopped for good: it settles (as cancelled) once its handler stops or is killed.
+      t.error = why;
+      t.cancelRequested = true;
+      t.running?.stop(why);
+      return;
+    }
+    if (t.state === QUEUED) {
+      // If `t` was never put in the heap (cancelled by an already-aborted signal) it has no slot.
+      if (t.slot >= 0) this.#queued--;
+    } else if (t.state === DELAYED) {
+      this.#delayedLive--;
+    } else {
+      return;
+    }
+    this.#counts.cancelled++;
+    this.#finish(t, CANCELLED, this.#clock.now());
+    t.error = why;
+    if (this.listenerCount('cancelled') > 0) this.emit('cancelled', { id: t.id } satisfies QueueEvents['cancelled']);
+    t.reject(why);
+    if (this.#heap.size > 1024 && this.#heap.size > 2 * this.#queued) this.#compact();
+    this.#afterSettle();
+  }
+
+  // ------------------------------------------------------------------ inspection
+
+  #findLive(key: number | string): Task | undefined {
+    if (typeof key === 'string') return this.#named.get(key);
+    if (this.#autoIndex === undefined) {
+      const index = new Map<number, Task>();
+      for (const t of this.#liveTasks()) if (typeof t.key === 'number') index.set(t.key, t);
+      this.#autoIndex = index;
+    }
+    return this.#autoIndex.get(key);
+  }
+
+  /** Every queued, delayed and running task. */
+  #liveTasks(): Task[] {
+    const out: Task[] = [];
+    for (const t of this.#slots) if (t !== undefined && this.#slots[t.slot] === t && (t.state === QUEUED || t.state === RUNNING)) out.push(t);
+    for (const t of this.#delayed.items) if (t.state === DELAYED) out.push(t);
+    return out;
+  }
+
+  /** The task's state and timestamps, while pending and for `statusRetention` finished tasks after. */
+  status(id: string): TaskStatus | undefined {
+    if (typeof id !== 'string') return undefined;
+    const key = this.#keyOf(id);
+    const t = this.#findLive(key) ?? this.#finished.find(key);
+    if (t === undefined) return undefined;
+    const s: TaskStatus = { id: t.id, state: STATES[t.state]!, priority: t.priority, attempts: t.attempts, submittedAt: t.submittedAt };
+    if (t.state === DELAYED) s.runAt = t.runAt;
+    if (t.attempts > 0) s.startedAt = t.startedAt;
+    if (t.state >= SUCCEEDED) s.finishedAt = t.finishedAt;
+    if (t.error !== undefined && t.state !== SUCCEEDED) s.error = errorInfo(t.error);
+    return s;
+  }
+
+  /** How many tasks are queued, delayed, running, and dead-lettered. */
+  counts(): QueueCounts {
+    return { queued: this.#queued, delayed: this.#delayedLive, running: this.#running, dead: this.#dead.map.size };
+  }
+
+  /** Cumulative counters since creation (for metrics). */
+  totals(): Readonly<{ submitted: number; completed: number; failed: number; retried: number; dead: number; cancelled: number }> {
+    return { ...this.#counts };
+  }
+
+  /** The dead letters, oldest first. */
+  async deadLetters(): Promise<Array<DeadLetter<P>>> {
+    return [...this.#dead.map.values()].sort((a, b) => a.failedAt - b.failedAt);
+  }
+
+  /**
+   * Submits dead letter `id` again (same id, payload and priority, attempts from zero) and removes
+   * it from the dead letters. Resolves with the new handle, or undefined when there is no such letter.
+   * @throws (rejects) as submit().
+   */
+  async requeue(id: string): Promise<TaskHandle<R> | undefined> {
+    const d = this.#dead.map.get(id);
+    if (d === undefined) return undefined;
+    const key = this.#keyOf(id); // a generated id keeps its number
+    const live = this.#findLive(key);
+    if (live !== undefined) return live.handle as TaskHandle<R>;
+    this.#checkOpen();
+    if (this.#queued + this.#delayedLive >= this.#o.maxQueued) throw new QueueFullError(this.name, this.#o.maxQueued);
+    const handle = this.#accept(this.#executor.prepare(d.payload), resolveSubmit({ priority: d.priority }), key);
+    this.#dead.map.delete(id);
+    return handle as TaskHandle<R>;
+  }
+
+  /** Drops every dead letter; resolves with how many there were. */
+  async purge(): Promise<number> {
+    const n = this.#dead.map.size;
+    this.#dead.map.clear();
+    return n;
+  }
+
+  // ------------------------------------------------------------------ flow
+
+  /** Stops starting tasks (running ones go on; submit still queues). */
+  pause(): void {
+    this.#paused = true;
+  }
+
+  /** Starts tasks again. */
+  resume(): void {
+    this.#paused = false;
+    this.#pump();
+  }
+
+  /** True while paused. */
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /** Resolves once nothing is queued, delayed or running. A paused queue with work waits for resume(). */
+  drain(): Promise<void> {
+    if (this.#idle()) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  /**
+   * Stops accepting tasks (submit throws ERR_HOTPATH_CLOSED) and lets queued and running ones
+   * finish for up to `timeoutMs` (retries are not scheduled any more). Then every task left —
+   * queued, delayed (not yet due), running — is cancelled: its result rejects with
+   * ERR_HOTPATH_CLOSED; running ones are stopped (signal, then killed after killAfterMs).
+   * Nothing accepted is dropped without its result settling. Idempotent.
+   */
+  close(timeoutMs = 5000): Promise<void> {
+    this.#closing ??= this.#close(timeoutMs);
+    return this.#closing;
+  }
+
+  async #close(timeoutMs: number): Promise<void> {
+    // Delayed tasks wait for a time that may lie after any timeout: they end now.
+    for (const t of [...this.#delayed.items]) if (t.state === DELAYED) this.#closeTask(t);
+    this.#arm();
+    if (!this.#idle() && !this.#paused && timeoutMs > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        this.drain(),
+        new Promise<void>((r) => {
+          timer = setTimeout(r, timeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+    for (const t of this.#liveTasks()) this.#closeTask(t);
+    if (this.#running > 0) await this.drain(); // stopped attempts settle within killAfterMs
+    this.#closed = true;
+  }
+
+  #closeTask(t: Task): void {
+    const why = new ClosedError(`queue "${this.name}"`);
+    if (t.state === RUNNING) {
+      t.error = why;
+      t.cancelRequested = true;
+      t.running?.stop(new CancelledError(`task "${t.id}" (the queue closed)`, why));
+      return;
+    }
+    if (t.state === QUEUED) this.#queued--;
+    else if (t.state === DELAYED) this.#delayedLive--;
+    else return;
+    this.#counts.cancelled++;
+    this.#finish(t, CANCELLED, this.#clock.now());
+    t.error = why;
+    t.reject(why);
+  }
+
+  /** True once close() finished. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** `await using q = engine.queue(…)` closes it at the end of the scope. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
