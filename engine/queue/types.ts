@@ -62,7 +62,7 @@ export interface QueueOptions<P = unknown, R = unknown> {
   /** Named export of a module handler. Default 'default'. */
   handlerExport?: string;
   /**
-   * Tasks running at once. Default: 1 for a function; 64 per worker thread for a module (tasks
+   * Tasks running at once. Default: 1 for a function; 128 per worker thread for a module (tasks
    * beyond one per worker wait in the worker's ring, already ordered: lower it for a stricter
    * priority order, raise it for throughput).
    */

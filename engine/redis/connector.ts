@@ -224,6 +224,29 @@ export class RedisConnector extends EventEmitter {
     return this.client instanceof Cluster;
   }
 
+  /**
+   * A new client to the same Redis (URL, options, Sentinel or Cluster) with `overrides` on top of
+   * the connector's own settings — for libraries that need connections of their own with other
+   * settings (BullMQ's workers need `maxRetriesPerRequest: null` and an offline queue). On a
+   * Cluster the overrides apply to the cluster and to each node's connection. The caller owns it:
+   * it must listen to its 'error' events and close it; the connector neither tracks nor closes it.
+   * @throws RedisUnavailableError (ERR_HOTPATH_REDIS_UNAVAILABLE) once the connector is closed.
+   */
+  duplicateClient(overrides: RedisOptions = {}): Client {
+    if (this.#closed) throw new RedisUnavailableError('the Redis connector is closed');
+    if (this.client instanceof Cluster) {
+      // These three exist on the cluster too; everything (maxRetriesPerRequest among them) goes
+      // to each node's connection.
+      const { enableOfflineQueue, lazyConnect, enableAutoPipelining } = overrides;
+      const clusterLevel: ClusterOptions = {};
+      if (enableOfflineQueue !== undefined) clusterLevel.enableOfflineQueue = enableOfflineQueue;
+      if (lazyConnect !== undefined) clusterLevel.lazyConnect = lazyConnect;
+      if (enableAutoPipelining !== undefined) clusterLevel.enableAutoPipelining = enableAutoPipelining;
+      return this.client.duplicate([], { ...clusterLevel, redisOptions: { ...this.client.options.redisOptions, ...overrides } });
+    }
+    return this.client.duplicate(overrides);
+  }
+
   stats(): ConnectorStats {
     return { status: this.client.status, breaker: this.breaker.state, ...this.#stats };
   }
