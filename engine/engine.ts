@@ -14,6 +14,9 @@ import { Limiter, type LimiterOptions } from './limiter/limiter.js';
 import { Compressor, type CompressOptions, type DecompressOptions, type Input } from './compress/compressor.js';
 import { Cache, checkOptions as checkCacheOptions, type CacheOptions } from './cache/cache.js';
 import { Queue } from './queue/queue.js';
+import { DurableQueue, type DurableQueueOptions } from './queue/durable.js';
+import { createExecutor } from './queue/executor.js';
+import { resolveQueueOptions } from './queue/options.js';
 import type { QueueOptions } from './queue/types.js';
 import type { LatencyRecorder } from './observe/thread-metrics.js';
 
@@ -34,7 +37,7 @@ export class Engine {
   readonly #limiters = new Map<string, { limiter: Limiter; options: string }>();
   readonly #cacheOptions: CacheOptions;
   #cache: Cache | undefined;
-  readonly #queues = new Map<string, Queue<any, any>>();
+  readonly #queues = new Map<string, Queue<any, any> | DurableQueue<any, any>>();
   #queueTimes: { wait: LatencyRecorder; run: LatencyRecorder } | undefined;
   #closed: Promise<void> | undefined;
 
@@ -126,29 +129,51 @@ export class Engine {
 
   /**
    * The task queue `name`. With options: creates it (a function handler runs on this thread, a
-   * module URL on the worker threads; see QueueOptions). Without: returns the open queue `name`.
+   * module URL on the worker threads; see QueueOptions); with `durable`, on BullMQ through the
+   * engine's Redis, shared by every process that opens the same name. Without options: returns the
+   * open queue `name`.
    * @throws TypeError / RangeError naming a bad option; TypeError when `name` is already open
-   *   (with options) or unknown (without); ERR_HOTPATH_CLOSED after close().
+   *   (with options) or unknown (without), or `durable` without Redis; ERR_HOTPATH_CLOSED after close().
    */
-  queue<P = unknown, R = unknown>(name: string, options?: QueueOptions<P, R>): Queue<P, R> {
+  queue<P = unknown, R = unknown>(name: string, options: DurableQueueOptions<P, R> & { durable: true | Record<string, unknown> }): DurableQueue<P, R>;
+  queue<P = unknown, R = unknown>(name: string, options: QueueOptions<P, R> & { durable?: false }): Queue<P, R>;
+  queue<P = unknown, R = unknown>(name: string, options?: QueueOptions<P, R> | DurableQueueOptions<P, R>): Queue<P, R> | DurableQueue<P, R>;
+  queue<P = unknown, R = unknown>(name: string, options?: QueueOptions<P, R> | DurableQueueOptions<P, R>): Queue<P, R> | DurableQueue<P, R> {
     if (this.#closed !== undefined) throw new ClosedError('engine');
     const known = this.#queues.get(name);
     if (options === undefined) {
       if (known === undefined) throw new TypeError(`no queue named ${JSON.stringify(name)}: create it with engine.queue(name, { handler, … })`);
-      return known as Queue<P, R>;
+      return known as Queue<P, R> | DurableQueue<P, R>;
     }
     if (known !== undefined && !known.closed) throw new TypeError(`queue ${JSON.stringify(name)} already exists; get it with engine.queue(name) or close it first`);
     const times = this.#queueMetrics();
-    const q = new Queue<P, R>(name, options, {
+    const context = {
       pool: this.runtime.pool,
       codec: this.runtime.thread.codec,
-      clock: this.clock,
-      limiter: (n) => this.limiter(n),
+      limiter: (n: string) => this.limiter(n),
       cache: () => this.cache,
-      workers: this.runtime.pool.workers,
-      waitTime: times.wait,
-      runTime: times.run,
-    });
+    };
+    let q: Queue<P, R> | DurableQueue<P, R>;
+    if (options.durable !== undefined && options.durable !== false) {
+      if (this.redis === undefined) throw new TypeError('options.durable needs an engine with Redis: createEngine({ redis: url })');
+      const o = resolveQueueOptions({ ...options, durable: true });
+      q = new DurableQueue<P, R>(name, options as DurableQueueOptions<P, R>, {
+        redis: this.redis,
+        executor: createExecutor(name, o.handler, o.handlerExport, o.killAfterMs, context),
+        clock: this.clock,
+        workers: this.runtime.pool.workers,
+        waitTime: times.wait,
+        runTime: times.run,
+      });
+    } else {
+      q = new Queue<P, R>(name, options as QueueOptions<P, R>, {
+        ...context,
+        clock: this.clock,
+        workers: this.runtime.pool.workers,
+        waitTime: times.wait,
+        runTime: times.run,
+      });
+    }
     this.#queues.set(name, q);
     return q;
   }
@@ -161,13 +186,16 @@ export class Engine {
       wait: m.histogram('hotpath_queue_wait_seconds', 'Time tasks of every queue waited before an attempt started.'),
       run: m.histogram('hotpath_queue_run_seconds', 'Time attempts of every queue ran.'),
     };
-    const queues = (): Array<Queue<any, any>> => [...this.#queues.values()];
-    m.collect('hotpath_queue_depth', 'Tasks by queue and state (queued, delayed, running).', 'gauge', () => queues().flatMap((q) => {
+    // Depth is this process's view of the in-memory queues; a durable queue's depth lives in Redis
+    // (its counts() is a round trip), so it reports its task events only.
+    const local = (): Array<Queue<any, any>> => [...this.#queues.values()].filter((q): q is Queue<any, any> => q instanceof Queue);
+    const queues = (): Array<Queue<any, any> | DurableQueue<any, any>> => [...this.#queues.values()];
+    m.collect('hotpath_queue_depth', 'Tasks by queue and state (queued, delayed, running), in-memory queues.', 'gauge', () => local().flatMap((q) => {
       const c = q.counts();
       return (['queued', 'delayed', 'running'] as const).map((state) => ({ value: c[state], labels: { queue: q.name, state } }));
     }));
-    m.collect('hotpath_queue_dead_letters', 'Dead letters kept, by queue.', 'gauge', () => queues().map((q) => ({ value: q.counts().dead, labels: { queue: q.name } })));
-    m.collect('hotpath_queue_tasks_total', 'Task events by queue: submitted, completed, failed (attempts), retried, dead, cancelled.', 'counter', () => queues().flatMap((q) => {
+    m.collect('hotpath_queue_dead_letters', 'Dead letters kept, by in-memory queue.', 'gauge', () => local().map((q) => ({ value: q.counts().dead, labels: { queue: q.name } })));
+    m.collect('hotpath_queue_tasks_total', 'Task events by queue (this process): submitted, completed, failed (attempts), retried, dead, cancelled.', 'counter', () => queues().flatMap((q) => {
       const t = q.totals();
       return (['submitted', 'completed', 'failed', 'retried', 'dead', 'cancelled'] as const).map((event) => ({ value: t[event], labels: { queue: q.name, event } }));
     }));

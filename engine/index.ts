@@ -28,6 +28,7 @@ export type { Codec, CompressOptions, DecompressOptions, CompressorOptions, Inpu
 export { CorruptFrameError, UnknownFormatError, OutputLimitError, CodecUnavailableError } from './errors.js';
 export { Cache, type CacheOptions, type CacheDeps, type CacheStats, type TierStats, type SetOptions, type GetOrLoadOptions, type Loader, type LoaderContext, type L1Options as CacheL1Options, type L2Options as CacheL2Options, type L3Options as CacheL3Options, type CacheBloomOptions } from './cache/cache.js';
 export { Queue, type QueueDeps } from './queue/queue.js';
+export { DurableQueue, DURABLE_DEFAULTS, type DurableOptions, type DurableQueueOptions, type DurableDeps } from './queue/durable.js';
 export { QUEUE_DEFAULTS } from './queue/options.js';
 export { PRIORITY_LEVELS, MAX_PRIORITY } from './queue/types.js';
 export type {

@@ -126,7 +126,9 @@ export function resolveQueueOptions(options: unknown): ResolvedQueueOptions {
   if (o.handlerExport !== undefined && (typeof o.handlerExport !== 'string' || o.handlerExport.length === 0)) {
     throw new TypeError(`options.handlerExport must be a non-empty string, got ${describe(o.handlerExport)}`);
   }
-  if (o.durable !== undefined && typeof o.durable !== 'boolean') throw new TypeError(`options.durable must be a boolean, got ${describe(o.durable)}`);
+  if (o.durable !== undefined && typeof o.durable !== 'boolean' && (typeof o.durable !== 'object' || o.durable === null)) {
+    throw new TypeError(`options.durable must be a boolean or the durable queue's settings, got ${describe(o.durable)}`);
+  }
   const d = QUEUE_DEFAULTS;
   return {
     handler,
@@ -139,7 +141,7 @@ export function resolveQueueOptions(options: unknown): ResolvedQueueOptions {
     agingMs: o.agingMs === undefined ? d.agingMs : int('options.agingMs', o.agingMs, 0, MAX_DELAY_MS),
     statusRetention: o.statusRetention === undefined ? d.statusRetention : int('options.statusRetention', o.statusRetention, 0, 2 ** 30),
     deadLetterRetention: o.deadLetterRetention === undefined ? d.deadLetterRetention : int('options.deadLetterRetention', o.deadLetterRetention, 0, 2 ** 30),
-    durable: o.durable ?? false,
+    durable: o.durable !== undefined && o.durable !== false,
   };
 }
 

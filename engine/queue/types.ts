@@ -64,7 +64,8 @@ export interface QueueOptions<P = unknown, R = unknown> {
   /**
    * Tasks running at once. Default: 1 for a function; 128 per worker thread for a module (tasks
    * beyond one per worker wait in the worker's ring, already ordered: lower it for a stricter
-   * priority order, raise it for throughput).
+   * priority order, raise it for throughput); 16 per worker for a durable queue's module (each
+   * running job is locked away from the other processes).
    */
   concurrency?: number;
   retry?: RetryOptions;
@@ -86,8 +87,11 @@ export interface QueueOptions<P = unknown, R = unknown> {
   statusRetention?: number;
   /** Dead letters kept (oldest dropped first). Default 10_000. */
   deadLetterRetention?: number;
-  /** BullMQ-backed, shared across processes through the engine's Redis. Default false. */
-  durable?: boolean;
+  /**
+   * BullMQ-backed, shared across processes through the engine's Redis: `true`, or the durable
+   * queue's settings (DurableOptions in durable.ts). Default false.
+   */
+  durable?: boolean | Record<string, unknown>;
 }
 
 export interface SubmitOptions {
