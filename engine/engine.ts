@@ -14,7 +14,7 @@ import { Limiter, type LimiterOptions } from './limiter/limiter.js';
 import { Compressor, type CompressOptions, type DecompressOptions, type Input } from './compress/compressor.js';
 import { Cache, checkOptions as checkCacheOptions, type CacheOptions } from './cache/cache.js';
 import { Queue } from './queue/queue.js';
-import { DurableQueue, type DurableQueueOptions } from './queue/durable.js';
+import { DurableQueue, type DurableOptions, type DurableQueueOptions } from './queue/durable.js';
 import { createExecutor } from './queue/executor.js';
 import { resolveQueueOptions } from './queue/options.js';
 import type { QueueOptions } from './queue/types.js';
@@ -135,9 +135,9 @@ export class Engine {
    * @throws TypeError / RangeError naming a bad option; TypeError when `name` is already open
    *   (with options) or unknown (without), or `durable` without Redis; ERR_HOTPATH_CLOSED after close().
    */
-  queue<P = unknown, R = unknown>(name: string, options: DurableQueueOptions<P, R> & { durable: true | Record<string, unknown> }): DurableQueue<P, R>;
-  queue<P = unknown, R = unknown>(name: string, options: QueueOptions<P, R> & { durable?: false }): Queue<P, R>;
-  queue<P = unknown, R = unknown>(name: string, options?: QueueOptions<P, R> | DurableQueueOptions<P, R>): Queue<P, R> | DurableQueue<P, R>;
+  queue<P = unknown, R = unknown>(name: string, options: DurableQueueOptions<P, R> & { durable: true | DurableOptions }): DurableQueue<P, R>;
+  queue<P = unknown, R = unknown>(name: string, options: QueueOptions<P, R>): Queue<P, R>;
+  queue<P = unknown, R = unknown>(name: string): Queue<P, R> | DurableQueue<P, R>;
   queue<P = unknown, R = unknown>(name: string, options?: QueueOptions<P, R> | DurableQueueOptions<P, R>): Queue<P, R> | DurableQueue<P, R> {
     if (this.#closed !== undefined) throw new ClosedError('engine');
     const known = this.#queues.get(name);
@@ -156,7 +156,7 @@ export class Engine {
     let q: Queue<P, R> | DurableQueue<P, R>;
     if (options.durable !== undefined && options.durable !== false) {
       if (this.redis === undefined) throw new TypeError('options.durable needs an engine with Redis: createEngine({ redis: url })');
-      const o = resolveQueueOptions({ ...options, durable: true });
+      const o = resolveQueueOptions({ ...options, durable: false });
       q = new DurableQueue<P, R>(name, options as DurableQueueOptions<P, R>, {
         redis: this.redis,
         executor: createExecutor(name, o.handler, o.handlerExport, o.killAfterMs, context),

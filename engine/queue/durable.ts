@@ -126,6 +126,9 @@ export interface DurableDeps {
 /** Default concurrency per worker thread of a durable queue's module handler (jobs locked at once). */
 export const DURABLE_MODULE_CONCURRENCY = 16;
 
+/** Retried jobs whose last back-off this process remembers (decorrelated jitter grows from it). */
+const LAST_DELAY_LIMIT = 10_000;
+
 export const DURABLE_DEFAULTS = {
   prefix: '{hotpath:q}',
   consume: true,
@@ -638,7 +641,7 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
     this.#counts.submitted += n;
     if (p !== undefined) {
       this.#stored(p, Date.now());
-      if (this.listenerCount('queued') > 0) this.emit('queued', { id: p.id, priority: o.priority, delayMs: o.delayMs } satisfies QueueEvents['queued']);
+      if (this.listenerCount('queued') > 0) this.#emit('queued', { id: p.id, priority: o.priority, delayMs: o.delayMs } satisfies QueueEvents['queued']);
     }
   }
 
@@ -695,7 +698,7 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
     const stored = Date.now();
     for (const p of pendings) {
       this.#stored(p, stored);
-      if (emit) this.emit('queued', { id: p.id, priority: o.priority, delayMs: o.delayMs } satisfies QueueEvents['queued']);
+      if (emit) this.#emit('queued', { id: p.id, priority: o.priority, delayMs: o.delayMs } satisfies QueueEvents['queued']);
     }
     return pendings.map((p) => p.handle);
   }
@@ -875,7 +878,7 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
     const now = this.#clock.now();
     const waited = Math.max(0, now - job.timestamp - (job.delay ?? 0));
     this.#waitTime?.record(waited);
-    if (this.listenerCount('running') > 0) this.emit('running', { id, attempt, waitedMs: waited } satisfies QueueEvents['running']);
+    if (this.listenerCount('running') > 0) this.#emit('running', { id, attempt, waitedMs: waited } satisfies QueueEvents['running']);
     let active: Active | undefined;
     try {
       const payload = data.p === undefined ? undefined : this.#codec.decode(Buffer.from(data.p, 'base64'));
@@ -898,11 +901,11 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
   async #attemptFailed(job: Job, id: string, attempt: number, err: unknown, active: Active | undefined): Promise<Error> {
     const jobId = job.id!;
     this.#counts.failed++;
-    if (this.listenerCount('failed') > 0) this.emit('failed', { id, attempt, error: err } satisfies QueueEvents['failed']);
+    if (this.listenerCount('failed') > 0) this.#emit('failed', { id, attempt, error: err } satisfies QueueEvents['failed']);
     if (active?.abandoned) return bullError(err, false); // closing: BullMQ will not record it; stalled recovery reruns it
     if (active?.cancelled) {
       this.#counts.cancelled++;
-      if (this.listenerCount('cancelled') > 0) this.emit('cancelled', { id } satisfies QueueEvents['cancelled']);
+      if (this.listenerCount('cancelled') > 0) this.#emit('cancelled', { id } satisfies QueueEvents['cancelled']);
       if (this.#pending.has(jobId)) this.#localOutcomes.set(jobId, { ok: false, error: err });
       return bullError(err, true);
     }
@@ -922,8 +925,11 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
     if (retry) {
       this.#nextDelay.set(jobId, delay);
       this.#lastDelay.set(jobId, delay);
+      // Bounded: a job retried here may finish in another process (its entry is then never
+      // deleted here); the oldest entries go first.
+      if (this.#lastDelay.size > LAST_DELAY_LIMIT) this.#lastDelay.delete(this.#lastDelay.keys().next().value!);
       this.#counts.retried++;
-      if (this.listenerCount('retried') > 0) this.emit('retried', { id, attempt, delayMs: delay } satisfies QueueEvents['retried']);
+      if (this.listenerCount('retried') > 0) this.#emit('retried', { id, attempt, delayMs: delay } satisfies QueueEvents['retried']);
       return bullError(err, false);
     }
     this.#lastDelay.delete(jobId);
@@ -948,7 +954,7 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
       await this.#deadWriter.remove(jobId).catch(noop);
       await this.#deadWriter.add('dead', record, { jobId });
       this.#counts.dead++;
-      if (this.listenerCount('dead') > 0) this.emit('dead', { id, attempts, error } satisfies QueueEvents['dead']);
+      if (this.listenerCount('dead') > 0) this.#emit('dead', { id, attempts, error } satisfies QueueEvents['dead']);
       await this.#trimDead(keep);
     } catch {
       // Redis went away for good while we waited (close): the job still fails in BullMQ.
@@ -971,7 +977,7 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
     this.#lastDelay.delete(jobId);
     if (this.listenerCount('completed') > 0) {
       const runMs = job.finishedOn !== undefined && job.processedOn !== undefined ? job.finishedOn - job.processedOn : 0;
-      this.emit('completed', { id: fromJobId(jobId), attempt: job.attemptsStarted, runMs } satisfies QueueEvents['completed']);
+      this.#emit('completed', { id: fromJobId(jobId), attempt: job.attemptsStarted, runMs } satisfies QueueEvents['completed']);
     }
     const local = this.#localOutcomes.get(jobId);
     if (local !== undefined) {
@@ -1035,7 +1041,7 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
       id, state: 'cancelled', priority: job.priority - PRIORITY_OFFSET, attempts: job.attemptsStarted ?? 0,
       submittedAt: job.timestamp, finishedAt: now, error: errorInfo(new CancelledError(`task "${id}"`)),
     });
-    if (this.listenerCount('cancelled') > 0) this.emit('cancelled', { id } satisfies QueueEvents['cancelled']);
+    if (this.listenerCount('cancelled') > 0) this.#emit('cancelled', { id } satisfies QueueEvents['cancelled']);
     this.#settle(jobId, false, new CancelledError(`task "${id}"`));
     this.#notify(this.#producer, job.data as JobData, { j: jobId, x: 1 });
     this.#wake();
@@ -1204,6 +1210,17 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
    * yet delivered to this process's submitters reject with ERR_HOTPATH_CLOSED (the tasks stay in
    * Redis). Closes every connection it opened. Idempotent.
    */
+  /** Emits without letting a throwing listener break the queue (its error is rethrown on its own). */
+  #emit<E extends keyof QueueEvents>(event: E, payload: QueueEvents[E]): void {
+    try {
+      this.emit(event, payload);
+    } catch (err) {
+      queueMicrotask(() => {
+        throw err;
+      });
+    }
+  }
+
   close(timeoutMs = 5000): Promise<void> {
     this.#closing ??= this.#close(timeoutMs);
     return this.#closing;

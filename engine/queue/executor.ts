@@ -111,10 +111,19 @@ abstract class BaseExecutor implements Executor {
 
   abstract prepare(payload: unknown): unknown;
   abstract unprepare(prepared: unknown): unknown;
-  protected abstract run(prepared: unknown, info: AttemptInfo): Running;
+  /**
+   * Starts the handler. `started` (given when there is a timeout) is to be called when the handler
+   * really starts; a run that calls it later (a worker takes the task from its ring) says so with
+   * `startsLater`.
+   */
+  protected abstract run(prepared: unknown, info: AttemptInfo, started: (() => void) | undefined): Running;
+  protected readonly startsLater: boolean = false;
 
   start(prepared: unknown, info: AttemptInfo): AttemptHandle {
-    return new Attempt(this.run(prepared, info), info, this.#killAfterMs);
+    const a = new Attempt(info, this.#killAfterMs);
+    a.attach(this.run(prepared, info, info.timeoutMs > 0 ? a.started : undefined));
+    if (!this.startsLater) a.started();
+    return a;
   }
 
   attempt(prepared: unknown, info: AttemptInfo): Promise<unknown> {
@@ -128,10 +137,15 @@ abstract class BaseExecutor implements Executor {
   }
 }
 
-/** One attempt in flight: its timeout, and the interrupt → kill sequence of a stop. */
+/**
+ * One attempt in flight: its timeout — counted from when the handler starts (for a module, when a
+ * worker takes it from its ring, not while it waits there) — and the interrupt → kill sequence of
+ * a stop.
+ */
 class Attempt implements AttemptHandle {
   readonly result: Promise<unknown>;
-  readonly #run: Running;
+  #run!: Running;
+  readonly #info: AttemptInfo;
   readonly #killAfterMs: number;
   #resolve!: (v: unknown) => void;
   #reject!: (e: unknown) => void;
@@ -140,18 +154,26 @@ class Attempt implements AttemptHandle {
   #killTimer: ReturnType<typeof setTimeout> | undefined;
   #done = false;
 
-  constructor(run: Running, info: AttemptInfo, killAfterMs: number) {
-    this.#run = run;
+  constructor(info: AttemptInfo, killAfterMs: number) {
+    this.#info = info;
     this.#killAfterMs = killAfterMs;
     this.result = new Promise((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
     });
-    run.result.then((v) => this.#finish(true, v), (e: unknown) => this.#finish(false, e));
-    if (info.timeoutMs > 0) {
-      this.#timer = setTimeout(() => this.stop(new TimeoutError(`task "${info.id}" (attempt ${info.attempt})`, info.timeoutMs)), info.timeoutMs);
-    }
   }
+
+  attach(run: Running): void {
+    this.#run = run;
+    run.result.then((v) => this.#finish(true, v), (e: unknown) => this.#finish(false, e));
+  }
+
+  /** The handler started: the timeout runs from now. */
+  readonly started = (): void => {
+    const info = this.#info;
+    if (info.timeoutMs <= 0 || this.#done || this.#stopped !== undefined || this.#timer !== undefined) return;
+    this.#timer = setTimeout(() => this.stop(new TimeoutError(`task "${info.id}" (attempt ${info.attempt})`, info.timeoutMs)), info.timeoutMs);
+  };
 
   stop(why: HotpathError): void {
     if (this.#done || this.#stopped !== undefined) return;
@@ -220,10 +242,12 @@ export class FunctionExecutor extends BaseExecutor {
     if (r === null || (typeof r !== 'object' && typeof r !== 'function') || typeof (r as PromiseLike<unknown>).then !== 'function') return new Settled(true, r);
     // A thenable: adopted into a real promise (even one whose then() throws).
     const result = r instanceof Promise ? r : Promise.resolve(r);
-    return new Attempt({ result, interrupt: () => ctx.abort(), kill: () => false }, info, killAfterMs);
+    const a = new Attempt(info, killAfterMs);
+    a.attach({ result, interrupt: () => ctx.abort(), kill: () => false });
+    return a;
   }
 
-  protected run(payload: unknown, info: AttemptInfo): Running {
+  protected run(payload: unknown, info: AttemptInfo, _started: (() => void) | undefined): Running {
     const ctx = new FunctionContext(info, this.#deps);
     let result: Promise<unknown>;
     try {
@@ -310,7 +334,9 @@ class ModuleExecutor extends BaseExecutor {
     return bytes.length === 0 ? undefined : this.#codec.decode(bytes);
   }
 
-  protected run(prepared: unknown, info: AttemptInfo): Running {
+  protected override readonly startsLater = true;
+
+  protected run(prepared: unknown, info: AttemptInfo, started: (() => void) | undefined): Running {
     const body = prepared as Uint8Array;
     const idLen = Buffer.byteLength(info.id);
     const call = Buffer.allocUnsafe(CALL_HEADER + idLen + body.length);
@@ -318,7 +344,8 @@ class ModuleExecutor extends BaseExecutor {
     call.writeUInt16LE(idLen, 4);
     call.write(info.id, CALL_HEADER, 'utf8');
     call.set(body, CALL_HEADER + idLen);
-    const c: PoolCall = this.#pool.call(this.#task, new EncodedPayload(ENC_BYTES, call));
+    // With a timeout, the worker answers STARTED when it takes the call from its ring.
+    const c: PoolCall = this.#pool.call(this.#task, new EncodedPayload(ENC_BYTES, call), started);
     return c;
   }
 }

@@ -139,8 +139,8 @@ export function resolveQueueOptions(options: unknown): ResolvedQueueOptions {
     timeout: o.timeout === undefined ? d.timeout : int('options.timeout', o.timeout, 0, MAX_DELAY_MS),
     killAfterMs: o.killAfterMs === undefined ? d.killAfterMs : int('options.killAfterMs', o.killAfterMs, 0, MAX_DELAY_MS),
     agingMs: o.agingMs === undefined ? d.agingMs : int('options.agingMs', o.agingMs, 0, MAX_DELAY_MS),
-    statusRetention: o.statusRetention === undefined ? d.statusRetention : int('options.statusRetention', o.statusRetention, 0, 2 ** 30),
-    deadLetterRetention: o.deadLetterRetention === undefined ? d.deadLetterRetention : int('options.deadLetterRetention', o.deadLetterRetention, 0, 2 ** 30),
+    statusRetention: o.statusRetention === undefined ? d.statusRetention : int('options.statusRetention', o.statusRetention, 0, 10_000_000),
+    deadLetterRetention: o.deadLetterRetention === undefined ? d.deadLetterRetention : int('options.deadLetterRetention', o.deadLetterRetention, 0, 10_000_000),
     durable: o.durable !== undefined && o.durable !== false,
   };
 }

@@ -101,6 +101,8 @@ class Task {
   startedAt = 0;
   finishedAt = 0;
   lastDelay = 0;
+  /** Order among tasks due at the same time (FIFO for delays and retries). */
+  delaySeq = 0;
   /** Set when cancel() or close() stopped it while running: it ends cancelled, not retried. */
   cancelRequested = false;
   error: unknown = undefined;
@@ -246,37 +248,28 @@ class DelayHeap {
 }
 
 function earlier(a: Task, b: Task): boolean {
-  return a.runAt < b.runAt || (a.runAt === b.runAt && a.queuedAt < b.queuedAt);
+  return a.runAt < b.runAt || (a.runAt === b.runAt && a.delaySeq < b.delaySeq);
 }
 
 function noop(): void {}
 
 /**
- * A map bounded to its `limit` newest entries. Map.keys().next() on a map with many deleted
- * entries scans past the holes (V8 compacts lazily), so the oldest key is tracked in a ring of
- * its own instead: eviction and insertion are O(1).
+ * A map bounded to its `limit` newest entries (dead letters: written only when a task fails for
+ * good, so evicting through the map's own order is cheap enough here).
  */
-class Retained<V> {
-  readonly map = new Map<number | string, V>();
-  readonly #keys: Array<number | string | undefined>;
-  readonly #values: Array<V | undefined>;
-  #next = 0;
+class BoundedMap<V> {
+  readonly map = new Map<string, V>();
+  readonly #limit: number;
 
   constructor(limit: number) {
-    this.#keys = new Array<number | string | undefined>(limit).fill(undefined);
-    this.#values = new Array<V | undefined>(limit).fill(undefined);
+    this.#limit = limit;
   }
 
-  set(key: number | string, value: V): void {
-    const n = this.#keys.length;
-    if (n === 0) return;
-    const i = this.#next;
-    const old = this.#keys[i];
-    if (old !== undefined && this.map.get(old) === this.#values[i]) this.map.delete(old);
-    this.#keys[i] = key;
-    this.#values[i] = value;
-    this.#next = i + 1 === n ? 0 : i + 1;
+  set(key: string, value: V): void {
+    if (this.#limit === 0) return;
+    this.map.delete(key); // a newer letter of the same id goes to the end
     this.map.set(key, value);
+    if (this.map.size > this.#limit) this.map.delete(this.map.keys().next().value!);
   }
 }
 
@@ -290,13 +283,21 @@ class FinishedRing {
   readonly #named = new Map<string, Task>();
   #next = 0;
 
+  readonly #limit: number;
+
   constructor(limit: number) {
-    this.#tasks = new Array<Task | undefined>(limit).fill(undefined);
+    this.#limit = limit;
+    this.#tasks = []; // grows to `limit`, then wraps
   }
 
   add(t: Task): void {
     const ring = this.#tasks;
-    if (ring.length === 0) return;
+    if (this.#limit === 0) return;
+    if (ring.length < this.#limit) {
+      ring.push(t);
+      if (typeof t.key === 'string') this.#named.set(t.key, t);
+      return;
+    }
     const i = this.#next;
     const old = ring[i];
     if (old !== undefined && typeof old.key === 'string' && this.#named.get(old.key) === old) this.#named.delete(old.key);
@@ -309,7 +310,8 @@ class FinishedRing {
   find(key: number | string): Task | undefined {
     if (typeof key === 'string') return this.#named.get(key);
     const ring = this.#tasks;
-    for (let n = 0, i = this.#next; n < ring.length; n++) {
+    // Newest first: before wrapping, the newest is the last pushed; after, the one before #next.
+    for (let n = 0, i = ring.length < this.#limit ? ring.length : this.#next; n < ring.length; n++) {
       i = i === 0 ? ring.length - 1 : i - 1;
       const t = ring[i];
       if (t === undefined) return undefined;
@@ -375,7 +377,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
   /** Finished tasks' status (the newest statusRetention). */
   readonly #finished: FinishedRing;
   /** Dead letters (the newest deadLetterRetention). */
-  readonly #dead: Retained<DeadLetter<P>>;
+  readonly #dead: BoundedMap<DeadLetter<P>>;
   /** Generated ids are `<name>:<n>`; ids of that form are reserved for them. */
   readonly #prefix: string;
   readonly #epoch: number;
@@ -388,6 +390,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
   #nextId = 0;
+  #delaySeq = 0;
   #pumping = false;
   #pumpScheduled = false;
   readonly #resumePump = (): void => {
@@ -419,11 +422,11 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     this.#waitTime = deps.waitTime;
     this.#runTime = deps.runTime;
     // Heap room: every queued task, plus as many tombstones (compacted beyond that).
-    this.#heap = new TaskHeap(Math.min(2 * o.maxQueued, MAX_HEAP_ENTRIES));
+    this.#heap = new TaskHeap(Math.min(2 * o.maxQueued + this.concurrency, MAX_HEAP_ENTRIES));
     this.#epoch = this.#clock.now();
     this.#prefix = `${name}:`;
     this.#finished = new FinishedRing(o.statusRetention);
-    this.#dead = new Retained(o.deadLetterRetention);
+    this.#dead = new BoundedMap(o.deadLetterRetention);
   }
 
   // ------------------------------------------------------------------ submit
@@ -517,7 +520,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
       t.onAbort = () => this.#cancelTask(t, new CancelledError(`task "${t.id}"`, signal.reason));
       signal.addEventListener('abort', t.onAbort, { once: true });
     }
-    if (this.listenerCount('queued') > 0) this.emit('queued', { id: t.id, priority: t.priority, delayMs: o.delayMs } satisfies QueueEvents['queued']);
+    if (this.listenerCount('queued') > 0) this.#emit('queued', { id: t.id, priority: t.priority, delayMs: o.delayMs } satisfies QueueEvents['queued']);
     if (o.delayMs > 0) this.#delay(t, now + o.delayMs);
     else this.#enqueue(t, now);
     return t.handle;
@@ -525,15 +528,25 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
 
   // ------------------------------------------------------------------ scheduling
 
-  /** Queues `t` (or starts it when a slot is free and nothing waits before it). */
-  #enqueue(t: Task, now: number): void {
+  /**
+   * Queues `t`, or starts it at once when `inline` and a slot is free with nothing queued before
+   * it. Retries are never started inline (a handler that keeps failing at once would recurse).
+   */
+  #enqueue(t: Task, now: number, inline = true): void {
     t.queuedAt = now;
-    if (this.#running < this.concurrency && this.#queued === 0 && !this.#paused && this.#closing === undefined) {
+    if (inline && this.#running < this.concurrency && this.#queued === 0 && !this.#paused && this.#closing === undefined) {
       t.slot = this.#takeSlot(t);
       this.#start(t, now);
       return;
     }
     if (this.#heap.size >= this.#heap.maxEntries) this.#compact();
+    if (this.#heap.size >= this.#heap.maxEntries) {
+      // Only reachable through retries past maxQueued (the heap holds 2 × maxQueued + concurrency):
+      // the task fails with a typed error rather than throwing out of a timer.
+      t.error = new QueueFullError(this.name, this.#o.maxQueued);
+      this.#giveUp(t, now);
+      return;
+    }
     t.state = QUEUED;
     t.slot = this.#takeSlot(t);
     const key = this.#o.agingMs > 0 ? t.priority + (now - this.#epoch) / this.#o.agingMs : t.priority;
@@ -622,7 +635,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     t.startedAt = now;
     this.#running++;
     this.#waitTime?.record(now - t.queuedAt);
-    if (this.listenerCount('running') > 0) this.emit('running', { id: t.id, attempt: t.attempts, waitedMs: now - t.queuedAt } satisfies QueueEvents['running']);
+    if (this.listenerCount('running') > 0) this.#emit('running', { id: t.id, attempt: t.attempts, waitedMs: now - t.queuedAt } satisfies QueueEvents['running']);
     const info = t; // a Task is its own AttemptInfo (id, attempt, timeoutMs)
     const ex = this.#executor;
     let attempt: AttemptHandle;
@@ -645,6 +658,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     t.state = DELAYED;
     t.runAt = runAt;
     t.queuedAt = runAt;
+    t.delaySeq = ++this.#delaySeq;
     this.#delayed.push(t);
     this.#delayedLive++;
     if (this.#delayed.size > 64 && this.#delayed.size > 2 * this.#delayedLive) this.#delayed.filter((x) => x.state === DELAYED);
@@ -664,8 +678,9 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timerAt = next.runAt;
     const ms = Math.min(MAX_DELAY_MS, Math.max(0, next.runAt - this.#clock.now()));
+    // Ref'd, like any setTimeout: a delayed task or a pending retry keeps the process alive until it
+    // has run (close() ends them).
     this.#timer = setTimeout(this.#onTimer, ms);
-    this.#timer.unref?.(); // a delayed task alone does not keep the process alive
   }
 
   /** Moves every delayed task that is due to the queue. */
@@ -677,7 +692,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
       this.#delayed.pop();
       if (t.state !== DELAYED) continue; // cancelled: a tombstone
       this.#delayedLive--;
-      this.#enqueue(t, t.runAt);
+      this.#enqueue(t, t.runAt, false); // #pump below starts what it can, in heap order
     }
     this.#arm();
     this.#pump();
@@ -693,8 +708,8 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     this.#runTime?.record(now - t.startedAt);
     this.#counts.completed++;
     this.#finish(t, SUCCEEDED, now);
-    if (this.listenerCount('completed') > 0) this.emit('completed', { id: t.id, attempt: t.attempts, runMs: now - t.startedAt } satisfies QueueEvents['completed']);
     t.resolve(value);
+    if (this.listenerCount('completed') > 0) this.#emit('completed', { id: t.id, attempt: t.attempts, runMs: now - t.startedAt } satisfies QueueEvents['completed']);
     this.#afterSettle();
   }
 
@@ -709,14 +724,14 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
       // cancel() or close() stopped it: it ends cancelled, with their reason, never retried.
       this.#counts.cancelled++;
       this.#finish(t, CANCELLED, now);
-      if (this.listenerCount('cancelled') > 0) this.emit('cancelled', { id: t.id } satisfies QueueEvents['cancelled']);
+      if (this.listenerCount('cancelled') > 0) this.#emit('cancelled', { id: t.id } satisfies QueueEvents['cancelled']);
       t.reject(t.error);
       this.#afterSettle();
       return;
     }
     t.error = err;
     this.#counts.failed++;
-    if (this.listenerCount('failed') > 0) this.emit('failed', { id: t.id, attempt: t.attempts, error: err } satisfies QueueEvents['failed']);
+    if (this.listenerCount('failed') > 0) this.#emit('failed', { id: t.id, attempt: t.attempts, error: err } satisfies QueueEvents['failed']);
     const r = this.#o.retry;
     let retry = false;
     let delay = 0;
@@ -732,9 +747,9 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     if (retry) {
       t.lastDelay = delay;
       this.#counts.retried++;
-      if (this.listenerCount('retried') > 0) this.emit('retried', { id: t.id, attempt: t.attempts, delayMs: delay } satisfies QueueEvents['retried']);
+      if (this.listenerCount('retried') > 0) this.#emit('retried', { id: t.id, attempt: t.attempts, delayMs: delay } satisfies QueueEvents['retried']);
       if (delay > 0) this.#delay(t, now + delay);
-      else this.#enqueue(t, now);
+      else this.#enqueue(t, now, false);
       this.#afterSettle();
       return;
     }
@@ -752,7 +767,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
       });
       this.#counts.dead++;
       this.#finish(t, DEAD, now);
-      if (this.listenerCount('dead') > 0) this.emit('dead', { id: t.id, attempts: t.attempts, error } satisfies QueueEvents['dead']);
+      if (this.listenerCount('dead') > 0) this.#emit('dead', { id: t.id, attempts: t.attempts, error } satisfies QueueEvents['dead']);
     } else {
       this.#finish(t, FAILED, now);
     }
@@ -820,10 +835,24 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     this.#counts.cancelled++;
     this.#finish(t, CANCELLED, this.#clock.now());
     t.error = why;
-    if (this.listenerCount('cancelled') > 0) this.emit('cancelled', { id: t.id } satisfies QueueEvents['cancelled']);
+    if (this.listenerCount('cancelled') > 0) this.#emit('cancelled', { id: t.id } satisfies QueueEvents['cancelled']);
     t.reject(why);
     if (this.#heap.size > 1024 && this.#heap.size > 2 * this.#queued) this.#compact();
     this.#afterSettle();
+  }
+
+  /**
+   * Emits after the queue's state is consistent; a listener that throws cannot corrupt it (its
+   * error is rethrown on its own, as an uncaught exception: it is the listener's bug).
+   */
+  #emit<E extends keyof QueueEvents>(event: E, payload: QueueEvents[E]): void {
+    try {
+      this.emit(event, payload);
+    } catch (err) {
+      queueMicrotask(() => {
+        throw err;
+      });
+    }
   }
 
   // ------------------------------------------------------------------ inspection
@@ -872,7 +901,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
 
   /** The dead letters, oldest first. */
   async deadLetters(): Promise<Array<DeadLetter<P>>> {
-    return [...this.#dead.map.values()].sort((a, b) => a.failedAt - b.failedAt);
+    return [...this.#dead.map.values()];
   }
 
   /**
@@ -939,6 +968,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
   async #close(timeoutMs: number): Promise<void> {
     // Delayed tasks wait for a time that may lie after any timeout: they end now.
     for (const t of [...this.#delayed.items]) if (t.state === DELAYED) this.#closeTask(t);
+    this.#delayed.filter(() => false);
     this.#arm();
     if (!this.#idle() && !this.#paused && timeoutMs > 0) {
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -953,6 +983,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     for (const t of this.#liveTasks()) this.#closeTask(t);
     if (this.#running > 0) await this.drain(); // stopped attempts settle within killAfterMs
     this.#closed = true;
+    this.#afterSettle(); // wakes drain() callers: nothing is left
   }
 
   #closeTask(t: Task): void {
@@ -970,6 +1001,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     this.#finish(t, CANCELLED, this.#clock.now());
     t.error = why;
     t.reject(why);
+    if (this.listenerCount('cancelled') > 0) this.#emit('cancelled', { id: t.id });
   }
 
   /** True once close() finished. */

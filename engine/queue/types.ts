@@ -88,10 +88,10 @@ export interface QueueOptions<P = unknown, R = unknown> {
   /** Dead letters kept (oldest dropped first). Default 10_000. */
   deadLetterRetention?: number;
   /**
-   * BullMQ-backed, shared across processes through the engine's Redis: `true`, or the durable
-   * queue's settings (DurableOptions in durable.ts). Default false.
+   * In memory (false, the default). For the BullMQ-backed queue shared across processes, pass
+   * `durable: true` or its settings: see DurableQueueOptions (durable.ts).
    */
-  durable?: boolean | Record<string, unknown>;
+  durable?: false;
 }
 
 export interface SubmitOptions {

@@ -33,7 +33,7 @@ import type { Arena } from './arena.js';
 import type { ValueCodec } from '../codec/codec.js';
 import { ChannelReader, ChannelWriter, Doorbell, Ring, ringBytes } from './channel.js';
 import {
-  decodePayload, encodePayload, fromWireError, KIND_ERROR, KIND_INTERRUPT, KIND_REGISTER, KIND_RESULT, KIND_RUN,
+  decodePayload, encodePayload, fromWireError, KIND_ERROR, KIND_INTERRUPT, KIND_REGISTER, KIND_RESULT, KIND_RUN, KIND_STARTED, RUN_NOTIFY_START, S_TAKEN,
   P_BELL_SEQ, P_BELL_SLEEPING, P_CLOSING, P_GENERATION, POOL_HEADER, S_OWNER, S_READY, SLOT_BYTES,
   type WireError, type WorkerBootstrap,
 } from './protocol.js';
@@ -105,6 +105,8 @@ interface Slot {
   ready: boolean;
   /** Its worker is being terminated (kill): no new task goes there, and it is not re-attached. */
   doomed: boolean;
+  /** RUN requests sent on this slot (compared with the worker's S_TAKEN when it dies). */
+  sent: number;
   threadId: number;
   inflight: number;
 }
@@ -113,6 +115,18 @@ interface Pending {
   resolve(v: unknown): void;
   reject(e: unknown): void;
   promise: Promise<unknown>;
+  /** What was sent (kept to send it again if its worker dies before taking it). */
+  taskId: number;
+  enc: number;
+  body: Uint8Array | null;
+  /** Its place among the RUN requests of its slot (1-based). */
+  ordinal: number;
+  /** broadcast(): meant for that one worker, never sent elsewhere. */
+  pinned: boolean;
+  /** interrupt() was called: if it never started, it never will. */
+  interrupted: boolean;
+  /** STARTED wanted: called when a worker takes it. */
+  onStart: (() => void) | undefined;
   slot: Slot | null;
   task: string;
 }
@@ -194,7 +208,7 @@ export class WorkerPool {
       index, reqRing, resRing, reqBell,
       req: new ChannelWriter(reqRing, reqBell),
       res: new ChannelReader(resRing, this.#onResponse),
-      ready: false, doomed: false, threadId: 0, inflight: 0,
+      ready: false, doomed: false, sent: 0, threadId: 0, inflight: 0,
     };
   }
 
@@ -288,7 +302,7 @@ export class WorkerPool {
         resolve = res;
         reject = rej;
       });
-      this.#pending.set(id, { resolve, reject, promise: p, slot: null, task });
+      this.#pending.set(id, { resolve, reject, promise: p, slot: null, task, taskId, enc, body, ordinal: 0, pinned: true, interrupted: false, onStart: undefined });
       this.#dispatch(slot, id, taskId, enc, body);
       return p.catch((err: unknown) => err);
     });
@@ -338,8 +352,8 @@ export class WorkerPool {
    * Like {@link run}, but returns a handle that can interrupt the task (abort its `ctx.signal`)
    * or kill its worker. A payload that cannot be encoded rejects the handle's result.
    */
-  call(task: string, payload?: unknown): PoolCall {
-    const started = this.#start(task, payload);
+  call(task: string, payload?: unknown, onStart?: () => void): PoolCall {
+    const started = this.#start(task, payload, onStart);
     if (typeof started === 'object') return { result: started, interrupt: noop, kill: () => false };
     const id = started;
     const entry = this.#pending.get(id)!;
@@ -351,7 +365,7 @@ export class WorkerPool {
   }
 
   /** Sends task `task` (or backlogs it); its request id, or a rejected promise. */
-  #start(task: string, payload: unknown): number | Promise<never> {
+  #start(task: string, payload: unknown, onStart?: () => void): number | Promise<never> {
     if (this.#state === CLOSED || this.#closing !== undefined) return Promise.reject(new ClosedError('worker pool'));
     const taskId = this.#taskIds.get(task);
     if (taskId === undefined) return Promise.reject(new UnknownTaskError(task));
@@ -370,7 +384,7 @@ export class WorkerPool {
       resolve = res;
       reject = rej;
     });
-    this.#pending.set(id, { resolve, reject, promise, slot: null, task });
+    this.#pending.set(id, { resolve, reject, promise, slot: null, task, taskId, enc, body, ordinal: 0, pinned: false, interrupted: false, onStart });
     if (Atomics.load(this.#i32, this.#base + P_GENERATION) !== this.#generation) this.#refreshSlots();
     const slot = this.#pick();
     if (slot === undefined) {
@@ -387,6 +401,7 @@ export class WorkerPool {
 
   #interrupt(id: number, entry: Pending): void {
     if (this.#pending.get(id) !== entry) return; // settled (the id may be reused by now)
+    entry.interrupted = true;
     if (entry.slot === null) {
       // Still backlogged: it never reached a worker, so it never runs.
       this.#pending.delete(id);
@@ -401,6 +416,10 @@ export class WorkerPool {
   #kill(id: number, entry: Pending): boolean {
     const slot = entry.slot;
     if (slot === null || this.#piscina === undefined || this.#pending.get(id) !== entry) return false;
+    if (slot.doomed) return true; // already being terminated
+    // Not taken from the ring yet: its worker reads the interrupt before it would start it (the
+    // worker starts a batch's tasks only after reading the batch), so nothing needs killing.
+    if (entry.ordinal > Atomics.load(this.#i32, this.#slotWord(slot.index, S_TAKEN))) return false;
     const worker = this.#piscina.threads.find((t) => t.threadId === slot.threadId);
     if (worker === undefined) return false;
     // No new task goes to a worker that is being terminated (its slot is recycled once it is gone).
@@ -461,8 +480,9 @@ export class WorkerPool {
     const p = this.#pending.get(id);
     if (p === undefined) return; // cancelled while backlogged
     p.slot = slot;
+    p.ordinal = ++slot.sent;
     slot.inflight++;
-    slot.req.send(KIND_RUN | (enc << 4), id, taskId, body);
+    slot.req.send(KIND_RUN | (enc << 4) | (p.onStart !== undefined ? RUN_NOTIFY_START : 0), id, taskId, body);
   }
 
   #sendRegistration(slot: Slot, id: number, def: TaskDefinition): void {
@@ -472,6 +492,12 @@ export class WorkerPool {
   #settle(tag: number, id: number, u8: Uint8Array, off: number, len: number): void {
     const p = this.#pending.get(id);
     if (p === undefined) return; // cancelled, or rejected when its worker was declared dead
+    if ((tag & 15) === KIND_STARTED) {
+      const f = p.onStart;
+      p.onStart = undefined;
+      f?.();
+      return;
+    }
     this.#pending.delete(id);
     if (p.slot !== null) p.slot.inflight--;
     if (this.#pending.size === 0) this.#checkDrained();
@@ -588,11 +614,23 @@ export class WorkerPool {
     if (slot.ready) slot.res.poll();
     this.#exits++;
     const cause = new WorkerExitedError(`worker thread ${threadId} exited`);
+    // Requests it never took from its ring never started: they go to another worker (in the order
+    // they were sent) instead of failing. Those it took fail: they may have run, in part or whole.
+    const taken = Atomics.load(this.#i32, this.#slotWord(slot.index, S_TAKEN));
+    const resend: Array<[number, Pending]> = [];
     for (const [id, p] of this.#pending) {
       if (p.slot !== slot) continue;
+      if (p.ordinal > taken && !p.pinned && !p.interrupted) {
+        p.slot = null;
+        resend.push([id, p]);
+        continue;
+      }
       this.#pending.delete(id);
-      p.reject(new WorkerExitedError(`task "${p.task}": worker thread ${threadId} exited before answering`, undefined, cause));
+      if (p.ordinal > taken && p.interrupted) p.reject(new CancelledError(`task "${p.task}"`));
+      else p.reject(new WorkerExitedError(`task "${p.task}": worker thread ${threadId} exited before answering`, undefined, cause));
     }
+    resend.sort((a, b) => a[1].ordinal - b[1].ordinal);
+    for (const [id, p] of resend) this.#backlog.push({ id, taskId: p.taskId, enc: p.enc, body: p.body });
     this.#checkDrained();
     slot.req.close();
     slot.reqRing.reset();
@@ -602,7 +640,15 @@ export class WorkerPool {
     this.#slots[slot.index] = this.#makeSlot(slot.index, new Ring(buffer, slot.reqRing.offset, cap), new Ring(buffer, slot.resRing.offset, cap));
     this.#ready = this.#slots.filter((s) => s.ready && !s.doomed);
     Atomics.store(this.#i32, this.#slotWord(slot.index, S_READY), 0);
+    Atomics.store(this.#i32, this.#slotWord(slot.index, S_TAKEN), 0);
     Atomics.store(this.#i32, this.#slotWord(slot.index, S_OWNER), 0); // free for a replacement
+    // Re-sent requests go to the workers still attached (or wait for the replacement).
+    if (this.#ready.length > 0) {
+      while (this.#backlog.length > 0) {
+        const t = this.#backlog.shift()!;
+        this.#dispatch(this.#pick()!, t.id, t.taskId, t.enc, t.body);
+      }
+    }
     Atomics.notify(this.#i32, this.#base + P_GENERATION); // a replacement may wait for a free slot
     if (this.#noThreadsLeft()) {
       // piscina gave up replacing: what waits for a worker would wait forever.

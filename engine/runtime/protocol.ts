@@ -2,12 +2,13 @@
  * The task protocol spoken over the channel between the main thread and each worker.
  *
  * A message is (tag, a, b, body) — see channel.ts. Here:
- *   tag bits 0..3  kind, bits 4..7 payload encoding
+ *   tag bits 0..3  kind, bits 4..7 payload encoding, bit 8 (RUN) answer STARTED when it starts
  *   request  RUN       a = request id, b = task id,   body = encoded payload
  *   request  REGISTER  a = task id,                   body = codec { name, module, export, adapter? }
  *   request  INTERRUPT a = request id                 aborts the running task's ctx.signal
  *   response RESULT    a = request id,                body = encoded result
  *   response ERROR     a = request id,                body = codec { name, message, code, stack }
+ *   response STARTED   a = request id                 the task was taken from the ring and starts now
  */
 import type { ValueCodec } from '../codec/codec.js';
 
@@ -16,6 +17,9 @@ export const KIND_REGISTER = 2;
 export const KIND_INTERRUPT = 3;
 export const KIND_RESULT = 1;
 export const KIND_ERROR = 2;
+export const KIND_STARTED = 3;
+/** RUN flag: answer STARTED (published at once) when the task starts. */
+export const RUN_NOTIFY_START = 1 << 8;
 
 export const ENC_UNDEFINED = 0;
 export const ENC_BYTES = 1;
@@ -30,6 +34,12 @@ export const P_CLOSING = 3; // 1 once the pool closes: worker loops end
 export const SLOT_BYTES = 16;
 export const S_OWNER = 0; // threadId of the worker that holds the slot, 0 when free
 export const S_READY = 1; // 1 once the worker listens on the slot's request ring
+/**
+ * RUN requests the worker has started or answered, in the order they came (counted just before it
+ * starts each one). When a worker dies, the main thread re-sends the requests it sent beyond this
+ * count to another worker: they never started.
+ */
+export const S_TAKEN = 2;
 
 /** What the main thread hands every worker through piscina's workerData. */
 export interface WorkerBootstrap {

@@ -16,7 +16,7 @@ import type { ValueCodec } from '../codec/codec.js';
 import { ChannelReader, ChannelWriter, Doorbell, Ring } from './channel.js';
 import {
   decodePayload, encodePayload, ENC_UNDEFINED, KIND_ERROR, KIND_INTERRUPT, KIND_REGISTER, KIND_RESULT, KIND_RUN,
-  P_BELL_SEQ, P_BELL_SLEEPING, P_CLOSING, P_GENERATION, POOL_HEADER, S_OWNER, S_READY, SLOT_BYTES, toWireError,
+  KIND_STARTED, P_BELL_SEQ, P_BELL_SLEEPING, P_CLOSING, P_GENERATION, POOL_HEADER, RUN_NOTIFY_START, S_OWNER, S_READY, S_TAKEN, SLOT_BYTES, toWireError,
   type WorkerBootstrap,
 } from './protocol.js';
 import { ThreadRuntime } from './thread.js';
@@ -65,8 +65,12 @@ interface Waiting {
   id: number;
   entry: TaskEntry;
   payload: unknown;
-  /** Interrupted while its module loaded: answered with an error instead of started. */
+  /** Interrupted before it started: answered with an error instead of started. */
   interrupted?: boolean;
+  /** Answer STARTED when it starts (the caller times it from then). */
+  notify: boolean;
+  /** Its request could not be read: answered with this instead of started. */
+  error?: unknown;
 }
 
 interface TaskEntry {
@@ -100,12 +104,19 @@ class Worker {
    */
   readonly #waiting: Waiting[] = [];
   #loading = false;
+  /** Inside #startWaiting (a ring poll from there must not start tasks itself). */
+  #starting = false;
+  /** i32 index of this slot's S_TAKEN word. */
+  readonly #takenWord: number;
+  /** When the answers now in the writer's batch began to accumulate (see #invoke). */
+  #batchStart = 0;
 
   constructor(boot: WorkerBootstrap) {
     this.#boot = boot;
     this.#i32 = new Int32Array(boot.memory.buffer);
     this.#pool = boot.poolOffset >>> 2;
     this.#slot = this.#claimSlot();
+    this.#takenWord = this.#pool + (POOL_HEADER >>> 2) + this.#slot * (SLOT_BYTES >>> 2) + S_TAKEN;
     this.#rt = new ThreadRuntime(boot.memory, boot.module, `hotpath:scratch:w${this.#slot}`, boot.scratchBytes, boot.metricsCapacity);
     const [reqOff, resOff] = boot.ringOffsets[this.#slot]!;
     const req = new Ring(boot.memory.buffer, reqOff, boot.ringCapacity);
@@ -141,7 +152,9 @@ class Worker {
     let idleSince = performance.now();
     let batches = 0;
     while (Atomics.load(this.#i32, this.#pool + P_CLOSING) === 0) {
+      this.#batchStart = performance.now();
       if (this.#reader.poll() > 0) {
+        this.#startWaiting();
         this.#writer.flush();
         idleSince = performance.now();
         // Let async tasks and piscina's messages in now and then under a steady stream.
@@ -193,25 +206,38 @@ class Worker {
     const id = a;
     const entry = this.#tasks[b];
     let payload: unknown;
+    let error: unknown;
     try {
       if (entry === undefined) throw new Error(`task id ${b} is not registered in this worker`);
       payload = decodePayload(this.#codec, (tag >>> 4) & 15, u8, off, len);
     } catch (err) {
-      this.#fail(id, err);
-      return;
+      error = err; // answered in turn (see S_TAKEN: requests leave the queue in the order they came)
     }
-    if (entry.fn !== undefined && !this.#loading) {
-      this.#invoke(id, entry.fn, payload);
-      return;
-    }
-    this.#waiting.push({ id, entry, payload });
-    if (!this.#loading) this.#startWaiting();
+    // Started after the ring is read (see run()): an INTERRUPT later in the same batch still
+    // finds it waiting, so a task cancelled while in the ring never starts.
+    this.#waiting.push({ id, entry: entry!, payload, notify: (tag & RUN_NOTIFY_START) !== 0, error });
   }
 
   /** Starts waiting tasks in order until one needs its module loaded (then resumes after it). */
   #startWaiting(): void {
+    if (this.#loading || this.#starting) return;
+    this.#starting = true;
+    try {
+      this.#drainWaiting();
+    } finally {
+      this.#starting = false;
+    }
+  }
+
+  #drainWaiting(): void {
     while (this.#waiting.length > 0) {
       const t = this.#waiting[0]!;
+      if (t.error !== undefined || t.interrupted === true) {
+        this.#waiting.shift();
+        this.#taken();
+        this.#fail(t.id, t.error ?? Object.assign(new Error('interrupted before it started'), { name: 'AbortError' }));
+        continue;
+      }
       const fn = t.entry.fn;
       if (fn === undefined) {
         this.#loading = true;
@@ -220,6 +246,7 @@ class Worker {
           () => this.#resume(),
           (err: unknown) => {
             this.#waiting.shift();
+            this.#taken();
             this.#fail(t.id, err);
             this.#resume();
           },
@@ -227,9 +254,30 @@ class Worker {
         return;
       }
       this.#waiting.shift();
-      if (t.interrupted === true) this.#fail(t.id, Object.assign(new Error('interrupted before it started'), { name: 'AbortError' }));
-      else this.#invoke(t.id, fn, t.payload);
+      this.#taken();
+      if (t.notify) {
+        this.#writer.send(KIND_STARTED, t.id, 0, null);
+        this.#writer.flush(); // now: the caller's timeout runs from here, even if the task never returns
+      }
+      this.#invoke(t.id, fn, t.payload);
+      // A batch of CPU-heavy tasks: every millisecond, publish the answers so far (instead of
+      // holding them all until the batch ends) and read the ring (interrupts for tasks still waiting).
+      const now = performance.now();
+      if (now - this.#batchStart > 1) {
+        this.#writer.flush();
+        this.#reader.poll();
+        this.#batchStart = performance.now();
+      }
     }
+  }
+
+  /**
+   * One more request has left the queue (started, or answered without starting). Requests leave
+   * in the order they came, so the main thread knows that those it sent beyond this count never
+   * started if this worker dies (S_TAKEN): it sends them to another worker.
+   */
+  #taken(): void {
+    Atomics.add(this.#i32, this.#takenWord, 1);
   }
 
   #resume(): void {

@@ -118,6 +118,29 @@ describe('stopping work on a worker', () => {
     expect(threads.size).toBe(2); // the replacement works
   });
 
+  it('CPU-heavy tasks deep in a worker\'s ring: answers come as they finish, timeouts count from the start of each', async () => {
+    engine = await testEngine({ workers: 1 });
+    const q = engine.queue('cpu', { handler: JOBS, handlerExport: 'busy', timeout: 400 });
+    const t0 = performance.now();
+    const done = await Promise.all(Array.from({ length: 40 }, () => q.submit(20).result.then(() => performance.now() - t0)));
+    // 40 × 20 ms on one worker: every task ran (none timed out, though the last waited ~800 ms in the
+    // ring), and the first answers arrived long before the last.
+    expect(done.length).toBe(40);
+    expect(done[0]!).toBeLessThan(done[39]! / 2);
+    expect(engine.runtime.pool.exits).toBe(0);
+  });
+
+  it('recycling a worker for a stuck task re-sends the tasks it had not started: none of them is lost or failed', async () => {
+    engine = await testEngine({ workers: 1 });
+    const stuck = engine.queue('stuck1', { handler: JOBS, handlerExport: 'spinForever', timeout: 100, killAfterMs: 50 });
+    const others = engine.queue('others', { handler: JOBS, handlerExport: 'busy' });
+    const s = stuck.submit(1);
+    const after = Array.from({ length: 50 }, () => others.submit(1)); // behind it in the ring
+    expect((await rejection(s.result)).code).toBe(ErrorCodes.TIMEOUT);
+    expect((await Promise.allSettled(after.map((h) => h.result))).every((r) => r.status === 'fulfilled')).toBe(true);
+    expect(await others.deadLetters()).toEqual([]);
+  });
+
   it('a worker dying mid-task: the task is retried (attempts left) or dead-lettered, never lost', async () => {
     engine = await testEngine();
     const retried = engine.queue('phoenix', { handler: JOBS, handlerExport: 'dieOnFirstAttempt', retry: { attempts: 2, delayMs: 0 } });

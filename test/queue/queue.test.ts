@@ -477,6 +477,54 @@ describe('ids, back-pressure, flow', () => {
   });
 });
 
+describe('edges found in review', () => {
+  it('delayed tasks due at the same time keep their submission order (FIFO), and so do retries', async () => {
+    vi.useFakeTimers({ now: 0 });
+    const order: unknown[] = [];
+    const q = queue({ concurrency: 1, handler: (p) => void order.push(p) });
+    q.submitMany(Array.from({ length: 20 }, (_, i) => i), { delayMs: 30 });
+    await vi.advanceTimersByTimeAsync(30);
+    expect(order).toEqual(Array.from({ length: 20 }, (_, i) => i));
+  });
+
+  it('a sync handler that keeps failing with no back-off does not recurse: 5000 attempts, then dead', async () => {
+    let calls = 0;
+    const q = queue({ retry: { attempts: 5000, backoff: 'fixed', delayMs: 0, jitter: 'none' }, handler: () => {
+      calls++;
+      throw new Error('again');
+    } });
+    const h = q.submit(1); // must not throw "Maximum call stack size exceeded"
+    expect((await rejection(h.result)).message).toBe('again');
+    expect(calls).toBe(5000);
+    expect(q.status(h.id)).toMatchObject({ state: 'dead', attempts: 5000 });
+  });
+
+  it('retries may go beyond maxQueued (it bounds submits): the heap has room, every result settles', async () => {
+    const q = queue({ maxQueued: 1, concurrency: 2, retry: { attempts: 3, delayMs: 0, jitter: 'none', backoff: 'fixed' }, handler: async () => {
+      await Promise.resolve();
+      throw new Error('x');
+    } });
+    const hs = [q.submit(1), q.submit(2), q.submit(3)]; // two start at once, one is queued (the max)
+    expect(() => q.submit(4)).toThrow(expect.objectContaining({ code: ErrorCodes.QUEUE_FULL }));
+    for (const h of hs) expect((await rejection(h.result)).message).toBe('x');
+    expect(hs.map((h) => q.status(h.id)!.attempts)).toEqual([3, 3, 3]);
+    expect(q.counts()).toMatchObject({ queued: 0, delayed: 0, running: 0, dead: 3 });
+  });
+
+  it('a pending drain() resolves when close() ends what was left; cancelled events are emitted', async () => {
+    const q = queue({ concurrency: 1, handler: () => undefined });
+    q.pause();
+    const hs = [q.submit(1), q.submit(2, { delayMs: 60_000 })];
+    const cancelled: string[] = [];
+    q.on('cancelled', (e: { id: string }) => cancelled.push(e.id));
+    const drained = q.drain();
+    await q.close(0);
+    await drained;
+    for (const h of hs) expect((await rejection(h.result)).code).toBe(ErrorCodes.CLOSED);
+    expect(cancelled.sort()).toEqual(hs.map((h) => h.id).sort());
+  });
+});
+
 describe('close', () => {
   it('stops accepting, lets queued work finish, rejects delayed tasks with ERR_HOTPATH_CLOSED: nothing dropped silently', async () => {
     const q = queue({ concurrency: 1, handler: async (p) => p });
