@@ -10,3 +10,13 @@ export async function testEngine(options: EngineOptions = {}): Promise<Engine> {
   }
   return engine;
 }
+
+/** The rejection of `p` (fails the test if it resolves). */
+export async function rejection(p: Promise<unknown>): Promise<{ code?: string; message: string; name: string }> {
+  try {
+    await p;
+  } catch (err) {
+    return err as { code?: string; message: string; name: string };
+  }
+  throw new Error('expected a rejection');
+}

@@ -700,12 +700,19 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
 
   // ------------------------------------------------------------------ outcomes
 
-  #succeeded(t: Task, value: unknown): void {
-    if (t.state !== RUNNING) return;
+  /** An attempt of `t` ended: it no longer counts against concurrency. Returns the time. */
+  #attemptEnded(t: Task): number {
     const now = this.#clock.now();
     this.#running--;
     this.#releaseSlot(t);
     this.#runTime?.record(now - t.startedAt);
+    t.running = undefined;
+    return now;
+  }
+
+  #succeeded(t: Task, value: unknown): void {
+    if (t.state !== RUNNING) return;
+    const now = this.#attemptEnded(t);
     this.#counts.completed++;
     this.#finish(t, SUCCEEDED, now);
     t.resolve(value);
@@ -715,17 +722,10 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
 
   #attemptFailed(t: Task, err: unknown): void {
     if (t.state !== RUNNING) return;
-    const now = this.#clock.now();
-    this.#running--;
-    this.#releaseSlot(t);
-    this.#runTime?.record(now - t.startedAt);
-    t.running = undefined;
+    const now = this.#attemptEnded(t);
     if (t.cancelRequested) {
       // cancel() or close() stopped it: it ends cancelled, with their reason, never retried.
-      this.#counts.cancelled++;
-      this.#finish(t, CANCELLED, now);
-      if (this.listenerCount('cancelled') > 0) this.#emit('cancelled', { id: t.id } satisfies QueueEvents['cancelled']);
-      t.reject(t.error);
+      this.#endCancelled(t, t.error, now);
       this.#afterSettle();
       return;
     }
@@ -832,11 +832,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     } else {
       return;
     }
-    this.#counts.cancelled++;
-    this.#finish(t, CANCELLED, this.#clock.now());
-    t.error = why;
-    if (this.listenerCount('cancelled') > 0) this.#emit('cancelled', { id: t.id } satisfies QueueEvents['cancelled']);
-    t.reject(why);
+    this.#endCancelled(t, why, this.#clock.now());
     if (this.#heap.size > 1024 && this.#heap.size > 2 * this.#queued) this.#compact();
     this.#afterSettle();
   }
@@ -997,8 +993,13 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     if (t.state === QUEUED) this.#queued--;
     else if (t.state === DELAYED) this.#delayedLive--;
     else return;
+    this.#endCancelled(t, why, this.#clock.now());
+  }
+
+  /** `t` ends cancelled (it no longer runs, queued or delayed): its result rejects with `why`. */
+  #endCancelled(t: Task, why: unknown, now: number): void {
     this.#counts.cancelled++;
-    this.#finish(t, CANCELLED, this.#clock.now());
+    this.#finish(t, CANCELLED, now);
     t.error = why;
     t.reject(why);
     if (this.listenerCount('cancelled') > 0) this.#emit('cancelled', { id: t.id });

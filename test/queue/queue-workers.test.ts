@@ -6,7 +6,7 @@
 import { threadId } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCodes, type Engine } from '../../engine/index.js';
-import { testEngine } from '../helpers.js';
+import { rejection, testEngine } from '../helpers.js';
 
 const JOBS = new URL('../fixtures/queue-jobs.mjs', import.meta.url);
 
@@ -16,14 +16,6 @@ afterEach(async () => {
   engine = undefined;
 });
 
-async function rejection(p: Promise<unknown>): Promise<{ code?: string; message: string; name: string }> {
-  try {
-    await p;
-  } catch (err) {
-    return err as { code?: string; message: string; name: string };
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('module handlers', () => {
   it('run on the workers with their id, attempt and payload (Maps, Dates, Buffers, BigInts survive)', async () => {

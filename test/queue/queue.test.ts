@@ -5,6 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ErrorCodes, Queue, type HandlerContext, type QueueOptions, type TaskHandle } from '../../engine/index.js';
+import { rejection } from '../helpers.js';
 
 /** A handler whose calls the test settles by hand. */
 function manual<R = unknown>(): {
@@ -23,14 +24,6 @@ async function flush(): Promise<void> {
   for (let i = 0; i < 20; i++) await Promise.resolve();
 }
 
-async function rejection(p: Promise<unknown>): Promise<{ code?: string; message: string; name: string }> {
-  try {
-    await p;
-  } catch (err) {
-    return err as { code?: string; message: string; name: string };
-  }
-  throw new Error('expected a rejection');
-}
 
 const queues: Array<Queue<any, any>> = [];
 function queue<P = unknown, R = unknown>(options: QueueOptions<P, R>, name = 'q'): Queue<P, R> {
