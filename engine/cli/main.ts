@@ -9,6 +9,9 @@ import { distUrl } from '../runtime/paths.js';
 const USAGE = `usage: hotpath <command> [options]
 
 commands:
+  serve [--host H] [--port P] [--workers N] [--redis URL] [--admin-token T] [--trust-proxy A]
+        [--config FILE]
+        the hotpath service: POST /process, /health, /ready, /metrics, /admin (hotpath serve --help)
   bench [--quick] [--filter TEXT] [--out DIR]
         run every benchmark against its peers; writes DIR/<date>.json and .md
         (DIR defaults to bench/results). --quick: short runs that only check the benches work.
@@ -54,6 +57,10 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     return runBenches({ quick: values.quick, out: values.out, ...(values.filter !== undefined ? { filter: values.filter } : {}) });
+  }
+  if (command === 'serve') {
+    const { runServe } = await import('./serve.js');
+    return runServe(rest);
   }
   if (command === 'compress' || command === 'decompress') {
     // Loaded on demand: the codecs are most of the CLI's start-up time.

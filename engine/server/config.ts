@@ -1,0 +1,154 @@
+/**
+ * The service's configuration: defaults < JSON config file < environment < command-line flags.
+ * One validation names the bad field and where it came from (`HOTPATH_PORT must be an integer
+ * between 0 and 65535, got "80a"`).
+ */
+import { readFileSync } from 'node:fs';
+
+export interface ServeConfig {
+  /** Interface to bind. Default 127.0.0.1 (HOTPATH_HOST, --host). */
+  host: string;
+  /** Port; 0 picks a free one. Default 8080 (HOTPATH_PORT, --port). */
+  port: number;
+  /** Worker threads. Default: the engine's (cores − 1, at least 1) (HOTPATH_WORKERS, --workers). */
+  workers: number | undefined;
+  /** Redis URL; unset = embedded (HOTPATH_REDIS_URL — empty means unset —, --redis). */
+  redisUrl: string | undefined;
+  /** Bearer token of /admin; unset = the admin API is off (HOTPATH_ADMIN_TOKEN, --admin-token). */
+  adminToken: string | undefined;
+  /** Proxy addresses whose X-Forwarded-For is believed (HOTPATH_TRUST_PROXY, comma-separated; --trust-proxy). */
+  trustProxy: string[];
+  /** /process limit per client: requests per second and burst. Default 100 and 100. */
+  limitPerSecond: number;
+  limitBurst: number;
+  /** L1 entries of the cache (HOTPATH_CACHE_L1_ENTRIES). Default 10 000. */
+  cacheL1Entries: number;
+  /** Largest request body (bytes). Default 1 MiB (HOTPATH_BODY_LIMIT). */
+  bodyLimit: number;
+  /** node:http headersTimeout / requestTimeout / keepAliveTimeout (ms). */
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  /** How long a graceful shutdown waits for requests in flight (ms). Default 10 000. */
+  shutdownTimeoutMs: number;
+}
+
+export const SERVE_DEFAULTS: ServeConfig = {
+  host: '127.0.0.1',
+  port: 8080,
+  workers: undefined,
+  redisUrl: undefined,
+  adminToken: undefined,
+  trustProxy: [],
+  limitPerSecond: 100,
+  limitBurst: 100,
+  cacheL1Entries: 10_000,
+  bodyLimit: 1024 * 1024,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 5_000,
+  shutdownTimeoutMs: 10_000,
+};
+
+/** Where each field may come from: its config-file key, its environment variable, its flag. */
+const FIELDS: Record<keyof ServeConfig, { env?: string; flag?: string; kind: 'string' | 'int' | 'list'; min?: number; max?: number }> = {
+  host: { env: 'HOTPATH_HOST', flag: 'host', kind: 'string' },
+  port: { env: 'HOTPATH_PORT', flag: 'port', kind: 'int', min: 0, max: 65535 },
+  workers: { env: 'HOTPATH_WORKERS', flag: 'workers', kind: 'int', min: 1, max: 64 },
+  redisUrl: { env: 'HOTPATH_REDIS_URL', flag: 'redis', kind: 'string' },
+  adminToken: { env: 'HOTPATH_ADMIN_TOKEN', flag: 'admin-token', kind: 'string' },
+  trustProxy: { env: 'HOTPATH_TRUST_PROXY', flag: 'trust-proxy', kind: 'list' },
+  limitPerSecond: { env: 'HOTPATH_LIMIT_PER_SECOND', kind: 'int', min: 1, max: 1e9 },
+  limitBurst: { env: 'HOTPATH_LIMIT_BURST', kind: 'int', min: 1, max: 1e9 },
+  cacheL1Entries: { env: 'HOTPATH_CACHE_L1_ENTRIES', kind: 'int', min: 1, max: 1e8 },
+  bodyLimit: { env: 'HOTPATH_BODY_LIMIT', kind: 'int', min: 0, max: 1024 * 1024 * 1024 },
+  headersTimeoutMs: { kind: 'int', min: 1, max: 3_600_000 },
+  requestTimeoutMs: { kind: 'int', min: 0, max: 3_600_000 },
+  keepAliveTimeoutMs: { kind: 'int', min: 0, max: 3_600_000 },
+  shutdownTimeoutMs: { kind: 'int', min: 0, max: 3_600_000 },
+};
+
+/** The flags `hotpath serve` accepts (node:util parseArgs shape). */
+export const SERVE_FLAGS = {
+  host: { type: 'string' },
+  port: { type: 'string' },
+  workers: { type: 'string' },
+  redis: { type: 'string' },
+  'admin-token': { type: 'string' },
+  'trust-proxy': { type: 'string', multiple: true },
+  config: { type: 'string' },
+  help: { type: 'boolean' },
+} as const;
+
+function show(v: unknown): string {
+  return typeof v === 'string' ? JSON.stringify(v) : String(v);
+}
+
+/** One value from `source` (a name for messages), checked and converted. */
+function value(field: keyof ServeConfig, raw: unknown, source: string): unknown {
+  const f = FIELDS[field];
+  if (f.kind === 'string') {
+    if (typeof raw !== 'string') throw new TypeError(`${source} must be a string, got ${show(raw)}`);
+    return raw;
+  }
+  if (f.kind === 'list') {
+    const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : undefined;
+    if (items === undefined || !items.every((x) => typeof x === 'string')) throw new TypeError(`${source} must be a list of addresses, got ${show(raw)}`);
+    return (items as string[]).map((x) => x.trim()).filter((x) => x.length > 0);
+  }
+  const n = typeof raw === 'string' && /^-?\d+$/.test(raw.trim()) ? Number(raw.trim()) : raw;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < f.min! || n > f.max!) {
+    throw new RangeError(`${source} must be an integer between ${f.min} and ${f.max}, got ${show(raw)}`);
+  }
+  return n;
+}
+
+/**
+ * Resolves the configuration. `file` is a JSON object (keys as in ServeConfig) or a path to one;
+ * `env` is usually process.env; `flags` the parsed command-line flags.
+ * @throws TypeError / RangeError naming the field and its source.
+ */
+export function resolveServeConfig(
+  file: string | Record<string, unknown> | undefined,
+  env: Record<string, string | undefined> = {},
+  flags: Record<string, unknown> = {},
+): ServeConfig {
+  const out: Record<string, unknown> = { ...SERVE_DEFAULTS };
+  let fromFile: Record<string, unknown> = {};
+  let fileName = 'the config file';
+  if (typeof file === 'string') {
+    fileName = file;
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new TypeError(`cannot read the config file ${file}: ${(err as Error).message}`);
+    }
+    try {
+      fromFile = JSON.parse(text) as Record<string, unknown>;
+    } catch (err) {
+      throw new TypeError(`the config file ${file} is not valid JSON: ${(err as Error).message}`);
+    }
+  } else if (file !== undefined) {
+    fromFile = file;
+  }
+  if (typeof fromFile !== 'object' || fromFile === null || Array.isArray(fromFile)) throw new TypeError(`${fileName} must hold a JSON object`);
+  for (const [k, v] of Object.entries(fromFile)) {
+    if (!(k in FIELDS)) throw new TypeError(`${fileName}: "${k}" is not a setting (known: ${Object.keys(FIELDS).join(', ')})`);
+    if (v === null) continue;
+    out[k] = value(k as keyof ServeConfig, v, `${fileName}: ${k}`);
+  }
+  for (const [k, f] of Object.entries(FIELDS) as Array<[keyof ServeConfig, (typeof FIELDS)[keyof ServeConfig]]>) {
+    if (f.env === undefined) continue;
+    const raw = env[f.env];
+    if (raw === undefined || raw === '') continue; // empty means unset
+    out[k] = value(k, raw, f.env);
+  }
+  for (const [k, f] of Object.entries(FIELDS) as Array<[keyof ServeConfig, (typeof FIELDS)[keyof ServeConfig]]>) {
+    if (f.flag === undefined) continue;
+    const raw = flags[f.flag];
+    if (raw === undefined) continue;
+    out[k] = value(k, raw, `--${f.flag}`);
+  }
+  return out as unknown as ServeConfig;
+}

@@ -1,0 +1,357 @@
+/**
+ * `hotpath serve`: a node:http service over one engine.
+ *
+ *   POST /process      the demo pipeline: rate limit per client → cache lookup by content hash →
+ *                      on a miss, a task on the worker pool (compress + checksum the body) whose
+ *                      result is cached before the response is sent. Answers JSON with
+ *                      X-Cache: HIT|MISS, the RateLimit headers and Server-Timing.
+ *   GET  /health       liveness;  GET /ready: readiness (503 while closing or Redis is down);
+ *   GET  /metrics      Prometheus text.
+ *   /admin/…           off unless an admin token is configured; then it requires
+ *                      `Authorization: Bearer <token>` (see ADMIN_ROUTES below).
+ *
+ * Graceful shutdown (`close()`): stop accepting, close idle keep-alive connections, let requests
+ * in flight finish (up to shutdownTimeoutMs; responses then carry `Connection: close`), close the
+ * engine.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { Session } from 'node:inspector/promises';
+import type { AddressInfo } from 'node:net';
+import { createEngine, type Engine } from '../engine.js';
+import { expressRateLimit } from '../http/rate-limit.js';
+import { distUrl } from '../runtime/paths.js';
+import { HotpathError } from '../errors.js';
+import type { ServeConfig } from './config.js';
+import type { ProcessResult } from './tasks.js';
+
+/** What the service logs through (pino's shape; tests pass a silent one). */
+export interface Logger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface Service {
+  /** `http://host:port` it listens on. */
+  readonly url: string;
+  readonly engine: Engine;
+  readonly server: Server;
+  /** Requests being answered now. */
+  readonly inflight: number;
+  /** Requests received since start (their handler ran). */
+  readonly accepted: number;
+  /** Responses sent in full since start. */
+  readonly served: number;
+  /** Graceful shutdown (idempotent). */
+  close(): Promise<void>;
+}
+
+const TASK = 'hotpath:serve:process';
+const JSON_TYPE = 'application/json; charset=utf-8';
+
+class HttpError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+/** The client's address: the socket's, or (from a trusted proxy) the last untrusted X-Forwarded-For hop. */
+export function clientAddress(req: IncomingMessage, trusted: ReadonlySet<string>): string {
+  const peer = req.socket.remoteAddress ?? 'unknown';
+  if (trusted.size === 0 || !trusted.has(peer)) return peer;
+  const header = req.headers['x-forwarded-for'];
+  const hops = (Array.isArray(header) ? header.join(',') : header ?? '').split(',').map((h) => h.trim()).filter((h) => h.length > 0);
+  for (let i = hops.length - 1; i >= 0; i--) if (!trusted.has(hops[i]!)) return hops[i]!;
+  return hops[0] ?? peer;
+}
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = typeof body === 'string' ? body : JSON.stringify(body, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+  res.statusCode = status;
+  for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+  if (!res.hasHeader('Content-Type')) res.setHeader('Content-Type', typeof body === 'string' ? 'text/plain; charset=utf-8' : JSON_TYPE);
+  res.setHeader('Content-Length', Buffer.byteLength(text));
+  res.end(text);
+}
+
+/** Reads the body, refusing more than `limit` bytes with 413. */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) return Promise.reject(new HttpError(413, `the body is over the limit of ${limit} bytes`));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        reject(new HttpError(413, `the body is over the limit of ${limit} bytes`));
+        req.resume(); // drain the rest; the response closes the connection
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
+    req.on('error', reject);
+  });
+}
+
+function ms(t0: number): string {
+  return (performance.now() - t0).toFixed(2);
+}
+
+/**
+ * Starts the service: an engine (embedded, or on Redis when configured) and the HTTP server.
+ * @throws what createEngine throws; the listen error (EADDRINUSE …).
+ */
+export async function startService(config: ServeConfig, log: Logger): Promise<Service> {
+  const engine = await createEngine({
+    ...(config.workers !== undefined ? { workers: config.workers } : {}),
+    ...(config.redisUrl !== undefined ? { redis: config.redisUrl } : {}),
+    cache: { l1: { maxEntries: config.cacheL1Entries } },
+  });
+  engine.runtime.pool.register(TASK, distUrl('engine/server/tasks.js').href, 'process');
+  const limiter = engine.limiter('process', { algorithm: 'token-bucket', limit: config.limitPerSecond, window: 1000, burst: config.limitBurst });
+  const trusted = new Set(config.trustProxy);
+  const limit = expressRateLimit(limiter, { key: (req) => clientAddress(req, trusted) });
+  const cache = engine.cache;
+  const token = config.adminToken === undefined ? undefined : Buffer.from(config.adminToken);
+  const histogram = engine.metrics.histogram('hotpath_http_request_duration_seconds', 'HTTP request durations of hotpath serve.');
+  let inflight = 0;
+  let served = 0;
+  let accepted = 0;
+  let closing: Promise<void> | undefined;
+  let idle: (() => void) | undefined;
+
+  /** Runs the limit middleware: true to go on; false when it answered (429). */
+  const rateLimited = (req: IncomingMessage, res: ServerResponse): Promise<boolean> =>
+    new Promise((resolve, reject) => {
+      const answered = (): void => resolve(false);
+      res.once('finish', answered);
+      limit(req, res, (err?: unknown) => {
+        res.off('finish', answered);
+        if (err === undefined) resolve(true);
+        else reject(err);
+      });
+    });
+
+  async function processRoute(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const t0 = performance.now();
+    if (!(await rateLimited(req, res))) return; // 429 answered by the middleware
+    const tLimit = ms(t0);
+    const body = await readBody(req, config.bodyLimit);
+    const key = `process:${createHash('sha256').update(body).digest('base64url')}`;
+    const t1 = performance.now();
+    let result = (await cache.get(key)) as ProcessResult | undefined;
+    const tCache = ms(t1);
+    let hit = true;
+    let tWork = '0.00';
+    if (result === undefined) {
+      hit = false;
+      const t2 = performance.now();
+      result = (await engine.run(TASK, body)) as ProcessResult;
+      tWork = ms(t2);
+      await cache.set(key, result); // cached before the response is sent
+    }
+    send(res, 200, { ...result, key: key.slice('process:'.length) }, {
+      'X-Cache': hit ? 'HIT' : 'MISS',
+      'Server-Timing': `limit;dur=${tLimit}, cache;dur=${tCache}, work;dur=${tWork}, total;dur=${ms(t0)}`,
+    });
+  }
+
+  function authorised(req: IncomingMessage): boolean {
+    const h = req.headers.authorization;
+    if (token === undefined || typeof h !== 'string' || !h.startsWith('Bearer ')) return false;
+    const given = Buffer.from(h.slice(7));
+    return given.length === token.length && timingSafeEqual(given, token);
+  }
+
+  async function admin(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    if (token === undefined) throw new HttpError(404, 'the admin API is off: set HOTPATH_ADMIN_TOKEN (or --admin-token)');
+    if (!authorised(req)) {
+      res.setHeader('WWW-Authenticate', 'Bearer');
+      throw new HttpError(401, 'a valid bearer token is required');
+    }
+    const parts = url.pathname.split('/').filter((p) => p.length > 0).map(decodeURIComponent); // ['admin', …]
+    const [, area, name, action, arg] = parts;
+    const method = req.method ?? 'GET';
+    const key = url.searchParams.get('key');
+    if (area === 'cache' && name === undefined && method === 'GET') return send(res, 200, cache.stats());
+    if (area === 'cache' && name === 'clear' && method === 'POST') {
+      await cache.clear();
+      return send(res, 200, { cleared: true });
+    }
+    if (area === 'cache' && name === 'warm' && method === 'POST') {
+      const input = JSON.parse((await readBody(req, config.bodyLimit)).toString('utf8') || '{}') as { entries?: Array<{ key: string; value: unknown; ttl?: number }> };
+      if (!Array.isArray(input.entries)) throw new HttpError(400, 'expected {"entries": [{"key", "value", "ttl"?}, …]}');
+      let n = 0;
+      for (const e of input.entries) {
+        if (typeof e?.key !== 'string') throw new HttpError(400, `entry ${n}: "key" must be a string`);
+        await cache.set(e.key, e.value, e.ttl !== undefined ? { ttl: e.ttl } : undefined);
+        n++;
+      }
+      return send(res, 200, { warmed: n });
+    }
+    if (area === 'limiter' && name !== undefined) {
+      if (key === null) throw new HttpError(400, 'the ?key= parameter is required');
+      const l = engine.limiter(name);
+      if (action === undefined && method === 'GET') return send(res, 200, { limiter: name, key, decision: l.peek(key) });
+      if (action === 'reset' && method === 'POST') {
+        await l.reset(key);
+        return send(res, 200, { limiter: name, key, reset: true });
+      }
+    }
+    if (area === 'queue' && name !== undefined) {
+      const q = engine.queue(name);
+      if (action === undefined && method === 'GET') return send(res, 200, { queue: name, counts: await q.counts(), totals: q.totals() });
+      if (action === 'dead' && method === 'GET') return send(res, 200, await q.deadLetters());
+      if (action === 'requeue' && arg !== undefined && method === 'POST') {
+        const h = await q.requeue(arg);
+        if (h === undefined) throw new HttpError(404, `no dead letter ${JSON.stringify(arg)}`);
+        h.result.catch(() => undefined);
+        return send(res, 200, { requeued: h.id });
+      }
+    }
+    if (area === 'debug' && name === 'profile' && method === 'GET') {
+      const seconds = Number(url.searchParams.get('seconds') ?? '5');
+      if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 300) throw new HttpError(400, '?seconds= must be a number in (0, 300]');
+      const session = new Session();
+      session.connect();
+      try {
+        await session.post('Profiler.enable');
+        await session.post('Profiler.start');
+        await new Promise((r) => setTimeout(r, seconds * 1000));
+        const { profile } = await session.post('Profiler.stop');
+        res.setHeader('Content-Disposition', `attachment; filename="hotpath-${Date.now()}.cpuprofile"`);
+        return send(res, 200, profile);
+      } finally {
+        session.disconnect();
+      }
+    }
+    if (area === 'debug' && name === 'heap' && method === 'GET') {
+      const session = new Session();
+      session.connect();
+      res.statusCode = 200;
+      res.setHeader('Content-Type', JSON_TYPE);
+      res.setHeader('Content-Disposition', `attachment; filename="hotpath-${Date.now()}.heapsnapshot"`);
+      session.on('HeapProfiler.addHeapSnapshotChunk', (m) => res.write(m.params.chunk));
+      try {
+        await session.post('HeapProfiler.takeHeapSnapshot', { reportProgress: false });
+      } finally {
+        session.disconnect();
+      }
+      res.end();
+      return;
+    }
+    throw new HttpError(404, `no admin route ${method} ${url.pathname}`);
+  }
+
+  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const method = req.method ?? 'GET';
+    const path = url.pathname;
+    if (path === '/process') {
+      if (method !== 'POST') throw new HttpError(405, 'use POST /process');
+      return processRoute(req, res);
+    }
+    if (path === '/health') return send(res, 200, { status: 'ok' });
+    if (path === '/ready') {
+      const redis = engine.redis === undefined ? 'none' : engine.redis.available ? 'up' : 'down';
+      const ready = closing === undefined && redis !== 'down';
+      return send(res, ready ? 200 : 503, { ready, redis, closing: closing !== undefined, workers: engine.runtime.pool.threads });
+    }
+    if (path === '/metrics') return send(res, 200, await engine.metrics.text(), { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
+    if (path === '/admin' || path.startsWith('/admin/')) return admin(req, res, url);
+    throw new HttpError(404, `no route ${method} ${path}`);
+  }
+
+  const server = createServer((req, res) => {
+    inflight++;
+    accepted++;
+    const t0 = performance.now();
+    if (closing !== undefined) res.setHeader('Connection', 'close');
+    res.on('finish', () => {
+      served++;
+    });
+    res.on('close', () => {
+      inflight--;
+      histogram.record(performance.now() - t0);
+      if (inflight === 0) idle?.();
+    });
+    route(req, res).catch((err: unknown) => {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      if (err instanceof HttpError) {
+        if (err.status === 413) res.setHeader('Connection', 'close');
+        send(res, err.status, { error: err.message });
+      } else if (err instanceof SyntaxError) {
+        send(res, 400, { error: `bad JSON: ${err.message}` });
+      } else if (err instanceof TypeError || err instanceof RangeError) {
+        send(res, 400, { error: err.message });
+      } else if (err instanceof HotpathError && err.code === 'ERR_HOTPATH_REDIS_UNAVAILABLE') {
+        send(res, 503, { error: err.message, code: err.code });
+      } else {
+        log.error({ err, url: req.url }, 'request failed');
+        send(res, 500, { error: 'internal error', ...(err instanceof HotpathError ? { code: err.code } : {}) });
+      }
+    });
+  });
+  server.headersTimeout = config.headersTimeoutMs;
+  server.requestTimeout = config.requestTimeoutMs;
+  server.keepAliveTimeout = config.keepAliveTimeoutMs;
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, config.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    await engine.close();
+    throw err;
+  }
+  const addr = server.address() as AddressInfo;
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  const url = `http://${host}:${addr.port}`;
+
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve()); // stop accepting; resolves once every connection is gone
+        server.closeIdleConnections();
+        const drained = new Promise<void>((r) => {
+          if (inflight === 0) r();
+          else idle = r;
+        });
+        const timer = setTimeout(() => {
+          log.warn({ inflight }, 'shutdown timeout: closing the connections still open');
+          server.closeAllConnections();
+        }, config.shutdownTimeoutMs);
+        void drained.then(() => {
+          clearTimeout(timer);
+          server.closeIdleConnections();
+          server.closeAllConnections(); // keep-alive sockets idle by now
+        });
+      });
+      await engine.close();
+    })();
+    return closing;
+  };
+
+  return {
+    url, engine, server, close,
+    get inflight() {
+      return inflight;
+    },
+    get served() {
+      return served;
+    },
+    get accepted() {
+      return accepted;
+    },
+  };
+}
