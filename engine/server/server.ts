@@ -15,7 +15,7 @@
  * engine.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import { Session } from 'node:inspector/promises';
 import type { AddressInfo } from 'node:net';
 import { createEngine, type Engine } from '../engine.js';
@@ -113,7 +113,8 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
   engine.runtime.pool.register(TASK, distUrl('engine/server/tasks.js').href, 'process');
   const limiter = engine.limiter('process', { algorithm: 'token-bucket', limit: config.limitPerSecond, window: 1000, burst: config.limitBurst });
   const trusted = new Set(config.trustProxy);
-  const limit = expressRateLimit(limiter, { key: (req) => clientAddress(req, trusted) });
+  // Embedded, the decision is local shared memory: decided synchronously, no promise per request.
+  const limit = expressRateLimit(limiter, { key: (req) => clientAddress(req, trusted), sync: config.redisUrl === undefined });
   const cache = engine.cache;
   const token = config.adminToken === undefined ? undefined : Buffer.from(config.adminToken);
   const histogram = engine.metrics.histogram('hotpath_http_request_duration_seconds', 'HTTP request durations of hotpath serve.');
@@ -135,28 +136,53 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
       });
     });
 
+  /**
+   * Runs the limit middleware: true to go on, false when it answered (429). Embedded (sync
+   * decisions) it returns without a promise.
+   */
+  function limited(req: IncomingMessage, res: ServerResponse): boolean | Promise<boolean> {
+    if (config.redisUrl === undefined) {
+      let go = false;
+      let failure: unknown;
+      limit(req, res, (err?: unknown) => {
+        if (err === undefined) go = true;
+        else failure = err;
+      });
+      if (failure !== undefined) throw failure;
+      return go;
+    }
+    return rateLimited(req, res);
+  }
+
   async function processRoute(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const t0 = performance.now();
-    if (!(await rateLimited(req, res))) return; // 429 answered by the middleware
+    const go = limited(req, res);
+    if (!(go === true || (go !== false && (await go)))) return; // 429 answered by the middleware
     const tLimit = ms(t0);
     const body = await readBody(req, config.bodyLimit);
-    const key = `process:${createHash('sha256').update(body).digest('base64url')}`;
+    const key = `process:${hash('sha256', body, 'base64url')}`;
     const t1 = performance.now();
-    let result = (await cache.get(key)) as ProcessResult | undefined;
+    // The cache holds the response body itself (JSON text): a hit sends it as it is. L1/L2 first,
+    // without a promise; Redis (when configured) only on a local miss.
+    let text = cache.getSync(key) as string | undefined;
+    if (text === undefined && engine.redis !== undefined) text = (await cache.get(key)) as string | undefined;
     const tCache = ms(t1);
     let hit = true;
     let tWork = '0.00';
-    if (result === undefined) {
+    if (text === undefined) {
       hit = false;
       const t2 = performance.now();
-      result = (await engine.run(TASK, body)) as ProcessResult;
+      const result = (await engine.run(TASK, body)) as ProcessResult;
       tWork = ms(t2);
-      await cache.set(key, result); // cached before the response is sent
+      text = JSON.stringify({ ...result, key: key.slice('process:'.length) });
+      await cache.set(key, text); // cached before the response is sent
     }
-    send(res, 200, { ...result, key: key.slice('process:'.length) }, {
-      'X-Cache': hit ? 'HIT' : 'MISS',
-      'Server-Timing': `limit;dur=${tLimit}, cache;dur=${tCache}, work;dur=${tWork}, total;dur=${ms(t0)}`,
-    });
+    res.statusCode = 200;
+    res.setHeader('Content-Type', JSON_TYPE);
+    res.setHeader('X-Cache', hit ? 'HIT' : 'MISS');
+    res.setHeader('Server-Timing', `limit;dur=${tLimit}, cache;dur=${tCache}, work;dur=${tWork}, total;dur=${ms(t0)}`);
+    res.setHeader('Content-Length', Buffer.byteLength(text));
+    res.end(text);
   }
 
   function authorised(req: IncomingMessage): boolean {
@@ -247,9 +273,10 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
   }
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    const raw = req.url ?? '/';
+    const q = raw.indexOf('?');
+    const path = q < 0 ? raw : raw.slice(0, q); // a URL object only for the admin routes
     const method = req.method ?? 'GET';
-    const path = url.pathname;
     if (path === '/process') {
       if (method !== 'POST') throw new HttpError(405, 'use POST /process');
       return processRoute(req, res);
@@ -261,7 +288,7 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
       return send(res, ready ? 200 : 503, { ready, redis, closing: closing !== undefined, workers: engine.runtime.pool.threads });
     }
     if (path === '/metrics') return send(res, 200, await engine.metrics.text(), { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
-    if (path === '/admin' || path.startsWith('/admin/')) return admin(req, res, url);
+    if (path === '/admin' || path.startsWith('/admin/')) return admin(req, res, new URL(raw, 'http://localhost'));
     throw new HttpError(404, `no route ${method} ${path}`);
   }
 
