@@ -118,6 +118,9 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
   const cache = engine.cache;
   const token = config.adminToken === undefined ? undefined : Buffer.from(config.adminToken);
   const histogram = engine.metrics.histogram('hotpath_http_request_duration_seconds', 'HTTP request durations of hotpath serve.');
+  const requests = engine.metrics.counter('hotpath_http_requests_total', 'HTTP requests answered by hotpath serve, by route and status code.', ['route', 'status']);
+  const series = new Map<string, { inc(n?: number): void }>(); // bound children: one lookup per request
+  const ROUTES = new Set(['/process', '/health', '/ready', '/metrics']);
   let inflight = 0;
   let served = 0;
   let accepted = 0;
@@ -299,6 +302,15 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     if (closing !== undefined) res.setHeader('Connection', 'close');
     res.on('finish', () => {
       served++;
+      const path = (req.url ?? '/').split('?', 1)[0]!;
+      const route = ROUTES.has(path) ? path : path.startsWith('/admin') ? '/admin' : 'other';
+      const k = `${route} ${res.statusCode}`;
+      let c = series.get(k);
+      if (c === undefined) {
+        c = requests.labels(route, String(res.statusCode));
+        series.set(k, c);
+      }
+      c.inc();
     });
     res.on('close', () => {
       inflight--;
