@@ -12,6 +12,8 @@ commands:
   serve [--host H] [--port P] [--workers N] [--redis URL] [--admin-token T] [--trust-proxy A]
         [--config FILE]
         the hotpath service: POST /process, /health, /ready, /metrics, /admin (hotpath serve --help)
+  profile [--dir DIR] [--top N] [--seconds N] -- <command> [args...]
+        run a command with the CPU profiler on; print the profiles and the top functions by self time
   bench [--quick] [--filter TEXT] [--out DIR]
         run every benchmark against its peers; writes DIR/<date>.json and .md
         (DIR defaults to bench/results). --quick: short runs that only check the benches work.
@@ -57,6 +59,10 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     return runBenches({ quick: values.quick, out: values.out, ...(values.filter !== undefined ? { filter: values.filter } : {}) });
+  }
+  if (command === 'profile') {
+    const { runProfile } = await import('./profile.js');
+    return runProfile(rest);
   }
   if (command === 'serve') {
     const { runServe } = await import('./serve.js');
