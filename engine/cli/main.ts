@@ -12,6 +12,8 @@ commands:
   serve [--host H] [--port P] [--workers N] [--redis URL] [--admin-token T] [--trust-proxy A]
         [--config FILE]
         the hotpath service: POST /process, /health, /ready, /metrics, /admin (hotpath serve --help)
+  cache status|clear|warm [--url URL] [--token T] [--redis URL] [--file FILE]
+        a running service's cache through its admin API, or Redis directly (hotpath cache --help)
   profile [--dir DIR] [--top N] [--seconds N] -- <command> [args...]
         run a command with the CPU profiler on; print the profiles and the top functions by self time
   bench [--quick] [--filter TEXT] [--out DIR]
@@ -59,6 +61,10 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     return runBenches({ quick: values.quick, out: values.out, ...(values.filter !== undefined ? { filter: values.filter } : {}) });
+  }
+  if (command === 'cache') {
+    const { runCacheCommand } = await import('./cache.js');
+    return runCacheCommand(rest);
   }
   if (command === 'profile') {
     const { runProfile } = await import('./profile.js');

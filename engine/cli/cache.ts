@@ -1,0 +1,124 @@
+/**
+ * `hotpath cache status|clear|warm`: the cache of a running service through its admin API (the
+ * token from HOTPATH_ADMIN_TOKEN or --token), or with `--redis URL` the shared tier (L3) directly.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
+
+export const CACHE_USAGE = `usage: hotpath cache status|clear|warm [--url URL] [--token TOKEN] [--redis URL] [--file FILE]
+
+Against a running hotpath serve (--url, default http://127.0.0.1:8080; the admin token from --token
+or HOTPATH_ADMIN_TOKEN):
+  status   the cache's statistics (tiers, hits, misses, entries) as JSON
+  clear    empties every tier
+  warm     loads entries from --file (JSON: [{"key", "value", "ttl"?}, ...]), 500 per request, with
+           a progress bar on a terminal
+With --redis URL, on Redis directly (keys hotpath:c:*): status counts the keys, clear deletes them
+(other instances' local tiers keep their copies until they expire); warm needs a running server.
+exit codes: 0 done, 1 the server or Redis failed, 2 a usage error`;
+
+const BATCH = 500;
+
+export async function runCacheCommand(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, allowPositionals: true, strict: true, options: { url: { type: 'string' }, token: { type: 'string' }, redis: { type: 'string' }, file: { type: 'string' }, help: { type: 'boolean' } } });
+  } catch (err) {
+    console.error(`hotpath cache: ${(err as Error).message}\n\n${CACHE_USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help === true) {
+    console.log(CACHE_USAGE);
+    return 0;
+  }
+  const action = positionals[0];
+  if (positionals.length !== 1 || (action !== 'status' && action !== 'clear' && action !== 'warm')) {
+    console.error(`hotpath cache: expected one of status, clear, warm\n\n${CACHE_USAGE}`);
+    return 2;
+  }
+  if (values.redis !== undefined) {
+    if (action === 'warm') {
+      console.error('hotpath cache warm: needs a running server (values are encoded by its engine); drop --redis');
+      return 2;
+    }
+    return onRedis(values.redis, action);
+  }
+  const token = values.token ?? process.env.HOTPATH_ADMIN_TOKEN;
+  if (token === undefined || token === '') {
+    console.error('hotpath cache: the admin API needs a token: --token or HOTPATH_ADMIN_TOKEN');
+    return 2;
+  }
+  const base = (values.url ?? 'http://127.0.0.1:8080').replace(/\/+$/, '');
+  const call = async (method: string, path: string, body?: unknown): Promise<unknown> => {
+    const res = await fetch(`${base}${path}`, {
+      method, headers: { Authorization: `Bearer ${token}`, ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${method} ${path}: HTTP ${res.status} ${text.slice(0, 500)}`);
+    return JSON.parse(text) as unknown;
+  };
+  try {
+    if (action === 'status') console.log(JSON.stringify(await call('GET', '/admin/cache'), null, 2));
+    else if (action === 'clear') console.log(JSON.stringify(await call('POST', '/admin/cache/clear')));
+    else {
+      if (values.file === undefined) {
+        console.error('hotpath cache warm: --file FILE is required');
+        return 2;
+      }
+      let entries: unknown;
+      try {
+        entries = JSON.parse(readFileSync(values.file, 'utf8'));
+      } catch (err) {
+        console.error(`hotpath cache warm: ${values.file}: ${(err as Error).message}`);
+        return 2;
+      }
+      if (!Array.isArray(entries)) {
+        console.error(`hotpath cache warm: ${values.file} must hold a JSON array of {"key", "value", "ttl"?}`);
+        return 2;
+      }
+      let done = 0;
+      const tty = process.stderr.isTTY === true;
+      for (let i = 0; i < entries.length; i += BATCH) {
+        const r = (await call('POST', '/admin/cache/warm', { entries: entries.slice(i, i + BATCH) })) as { warmed: number };
+        done += r.warmed;
+        if (tty) {
+          const width = 30;
+          const filled = Math.round((width * done) / entries.length);
+          process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${entries.length}`);
+        }
+      }
+      if (tty) process.stderr.write('\n');
+      console.log(JSON.stringify({ warmed: done }));
+    }
+    return 0;
+  } catch (err) {
+    console.error(`hotpath cache ${action}: ${(err as Error).message}`);
+    return 1;
+  }
+}
+
+async function onRedis(url: string, action: 'status' | 'clear'): Promise<number> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect();
+    let cursor = '0';
+    let keys = 0;
+    do {
+      const [next, batch] = await redis.scan(cursor, 'MATCH', 'hotpath:c:*', 'COUNT', 1000);
+      cursor = next;
+      keys += batch.length;
+      if (action === 'clear' && batch.length > 0) await redis.unlink(...batch);
+    } while (cursor !== '0');
+    console.log(JSON.stringify(action === 'status' ? { redis: url.replace(/\/\/[^@]*@/, '//***@'), keys } : { deleted: keys }));
+    return 0;
+  } catch (err) {
+    console.error(`hotpath cache ${action}: Redis at ${url.replace(/\/\/[^@]*@/, '//***@')}: ${(err as Error).message}`);
+    return 1;
+  } finally {
+    redis.disconnect();
+  }
+}
