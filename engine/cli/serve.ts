@@ -9,7 +9,7 @@ import { resolveServeConfig, SERVE_FLAGS } from '../server/config.js';
 import { startService } from '../server/server.js';
 
 export const SERVE_USAGE = `usage: hotpath serve [--host H] [--port P] [--workers N] [--redis URL] [--admin-token T]
-                     [--trust-proxy ADDR]... [--config FILE]
+                     [--trust-proxy ADDR]... [--http2] [--cert FILE --key FILE] [--config FILE]
 
 Starts the hotpath service on embedded defaults (127.0.0.1:8080, no Redis):
   POST /process   rate limit per client, cache by content hash, compress + checksum on a worker
@@ -17,7 +17,9 @@ Starts the hotpath service on embedded defaults (127.0.0.1:8080, no Redis):
   GET  /metrics   Prometheus      /admin/...    with a bearer token only (HOTPATH_ADMIN_TOKEN)
 Settings: flags > environment (HOTPATH_HOST, HOTPATH_PORT, HOTPATH_WORKERS, HOTPATH_REDIS_URL,
 HOTPATH_ADMIN_TOKEN, HOTPATH_TRUST_PROXY, HOTPATH_LIMIT_PER_SECOND, HOTPATH_LIMIT_BURST,
-HOTPATH_CACHE_L1_ENTRIES, HOTPATH_BODY_LIMIT; empty = unset) > --config FILE (JSON) > defaults.
+HOTPATH_CACHE_L1_ENTRIES, HOTPATH_BODY_LIMIT, HOTPATH_HTTP2, HOTPATH_TLS_CERT, HOTPATH_TLS_KEY;
+empty = unset) > --config FILE (JSON) > defaults. --http2: cleartext h2c, or with --cert/--key HTTP/2
+over TLS (HTTP/1.1 still answered).
 Stops on SIGTERM / SIGINT: no new connections, requests in flight finish, then the engine closes.
 exit codes: 0 stopped cleanly, 1 failed to start, 2 a usage or configuration error`;
 

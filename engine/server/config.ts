@@ -31,6 +31,11 @@ export interface ServeConfig {
   keepAliveTimeoutMs: number;
   /** How long a graceful shutdown waits for requests in flight (ms). Default 10 000. */
   shutdownTimeoutMs: number;
+  /** HTTP/2: over TLS with cert/key (HTTP/1.1 still offered), else cleartext h2c (HOTPATH_HTTP2=1, --http2). */
+  http2: boolean;
+  /** PEM files of a TLS certificate and its key (HOTPATH_TLS_CERT / HOTPATH_TLS_KEY, --cert / --key). */
+  cert: string | undefined;
+  key: string | undefined;
 }
 
 export const SERVE_DEFAULTS: ServeConfig = {
@@ -48,10 +53,13 @@ export const SERVE_DEFAULTS: ServeConfig = {
   requestTimeoutMs: 30_000,
   keepAliveTimeoutMs: 5_000,
   shutdownTimeoutMs: 10_000,
+  http2: false,
+  cert: undefined,
+  key: undefined,
 };
 
 /** Where each field may come from: its config-file key, its environment variable, its flag. */
-const FIELDS: Record<keyof ServeConfig, { env?: string; flag?: string; kind: 'string' | 'int' | 'list'; min?: number; max?: number }> = {
+const FIELDS: Record<keyof ServeConfig, { env?: string; flag?: string; kind: 'string' | 'int' | 'list' | 'bool'; min?: number; max?: number }> = {
   host: { env: 'HOTPATH_HOST', flag: 'host', kind: 'string' },
   port: { env: 'HOTPATH_PORT', flag: 'port', kind: 'int', min: 0, max: 65535 },
   workers: { env: 'HOTPATH_WORKERS', flag: 'workers', kind: 'int', min: 1, max: 64 },
@@ -66,6 +74,9 @@ const FIELDS: Record<keyof ServeConfig, { env?: string; flag?: string; kind: 'st
   requestTimeoutMs: { kind: 'int', min: 0, max: 3_600_000 },
   keepAliveTimeoutMs: { kind: 'int', min: 0, max: 3_600_000 },
   shutdownTimeoutMs: { kind: 'int', min: 0, max: 3_600_000 },
+  http2: { env: 'HOTPATH_HTTP2', flag: 'http2', kind: 'bool' },
+  cert: { env: 'HOTPATH_TLS_CERT', flag: 'cert', kind: 'string' },
+  key: { env: 'HOTPATH_TLS_KEY', flag: 'key', kind: 'string' },
 };
 
 /** The flags `hotpath serve` accepts (node:util parseArgs shape). */
@@ -77,6 +88,9 @@ export const SERVE_FLAGS = {
   'admin-token': { type: 'string' },
   'trust-proxy': { type: 'string', multiple: true },
   config: { type: 'string' },
+  http2: { type: 'boolean' },
+  cert: { type: 'string' },
+  key: { type: 'string' },
   help: { type: 'boolean' },
 } as const;
 
@@ -90,6 +104,12 @@ function value(field: keyof ServeConfig, raw: unknown, source: string): unknown 
   if (f.kind === 'string') {
     if (typeof raw !== 'string') throw new TypeError(`${source} must be a string, got ${show(raw)}`);
     return raw;
+  }
+  if (f.kind === 'bool') {
+    if (typeof raw === 'boolean') return raw;
+    if (raw === '1' || raw === 'true') return true;
+    if (raw === '0' || raw === 'false') return false;
+    throw new TypeError(`${source} must be true or false (1 or 0), got ${show(raw)}`);
   }
   if (f.kind === 'list') {
     const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : undefined;

@@ -15,6 +15,10 @@
  * engine.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { createSecureServer, createServer as createH2cServer, type Http2Server, type Http2Session } from 'node:http2';
+import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { hash, timingSafeEqual } from 'node:crypto';
 import { Session } from 'node:inspector/promises';
 import type { AddressInfo } from 'node:net';
@@ -36,7 +40,8 @@ export interface Service {
   /** `http://host:port` it listens on. */
   readonly url: string;
   readonly engine: Engine;
-  readonly server: Server;
+  /** node:http, node:https, or (with http2) a node:http2 server in compatibility mode. */
+  readonly server: Server | Http2Server;
   /** Requests being answered now. */
   readonly inflight: number;
   /** Requests received since start (their handler ran). */
@@ -105,6 +110,12 @@ function ms(t0: number): string {
  * @throws what createEngine throws; the listen error (EADDRINUSE …).
  */
 export async function startService(config: ServeConfig, log: Logger): Promise<Service> {
+  // TLS files first: a missing one fails before any thread starts.
+  let tls: { cert: Buffer; key: Buffer } | undefined;
+  if (config.cert !== undefined || config.key !== undefined) {
+    if (config.cert === undefined || config.key === undefined) throw new TypeError('TLS needs both --cert and --key (HOTPATH_TLS_CERT, HOTPATH_TLS_KEY)');
+    tls = { cert: readFileSync(config.cert), key: readFileSync(config.key) };
+  }
   const engine = await createEngine({
     ...(config.workers !== undefined ? { workers: config.workers } : {}),
     ...(config.redisUrl !== undefined ? { redis: config.redisUrl } : {}),
@@ -295,11 +306,13 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     throw new HttpError(404, `no route ${method} ${path}`);
   }
 
-  const server = createServer((req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
     inflight++;
     accepted++;
     const t0 = performance.now();
-    if (closing !== undefined) res.setHeader('Connection', 'close');
+    // HTTP/2 has no Connection header (it is connection-specific); its shutdown is a GOAWAY.
+    const h1 = req.httpVersionMajor < 2;
+    if (closing !== undefined && h1) res.setHeader('Connection', 'close');
     res.on('finish', () => {
       served++;
       const path = (req.url ?? '/').split('?', 1)[0]!;
@@ -323,7 +336,7 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
         return;
       }
       if (err instanceof HttpError) {
-        if (err.status === 413) res.setHeader('Connection', 'close');
+        if (err.status === 413 && h1) res.setHeader('Connection', 'close');
         send(res, err.status, { error: err.message });
       } else if (err instanceof SyntaxError) {
         send(res, 400, { error: `bad JSON: ${err.message}` });
@@ -336,10 +349,40 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
         send(res, 500, { error: 'internal error', ...(err instanceof HotpathError ? { code: err.code } : {}) });
       }
     });
+  };
+  let server: Server | Http2Server;
+  const sessions = new Set<Http2Session>();
+  if (config.http2) {
+    // TLS: HTTP/2 with HTTP/1.1 for clients that do not offer h2 (ALPN); cleartext: h2c (prior knowledge).
+    const h2 = tls !== undefined ? createSecureServer({ ...tls, allowHTTP1: true }, handler as never) : createH2cServer(handler as never);
+    h2.on('session', (session: Http2Session) => {
+      sessions.add(session);
+      session.once('close', () => sessions.delete(session));
+    });
+    h2.setTimeout(config.requestTimeoutMs || 0);
+    server = h2;
+  } else {
+    const h1 = tls !== undefined ? createHttpsServer(tls, handler) : createServer(handler);
+    h1.headersTimeout = config.headersTimeoutMs;
+    h1.requestTimeout = config.requestTimeoutMs;
+    h1.keepAliveTimeout = config.keepAliveTimeoutMs;
+    server = h1;
+  }
+  // Connections of an HTTP/1.1 server (also under HTTP/2 with allowHTTP1): closed on shutdown.
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
   });
-  server.headersTimeout = config.headersTimeoutMs;
-  server.requestTimeout = config.requestTimeoutMs;
-  server.keepAliveTimeout = config.keepAliveTimeoutMs;
+  const closeIdle = (): void => {
+    if ('closeIdleConnections' in server) server.closeIdleConnections();
+    for (const session of sessions) session.close(); // GOAWAY: open streams finish, no new ones
+  };
+  const closeAll = (): void => {
+    if ('closeAllConnections' in server) server.closeAllConnections();
+    for (const session of sessions) session.destroy();
+    for (const socket of sockets) socket.destroy();
+  };
 
   try {
     await new Promise<void>((resolve, reject) => {
@@ -355,25 +398,25 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
   }
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  const url = `http://${host}:${addr.port}`;
+  const url = `${tls !== undefined ? 'https' : 'http'}://${host}:${addr.port}`;
 
   const close = (): Promise<void> => {
     closing ??= (async () => {
       await new Promise<void>((resolve) => {
         server.close(() => resolve()); // stop accepting; resolves once every connection is gone
-        server.closeIdleConnections();
+        closeIdle();
         const drained = new Promise<void>((r) => {
           if (inflight === 0) r();
           else idle = r;
         });
         const timer = setTimeout(() => {
           log.warn({ inflight }, 'shutdown timeout: closing the connections still open');
-          server.closeAllConnections();
+          closeAll();
         }, config.shutdownTimeoutMs);
         void drained.then(() => {
           clearTimeout(timer);
-          server.closeIdleConnections();
-          server.closeAllConnections(); // keep-alive sockets idle by now
+          closeIdle();
+          closeAll(); // every request is answered: what is still open is idle
         });
       });
       await engine.close();

@@ -1,0 +1,98 @@
+/**
+ * `hotpath serve --http2`: cleartext HTTP/2 (h2c, prior knowledge) and HTTP/2 over TLS with a
+ * certificate made by openssl for the test (HTTP/1.1 still answered over TLS); a graceful close
+ * lets an open stream finish.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { connect, type ClientHttp2Session } from 'node:http2';
+import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SERVE_DEFAULTS, type ServeConfig } from '../../engine/server/config.js';
+import { startService, type Service } from '../../engine/server/server.js';
+
+const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
+const hasOpenssl = spawnSync('openssl', ['version'], { stdio: 'ignore' }).status === 0;
+
+let service: Service | undefined;
+let client: ClientHttp2Session | undefined;
+afterEach(async () => {
+  client?.close();
+  client = undefined;
+  await service?.close();
+  service = undefined;
+});
+
+async function start(overrides: Partial<ServeConfig>): Promise<Service> {
+  service = await startService({ ...SERVE_DEFAULTS, port: 0, workers: 1, http2: true, ...overrides }, silent);
+  return service;
+}
+
+function h2(session: ClientHttp2Session, path: string, method = 'GET', body?: string): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = session.request({ ':path': path, ':method': method });
+    let headers: Record<string, unknown> = {};
+    let text = '';
+    req.on('response', (h) => (headers = h));
+    req.setEncoding('utf8');
+    req.on('data', (d: string) => (text += d));
+    req.on('end', () => resolve({ status: Number(headers[':status']), headers, body: text }));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+describe('hotpath serve over HTTP/2', () => {
+  it('h2c: /process (MISS then HIT, with its headers), /health and /metrics', async () => {
+    const s = await start({});
+    client = connect(s.url);
+    const first = await h2(client, '/process', 'POST', 'over http/2 '.repeat(20));
+    expect(first.status).toBe(200);
+    expect(first.headers['x-cache']).toBe('MISS');
+    expect(first.headers.ratelimit).toMatch(/^"process";r=99/);
+    const second = await h2(client, '/process', 'POST', 'over http/2 '.repeat(20));
+    expect(second.headers['x-cache']).toBe('HIT');
+    expect(second.body).toBe(first.body);
+    expect(JSON.parse((await h2(client, '/health')).body)).toEqual({ status: 'ok' });
+    expect((await h2(client, '/metrics')).body).toContain('hotpath_http_requests_total{route="/process",status="200"} 2');
+  });
+
+  it.runIf(hasOpenssl || process.env.CI === 'true')('TLS: HTTP/2 for clients that offer h2, HTTP/1.1 for the others', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hotpath-tls-'));
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+    const s = await start({ cert, key });
+    expect(s.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    const ca = readFileSync(cert);
+    client = connect(s.url, { ca });
+    expect(JSON.parse((await h2(client, '/health')).body)).toEqual({ status: 'ok' });
+    const h1 = await new Promise<{ status: number; version: string }>((resolve, reject) => {
+      const req = httpsRequest(`${s.url}/ready`, { ca }, (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode!, version: res.httpVersion }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(h1).toEqual({ status: 200, version: '1.1' });
+  });
+
+  it('a graceful close lets an open HTTP/2 stream finish', async () => {
+    const s = await start({});
+    client = connect(s.url);
+    const session = client;
+    const inflight = h2(session, '/process', 'POST', 'closing '.repeat(100));
+    await new Promise<void>((r) => {
+      const poll = (): void => (s.inflight > 0 ? r() : void setImmediate(poll));
+      poll();
+    });
+    const closing = s.close();
+    const res = await inflight;
+    expect(res.status).toBe(200);
+    await closing;
+    service = undefined;
+  });
+});
