@@ -4,6 +4,7 @@
  * and shuts down gracefully on SIGTERM / SIGINT.
  */
 import { parseArgs } from 'node:util';
+import { unwatchFile, watchFile } from 'node:fs';
 import { pino } from 'pino';
 import { resolveServeConfig, SERVE_FLAGS } from '../server/config.js';
 import { startService } from '../server/server.js';
@@ -51,8 +52,27 @@ export async function runServe(args: string[]): Promise<number> {
     return 1;
   }
   log.info({ url: service.url, workers: service.engine.runtime.pool.threads, redis: config.redisUrl !== undefined, admin: config.adminToken !== undefined }, `listening on ${service.url}`);
+  // The config file is watched (polled: editors often replace the file rather than write it):
+  // a valid change is applied live where it can be; an invalid one is logged and ignored.
+  const file = values.config as string | undefined;
+  if (file !== undefined) {
+    watchFile(file, { interval: 250 }, (now, before) => {
+      if (now.mtimeMs === before.mtimeMs && now.size === before.size) return;
+      let next;
+      try {
+        next = resolveServeConfig(file, process.env, values);
+      } catch (err) {
+        log.error({ file, error: (err as Error).message }, 'config rejected: the running configuration stays');
+        return;
+      }
+      const { applied, needRestart } = service.reconfigure(next);
+      if (applied.length > 0) log.info({ file, applied }, 'config reloaded');
+      if (needRestart.length > 0) log.warn({ file, needRestart }, 'config changes that need a restart were not applied');
+    });
+  }
   return new Promise<number>((resolve) => {
     const stop = (signal: string): void => {
+      if (file !== undefined) unwatchFile(file);
       log.info({ signal, inflight: service.inflight }, 'shutting down');
       service.close().then(
         () => {

@@ -50,7 +50,17 @@ export interface Service {
   readonly served: number;
   /** Graceful shutdown (idempotent). */
   close(): Promise<void>;
+  /**
+   * Applies a new configuration live where it can (limits, trusted proxies, admin token, body
+   * limit, timeouts); the settings that need a restart are listed and left as they were.
+   */
+  reconfigure(next: ServeConfig): { applied: Array<keyof ServeConfig>; needRestart: Array<keyof ServeConfig> };
+  /** The configuration in force. */
+  readonly config: ServeConfig;
 }
+
+/** Settings fixed for the life of a service (the engine, the socket, the cache's size). */
+const RESTART_ONLY: ReadonlyArray<keyof ServeConfig> = ['host', 'port', 'workers', 'redisUrl', 'http2', 'cert', 'key', 'cacheL1Entries'];
 
 const TASK = 'hotpath:serve:process';
 const JSON_TYPE = 'application/json; charset=utf-8';
@@ -122,12 +132,19 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     cache: { l1: { maxEntries: config.cacheL1Entries } },
   });
   engine.runtime.pool.register(TASK, distUrl('engine/server/tasks.js').href, 'process');
-  const limiter = engine.limiter('process', { algorithm: 'token-bucket', limit: config.limitPerSecond, window: 1000, burst: config.limitBurst });
-  const trusted = new Set(config.trustProxy);
+  let cfg = config;
+  // A limiter's shape is fixed in shared memory: a new limit is a new limiter (its buckets start full).
+  const limiterFor = (c: ServeConfig, version: number): ReturnType<Engine['limiter']> =>
+    engine.limiter(version === 0 ? 'process' : `process.v${version}`, { algorithm: 'token-bucket', limit: c.limitPerSecond, window: 1000, burst: c.limitBurst });
+  let limiterVersion = 0;
+  let limiter = limiterFor(config, 0);
+  let trusted = new Set(config.trustProxy);
   // Embedded, the decision is local shared memory: decided synchronously, no promise per request.
-  const limit = expressRateLimit(limiter, { key: (req) => clientAddress(req, trusted), sync: config.redisUrl === undefined });
+  const limitFor = (l: typeof limiter): ReturnType<typeof expressRateLimit> =>
+    expressRateLimit(l, { key: (req) => clientAddress(req, trusted), sync: config.redisUrl === undefined, policyName: 'process' });
+  let limit = limitFor(limiter);
   const cache = engine.cache;
-  const token = config.adminToken === undefined ? undefined : Buffer.from(config.adminToken);
+  let token = config.adminToken === undefined ? undefined : Buffer.from(config.adminToken);
   const histogram = engine.metrics.histogram('hotpath_http_request_duration_seconds', 'HTTP request durations of hotpath serve.');
   const requests = engine.metrics.counter('hotpath_http_requests_total', 'HTTP requests answered by hotpath serve, by route and status code.', ['route', 'status']);
   const series = new Map<string, { inc(n?: number): void }>(); // bound children: one lookup per request
@@ -173,7 +190,7 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     const go = limited(req, res);
     if (!(go === true || (go !== false && (await go)))) return; // 429 answered by the middleware
     const tLimit = ms(t0);
-    const body = await readBody(req, config.bodyLimit);
+    const body = await readBody(req, cfg.bodyLimit);
     const key = `process:${hash('sha256', body, 'base64url')}`;
     const t1 = performance.now();
     // The cache holds the response body itself (JSON text): a hit sends it as it is. L1/L2 first,
@@ -222,7 +239,7 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
       return send(res, 200, { cleared: true });
     }
     if (area === 'cache' && name === 'warm' && method === 'POST') {
-      const input = JSON.parse((await readBody(req, config.bodyLimit)).toString('utf8') || '{}') as { entries?: Array<{ key: string; value: unknown; ttl?: number }> };
+      const input = JSON.parse((await readBody(req, cfg.bodyLimit)).toString('utf8') || '{}') as { entries?: Array<{ key: string; value: unknown; ttl?: number }> };
       if (!Array.isArray(input.entries)) throw new HttpError(400, 'expected {"entries": [{"key", "value", "ttl"?}, …]}');
       let n = 0;
       for (const e of input.entries) {
@@ -412,7 +429,7 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
         const timer = setTimeout(() => {
           log.warn({ inflight }, 'shutdown timeout: closing the connections still open');
           closeAll();
-        }, config.shutdownTimeoutMs);
+        }, cfg.shutdownTimeoutMs);
         void drained.then(() => {
           clearTimeout(timer);
           closeIdle();
@@ -424,8 +441,33 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     return closing;
   };
 
+  const reconfigure = (next: ServeConfig): { applied: Array<keyof ServeConfig>; needRestart: Array<keyof ServeConfig> } => {
+    const changed = (Object.keys(next) as Array<keyof ServeConfig>).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(cfg[k]));
+    const needRestart = changed.filter((k) => RESTART_ONLY.includes(k));
+    const applied = changed.filter((k) => !RESTART_ONLY.includes(k));
+    if (applied.length === 0) return { applied, needRestart };
+    const c: ServeConfig = { ...next };
+    for (const k of RESTART_ONLY) (c as unknown as Record<string, unknown>)[k] = cfg[k]; // kept as they were
+    if (applied.includes('limitPerSecond') || applied.includes('limitBurst')) {
+      limiter = limiterFor(c, ++limiterVersion);
+      limit = limitFor(limiter);
+    }
+    if (applied.includes('trustProxy')) trusted = new Set(c.trustProxy);
+    if (applied.includes('adminToken')) token = c.adminToken === undefined ? undefined : Buffer.from(c.adminToken);
+    if ('headersTimeout' in server) {
+      server.headersTimeout = c.headersTimeoutMs;
+      server.requestTimeout = c.requestTimeoutMs;
+      server.keepAliveTimeout = c.keepAliveTimeoutMs;
+    }
+    cfg = c; // bodyLimit and shutdownTimeoutMs are read from here
+    return { applied, needRestart };
+  };
+
   return {
-    url, engine, server, close,
+    url, engine, server, close, reconfigure,
+    get config() {
+      return cfg;
+    },
     get inflight() {
       return inflight;
     },

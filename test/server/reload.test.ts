@@ -1,0 +1,81 @@
+/**
+ * Configuration changes while the service runs: `reconfigure()` applies what it can live (limits,
+ * body limit, admin token …) and lists what needs a restart; `hotpath serve --config FILE` watches
+ * the file, applies a valid change and rejects an invalid one, keeping the running configuration.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SERVE_DEFAULTS } from '../../engine/server/config.js';
+import { startService, type Service } from '../../engine/server/server.js';
+
+const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
+const BIN = new URL('../../bin/hotpath.js', import.meta.url).pathname;
+
+let service: Service | undefined;
+afterEach(async () => {
+  await service?.close();
+  service = undefined;
+});
+
+const post = async (url: string, body: string): Promise<number> => {
+  const res = await fetch(`${url}/process`, { method: 'POST', body });
+  await res.arrayBuffer();
+  return res.status;
+};
+
+describe('live configuration', () => {
+  it('reconfigure(): limits, body limit and admin token change at once; what needs a restart is listed, not applied', async () => {
+    service = await startService({ ...SERVE_DEFAULTS, port: 0, workers: 1, limitPerSecond: 1, limitBurst: 2, bodyLimit: 1000 }, silent);
+    const s = service;
+    expect([await post(s.url, 'a'), await post(s.url, 'b'), await post(s.url, 'c')]).toEqual([200, 200, 429]);
+    const r = s.reconfigure({ ...s.config, limitBurst: 4, bodyLimit: 10, adminToken: 'new', port: 1, cacheL1Entries: 5 });
+    expect(r.applied.sort()).toEqual(['adminToken', 'bodyLimit', 'limitBurst']);
+    expect(r.needRestart.sort()).toEqual(['cacheL1Entries', 'port']);
+    expect(s.config.port).toBe(0); // unchanged (0: the port the test asked for)
+    // A new limit is a new limiter: its buckets start full (burst 4).
+    expect([await post(s.url, 'd'), await post(s.url, 'e'), await post(s.url, 'f'), await post(s.url, 'g'), await post(s.url, 'h')]).toEqual([200, 200, 200, 200, 429]);
+    s.reconfigure({ ...s.config, limitBurst: 1000, limitPerSecond: 1000 });
+    expect(await post(s.url, 'x'.repeat(100))).toBe(413); // the body limit of 10
+    expect((await fetch(`${s.url}/admin/cache`, { headers: { Authorization: 'Bearer new' } })).status).toBe(200);
+  });
+
+  it('serve --config FILE: a valid change is applied live, an invalid one is rejected and the running configuration stays', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'hotpath-reload-')), 'hotpath.json');
+    writeFileSync(file, JSON.stringify({ bodyLimit: 100000 }));
+    const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--workers', '1', '--config', file], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const waiting: Array<{ msg: string; resolve: (e: Record<string, unknown>) => void }> = [];
+    const seen: Array<Record<string, unknown>> = [];
+    createInterface({ input: child.stdout! }).on('line', (l) => {
+      const e = JSON.parse(l) as Record<string, unknown>;
+      const w = waiting.findIndex((x) => String(e.msg).startsWith(x.msg));
+      if (w >= 0) waiting.splice(w, 1)[0]!.resolve(e);
+      else seen.push(e);
+    });
+    const next = (msg: string): Promise<Record<string, unknown>> => {
+      const i = seen.findIndex((e) => String(e.msg).startsWith(msg));
+      if (i >= 0) return Promise.resolve(seen.splice(i, 1)[0]!);
+      return new Promise((resolve) => waiting.push({ msg, resolve }));
+    };
+    const exited = new Promise<number | null>((r) => child.once('exit', r));
+    try {
+      const url = (await next('listening')).url as string;
+      expect(await post(url, 'x'.repeat(1000))).toBe(200);
+      writeFileSync(file, JSON.stringify({ bodyLimit: 500, port: 1 }));
+      expect((await next('config reloaded')).applied).toEqual(['bodyLimit']); // not port: --port wins over the file
+      expect(await post(url, 'x'.repeat(1000))).toBe(413);
+      writeFileSync(file, '{ "bodyLimit": ');
+      expect(String((await next('config rejected')).error)).toMatch(/not valid JSON/);
+      writeFileSync(file, JSON.stringify({ bodyLimit: -3 }));
+      expect(String((await next('config rejected')).error)).toMatch(/bodyLimit must be an integer between 0/);
+      expect(await post(url, 'x'.repeat(1000))).toBe(413); // still 500
+      expect(await post(url, 'small')).toBe(200);
+    } finally {
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    }
+  });
+});
