@@ -38,7 +38,9 @@ export async function runBenches(args: BenchArgs): Promise<number> {
   const collected: FileResult[] = [];
   let failures = 0;
   try {
-    for (const f of files) {
+    for (const [i, f] of files.entries()) {
+      // Progress on a terminal: the benches print their own tables; this says which of how many.
+      if (process.stderr.isTTY === true) process.stderr.write(`\x1b[1mhotpath bench [${i + 1}/${files.length}] ${f}\x1b[0m\n`);
       const out = join(tmp, `${f}.json`);
       const code = await new Promise<number>((done) => {
         // --expose-gc: a bench may collect before a measurement that counts garbage collections.

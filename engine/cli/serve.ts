@@ -43,7 +43,8 @@ export async function runServe(args: string[]): Promise<number> {
     console.error(`hotpath serve: ${(err as Error).message}`);
     return 2;
   }
-  const log = pino({ name: 'hotpath', base: { pid: process.pid } });
+  // JSON lines; on a terminal, one readable line per entry instead (no pino-pretty dependency).
+  const log = pino({ name: 'hotpath', base: { pid: process.pid } }, process.stdout.isTTY === true ? prettyStream() : process.stdout);
   let service;
   try {
     service = await startService(config, log);
@@ -88,4 +89,25 @@ export async function runServe(args: string[]): Promise<number> {
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+}
+
+const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
+
+/** A destination that prints pino's JSON lines as `HH:MM:SS.mmm LEVEL message key=value …`. */
+function prettyStream(): { write(line: string): void } {
+  return {
+    write(line: string): void {
+      let e: Record<string, unknown>;
+      try {
+        e = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        process.stdout.write(line);
+        return;
+      }
+      const { time, level, msg, pid: _pid, name: _name, hostname: _host, ...rest } = e;
+      const t = new Date(Number(time)).toISOString().slice(11, 23);
+      const extra = Object.entries(rest).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ');
+      process.stdout.write(`${t} ${(LEVELS[Number(level)] ?? String(level)).padEnd(5)} ${String(msg ?? '')}${extra ? `  ${extra}` : ''}\n`);
+    },
+  };
 }
