@@ -12,13 +12,15 @@ Against a running hotpath serve (--url, default http://127.0.0.1:8080; the admin
 or HOTPATH_ADMIN_TOKEN):
   status   the cache's statistics (tiers, hits, misses, entries) as JSON
   clear    empties every tier
-  warm     loads entries from --file (JSON: [{"key", "value", "ttl"?}, ...]), 500 per request, with
+  warm     loads entries from --file (JSON: [{"key", "value", "ttl"?}, ...]), up to 500 entries and
+           512 KiB per request, with
            a progress bar on a terminal
 With --redis URL, on Redis directly (keys hotpath:c:*): status counts the keys, clear deletes them
 (other instances' local tiers keep their copies until they expire); warm needs a running server.
 exit codes: 0 done, 1 the server or Redis failed, 2 a usage error`;
 
 const BATCH = 500;
+const BATCH_BYTES = 512 * 1024;
 
 export async function runCacheCommand(args: string[]): Promise<number> {
   let parsed;
@@ -81,8 +83,24 @@ export async function runCacheCommand(args: string[]): Promise<number> {
       }
       let done = 0;
       const tty = process.stderr.isTTY === true;
-      for (let i = 0; i < entries.length; i += BATCH) {
-        const r = (await call('POST', '/admin/cache/warm', { entries: entries.slice(i, i + BATCH) })) as { warmed: number };
+      // Batches of at most BATCH entries and BATCH_BYTES of JSON (the server's body limit is 1 MiB
+      // by default); an entry larger than that goes alone.
+      const batches: unknown[][] = [];
+      let batch: unknown[] = [];
+      let bytes = 0;
+      for (const e of entries) {
+        const size = Buffer.byteLength(JSON.stringify(e) ?? '') + 1;
+        if (batch.length > 0 && (batch.length >= BATCH || bytes + size > BATCH_BYTES)) {
+          batches.push(batch);
+          batch = [];
+          bytes = 0;
+        }
+        batch.push(e);
+        bytes += size;
+      }
+      if (batch.length > 0) batches.push(batch);
+      for (const b of batches) {
+        const r = (await call('POST', '/admin/cache/warm', { entries: b })) as { warmed: number };
         done += r.warmed;
         if (tty) {
           const width = 30;

@@ -7,7 +7,7 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { constants as osConstants, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -66,8 +66,8 @@ export async function runProfile(args: string[]): Promise<number> {
   }
   const top = values.top === undefined ? 20 : Number(values.top);
   const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
-  if (command.length === 0 || !Number.isInteger(top) || top < 1 || (seconds !== undefined && !(seconds > 0))) {
-    console.error(`hotpath profile: ${command.length === 0 ? 'no command after --' : '--top must be a positive integer and --seconds a positive number'}\n\n${PROFILE_USAGE}`);
+  if (command.length === 0 || !Number.isInteger(top) || top < 1 || (seconds !== undefined && !(seconds > 0 && seconds <= 2_000_000))) {
+    console.error(`hotpath profile: ${command.length === 0 ? 'no command after --' : '--top must be a positive integer and --seconds a number in (0, 2000000]'}\n\n${PROFILE_USAGE}`);
     return 2;
   }
   const dir = values.dir === undefined ? mkdtempSync(join(tmpdir(), 'hotpath-profile-')) : resolve(values.dir);
@@ -83,13 +83,21 @@ export async function runProfile(args: string[]): Promise<number> {
   const argv = ['--cpu-prof', `--cpu-prof-dir=${dir}`, ...(isNode ? command.slice(1) : command)];
   const child = spawn(process.execPath, argv, { stdio: 'inherit' });
   const timer = seconds === undefined ? undefined : setTimeout(() => child.kill('SIGTERM'), seconds * 1000);
+  // Ctrl-C reaches the whole process group: the child stops (and writes its profiles); this
+  // process stays to report them. A SIGTERM sent to this process is passed on to the child.
+  const onInt = (): void => undefined;
+  const onTerm = (): void => void child.kill('SIGTERM');
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onTerm);
   const code = await new Promise<number>((done) => {
     child.once('error', (err) => {
       console.error(`hotpath profile: cannot run ${command[0]}: ${err.message}`);
       done(127);
     });
-    child.once('exit', (c, signal) => done(c ?? (signal !== null ? 128 : 1)));
+    child.once('exit', (c, signal) => done(c ?? (signal !== null ? 128 + (osConstants.signals[signal] ?? 0) : 1)));
   });
+  process.off('SIGINT', onInt);
+  process.off('SIGTERM', onTerm);
   if (timer !== undefined) clearTimeout(timer);
   const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile') && !before.has(f)).sort();
   if (files.length === 0) {

@@ -66,7 +66,13 @@ export async function runServe(args: string[]): Promise<number> {
         log.error({ file, error: (err as Error).message }, 'config rejected: the running configuration stays');
         return;
       }
-      const { applied, needRestart } = service.reconfigure(next);
+      let applied, needRestart;
+      try {
+        ({ applied, needRestart } = service.reconfigure(next));
+      } catch (err) {
+        log.error({ file, error: (err as Error).message }, 'config rejected: the running configuration stays');
+        return;
+      }
       if (applied.length > 0) log.info({ file, applied }, 'config reloaded');
       if (needRestart.length > 0) log.warn({ file, needRestart }, 'config changes that need a restart were not applied');
     });

@@ -103,6 +103,9 @@ function value(field: keyof ServeConfig, raw: unknown, source: string): unknown 
   const f = FIELDS[field];
   if (f.kind === 'string') {
     if (typeof raw !== 'string') throw new TypeError(`${source} must be a string, got ${show(raw)}`);
+    // An empty value from a file or a flag is a mistake (an unset shell variable, say): an empty
+    // admin token would turn the admin API on with no way in.
+    if (raw === '') throw new TypeError(`${source} must not be empty (leave it out instead)`);
     return raw;
   }
   if (f.kind === 'bool') {
@@ -154,7 +157,7 @@ export function resolveServeConfig(
   }
   if (typeof fromFile !== 'object' || fromFile === null || Array.isArray(fromFile)) throw new TypeError(`${fileName} must hold a JSON object`);
   for (const [k, v] of Object.entries(fromFile)) {
-    if (!(k in FIELDS)) throw new TypeError(`${fileName}: "${k}" is not a setting (known: ${Object.keys(FIELDS).join(', ')})`);
+    if (!Object.hasOwn(FIELDS, k)) throw new TypeError(`${fileName}: "${k}" is not a setting (known: ${Object.keys(FIELDS).join(', ')})`);
     if (v === null) continue;
     out[k] = value(k as keyof ServeConfig, v, `${fileName}: ${k}`);
   }

@@ -19,7 +19,13 @@ import { createServer as createHttpsServer } from 'node:https';
 import { createSecureServer, createServer as createH2cServer, type Http2Server, type Http2Session } from 'node:http2';
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { hash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual, createHash } from 'node:crypto';
+import { createReadStream, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { writeHeapSnapshot } from 'node:v8';
 import { Session } from 'node:inspector/promises';
 import type { AddressInfo } from 'node:net';
 import { createEngine, type Engine } from '../engine.js';
@@ -62,6 +68,9 @@ export interface Service {
 /** Settings fixed for the life of a service (the engine, the socket, the cache's size). */
 const RESTART_ONLY: ReadonlyArray<keyof ServeConfig> = ['host', 'port', 'workers', 'redisUrl', 'http2', 'cert', 'key', 'cacheL1Entries'];
 
+/** Distinct /process limits a service takes live before it needs a restart. */
+export const MAX_LIMITER_SHAPES = 16;
+
 const TASK = 'hotpath:serve:process';
 const JSON_TYPE = 'application/json; charset=utf-8';
 
@@ -73,12 +82,17 @@ class HttpError extends Error {
 
 /** The client's address: the socket's, or (from a trusted proxy) the last untrusted X-Forwarded-For hop. */
 export function clientAddress(req: IncomingMessage, trusted: ReadonlySet<string>): string {
-  const peer = req.socket.remoteAddress ?? 'unknown';
+  const peer = plainAddress(req.socket.remoteAddress ?? 'unknown');
   if (trusted.size === 0 || !trusted.has(peer)) return peer;
   const header = req.headers['x-forwarded-for'];
-  const hops = (Array.isArray(header) ? header.join(',') : header ?? '').split(',').map((h) => h.trim()).filter((h) => h.length > 0);
+  const hops = (Array.isArray(header) ? header.join(',') : header ?? '').split(',').map((h) => plainAddress(h.trim())).filter((h) => h.length > 0);
   for (let i = hops.length - 1; i >= 0; i--) if (!trusted.has(hops[i]!)) return hops[i]!;
   return hops[0] ?? peer;
+}
+
+/** An IPv4 address as a dual-stack socket reports it (`::ffff:1.2.3.4`) is compared as `1.2.3.4`. */
+export function plainAddress(a: string): string {
+  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
 }
 
 function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -133,12 +147,25 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
   });
   engine.runtime.pool.register(TASK, distUrl('engine/server/tasks.js').href, 'process');
   let cfg = config;
-  // A limiter's shape is fixed in shared memory: a new limit is a new limiter (its buckets start full).
-  const limiterFor = (c: ServeConfig, version: number): ReturnType<Engine['limiter']> =>
-    engine.limiter(version === 0 ? 'process' : `process.v${version}`, { algorithm: 'token-bucket', limit: c.limitPerSecond, window: 1000, burst: c.limitBurst });
-  let limiterVersion = 0;
-  let limiter = limiterFor(config, 0);
-  let trusted = new Set(config.trustProxy);
+  let snapshotting = false;
+  /** Aborted by close(): long admin calls (a CPU profile) end instead of holding the process. */
+  const stopping = new AbortController();
+  // A limiter's shape is fixed in shared memory: a new limit is a new limiter (its buckets start
+  // full), made once per shape (a limit set back reuses its limiter, state and all), at most
+  // MAX_LIMITER_SHAPES of them: each takes a table of the fixed arena.
+  const shapes = new Map<string, ReturnType<Engine['limiter']>>();
+  const limiterFor = (c: ServeConfig): ReturnType<Engine['limiter']> => {
+    const shape = `${c.limitPerSecond}:${c.limitBurst}`;
+    let l = shapes.get(shape);
+    if (l === undefined) {
+      if (shapes.size >= MAX_LIMITER_SHAPES) throw new RangeError(`limits changed to ${shapes.size + 1} different values since start (at most ${MAX_LIMITER_SHAPES} without a restart: each is a table in shared memory)`);
+      l = engine.limiter(shapes.size === 0 ? 'process' : `process.v${shapes.size}`, { algorithm: 'token-bucket', limit: c.limitPerSecond, window: 1000, burst: c.limitBurst });
+      shapes.set(shape, l);
+    }
+    return l;
+  };
+  let limiter = limiterFor(config);
+  let trusted = new Set(config.trustProxy.map(plainAddress));
   // Embedded, the decision is local shared memory: decided synchronously, no promise per request.
   const limitFor = (l: typeof limiter): ReturnType<typeof expressRateLimit> =>
     expressRateLimit(l, { key: (req) => clientAddress(req, trusted), sync: config.redisUrl === undefined, policyName: 'process' });
@@ -195,8 +222,10 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     const t1 = performance.now();
     // The cache holds the response body itself (JSON text): a hit sends it as it is. L1/L2 first,
     // without a promise; Redis (when configured) only on a local miss.
-    let text = cache.getSync(key) as string | undefined;
-    if (text === undefined && engine.redis !== undefined) text = (await cache.get(key)) as string | undefined;
+    let found = cache.getSync(key);
+    if (found === undefined && engine.redis !== undefined) found = await cache.get(key);
+    // Anything else under a process: key (an admin warm, say) is not a response: a miss.
+    let text = typeof found === 'string' ? found : undefined;
     const tCache = ms(t1);
     let hit = true;
     let tWork = '0.00';
@@ -219,8 +248,19 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
   function authorised(req: IncomingMessage): boolean {
     const h = req.headers.authorization;
     if (token === undefined || typeof h !== 'string' || !h.startsWith('Bearer ')) return false;
-    const given = Buffer.from(h.slice(7));
-    return given.length === token.length && timingSafeEqual(given, token);
+    // Digests of equal length: the comparison's time tells nothing, not even the token's length.
+    const digest = (b: Buffer | string): Buffer => createHash('sha256').update(b).digest();
+    return timingSafeEqual(digest(h.slice(7)), digest(token));
+  }
+
+  /** An engine lookup by name; an unknown name is a 404. */
+  function lookup<T>(find: () => T, missing: string): T {
+    try {
+      return find();
+    } catch (err) {
+      if (err instanceof TypeError) throw new HttpError(404, missing);
+      throw err;
+    }
   }
 
   async function admin(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
@@ -229,7 +269,12 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
       res.setHeader('WWW-Authenticate', 'Bearer');
       throw new HttpError(401, 'a valid bearer token is required');
     }
-    const parts = url.pathname.split('/').filter((p) => p.length > 0).map(decodeURIComponent); // ['admin', …]
+    let parts: string[];
+    try {
+      parts = url.pathname.split('/').filter((p) => p.length > 0).map(decodeURIComponent); // ['admin', …]
+    } catch {
+      throw new HttpError(400, 'the path has a malformed percent-encoding');
+    }
     const [, area, name, action, arg] = parts;
     const method = req.method ?? 'GET';
     const key = url.searchParams.get('key');
@@ -241,9 +286,13 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     if (area === 'cache' && name === 'warm' && method === 'POST') {
       const input = JSON.parse((await readBody(req, cfg.bodyLimit)).toString('utf8') || '{}') as { entries?: Array<{ key: string; value: unknown; ttl?: number }> };
       if (!Array.isArray(input.entries)) throw new HttpError(400, 'expected {"entries": [{"key", "value", "ttl"?}, …]}');
+      // Every entry checked before any is written: a bad batch changes nothing.
+      input.entries.forEach((e, i) => {
+        if (typeof e?.key !== 'string' || e.key.length === 0) throw new HttpError(400, `entry ${i}: "key" must be a non-empty string`);
+        if (e.ttl !== undefined && (typeof e.ttl !== 'number' || !(e.ttl > 0))) throw new HttpError(400, `entry ${i}: "ttl" must be a positive number of ms`);
+      });
       let n = 0;
       for (const e of input.entries) {
-        if (typeof e?.key !== 'string') throw new HttpError(400, `entry ${n}: "key" must be a string`);
         await cache.set(e.key, e.value, e.ttl !== undefined ? { ttl: e.ttl } : undefined);
         n++;
       }
@@ -251,7 +300,8 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     }
     if (area === 'limiter' && name !== undefined) {
       if (key === null) throw new HttpError(400, 'the ?key= parameter is required');
-      const l = engine.limiter(name);
+      // 'process' is the /process limiter in force (after a reload, a limiter of another name).
+      const l = name === 'process' ? limiter : lookup(() => engine.limiter(name), `no limiter named ${JSON.stringify(name)}`);
       if (action === undefined && method === 'GET') return send(res, 200, { limiter: name, key, decision: l.peek(key) });
       if (action === 'reset' && method === 'POST') {
         await l.reset(key);
@@ -259,7 +309,7 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
       }
     }
     if (area === 'queue' && name !== undefined) {
-      const q = engine.queue(name);
+      const q = lookup(() => engine.queue(name), `no queue named ${JSON.stringify(name)}`);
       if (action === undefined && method === 'GET') return send(res, 200, { queue: name, counts: await q.counts(), totals: q.totals() });
       if (action === 'dead' && method === 'GET') return send(res, 200, await q.deadLetters());
       if (action === 'requeue' && arg !== undefined && method === 'POST') {
@@ -277,7 +327,9 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
       try {
         await session.post('Profiler.enable');
         await session.post('Profiler.start');
-        await new Promise((r) => setTimeout(r, seconds * 1000));
+        await sleep(seconds * 1000, undefined, { signal: stopping.signal }).catch(() => {
+          throw new HttpError(503, 'the service is shutting down');
+        });
         const { profile } = await session.post('Profiler.stop');
         res.setHeader('Content-Disposition', `attachment; filename="hotpath-${Date.now()}.cpuprofile"`);
         return send(res, 200, profile);
@@ -286,18 +338,25 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
       }
     }
     if (area === 'debug' && name === 'heap' && method === 'GET') {
-      const session = new Session();
-      session.connect();
-      res.statusCode = 200;
-      res.setHeader('Content-Type', JSON_TYPE);
-      res.setHeader('Content-Disposition', `attachment; filename="hotpath-${Date.now()}.heapsnapshot"`);
-      session.on('HeapProfiler.addHeapSnapshotChunk', (m) => res.write(m.params.chunk));
+      if (snapshotting) throw new HttpError(409, 'a heap snapshot is being taken already');
+      snapshotting = true;
+      // Written to a file first (V8 blocks this thread while it writes), then streamed with
+      // back-pressure: the snapshot is never held in memory beside the heap it describes.
+      const file = join(tmpdir(), `hotpath-${process.pid}-${Date.now()}.heapsnapshot`);
       try {
-        await session.post('HeapProfiler.takeHeapSnapshot', { reportProgress: false });
+        writeHeapSnapshot(file);
+        res.statusCode = 200;
+        res.setHeader('Content-Type', JSON_TYPE);
+        res.setHeader('Content-Disposition', `attachment; filename="hotpath-${Date.now()}.heapsnapshot"`);
+        await pipeline(createReadStream(file), res);
       } finally {
-        session.disconnect();
+        snapshotting = false;
+        try {
+          unlinkSync(file);
+        } catch {
+          // not written
+        }
       }
-      res.end();
       return;
     }
     throw new HttpError(404, `no admin route ${method} ${url.pathname}`);
@@ -357,8 +416,8 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
         send(res, err.status, { error: err.message });
       } else if (err instanceof SyntaxError) {
         send(res, 400, { error: `bad JSON: ${err.message}` });
-      } else if (err instanceof TypeError || err instanceof RangeError) {
-        send(res, 400, { error: err.message });
+      } else if (err instanceof HotpathError && err.code === 'ERR_HOTPATH_VALUE_TOO_LARGE') {
+        send(res, 413, { error: err.message, code: err.code });
       } else if (err instanceof HotpathError && err.code === 'ERR_HOTPATH_REDIS_UNAVAILABLE') {
         send(res, 503, { error: err.message, code: err.code });
       } else {
@@ -376,10 +435,14 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
       sessions.add(session);
       session.once('close', () => sessions.delete(session));
     });
-    h2.setTimeout(config.requestTimeoutMs || 0);
+    // No stream timeout here: node:http2's setTimeout is an inactivity timeout that would cut a
+    // handler still working (a CPU profile, a slow task); the header/request timeouts are HTTP/1's.
     server = h2;
   } else {
-    const h1 = tls !== undefined ? createHttpsServer(tls, handler) : createServer(handler);
+    // Node checks header/request timeouts every connectionsCheckingInterval (30 s by default):
+    // check often enough that a 10 s header timeout is one.
+    const checking = { connectionsCheckingInterval: Math.max(100, Math.min(1000, config.headersTimeoutMs)) };
+    const h1 = tls !== undefined ? createHttpsServer({ ...tls, ...checking }, handler) : createServer(checking, handler);
     h1.headersTimeout = config.headersTimeoutMs;
     h1.requestTimeout = config.requestTimeoutMs;
     h1.keepAliveTimeout = config.keepAliveTimeoutMs;
@@ -419,6 +482,7 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
 
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      stopping.abort();
       await new Promise<void>((resolve) => {
         server.close(() => resolve()); // stop accepting; resolves once every connection is gone
         closeIdle();
@@ -443,16 +507,18 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
 
   const reconfigure = (next: ServeConfig): { applied: Array<keyof ServeConfig>; needRestart: Array<keyof ServeConfig> } => {
     const changed = (Object.keys(next) as Array<keyof ServeConfig>).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(cfg[k]));
-    const needRestart = changed.filter((k) => RESTART_ONLY.includes(k));
-    const applied = changed.filter((k) => !RESTART_ONLY.includes(k));
+    // HTTP/2 servers have no header/request/keep-alive timeouts to change.
+    const fixed = 'headersTimeout' in server ? RESTART_ONLY : [...RESTART_ONLY, 'headersTimeoutMs', 'requestTimeoutMs', 'keepAliveTimeoutMs'] as Array<keyof ServeConfig>;
+    const needRestart = changed.filter((k) => fixed.includes(k));
+    const applied = changed.filter((k) => !fixed.includes(k));
     if (applied.length === 0) return { applied, needRestart };
     const c: ServeConfig = { ...next };
-    for (const k of RESTART_ONLY) (c as unknown as Record<string, unknown>)[k] = cfg[k]; // kept as they were
+    for (const k of fixed) (c as unknown as Record<string, unknown>)[k] = cfg[k]; // kept as they were
     if (applied.includes('limitPerSecond') || applied.includes('limitBurst')) {
-      limiter = limiterFor(c, ++limiterVersion);
+      limiter = limiterFor(c); // throws (nothing applied) past MAX_LIMITER_SHAPES
       limit = limitFor(limiter);
     }
-    if (applied.includes('trustProxy')) trusted = new Set(c.trustProxy);
+    if (applied.includes('trustProxy')) trusted = new Set(c.trustProxy.map(plainAddress));
     if (applied.includes('adminToken')) token = c.adminToken === undefined ? undefined : Buffer.from(c.adminToken);
     if ('headersTimeout' in server) {
       server.headersTimeout = c.headersTimeoutMs;

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { resolveServeConfig, SERVE_DEFAULTS, type ServeConfig } from '../../engine/server/config.js';
-import { startService, type Service } from '../../engine/server/server.js';
+import { clientAddress, MAX_LIMITER_SHAPES, startService, type Service } from '../../engine/server/server.js';
+import type { IncomingMessage } from 'node:http';
 
 const hasPromtool = spawnSync('promtool', ['--version'], { stdio: 'ignore' }).status === 0;
 const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
@@ -137,6 +138,59 @@ describe('the service', () => {
     expect((await fetch(`${s.url}/admin/limiter/process`, { headers: auth })).status).toBe(400);
     const profile = await fetch(`${s.url}/admin/debug/profile?seconds=0.2`, { headers: auth });
     expect(await profile.json()).toHaveProperty('nodes');
+  });
+});
+
+describe('edges found in review', () => {
+  it('a dual-stack socket address (::ffff:a.b.c.d) matches a trusted proxy given as a.b.c.d', () => {
+    const req = { socket: { remoteAddress: '::ffff:127.0.0.1' }, headers: { 'x-forwarded-for': '198.51.100.7, ::ffff:127.0.0.1' } } as unknown as IncomingMessage;
+    expect(clientAddress(req, new Set(['127.0.0.1']))).toBe('198.51.100.7');
+    expect(clientAddress(req, new Set())).toBe('127.0.0.1');
+  });
+
+  it('admin: malformed percent-encoding is a 400, unknown names are 404, a non-response cached under process: is a miss', async () => {
+    const s = await start({ adminToken: 't' });
+    const auth = { Authorization: 'Bearer t' };
+    expect((await fetch(`${s.url}/admin/queue/%E0%A4%A`, { headers: auth })).status).toBe(400);
+    expect((await fetch(`${s.url}/admin/queue/nope`, { headers: auth })).status).toBe(404);
+    expect((await fetch(`${s.url}/admin/limiter/nope?key=k`, { headers: auth })).status).toBe(404);
+    const warmBad = await fetch(`${s.url}/admin/cache/warm`, { method: 'POST', headers: auth, body: JSON.stringify({ entries: [{ key: 'ok', value: 1 }, { key: '' }] }) });
+    expect(warmBad.status).toBe(400);
+    expect(s.engine.cache.getSync('ok')).toBeUndefined(); // nothing of a bad batch was applied
+    const { createHash } = await import('node:crypto');
+    await s.engine.cache.set(`process:${createHash('sha256').update('x').digest('base64url')}`, { not: 'a response' });
+    const r = await fetch(`${s.url}/process`, { method: 'POST', body: 'x' });
+    expect(r.status).toBe(200);
+    expect(r.headers.get('x-cache')).toBe('MISS');
+    await r.arrayBuffer();
+  });
+
+  it('a heap snapshot streams from a file, one at a time; a CPU profile in progress ends when the service closes', async () => {
+    const s = await start({ adminToken: 't' });
+    const auth = { Authorization: 'Bearer t' };
+    const heap = await fetch(`${s.url}/admin/debug/heap`, { headers: auth });
+    expect(heap.status).toBe(200);
+    expect((await heap.text()).startsWith('{"snapshot":')).toBe(true);
+    const profile = fetch(`${s.url}/admin/debug/profile?seconds=100`, { headers: auth }).then((res) => res.status, () => 'closed');
+    while (s.inflight === 0) await new Promise((r) => setImmediate(r));
+    await s.close(); // would wait 100 s if the profile held on
+    service = undefined;
+    expect([503, 'closed']).toContain(await profile);
+  });
+
+  it('limits changed live reuse the limiter of a shape seen before, and refuse more than MAX_LIMITER_SHAPES shapes', async () => {
+    const s = await start();
+    for (let i = 1; i < MAX_LIMITER_SHAPES; i++) s.reconfigure({ ...s.config, limitPerSecond: 100 + i });
+    expect(() => s.reconfigure({ ...s.config, limitPerSecond: 999 })).toThrow(/at most 16/);
+    expect(s.reconfigure({ ...s.config, limitPerSecond: 100 }).applied).toEqual(['limitPerSecond']); // the first shape: reused
+    const r = await fetch(`${s.url}/process`, { method: 'POST', body: 'still limited' });
+    expect(r.headers.get('ratelimit-policy')).toBe('"process";q=100;w=1');
+    await r.arrayBuffer();
+  });
+
+  it('an empty value from a flag or the file is refused (an empty admin token would lock the admin API)', () => {
+    expect(() => resolveServeConfig(undefined, {}, { 'admin-token': '' })).toThrow('--admin-token must not be empty');
+    expect(() => resolveServeConfig({ toString: 5 })).toThrow(/"toString" is not a setting/);
   });
 });
 
