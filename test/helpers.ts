@@ -20,3 +20,6 @@ export async function rejection(p: Promise<unknown>): Promise<{ code?: string; m
   }
   throw new Error('expected a rejection');
 }
+
+/** A logger that drops everything (startService's `log` in tests). */
+export const silentLog = { info: (): void => undefined, warn: (): void => undefined, error: (): void => undefined };

@@ -438,28 +438,27 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
    *   RangeError for a bad option or a payload a worker handler cannot receive.
    */
   submit(payload: P, options?: SubmitOptions): TaskHandle<R> {
-    const o = resolveSubmit(options);
-    if (o.id !== undefined) {
-      this.#checkId(o.id);
-      const known = this.#named.get(o.id);
-      if (known !== undefined) return known.handle as TaskHandle<R>;
-    }
-    this.#checkOpen();
-    if (this.#queued + this.#delayedLive >= this.#o.maxQueued) throw new QueueFullError(this.name, this.#o.maxQueued);
-    return this.#accept(this.#executor.prepare(payload), o, o.id ?? this.#autoKey()) as TaskHandle<R>;
+    return this.#submit(payload, options, true) as TaskHandle<R>;
   }
 
   /** submit(), but `false` instead of ERR_HOTPATH_QUEUE_FULL. */
   trySubmit(payload: P, options?: SubmitOptions): TaskHandle<R> | false {
+    return this.#submit(payload, options, false) as TaskHandle<R> | false;
+  }
+
+  #submit(payload: P, options: SubmitOptions | undefined, throwWhenFull: boolean): TaskHandle | false {
     const o = resolveSubmit(options);
     if (o.id !== undefined) {
       this.#checkId(o.id);
       const known = this.#named.get(o.id);
-      if (known !== undefined) return known.handle as TaskHandle<R>;
+      if (known !== undefined) return known.handle;
     }
     this.#checkOpen();
-    if (this.#queued + this.#delayedLive >= this.#o.maxQueued) return false;
-    return this.#accept(this.#executor.prepare(payload), o, o.id ?? this.#autoKey()) as TaskHandle<R>;
+    if (this.#queued + this.#delayedLive >= this.#o.maxQueued) {
+      if (throwWhenFull) throw new QueueFullError(this.name, this.#o.maxQueued);
+      return false;
+    }
+    return this.#accept(this.#executor.prepare(payload), o, o.id ?? this.#autoKey());
   }
 
   /**

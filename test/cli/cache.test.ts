@@ -7,9 +7,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { SERVE_DEFAULTS } from '../../engine/server/config.js';
 import { startService, type Service } from '../../engine/server/server.js';
 import { REDIS_URL, sharedRedisReachable } from '../redis/servers.js';
+import { silentLog } from '../helpers.js';
 
 const BIN = new URL('../../bin/hotpath.js', import.meta.url).pathname;
-const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
 const reachable = await sharedRedisReachable('hotpath cache --redis');
 
 /** Runs the CLI without blocking this process's event loop (the service answers from here). */
@@ -32,7 +32,7 @@ afterEach(async () => {
 
 describe('hotpath cache', () => {
   it('warm, status and clear through the admin API, with the token from the environment', async () => {
-    service = await startService({ ...SERVE_DEFAULTS, port: 0, workers: 1, adminToken: 'tok' }, silent);
+    service = await startService({ ...SERVE_DEFAULTS, port: 0, workers: 1, adminToken: 'tok' }, silentLog);
     const s = service;
     const file = join(mkdtempSync(join(tmpdir(), 'hotpath-cache-')), 'entries.json');
     writeFileSync(file, JSON.stringify(Array.from({ length: 1200 }, (_, i) => ({ key: `k${i}`, value: { i } }))));
@@ -58,7 +58,7 @@ describe('hotpath cache', () => {
     const db = new URL(REDIS_URL);
     db.pathname = '/7';
     const redisUrl = db.href;
-    service = await startService({ ...SERVE_DEFAULTS, port: 0, workers: 1, redisUrl }, silent);
+    service = await startService({ ...SERVE_DEFAULTS, port: 0, workers: 1, redisUrl }, silentLog);
     await service.engine.cache.set(`cli-test:${process.pid}`, { on: 'redis' });
     const before = await cli(['status', '--redis', redisUrl]);
     expect(before.code).toBe(0);

@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SERVE_DEFAULTS, type ServeConfig } from '../../engine/server/config.js';
 import { startService, type Service } from '../../engine/server/server.js';
+import { silentLog } from '../helpers.js';
 
-const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
 const hasOpenssl = spawnSync('openssl', ['version'], { stdio: 'ignore' }).status === 0;
 
 let service: Service | undefined;
@@ -26,7 +26,7 @@ afterEach(async () => {
 });
 
 async function start(overrides: Partial<ServeConfig>): Promise<Service> {
-  service = await startService({ ...SERVE_DEFAULTS, port: 0, workers: 1, http2: true, ...overrides }, silent);
+  service = await startService({ ...SERVE_DEFAULTS, port: 0, workers: 1, http2: true, ...overrides }, silentLog);
   return service;
 }
 

@@ -10,11 +10,11 @@ import { describe, expect, it } from 'vitest';
 import { SERVE_DEFAULTS } from '../../engine/server/config.js';
 import { startService } from '../../engine/server/server.js';
 import { REDIS_URL, sharedRedisReachable } from '../redis/servers.js';
+import { silentLog } from '../helpers.js';
 
 const RULES = new URL('../../monitoring/alerts.yml', import.meta.url).pathname;
 const DASHBOARD = new URL('../../monitoring/dashboard.json', import.meta.url).pathname;
 const hasPromtool = spawnSync('promtool', ['--version'], { stdio: 'ignore' }).status === 0;
-const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
 const reachable = await sharedRedisReachable('monitoring assets');
 
 interface Panel {
@@ -62,7 +62,7 @@ describe('monitoring assets', () => {
   });
 
   it.runIf(reachable)('every metric the rules and the dashboard name exists in a running service\'s /metrics', async () => {
-    const s = await startService({ ...SERVE_DEFAULTS, port: 0, workers: 1, redisUrl: REDIS_URL }, silent);
+    const s = await startService({ ...SERVE_DEFAULTS, port: 0, workers: 1, redisUrl: REDIS_URL }, silentLog);
     try {
       await (await fetch(`${s.url}/process`, { method: 'POST', body: 'monitoring' })).arrayBuffer();
       const q = s.engine.queue('monitored', { handler: () => undefined });

@@ -11,8 +11,8 @@ import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SERVE_DEFAULTS } from '../../engine/server/config.js';
 import { startService, type Service } from '../../engine/server/server.js';
+import { silentLog } from '../helpers.js';
 
-const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
 const BIN = new URL('../../bin/hotpath.js', import.meta.url).pathname;
 
 let service: Service | undefined;
@@ -29,7 +29,7 @@ const post = async (url: string, body: string): Promise<number> => {
 
 describe('live configuration', () => {
   it('reconfigure(): limits, body limit and admin token change at once; what needs a restart is listed, not applied', async () => {
-    service = await startService({ ...SERVE_DEFAULTS, port: 0, workers: 1, limitPerSecond: 1, limitBurst: 2, bodyLimit: 1000 }, silent);
+    service = await startService({ ...SERVE_DEFAULTS, port: 0, workers: 1, limitPerSecond: 1, limitBurst: 2, bodyLimit: 1000 }, silentLog);
     const s = service;
     expect([await post(s.url, 'a'), await post(s.url, 'b'), await post(s.url, 'c')]).toEqual([200, 200, 429]);
     const r = s.reconfigure({ ...s.config, limitBurst: 4, bodyLimit: 10, adminToken: 'new', port: 1, cacheL1Entries: 5 });

@@ -13,9 +13,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { resolveServeConfig, SERVE_DEFAULTS, type ServeConfig } from '../../engine/server/config.js';
 import { clientAddress, MAX_LIMITER_SHAPES, startService, type Service } from '../../engine/server/server.js';
 import type { IncomingMessage } from 'node:http';
+import { silentLog } from '../helpers.js';
 
 const hasPromtool = spawnSync('promtool', ['--version'], { stdio: 'ignore' }).status === 0;
-const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
 const BIN = new URL('../../bin/hotpath.js', import.meta.url).pathname;
 
 let service: Service | undefined;
@@ -25,7 +25,7 @@ afterEach(async () => {
 });
 
 async function start(overrides: Partial<ServeConfig> = {}): Promise<Service> {
-  service = await startService({ ...SERVE_DEFAULTS, port: 0, workers: 1, ...overrides }, silent);
+  service = await startService({ ...SERVE_DEFAULTS, port: 0, workers: 1, ...overrides }, silentLog);
   return service;
 }
 
