@@ -174,8 +174,16 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
   let token = config.adminToken === undefined ? undefined : Buffer.from(config.adminToken);
   const histogram = engine.metrics.histogram('hotpath_http_request_duration_seconds', 'HTTP request durations of hotpath serve.');
   const requests = engine.metrics.counter('hotpath_http_requests_total', 'HTTP requests answered by hotpath serve, by route and status code.', ['route', 'status']);
-  const series = new Map<string, { inc(n?: number): void }>(); // bound children: one lookup per request
-  const ROUTES = new Set(['/process', '/health', '/ready', '/metrics']);
+  // Bound children by (route, status) as one number: no string is built per request.
+  const series = new Map<number, { inc(n?: number): void }>();
+  const ROUTES = ['/process', '/health', '/ready', '/metrics', '/admin', 'other'];
+  const routeIndex = (url: string | undefined): number => {
+    const raw = url ?? '/';
+    const q = raw.indexOf('?');
+    const path = q < 0 ? raw : raw.slice(0, q);
+    const i = ROUTES.indexOf(path);
+    return i >= 0 && i < 4 ? i : path.startsWith('/admin') ? 4 : 5;
+  };
   let inflight = 0;
   let served = 0;
   let accepted = 0;
@@ -391,12 +399,11 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     if (closing !== undefined && h1) res.setHeader('Connection', 'close');
     res.on('finish', () => {
       served++;
-      const path = (req.url ?? '/').split('?', 1)[0]!;
-      const route = ROUTES.has(path) ? path : path.startsWith('/admin') ? '/admin' : 'other';
-      const k = `${route} ${res.statusCode}`;
+      const r = routeIndex(req.url);
+      const k = res.statusCode * 8 + r;
       let c = series.get(k);
       if (c === undefined) {
-        c = requests.labels(route, String(res.statusCode));
+        c = requests.labels(ROUTES[r]!, String(res.statusCode));
         series.set(k, c);
       }
       c.inc();
