@@ -184,7 +184,7 @@ export class Engine {
     const m = this.metrics;
     this.#queueTimes = {
       wait: m.histogram('hotpath_queue_wait_seconds', 'Time tasks of every queue waited before an attempt started.'),
-      run: m.histogram('hotpath_queue_run_seconds', 'Time attempts of every queue ran.'),
+      run: m.histogram('hotpath_task_duration_seconds', 'Time task attempts of every queue took, from start (a module: sent to a worker) to answer.'),
     };
     // Depth is this process's view of the in-memory queues; a durable queue's depth lives in Redis
     // (its counts() is a round trip), so it reports its task events only.

@@ -176,6 +176,6 @@ describe('engine wiring', () => {
     expect(text).toContain('hotpath_queue_tasks_total{queue="measured",event="completed"} 3');
     expect(text).toContain('hotpath_queue_depth{queue="measured",state="queued"} 1');
     expect(text).toMatch(/hotpath_queue_wait_seconds_count \d+/);
-    expect(text).toMatch(/hotpath_queue_run_seconds_count 3/);
+    expect(text).toMatch(/hotpath_task_duration_seconds_count 3/);
   });
 });
