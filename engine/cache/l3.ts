@@ -20,7 +20,7 @@
  */
 import calculateSlot from 'cluster-key-slot';
 import { CorruptValueError, HotpathError, RedisUnavailableError } from '../errors.js';
-import type { RedisConnector, Script } from '../redis/connector.js';
+import { withTimeout, type RedisConnector, type Script } from '../redis/connector.js';
 
 export const ENTRY_MAGIC = 0xc7;
 export const HEADER_BYTES = 26;
@@ -183,12 +183,12 @@ export class RedisTier {
       for (const node of nodes) {
         let cursor = '0';
         do {
-          const [next, keys] = (await withTimeout(node.scan(cursor, 'MATCH', 'hotpath:c:{*', 'COUNT', 1000), this.#timeoutMs * 20)) as [string, string[]];
+          const [next, keys] = (await withTimeout(node.scan(cursor, 'MATCH', 'hotpath:c:{*', 'COUNT', 1000), this.#timeoutMs * 20, 'clear')) as [string, string[]];
           cursor = next;
           if (keys.length === 0) continue;
           // On a Cluster one UNLINK may only name keys of one slot.
           const groups = cluster ? groupBySlot(keys) : [keys];
-          for (const g of groups) removed += Number(await withTimeout(node.unlink(...g), this.#timeoutMs * 20));
+          for (const g of groups) removed += Number(await withTimeout(node.unlink(...g), this.#timeoutMs * 20, 'clear'));
         } while (cursor !== '0');
       }
     } catch (err) {
@@ -212,18 +212,6 @@ function groupBySlot(keys: string[]): string[][] {
 
 const UNLEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let t: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      t = setTimeout(() => {
-        p.catch(() => {});
-        reject(new RedisUnavailableError(`Redis clear timed out after ${ms} ms`));
-      }, ms);
-    }),
-  ]).finally(() => clearTimeout(t));
-}
 
 /** True for the failures that mean "Redis is unavailable" (as opposed to a reply error or corrupt data). */
 export function isUnavailable(err: unknown): boolean {

@@ -57,7 +57,7 @@ import type { Cluster, Redis } from 'ioredis';
 import { CancelledError, ClosedError, HotpathError, QueueFullError, RedisCommandError, RedisUnavailableError } from '../errors.js';
 import { SYSTEM_CLOCK, type Clock } from '../options.js';
 import { ValueCodec } from '../codec/codec.js';
-import type { RedisConnector } from '../redis/connector.js';
+import { withTimeout, type RedisConnector } from '../redis/connector.js';
 import type { LatencyRecorder } from '../observe/thread-metrics.js';
 import { createExecutor, type AttemptHandle, type Executor } from './executor.js';
 import { backoffDelay, resolveQueueOptions, resolveSubmit, type ResolvedQueueOptions, type ResolvedSubmit } from './options.js';
@@ -443,7 +443,6 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
     const started = Date.now();
     if (this.#producer.status !== 'ready') await this.#connected(what, timeoutMs);
     timeoutMs = Math.max(1, timeoutMs - (Date.now() - started));
-    let timer: ReturnType<typeof setTimeout> | undefined;
     let sent: Promise<T>;
     try {
       sent = fn();
@@ -451,17 +450,10 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
       sent = Promise.reject(err);
     }
     try {
-      return await Promise.race([
-        sent,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new RedisUnavailableError(`Redis ${what} for queue "${this.name}" timed out after ${timeoutMs} ms`)), timeoutMs);
-        }),
-      ]);
+      return await withTimeout(sent, timeoutMs, `${what} for queue "${this.name}"`);
     } catch (err) {
       sent.catch(noop); // the loser of the race may reject later: handled here
       throw classify(what, err);
-    } finally {
-      clearTimeout(timer);
     }
   }
 

@@ -519,7 +519,12 @@ function isReplyError(err: unknown): boolean {
   return err instanceof Error && (err.name === 'ReplyError' || err.constructor?.name === 'ReplyError');
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+/**
+ * `p`, or ERR_HOTPATH_REDIS_UNAVAILABLE (`Redis <what> timed out after <ms> ms`) once `ms` pass;
+ * a late rejection of `p` is handled (never unhandled). For calls on connections the connector
+ * does not guard (BullMQ's, a node of a Cluster).
+ */
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: ReturnType<typeof setTimeout> | undefined;
   return Promise.race([
     p,
