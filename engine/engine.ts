@@ -19,6 +19,7 @@ import { createExecutor } from './queue/executor.js';
 import { resolveQueueOptions } from './queue/options.js';
 import type { QueueOptions } from './queue/types.js';
 import type { LatencyRecorder } from './observe/thread-metrics.js';
+import { CircuitBreaker, type BreakerOptions } from './resilience/breaker.js';
 
 /** One hotpath runtime and the components built on it. Create with {@link createEngine}. */
 export class Engine {
@@ -39,6 +40,7 @@ export class Engine {
   #cache: Cache | undefined;
   readonly #queues = new Map<string, Queue<any, any> | DurableQueue<any, any>>();
   #queueTimes: { wait: LatencyRecorder; run: LatencyRecorder } | undefined;
+  readonly #breakers = new Map<string, { breaker: CircuitBreaker; options: string }>();
   #closed: Promise<void> | undefined;
 
   /** @internal use createEngine() */
@@ -78,6 +80,40 @@ export class Engine {
     });
     this.#limiters.set(name, { limiter, options: key ?? '' });
     return limiter;
+  }
+
+  /**
+   * The circuit breaker `name`, its state in the shared memory: the main thread and every worker
+   * (`ctx.breaker(name)` in a queue handler) see one state, one window and one set of thresholds
+   * (the creator's). Created on first use, returned again for the same name; without `options`
+   * it opens the existing one (or creates it with the defaults). `clock` is the engine's.
+   * @throws TypeError / RangeError naming a bad option; ERR_HOTPATH_CLOSED after close();
+   *   ERR_HOTPATH_REGION_CONFLICT when `name` exists with other thresholds.
+   */
+  breaker(name: string, options?: Omit<BreakerOptions, 'clock'>): CircuitBreaker {
+    if (this.#closed !== undefined) throw new ClosedError('engine');
+    const known = this.#breakers.get(name);
+    const key = options === undefined ? undefined : JSON.stringify(options);
+    if (known !== undefined && (key === undefined || key === known.options)) return known.breaker;
+    const breaker = CircuitBreaker.shared(this.runtime.thread, name, { ...options, clock: this.clock });
+    if (known !== undefined) known.breaker.dispose();
+    if (this.#breakers.size === 0 && this.metrics.registry !== undefined) {
+      const all = this.#breakers;
+      const states = { closed: 0, 'half-open': 1, open: 2 } as const;
+      this.metrics.collect('hotpath_breaker_state', 'Circuit breaker state (process-wide): 0 closed, 1 half-open, 2 open.', 'gauge',
+        () => [...all.values()].map(({ breaker: b }) => ({ value: states[b.state], labels: { breaker: b.name } })));
+      this.metrics.collect('hotpath_breaker_calls_total', 'Calls through a circuit breaker by outcome (success, failure, rejected while open), process-wide.', 'counter',
+        () => [...all.values()].flatMap(({ breaker: b }) => {
+          const s = b.stats();
+          return [
+            { value: s.successes, labels: { breaker: b.name, outcome: 'success' } },
+            { value: s.failures, labels: { breaker: b.name, outcome: 'failure' } },
+            { value: s.rejected, labels: { breaker: b.name, outcome: 'rejected' } },
+          ];
+        }));
+    }
+    this.#breakers.set(name, { breaker, options: key ?? known?.options ?? '' });
+    return breaker;
   }
 
   /**
@@ -152,6 +188,7 @@ export class Engine {
       codec: this.runtime.thread.codec,
       limiter: (n: string) => this.limiter(n),
       cache: () => this.cache,
+      breaker: (n: string) => this.breaker(n),
     };
     let q: Queue<P, R> | DurableQueue<P, R>;
     if (options.durable !== undefined && options.durable !== false) {
@@ -252,6 +289,9 @@ export class Engine {
     this.#closed ??= Promise.all([...this.#queues.values()].map((q) => q.close(this.#closeTimeoutMs).catch(() => undefined)))
       .then(() => this.#cache?.close())
       .catch(() => undefined)
+      .then(() => {
+        for (const { breaker } of this.#breakers.values()) breaker.dispose();
+      })
       .then(() => Promise.all([this.runtime.close(this.#closeTimeoutMs), this.redis?.close()]))
       .then(() => undefined);
     return this.#closed;

@@ -25,6 +25,10 @@ export const ErrorCodes = {
   OUTPUT_LIMIT: 'ERR_HOTPATH_OUTPUT_LIMIT',
   CODEC_UNAVAILABLE: 'ERR_HOTPATH_CODEC_UNAVAILABLE',
   QUEUE_FULL: 'ERR_HOTPATH_QUEUE_FULL',
+  POOL_TIMEOUT: 'ERR_HOTPATH_POOL_TIMEOUT',
+  POOL_CREATE_FAILED: 'ERR_HOTPATH_POOL_CREATE_FAILED',
+  NO_BACKEND: 'ERR_HOTPATH_NO_BACKEND',
+  UPSTREAM_FAILED: 'ERR_HOTPATH_UPSTREAM_FAILED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -187,5 +191,33 @@ export class CodecUnavailableError extends HotpathError {
 export class QueueFullError extends HotpathError {
   constructor(queue: string, maxQueued: number) {
     super(ErrorCodes.QUEUE_FULL, `queue "${queue}" is full: ${maxQueued} tasks are queued or delayed (options.maxQueued)`);
+  }
+}
+
+/** A resource pool could not hand out a resource within `acquireTimeoutMs`. */
+export class PoolTimeoutError extends HotpathError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCodes.POOL_TIMEOUT, message, options);
+  }
+}
+
+/** A resource pool's `create` failed (or its breaker is open after repeated failures); `cause` is the last failure. */
+export class PoolCreateError extends HotpathError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCodes.POOL_CREATE_FAILED, message, options);
+  }
+}
+
+/** A balancer has no backend it may pick: none configured, or every one is down or refused by its breaker. */
+export class NoBackendError extends HotpathError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCodes.NO_BACKEND, message, options);
+  }
+}
+
+/** An upstream of the proxy failed (refused, reset, timed out, or answered with a broken response). */
+export class UpstreamError extends HotpathError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCodes.UPSTREAM_FAILED, message, options);
   }
 }

@@ -11,7 +11,7 @@ export {
 export type { ErrorCode } from './errors.js';
 export { RedisUnavailableError, RedisCommandError, ValueTooLargeError, CorruptValueError } from './errors.js';
 export { RedisConnector, hashTagged, type RedisConfig, type ConnectorOptions, type Script } from './redis/connector.js';
-export { CircuitBreaker, BreakerOpenError, type BreakerOptions, type BreakerState } from './resilience/breaker.js';
+export { CircuitBreaker, BreakerOpenError, BREAKER_DEFAULTS, type BreakerOptions, type BreakerState, type BreakerStats, type BreakerRunOptions } from './resilience/breaker.js';
 export { ValueCodec, type CodecOptions } from './codec/codec.js';
 export type { Metrics } from './observe/metrics.js';
 export type { SharedCounter, SharedGauge, LatencyRecorder, CounterChild, GaugeChild } from './observe/thread-metrics.js';

@@ -20,6 +20,7 @@ import { ENC_BYTES, EncodedPayload } from '../runtime/protocol.js';
 import { distUrl } from '../runtime/paths.js';
 import type { RateLimiter } from '../limiter/types.js';
 import type { Cache } from '../cache/cache.js';
+import type { CircuitBreaker } from '../resilience/breaker.js';
 import type { HandlerContext, HandlerFunction, Handler } from './types.js';
 
 export interface AttemptInfo {
@@ -77,6 +78,8 @@ export interface ExecutorDeps {
   limiter?: (name: string) => RateLimiter;
   /** `ctx.cache` of function handlers. */
   cache?: () => Cache;
+  /** `ctx.breaker(name)` of function handlers. */
+  breaker?: (name: string) => CircuitBreaker;
 }
 
 /** The worker-side adapter that gives module handlers their context (worker-adapter.ts). */
@@ -289,6 +292,11 @@ class FunctionContext implements HandlerContext {
   limiter(name: string): RateLimiter {
     if (this.#deps.limiter === undefined) throw new TypeError('ctx.limiter needs a queue created by engine.queue (or deps.limiter)');
     return this.#deps.limiter(name);
+  }
+
+  breaker(name: string): CircuitBreaker {
+    if (this.#deps.breaker === undefined) throw new TypeError('ctx.breaker needs a queue created by engine.queue (or deps.breaker)');
+    return this.#deps.breaker(name);
   }
 
   get cache(): Cache {

@@ -31,6 +31,7 @@ import type { ValueCodec } from '../codec/codec.js';
 import type { WorkerPool } from '../runtime/pool.js';
 import type { RateLimiter } from '../limiter/types.js';
 import type { Cache } from '../cache/cache.js';
+import type { CircuitBreaker } from '../resilience/breaker.js';
 import type { LatencyRecorder } from '../observe/thread-metrics.js';
 import { MAX_HEAP_ENTRIES, TaskHeap } from './heap.js';
 import { createExecutor, FunctionExecutor, Settled, type AttemptHandle, type Executor } from './executor.js';
@@ -53,6 +54,8 @@ export interface QueueDeps {
   limiter?: (name: string) => RateLimiter;
   /** `ctx.cache` for function handlers. */
   cache?: () => Cache;
+  /** `ctx.breaker(name)` for function handlers. */
+  breaker?: (name: string) => CircuitBreaker;
   /** Wait and run time recorders (ms). */
   waitTime?: LatencyRecorder;
   runTime?: LatencyRecorder;

@@ -6,6 +6,7 @@
  */
 import type { RateLimiter } from '../limiter/types.js';
 import type { Cache } from '../cache/cache.js';
+import type { CircuitBreaker } from '../resilience/breaker.js';
 
 /** Named priority levels. Lower runs first; numbers between and around them are allowed. */
 export const PRIORITY_LEVELS = { critical: 0, high: 1, normal: 2, low: 3 } as const;
@@ -23,6 +24,8 @@ export interface HandlerContext {
   readonly attempt: number;
   /** The rate limiter `name` of this process (created by `engine.limiter(name, options)`). */
   limiter(name: string): RateLimiter;
+  /** The circuit breaker `name` of this process (created by `engine.breaker(name, options)`; state shared by every thread). */
+  breaker(name: string): CircuitBreaker;
   /** The engine's cache: this thread's L1 and the process's shared L2 (on a worker, no Redis). */
   readonly cache: Cache;
 }

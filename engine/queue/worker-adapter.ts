@@ -9,17 +9,19 @@ import type { TaskContext } from '../runtime/worker.js';
 import type { ThreadRuntime } from '../runtime/thread.js';
 import { Limiter } from '../limiter/limiter.js';
 import { Cache } from '../cache/cache.js';
+import { CircuitBreaker } from '../resilience/breaker.js';
 import type { RateLimiter } from '../limiter/types.js';
 import type { HandlerContext, HandlerFunction } from './types.js';
 import { CALL_HEADER } from './executor.js';
 
 /** Per-thread views, opened on first use (one ThreadRuntime per worker; keyed so nothing is global). */
-const views = new WeakMap<ThreadRuntime, { limiters: Map<string, Limiter>; cache: Cache | undefined }>();
+interface Views { limiters: Map<string, Limiter>; breakers: Map<string, CircuitBreaker>; cache: Cache | undefined }
+const views = new WeakMap<ThreadRuntime, Views>();
 
-function viewsOf(rt: ThreadRuntime): { limiters: Map<string, Limiter>; cache: Cache | undefined } {
+function viewsOf(rt: ThreadRuntime): Views {
   let v = views.get(rt);
   if (v === undefined) {
-    v = { limiters: new Map(), cache: undefined };
+    v = { limiters: new Map(), breakers: new Map(), cache: undefined };
     views.set(rt, v);
   }
   return v;
@@ -48,6 +50,16 @@ class WorkerHandlerContext implements HandlerContext {
       v.limiters.set(name, l);
     }
     return l;
+  }
+
+  breaker(name: string): CircuitBreaker {
+    const v = viewsOf(this.#task.runtime);
+    let b = v.breakers.get(name);
+    if (b === undefined) {
+      b = CircuitBreaker.shared(this.#task.runtime, name);
+      v.breakers.set(name, b);
+    }
+    return b;
   }
 
   get cache(): Cache {

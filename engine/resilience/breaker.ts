@@ -10,12 +10,40 @@
  * - Half-open: up to `halfOpenProbes` calls pass as probes. One success closes it (and clears the
  *   window); one failure opens it again for another `resetMs`.
  *
+ * The state lives in an Int32Array of {@link BREAKER_WORDS} words, read and written with Atomics
+ * only. A breaker made with `new CircuitBreaker(name, options)` owns a private array; one opened
+ * with {@link CircuitBreaker.shared} uses a region of the engine's shared memory, so the main
+ * thread and every worker that open the breaker of that name see one state and one window (the
+ * public `engine.breaker(name)`). Layout (i32 words):
+ * ```
+ *  0 STATE      bits 0-1 state (0 closed, 1 open, 2 half-open), bits 2-13 probes in flight,
+ *               bits 14-31 generation (+1 on every transition; tells a thread it missed one)
+ *  1 OPENED_LO  2 OPENED_HI   when it last opened (ms, split in two u32 halves)
+ *  3 CONSECUTIVE              failures in a row
+ *  4..9        successes, failures, rejected: each a (lo, hi) pair of u32 (hi bumped on lo's wrap)
+ * 16..45       the window: WINDOW_BUCKETS × (epoch, calls, failures); epoch = floor(now / bucketMs)
+ * 48..63       (shared only) the configuration, written once by the creator: every thread uses the
+ *               creator's thresholds
+ * ```
+ * Protocol: every transition is one compare-and-swap of STATE from the word the deciding thread
+ * read, so two threads that both see the fifth failure open it once, and exactly
+ * `halfOpenProbes` probes pass. OPENED is written before the CAS that opens (the CAS publishes it;
+ * two threads racing to open write near-equal times). Window counts are statistics: a bucket is
+ * recycled by the thread that CASes its epoch, and a call recorded by another thread between that
+ * CAS and the zeroing that follows may be lost (a few calls at a bucket boundary, never a wrong
+ * state transition by itself).
+ *
+ * Events are per thread: a thread emits `'state'` (to, from) for the transitions it makes and for
+ * those it notices other threads made (on its next call or its own timer), so a listener may see
+ * open → closed when the half-open step happened elsewhere.
+ *
  * Time comes from `clock.now()` (ms); the reset timer is a global `setTimeout`, unref'd, so tests
- * drive it with fake timers. The rolling window is `WINDOW_BUCKETS` buckets; recording is O(1).
+ * drive it with fake timers. Recording is O(1).
  */
 import { EventEmitter } from 'node:events';
-import { ErrorCodes, HotpathError, TimeoutError } from '../errors.js';
+import { CancelledError, ErrorCodes, HotpathError, RegionConflictError, TimeoutError } from '../errors.js';
 import type { Clock } from '../options.js';
+import type { ThreadRuntime } from '../runtime/thread.js';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
@@ -31,10 +59,15 @@ export interface BreakerOptions {
   windowMs?: number;
   /** How long it stays open before probing (ms). Default 5000. */
   resetMs?: number;
-  /** Probes allowed at once while half-open. Default 1. */
+  /** Probes allowed at once while half-open (at most 4095). Default 1. */
   halfOpenProbes?: number;
   /** `run()`: a call slower than this fails with ERR_HOTPATH_TIMEOUT (ms). Default none. */
   timeoutMs?: number;
+  /**
+   * `run()`: which errors count as failures of the protected dependency. Default: every error.
+   * An error it says false to (a 404, a validation error) is rethrown but counts as a success.
+   */
+  isFailure?: (err: unknown) => boolean;
   /** The time source (ms). Default Date.now. */
   clock?: Clock;
 }
@@ -48,7 +81,42 @@ export const BREAKER_DEFAULTS = {
   halfOpenProbes: 1,
 } as const;
 
+/** Options of one {@link CircuitBreaker.run} call. */
+export interface BreakerRunOptions<T> {
+  /** Called instead of rejecting (refused while open, or the call failed); its value is returned. */
+  fallback?: (err: unknown) => T | Promise<T>;
+  /** Abandons the call: `run` rejects with ERR_HOTPATH_CANCELLED; the outcome is not counted. */
+  signal?: AbortSignal;
+  /** This call's timeout (ms), instead of the breaker's `timeoutMs`. */
+  timeoutMs?: number;
+}
+
 const WINDOW_BUCKETS = 10;
+/** i32 words of a breaker's state (see the layout above). */
+export const BREAKER_WORDS = 64;
+
+const STATE = 0;
+const OPENED_LO = 1;
+const OPENED_HI = 2;
+const CONSECUTIVE = 3;
+const SUCCESSES = 4;
+const FAILURES = 6;
+const REJECTED = 8;
+const WINDOW = 16;
+const CONFIG = 48;
+const CONFIG_MAGIC = 0x42524b31; // 'BRK1'
+
+const CLOSED = 0;
+const OPEN = 1;
+const HALF_OPEN = 2;
+const STATE_MASK = 3;
+const PROBE_ONE = 1 << 2;
+const PROBE_MASK = 0xfff << 2;
+const GEN_ONE = 1 << 14;
+const NAMES: readonly BreakerState[] = ['closed', 'open', 'half-open'];
+
+/** A signal that never aborts: what `run`'s function gets when the call has no timeout and no signal. */
+const NEVER = new AbortController().signal;
 
 /** The breaker refused the call because it is open. */
 export class BreakerOpenError extends HotpathError {
@@ -62,7 +130,7 @@ export class BreakerOpenError extends HotpathError {
   }
 }
 
-/** Counters of a breaker since it was created. */
+/** Counters of a breaker (process-wide for a shared one). */
 export interface BreakerStats {
   state: BreakerState;
   successes: number;
@@ -75,67 +143,136 @@ export interface BreakerStats {
   windowFailures: number;
 }
 
+type Config = Required<Omit<BreakerOptions, 'timeoutMs' | 'clock' | 'isFailure'>> & { timeoutMs: number | undefined };
+
+function validate(name: string, options: BreakerOptions): Config {
+  if (typeof name !== 'string' || name.length === 0) throw new TypeError(`breaker name must be a non-empty string, got ${String(name)}`);
+  if (options === null || typeof options !== 'object') throw new TypeError('breaker options must be an object');
+  const int = (key: keyof typeof BREAKER_DEFAULTS, min: number, max = 2 ** 31 - 1): number => {
+    const v = options[key] ?? BREAKER_DEFAULTS[key];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+      throw new RangeError(`options.${key} must be an integer in [${min}, ${max}], got ${String(v)}`);
+    }
+    return v;
+  };
+  const errorRate = options.errorRate ?? BREAKER_DEFAULTS.errorRate;
+  if (typeof errorRate !== 'number' || !(errorRate > 0 && errorRate <= 1)) {
+    throw new RangeError(`options.errorRate must be a number in (0, 1], got ${String(errorRate)}`);
+  }
+  const timeoutMs = options.timeoutMs;
+  if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !(timeoutMs > 0) || timeoutMs > 2 ** 31 - 1)) {
+    throw new RangeError(`options.timeoutMs must be a positive number of ms (≤ 2^31 - 1), got ${String(timeoutMs)}`);
+  }
+  if (options.clock !== undefined && typeof options.clock?.now !== 'function') {
+    throw new TypeError('options.clock.now must be a function');
+  }
+  if (options.isFailure !== undefined && typeof options.isFailure !== 'function') {
+    throw new TypeError(`options.isFailure must be a function, got ${typeof options.isFailure}`);
+  }
+  return {
+    consecutiveFailures: int('consecutiveFailures', 1),
+    errorRate,
+    volume: int('volume', 1),
+    windowMs: int('windowMs', WINDOW_BUCKETS),
+    resetMs: int('resetMs', 1),
+    halfOpenProbes: int('halfOpenProbes', 1, 0xfff),
+    timeoutMs,
+  };
+}
+
 /**
  * Events: `'state'` (to, from) on every transition, and `'open'`, `'half-open'`, `'close'`.
  */
 export class CircuitBreaker extends EventEmitter {
   readonly name: string;
-  readonly #o: Required<Omit<BreakerOptions, 'timeoutMs' | 'clock'>> & { timeoutMs: number | undefined };
+  readonly #o: Config;
   readonly #clock: Clock;
-  #state: BreakerState = 'closed';
-  #openedAt = 0;
-  #probes = 0;
-  #consecutive = 0;
-  #successes = 0;
-  #failures = 0;
-  #rejected = 0;
-  readonly #calls = new Float64Array(WINDOW_BUCKETS);
-  readonly #fails = new Float64Array(WINDOW_BUCKETS);
-  #bucketStart = 0; // start time of the current bucket
-  #bucket = 0;
+  readonly #isFailure: ((err: unknown) => boolean) | undefined;
+  readonly #w: Int32Array;
+  /** Index of word 0 in #w. */
+  readonly #b: number;
+  readonly #bucketMs: number;
+  /** The STATE word this thread last acted on or announced (its events are relative to it). */
+  #seen = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
 
-  /** @throws TypeError / RangeError naming a bad option. */
-  constructor(name: string, options: BreakerOptions = {}) {
+  /**
+   * A breaker with private state (one thread's).
+   * @throws TypeError / RangeError naming a bad option.
+   */
+  constructor(name: string, options: BreakerOptions = {}, cells?: { words: Int32Array; base: number }) {
     super();
-    if (typeof name !== 'string' || name.length === 0) throw new TypeError(`breaker name must be a non-empty string, got ${String(name)}`);
-    if (options === null || typeof options !== 'object') throw new TypeError('breaker options must be an object');
-    const int = (key: keyof typeof BREAKER_DEFAULTS, min: number): number => {
-      const v = options[key] ?? BREAKER_DEFAULTS[key];
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
-        throw new RangeError(`options.${key} must be an integer ≥ ${min}, got ${String(v)}`);
-      }
-      return v;
-    };
-    const errorRate = options.errorRate ?? BREAKER_DEFAULTS.errorRate;
-    if (typeof errorRate !== 'number' || !(errorRate > 0 && errorRate <= 1)) {
-      throw new RangeError(`options.errorRate must be a number in (0, 1], got ${String(errorRate)}`);
-    }
-    const timeoutMs = options.timeoutMs;
-    if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !(timeoutMs > 0))) {
-      throw new RangeError(`options.timeoutMs must be a positive number, got ${String(timeoutMs)}`);
-    }
-    if (options.clock !== undefined && typeof options.clock?.now !== 'function') {
-      throw new TypeError('options.clock.now must be a function');
-    }
+    this.#o = validate(name, options);
     this.name = name;
-    this.#o = {
-      consecutiveFailures: int('consecutiveFailures', 1),
-      errorRate,
-      volume: int('volume', 1),
-      windowMs: int('windowMs', WINDOW_BUCKETS),
-      resetMs: Math.min(int('resetMs', 1), 2 ** 31 - 1),
-      halfOpenProbes: int('halfOpenProbes', 1),
-      timeoutMs,
-    };
     this.#clock = options.clock ?? { now: Date.now };
-    this.#bucketStart = this.#clock.now();
+    this.#isFailure = options.isFailure;
+    this.#w = cells?.words ?? new Int32Array(BREAKER_WORDS);
+    this.#b = cells?.base ?? 0;
+    this.#bucketMs = this.#o.windowMs / WINDOW_BUCKETS;
+    this.#seen = Atomics.load(this.#w, this.#b + STATE);
+  }
+
+  /**
+   * The breaker `name` in the shared memory of `runtime` (region `breaker:<name>`): created with
+   * `options` on first use; any thread that opens it later gets the creator's thresholds (and its
+   * `timeoutMs` unless it passes its own). Opening it with other thresholds is refused.
+   * @throws TypeError / RangeError naming a bad option; ERR_HOTPATH_REGION_CONFLICT when it exists
+   *   with other thresholds; ERR_HOTPATH_ARENA_EXHAUSTED when the arena is full.
+   */
+  static shared(runtime: ThreadRuntime, name: string, options?: BreakerOptions): CircuitBreaker {
+    const wanted = options === undefined ? undefined : validate(name, options);
+    const r = runtime.arena.region(`breaker:${name}`, BREAKER_WORDS * 4, 64);
+    const words = runtime.i32;
+    const base = r.offset >>> 2;
+    const c = base + CONFIG;
+    if (r.created) {
+      const cfg = wanted ?? validate(name, {});
+      Atomics.store(words, c + 1, cfg.consecutiveFailures);
+      Atomics.store(words, c + 2, Math.round(cfg.errorRate * 1e6));
+      Atomics.store(words, c + 3, cfg.volume);
+      Atomics.store(words, c + 4, cfg.windowMs);
+      Atomics.store(words, c + 5, cfg.resetMs);
+      Atomics.store(words, c + 6, cfg.halfOpenProbes);
+      Atomics.store(words, c + 7, cfg.timeoutMs === undefined ? 0 : Math.ceil(cfg.timeoutMs));
+      Atomics.store(words, c, CONFIG_MAGIC); // publishes the configuration
+    } else {
+      // The creator publishes a few stores after carving; give up after about a second.
+      for (let spins = 0; Atomics.load(words, c) !== CONFIG_MAGIC; spins++) {
+        if (spins > 100) Atomics.wait(words, c, 0, 1);
+        if (spins > 1100) throw new RegionConflictError(r.name, r.bytes, BREAKER_WORDS * 4, `breaker "${name}" was carved but never initialised (did the thread creating it die?)`);
+      }
+    }
+    const stored: Config = {
+      consecutiveFailures: Atomics.load(words, c + 1),
+      errorRate: Atomics.load(words, c + 2) / 1e6,
+      volume: Atomics.load(words, c + 3),
+      windowMs: Atomics.load(words, c + 4),
+      resetMs: Atomics.load(words, c + 5),
+      halfOpenProbes: Atomics.load(words, c + 6),
+      timeoutMs: Atomics.load(words, c + 7) || undefined,
+    };
+    if (wanted !== undefined && !r.created) {
+      for (const k of ['consecutiveFailures', 'volume', 'windowMs', 'resetMs', 'halfOpenProbes'] as const) {
+        if (wanted[k] !== stored[k]) {
+          throw new RegionConflictError(r.name, r.bytes, r.bytes, `breaker "${name}" exists with ${k} = ${stored[k]}, not ${wanted[k]}`);
+        }
+      }
+      if (Math.round(wanted.errorRate * 1e6) !== Math.round(stored.errorRate * 1e6)) {
+        throw new RegionConflictError(r.name, r.bytes, r.bytes, `breaker "${name}" exists with errorRate = ${stored.errorRate}, not ${wanted.errorRate}`);
+      }
+    }
+    return new CircuitBreaker(name, {
+      ...stored,
+      timeoutMs: wanted?.timeoutMs ?? stored.timeoutMs,
+      ...(options?.clock ? { clock: options.clock } : {}),
+      ...(options?.isFailure ? { isFailure: options.isFailure } : {}),
+    }, { words, base });
   }
 
   /** The current state (an open breaker past its reset time reads as half-open). */
   get state(): BreakerState {
     this.#maybeHalfOpen();
-    return this.#state;
+    return NAMES[this.#observe() & STATE_MASK]!;
   }
 
   /**
@@ -143,172 +280,293 @@ export class CircuitBreaker extends EventEmitter {
    * False: refused (open, or half-open with every probe slot taken); counted as rejected.
    */
   tryAcquire(): boolean {
-    this.#maybeHalfOpen();
-    if (this.#state === 'closed') return true;
-    if (this.#state === 'half-open' && this.#probes < this.#o.halfOpenProbes) {
-      this.#probes++;
-      return true;
+    const w = this.#w;
+    const at = this.#b + STATE;
+    let s = Atomics.load(w, at);
+    if (s === this.#seen && (s & STATE_MASK) === CLOSED) return true; // the hot path: one load
+    for (;;) {
+      this.#announce(s);
+      const state = s & STATE_MASK;
+      if (state === CLOSED) return true;
+      if (state === OPEN) {
+        if (this.#clock.now() < this.#openedAt() + this.#o.resetMs) break;
+        const next = ((s & ~(STATE_MASK | PROBE_MASK)) + GEN_ONE) | HALF_OPEN;
+        const was = Atomics.compareExchange(w, at, s, next);
+        s = was === s ? next : was;
+        continue;
+      }
+      // half-open: take a probe slot if one is free
+      if (((s & PROBE_MASK) >>> 2) >= this.#o.halfOpenProbes) break;
+      const was = Atomics.compareExchange(w, at, s, s + PROBE_ONE);
+      if (was === s) return true;
+      s = was;
     }
-    this.#rejected++;
+    this.#add(REJECTED);
     return false;
   }
 
   /** ms until an open breaker probes again (0 otherwise). */
   retryAfterMs(): number {
-    if (this.#state !== 'open') return 0;
-    return Math.max(0, this.#openedAt + this.#o.resetMs - this.#clock.now());
+    if ((Atomics.load(this.#w, this.#b + STATE) & STATE_MASK) !== OPEN) return 0;
+    return Math.max(0, this.#openedAt() + this.#o.resetMs - this.#clock.now());
   }
 
   /** Reports a call that succeeded. */
   success(): void {
-    this.#successes++;
-    this.#consecutive = 0;
+    const w = this.#w;
+    const b = this.#b;
+    this.#add(SUCCESSES);
+    if (Atomics.load(w, b + CONSECUTIVE) !== 0) Atomics.store(w, b + CONSECUTIVE, 0);
     this.#record(false);
-    if (this.#state === 'half-open') {
-      this.#probes = Math.max(0, this.#probes - 1);
-      this.#calls.fill(0);
-      this.#fails.fill(0);
-      this.#transition('closed');
+    let s = Atomics.load(w, b + STATE);
+    while ((s & STATE_MASK) === HALF_OPEN) {
+      const next = ((s & ~(STATE_MASK | PROBE_MASK)) + GEN_ONE) | CLOSED;
+      const was = Atomics.compareExchange(w, b + STATE, s, next);
+      if (was === s) {
+        for (let i = 0; i < WINDOW_BUCKETS; i++) {
+          Atomics.store(w, b + WINDOW + 3 * i + 1, 0);
+          Atomics.store(w, b + WINDOW + 3 * i + 2, 0);
+        }
+        s = next;
+        break;
+      }
+      s = was;
     }
+    if (s !== this.#seen) this.#announce(s);
   }
 
   /** Reports a call that failed. */
   failure(): void {
-    this.#failures++;
-    this.#consecutive++;
+    const w = this.#w;
+    const b = this.#b;
+    this.#add(FAILURES);
+    const consecutive = Atomics.add(w, b + CONSECUTIVE, 1) + 1;
     this.#record(true);
-    if (this.#state === 'half-open') {
-      this.#probes = Math.max(0, this.#probes - 1);
-      this.#open();
-      return;
+    let s = Atomics.load(w, b + STATE);
+    for (;;) {
+      const state = s & STATE_MASK;
+      if (state === OPEN) break;
+      if (state === CLOSED && consecutive < this.#o.consecutiveFailures && !this.#rateTripped()) break;
+      // closed and tripped, or a failed probe: open (again) for resetMs
+      const now = this.#clock.now();
+      Atomics.store(w, b + OPENED_LO, now >>> 0);
+      Atomics.store(w, b + OPENED_HI, Math.floor(now / 2 ** 32));
+      const next = ((s & ~(STATE_MASK | PROBE_MASK)) + GEN_ONE) | OPEN;
+      const was = Atomics.compareExchange(w, b + STATE, s, next);
+      if (was === s) {
+        s = next;
+        this.#armTimer(this.#o.resetMs);
+        break;
+      }
+      s = was;
     }
-    if (this.#state !== 'closed') return;
-    if (this.#consecutive >= this.#o.consecutiveFailures) {
-      this.#open();
-      return;
-    }
-    let calls = 0;
-    let fails = 0;
-    for (let i = 0; i < WINDOW_BUCKETS; i++) {
-      calls += this.#calls[i]!;
-      fails += this.#fails[i]!;
-    }
-    if (calls >= this.#o.volume && fails / calls >= this.#o.errorRate) this.#open();
+    if (s !== this.#seen) this.#announce(s);
   }
 
   /**
-   * Runs `fn` through the breaker: refused while open (rejects with ERR_HOTPATH_BREAKER_OPEN, or
-   * resolves to `fallback(err)` when given); a rejection or a timeout counts as a failure.
+   * Gives back a probe slot without an outcome (a half-open call that was abandoned), so the slot
+   * is not held until the next transition.
    */
-  async run<T>(fn: () => Promise<T> | T, options: { fallback?: (err: unknown) => T | Promise<T> } = {}): Promise<T> {
-    if (!this.tryAcquire()) {
-      const err = new BreakerOpenError(this.name, this.retryAfterMs());
-      if (options.fallback) return options.fallback(err);
-      throw err;
-    }
-    try {
-      const value = await this.#withTimeout(fn);
-      this.success();
-      return value;
-    } catch (err) {
-      this.failure();
-      if (options.fallback) return options.fallback(err);
-      throw err;
+  release(): void {
+    const w = this.#w;
+    const at = this.#b + STATE;
+    let s = Atomics.load(w, at);
+    while ((s & STATE_MASK) === HALF_OPEN && (s & PROBE_MASK) !== 0) {
+      const was = Atomics.compareExchange(w, at, s, s - PROBE_ONE);
+      if (was === s) return;
+      s = was;
     }
   }
 
-  #withTimeout<T>(fn: () => Promise<T> | T): Promise<T> {
-    const ms = this.#o.timeoutMs;
-    const p = Promise.resolve().then(fn);
-    if (ms === undefined) return p;
-    return new Promise<T>((resolve, reject) => {
-      const t = setTimeout(() => reject(new TimeoutError(`breaker "${this.name}" call`, ms)), ms);
-      t.unref?.();
-      p.then(
-        (v) => {
-          clearTimeout(t);
-          resolve(v);
-        },
-        (e: unknown) => {
-          clearTimeout(t);
-          reject(e);
-        },
-      );
+  /**
+   * Runs `fn` through the breaker. `fn` gets an AbortSignal that aborts on the call's timeout or
+   * when `options.signal` aborts. Refused while open (rejects with ERR_HOTPATH_BREAKER_OPEN, or
+   * resolves to `fallback(err)` when given); a rejection (that `isFailure` accepts) or a timeout
+   * (ERR_HOTPATH_TIMEOUT) counts as a failure. An aborted call rejects with ERR_HOTPATH_CANCELLED
+   * and is not counted.
+   */
+  async run<T>(fn: (signal: AbortSignal) => Promise<T> | T, options: BreakerRunOptions<T> = {}): Promise<T> {
+    const fallback = options.fallback;
+    const signal = options.signal;
+    if (signal?.aborted) throw new CancelledError(`breaker "${this.name}" call`, signal.reason);
+    if (!this.tryAcquire()) {
+      const err = new BreakerOpenError(this.name, this.retryAfterMs());
+      if (fallback) return fallback(err);
+      throw err;
+    }
+    const timeoutMs = options.timeoutMs ?? this.#o.timeoutMs;
+    let outcome: { ok: true; value: T } | { ok: false; err: unknown; counts: boolean } | undefined;
+    if (timeoutMs === undefined && signal === undefined) {
+      try {
+        outcome = { ok: true, value: await fn(NEVER) };
+      } catch (err) {
+        outcome = { ok: false, err, counts: true };
+      }
+    } else {
+      outcome = await this.#guarded(fn, timeoutMs, signal);
+    }
+    if (outcome.ok) {
+      this.success();
+      return outcome.value;
+    }
+    const err = outcome.err;
+    if (!outcome.counts) {
+      this.release();
+      throw err;
+    }
+    let counts = true;
+    if (this.#isFailure !== undefined && !(err instanceof TimeoutError)) {
+      try {
+        counts = this.#isFailure(err) !== false;
+      } catch {
+        counts = true;
+      }
+    }
+    if (counts) this.failure();
+    else this.success();
+    if (fallback && counts) return fallback(err);
+    throw err;
+  }
+
+  /** Runs `fn` under a timeout and/or an outer signal; settles once, whichever comes first. */
+  #guarded<T>(fn: (signal: AbortSignal) => Promise<T> | T, timeoutMs: number | undefined, outer: AbortSignal | undefined):
+  Promise<{ ok: true; value: T } | { ok: false; err: unknown; counts: boolean }> {
+    const ac = new AbortController();
+    return new Promise((settle) => {
+      let done = false;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const onAbort = (): void => finish({ ok: false, err: new CancelledError(`breaker "${this.name}" call`, outer?.reason), counts: false });
+      const finish = (o: { ok: true; value: T } | { ok: false; err: unknown; counts: boolean }): void => {
+        if (done) return;
+        done = true;
+        if (timer !== undefined) clearTimeout(timer);
+        outer?.removeEventListener('abort', onAbort);
+        if (!o.ok) ac.abort(o.err);
+        settle(o);
+      };
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => finish({ ok: false, err: new TimeoutError(`breaker "${this.name}" call`, timeoutMs), counts: true }), timeoutMs);
+        timer.unref?.();
+      }
+      outer?.addEventListener('abort', onAbort, { once: true });
+      let p: Promise<T>;
+      try {
+        p = Promise.resolve(fn(ac.signal));
+      } catch (err) {
+        finish({ ok: false, err, counts: true });
+        return;
+      }
+      p.then((value) => finish({ ok: true, value }), (err: unknown) => finish({ ok: false, err, counts: true }));
     });
   }
 
-  /** Counters since creation and of the current window. */
+  /** Counters (process-wide for a shared breaker) and the current window. */
   stats(): BreakerStats {
-    this.#advance();
-    let windowCalls = 0;
-    let windowFailures = 0;
-    for (let i = 0; i < WINDOW_BUCKETS; i++) {
-      windowCalls += this.#calls[i]!;
-      windowFailures += this.#fails[i]!;
-    }
+    const { calls, fails } = this.#window();
     return {
-      state: this.state, successes: this.#successes, failures: this.#failures, rejected: this.#rejected,
-      consecutiveFailures: this.#consecutive, windowCalls, windowFailures,
+      state: this.state,
+      successes: this.#read(SUCCESSES), failures: this.#read(FAILURES), rejected: this.#read(REJECTED),
+      consecutiveFailures: Atomics.load(this.#w, this.#b + CONSECUTIVE),
+      windowCalls: calls, windowFailures: fails,
     };
   }
 
-  /** Stops the reset timer (the breaker keeps working; transitions then happen on calls). */
+  /** Stops this thread's reset timer (the breaker keeps working; transitions then happen on calls). */
   dispose(): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
   }
 
+  #openedAt(): number {
+    return Atomics.load(this.#w, this.#b + OPENED_HI) * 2 ** 32 + (Atomics.load(this.#w, this.#b + OPENED_LO) >>> 0);
+  }
+
+  /** Adds one to the (lo, hi) counter at `at`. */
+  #add(at: number): void {
+    const w = this.#w;
+    const i = this.#b + at;
+    if (Atomics.add(w, i, 1) === -1) Atomics.add(w, i + 1, 1); // lo wrapped (0xffffffff → 0)
+  }
+
+  #read(at: number): number {
+    const i = this.#b + at;
+    return Atomics.load(this.#w, i + 1) * 2 ** 32 + (Atomics.load(this.#w, i) >>> 0);
+  }
+
   #record(failed: boolean): void {
-    this.#advance();
-    this.#calls[this.#bucket]!++;
-    if (failed) this.#fails[this.#bucket]!++;
-  }
-
-  /** Moves the window to now, zeroing the buckets that slid out. */
-  #advance(): void {
-    const size = this.#o.windowMs / WINDOW_BUCKETS;
-    const now = this.#clock.now();
-    const steps = Math.floor((now - this.#bucketStart) / size);
-    if (steps <= 0) return;
-    for (let i = 1; i <= Math.min(steps, WINDOW_BUCKETS); i++) {
-      const b = (this.#bucket + i) % WINDOW_BUCKETS;
-      this.#calls[b] = 0;
-      this.#fails[b] = 0;
+    const w = this.#w;
+    const epoch = Math.floor(this.#clock.now() / this.#bucketMs) | 0;
+    const i = this.#b + WINDOW + 3 * (((epoch % WINDOW_BUCKETS) + WINDOW_BUCKETS) % WINDOW_BUCKETS);
+    const old = Atomics.load(w, i);
+    if (old !== epoch && Atomics.compareExchange(w, i, old, epoch) === old) {
+      Atomics.store(w, i + 1, 0);
+      Atomics.store(w, i + 2, 0);
     }
-    this.#bucket = (this.#bucket + steps) % WINDOW_BUCKETS;
-    this.#bucketStart += steps * size;
+    Atomics.add(w, i + 1, 1);
+    if (failed) Atomics.add(w, i + 2, 1);
   }
 
-  #open(): void {
-    this.#openedAt = this.#clock.now();
-    this.#probes = 0;
-    this.dispose();
-    this.#arm(this.#o.resetMs);
-    this.#transition('open');
+  /** Calls and failures of the buckets within the window. */
+  #window(): { calls: number; fails: number } {
+    const w = this.#w;
+    const now = Math.floor(this.#clock.now() / this.#bucketMs) | 0;
+    let calls = 0;
+    let fails = 0;
+    for (let k = 0; k < WINDOW_BUCKETS; k++) {
+      const i = this.#b + WINDOW + 3 * k;
+      const age = (now - Atomics.load(w, i)) | 0;
+      if (age < 0 || age >= WINDOW_BUCKETS) continue;
+      calls += Atomics.load(w, i + 1);
+      fails += Atomics.load(w, i + 2);
+    }
+    return { calls, fails };
+  }
+
+  #rateTripped(): boolean {
+    const { calls, fails } = this.#window();
+    return calls >= this.#o.volume && fails / calls >= this.#o.errorRate;
+  }
+
+  /** The current STATE word, after announcing any transition this thread has not seen. */
+  #observe(): number {
+    const s = Atomics.load(this.#w, this.#b + STATE);
+    if (s !== this.#seen) this.#announce(s);
+    return s;
   }
 
   /** Timer to the half-open transition; re-armed if it fires before the clock says it is due. */
-  #arm(ms: number): void {
+  #armTimer(ms: number): void {
+    this.dispose();
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#maybeHalfOpen();
-      if (this.#state === 'open') this.#arm(Math.max(1, this.retryAfterMs()));
+      if ((this.#observe() & STATE_MASK) === OPEN) this.#armTimer(Math.max(1, this.retryAfterMs()));
     }, Math.min(ms, 2 ** 31 - 1));
     this.#timer.unref?.();
   }
 
   #maybeHalfOpen(): void {
-    if (this.#state === 'open' && this.#clock.now() >= this.#openedAt + this.#o.resetMs) {
-      this.#probes = 0;
-      this.#transition('half-open');
+    const w = this.#w;
+    const at = this.#b + STATE;
+    const s = Atomics.load(w, at);
+    if ((s & STATE_MASK) === OPEN && this.#clock.now() >= this.#openedAt() + this.#o.resetMs) {
+      Atomics.compareExchange(w, at, s, ((s & ~(STATE_MASK | PROBE_MASK)) + GEN_ONE) | HALF_OPEN);
     }
+    this.#observe();
   }
 
-  #transition(to: BreakerState): void {
-    const from = this.#state;
-    if (from === to) return;
-    this.#state = to;
+  /**
+   * Emits the transition from the state this thread last saw to the one in `s`, if the state (or
+   * its generation) changed. Probe counts changing is not a transition.
+   */
+  #announce(s: number): void {
+    const prev = this.#seen;
+    this.#seen = s;
+    if ((prev & ~PROBE_MASK) === (s & ~PROBE_MASK)) return;
+    const from = NAMES[prev & STATE_MASK]!;
+    const to = NAMES[s & STATE_MASK]!;
     if (to === 'closed') this.dispose();
+    if (from === to) return; // it went round (e.g. open → half-open → open) elsewhere
     // A listener that throws must not break the caller's accounting (success()/failure() are
     // mid-way): report it as a warning instead of letting it escape.
     for (const [event, args] of [['state', [to, from]], [to === 'closed' ? 'close' : to, []]] as const) {

@@ -1,0 +1,181 @@
+/**
+ * engine.breaker(name): one breaker state for the whole process, in the shared memory. Workers
+ * open it by name and race the main thread on real threads; the totals must be exact.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { CircuitBreaker, ErrorCodes, type Engine } from '../../engine/index.js';
+import { rejection, testEngine } from '../helpers.js';
+
+let engine: Engine;
+beforeAll(async () => {
+  engine = await testEngine({ workers: 2 });
+});
+afterAll(() => engine.close());
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+/** Starts `n` breakerHammer tasks behind one gate; returns their answers once all ran. */
+async function hammer(name: string, n: number, args: { failures?: number; attempts?: number }, gateName: string, mine: () => void = () => undefined) {
+  const gate = engine.runtime.region(gateName, 8).offset;
+  const i32 = engine.runtime.thread.i32;
+  const tasks = Array.from({ length: n }, () => engine.run('breakerHammer', { name, gate, ...args }));
+  while (Atomics.load(i32, gate >>> 2) < n) await new Promise((r) => setImmediate(r));
+  Atomics.store(i32, (gate >>> 2) + 1, 1); // go
+  mine();
+  return (await Promise.all(tasks)) as Array<{ passed: number; state: string }>;
+}
+
+describe('engine.breaker', () => {
+  it('is one per name; a worker sees the state the main thread made, and the reverse', async () => {
+    const b = engine.breaker('shared-a', { consecutiveFailures: 3, resetMs: 60_000 });
+    expect(engine.breaker('shared-a')).toBe(b);
+    expect(await engine.run('breakerState', { name: 'shared-a' })).toBe('closed');
+    b.failure(); b.failure(); b.failure();
+    expect(b.state).toBe('open');
+    expect(await engine.run('breakerState', { name: 'shared-a' })).toBe('open');
+
+    const c = engine.breaker('shared-b', { consecutiveFailures: 4, resetMs: 60_000 });
+    const states: string[] = [];
+    c.on('state', (to: string) => states.push(to));
+    const [r] = await hammer('shared-b', 1, { failures: 4 }, 'test:breaker-gate-b');
+    expect(r!.state).toBe('open');
+    expect(c.state).toBe('open'); // opened by the worker, seen here…
+    expect(states).toEqual(['open']); // …and announced to this thread's listeners
+    expect(c.tryAcquire()).toBe(false);
+  });
+
+  it('counts failures from every thread exactly (no lost update)', async () => {
+    const b = engine.breaker('exact-count', { consecutiveFailures: 1_000_000_000, volume: 1_000_000_000 });
+    const per = 100_000;
+    await hammer('exact-count', 2, { failures: per }, 'test:breaker-gate-c', () => {
+      for (let i = 0; i < per; i++) b.failure();
+    });
+    const s = b.stats();
+    expect(s.failures).toBe(3 * per);
+    expect(s.consecutiveFailures).toBe(3 * per);
+    expect(s.state).toBe('closed');
+  });
+
+  it('half-open: exactly halfOpenProbes calls pass, whichever threads race for them', async () => {
+    let now = 1_000;
+    // Opened at t = 1000 on this clock; the workers' clock (Date.now) is far past resetMs, so
+    // for them, and for this thread once its clock moves, it is time to probe.
+    const b = engine.breaker('probes', { consecutiveFailures: 1, resetMs: 10, halfOpenProbes: 3 });
+    const mine = CircuitBreaker.shared(engine.runtime.thread, 'probes', { consecutiveFailures: 1, resetMs: 10, halfOpenProbes: 3, clock: { now: () => now } });
+    mine.failure();
+    expect(b.state).toBe('half-open'); // the engine's breaker reads the real clock
+    now = 2_000;
+    let passedHere = 0;
+    const theirs = await hammer('probes', 2, { attempts: 50_000 }, 'test:breaker-gate-p', () => {
+      for (let i = 0; i < 50_000; i++) if (mine.tryAcquire()) passedHere++;
+    });
+    const total = passedHere + theirs.reduce((a, t) => a + t.passed, 0);
+    expect(total).toBe(3);
+    expect(b.stats().rejected).toBe(3 * 50_000 - 3);
+    b.success(); // one probe succeeds: closed for every thread
+    expect(await engine.run('breakerState', { name: 'probes' })).toBe('closed');
+    mine.dispose();
+  });
+
+  it('refuses to open an existing breaker with other thresholds, and validates options', () => {
+    engine.breaker('conflict', { consecutiveFailures: 2 });
+    expect(() => engine.breaker('conflict', { consecutiveFailures: 3 })).toThrow(expect.objectContaining({ code: ErrorCodes.REGION_CONFLICT }));
+    expect(() => engine.breaker('bad', { errorRate: 2 })).toThrow(RangeError);
+    expect(() => engine.breaker('bad', { halfOpenProbes: 5000 })).toThrow(/halfOpenProbes/);
+    expect(() => engine.breaker('', {})).toThrow(TypeError);
+    expect(() => engine.breaker('bad', { isFailure: 3 as never })).toThrow(/isFailure/);
+  });
+
+  it('exposes its state and calls as Prometheus metrics', async () => {
+    const b = engine.breaker('metered', { consecutiveFailures: 1 });
+    await b.run(() => 1);
+    await b.run(() => Promise.reject(new Error('down'))).catch(() => undefined);
+    await b.run(() => 1).catch(() => undefined);
+    const text = await engine.metrics.text();
+    expect(text).toMatch(/hotpath_breaker_state\{breaker="metered"\} 2/);
+    expect(text).toMatch(/hotpath_breaker_calls_total\{breaker="metered",outcome="success"\} 1/);
+    expect(text).toMatch(/hotpath_breaker_calls_total\{breaker="metered",outcome="failure"\} 1/);
+    expect(text).toMatch(/hotpath_breaker_calls_total\{breaker="metered",outcome="rejected"\} 1/);
+  });
+
+  it('is ctx.breaker(name) in a queue handler', async () => {
+    const b = engine.breaker('in-queue', { consecutiveFailures: 1 });
+    const q = engine.queue('breaker-q', { handler: (_p: unknown, ctx) => ctx.breaker('in-queue').run(() => { throw new Error('dependency down'); }) });
+    await rejection(q.submit(1).result);
+    expect(b.state).toBe('open');
+    await q.close();
+  });
+});
+
+describe('CircuitBreaker.run', () => {
+  it('gives fn a signal that aborts on the timeout; the timeout counts as a failure', async () => {
+    vi.useFakeTimers();
+    const b = new CircuitBreaker('t', { consecutiveFailures: 1, timeoutMs: 50 });
+    let seen: AbortSignal | undefined;
+    const p = b.run((signal) => {
+      seen = signal;
+      return new Promise(() => undefined);
+    });
+    const settled = expect(p).rejects.toMatchObject({ code: ErrorCodes.TIMEOUT });
+    await vi.advanceTimersByTimeAsync(50);
+    await settled;
+    expect(seen!.aborted).toBe(true);
+    expect(b.state).toBe('open');
+  });
+
+  it('a per-call timeoutMs overrides the breaker’s', async () => {
+    vi.useFakeTimers();
+    const b = new CircuitBreaker('t', { consecutiveFailures: 5, timeoutMs: 10_000 });
+    const p = b.run(() => new Promise(() => undefined), { timeoutMs: 5 });
+    const settled = expect(p).rejects.toMatchObject({ code: ErrorCodes.TIMEOUT });
+    await vi.advanceTimersByTimeAsync(5);
+    await settled;
+    expect(b.stats().failures).toBe(1);
+  });
+
+  it('an aborted call rejects with ERR_HOTPATH_CANCELLED, is not counted, and frees its probe slot', async () => {
+    vi.useFakeTimers();
+    const b = new CircuitBreaker('t', { consecutiveFailures: 1, resetMs: 100 });
+    b.failure();
+    vi.advanceTimersByTime(100);
+    expect(b.state).toBe('half-open');
+    const ac = new AbortController();
+    const p = b.run(() => new Promise(() => undefined), { signal: ac.signal });
+    expect(b.tryAcquire()).toBe(false); // the one probe slot is taken by the pending call
+    ac.abort(new Error('client went away'));
+    const err = await rejection(p);
+    expect(err.code).toBe(ErrorCodes.CANCELLED);
+    expect(b.stats().failures).toBe(1); // only the first
+    expect(b.tryAcquire()).toBe(true); // the slot is free again
+    const pre = new AbortController();
+    pre.abort();
+    expect((await rejection(b.run(() => 1, { signal: pre.signal }))).code).toBe(ErrorCodes.CANCELLED);
+  });
+
+  it('isFailure: errors it rejects are rethrown but count as successes (no fallback for them)', async () => {
+    const b = new CircuitBreaker('t', { consecutiveFailures: 1, isFailure: (e) => (e as { status?: number }).status !== 404 });
+    const notFound = Object.assign(new Error('nope'), { status: 404 });
+    const err = await rejection(b.run(() => Promise.reject(notFound), { fallback: () => 'fb' }));
+    expect(err.message).toBe('nope');
+    expect(b.state).toBe('closed');
+    expect(await b.run(() => Promise.reject(new Error('500')), { fallback: () => 'fb' })).toBe('fb');
+    expect(b.state).toBe('open');
+  });
+
+  it('keeps no per-call state: 200k calls leave the heap where it was', async () => {
+    const b = new CircuitBreaker('flat', { consecutiveFailures: 1_000_000_000, volume: 1_000_000_000 });
+    const round = async (n: number) => {
+      for (let i = 0; i < n; i++) await b.run(() => i).catch(() => undefined);
+    };
+    await round(20_000);
+    globalThis.gc?.();
+    const before = process.memoryUsage().heapUsed;
+    await round(200_000);
+    globalThis.gc?.();
+    const grown = process.memoryUsage().heapUsed - before;
+    // Without --expose-gc the figure includes uncollected garbage; bound it loosely then.
+    expect(grown).toBeLessThan(globalThis.gc ? 1 << 20 : 32 << 20);
+    expect(b.stats().successes).toBe(220_000);
+  });
+});
