@@ -9,6 +9,7 @@ export { counterBump32, counterInc, counterAddF, counterStoreF, counterReadF } f
 export { bloomAdd, bloomHas, bloomHas2, bloomZero, bloomCount, bloomDistrust, bloomTrustedFrom } from './bloom';
 export { sketchInit, sketchReset, sketchIncrement, sketchIncrementBatch, sketchFrequency, sketchCompare, sketchAdditions } from './sketch';
 export { heapInit, heapSetCapacity, heapSize, heapSetSize, heapPush, heapPop, heapPeekSlot, heapPeekKey, heapPushBatch, heapPopBatch, heapSort, heapDropFront, heapRenumber } from './heap';
+export { ringFind, ringFindBinary, ringIndexBuild, ringSort, jumpBucket, jumpGet, maglevBuild } from './ring';
 
 /** A no-op export: the benchmark's measure of the bare JS→WASM call. */
 export function noop(x: i32): i32 {

@@ -51,6 +51,13 @@ export interface KernelExports {
   heapSort(base: number, scratch: number): void;
   heapDropFront(base: number, n: number): number;
   heapRenumber(base: number, scratch: number): void;
+  ringFind(hashes: number, n: number, index: number, shift: number, h: number): number;
+  ringFindBinary(hashes: number, n: number, h: number): number;
+  ringIndexBuild(hashes: number, n: number, index: number, shift: number): void;
+  ringSort(hashes: number, slots: number, n: number, tmpH: number, tmpS: number, counts: number): void;
+  jumpBucket(h: number, a: number, n: number): number;
+  jumpGet(buckets: number, n: number, h: number, a: number): number;
+  maglevBuild(table: number, m: number, cur: number, skip: number, owner: number, e: number): void;
 }
 
 const PAGE = 65536;
