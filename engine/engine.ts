@@ -20,6 +20,7 @@ import { resolveQueueOptions } from './queue/options.js';
 import type { QueueOptions } from './queue/types.js';
 import type { LatencyRecorder } from './observe/thread-metrics.js';
 import { CircuitBreaker, type BreakerOptions } from './resilience/breaker.js';
+import { Balancer, type BalancerOptions } from './balance/balancer.js';
 
 /** One hotpath runtime and the components built on it. Create with {@link createEngine}. */
 export class Engine {
@@ -41,6 +42,7 @@ export class Engine {
   readonly #queues = new Map<string, Queue<any, any> | DurableQueue<any, any>>();
   #queueTimes: { wait: LatencyRecorder; run: LatencyRecorder } | undefined;
   readonly #breakers = new Map<string, { breaker: CircuitBreaker; options: string }>();
+  readonly #balancers = new Set<Balancer>();
   #closed: Promise<void> | undefined;
 
   /** @internal use createEngine() */
@@ -102,18 +104,46 @@ export class Engine {
       const states = { closed: 0, 'half-open': 1, open: 2 } as const;
       this.metrics.collect('hotpath_breaker_state', 'Circuit breaker state (process-wide): 0 closed, 1 half-open, 2 open.', 'gauge',
         () => [...all.values()].map(({ breaker: b }) => ({ value: states[b.state], labels: { breaker: b.name } })));
-      this.metrics.collect('hotpath_breaker_calls_total', 'Calls through a circuit breaker by outcome (success, failure, rejected while open), process-wide.', 'counter',
+      this.metrics.collect('hotpath_breaker_calls_total', 'Calls through a circuit breaker by result (success, failure, rejected while open), process-wide.', 'counter',
         () => [...all.values()].flatMap(({ breaker: b }) => {
           const s = b.stats();
           return [
-            { value: s.successes, labels: { breaker: b.name, outcome: 'success' } },
-            { value: s.failures, labels: { breaker: b.name, outcome: 'failure' } },
-            { value: s.rejected, labels: { breaker: b.name, outcome: 'rejected' } },
+            { value: s.successes, labels: { breaker: b.name, result: 'success' } },
+            { value: s.failures, labels: { breaker: b.name, result: 'failure' } },
+            { value: s.rejected, labels: { breaker: b.name, result: 'rejected' } },
           ];
         }));
     }
     this.#breakers.set(name, { breaker, options: key ?? known?.options ?? '' });
     return breaker;
+  }
+
+  /**
+   * A load balancer over `options.backends` (see {@link Balancer}), on the engine's clock, with
+   * metrics `hotpath_balancer_backend_up{balancer,backend}` and
+   * `hotpath_balancer_calls_total{balancer,backend,result}`. Closed with the engine (or by `close()`).
+   * @throws TypeError / RangeError naming a bad option; ERR_HOTPATH_CLOSED after close().
+   */
+  balancer(options: BalancerOptions): Balancer {
+    if (this.#closed !== undefined) throw new ClosedError('engine');
+    const lb = new Balancer({ clock: this.clock, ...options });
+    if (this.#balancers.size === 0 && this.metrics.registry !== undefined) {
+      const all = this.#balancers;
+      this.metrics.collect('hotpath_balancer_backend_up', 'Balancer backends: 1 when the backend may take calls (up, not ejected, breaker not open).', 'gauge',
+        () => [...all].flatMap((l) => l.backends().map((b) => ({ value: b.state === 'up' && b.breakerState !== 'open' ? 1 : 0, labels: { balancer: l.name, backend: b.id } }))));
+      this.metrics.collect('hotpath_balancer_calls_total', 'Calls reported to a balancer, by backend and result (ok, failed).', 'counter',
+        () => [...all].flatMap((l) => l.backends().flatMap((b) => [
+          { value: b.successes, labels: { balancer: l.name, backend: b.id, result: 'ok' } },
+          { value: b.failures, labels: { balancer: l.name, backend: b.id, result: 'failed' } },
+        ])));
+    }
+    this.#balancers.add(lb);
+    const close = lb.close.bind(lb);
+    lb.close = () => {
+      this.#balancers.delete(lb);
+      close();
+    };
+    return lb;
   }
 
   /**
@@ -133,13 +163,13 @@ export class Engine {
       compressor: this.compressor,
     });
     this.#cache = cache;
-    this.metrics.collect('hotpath_cache_requests_total', 'Cache lookups by tier and outcome (this process\'s main thread; L2 and L3 are shared).', 'counter', () => {
+    this.metrics.collect('hotpath_cache_requests_total', 'Cache lookups by tier and result (this process\'s main thread; L2 and L3 are shared).', 'counter', () => {
       const s = cache.stats();
       const rows: Array<{ value: number; labels: Record<string, string> }> = [];
       for (const tier of ['l1', 'l2', 'l3'] as const) {
         const t = s[tier];
         if (t === undefined) continue;
-        rows.push({ value: t.hits, labels: { tier, outcome: 'hit' } }, { value: t.misses, labels: { tier, outcome: 'miss' } });
+        rows.push({ value: t.hits, labels: { tier, result: 'hit' } }, { value: t.misses, labels: { tier, result: 'miss' } });
       }
       return rows;
     });
@@ -291,6 +321,7 @@ export class Engine {
       .catch(() => undefined)
       .then(() => {
         for (const { breaker } of this.#breakers.values()) breaker.dispose();
+        for (const lb of [...this.#balancers]) lb.close();
       })
       .then(() => Promise.all([this.runtime.close(this.#closeTimeoutMs), this.redis?.close()]))
       .then(() => undefined);
@@ -354,20 +385,20 @@ export async function createEngine(options?: EngineOptions): Promise<Engine> {
     const states = { closed: 0, 'half-open': 1, open: 2 } as const;
     metrics.collect('hotpath_redis_breaker_state', 'Redis circuit breaker: 0 closed, 1 half-open, 2 open.', 'gauge', () => states[r.breaker.state]);
     metrics.collect('hotpath_redis_up', '1 when the Redis connection is ready.', 'gauge', () => (r.client.status === 'ready' ? 1 : 0));
-    metrics.collect('hotpath_redis_commands_total', 'Redis commands by outcome.', 'counter', () => {
+    metrics.collect('hotpath_redis_commands_total', 'Redis commands by result.', 'counter', () => {
       const s = r.stats();
       const failed = s.failures - s.timeouts;
       return [
-        { value: s.commands - s.failures - s.replyErrors, labels: { outcome: 'ok' } },
-        { value: s.replyErrors, labels: { outcome: 'reply_error' } },
-        { value: s.timeouts, labels: { outcome: 'timeout' } },
-        { value: Math.max(0, failed), labels: { outcome: 'failed' } },
-        { value: s.rejected, labels: { outcome: 'rejected_open' } },
+        { value: s.commands - s.failures - s.replyErrors, labels: { result: 'ok' } },
+        { value: s.replyErrors, labels: { result: 'reply_error' } },
+        { value: s.timeouts, labels: { result: 'timeout' } },
+        { value: Math.max(0, failed), labels: { result: 'failed' } },
+        { value: s.rejected, labels: { result: 'rejected_open' } },
       ];
     });
   }
   if (metrics.registry !== undefined) {
-    metrics.counter('hotpath_limiter_decisions_total', 'Rate limiter decisions by outcome (allowed, denied) and source (local, redis, lease, insurance).', ['limiter', 'outcome', 'source']);
+    metrics.counter('hotpath_limiter_decisions_total', 'Rate limiter decisions by result (allowed, denied) and source (local, redis, lease, insurance).', ['limiter', 'result', 'source']);
     metrics.gauge('hotpath_limiter_fallback', '1 while the limiter decides by its insurance policy because Redis is unavailable.', ['limiter']);
   }
   return new Engine(runtime, settings.clock, settings.closeTimeoutMs, metrics, redis, settings.redisTimeoutMs, compressor, settings.cache);

@@ -11,6 +11,13 @@ export {
 export type { ErrorCode } from './errors.js';
 export { RedisUnavailableError, RedisCommandError, ValueTooLargeError, CorruptValueError } from './errors.js';
 export { RedisConnector, hashTagged, type RedisConfig, type ConnectorOptions, type Script } from './redis/connector.js';
+export {
+  Balancer, BALANCER_ALGORITHMS, BALANCER_DEFAULTS, type BalancerOptions, type BalancerAlgorithm, type Backend, type BackendOptions,
+  type BackendState, type OutlierOptions, type PickOptions, type BalancerRunOptions,
+} from './balance/balancer.js';
+export { HashRing, DEFAULT_VNODES, DEFAULT_MAGLEV_TABLE_SIZE, type HashRingOptions, type RingAlgorithm } from './balance/ring.js';
+export { HEALTH_DEFAULTS, type HealthOptions, type CheckFunction, type CheckTarget } from './balance/health.js';
+export { NoBackendError, UpstreamError, PoolTimeoutError, PoolCreateError } from './errors.js';
 export { CircuitBreaker, BreakerOpenError, BREAKER_DEFAULTS, type BreakerOptions, type BreakerState, type BreakerStats, type BreakerRunOptions } from './resilience/breaker.js';
 export { ValueCodec, type CodecOptions } from './codec/codec.js';
 export type { Metrics } from './observe/metrics.js';

@@ -343,7 +343,7 @@ export class Limiter implements RateLimiter {
     }
     this.#coarse?.onIdle(this.#flushCounts);
     if (o.metrics && rt.metrics.enabled) {
-      const decisions = rt.metrics.counter('hotpath_limiter_decisions_total', ['limiter', 'outcome', 'source']);
+      const decisions = rt.metrics.counter('hotpath_limiter_decisions_total', ['limiter', 'result', 'source']);
       const by = (outcome: string): CounterChild[] => SOURCES.map((s) => decisions.labels(name, outcome, s));
       this.#counters = {
         allowed: by('allowed'),

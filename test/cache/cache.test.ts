@@ -271,7 +271,7 @@ describe('engine.cache', () => {
       expect(e.cache.getSync('m')).toBe(1);
       expect(e.cache).toBe(e.cache);
       const text = await e.metrics.text();
-      expect(text).toMatch(/hotpath_cache_requests_total\{tier="l1",outcome="hit"\} 1/);
+      expect(text).toMatch(/hotpath_cache_requests_total\{tier="l1",result="hit"\} 1/);
     } finally {
       await e.close();
     }

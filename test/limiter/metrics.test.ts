@@ -12,7 +12,7 @@ beforeAll(async () => {
 afterAll(() => engine.close());
 
 const count = async (outcome: string): Promise<number> => {
-  const m = new RegExp(`hotpath_limiter_decisions_total\\{limiter="m",outcome="${outcome}",source="local"\\} (\\d+)`).exec(await engine.metrics.text());
+  const m = new RegExp(`hotpath_limiter_decisions_total\\{limiter="m",result="${outcome}",source="local"\\} (\\d+)`).exec(await engine.metrics.text());
   return m === null ? 0 : Number(m[1]);
 };
 

@@ -40,7 +40,7 @@ describe.runIf(shared)('distributed limiter on Redis', () => {
     expect((await l.allow('k', 5)).allowed).toBe(true);
     expect(l.fallback).toBe(false);
     const text = await engine.metrics.text();
-    expect(text).toMatch(new RegExp(`hotpath_limiter_decisions_total\\{limiter="${name}",outcome="denied",source="redis"\\} 2`));
+    expect(text).toMatch(new RegExp(`hotpath_limiter_decisions_total\\{limiter="${name}",result="denied",source="redis"\\} 2`));
   });
 
   it('two engines in two processes share one limit exactly', async () => {
@@ -78,7 +78,7 @@ describe.runIf(shared)('distributed limiter on Redis', () => {
     expect(admitted).toBe(1000); // all leased tokens spent, nothing beyond Redis's count
     const text = await engine.metrics.text();
     // 10 round trips fetched 1000 tokens; the rest were spent from the shared lease
-    expect(text).toMatch(new RegExp(`hotpath_limiter_decisions_total\\{limiter="${name}",outcome="allowed",source="lease"\\} 1000`));
+    expect(text).toMatch(new RegExp(`hotpath_limiter_decisions_total\\{limiter="${name}",result="allowed",source="lease"\\} 1000`));
     expect(await engine.redis!.command('GET', [`hotpath:l:${name}:{k}`])).toMatch(/^\d+ 1000 0$/); // "window count prev"
   });
 });

@@ -94,9 +94,9 @@ describe('engine.breaker', () => {
     await b.run(() => 1).catch(() => undefined);
     const text = await engine.metrics.text();
     expect(text).toMatch(/hotpath_breaker_state\{breaker="metered"\} 2/);
-    expect(text).toMatch(/hotpath_breaker_calls_total\{breaker="metered",outcome="success"\} 1/);
-    expect(text).toMatch(/hotpath_breaker_calls_total\{breaker="metered",outcome="failure"\} 1/);
-    expect(text).toMatch(/hotpath_breaker_calls_total\{breaker="metered",outcome="rejected"\} 1/);
+    expect(text).toMatch(/hotpath_breaker_calls_total\{breaker="metered",result="success"\} 1/);
+    expect(text).toMatch(/hotpath_breaker_calls_total\{breaker="metered",result="failure"\} 1/);
+    expect(text).toMatch(/hotpath_breaker_calls_total\{breaker="metered",result="rejected"\} 1/);
   });
 
   it('is ctx.breaker(name) in a queue handler', async () => {

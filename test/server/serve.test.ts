@@ -98,7 +98,7 @@ describe('the service', () => {
     expect(metrics.headers.get('content-type')).toMatch(/^text\/plain; version=0.0.4/);
     const text = await metrics.text();
     expect(text).toContain('hotpath_http_request_duration_seconds_count');
-    expect(text).toMatch(/hotpath_limiter_decisions_total\{limiter="process",outcome="allowed"/);
+    expect(text).toMatch(/hotpath_limiter_decisions_total\{limiter="process",result="allowed"/);
     expect(text).toContain('hotpath_cache_requests_total');
     expect((await fetch(`${s.url}/nope`)).status).toBe(404);
     expect((await fetch(`${s.url}/process`)).status).toBe(405);

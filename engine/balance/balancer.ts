@@ -1,0 +1,704 @@
+/**
+ * The load balancer: picks a backend for an outgoing call, sheds load from failing ones.
+ *
+ * Algorithms (`algorithm`):
+ * - `round-robin`: the backends that may take a call, in turn. Exact: N calls over N backends
+ *   give each one call.
+ * - `weighted`: smooth weighted round robin (nginx's): a backend of weight w gets w of every
+ *   Σw calls, interleaved rather than in runs.
+ * - `least-connections`: the fewest calls in flight per unit of weight; ties go round robin.
+ * - `p2c-ewma`: power of two choices (Mitzenmacher) on a peak-sensitive EWMA of latency times
+ *   (calls in flight + 1), as Finagle's and linkerd's balancers: two backends at random, the
+ *   cheaper one wins. It routes around a slow backend without a global scan.
+ * - `consistent-hash`: `pick({ key })` maps the key on a hash ring (engine/balance/ring.ts, a WASM
+ *   kernel; `ring: { algorithm: 'ring' | 'jump' | 'maglev', vnodes }`), so a key keeps its backend
+ *   and adding a backend only takes keys to itself. A key whose backend may not take calls goes to
+ *   the ring's next eligible backend.
+ * Any algorithm: `pick({ session })` is sticky — the backend a session got first keeps it while it
+ * may take calls (a bounded map, oldest sessions forgotten first).
+ *
+ * What may take a call: a backend that is `up` (active health checks, `health`), not ejected
+ * (passive outlier detection from `report`, `outlier`), and whose circuit breaker (`breaker`, one
+ * per backend) lets the call through. Every `pick()` counts a call in flight on its backend; end
+ * it with exactly one `report(backend, { ok, latencyMs })` (or `release(backend)` when abandoned
+ * without an outcome). `run(fn)` does all of it, with failover to another backend.
+ *
+ * Events: `'state'` (backend, to, from) when a backend goes up, down or is ejected/readmitted;
+ * `'breaker'` (backend, to, from) when its breaker changes state.
+ */
+import { EventEmitter } from 'node:events';
+import { NoBackendError } from '../errors.js';
+import type { Clock } from '../options.js';
+import { CircuitBreaker, type BreakerOptions, type BreakerState } from '../resilience/breaker.js';
+import { HashRing, type HashRingOptions } from './ring.js';
+import { probe, resolveHealth, type HealthOptions, type ResolvedHealth } from './health.js';
+
+export type BalancerAlgorithm = 'round-robin' | 'weighted' | 'least-connections' | 'p2c-ewma' | 'consistent-hash';
+export const BALANCER_ALGORITHMS: readonly BalancerAlgorithm[] = ['round-robin', 'weighted', 'least-connections', 'p2c-ewma', 'consistent-hash'];
+
+/** A backend as given to the balancer. */
+export interface BackendOptions {
+  /** Unique id. */
+  id: string;
+  /** Its base URL (HTTP health checks and the proxy use it). */
+  url?: string;
+  /** Relative share of calls (`weighted`, `least-connections`, `consistent-hash`). Default 1. */
+  weight?: number;
+  /** Anything of yours, carried on the backend object. */
+  meta?: unknown;
+}
+
+/** `up`: may take calls; `down`: its health checks fail; `ejected`: too many failures reported, out for a while. */
+export type BackendState = 'up' | 'down' | 'ejected';
+
+/** A backend as the balancer hands it out. Read-only for you; the balancer updates it. */
+export interface Backend {
+  readonly id: string;
+  readonly url: string | undefined;
+  readonly weight: number;
+  readonly meta: unknown;
+  readonly state: BackendState;
+  /** Its circuit breaker's state ('closed' when breakers are off). */
+  readonly breakerState: BreakerState;
+  /** Calls picked and not yet reported. */
+  readonly inflight: number;
+  /** Peak-sensitive EWMA of reported latencies (ms). */
+  readonly ewmaMs: number;
+  /** Calls reported ok / failed since it was added. */
+  readonly successes: number;
+  readonly failures: number;
+}
+
+/** Passive outlier detection: failures reported in a row eject a backend for a while. */
+export interface OutlierOptions {
+  /** Failures in a row that eject a backend. Default 5. */
+  consecutiveFailures?: number;
+  /** First ejection's length (ms); each further ejection of the same backend doubles it. Default 10000. */
+  ejectMs?: number;
+  /** Longest ejection (ms). Default 300000. */
+  maxEjectMs?: number;
+  /** Never eject more than this share of the backends (0..100). Default 50. */
+  maxEjectedPercent?: number;
+}
+
+/** Options of {@link Balancer}. Only `backends` is needed. */
+export interface BalancerOptions {
+  /** The backends (at least one unless you `add` them later). */
+  backends?: BackendOptions[];
+  /** Default 'round-robin'. */
+  algorithm?: BalancerAlgorithm;
+  /** Name in metrics and messages. Default 'default'. */
+  name?: string;
+  /** Active health checks, or false for none. Default: HTTP GET `url` + '/health' every 5 s. */
+  health?: HealthOptions | false;
+  /** Passive outlier ejection from `report`, or false for none. */
+  outlier?: OutlierOptions | false;
+  /** One circuit breaker per backend (CircuitBreaker options), or false for none. Default: the breaker defaults. */
+  breaker?: Omit<BreakerOptions, 'clock'> | false;
+  /** `consistent-hash`: the ring. */
+  ring?: HashRingOptions;
+  /** `p2c-ewma`: how fast the latency estimate forgets (ms, the EWMA's time constant). Default 10000. */
+  ewmaDecayMs?: number;
+  /** `p2c-ewma`: the latency estimate of a backend with no report yet (ms). Default 10. */
+  initialLatencyMs?: number;
+  /**
+   * `p2c-ewma`: a failed call counts as at least this latency (ms), so a backend that fails fast
+   * does not look fast and attract traffic. Default 1000.
+   */
+  failurePenaltyMs?: number;
+  /** Sticky sessions remembered (`pick({ session })`); the oldest are forgotten first. Default 100000. */
+  maxSessions?: number;
+  /** Time source (ms). Default Date.now. */
+  clock?: Clock;
+  /** Random source in [0, 1) (`p2c-ewma`). Default Math.random. */
+  random?: () => number;
+}
+
+/** Largest backend weight of a `consistent-hash` balancer. */
+export const MAX_RING_WEIGHT = 100;
+
+export const BALANCER_DEFAULTS = {
+  algorithm: 'round-robin' as BalancerAlgorithm,
+  name: 'default',
+  ewmaDecayMs: 10_000,
+  initialLatencyMs: 10,
+  failurePenaltyMs: 1000,
+  maxSessions: 100_000,
+  outlier: { consecutiveFailures: 5, ejectMs: 10_000, maxEjectMs: 300_000, maxEjectedPercent: 50 },
+};
+
+/** Options of one pick. */
+export interface PickOptions {
+  /** The routing key of `consistent-hash` (required there). */
+  key?: string | Uint8Array;
+  /** A session id: the session stays on its backend while that may take calls. */
+  session?: string;
+  /** Backend ids not to pick (failover: the ones already tried). */
+  exclude?: ReadonlySet<string>;
+}
+
+/** Options of {@link Balancer.run}. */
+export interface BalancerRunOptions extends Omit<PickOptions, 'exclude'> {
+  /** Backends to try at most (each once). Default min(2, backends). */
+  attempts?: number;
+  /** Abandons the call (the backend's outcome is not reported as a failure). */
+  signal?: AbortSignal;
+  /** Which errors are worth trying another backend for. Default: all. */
+  retryable?: (err: unknown) => boolean;
+}
+
+class Entry implements Backend {
+  readonly id: string;
+  readonly url: string | undefined;
+  readonly weight: number;
+  readonly meta: unknown;
+  readonly breaker: CircuitBreaker | undefined;
+  healthy = true;
+  ejectedUntil = 0;
+  ejections = 0;
+  consecutiveFailures = 0;
+  lastFailureAt = 0;
+  checksInRow = 0; // + successes in a row, − failures in a row (active checks)
+  checking = false;
+  inflight = 0;
+  ewmaMs: number;
+  ewmaAt = 0;
+  current = 0; // smooth weighted round robin
+  successes = 0;
+  failures = 0;
+
+  constructor(o: Required<Pick<BackendOptions, 'id' | 'weight'>> & BackendOptions, breaker: CircuitBreaker | undefined, ewma: number) {
+    this.id = o.id;
+    this.url = o.url;
+    this.weight = o.weight;
+    this.meta = o.meta;
+    this.breaker = breaker;
+    this.ewmaMs = ewma;
+  }
+
+  get state(): BackendState {
+    return !this.healthy ? 'down' : this.ejectedUntil > 0 ? 'ejected' : 'up';
+  }
+
+  get breakerState(): BreakerState {
+    return this.breaker?.state ?? 'closed';
+  }
+}
+
+type Outlier = Required<OutlierOptions>;
+
+function checkBackend(b: BackendOptions, where: string): Required<Pick<BackendOptions, 'id' | 'weight'>> & BackendOptions {
+  if (b === null || typeof b !== 'object') throw new TypeError(`${where} must be an object { id, url?, weight? }, got ${String(b)}`);
+  if (typeof b.id !== 'string' || b.id.length === 0) throw new TypeError(`${where}.id must be a non-empty string, got ${String(b.id)}`);
+  if (b.url !== undefined) {
+    if (typeof b.url !== 'string') throw new TypeError(`${where}.url must be a string, got ${typeof b.url}`);
+    let u: URL;
+    try {
+      u = new URL(b.url);
+    } catch {
+      throw new TypeError(`${where}.url is not a valid URL: ${JSON.stringify(b.url)}`);
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new TypeError(`${where}.url must be http: or https:, got ${JSON.stringify(b.url)}`);
+  }
+  const weight = b.weight ?? 1;
+  if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 1 || weight > 1_000_000) {
+    throw new RangeError(`${where}.weight must be an integer in [1, 1000000], got ${String(b.weight)}`);
+  }
+  return { ...b, weight };
+}
+
+/** See the file comment. Create with `engine.balancer(options)` or `new Balancer(options)`. */
+export class Balancer extends EventEmitter {
+  readonly name: string;
+  readonly algorithm: BalancerAlgorithm;
+  readonly #clock: Clock;
+  readonly #random: () => number;
+  readonly #health: ResolvedHealth | undefined;
+  readonly #outlier: Outlier | undefined;
+  readonly #breaker: Omit<BreakerOptions, 'clock'> | undefined;
+  readonly #decayMs: number;
+  readonly #initialMs: number;
+  readonly #penaltyMs: number;
+  readonly #maxSessions: number;
+  readonly #all = new Map<string, Entry>();
+  /** Backends that are up and not ejected, in insertion order (rebuilt on every state change). */
+  #up: Entry[] = [];
+  #rr = 0;
+  #ejected = 0;
+  #nextReadmit = Infinity;
+  readonly #ring: HashRing | undefined;
+  readonly #sessions = new Map<string, string>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #closed = false;
+
+  /** @throws TypeError / RangeError naming a bad option. */
+  constructor(options: BalancerOptions = {}) {
+    super();
+    if (options === null || typeof options !== 'object') throw new TypeError('balancer options must be an object');
+    const algorithm = options.algorithm ?? BALANCER_DEFAULTS.algorithm;
+    if (!BALANCER_ALGORITHMS.includes(algorithm)) {
+      throw new TypeError(`options.algorithm must be one of ${BALANCER_ALGORITHMS.join(', ')}; got ${String(algorithm)}`);
+    }
+    const name = options.name ?? BALANCER_DEFAULTS.name;
+    if (typeof name !== 'string' || name.length === 0) throw new TypeError(`options.name must be a non-empty string, got ${String(name)}`);
+    const num = (k: 'ewmaDecayMs' | 'initialLatencyMs' | 'failurePenaltyMs' | 'maxSessions', min: number): number => {
+      const v = options[k] ?? BALANCER_DEFAULTS[k];
+      if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw new RangeError(`options.${k} must be a number ≥ ${min}, got ${String(v)}`);
+      return v;
+    };
+    this.#decayMs = num('ewmaDecayMs', 1);
+    this.#initialMs = num('initialLatencyMs', 0);
+    this.#penaltyMs = num('failurePenaltyMs', 0);
+    this.#maxSessions = Math.floor(num('maxSessions', 1));
+    if (options.clock !== undefined && typeof options.clock?.now !== 'function') throw new TypeError('options.clock.now must be a function');
+    if (options.random !== undefined && typeof options.random !== 'function') throw new TypeError('options.random must be a function');
+    this.#health = options.health === false ? undefined : resolveHealth(options.health ?? {});
+    if (options.outlier === false) {
+      this.#outlier = undefined;
+    } else {
+      const o = options.outlier ?? {};
+      if (o === null || typeof o !== 'object') throw new TypeError('options.outlier must be an object or false');
+      const d = BALANCER_DEFAULTS.outlier;
+      const int = (k: keyof Outlier, min: number, max = 2 ** 31 - 1): number => {
+        const v = o[k] ?? d[k];
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new RangeError(`options.outlier.${k} must be an integer in [${min}, ${max}], got ${String(v)}`);
+        return v;
+      };
+      this.#outlier = { consecutiveFailures: int('consecutiveFailures', 1), ejectMs: int('ejectMs', 1), maxEjectMs: int('maxEjectMs', 1), maxEjectedPercent: int('maxEjectedPercent', 0, 100) };
+    }
+    if (options.breaker !== undefined && options.breaker !== false && (options.breaker === null || typeof options.breaker !== 'object')) {
+      throw new TypeError('options.breaker must be an object of breaker options or false');
+    }
+    this.#breaker = options.breaker === false ? undefined : (options.breaker ?? {});
+    if (this.#breaker !== undefined) new CircuitBreaker('check', this.#breaker).dispose(); // validates once, here
+    this.name = name;
+    this.algorithm = algorithm;
+    this.#clock = options.clock ?? { now: Date.now };
+    this.#random = options.random ?? Math.random;
+    this.#ring = algorithm === 'consistent-hash' ? new HashRing(options.ring) : undefined;
+    const backends = options.backends ?? [];
+    if (!Array.isArray(backends)) throw new TypeError(`options.backends must be an array, got ${typeof backends}`);
+    const seen = new Set<string>();
+    const checked = backends.map((b, i) => {
+      const c = checkBackend(b, `options.backends[${i}]`);
+      if (seen.has(c.id)) throw new TypeError(`options.backends[${i}].id ${JSON.stringify(c.id)} is given twice`);
+      seen.add(c.id);
+      this.#needsUrl(c, `options.backends[${i}]`);
+      return c;
+    });
+    for (const [i, c] of checked.entries()) this.#ringWeight(c, `options.backends[${i}]`);
+    for (const c of checked) this.#insert(c);
+    this.#rebuild();
+    if (this.#health !== undefined) this.#schedule(0);
+  }
+
+  /**
+   * Picks a backend for one call and counts it in flight there; end the call with `report` (or
+   * `release`). Synchronous and allocation-free on the common path.
+   * @throws NoBackendError (ERR_HOTPATH_NO_BACKEND) when no backend may take the call;
+   *   TypeError when `consistent-hash` is given no key.
+   */
+  pick(options?: PickOptions): Backend {
+    if (this.#ejected > 0 && this.#clock.now() >= this.#nextReadmit) this.#readmit();
+    const session = options?.session;
+    if (session !== undefined) return this.#sticky(session, options!);
+    const b = this.#choose(options);
+    b.inflight++;
+    return b;
+  }
+
+  /**
+   * Ends a picked call with its outcome: feeds the latency estimate, the backend's breaker and
+   * outlier detection. `ok: false` for a failure of the backend (refused, 5xx, timeout), not for a
+   * caller's mistake.
+   */
+  report(backend: Backend | string, outcome: { ok: boolean; latencyMs?: number }): void {
+    const b = this.#entry(backend);
+    if (b === undefined) return; // removed meanwhile
+    if (b.inflight > 0) b.inflight--;
+    const ms = outcome.latencyMs;
+    const sample = typeof ms === 'number' && ms >= 0 && Number.isFinite(ms) ? ms : undefined;
+    if (outcome.ok) {
+      if (sample !== undefined) this.#observe(b, sample);
+      b.successes++;
+      b.consecutiveFailures = 0;
+      b.breaker?.success();
+    } else {
+      this.#observe(b, Math.max(sample ?? 0, this.#penaltyMs));
+      b.lastFailureAt = this.#clock.now();
+      b.failures++;
+      b.consecutiveFailures++;
+      b.breaker?.failure();
+      const o = this.#outlier;
+      if (o !== undefined && b.consecutiveFailures >= o.consecutiveFailures && b.ejectedUntil === 0 && b.healthy) this.#eject(b, o);
+    }
+  }
+
+  /** Ends a picked call without an outcome (abandoned): frees its in-flight count and probe slot. */
+  release(backend: Backend | string): void {
+    const b = this.#entry(backend);
+    if (b === undefined) return;
+    if (b.inflight > 0) b.inflight--;
+    b.breaker?.release();
+  }
+
+  /**
+   * Runs `fn` on a picked backend and reports its outcome (latency measured here); when it fails
+   * and `retryable` agrees, tries another backend, up to `attempts` distinct ones. `fn` gets the
+   * backend and an AbortSignal (the caller's `signal`).
+   * @throws (rejects) the last backend's error, or NoBackendError when none may take the call.
+   */
+  async run<T>(fn: (backend: Backend, signal: AbortSignal | undefined) => Promise<T> | T, options: BalancerRunOptions = {}): Promise<T> {
+    const attempts = options.attempts ?? Math.min(2, Math.max(1, this.#all.size));
+    if (!Number.isInteger(attempts) || attempts < 1) throw new RangeError(`options.attempts must be a positive integer, got ${String(options.attempts)}`);
+    const tried = new Set<string>();
+    let last: unknown;
+    for (let i = 0; i < attempts; i++) {
+      let b: Backend;
+      try {
+        b = this.pick({ key: options.key, session: i === 0 ? options.session : undefined, exclude: tried });
+      } catch (err) {
+        if (i === 0) throw err;
+        break; // nothing else to fail over to: the last error stands
+      }
+      tried.add(b.id);
+      const t0 = performance.now();
+      try {
+        const value = await fn(b, options.signal);
+        this.report(b, { ok: true, latencyMs: performance.now() - t0 });
+        return value;
+      } catch (err) {
+        if (options.signal?.aborted) {
+          this.release(b);
+          throw err;
+        }
+        this.report(b, { ok: false, latencyMs: performance.now() - t0 });
+        last = err;
+        if (options.retryable !== undefined && !options.retryable(err)) break;
+      }
+    }
+    throw last;
+  }
+
+  /** Adds a backend (it starts up; health checks pick it up on their next round). @throws TypeError on a bad or duplicate backend. */
+  add(backend: BackendOptions): Backend {
+    const c = checkBackend(backend, 'backend');
+    if (this.#all.has(c.id)) throw new TypeError(`backend ${JSON.stringify(c.id)} already exists`);
+    this.#needsUrl(c, 'backend');
+    this.#ringWeight(c, 'backend');
+    const e = this.#insert(c);
+    this.#rebuild();
+    return e;
+  }
+
+  /** Removes a backend (calls in flight on it finish; their reports are ignored). False if unknown. */
+  remove(id: string): boolean {
+    const e = this.#all.get(id);
+    if (e === undefined) return false;
+    this.#all.delete(id);
+    if (e.ejectedUntil > 0) this.#ejected--;
+    e.breaker?.dispose();
+    this.#ring?.remove(id);
+    this.#rebuild();
+    return true;
+  }
+
+  /** Every backend, in insertion order. */
+  backends(): Backend[] {
+    return [...this.#all.values()];
+  }
+
+  /** Stops the health checks and the breakers' timers. Idempotent. */
+  close(): void {
+    this.#closed = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (const e of this.#all.values()) e.breaker?.dispose();
+    this.#ring?.close?.();
+  }
+
+  /** The ring gives a backend vnodes × weight points (2000 per unit by default): weights stay small there. */
+  #ringWeight(c: { weight: number }, where: string): void {
+    if (this.#ring !== undefined && c.weight > MAX_RING_WEIGHT) {
+      throw new RangeError(`${where}.weight must be at most ${MAX_RING_WEIGHT} with consistent-hash (each unit is a set of points on the ring), got ${c.weight}`);
+    }
+  }
+
+  #needsUrl(c: BackendOptions, where: string): void {
+    if (this.#health !== undefined && typeof this.#health.check !== 'function' && c.url === undefined) {
+      throw new TypeError(`${where} has no url for its '${this.#health.check}' health check: give it a url, give health.check a function, or set health: false`);
+    }
+  }
+
+  #insert(c: Required<Pick<BackendOptions, 'id' | 'weight'>> & BackendOptions): Entry {
+    let breaker: CircuitBreaker | undefined;
+    if (this.#breaker !== undefined) {
+      breaker = new CircuitBreaker(`${this.name}:${c.id}`, { ...this.#breaker, clock: this.#clock });
+    }
+    const known = [...this.#all.values()];
+    const ewma = known.length > 0 ? known.reduce((a, e) => a + e.ewmaMs, 0) / known.length : this.#initialMs;
+    const e = new Entry(c, breaker, ewma);
+    e.ewmaAt = this.#clock.now();
+    breaker?.on('state', (to: BreakerState, from: BreakerState) => this.#emit('breaker', e, to, from));
+    this.#all.set(c.id, e);
+    this.#ring?.add(c.id, c.weight);
+    return e;
+  }
+
+  #entry(backend: Backend | string): Entry | undefined {
+    const id = typeof backend === 'string' ? backend : backend?.id;
+    const e = id === undefined ? undefined : this.#all.get(id);
+    return e !== undefined && (typeof backend === 'string' || e === backend) ? e : undefined;
+  }
+
+  #rebuild(): void {
+    const up: Entry[] = [];
+    for (const e of this.#all.values()) if (e.healthy && e.ejectedUntil === 0) up.push(e);
+    this.#up = up;
+    for (const e of up) e.current = 0;
+  }
+
+  /** May `e` take a call? Takes a breaker probe slot when half-open. */
+  #admit(e: Entry): boolean {
+    return e.breaker === undefined || e.breaker.tryAcquire();
+  }
+
+  #none(): NoBackendError {
+    if (this.#all.size === 0) return new NoBackendError(`balancer "${this.name}" has no backends`);
+    const states = [...this.#all.values()].map((e) => `${e.id}: ${e.state}${e.breaker !== undefined && e.breaker.state !== 'closed' ? `, breaker ${e.breaker.state}` : ''}`);
+    return new NoBackendError(`balancer "${this.name}": no backend may take the call (${states.join('; ')})`);
+  }
+
+  #choose(options: PickOptions | undefined): Entry {
+    const exclude = options?.exclude;
+    const up = this.#up;
+    const n = up.length;
+    switch (this.algorithm) {
+      case 'round-robin': {
+        for (let i = 0; i < n; i++) {
+          const e = up[this.#rr++ % n]!;
+          if (this.#rr >= 0x3fffffff) this.#rr = 0;
+          if (exclude?.has(e.id) !== true && this.#admit(e)) return e;
+        }
+        throw this.#none();
+      }
+      case 'weighted': {
+        let refused: Set<Entry> | undefined;
+        for (;;) {
+          let best: Entry | undefined;
+          let total = 0;
+          for (let i = 0; i < n; i++) {
+            const e = up[i]!;
+            if (refused?.has(e) === true || exclude?.has(e.id) === true) continue;
+            e.current += e.weight;
+            total += e.weight;
+            if (best === undefined || e.current > best.current) best = e;
+          }
+          if (best === undefined) throw this.#none();
+          best.current -= total;
+          if (this.#admit(best)) return best;
+          (refused ??= new Set()).add(best);
+        }
+      }
+      case 'least-connections': {
+        let refused: Set<Entry> | undefined;
+        const start = this.#rr++ % Math.max(1, n);
+        if (this.#rr >= 0x3fffffff) this.#rr = 0;
+        for (;;) {
+          let best: Entry | undefined;
+          let bestLoad = Infinity;
+          for (let k = 0; k < n; k++) {
+            const e = up[(start + k) % n]!;
+            if (refused?.has(e) === true || exclude?.has(e.id) === true) continue;
+            const load = e.inflight / e.weight;
+            if (load < bestLoad) {
+              best = e;
+              bestLoad = load;
+            }
+          }
+          if (best === undefined) throw this.#none();
+          if (this.#admit(best)) return best;
+          (refused ??= new Set()).add(best);
+        }
+      }
+      case 'p2c-ewma': {
+        if (exclude === undefined || exclude.size === 0) {
+          for (let attempt = 0; attempt < 2 && n > 0; attempt++) {
+            let e: Entry;
+            if (n === 1) {
+              e = up[0]!;
+            } else {
+              const now = this.#clock.now();
+              const i = this.#draw(n, -1, now);
+              const a = up[i]!;
+              const b = up[this.#draw(n, i, now)]!;
+              e = this.#cost(a, now) <= this.#cost(b, now) ? a : b;
+            }
+            if (this.#admit(e)) return e;
+          }
+        }
+        // Refused twice (breakers), or failover: the cheapest of the rest.
+        const now = this.#clock.now();
+        const left = up.filter((e) => exclude?.has(e.id) !== true).sort((a, b) => this.#cost(a, now) - this.#cost(b, now));
+        for (const e of left) if (this.#admit(e)) return e;
+        throw this.#none();
+      }
+      case 'consistent-hash': {
+        const key = options?.key;
+        if (key === undefined) throw new TypeError(`balancer "${this.name}" is consistent-hash: pick({ key }) needs a key`);
+        const ring = this.#ring!;
+        let refused: Set<string> | undefined;
+        for (;;) {
+          const id = ring.get(key, (id) => {
+            if (refused?.has(id) === true || exclude?.has(id) === true) return false;
+            const e = this.#all.get(id);
+            return e !== undefined && e.healthy && e.ejectedUntil === 0 && (e.breaker === undefined || e.breaker.state !== 'open');
+          });
+          if (id === undefined) throw this.#none();
+          const e = this.#all.get(id)!;
+          if (this.#admit(e)) return e;
+          (refused ??= new Set()).add(id);
+        }
+      }
+    }
+  }
+
+  #sticky(session: string, options: PickOptions): Entry {
+    const known = this.#sessions.get(session);
+    if (known !== undefined) {
+      const e = this.#all.get(known);
+      if (e !== undefined && e.healthy && e.ejectedUntil === 0 && options.exclude?.has(e.id) !== true && this.#admit(e)) {
+        e.inflight++;
+        return e;
+      }
+    }
+    const e = this.#choose(this.algorithm === 'consistent-hash' && options.key === undefined ? { ...options, key: session } : options);
+    e.inflight++;
+    if (known === undefined && this.#sessions.size >= this.#maxSessions) {
+      this.#sessions.delete(this.#sessions.keys().next().value!);
+    }
+    this.#sessions.set(session, e.id);
+    return e;
+  }
+
+  /**
+   * A random index in [0, n) other than `not`. A backend that failed recently (within
+   * ewmaDecayMs of its last failure, with no success since) is drawn again, up to twice: as a
+   * candidate it would lose to anyone, which hands the win to its partner however slow that one
+   * is — with three backends, one failing and one slow, the slow one would get a third of the calls.
+   */
+  #draw(n: number, not: number, now: number): number {
+    let k = 0;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      k = not < 0 ? Math.floor(this.#random() * n) : Math.floor(this.#random() * (n - 1));
+      if (not >= 0 && k >= not) k++;
+      const e = this.#up[k]!;
+      if (e.consecutiveFailures === 0 || now - e.lastFailureAt >= this.#decayMs) break;
+    }
+    return k;
+  }
+
+  /**
+   * p2c's cost: the latency estimate × (calls in flight + 1) / weight. The estimate decays toward 0
+   * with the time since its last sample (as Finagle's peak EWMA), so a backend that lost every
+   * draw for a while — slow once, or penalised for failures — is tried again and re-measured
+   * instead of starving.
+   */
+  #cost(e: Entry, now: number): number {
+    const idle = now - e.ewmaAt;
+    const ewma = idle > 0 ? e.ewmaMs * Math.exp(-idle / this.#decayMs) : e.ewmaMs;
+    return (ewma + 1e-3) * (e.inflight + 1) / e.weight;
+  }
+
+  /** Peak EWMA: a slower sample is taken at once; faster ones pull it down with time constant decayMs. */
+  #observe(e: Entry, ms: number): void {
+    const now = this.#clock.now();
+    if (ms >= e.ewmaMs) {
+      e.ewmaMs = ms;
+    } else {
+      const w = Math.exp(-Math.max(0, now - e.ewmaAt) / this.#decayMs);
+      // At least a small step per sample, so a burst of fast samples within one ms still moves it.
+      const keep = Math.min(w, 0.9);
+      e.ewmaMs = e.ewmaMs * keep + ms * (1 - keep);
+    }
+    e.ewmaAt = now;
+  }
+
+  #eject(e: Entry, o: Outlier): void {
+    const cap = Math.floor((this.#all.size * o.maxEjectedPercent) / 100);
+    if (this.#ejected >= cap) return;
+    const now = this.#clock.now();
+    const ms = Math.min(o.maxEjectMs, o.ejectMs * 2 ** Math.min(e.ejections, 30));
+    e.ejections++;
+    e.ejectedUntil = now + ms;
+    this.#ejected++;
+    this.#nextReadmit = Math.min(this.#nextReadmit, e.ejectedUntil);
+    this.#rebuild();
+    this.#emit('state', e, 'ejected', 'up');
+  }
+
+  #readmit(): void {
+    const now = this.#clock.now();
+    let next = Infinity;
+    const back: Entry[] = [];
+    for (const e of this.#all.values()) {
+      if (e.ejectedUntil === 0) continue;
+      if (e.ejectedUntil <= now) {
+        e.ejectedUntil = 0;
+        e.consecutiveFailures = 0;
+        this.#ejected--;
+        back.push(e);
+      } else {
+        next = Math.min(next, e.ejectedUntil);
+      }
+    }
+    this.#nextReadmit = next;
+    if (back.length > 0) {
+      this.#rebuild();
+      for (const e of back) this.#emit('state', e, e.healthy ? 'up' : 'down', 'ejected');
+    }
+  }
+
+  #schedule(ms: number): void {
+    if (this.#closed) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.#checkAll();
+      this.#schedule(this.#health!.intervalMs);
+    }, ms);
+    this.#timer.unref?.();
+  }
+
+  async #checkAll(): Promise<void> {
+    const h = this.#health!;
+    if (this.#ejected > 0 && this.#clock.now() >= this.#nextReadmit) this.#readmit();
+    await Promise.all([...this.#all.values()].map(async (e) => {
+      if (e.checking) return;
+      e.checking = true;
+      const ok = await probe(e, h);
+      e.checking = false;
+      if (this.#closed || this.#all.get(e.id) !== e) return;
+      e.checksInRow = ok ? Math.max(0, e.checksInRow) + 1 : Math.min(0, e.checksInRow) - 1;
+      if (!e.healthy && e.checksInRow >= h.rise) this.#setHealthy(e, true);
+      else if (e.healthy && -e.checksInRow >= h.fall) this.#setHealthy(e, false);
+    }));
+    this.emit('checked');
+  }
+
+  #setHealthy(e: Entry, healthy: boolean): void {
+    const from = e.state;
+    e.healthy = healthy;
+    if (healthy) e.consecutiveFailures = 0;
+    this.#rebuild();
+    const to = e.state;
+    if (to !== from) this.#emit('state', e, to, from);
+  }
+
+  #emit(event: string, ...args: unknown[]): void {
+    try {
+      this.emit(event, ...args);
+    } catch (err) {
+      process.emitWarning(`balancer "${this.name}": a '${event}' listener threw: ${(err as Error)?.message ?? String(err)}`, { code: 'HOTPATH_LISTENER_ERROR' });
+    }
+  }
+}
