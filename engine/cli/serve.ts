@@ -11,14 +11,21 @@ import { startService } from '../server/server.js';
 
 export const SERVE_USAGE = `usage: hotpath serve [--host H] [--port P] [--workers N] [--redis URL] [--admin-token T]
                      [--trust-proxy ADDR]... [--http2] [--cert FILE --key FILE] [--config FILE]
+                     [--upstream URL]... [--balance ALGORITHM]
 
 Starts the hotpath service on embedded defaults (127.0.0.1:8080, no Redis):
   POST /process   rate limit per client, cache by content hash, compress + checksum on a worker
   GET  /health    liveness        GET /ready    readiness (503 while closing or Redis is down)
   GET  /metrics   Prometheus      /admin/...    with a bearer token only (HOTPATH_ADMIN_TOKEN)
+Proxy mode (--upstream URL, repeatable; hot-reloadable from the config file): every other path is
+  rate limited per client and forwarded to an upstream (balancer --balance: p2c-ewma by default,
+  round-robin, weighted, least-connections, consistent-hash by client address), with health
+  checks, a breaker per upstream, failover of bodiless requests, and GETs cached by Cache-Control.
 Settings: flags > environment (HOTPATH_HOST, HOTPATH_PORT, HOTPATH_WORKERS, HOTPATH_REDIS_URL,
 HOTPATH_ADMIN_TOKEN, HOTPATH_TRUST_PROXY, HOTPATH_LIMIT_PER_SECOND, HOTPATH_LIMIT_BURST,
-HOTPATH_CACHE_L1_ENTRIES, HOTPATH_BODY_LIMIT, HOTPATH_HTTP2, HOTPATH_TLS_CERT, HOTPATH_TLS_KEY;
+HOTPATH_CACHE_L1_ENTRIES, HOTPATH_BODY_LIMIT, HOTPATH_HTTP2, HOTPATH_TLS_CERT, HOTPATH_TLS_KEY,
+HOTPATH_UPSTREAMS, HOTPATH_UPSTREAM_ALGORITHM, HOTPATH_UPSTREAM_TIMEOUT_MS, HOTPATH_UPSTREAM_HEALTH_PATH,
+HOTPATH_PROXY_CACHE_MAX_BYTES;
 empty = unset) > --config FILE (JSON) > defaults. --http2: cleartext h2c, or with --cert/--key HTTP/2
 over TLS (HTTP/1.1 still answered).
 Stops on SIGTERM / SIGINT: no new connections, requests in flight finish, then the engine closes.
@@ -52,7 +59,7 @@ export async function runServe(args: string[]): Promise<number> {
     log.error({ err }, 'failed to start');
     return 1;
   }
-  log.info({ url: service.url, workers: service.engine.runtime.pool.threads, redis: config.redisUrl !== undefined, admin: config.adminToken !== undefined }, `listening on ${service.url}`);
+  log.info({ url: service.url, workers: service.engine.runtime.pool.threads, redis: config.redisUrl !== undefined, admin: config.adminToken !== undefined, ...(config.upstreams.length > 0 ? { upstreams: config.upstreams } : {}) }, `listening on ${service.url}`);
   // The config file is watched (polled: editors often replace the file rather than write it):
   // a valid change is applied live where it can be; an invalid one is logged and ignored.
   const file = values.config as string | undefined;

@@ -4,6 +4,7 @@
  * between 0 and 65535, got "80a"`).
  */
 import { readFileSync } from 'node:fs';
+import { BALANCER_ALGORITHMS } from '../balance/balancer.js';
 
 export interface ServeConfig {
   /** Interface to bind. Default 127.0.0.1 (HOTPATH_HOST, --host). */
@@ -36,6 +37,23 @@ export interface ServeConfig {
   /** PEM files of a TLS certificate and its key (HOTPATH_TLS_CERT / HOTPATH_TLS_KEY, --cert / --key). */
   cert: string | undefined;
   key: string | undefined;
+  /**
+   * Reverse-proxy mode: upstream base URLs; every request except /health, /ready, /metrics and
+   * /admin is forwarded to one of them (HOTPATH_UPSTREAMS, comma-separated; --upstream, repeatable).
+   * Hot-reloadable. Default none (the demo /process service).
+   */
+  upstreams: string[];
+  /**
+   * How the proxy picks an upstream (a balancer algorithm; `consistent-hash` keys on the client
+   * address, so a client stays on its upstream). Default 'p2c-ewma' (HOTPATH_UPSTREAM_ALGORITHM, --balance).
+   */
+  upstreamAlgorithm: string;
+  /** The proxy's wait for an upstream's response headers, and between body chunks (ms). Default 30 000. */
+  upstreamTimeoutMs: number;
+  /** Active health check of the upstreams: HTTP GET on this path; unset = a TCP connect (HOTPATH_UPSTREAM_HEALTH_PATH). */
+  upstreamHealthPath: string | undefined;
+  /** Largest upstream response the proxy caches (bytes); 0 = no proxy cache. Default 1 MiB (HOTPATH_PROXY_CACHE_MAX_BYTES). */
+  proxyCacheMaxBytes: number;
 }
 
 export const SERVE_DEFAULTS: ServeConfig = {
@@ -56,10 +74,15 @@ export const SERVE_DEFAULTS: ServeConfig = {
   http2: false,
   cert: undefined,
   key: undefined,
+  upstreams: [],
+  upstreamAlgorithm: 'p2c-ewma',
+  upstreamTimeoutMs: 30_000,
+  upstreamHealthPath: undefined,
+  proxyCacheMaxBytes: 1024 * 1024,
 };
 
 /** Where each field may come from: its config-file key, its environment variable, its flag. */
-const FIELDS: Record<keyof ServeConfig, { env?: string; flag?: string; kind: 'string' | 'int' | 'list' | 'bool'; min?: number; max?: number }> = {
+const FIELDS: Record<keyof ServeConfig, { env?: string; flag?: string; kind: 'string' | 'int' | 'list' | 'bool' | 'urls' | 'algorithm' | 'path'; min?: number; max?: number }> = {
   host: { env: 'HOTPATH_HOST', flag: 'host', kind: 'string' },
   port: { env: 'HOTPATH_PORT', flag: 'port', kind: 'int', min: 0, max: 65535 },
   workers: { env: 'HOTPATH_WORKERS', flag: 'workers', kind: 'int', min: 1, max: 64 },
@@ -77,6 +100,11 @@ const FIELDS: Record<keyof ServeConfig, { env?: string; flag?: string; kind: 'st
   http2: { env: 'HOTPATH_HTTP2', flag: 'http2', kind: 'bool' },
   cert: { env: 'HOTPATH_TLS_CERT', flag: 'cert', kind: 'string' },
   key: { env: 'HOTPATH_TLS_KEY', flag: 'key', kind: 'string' },
+  upstreams: { env: 'HOTPATH_UPSTREAMS', flag: 'upstream', kind: 'urls' },
+  upstreamAlgorithm: { env: 'HOTPATH_UPSTREAM_ALGORITHM', flag: 'balance', kind: 'algorithm' },
+  upstreamTimeoutMs: { env: 'HOTPATH_UPSTREAM_TIMEOUT_MS', kind: 'int', min: 1, max: 3_600_000 },
+  upstreamHealthPath: { env: 'HOTPATH_UPSTREAM_HEALTH_PATH', kind: 'path' },
+  proxyCacheMaxBytes: { env: 'HOTPATH_PROXY_CACHE_MAX_BYTES', kind: 'int', min: 0, max: 64 * 1024 * 1024 },
 };
 
 /** The flags `hotpath serve` accepts (node:util parseArgs shape). */
@@ -91,6 +119,8 @@ export const SERVE_FLAGS = {
   http2: { type: 'boolean' },
   cert: { type: 'string' },
   key: { type: 'string' },
+  upstream: { type: 'string', multiple: true },
+  balance: { type: 'string' },
   help: { type: 'boolean' },
 } as const;
 
@@ -113,6 +143,33 @@ function value(field: keyof ServeConfig, raw: unknown, source: string): unknown 
     if (raw === '1' || raw === 'true') return true;
     if (raw === '0' || raw === 'false') return false;
     throw new TypeError(`${source} must be true or false (1 or 0), got ${show(raw)}`);
+  }
+  if (f.kind === 'urls') {
+    const items = Array.isArray(raw) ? raw.flatMap((x) => (typeof x === 'string' ? x.split(',') : [x])) : typeof raw === 'string' ? raw.split(',') : undefined;
+    if (items === undefined || !items.every((x) => typeof x === 'string')) throw new TypeError(`${source} must be a list of http(s) URLs, got ${show(raw)}`);
+    const urls = (items as string[]).map((x) => x.trim()).filter((x) => x.length > 0);
+    for (const u of urls) {
+      let parsed: URL;
+      try {
+        parsed = new URL(u);
+      } catch {
+        throw new TypeError(`${source}: ${JSON.stringify(u)} is not a URL`);
+      }
+      if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new TypeError(`${source}: ${JSON.stringify(u)} must be an http: or https: URL`);
+      if (parsed.pathname !== '/' || parsed.search !== '') throw new TypeError(`${source}: ${JSON.stringify(u)} must be an origin (scheme, host, port) without a path`);
+    }
+    if (new Set(urls.map((u) => new URL(u).origin)).size !== urls.length) throw new TypeError(`${source} names an upstream twice`);
+    return urls.map((u) => new URL(u).origin);
+  }
+  if (f.kind === 'algorithm') {
+    if (typeof raw !== 'string' || !BALANCER_ALGORITHMS.includes(raw as never)) {
+      throw new TypeError(`${source} must be one of ${BALANCER_ALGORITHMS.join(', ')}; got ${show(raw)}`);
+    }
+    return raw;
+  }
+  if (f.kind === 'path') {
+    if (typeof raw !== 'string' || !raw.startsWith('/')) throw new TypeError(`${source} must be a path starting with '/', got ${show(raw)}`);
+    return raw;
   }
   if (f.kind === 'list') {
     const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : undefined;

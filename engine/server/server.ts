@@ -9,6 +9,9 @@
  *   GET  /metrics      Prometheus text.
  *   /admin/…           off unless an admin token is configured; then it requires
  *                      `Authorization: Bearer <token>` (see ADMIN_ROUTES below).
+ *   anything else      with upstreams configured (proxy mode, proxy.ts): rate limited per client,
+ *                      then forwarded to an upstream picked by the balancer (GETs cached by their
+ *                      Cache-Control). Without upstreams: 404.
  *
  * Graceful shutdown (`close()`): stop accepting, close idle keep-alive connections, let requests
  * in flight finish (up to shutdownTimeoutMs; responses then carry `Connection: close`), close the
@@ -33,6 +36,7 @@ import { expressRateLimit } from '../http/rate-limit.js';
 import { distUrl } from '../runtime/paths.js';
 import { HotpathError } from '../errors.js';
 import type { ServeConfig } from './config.js';
+import { createProxy, ProxyError, type Proxy } from './proxy.js';
 import type { ProcessResult } from './tasks.js';
 
 /** What the service logs through (pino's shape; tests pass a silent one). */
@@ -64,6 +68,9 @@ export interface Service {
   /** The configuration in force. */
   readonly config: ServeConfig;
 }
+
+/** Settings of the proxy mode (all of them applied live). */
+const PROXY_KEYS: ReadonlyArray<keyof ServeConfig> = ['upstreams', 'upstreamAlgorithm', 'upstreamTimeoutMs', 'upstreamHealthPath', 'proxyCacheMaxBytes'];
 
 /** Settings fixed for the life of a service (the engine, the socket, the cache's size). */
 const RESTART_ONLY: ReadonlyArray<keyof ServeConfig> = ['host', 'port', 'workers', 'redisUrl', 'http2', 'cert', 'key', 'cacheL1Entries'];
@@ -147,6 +154,13 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
   });
   engine.runtime.pool.register(TASK, distUrl('engine/server/tasks.js').href, 'process');
   let cfg = config;
+  let proxy: Proxy | undefined;
+  try {
+    proxy = config.upstreams.length > 0 ? createProxy(engine, config, log) : undefined;
+  } catch (err) {
+    await engine.close();
+    throw err;
+  }
   let snapshotting = false;
   /** Aborted by close(): long admin calls (a CPU profile) end instead of holding the process. */
   const stopping = new AbortController();
@@ -176,13 +190,16 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
   const requests = engine.metrics.counter('hotpath_http_requests_total', 'HTTP requests answered by hotpath serve, by route and status code.', ['route', 'status']);
   // Bound children by (route, status) as one number: no string is built per request.
   const series = new Map<number, { inc(n?: number): void }>();
-  const ROUTES = ['/process', '/health', '/ready', '/metrics', '/admin', 'other'];
+  const ROUTES = ['/process', '/health', '/ready', '/metrics', '/admin', 'other', 'proxy'];
   const routeIndex = (url: string | undefined): number => {
     const raw = url ?? '/';
     const q = raw.indexOf('?');
     const path = q < 0 ? raw : raw.slice(0, q);
     const i = ROUTES.indexOf(path);
-    return i >= 0 && i < 4 ? i : path.startsWith('/admin') ? 4 : 5;
+    if (i >= 1 && i < 4) return i;
+    if (path === '/admin' || path.startsWith('/admin/')) return 4;
+    if (proxy !== undefined) return 6;
+    return i === 0 ? 0 : 5;
   };
   let inflight = 0;
   let served = 0;
@@ -370,11 +387,21 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     throw new HttpError(404, `no admin route ${method} ${url.pathname}`);
   }
 
+  async function proxied(p: Proxy, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const go = limited(req, res);
+    if (!(go === true || (go !== false && (await go)))) return; // 429 answered by the middleware
+    await p.handle(req, res, clientAddress(req, trusted));
+  }
+
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const raw = req.url ?? '/';
     const q = raw.indexOf('?');
     const path = q < 0 ? raw : raw.slice(0, q); // a URL object only for the admin routes
     const method = req.method ?? 'GET';
+    const p = proxy;
+    if (p !== undefined && path !== '/health' && path !== '/ready' && path !== '/metrics' && path !== '/admin' && !path.startsWith('/admin/')) {
+      return proxied(p, req, res);
+    }
     if (path === '/process') {
       if (method !== 'POST') throw new HttpError(405, 'use POST /process');
       return processRoute(req, res);
@@ -382,8 +409,11 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     if (path === '/health') return send(res, 200, { status: 'ok' });
     if (path === '/ready') {
       const redis = engine.redis === undefined ? 'none' : engine.redis.available ? 'up' : 'down';
-      const ready = closing === undefined && redis !== 'down';
-      return send(res, ready ? 200 : 503, { ready, redis, closing: closing !== undefined, workers: engine.runtime.pool.threads });
+      // Proxy mode: ready while at least one upstream may take requests.
+      const upstreams = p?.balancer.backends().map((b) => ({ url: b.id, state: b.state, breaker: b.breakerState }));
+      const upstreamsUp = upstreams?.filter((u) => u.state === 'up' && u.breaker !== 'open').length;
+      const ready = closing === undefined && redis !== 'down' && (upstreamsUp === undefined || upstreamsUp > 0);
+      return send(res, ready ? 200 : 503, { ready, redis, closing: closing !== undefined, workers: engine.runtime.pool.threads, ...(upstreams !== undefined ? { upstreams } : {}) });
     }
     if (path === '/metrics') return send(res, 200, await engine.metrics.text(), { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
     if (path === '/admin' || path.startsWith('/admin/')) return admin(req, res, new URL(raw, 'http://localhost'));
@@ -421,6 +451,8 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
       if (err instanceof HttpError) {
         if (err.status === 413 && h1) res.setHeader('Connection', 'close');
         send(res, err.status, { error: err.message });
+      } else if (err instanceof ProxyError) {
+        send(res, err.status, { error: err.message, code: err.code });
       } else if (err instanceof SyntaxError) {
         send(res, 400, { error: `bad JSON: ${err.message}` });
       } else if (err instanceof HotpathError && err.code === 'ERR_HOTPATH_VALUE_TOO_LARGE') {
@@ -507,6 +539,7 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
           closeAll(); // every request is answered: what is still open is idle
         });
       });
+      await proxy?.close();
       await engine.close();
     })();
     return closing;
@@ -524,6 +557,16 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     if (applied.includes('limitPerSecond') || applied.includes('limitBurst')) {
       limiter = limiterFor(c); // throws (nothing applied) past MAX_LIMITER_SHAPES
       limit = limitFor(limiter);
+    }
+    if (PROXY_KEYS.some((k) => applied.includes(k))) {
+      if (c.upstreams.length === 0) {
+        void proxy?.close();
+        proxy = undefined;
+      } else if (proxy === undefined) {
+        proxy = createProxy(engine, c, log);
+      } else {
+        proxy.configure(c);
+      }
     }
     if (applied.includes('trustProxy')) trusted = new Set(c.trustProxy.map(plainAddress));
     if (applied.includes('adminToken')) token = c.adminToken === undefined ? undefined : Buffer.from(c.adminToken);

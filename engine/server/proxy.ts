@@ -1,0 +1,295 @@
+/**
+ * The reverse-proxy mode of `hotpath serve --upstream URL…`: every request that is not one of the
+ * service's own routes goes to an upstream picked by the engine's balancer (health checks,
+ * passive ejection, a breaker per upstream), over undici (its Agent keeps one connection pool per
+ * upstream origin: hotpath does not rebuild HTTP connection pooling).
+ *
+ * - Bodies stream both ways; nothing is buffered except a response being cached.
+ * - GET responses are cached by their Cache-Control (`s-maxage` or `max-age`; never with no-store,
+ *   no-cache, private, Set-Cookie, Vary or Authorization on the request), up to
+ *   `proxyCacheMaxBytes`, keyed by method, host and URL; a hit answers `X-Cache: HIT` with `Age`.
+ * - Failover: a request with no body (GET, HEAD, a bodiless DELETE …) that fails before its
+ *   response starts (connection refused or reset, a 502/503/504 from the upstream, a timeout) is
+ *   tried on another upstream, up to 3 in all. A request with a body is sent once: its body is a
+ *   stream that cannot be replayed.
+ * - Errors: no upstream may take the request → 503; an upstream refused, reset or sent a broken
+ *   response → 502; it did not answer within `upstreamTimeoutMs` → 504. Each with a JSON body
+ *   `{ error, code }`. An upstream that dies after its response started cannot be reported to the
+ *   client any more: the client's connection is cut (a truncated response is never passed off as
+ *   complete).
+ * - Hop-by-hop headers are dropped both ways; X-Forwarded-For/-Proto/-Host and Via are added.
+ */
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
+import type { Engine } from '../engine.js';
+import type { Balancer, Backend, BalancerAlgorithm } from '../balance/balancer.js';
+import { ErrorCodes, NoBackendError } from '../errors.js';
+import type { Logger } from './server.js';
+
+/** What the proxy needs from the service's configuration (hot-reloadable through `configure`). */
+export interface ProxySettings {
+  upstreams: string[];
+  upstreamAlgorithm: string;
+  upstreamTimeoutMs: number;
+  upstreamHealthPath: string | undefined;
+  proxyCacheMaxBytes: number;
+}
+
+/** A cached upstream response. */
+interface Stored {
+  status: number;
+  headers: Array<[string, string | string[]]>;
+  body: Buffer;
+  at: number;
+}
+
+/** Request headers not forwarded (hop-by-hop, RFC 9110 §7.6.1) — plus those the proxy sets itself. */
+const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate', 'host', 'http2-settings']);
+/** Statuses from an upstream that mean "try another one" for a replayable request. */
+const RETRY_STATUS = new Set([502, 503, 504]);
+const MAX_ATTEMPTS = 3;
+
+export class ProxyError extends Error {
+  constructor(readonly status: number, message: string, readonly code: string) {
+    super(message);
+  }
+}
+
+/** How long a response may be cached (ms), from its Cache-Control, or 0. */
+export function freshnessMs(headers: IncomingHttpHeaders): number {
+  if (headers['set-cookie'] !== undefined || headers.vary !== undefined) return 0;
+  const cc = headers['cache-control'];
+  if (typeof cc !== 'string') return 0;
+  const directives = new Map<string, string | undefined>();
+  for (const part of cc.toLowerCase().split(',')) {
+    const [k, v] = part.trim().split('=', 2) as [string, string | undefined];
+    if (k.length > 0) directives.set(k, v?.replace(/^"|"$/g, ''));
+  }
+  if (directives.has('no-store') || directives.has('no-cache') || directives.has('private')) return 0;
+  const age = directives.get('s-maxage') ?? directives.get('max-age');
+  const n = age === undefined ? NaN : Number(age);
+  return Number.isInteger(n) && n > 0 ? Math.min(n, 365 * 24 * 3600) * 1000 : 0;
+}
+
+export interface Proxy {
+  /** Forwards one request (the caller has rate-limited it). Rejects with ProxyError for 5xx answers. */
+  handle(req: IncomingMessage, res: ServerResponse, client: string): Promise<void>;
+  /** Applies new upstreams / algorithm / timeouts (upstreams added and removed in place). */
+  configure(next: ProxySettings): void;
+  readonly balancer: Balancer;
+  close(): Promise<void>;
+}
+
+/** @throws TypeError naming a bad setting. */
+export function createProxy(engine: Engine, settings: ProxySettings, log: Logger): Proxy {
+  let s = settings;
+  const agent = new Agent({ connections: 256, keepAliveTimeout: 4_000, connect: { timeout: Math.min(10_000, s.upstreamTimeoutMs) } });
+  const makeBalancer = (x: ProxySettings): Balancer => engine.balancer({
+    name: 'upstreams',
+    algorithm: x.upstreamAlgorithm as BalancerAlgorithm,
+    backends: x.upstreams.map((url) => ({ id: url, url })),
+    health: x.upstreamHealthPath !== undefined ? { check: 'http', path: x.upstreamHealthPath, intervalMs: 2000, timeoutMs: 1000, fall: 2, rise: 2 } : { check: 'tcp', intervalMs: 2000, timeoutMs: 1000, fall: 2, rise: 2 },
+    outlier: { consecutiveFailures: 5, ejectMs: 5_000, maxEjectMs: 60_000, maxEjectedPercent: 50 },
+    breaker: { consecutiveFailures: 5, errorRate: 0.5, volume: 20, windowMs: 10_000, resetMs: 5_000 },
+  });
+  let lb = makeBalancer(s);
+  lb.on('state', (b: Backend, to: string, from: string) => log.warn({ upstream: b.id, from, to }, 'upstream state changed'));
+  const cache = engine.cache;
+
+  async function handle(req: IncomingMessage, res: ServerResponse, client: string): Promise<void> {
+    const method = req.method ?? 'GET';
+    const url = req.url ?? '/';
+    const host = req.headers.host ?? req.headers[':authority'] ?? '';
+    const cacheable = s.proxyCacheMaxBytes > 0 && (method === 'GET' || method === 'HEAD') && req.headers.authorization === undefined && !/no-cache|no-store/i.test(String(req.headers['cache-control'] ?? ''));
+    const cacheKey = cacheable ? `proxy:${host}${url}` : '';
+    if (cacheable) {
+      let found = cache.getSync(cacheKey) as Stored | undefined;
+      if (found === undefined && engine.redis !== undefined) found = (await cache.get(cacheKey)) as Stored | undefined;
+      if (found !== undefined && typeof found === 'object' && Buffer.isBuffer(found.body)) {
+        res.statusCode = found.status;
+        for (const [k, v] of found.headers) res.setHeader(k, v);
+        res.setHeader('Age', String(Math.max(0, Math.floor((engine.clock.now() - found.at) / 1000))));
+        res.setHeader('X-Cache', 'HIT');
+        res.setHeader('Content-Length', found.body.length);
+        res.end(method === 'HEAD' ? undefined : found.body);
+        return;
+      }
+    }
+    const headers: Record<string, string | string[]> = {};
+    const connectionListed = String(req.headers.connection ?? '').toLowerCase().split(',').map((x) => x.trim());
+    for (const [k, v] of Object.entries(req.headers)) {
+      if (v === undefined || HOP.has(k) || k.startsWith(':') || connectionListed.includes(k)) continue;
+      headers[k] = v;
+    }
+    const prior = req.headers['x-forwarded-for'];
+    headers['x-forwarded-for'] = prior === undefined ? client : `${Array.isArray(prior) ? prior.join(', ') : prior}, ${client}`;
+    headers['x-forwarded-proto'] ??= 'encrypted' in req.socket && req.socket.encrypted === true ? 'https' : 'http';
+    if (typeof host === 'string' && host.length > 0) headers['x-forwarded-host'] ??= host;
+    headers.via = `${req.httpVersion} hotpath`;
+    const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
+    const attempts = hasBody ? 1 : Math.min(MAX_ATTEMPTS, Math.max(1, lb.backends().length));
+    // Abandoned by the client: the upstream request (the attempt in flight) is aborted too.
+    // One AbortController per attempt, nothing else per request.
+    let attempt: AbortController | undefined;
+    let gone = false;
+    const onClose = (): void => {
+      if (res.writableFinished) return;
+      gone = true;
+      attempt?.abort();
+    };
+    res.once('close', onClose);
+    const tried = new Set<string>();
+    let last: ProxyError | undefined;
+    try {
+      for (let i = 0; i < attempts; i++) {
+        let b: Backend;
+        try {
+          b = lb.pick({ key: client, exclude: tried });
+        } catch (err) {
+          if (err instanceof NoBackendError) {
+            if (last !== undefined) break;
+            throw new ProxyError(503, `no upstream can take the request: ${err.message}`, ErrorCodes.NO_BACKEND);
+          }
+          throw err;
+        }
+        tried.add(b.id);
+        const t0 = performance.now();
+        let answer: Dispatcher.ResponseData;
+        // Our own timer for the response headers: undici's headersTimeout ticks in whole seconds.
+        let timedOut = false;
+        const ac = new AbortController();
+        attempt = ac;
+        const timer = setTimeout(() => {
+          timedOut = true;
+          ac.abort();
+        }, s.upstreamTimeoutMs);
+        try {
+          answer = await agent.request({
+            origin: b.url!, path: url, method: method as Dispatcher.HttpMethod, headers,
+            body: hasBody ? req : undefined,
+            signal: ac.signal,
+            headersTimeout: s.upstreamTimeoutMs + 1000, bodyTimeout: s.upstreamTimeoutMs,
+          });
+        } catch (err) {
+          if (gone) {
+            lb.release(b);
+            return; // the client is gone
+          }
+          lb.report(b, { ok: false, latencyMs: performance.now() - t0 });
+          last = timedOut ? timeout(b.id) : classify(err, b.id);
+          continue;
+        } finally {
+          clearTimeout(timer);
+        }
+        if (RETRY_STATUS.has(answer.statusCode) && i + 1 < attempts) {
+          lb.report(b, { ok: false, latencyMs: performance.now() - t0 });
+          await answer.body.dump().catch(() => undefined);
+          last = new ProxyError(502, `upstream ${b.id} answered ${answer.statusCode}`, ErrorCodes.UPSTREAM_FAILED);
+          continue;
+        }
+        await relay(answer, b, t0, cacheKey, res, () => gone);
+        return;
+      }
+      throw last ?? new ProxyError(503, 'no upstream can take the request', ErrorCodes.NO_BACKEND);
+    } finally {
+      res.off('close', onClose);
+    }
+  }
+
+  /** Streams an upstream answer to the client (and into the cache when it may be cached). */
+  async function relay(answer: Dispatcher.ResponseData, b: Backend, t0: number, cacheKey: string, res: ServerResponse, clientGone: () => boolean): Promise<void> {
+    const status = answer.statusCode;
+    const kept: Array<[string, string | string[]]> = [];
+    const connectionListed = String(answer.headers.connection ?? '').toLowerCase().split(',').map((x) => x.trim());
+    for (const [k, v] of Object.entries(answer.headers)) {
+      if (v === undefined || HOP.has(k) || connectionListed.includes(k)) continue;
+      kept.push([k, v]);
+    }
+    res.statusCode = status;
+    for (const [k, v] of kept) res.setHeader(k, v);
+    res.setHeader('Via', `1.1 hotpath`);
+    const fresh = cacheKey !== '' && status === 200 ? freshnessMs(answer.headers as IncomingHttpHeaders) : 0;
+    if (cacheKey !== '') res.setHeader('X-Cache', 'MISS');
+    const chunks: Buffer[] | undefined = fresh > 0 ? [] : undefined;
+    let size = 0;
+    let tooBig = false;
+    let failed = false;
+    try {
+      for await (const chunk of answer.body as AsyncIterable<Buffer>) {
+        if (chunks !== undefined && !tooBig) {
+          size += chunk.length;
+          if (size > s.proxyCacheMaxBytes) tooBig = true;
+          else chunks.push(chunk);
+        }
+        if (!res.write(chunk)) {
+          await new Promise<void>((resolve) => {
+            const go = (): void => {
+              res.off('drain', go);
+              res.off('close', go);
+              resolve();
+            };
+            res.once('drain', go);
+            res.once('close', go);
+          });
+          if (res.destroyed) break;
+        }
+      }
+    } catch (err) {
+      failed = true;
+      if (!clientGone()) log.warn({ upstream: b.id, err: (err as Error).message }, 'upstream response broke off');
+    }
+    if (failed) {
+      lb.report(b, { ok: false, latencyMs: performance.now() - t0 });
+      res.destroy(); // the client must not take a truncated body for a whole one
+      return;
+    }
+    if (res.destroyed) {
+      lb.release(b);
+      answer.body.destroy();
+      return;
+    }
+    lb.report(b, { ok: status < 500, latencyMs: performance.now() - t0 });
+    if (chunks !== undefined && !tooBig) {
+      const stored: Stored = { status, headers: kept, body: Buffer.concat(chunks, size), at: engine.clock.now() };
+      await cache.set(cacheKey, stored, { ttl: fresh }).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'proxy cache write failed'));
+    }
+    res.end();
+  }
+
+  function timeout(upstream: string): ProxyError {
+    return new ProxyError(504, `upstream ${upstream} did not answer within ${s.upstreamTimeoutMs} ms`, ErrorCodes.TIMEOUT);
+  }
+
+  function classify(err: unknown, upstream: string): ProxyError {
+    if (err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError || err instanceof undiciErrors.ConnectTimeoutError) {
+      return timeout(upstream);
+    }
+    const code = (err as { code?: string }).code ?? '';
+    return new ProxyError(502, `upstream ${upstream} failed: ${code !== '' ? `${code} ` : ''}${(err as Error).message}`, ErrorCodes.UPSTREAM_FAILED);
+  }
+
+  return {
+    handle,
+    get balancer() {
+      return lb;
+    },
+    configure(next: ProxySettings): void {
+      if (next.upstreamAlgorithm !== s.upstreamAlgorithm || next.upstreamHealthPath !== s.upstreamHealthPath) {
+        const old = lb;
+        lb = makeBalancer(next);
+        lb.on('state', (b: Backend, to: string, from: string) => log.warn({ upstream: b.id, from, to }, 'upstream state changed'));
+        old.close();
+      } else {
+        const want = new Set(next.upstreams);
+        for (const b of lb.backends()) if (!want.has(b.id)) lb.remove(b.id);
+        for (const url of next.upstreams) if (!lb.backends().some((b) => b.id === url)) lb.add({ id: url, url });
+      }
+      s = next;
+    },
+    async close(): Promise<void> {
+      lb.close();
+      await agent.close().catch(() => undefined);
+    },
+  };
+}
+

@@ -1,0 +1,235 @@
+/**
+ * `hotpath serve --upstream …`: the reverse-proxy mode against real upstream servers on 127.0.0.1:
+ * streaming, caching by Cache-Control, failover, a killed upstream mid-request, 502/503/504,
+ * rate limits, hot reload of the upstream list, and configuration errors.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { resolveServeConfig, SERVE_DEFAULTS, type ServeConfig } from '../../engine/server/config.js';
+import { startService, type Service } from '../../engine/server/server.js';
+import { silentLog } from '../helpers.js';
+
+let service: Service | undefined;
+const upstreams: Upstream[] = [];
+afterEach(async () => {
+  await service?.close();
+  service = undefined;
+  for (const u of upstreams.splice(0)) await u.close();
+});
+
+interface Upstream {
+  url: string;
+  server: Server;
+  hits: string[];
+  close(): Promise<void>;
+}
+
+async function upstream(name: string, handler?: (req: IncomingMessage, res: ServerResponse) => void): Promise<Upstream> {
+  const hits: string[] = [];
+  const sockets = new Set<Socket>();
+  const server = createServer((req, res) => {
+    hits.push(`${req.method} ${req.url}`);
+    if (handler !== undefined) return handler(req, res);
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      res.setHeader('content-type', 'application/json');
+      res.setHeader('x-upstream', name);
+      res.end(JSON.stringify({ upstream: name, method: req.method, url: req.url, body: Buffer.concat(chunks).toString(), xff: req.headers['x-forwarded-for'], via: req.headers.via }));
+    });
+  });
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const u: Upstream = {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    server, hits,
+    close: () => new Promise<void>((r) => {
+      for (const s of sockets) s.destroy();
+      server.close(() => r());
+    }),
+  };
+  upstreams.push(u);
+  return u;
+}
+
+async function start(overrides: Partial<ServeConfig>): Promise<Service> {
+  service = await startService({ ...SERVE_DEFAULTS, port: 0, workers: 1, ...overrides }, silentLog);
+  return service;
+}
+
+async function get(path: string, init: Parameters<typeof request>[1] = {}) {
+  const res = await request(`${service!.url}${path}`, init);
+  const text = await res.body.text();
+  return { status: res.statusCode, headers: res.headers, text, json: () => JSON.parse(text) as Record<string, unknown> };
+}
+
+describe('proxy mode', () => {
+  it('forwards requests with their bodies, adds X-Forwarded-For and Via, keeps the service’s own routes', async () => {
+    const a = await upstream('a');
+    await start({ upstreams: [a.url], upstreamAlgorithm: 'round-robin' });
+    const r = await get('/orders/7?x=1', { method: 'POST', body: 'hello upstream', headers: { 'content-type': 'text/plain' } });
+    expect(r.status).toBe(200);
+    expect(r.json()).toMatchObject({ upstream: 'a', method: 'POST', url: '/orders/7?x=1', body: 'hello upstream', xff: '127.0.0.1' });
+    expect(String(r.json().via)).toMatch(/hotpath/);
+    expect(r.headers['x-upstream']).toBe('a');
+    expect((await get('/health')).json()).toEqual({ status: 'ok' });
+    const ready = (await get('/ready')).json();
+    expect(ready.ready).toBe(true);
+    expect(ready.upstreams).toEqual([{ url: a.url, state: 'up', breaker: 'closed' }]);
+    expect(a.hits).toEqual(['POST /orders/7?x=1']); // /health and /ready were not forwarded
+    expect((await get('/metrics')).text).toMatch(/hotpath_http_requests_total\{route="proxy",status="200"\} 1/);
+  });
+
+  it('streams a large body both ways without holding it whole', async () => {
+    const echo = await upstream('echo', (req, res) => {
+      res.setHeader('content-type', 'application/octet-stream');
+      req.pipe(res);
+    });
+    await start({ upstreams: [echo.url] });
+    const body = Buffer.alloc(8 << 20, 7);
+    const res = await request(`${service!.url}/echo`, { method: 'PUT', body });
+    const back = Buffer.from(await res.body.arrayBuffer());
+    expect(res.statusCode).toBe(200);
+    expect(back.length).toBe(body.length);
+    expect(back.equals(body)).toBe(true);
+  });
+
+  it('caches GET responses by Cache-Control, and only those', async () => {
+    let n = 0;
+    const origin = await upstream('cc', (req, res) => {
+      n++;
+      if (req.url === '/fresh') res.setHeader('cache-control', 'public, max-age=60');
+      if (req.url === '/nostore') res.setHeader('cache-control', 'no-store');
+      if (req.url === '/cookie') {
+        res.setHeader('cache-control', 'max-age=60');
+        res.setHeader('set-cookie', 'a=b');
+      }
+      res.end(`body ${n}`);
+    });
+    await start({ upstreams: [origin.url] });
+    const first = await get('/fresh');
+    const second = await get('/fresh');
+    expect([first.headers['x-cache'], second.headers['x-cache']]).toEqual(['MISS', 'HIT']);
+    expect(second.text).toBe(first.text);
+    expect(second.headers.age).toBeDefined();
+    expect(second.headers['cache-control']).toBe('public, max-age=60');
+    for (const path of ['/nostore', '/nostore', '/cookie', '/cookie']) expect((await get(path)).headers['x-cache']).toBe('MISS');
+    await get('/fresh', { headers: { 'cache-control': 'no-cache' } }); // the client asks to revalidate
+    expect((await get('/fresh', { method: 'POST', body: 'x' })).headers['x-cache']).toBeUndefined();
+    expect(origin.hits.filter((h) => h === 'GET /fresh')).toHaveLength(2);
+    expect(origin.hits.filter((h) => h === 'GET /nostore')).toHaveLength(2);
+  });
+
+  it('fails over from a dead upstream and one that answers 503; later requests avoid them', async () => {
+    const good = await upstream('good');
+    const bad = await upstream('bad', (_req, res) => {
+      res.statusCode = 503;
+      res.end('overloaded');
+    });
+    const dead = await upstream('dead');
+    await dead.close();
+    await start({ upstreams: [dead.url, bad.url, good.url], upstreamAlgorithm: 'round-robin' });
+    for (let i = 0; i < 20; i++) {
+      const r = await get(`/item/${i}`);
+      expect(r.status).toBe(200);
+      expect(r.json().upstream).toBe('good');
+    }
+    // Breakers (5 failures) and ejection take the failing ones out: they see few requests.
+    expect(bad.hits.length).toBeLessThanOrEqual(6);
+  });
+
+  it('a request with a body is not replayed: an upstream failure is a 502 with a clear body', async () => {
+    const dead = await upstream('dead');
+    await dead.close();
+    await start({ upstreams: [dead.url] });
+    const r = await get('/write', { method: 'POST', body: 'once' });
+    expect(r.status).toBe(502);
+    expect(r.json()).toMatchObject({ code: 'ERR_HOTPATH_UPSTREAM_FAILED' });
+    expect(String(r.json().error)).toMatch(/upstream http:\/\/127\.0\.0\.1:\d+ failed: ECONNREFUSED/);
+  });
+
+  it('answers 504 when the upstream is too slow and 503 when no upstream may take the request', async () => {
+    const slow = await upstream('slow', (_req, res) => void setTimeout(() => res.end('late'), 2000).unref());
+    await start({ upstreams: [slow.url], upstreamTimeoutMs: 100 });
+    const r = await get('/slow');
+    expect(r.status).toBe(504);
+    expect(r.json()).toMatchObject({ code: 'ERR_HOTPATH_TIMEOUT' });
+    // Five failures open its breaker: then nothing may take the request.
+    for (let i = 0; i < 4; i++) await get('/slow');
+    const refused = await get('/slow');
+    expect(refused.status).toBe(503);
+    expect(refused.json()).toMatchObject({ code: 'ERR_HOTPATH_NO_BACKEND' });
+    expect((await get('/ready')).status).toBe(503);
+  });
+
+  it('an upstream killed mid-response: the client’s connection is cut, never a short body passed as whole', async () => {
+    const dying = await upstream('dying', (_req, res) => {
+      res.setHeader('content-length', '100000');
+      res.write(Buffer.alloc(1000, 1));
+      setImmediate(() => res.socket?.destroy());
+    });
+    await start({ upstreams: [dying.url] });
+    const res = await request(`${service!.url}/big`);
+    expect(res.statusCode).toBe(200);
+    await expect(res.body.arrayBuffer()).rejects.toThrow();
+    // The service itself is fine.
+    expect((await get('/health')).status).toBe(200);
+  });
+
+  it('a client that goes away aborts its upstream request (nothing left hanging upstream)', async () => {
+    let arrived!: () => void;
+    const arrival = new Promise<void>((r) => (arrived = r));
+    let closed!: () => void;
+    const upstreamClosed = new Promise<void>((r) => (closed = r));
+    const hang = await upstream('hang', (req) => {
+      req.socket.once('close', () => closed());
+      arrived(); // and never answers
+    });
+    await start({ upstreams: [hang.url] });
+    const ac = new AbortController();
+    const pending = request(`${service!.url}/forever`, { signal: ac.signal }).catch((e: unknown) => e);
+    await arrival;
+    ac.abort();
+    await pending;
+    await upstreamClosed; // the proxy cut its upstream connection: the test would time out otherwise
+    expect(service!.inflight).toBe(0);
+  });
+
+  it('rate limits per client before forwarding', async () => {
+    const a = await upstream('a');
+    await start({ upstreams: [a.url], limitPerSecond: 3, limitBurst: 3 });
+    const statuses: number[] = [];
+    for (let i = 0; i < 5; i++) statuses.push((await get('/x')).status);
+    expect(statuses).toEqual([200, 200, 200, 429, 429]);
+    expect(a.hits).toHaveLength(3);
+  });
+
+  it('takes a new upstream list live (hot reload), and turning it off brings back /process', async () => {
+    const a = await upstream('a');
+    const b = await upstream('b');
+    await start({ upstreams: [a.url], upstreamAlgorithm: 'round-robin' });
+    expect((await get('/who')).json().upstream).toBe('a');
+    const applied = service!.reconfigure({ ...service!.config, upstreams: [b.url] });
+    expect(applied.applied).toEqual(['upstreams']);
+    for (let i = 0; i < 4; i++) expect((await get('/who')).json().upstream).toBe('b');
+    service!.reconfigure({ ...service!.config, upstreams: [] });
+    expect((await get('/who')).status).toBe(404);
+    expect((await get('/process', { method: 'POST', body: 'x' })).status).toBe(200);
+  });
+
+  it('validates the upstream settings, naming them', () => {
+    expect(resolveServeConfig(undefined, { HOTPATH_UPSTREAMS: 'http://127.0.0.1:9001, http://127.0.0.1:9002/' }).upstreams).toEqual(['http://127.0.0.1:9001', 'http://127.0.0.1:9002']);
+    expect(resolveServeConfig(undefined, {}, { upstream: ['http://a:1', 'http://b:2'], balance: 'least-connections' })).toMatchObject({ upstreams: ['http://a:1', 'http://b:2'], upstreamAlgorithm: 'least-connections' });
+    expect(() => resolveServeConfig(undefined, {}, { upstream: ['ftp://a'] })).toThrow('--upstream: "ftp://a" must be an http: or https: URL');
+    expect(() => resolveServeConfig(undefined, {}, { upstream: ['nope'] })).toThrow('--upstream: "nope" is not a URL');
+    expect(() => resolveServeConfig(undefined, {}, { upstream: ['http://a:1/api'] })).toThrow(/must be an origin/);
+    expect(() => resolveServeConfig(undefined, {}, { upstream: ['http://a:1', 'http://a:1/'] })).toThrow(/names an upstream twice/);
+    expect(() => resolveServeConfig(undefined, {}, { balance: 'random' })).toThrow(/--balance must be one of round-robin/);
+    expect(() => resolveServeConfig({ upstreamHealthPath: 'health' })).toThrow(/upstreamHealthPath must be a path starting with/);
+  });
+});
