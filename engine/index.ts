@@ -15,6 +15,11 @@ export {
   Balancer, BALANCER_ALGORITHMS, BALANCER_DEFAULTS, type BalancerOptions, type BalancerAlgorithm, type Backend, type BackendOptions,
   type BackendState, type OutlierOptions, type PickOptions, type BalancerRunOptions,
 } from './balance/balancer.js';
+export {
+  loadtest, loadtestCsv, loadtestHtml, CSV_COLUMNS, parseDuration, parseStages, readScenarios, LOADTEST_DEFAULTS,
+  type LoadtestOptions, type LoadtestResult, type LoadtestProgress, type Percentiles, type TimelineRow, type SpectrumPoint,
+  type Scenario, type Stage,
+} from './loadtest/index.js';
 export { HashRing, DEFAULT_VNODES, DEFAULT_MAGLEV_TABLE_SIZE, type HashRingOptions, type RingAlgorithm } from './balance/ring.js';
 export { HEALTH_DEFAULTS, type HealthOptions, type CheckFunction, type CheckTarget } from './balance/health.js';
 export { NoBackendError, UpstreamError, PoolTimeoutError, PoolCreateError } from './errors.js';

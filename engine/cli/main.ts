@@ -16,6 +16,9 @@ commands:
         a running service's cache through its admin API, or Redis directly (hotpath cache --help)
   profile [--dir DIR] [--top N] [--seconds N] -- <command> [args...]
         run a command with the CPU profiler on; print the profiles and the top functions by self time
+  loadtest URL [--rate N | --connections N] [--duration D | --stages LIST] [--pipelining N]
+        [--workers N] [--scenarios FILE] [--json FILE] [--csv FILE] [--html FILE]
+        HTTP load with corrected tail latencies: open model (--rate) or closed (hotpath loadtest --help)
   bench [--quick] [--filter TEXT] [--out DIR]
         run every benchmark against its peers; writes DIR/<date>.json and .md
         (DIR defaults to bench/results). --quick: short runs that only check the benches work.
@@ -61,6 +64,10 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     return runBenches({ quick: values.quick, out: values.out, ...(values.filter !== undefined ? { filter: values.filter } : {}) });
+  }
+  if (command === 'loadtest') {
+    const { runLoadtest } = await import('./loadtest.js');
+    return runLoadtest(rest);
   }
   if (command === 'cache') {
     const { runCacheCommand } = await import('./cache.js');

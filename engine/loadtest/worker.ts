@@ -1,0 +1,413 @@
+/**
+ * One load-generating worker thread of `loadtest()`. It owns its share of the connections (undici
+ * Clients, one socket each) and, in the open model, every W-th arrival of the shared schedule.
+ * Per request it keeps no record: it adds the latency to an HDR histogram (µs) and bumps counters,
+ * and once per interval it sends the main thread the interval's histograms (compressed) and
+ * counters, then resets them — so memory stays flat however long the run is.
+ *
+ * Requests go through `Client.dispatch` with a handler object per slot (slot = connection ×
+ * pipelining position), reused for every request of that slot: no promise, no body stream and no
+ * header parsing per request (the cost of undici's `request()` that autocannon does not pay).
+ */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { parentPort, workerData } from 'node:worker_threads';
+import { Client, type Dispatcher } from 'undici';
+import * as hdr from 'hdr-histogram-js';
+import { Arrivals, levelAt } from './schedule.js';
+import type { Stage, WireScenario } from './options.js';
+
+/** What the main thread hands each worker. */
+export interface WorkerInit {
+  origin: string;
+  index: number;
+  workers: number;
+  model: 'open' | 'closed';
+  from: number;
+  stages: Stage[];
+  totalMs: number;
+  /** Connections this worker owns; its n-th has the global number index + n·workers. */
+  connections: number;
+  pipelining: number;
+  scenarios: WireScenario[];
+  timeoutMs: number;
+  gracefulStopMs: number;
+  intervalMs: number;
+}
+
+/** One interval of one worker (`final`: the last, up to the worker's end). */
+export interface WorkerSample {
+  type: 'sample';
+  index: number;
+  final: boolean;
+  /** ms from the start: the end of what this sample covers. */
+  toMs: number;
+  /** latencies from the actual send, µs, compressed HDR */
+  raw: string;
+  /** open model: latencies from the intended start, µs; closed model: null (corrected on the main thread) */
+  corrected: string | null;
+  sent: number;
+  completed: number;
+  dropped: number;
+  interrupted: number;
+  bytesIn: number;
+  bytesOut: number;
+  status: Record<string, number>;
+  errors: Record<string, number>;
+  /** open model: how late each send was against its intended start, µs, compressed HDR (the generator's own lag) */
+  lag: string | null;
+}
+
+export type WorkerMessage = { type: 'ready' } | WorkerSample | { type: 'failed'; message: string };
+export type MainMessage = { type: 'start'; at: number } | { type: 'stop' };
+
+/** After a failed request, a closed-model slot waits this long before its next one (no busy loop against a dead server). */
+const ERROR_PAUSE_MS = 10;
+
+const origin = performance.timeOrigin;
+/** Wall-clock ms with µs resolution, comparable across threads (the main thread's start time is one). */
+const clock = (): number => origin + performance.now();
+
+function histogram(): hdr.Histogram {
+  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 2, autoResize: true, numberOfSignificantValueDigits: 3, useWebAssembly: false });
+}
+
+class Slot implements Dispatcher.DispatchHandler {
+  /** when the request was sent (ms, clock()) */
+  sentAt = 0;
+  /** when it was meant to start (open model) */
+  intended = 0;
+  status = 0;
+  busy = false;
+  active = false;
+  constructor(readonly runner: Runner, readonly client: Client) {}
+  onConnect(): void {}
+  onHeaders(statusCode: number): boolean {
+    this.status = statusCode;
+    return true;
+  }
+  onData(chunk: Buffer): boolean {
+    this.runner.bytesIn += chunk.length;
+    return true;
+  }
+  onComplete(): void {
+    this.runner.completed(this);
+  }
+  onError(err: Error): void {
+    this.runner.failed(this, err);
+  }
+}
+
+class Runner {
+  readonly #init: WorkerInit;
+  readonly #clients: Client[] = [];
+  readonly #slots: Slot[] = [];
+  readonly #free: Slot[] = [];
+  readonly #requests: Dispatcher.DispatchOptions[];
+  readonly #bodyBytes: number[];
+  #startAt = 0;
+  #stopping = false;
+  #finished = false;
+  #inFlight = 0;
+  #interval = 0;
+  #timers = new Set<NodeJS.Timeout>();
+  #arrivals: Arrivals | null = null;
+  #nextDue = Infinity;
+  // The interval's figures (reset on every sample).
+  #raw = histogram();
+  #corrected = histogram();
+  #sent = 0;
+  #completed = 0;
+  #dropped = 0;
+  #interrupted = 0;
+  bytesIn = 0;
+  #bytesOut = 0;
+  #status: Record<string, number> = {};
+  #errors: Record<string, number> = {};
+  #lag = histogram();
+  /** the pending #pump timer (one at most) */
+  #armed: NodeJS.Timeout | null = null;
+
+  readonly #post: (m: WorkerMessage) => void;
+
+  constructor(init: WorkerInit, post: (m: WorkerMessage) => void) {
+    this.#init = init;
+    this.#post = post;
+    const pipelined = init.pipelining > 1;
+    this.#requests = init.scenarios.map((s) => ({
+      path: s.path, method: s.method as Dispatcher.HttpMethod, headers: s.headers, body: s.body,
+      // undici holds a socket "blocking" after a request until its response headers arrive, and
+      // never pipelines after a non-idempotent one: both would turn pipelining off.
+      ...(pipelined ? { blocking: false, idempotent: true } : {}),
+    }));
+    this.#bodyBytes = init.scenarios.map((s) => (s.body === null ? 0 : Buffer.byteLength(s.body)));
+    for (let n = 0; n < init.connections; n++) {
+      const client = new Client(init.origin, {
+        pipelining: init.pipelining,
+        headersTimeout: init.timeoutMs,
+        bodyTimeout: init.timeoutMs,
+        connectTimeout: init.timeoutMs,
+        keepAliveTimeout: 30_000,
+      });
+      // A socket error is also delivered to the requests on it (onError); this only keeps the
+      // client's own 'error' event from being unhandled.
+      client.on('connectionError', () => {});
+      this.#clients.push(client);
+      for (let p = 0; p < init.pipelining; p++) {
+        const slot = new Slot(this, client);
+        this.#slots.push(slot);
+      }
+    }
+    this.#free = [...this.#slots].reverse();
+  }
+
+  start(at: number): void {
+    this.#startAt = at;
+    this.#later(() => this.#begin(), at - clock());
+  }
+
+  stop(): void {
+    if (!this.#stopping) this.#endSchedule();
+  }
+
+  #later(fn: () => void, ms: number): void {
+    const t = setTimeout(() => {
+      this.#timers.delete(t);
+      fn();
+    }, Math.max(0, ms));
+    this.#timers.add(t);
+  }
+
+  #begin(): void {
+    const init = this.#init;
+    this.#scheduleTick();
+    if (init.model === 'open') {
+      this.#arrivals = new Arrivals(init.from, init.stages, init.index, init.workers);
+      this.#nextDue = this.#arrivals.next();
+      this.#pump();
+    } else {
+      this.#control();
+      this.#later(() => this.#endSchedule(), this.#startAt + init.totalMs - clock());
+    }
+  }
+
+  #scheduleTick(): void {
+    const at = this.#startAt + (this.#interval + 1) * this.#init.intervalMs;
+    this.#later(() => {
+      if (this.#finished) return;
+      this.#sample(false, at);
+      this.#scheduleTick();
+    }, at - clock());
+  }
+
+  /**
+   * Open model: sends every arrival that is due, on a free slot, or counts it dropped; then arms
+   * one timer for the next arrival. Node's timers have 1 ms resolution, so a send can be up to
+   * about a millisecond late (more when the event loop is busy): that lag is part of the latency
+   * measured from the intended start, and is reported on its own (generator.scheduleLag).
+   * Completions call this too, so a freed slot takes a due arrival without waiting for the timer.
+   */
+  #pump = (): void => {
+    if (this.#stopping || this.#arrivals === null) return;
+    const t = clock() - this.#startAt;
+    if (this.#nextDue > t && this.#armed !== null) return;
+    while (this.#nextDue <= t) {
+      const slot = this.#free.pop();
+      if (slot === undefined) this.#dropped++;
+      else this.#send(slot, this.#startAt + this.#nextDue);
+      this.#nextDue = this.#arrivals.next();
+    }
+    if (this.#armed !== null) {
+      clearTimeout(this.#armed);
+      this.#timers.delete(this.#armed);
+      this.#armed = null;
+    }
+    if (this.#nextDue === Infinity) {
+      // The schedule may end before totalMs (the last arrival is earlier); the run does not.
+      this.#later(() => this.#endSchedule(), this.#startAt + this.#init.totalMs - clock());
+      return;
+    }
+    const armed = setTimeout(() => {
+      this.#timers.delete(armed);
+      this.#armed = null;
+      this.#pump();
+    }, Math.max(0, this.#nextDue - t));
+    this.#armed = armed;
+    this.#timers.add(armed);
+  };
+
+  /** Closed model: (de)activates connections to follow the stages; runs every 100 ms. */
+  #control(): void {
+    if (this.#stopping) return;
+    const init = this.#init;
+    const elapsed = clock() - this.#startAt;
+    const target = Math.round(levelAt(init.from, init.stages, elapsed));
+    for (let n = 0; n < init.connections; n++) {
+      const on = init.index + n * init.workers < target;
+      for (let p = 0; p < init.pipelining; p++) {
+        const slot = this.#slots[n * init.pipelining + p]!;
+        const was = slot.active;
+        slot.active = on;
+        if (on && !was && !slot.busy) this.#send(slot, clock());
+      }
+    }
+    if (elapsed < init.totalMs) this.#later(() => this.#control(), Math.min(100, init.totalMs - elapsed));
+  }
+
+  #send(slot: Slot, intended: number): void {
+    const init = this.#init;
+    let i = 0;
+    if (this.#requests.length > 1) {
+      const r = Math.random();
+      while (init.scenarios[i]!.upTo <= r) i++;
+    }
+    slot.busy = true;
+    slot.intended = intended;
+    const now = clock();
+    slot.sentAt = now;
+    if (this.#init.model === 'open') this.#lag.recordValue(Math.round((now - intended) * 1000));
+    this.#inFlight++;
+    this.#sent++;
+    this.#bytesOut += this.#bodyBytes[i]!;
+    slot.client.dispatch(this.#requests[i]!, slot);
+  }
+
+  completed(slot: Slot): void {
+    const now = clock();
+    this.#inFlight--;
+    slot.busy = false;
+    this.#completed++;
+    this.#raw.recordValue(Math.round((now - slot.sentAt) * 1000));
+    if (this.#init.model === 'open') this.#corrected.recordValue(Math.round((now - slot.intended) * 1000));
+    const code = slot.status;
+    this.#status[code] = (this.#status[code] ?? 0) + 1;
+    this.#next(slot, false);
+  }
+
+  failed(slot: Slot, err: Error): void {
+    this.#inFlight--;
+    slot.busy = false;
+    if (this.#finished) {
+      this.#interrupted++;
+      return;
+    }
+    const code = (err as { code?: string }).code ?? err.name;
+    this.#errors[code] = (this.#errors[code] ?? 0) + 1;
+    this.#next(slot, true);
+  }
+
+  #next(slot: Slot, afterError: boolean): void {
+    if (this.#stopping) {
+      if (this.#inFlight === 0) this.#finish();
+      return;
+    }
+    if (this.#init.model === 'open') {
+      this.#free.push(slot);
+      this.#pump();
+      return;
+    }
+    if (!slot.active) return;
+    if (afterError) {
+      slot.busy = true; // held until the pause ends, so #control does not start it twice
+      this.#later(() => {
+        slot.busy = false;
+        if (slot.active && !this.#stopping) this.#send(slot, clock());
+      }, ERROR_PAUSE_MS);
+    } else this.#send(slot, clock());
+  }
+
+  /** The schedule is over: no new requests; those in flight get gracefulStopMs. */
+  #endSchedule(): void {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    if (this.#inFlight === 0) this.#finish();
+    else this.#later(() => this.#finish(), this.#init.gracefulStopMs);
+  }
+
+  #finish(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
+    // Requests still in flight fail with ClientDestroyedError into failed(): counted interrupted.
+    const left = this.#inFlight;
+    Promise.all(this.#clients.map((c) => c.destroy())).then(
+      () => {
+        this.#interrupted = Math.max(this.#interrupted, left);
+        this.#sample(true, clock());
+      },
+      (err: unknown) => this.#post({ type: 'failed', message: String(err) }),
+    );
+  }
+
+  #sample(final: boolean, at: number): void {
+    const msg: WorkerSample = {
+      type: 'sample', index: this.#interval, final, toMs: at - this.#startAt,
+      raw: hdr.encodeIntoCompressedBase64(this.#raw),
+      corrected: this.#init.model === 'open' ? hdr.encodeIntoCompressedBase64(this.#corrected) : null,
+      sent: this.#sent, completed: this.#completed, dropped: this.#dropped, interrupted: this.#interrupted,
+      bytesIn: this.bytesIn, bytesOut: this.#bytesOut, status: this.#status, errors: this.#errors,
+      lag: this.#init.model === 'open' ? hdr.encodeIntoCompressedBase64(this.#lag) : null,
+    };
+    this.#post(msg);
+    this.#interval++;
+    this.#raw.reset();
+    this.#corrected.reset();
+    this.#sent = this.#completed = this.#dropped = this.#interrupted = this.bytesIn = this.#bytesOut = 0;
+    this.#lag.reset();
+    this.#status = {};
+    this.#errors = {};
+  }
+}
+
+/**
+ * Warms this thread up before the clock starts, against a throwaway server of its own (nothing
+ * is sent to the target): undici compiles its llhttp WASM parser synchronously on a thread's
+ * first connection (100+ ms on this VM), and V8 needs a few thousand requests through the hot
+ * path (dispatch, the handlers, the histogram) before it is optimised — without this, the first
+ * half second of every run measures the generator's own warm-up. The same Runner code runs, in
+ * the closed model, for WARM_UP_MS; its figures are thrown away.
+ */
+const WARM_UP_MS = 300;
+
+async function warmUp(init: WorkerInit): Promise<void> {
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.end('warm'));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const connections = Math.min(init.connections, 4);
+      const runner = new Runner({
+        ...init, origin: `http://127.0.0.1:${port}`, index: 0, workers: 1, model: 'closed', connections,
+        from: connections, stages: [{ durationMs: WARM_UP_MS, target: connections }], totalMs: WARM_UP_MS,
+        scenarios: init.scenarios.map((s) => ({ ...s, headers: [...s.headers] })), intervalMs: WARM_UP_MS, gracefulStopMs: 1000,
+      }, (m) => {
+        if (m.type === 'failed') reject(new Error(m.message));
+        else if (m.type === 'sample' && m.final) resolve();
+      });
+      runner.start(clock());
+    });
+  } finally {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+}
+
+if (parentPort !== null) {
+  const port = parentPort;
+  const init = workerData as WorkerInit;
+  warmUp(init).then(
+    () => {
+      const runner = new Runner(init, (m) => port.postMessage(m));
+      port.on('message', (m: MainMessage) => {
+        if (m.type === 'start') runner.start(m.at);
+        else runner.stop();
+      });
+      port.postMessage({ type: 'ready' } satisfies WorkerMessage);
+    },
+    (err: unknown) => port.postMessage({ type: 'failed', message: `warm-up: ${String(err)}` } satisfies WorkerMessage),
+  );
+}

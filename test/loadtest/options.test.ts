@@ -1,0 +1,104 @@
+/**
+ * Bad input → a clear, typed error that names the option (synchronously: a caller mistake).
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadtest, parseDuration, parseStages, readScenarios } from '../../engine/loadtest/index.js';
+import { resolveOptions } from '../../engine/loadtest/options.js';
+
+const URL_OK = 'http://127.0.0.1:9/';
+const dir = mkdtempSync(join(tmpdir(), 'hotpath-loadtest-'));
+function file(name: string, text: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}
+
+describe('loadtest options', () => {
+  it('rejects a bad URL with a TypeError naming options.url', () => {
+    for (const url of ['not a url', 'ftp://127.0.0.1/', '/relative', 'http://user:pw@127.0.0.1/']) {
+      expect(() => loadtest({ url })).toThrow(TypeError);
+      expect(() => loadtest({ url })).toThrow(/options\.url/);
+    }
+  });
+
+  it('rejects a rate ≤ 0 (or not a number) with a RangeError naming options.rate', () => {
+    for (const rate of [0, -5, Number.NaN, Infinity, '10' as unknown as number]) {
+      expect(() => loadtest({ url: URL_OK, rate })).toThrow(RangeError);
+      expect(() => loadtest({ url: URL_OK, rate })).toThrow(/options\.rate must be a positive number/);
+    }
+    // 0 is the start of a ramp
+    expect(resolveOptions({ url: URL_OK, rate: 0, stages: [{ durationMs: 1000, target: 10 }] }).from).toBe(0);
+  });
+
+  it('names every other bad option', () => {
+    const cases: Array<[object, RegExp]> = [
+      [{ connections: 0 }, /options\.connections must be a positive integer, got 0/],
+      [{ pipelining: 1.5 }, /options\.pipelining must be a positive integer/],
+      [{ workers: -1 }, /options\.workers must be a positive integer/],
+      [{ durationMs: '10 parsecs' }, /options\.durationMs must be a duration/],
+      [{ durationMs: 0 }, /options\.durationMs must be a positive duration/],
+      [{ durationMs: 1000, stages: [{ durationMs: 1000, target: 1 }] }, /exclusive/],
+      [{ stages: [] }, /options\.stages must be a non-empty array/],
+      [{ stages: [{ durationMs: 1000, target: -1 }] }, /options\.stages\[0\]\.target/],
+      [{ stages: [{ durationMs: 1000, target: 1.5 }] }, /whole number of connections/],
+      [{ stages: [{ durationMs: 1000, target: 0 }] }, /never open a connection/],
+      [{ method: 'GE T' }, /options\.method must be an HTTP method/],
+      [{ headers: { 'x-a': 'b\r\nc' } }, /options\.headers\.x-a/],
+      [{ scenarios: [] }, /at least one scenario/],
+      [{ scenarios: [{ path: 'no-slash' }] }, /options\.scenarios\[0\]\.path/],
+      [{ scenarios: [{ path: '/', weight: 0 }] }, /options\.scenarios\[0\]\.weight must be a positive number/],
+      [{ scenarios: [{ path: '/', verb: 'GET' }] }, /unknown field "verb"/],
+      [{ timeoutMs: -1 }, /options\.timeoutMs/],
+      [{ correct: 'yes' }, /options\.correct must be a boolean/],
+    ];
+    for (const [extra, message] of cases) {
+      expect(() => resolveOptions({ url: URL_OK, ...extra } as never), JSON.stringify(extra)).toThrow(message);
+    }
+  });
+
+  it('parses durations and stages as the CLI writes them', () => {
+    expect(parseDuration('250ms', 'x')).toBe(250);
+    expect(parseDuration('10s', 'x')).toBe(10_000);
+    expect(parseDuration('1.5m', 'x')).toBe(90_000);
+    expect(parseDuration('1h', 'x')).toBe(3_600_000);
+    expect(parseDuration('400', 'x')).toBe(400);
+    expect(() => parseDuration('-1s', '--duration')).toThrow(/--duration must be a duration/);
+    expect(parseStages('10s:100, 30s:100,10s:0')).toEqual([
+      { durationMs: 10_000, target: 100 }, { durationMs: 30_000, target: 100 }, { durationMs: 10_000, target: 0 },
+    ]);
+    expect(() => parseStages('10s')).toThrow(/--stages stage 1 must be DURATION:TARGET/);
+    expect(() => parseStages('10s:-5')).toThrow(RangeError);
+    expect(() => parseStages('')).toThrow(/--stages must list/);
+  });
+
+  it('reads a scenarios file, and names the file and the entry when it is bad', () => {
+    const good = file('good.json', JSON.stringify([{ method: 'POST', path: '/a', body: { x: 1 }, weight: 3 }, { path: '/b' }]));
+    expect(readScenarios(good)).toHaveLength(2);
+    const wrapped = file('wrapped.json', JSON.stringify({ scenarios: [{ path: '/c' }] }));
+    expect(readScenarios(wrapped)).toEqual([{ path: '/c' }]);
+    expect(() => readScenarios(join(dir, 'missing.json'))).toThrow(/--scenarios .*missing\.json: cannot read it \(ENOENT\)/);
+    expect(() => readScenarios(file('bad.json', '{ nope'))).toThrow(/not valid JSON/);
+    expect(() => readScenarios(file('obj.json', '{"a": 1}'))).toThrow(/expected a JSON array/);
+    expect(() => readScenarios(file('entry.json', '[{"path": "/"}, {"path": "/x", "weight": -2}]'))).toThrow(/scenarios\[1\]\.weight must be a positive number/);
+    for (const f of ['missing.json', 'bad.json', 'obj.json', 'entry.json']) {
+      try {
+        readScenarios(join(dir, f));
+      } catch (err) {
+        expect(err).toBeInstanceOf(TypeError);
+      }
+    }
+  });
+
+  it('builds the wire scenarios: JSON bodies get a content-type, weights become cumulative bounds', () => {
+    const o = resolveOptions({ url: 'http://127.0.0.1:9/base?q=1', scenarios: [{ method: 'post', body: { a: 1 }, weight: 1 }, { path: '/x', weight: 3 }] });
+    expect(o.scenarios[0]).toEqual({ method: 'POST', path: '/base?q=1', headers: ['content-type', 'application/json'], body: '{"a":1}', upTo: 0.25 });
+    expect(o.scenarios[1]!.upTo).toBe(1);
+    expect(resolveOptions({ url: URL_OK }).model).toBe('closed');
+    expect(resolveOptions({ url: URL_OK, rate: 5 }).connections).toBe(100);
+    // every worker owns at least one connection
+    expect(resolveOptions({ url: URL_OK, connections: 2, workers: 4 }).workers).toBe(2);
+  });
+});
