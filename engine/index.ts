@@ -20,6 +20,8 @@ export {
   type LoadtestOptions, type LoadtestResult, type LoadtestProgress, type Percentiles, type TimelineRow, type SpectrumPoint,
   type Scenario, type Stage,
 } from './loadtest/index.js';
+export { createPool, Pool, POOL_DEFAULTS } from './pool/pool.js';
+export type { PoolOptions, PoolCreateRetryOptions, AcquireOptions, UseOptions, DrainOptions, LeakReport, PoolEvents, PoolStats } from './pool/pool.js';
 export { HashRing, DEFAULT_VNODES, DEFAULT_MAGLEV_TABLE_SIZE, type HashRingOptions, type RingAlgorithm } from './balance/ring.js';
 export { HEALTH_DEFAULTS, type HealthOptions, type CheckFunction, type CheckTarget } from './balance/health.js';
 export { NoBackendError, UpstreamError, PoolTimeoutError, PoolCreateError } from './errors.js';
