@@ -43,6 +43,7 @@ export class Engine {
   #queueTimes: { wait: LatencyRecorder; run: LatencyRecorder } | undefined;
   readonly #breakers = new Map<string, { breaker: CircuitBreaker; options: string }>();
   readonly #balancers = new Set<Balancer>();
+  #balancerMetrics = false;
   #closed: Promise<void> | undefined;
 
   /** @internal use createEngine() */
@@ -127,7 +128,8 @@ export class Engine {
   balancer(options: BalancerOptions): Balancer {
     if (this.#closed !== undefined) throw new ClosedError('engine');
     const lb = new Balancer({ clock: this.clock, ...options });
-    if (this.#balancers.size === 0 && this.metrics.registry !== undefined) {
+    if (!this.#balancerMetrics && this.metrics.registry !== undefined) {
+      this.#balancerMetrics = true; // once: the set empties when balancers close, the collectors stay
       const all = this.#balancers;
       this.metrics.collect('hotpath_balancer_backend_up', 'Balancer backends: 1 when the backend may take calls (up, not ejected, breaker not open).', 'gauge',
         () => [...all].flatMap((l) => l.backends().map((b) => ({ value: b.state === 'up' && b.breakerState !== 'open' ? 1 : 0, labels: { balancer: l.name, backend: b.id } }))));

@@ -29,6 +29,7 @@ export const ErrorCodes = {
   POOL_CREATE_FAILED: 'ERR_HOTPATH_POOL_CREATE_FAILED',
   NO_BACKEND: 'ERR_HOTPATH_NO_BACKEND',
   UPSTREAM_FAILED: 'ERR_HOTPATH_UPSTREAM_FAILED',
+  BAD_REQUEST: 'ERR_HOTPATH_BAD_REQUEST',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

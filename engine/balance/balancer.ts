@@ -15,7 +15,7 @@
  *   and adding a backend only takes keys to itself. A key whose backend may not take calls goes to
  *   the ring's next eligible backend.
  * Any algorithm: `pick({ session })` is sticky — the backend a session got first keeps it while it
- * may take calls (a bounded map, oldest sessions forgotten first).
+ * may take calls (a bounded map, least recently used sessions forgotten first).
  *
  * What may take a call: a backend that is `up` (active health checks, `health`), not ejected
  * (passive outlier detection from `report`, `outlier`), and whose circuit breaker (`breaker`, one
@@ -106,7 +106,7 @@ export interface BalancerOptions {
    * does not look fast and attract traffic. Default 1000.
    */
   failurePenaltyMs?: number;
-  /** Sticky sessions remembered (`pick({ session })`); the oldest are forgotten first. Default 100000. */
+  /** Sticky sessions remembered (`pick({ session })`); the least recently used are forgotten first. Default 100000. */
   maxSessions?: number;
   /** Time source (ms). Default Date.now. */
   clock?: Clock;
@@ -164,6 +164,8 @@ class Entry implements Backend {
   ewmaMs: number;
   ewmaAt = 0;
   current = 0; // smooth weighted round robin
+  /** Breaker tickets of this backend's calls in flight that hold a half-open probe slot. */
+  readonly probes: number[] = [];
   successes = 0;
   failures = 0;
 
@@ -313,6 +315,9 @@ export class Balancer extends EventEmitter {
    * caller's mistake.
    */
   report(backend: Backend | string, outcome: { ok: boolean; latencyMs?: number }): void {
+    if (outcome === null || typeof outcome !== 'object' || typeof outcome.ok !== 'boolean') {
+      throw new TypeError(`report(backend, outcome): outcome must be { ok: boolean, latencyMs?: number }, got ${String(outcome)}`);
+    }
     const b = this.#entry(backend);
     if (b === undefined) return; // removed meanwhile
     if (b.inflight > 0) b.inflight--;
@@ -322,13 +327,13 @@ export class Balancer extends EventEmitter {
       if (sample !== undefined) this.#observe(b, sample);
       b.successes++;
       b.consecutiveFailures = 0;
-      b.breaker?.success();
+      b.breaker?.success(this.#ticket(b));
     } else {
       this.#observe(b, Math.max(sample ?? 0, this.#penaltyMs));
       b.lastFailureAt = this.#clock.now();
       b.failures++;
       b.consecutiveFailures++;
-      b.breaker?.failure();
+      b.breaker?.failure(this.#ticket(b));
       const o = this.#outlier;
       if (o !== undefined && b.consecutiveFailures >= o.consecutiveFailures && b.ejectedUntil === 0 && b.healthy) this.#eject(b, o);
     }
@@ -338,8 +343,12 @@ export class Balancer extends EventEmitter {
   release(backend: Backend | string): void {
     const b = this.#entry(backend);
     if (b === undefined) return;
+    // Which call is abandoned is not known: its probe slot is given back only when every call in
+    // flight on this backend holds one (so it must be a probe); otherwise the slot stays taken
+    // until one of them reports — never a slot freed that a probe still holds.
+    const probe = b.probes.length > 0 && b.probes.length >= b.inflight;
     if (b.inflight > 0) b.inflight--;
-    b.breaker?.release();
+    if (probe) b.breaker?.release(b.probes.shift()!);
   }
 
   /**
@@ -460,7 +469,20 @@ export class Balancer extends EventEmitter {
 
   /** May `e` take a call? Takes a breaker probe slot when half-open. */
   #admit(e: Entry): boolean {
-    return e.breaker === undefined || e.breaker.tryAcquire();
+    if (e.breaker === undefined) return true;
+    const ticket = e.breaker.acquire();
+    if (ticket > 0) e.probes.push(ticket); // a half-open probe slot: its outcome may move the breaker
+    return ticket >= 0;
+  }
+
+  /**
+   * The breaker ticket of one of `e`'s calls as it ends. Reports do not say which call they end,
+   * so a probe's ticket is used while one is outstanding: any outcome of this backend during the
+   * half-open phase answers the probe. With none, 0: a call admitted while closed, which moves no
+   * half-open breaker (see CircuitBreaker.acquire).
+   */
+  #ticket(e: Entry): number {
+    return e.probes.length > 0 ? e.probes.shift()! : 0;
   }
 
   #none(): NoBackendError {
@@ -569,14 +591,16 @@ export class Balancer extends EventEmitter {
       const e = this.#all.get(known);
       if (e !== undefined && e.healthy && e.ejectedUntil === 0 && options.exclude?.has(e.id) !== true && this.#admit(e)) {
         e.inflight++;
+        // Most recently used last: the oldest idle session is the one forgotten when full.
+        this.#sessions.delete(session);
+        this.#sessions.set(session, known);
         return e;
       }
     }
     const e = this.#choose(this.algorithm === 'consistent-hash' && options.key === undefined ? { ...options, key: session } : options);
     e.inflight++;
-    if (known === undefined && this.#sessions.size >= this.#maxSessions) {
-      this.#sessions.delete(this.#sessions.keys().next().value!);
-    }
+    this.#sessions.delete(session);
+    if (this.#sessions.size >= this.#maxSessions) this.#sessions.delete(this.#sessions.keys().next().value!);
     this.#sessions.set(session, e.id);
     return e;
   }
@@ -626,7 +650,8 @@ export class Balancer extends EventEmitter {
 
   #eject(e: Entry, o: Outlier): void {
     const cap = Math.floor((this.#all.size * o.maxEjectedPercent) / 100);
-    if (this.#ejected >= cap) return;
+    // Never past the cap, and never the last usable backend (one that is down counts as unusable).
+    if (this.#ejected >= cap || this.#up.length <= 1) return;
     const now = this.#clock.now();
     const ms = Math.min(o.maxEjectMs, o.ejectMs * 2 ** Math.min(e.ejections, 30));
     e.ejections++;
@@ -663,7 +688,9 @@ export class Balancer extends EventEmitter {
     if (this.#closed) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      void this.#checkAll();
+      this.#checkAll().catch((err: unknown) => {
+        process.emitWarning(`balancer "${this.name}": a health-check round failed: ${(err as Error)?.message ?? String(err)}`, { code: 'HOTPATH_HEALTH_ERROR' });
+      });
       this.#schedule(this.#health!.intervalMs);
     }, ms);
     this.#timer.unref?.();
@@ -682,7 +709,7 @@ export class Balancer extends EventEmitter {
       if (!e.healthy && e.checksInRow >= h.rise) this.#setHealthy(e, true);
       else if (e.healthy && -e.checksInRow >= h.fall) this.#setHealthy(e, false);
     }));
-    this.emit('checked');
+    this.#emit('checked');
   }
 
   #setHealthy(e: Entry, healthy: boolean): void {

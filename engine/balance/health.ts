@@ -19,8 +19,8 @@ export type CheckFunction = (backend: CheckTarget, signal: AbortSignal) => boole
 export interface HealthOptions {
   /**
    * What a check does: `'http'` (GET `url` + `path`; healthy on a status in `expectStatus`),
-   * `'tcp'` (a TCP connect to the URL's host and port), or a function. Default `'http'` when the
-   * backends have URLs.
+   * `'tcp'` (a TCP connect to the URL's host and port), or a function. Default `'http'` (backends
+   * without a `url` then need a function, or `health: false`).
    */
   check?: 'http' | 'tcp' | CheckFunction;
   /** Path of the HTTP check. Default '/health'. */
@@ -95,7 +95,10 @@ export function probe(target: CheckTarget, h: ResolvedHealth): Promise<boolean> 
       } else if (h.check === 'tcp') {
         p = tcpCheck(target.url, ac.signal);
       } else {
-        p = httpCheck(new URL(h.path, target.url), h.expectStatus, ac.signal);
+        // url + path: a backend at http://h/api is checked at http://h/api/health.
+        const u = new URL(target.url);
+        u.pathname = u.pathname.replace(/\/+$/, '') + h.path;
+        p = httpCheck(u, h.expectStatus, ac.signal);
       }
     } catch {
       p = Promise.resolve(false);

@@ -286,16 +286,29 @@ export class CircuitBreaker extends EventEmitter {
   /**
    * Asks to make a call. True: go ahead, and report the outcome with `success()` / `failure()`.
    * False: refused (open, or half-open with every probe slot taken); counted as rejected.
+   * (`acquire()` is the same with a ticket, for callers that may abandon calls or finish them late.)
    */
   tryAcquire(): boolean {
+    return this.acquire() >= 0;
+  }
+
+  /**
+   * Asks to make a call and returns a ticket: -1 refused (counted as rejected); 0 admitted while
+   * closed; above 0, a half-open probe slot of the current generation. Pass the ticket to
+   * `success(ticket)` / `failure(ticket)` / `release(ticket)`: then an outcome that belongs to
+   * another phase changes no state (a call admitted while closed that ends while the breaker is
+   * half-open neither closes nor reopens it; a probe that ends after its half-open phase is over
+   * is just counted), and `release` frees a probe slot only if the ticket holds one.
+   */
+  acquire(): number {
     const w = this.#w;
     const at = this.#b + STATE;
     let s = Atomics.load(w, at);
-    if (s === this.#seen && (s & STATE_MASK) === CLOSED) return true; // the hot path: one load
+    if (s === this.#seen && (s & STATE_MASK) === CLOSED) return 0; // the hot path: one load
     for (;;) {
       this.#announce(s);
       const state = s & STATE_MASK;
-      if (state === CLOSED) return true;
+      if (state === CLOSED) return 0;
       if (state === OPEN) {
         if (this.#clock.now() < this.#openedAt() + this.#o.resetMs) break;
         const next = ((s & ~(STATE_MASK | PROBE_MASK)) + GEN_ONE) | HALF_OPEN;
@@ -306,11 +319,16 @@ export class CircuitBreaker extends EventEmitter {
       // half-open: take a probe slot if one is free
       if (((s & PROBE_MASK) >>> 2) >= this.#o.halfOpenProbes) break;
       const was = Atomics.compareExchange(w, at, s, s + PROBE_ONE);
-      if (was === s) return true;
+      if (was === s) return (s >>> 14) + 1;
       s = was;
     }
     this.#add(REJECTED);
-    return false;
+    return -1;
+  }
+
+  /** Whether an outcome with `ticket` belongs to the half-open phase in `s` (see acquire). */
+  static #current(ticket: number | undefined, s: number): boolean {
+    return ticket === undefined || (ticket > 0 && ticket === (s >>> 14) + 1);
   }
 
   /** ms until an open breaker probes again (0 otherwise). */
@@ -319,15 +337,15 @@ export class CircuitBreaker extends EventEmitter {
     return Math.max(0, this.#openedAt() + this.#o.resetMs - this.#clock.now());
   }
 
-  /** Reports a call that succeeded. */
-  success(): void {
+  /** Reports a call that succeeded (`ticket`: what `acquire` gave it; see there). */
+  success(ticket?: number): void {
     const w = this.#w;
     const b = this.#b;
     this.#add(SUCCESSES);
     if (Atomics.load(w, b + CONSECUTIVE) !== 0) Atomics.store(w, b + CONSECUTIVE, 0);
     this.#record(false);
     let s = Atomics.load(w, b + STATE);
-    while ((s & STATE_MASK) === HALF_OPEN) {
+    while ((s & STATE_MASK) === HALF_OPEN && CircuitBreaker.#current(ticket, s)) {
       const next = ((s & ~(STATE_MASK | PROBE_MASK)) + GEN_ONE) | CLOSED;
       const was = Atomics.compareExchange(w, b + STATE, s, next);
       if (was === s) {
@@ -343,8 +361,8 @@ export class CircuitBreaker extends EventEmitter {
     if (s !== this.#seen) this.#announce(s);
   }
 
-  /** Reports a call that failed. */
-  failure(): void {
+  /** Reports a call that failed (`ticket`: what `acquire` gave it; see there). */
+  failure(ticket?: number): void {
     const w = this.#w;
     const b = this.#b;
     this.#add(FAILURES);
@@ -354,6 +372,7 @@ export class CircuitBreaker extends EventEmitter {
     for (;;) {
       const state = s & STATE_MASK;
       if (state === OPEN) break;
+      if (state === HALF_OPEN && !CircuitBreaker.#current(ticket, s)) break; // not this phase's probe
       if (state === CLOSED && consecutive < this.#o.consecutiveFailures && !this.#rateTripped()) break;
       // closed and tripped, or a failed probe: open (again) for resetMs
       const now = this.#clock.now();
@@ -372,14 +391,15 @@ export class CircuitBreaker extends EventEmitter {
   }
 
   /**
-   * Gives back a probe slot without an outcome (a half-open call that was abandoned), so the slot
-   * is not held until the next transition.
+   * Ends an admitted call without an outcome (abandoned): gives back its probe slot when `ticket`
+   * (from `acquire`) holds one of the current half-open phase, so the slot is not held until the
+   * next transition; otherwise does nothing.
    */
-  release(): void {
+  release(ticket: number): void {
     const w = this.#w;
     const at = this.#b + STATE;
     let s = Atomics.load(w, at);
-    while ((s & STATE_MASK) === HALF_OPEN && (s & PROBE_MASK) !== 0) {
+    while ((s & STATE_MASK) === HALF_OPEN && (s & PROBE_MASK) !== 0 && ticket > 0 && ticket === (s >>> 14) + 1) {
       const was = Atomics.compareExchange(w, at, s, s - PROBE_ONE);
       if (was === s) return;
       s = was;
@@ -395,33 +415,45 @@ export class CircuitBreaker extends EventEmitter {
    */
   run<T>(fn: (signal: AbortSignal) => Promise<T> | T, options?: BreakerRunOptions<T>): Promise<T> {
     if (options === undefined && this.#o.timeoutMs === undefined) {
-      // The plain call: no promise besides fn's own and the one `then` makes.
-      if (!this.tryAcquire()) return Promise.reject(new BreakerOpenError(this.name, this.retryAfterMs()));
+      // The plain call: no promise besides fn's own and the one `then` makes; a call admitted
+      // while closed (ticket 0, the common case) uses handlers bound once, a probe its own.
+      const ticket = this.acquire();
+      if (ticket < 0) return Promise.reject(new BreakerOpenError(this.name, this.retryAfterMs()));
       let p: Promise<T> | T;
       try {
         p = fn(NEVER);
       } catch (err) {
-        return Promise.reject(this.#failed(err));
+        return Promise.reject(this.#failed(err, ticket));
       }
-      return Promise.resolve(p).then(this.#succeeded, this.#rethrow) as Promise<T>;
+      if (ticket === 0) return Promise.resolve(p).then(this.#succeeded, this.#rethrow) as Promise<T>;
+      return Promise.resolve(p).then((v) => {
+        this.success(ticket);
+        return v;
+      }, (err: unknown) => {
+        throw this.#failed(err, ticket);
+      });
+    }
+    if (options !== undefined && options.timeoutMs !== undefined
+      && (typeof options.timeoutMs !== 'number' || !(options.timeoutMs > 0) || options.timeoutMs > 2 ** 31 - 1)) {
+      return Promise.reject(new RangeError(`options.timeoutMs must be a positive number of ms (≤ 2^31 - 1), got ${String(options.timeoutMs)}`));
     }
     return this.#runWith(fn, options ?? {});
   }
 
   /** Records a success and passes the value on (bound once: no closure per call). */
   readonly #succeeded = <T>(value: T): T => {
-    this.success();
+    this.success(0);
     return value;
   };
 
   readonly #rethrow = (err: unknown): never => {
-    throw this.#failed(err);
+    throw this.#failed(err, 0);
   };
 
   /** Records a failed call (or a success, when `isFailure` says the error is not a failure); returns the error. */
-  #failed(err: unknown): unknown {
-    if (this.#counts(err)) this.failure();
-    else this.success();
+  #failed(err: unknown, ticket: number): unknown {
+    if (this.#counts(err)) this.failure(ticket);
+    else this.success(ticket);
     return err;
   }
 
@@ -438,7 +470,8 @@ export class CircuitBreaker extends EventEmitter {
     const fallback = options.fallback;
     const signal = options.signal;
     if (signal?.aborted) throw new CancelledError(`breaker "${this.name}" call`, signal.reason);
-    if (!this.tryAcquire()) {
+    const ticket = this.acquire();
+    if (ticket < 0) {
       const err = new BreakerOpenError(this.name, this.retryAfterMs());
       if (fallback) return fallback(err);
       throw err;
@@ -455,17 +488,17 @@ export class CircuitBreaker extends EventEmitter {
       outcome = await this.#guarded(fn, timeoutMs, signal);
     }
     if (outcome.ok) {
-      this.success();
+      this.success(ticket);
       return outcome.value;
     }
     const err = outcome.err;
     if (!outcome.counts) {
-      this.release();
+      this.release(ticket);
       throw err;
     }
     const counts = this.#counts(err);
-    if (counts) this.failure();
-    else this.success();
+    if (counts) this.failure(ticket);
+    else this.success(ticket);
     if (fallback && counts) return fallback(err);
     throw err;
   }

@@ -37,6 +37,9 @@ import { distUrl } from '../runtime/paths.js';
 import { HotpathError } from '../errors.js';
 import type { ServeConfig } from './config.js';
 import { createProxy, ProxyError, type Proxy } from './proxy.js';
+import { plainAddress } from './address.js';
+
+export { plainAddress };
 import type { ProcessResult } from './tasks.js';
 
 /** What the service logs through (pino's shape; tests pass a silent one). */
@@ -97,10 +100,6 @@ export function clientAddress(req: IncomingMessage, trusted: ReadonlySet<string>
   return hops[0] ?? peer;
 }
 
-/** An IPv4 address as a dual-stack socket reports it (`::ffff:1.2.3.4`) is compared as `1.2.3.4`. */
-export function plainAddress(a: string): string {
-  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
-}
 
 function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = typeof body === 'string' ? body : JSON.stringify(body, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
@@ -390,7 +389,7 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
   async function proxied(p: Proxy, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const go = limited(req, res);
     if (!(go === true || (go !== false && (await go)))) return; // 429 answered by the middleware
-    await p.handle(req, res, clientAddress(req, trusted));
+    await p.handle(req, res, clientAddress(req, trusted), trusted.has(plainAddress(req.socket.remoteAddress ?? '')));
   }
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -554,10 +553,9 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     if (applied.length === 0) return { applied, needRestart };
     const c: ServeConfig = { ...next };
     for (const k of fixed) (c as unknown as Record<string, unknown>)[k] = cfg[k]; // kept as they were
-    if (applied.includes('limitPerSecond') || applied.includes('limitBurst')) {
-      limiter = limiterFor(c); // throws (nothing applied) past MAX_LIMITER_SHAPES
-      limit = limitFor(limiter);
-    }
+    // What can throw comes first, so a rejected reload changes nothing: the limiter past
+    // MAX_LIMITER_SHAPES, a new proxy (built before the old one is dropped).
+    const nextLimiter = applied.includes('limitPerSecond') || applied.includes('limitBurst') ? limiterFor(c) : undefined;
     if (PROXY_KEYS.some((k) => applied.includes(k))) {
       if (c.upstreams.length === 0) {
         void proxy?.close();
@@ -567,6 +565,10 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
       } else {
         proxy.configure(c);
       }
+    }
+    if (nextLimiter !== undefined) {
+      limiter = nextLimiter;
+      limit = limitFor(limiter);
     }
     if (applied.includes('trustProxy')) trusted = new Set(c.trustProxy.map(plainAddress));
     if (applied.includes('adminToken')) token = c.adminToken === undefined ? undefined : Buffer.from(c.adminToken);

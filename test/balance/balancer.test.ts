@@ -225,7 +225,11 @@ describe('sticky sessions', () => {
     await vi.advanceTimersByTimeAsync(100);
     expect(lb.pick({ session: 's1' }).id).toBe(moved); // stays where it moved
     lb.pick({ session: 's2' });
-    lb.pick({ session: 's3' }); // maxSessions 2: s1 is forgotten
+    lb.pick({ session: 's1' }); // s1 used again: s2 is now the least recently used
+    lb.pick({ session: 's3' }); // maxSessions 2: s2 is forgotten, s1 kept
+    flip.down.add(moved === 'a' ? 'b' : 'a'); // whatever s1 is not on goes down…
+    await vi.advanceTimersByTimeAsync(100);
+    expect(lb.pick({ session: 's1' }).id).toBe(moved); // …s1 still remembered
     lb.close();
   });
 });
@@ -344,6 +348,41 @@ describe('per-backend breakers', () => {
     lb.report(picks.find((b) => b.id === 'a')!, { ok: true });
     expect(events).toEqual(['a:open', 'a:half-open', 'a:closed']);
     lb.close();
+  });
+});
+
+describe('breakers and abandoned calls', () => {
+  it('release() of a call admitted while closed never frees the half-open probe’s slot', () => {
+    let now = 0;
+    const lb = new Balancer({ backends: [{ id: 'a' }], health: false, outlier: false, breaker: { consecutiveFailures: 1, resetMs: 100 }, clock: { now: () => now } });
+    const long = lb.pick(); // a long call, admitted while closed
+    lb.report(lb.pick(), { ok: false }); // another fails: open
+    now = 100;
+    const probe = lb.pick(); // the one probe
+    lb.release(long); // the long call is abandoned
+    expect(() => lb.pick()).toThrow(expect.objectContaining({ code: ErrorCodes.NO_BACKEND })); // still one probe out
+    lb.report(probe, { ok: true });
+    expect(lb.backends()[0]!.breakerState).toBe('closed');
+    lb.close();
+  });
+
+  it('a throwing listener of health-check rounds is a warning, not an unhandled rejection', async () => {
+    vi.useFakeTimers();
+    const warned = new Promise<Error>((r) => process.once('warning', r));
+    const lb = new Balancer({ backends: three, breaker: false, health: { check: () => true, intervalMs: 1000 } });
+    lb.on('checked', () => {
+      throw new Error('listener bug');
+    });
+    await vi.advanceTimersByTimeAsync(0);
+    expect((await warned).message).toMatch(/'checked' listener threw: listener bug/);
+    lb.close();
+  });
+
+  it('report() with a malformed outcome is a TypeError, and changes nothing', () => {
+    const lb = lbOf('round-robin');
+    const b = lb.pick();
+    expect(() => lb.report(b, undefined as never)).toThrow(/outcome must be \{ ok: boolean/);
+    expect(b.inflight).toBe(1);
   });
 });
 

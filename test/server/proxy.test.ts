@@ -222,6 +222,117 @@ describe('proxy mode', () => {
     expect((await get('/process', { method: 'POST', body: 'x' })).status).toBe(200);
   });
 
+  it('stores GET answers only: a HEAD never leaves an empty body for GETs, and is answered from a stored GET', async () => {
+    const origin = await upstream('doc', (_req, res) => {
+      res.setHeader('cache-control', 'max-age=60');
+      res.end('the real body');
+    });
+    await start({ upstreams: [origin.url] });
+    const head = await get('/doc', { method: 'HEAD' });
+    expect(head.headers['x-cache']).toBe('MISS');
+    const first = await get('/doc');
+    expect([first.headers['x-cache'], first.text]).toEqual(['MISS', 'the real body']);
+    const again = await get('/doc');
+    expect([again.headers['x-cache'], again.text]).toEqual(['HIT', 'the real body']);
+    const head2 = await get('/doc', { method: 'HEAD' });
+    expect([head2.headers['x-cache'], head2.text, head2.headers['content-length']]).toEqual(['HIT', '', '13']);
+    expect(origin.hits).toEqual(['HEAD /doc', 'GET /doc']);
+  });
+
+  it('a request the proxy cannot forward is the client’s fault (400), never counted against the upstream', async () => {
+    const a = await upstream('a');
+    await start({ upstreams: [a.url] });
+    for (let i = 0; i < 6; i++) {
+      // Expect: 100-continue (curl sends it for bodies over 1 KiB) is answered by node:http and
+      // not forwarded (undici refuses it).
+      expect(await expectContinue(`${service!.url}/upload`, 'x'.repeat(2000))).toBe(200);
+    }
+    const star = await rawRequest(service!.url, 'OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    expect(star).toMatch(/^HTTP\/1.1 400/);
+    expect(star).toMatch(/ERR_HOTPATH_BAD_REQUEST/);
+    const ready = (await get('/ready')).json();
+    expect(ready.upstreams).toEqual([{ url: a.url, state: 'up', breaker: 'closed' }]);
+  });
+
+  it('clients leaving mid-response are not upstream failures (the breaker stays closed)', async () => {
+    const streaming = await upstream('stream', (_req, res) => {
+      res.write('first chunk');
+      const t = setInterval(() => res.write('more'), 5);
+      res.on('close', () => clearInterval(t));
+    });
+    await start({ upstreams: [streaming.url] });
+    for (let i = 0; i < 6; i++) {
+      const ac = new AbortController();
+      const res = await request(`${service!.url}/events`, { signal: ac.signal });
+      for await (const _chunk of res.body) break; // got the first chunk, then leave
+      ac.abort();
+    }
+    const ready = (await get('/ready')).json();
+    expect(ready.upstreams).toEqual([{ url: streaming.url, state: 'up', breaker: 'closed' }]);
+    const lb = service!.engine.metrics;
+    expect(await lb.text()).not.toMatch(/hotpath_balancer_calls_total\{balancer="upstreams",backend="[^"]+",result="failed"\} [1-9]/);
+  });
+
+  it('a chunked upstream answer cut short cuts the client connection too', async () => {
+    const dying = await upstream('dying', (_req, res) => {
+      res.write(Buffer.alloc(1000, 1)); // chunked: no Content-Length for the client to check
+      setImmediate(() => res.socket?.destroy());
+    });
+    await start({ upstreams: [dying.url] });
+    const res = await request(`${service!.url}/chunked`);
+    await expect(res.body.arrayBuffer()).rejects.toThrow();
+  });
+
+  it('overwrites X-Forwarded-Host/-Proto from an untrusted client (no cache poisoning through them)', async () => {
+    const a = await upstream('a', (req, res) => {
+      res.setHeader('cache-control', 'max-age=60');
+      res.end(`${String(req.headers['x-forwarded-proto'])}://${String(req.headers['x-forwarded-host'])}/login`);
+    });
+    await start({ upstreams: [a.url] });
+    const attacker = await get('/page', { headers: { 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https' } });
+    expect(attacker.text).not.toMatch(/evil/);
+    const victim = await get('/page');
+    expect(victim.text).toBe(attacker.text);
+  });
+
+  it('never replays a non-idempotent request on another upstream', async () => {
+    const calls: string[] = [];
+    const a = await upstream('a', (_req, res) => {
+      calls.push('a');
+      res.statusCode = 503;
+      res.end('busy');
+    });
+    const b = await upstream('b', (_req, res) => {
+      calls.push('b');
+      res.end('done');
+    });
+    await start({ upstreams: [a.url, b.url], upstreamAlgorithm: 'round-robin' });
+    const r = await get('/orders/7/charge', { method: 'POST' });
+    expect(r.status).toBe(503); // a's answer, passed on
+    expect(calls).toEqual(['a']);
+  });
+
+  it('HTTP/2: a request body without Content-Length is forwarded whole', async () => {
+    const a = await upstream('a');
+    await start({ upstreams: [a.url], http2: true });
+    const { connect } = await import('node:http2');
+    const session = connect(service!.url);
+    const stream = session.request({ ':method': 'POST', ':path': '/h2' });
+    stream.end('eleven byte');
+    const chunks: Buffer[] = [];
+    for await (const c of stream) chunks.push(c as Buffer);
+    session.close();
+    expect(JSON.parse(Buffer.concat(chunks).toString()).body).toBe('eleven byte');
+  });
+
+  it('proxy mode off and on again by reloads', async () => {
+    const a = await upstream('a');
+    await start({ upstreams: [a.url] });
+    service!.reconfigure({ ...service!.config, upstreams: [] });
+    expect(service!.reconfigure({ ...service!.config, upstreams: [a.url] }).applied).toEqual(['upstreams']);
+    expect((await get('/back')).json().upstream).toBe('a');
+  });
+
   it('validates the upstream settings, naming them', () => {
     expect(resolveServeConfig(undefined, { HOTPATH_UPSTREAMS: 'http://127.0.0.1:9001, http://127.0.0.1:9002/' }).upstreams).toEqual(['http://127.0.0.1:9001', 'http://127.0.0.1:9002']);
     expect(resolveServeConfig(undefined, {}, { upstream: ['http://a:1', 'http://b:2'], balance: 'least-connections' })).toMatchObject({ upstreams: ['http://a:1', 'http://b:2'], upstreamAlgorithm: 'least-connections' });
@@ -233,3 +344,29 @@ describe('proxy mode', () => {
     expect(() => resolveServeConfig({ upstreamHealthPath: 'health' })).toThrow(/upstreamHealthPath must be a path starting with/);
   });
 });
+
+/** Sends raw bytes, returns everything the server answers until it closes. */
+async function rawRequest(url: string, text: string): Promise<string> {
+  const { connect } = await import('node:net');
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const sock = connect(Number(u.port), u.hostname, () => sock.write(text));
+    const chunks: Buffer[] = [];
+    sock.on('data', (c: Buffer) => chunks.push(c));
+    sock.on('end', () => resolve(Buffer.concat(chunks).toString()));
+    sock.on('error', reject);
+  });
+}
+
+/** A POST with Expect: 100-continue through node:http (which waits for the 100 before the body). */
+async function expectContinue(url: string, body: string): Promise<number> {
+  const http = await import('node:http');
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', headers: { expect: '100-continue', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('continue', () => req.end(body));
+    req.on('error', reject);
+  });
+}
