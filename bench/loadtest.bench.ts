@@ -12,12 +12,11 @@
  * Our raw latencies are compared (autocannon has no coordinated-omission correction in the
  * closed model); our corrected ones are printed beside them.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { loadtest } from '../engine/loadtest/index.js';
 import { QUICK, Suite } from './harness.js';
+import { server, stop } from './child-server.js';
 
 const suite = new Suite('loadtest.bench');
 const ROUNDS = QUICK ? 1 : 5;
@@ -31,28 +30,6 @@ server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ url: 'http://12
 process.on('SIGTERM', () => server.close(() => process.exit(0)));
 `;
 
-async function server(args: string[]): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-  const lines = createInterface({ input: child.stdout! });
-  const url = await new Promise<string>((resolve, reject) => {
-    lines.on('line', (l) => {
-      try {
-        const u = (JSON.parse(l) as { url?: string }).url;
-        if (typeof u === 'string') resolve(u);
-      } catch {
-        // not a JSON line
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`server exited (${code}) before listening`)));
-  });
-  return { url, child };
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await exited;
-}
 
 interface Run {
   rps: number;

@@ -9,37 +9,14 @@
  * carry no Cache-Control, so every one is a MISS), the balancer's pick and report, X-Forwarded-*.
  * On 2 cores the upstream, the proxy and autocannon share them: the figures are relative.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { QUICK, Suite } from './harness.js';
+import { server, stop } from './child-server.js';
 
 const suite = new Suite('proxy.bench');
 const DURATION = QUICK ? 1 : 6;
 
-async function server(args: string[], env: Record<string, string> = {}): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
-  const lines = createInterface({ input: child.stdout! });
-  const url = await new Promise<string>((resolve, reject) => {
-    lines.on('line', (l) => {
-      try {
-        const u = (JSON.parse(l) as { url?: string }).url;
-        if (typeof u === 'string') resolve(u);
-      } catch {
-        // not a JSON line
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`server exited (${code}) before listening`)));
-  });
-  return { url, child };
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await exited;
-}
 
 async function load(url: string, rate?: number): Promise<{ rps: number; p50: number; p99: number; bad: number }> {
   const r = await autocannon({ url, connections: 10, duration: DURATION, ...(rate !== undefined ? { overallRate: rate } : {}) });

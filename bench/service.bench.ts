@@ -7,37 +7,14 @@
  *  - p99 latency at half of each one's highest rate (autocannon's fixed overall rate).
  * On 2 cores the server and autocannon each get about one; hotpath's worker thread idles here.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { QUICK, Suite } from './harness.js';
+import { server, stop } from './child-server.js';
 
 const suite = new Suite('service.bench');
 const DURATION = QUICK ? 1 : 6;
 
-async function server(args: string[], env: Record<string, string> = {}): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
-  const lines = createInterface({ input: child.stdout! });
-  const url = await new Promise<string>((resolve, reject) => {
-    lines.on('line', (l) => {
-      try {
-        const u = (JSON.parse(l) as { url?: string }).url;
-        if (typeof u === 'string') resolve(u);
-      } catch {
-        // not a JSON line
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`server exited (${code}) before listening`)));
-  });
-  return { url, child };
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await exited;
-}
 
 interface Load {
   rps: number;
