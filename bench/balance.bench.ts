@@ -264,7 +264,7 @@ for (const [model, urls] of Object.entries(models)) {
     suite.note(group, `${algorithm} p99`, median(r.map((x) => x.p99)), 'ms');
     suite.note(group, `${algorithm} share of requests on the slow backend`, 100 * median(r.map((x) => x.slowShare)), '%');
   }
-  suite.note(group, 'p2c-ewma p99 / round-robin p99', median(runs['p2c-ewma'].map((x) => x.p99)) / median(runs['round-robin'].map((x) => x.p99)), 'ratio');
+  suite.note(group, 'p2c-ewma p99 / round-robin p99', median(runs['p2c-ewma'].map((x) => x.p99)) / median(runs['round-robin'].map((x) => x.p99)), 'ratio (lower is better)');
 }
 await agent.close();
 for (const srv of backends) srv.close();

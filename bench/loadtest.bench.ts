@@ -100,7 +100,7 @@ async function duel(group: string, url: string, connections: number, pipelining:
       const y = median(b, k);
       suite.note(group, `hotpath loadtest: raw ${k}`, x, 'ms');
       suite.note(group, `autocannon: ${k} (whole ms)`, y, 'ms');
-      suite.note(group, `${k} hotpath / autocannon`, y === 0 ? 0 : x / y, 'ratio');
+      suite.note(group, `${k} hotpath / autocannon`, y === 0 ? 0 : x / y, 'ratio (lower is better)');
     }
     suite.note(group, 'hotpath loadtest: corrected p99', median(a, 'corrected99'), 'ms');
   }

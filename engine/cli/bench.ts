@@ -23,7 +23,7 @@ export interface BenchArgs {
   out: string;
   /** The report's path (markdown; the HTML is written beside it). Default: BENCHMARKS.md, or DIR/BENCHMARKS.md in quick mode. */
   report?: string;
-  /** Only regenerate the report from DIR; run nothing (not a CLI flag yet). */
+  /** Only regenerate the report from DIR; run nothing (`--report-only`). */
   reportOnly?: boolean;
 }
 
@@ -166,9 +166,14 @@ function comparisons(file: FileResult): Comparison[] {
   }
   // Figures that are not timings but compare with a peer (the load tester's, the service's):
   // "<x> hotpath / <peer>" extras; their names say the direction.
+  // A latency ratio (unit 'ratio (lower is better)') is turned over, so that in the report every
+  // ratio reads the same way: > 1, hotpath is better.
   for (const e of file.extras) {
-    if (e.unit !== 'ratio') continue;
-    out.push({ workload: e.group, hotpath: e.name, peer: '(in the name)', ratio: e.value, note: 'as measured' });
+    if (e.unit === 'ratio') {
+      out.push({ workload: e.group, hotpath: e.name, peer: '(in the name)', ratio: e.value, note: 'as measured' });
+    } else if (e.unit === 'ratio (lower is better)' && e.value > 0) {
+      out.push({ workload: e.group, hotpath: `${e.name} = ${e.value.toFixed(2)} (lower is better; shown as its inverse)`, peer: '(in the name)', ratio: 1 / e.value, note: 'as measured' });
+    }
   }
   return out;
 }
@@ -198,7 +203,7 @@ function writeReport(dir: string, mdPath: string, quick: boolean): { md: string;
     '`bench/results/` (a `--filter` run updates its components). Each row is',
     'hotpath against a peer library measured in the same run, on the same machine. ratio: the',
     "peer's median (p50) time per operation / hotpath's, so > 1 means hotpath is faster; rows",
-    "marked \"as measured\" are ratios the bench computes itself, their name says which way",
+    "marked \"as measured\" are ratios the bench computes itself (a latency ratio, where lower is better, is shown inverted so that > 1 always means hotpath is better),",
     '(e.g. "throughput hotpath / autocannon"). Bench machines here are small shared VMs: compare',
     'ratios, not absolute figures. Plots: BENCHMARKS.html.',
     '',
@@ -213,13 +218,13 @@ function writeReport(dir: string, mdPath: string, quick: boolean): { md: string;
       lines.push(`| ${c.component} | ${cell(r.workload)} | ${cell(r.hotpath)} | ${cell(r.peer)} | ${r.ratio.toFixed(2)}${r.note === 'as measured' ? ' (as measured)' : ''} | ${c.run.node} | ${cell(c.run.cpu)} (${c.run.cores} cores) | ${c.run.date.slice(0, 10)} |`);
     }
   }
-  const figures = perComponent.filter(({ c }) => c.file.extras.some((e) => e.unit !== 'ratio'));
+  const figures = perComponent.filter(({ c }) => c.file.extras.some((e) => e.unit !== 'ratio' && e.unit !== 'ratio (lower is better)'));
   if (figures.length > 0) {
     lines.push('', '## Other figures', '');
     for (const { c } of figures) {
       lines.push(`### ${c.component} (${c.run.date.slice(0, 10)}, Node ${c.run.node})`, '', '| workload | measure | value |', '|---|---|---:|');
       for (const e of c.file.extras) {
-        if (e.unit === 'ratio') continue;
+        if (e.unit === 'ratio' || e.unit === 'ratio (lower is better)') continue;
         lines.push(`| ${cell(e.group)} | ${cell(e.name)} | ${Number.isInteger(e.value) ? e.value : e.value.toFixed(2)} ${e.unit} |`);
       }
       lines.push('');
@@ -266,7 +271,7 @@ function reportHtml(title: string, list: Array<{ c: Component; rows: Comparison[
 <style>body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:960px}svg{background:#fafafa;border:1px solid #ddd}
 svg text{font-size:11px;fill:#333}table{border-collapse:collapse;margin:8px 0 24px}td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left}.meta{color:#666;font-size:12px}</style>
 </head><body><h1>${htmlEscape(title)}</h1>
-<p>ratio = the peer's median time per operation / hotpath's (bars right of 1×: hotpath faster), or, where marked "as measured", the ratio named in the row. Same run, same machine per component.</p>
+<p>ratio = the peer's median time per operation / hotpath's (bars right of 1×: hotpath faster), or, where marked "as measured", the ratio named in the row — turned over where lower is better, so right of 1× is always hotpath ahead. Same run, same machine per component.</p>
 ${sections}
 </body></html>
 `;

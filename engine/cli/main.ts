@@ -19,9 +19,10 @@ commands:
   loadtest URL [--rate N | --connections N] [--duration D | --stages LIST] [--pipelining N]
         [--workers N] [--scenarios FILE] [--json FILE] [--csv FILE] [--html FILE]
         HTTP load with corrected tail latencies: open model (--rate) or closed (hotpath loadtest --help)
-  bench [--quick] [--filter TEXT] [--out DIR]
+  bench [--quick] [--filter TEXT] [--out DIR] [--report-only]
         run every benchmark against its peers; writes DIR/<date>.json and .md
         (DIR defaults to bench/results). --quick: short runs that only check the benches work.
+        Then regenerates BENCHMARKS.md/.html from DIR; --report-only does only that.
   compress [--codec NAME] [-l LEVEL | --fast N] [-c] [-f] [FILE|-] [OUT]
         compress FILE (- or none: stdin) into OUT, FILE.<suffix>, or stdout (-c; or reading stdin
         without OUT). --codec: lz4 (default, .lz4), zstd (.zst), gzip (.gz), deflate (zlib format,
@@ -56,14 +57,14 @@ export async function main(argv: string[]): Promise<number> {
     try {
       ({ values } = parseArgs({
         args: rest,
-        options: { quick: { type: 'boolean', default: false }, filter: { type: 'string' }, out: { type: 'string', default: 'bench/results' } },
+        options: { quick: { type: 'boolean', default: false }, filter: { type: 'string' }, out: { type: 'string', default: 'bench/results' }, 'report-only': { type: 'boolean', default: false } },
         strict: true,
       }));
     } catch (err) {
       console.error(`hotpath bench: ${(err as Error).message}\n\n${USAGE}`);
       return 2;
     }
-    return runBenches({ quick: values.quick, out: values.out, ...(values.filter !== undefined ? { filter: values.filter } : {}) });
+    return runBenches({ quick: values.quick, out: values.out, reportOnly: values['report-only'], ...(values.filter !== undefined ? { filter: values.filter } : {}) });
   }
   if (command === 'loadtest') {
     const { runLoadtest } = await import('./loadtest.js');

@@ -347,7 +347,9 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
     method = 'none';
   }
   const cpuMs = (cpu.user + cpu.system) / 1000;
-  const seconds = o.totalMs / 1000;
+  // Rates over the time that actually ran: a run ended early (abort, Ctrl-C) is not divided by
+  // its whole schedule.
+  const seconds = Math.max(1e-3, Math.min(lastTo, o.totalMs) / 1000);
   return {
     url: o.url.href,
     model: o.model,

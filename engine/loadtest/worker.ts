@@ -158,7 +158,14 @@ class Runner {
         this.#slots.push(slot);
       }
     }
-    this.#free = [...this.#slots].reverse();
+    // Position-major: every connection's first slot is handed out before any connection's second,
+    // so in the open model concurrent arrivals spread over the connections instead of queueing
+    // behind each other on one (#free pops from the end). #control keeps the n·P + p indexing.
+    const byPosition: Slot[] = [];
+    for (let p = 0; p < init.pipelining; p++) {
+      for (let n = 0; n * init.pipelining + p < this.#slots.length; n++) byPosition.push(this.#slots[n * init.pipelining + p]!);
+    }
+    this.#free = byPosition.reverse();
   }
 
   start(at: number): void {

@@ -304,6 +304,8 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
   #seq = 0;
   #borrowed = 0;
   #validating = 0;
+  /** Callers whose resource `validate` is checking (drain rejects them at once). */
+  readonly #checking = new Set<Waiter<T>>();
   #pending = 0;
   #destroying = 0;
   /** Failed creates in a row; > 0 means back-off mode. */
@@ -554,8 +556,8 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
    * @throws TypeError / RangeError (synchronously) for a bad timeoutMs.
    */
   drain(options?: DrainOptions): Promise<void> {
-    if (this.#drained !== undefined) return this.#drained;
     const timeoutMs = options?.timeoutMs === undefined ? this.#drainTimeoutMs : checkMs('timeoutMs', options.timeoutMs);
+    if (this.#drained !== undefined) return this.#drained;
     this.#closing = true;
     if (this.#sweepTimer !== undefined) clearInterval(this.#sweepTimer);
     if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
@@ -569,7 +571,7 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
       if (this.#ownsBreaker) this.#breaker.dispose();
     }
     this.#expiring.drain();
-    for (const w of this.#waiters.drain()) {
+    for (const w of [...this.#waiters.drain(), ...this.#checking]) {
       if (w.settled) continue;
       this.#settle(w);
       w.reject(new ClosedError(`pool "${this.name}"`));
@@ -586,8 +588,9 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
       };
     });
     if (timeoutMs !== Number.POSITIVE_INFINITY) {
+      // Not unref'd: the caller asked for a bounded wait, and a hanging destroy must not let the
+      // process exit (or an `await pool.drain()` at top level end unsettled) before it.
       this.#drainTimer = setTimeout(() => this.#forceDrain(), Math.min(timeoutMs, MAX_TIMER));
-      this.#drainTimer.unref?.();
     }
     this.#checkDrained();
     return this.#drained;
@@ -672,6 +675,7 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
   #check(w: Waiter<T>, e: Entry<T>): void {
     e.state = VALIDATING;
     this.#validating++;
+    this.#checking.add(w);
     if (this.#m !== undefined) {
       this.#m.idle.dec();
       this.#m.borrowed.inc();
@@ -692,6 +696,7 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
 
   #checked(w: Waiter<T>, e: Entry<T>, ok: boolean, err: unknown): void {
     this.#validating--;
+    this.#checking.delete(w);
     if (!ok) {
       this.#validationFailures++;
       this.#m?.validationFailed.inc();
@@ -859,16 +864,20 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
       if (this.#retryTimer !== undefined) return; // backing off
       if (this.#failures > 0 && this.#pending > 0) return; // after a failure: one probe at a time
       const b = this.#breaker;
-      if (b !== undefined && !b.tryAcquire()) {
+      // The breaker's ticket goes with the create: its outcome then moves the breaker only in the
+      // phase it was admitted in (a create started while closed that fails during another caller's
+      // half-open probe does not reopen it).
+      const ticket = b === undefined ? 0 : b.acquire();
+      if (b !== undefined && ticket < 0) {
         this.#failHopeless();
         this.#armRetry(Math.max(b.retryAfterMs(), this.#retry.delayMs, 1));
         return;
       }
-      this.#startCreate();
+      this.#startCreate(ticket);
     }
   }
 
-  #startCreate(): void {
+  #startCreate(ticket: number): void {
     this.#pending++;
     this.#m?.pending.inc();
     let done = false;
@@ -882,7 +891,7 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
       if (timer !== undefined) clearTimeout(timer);
       this.#pending--;
       this.#m?.pending.dec();
-      this.#onCreated(resource);
+      this.#onCreated(resource, ticket);
     };
     const fail = (err: unknown): void => {
       if (done) return;
@@ -890,7 +899,7 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
       if (timer !== undefined) clearTimeout(timer);
       this.#pending--;
       this.#m?.pending.dec();
-      this.#onCreateFailed(err);
+      this.#onCreateFailed(err, ticket);
     };
     const ms = this.#createTimeoutMs;
     if (ms !== Number.POSITIVE_INFINITY) {
@@ -907,10 +916,10 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
     Promise.resolve(made).then(ok, fail);
   }
 
-  #onCreated(resource: T): void {
+  #onCreated(resource: T, ticket: number): void {
     if (this.#all.has(resource)) {
       // Counting it twice would corrupt every count; refuse it as a failed create instead.
-      this.#onCreateFailed(new TypeError(`pool "${this.name}": options.create returned a resource the pool already holds (each call must return a new value)`));
+      this.#onCreateFailed(new TypeError(`pool "${this.name}": options.create returned a resource the pool already holds (each call must return a new value)`), ticket);
       return;
     }
     this.#failures = 0;
@@ -918,7 +927,7 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
       clearTimeout(this.#retryTimer);
       this.#retryTimer = undefined;
     }
-    this.#breaker?.success();
+    this.#breaker?.success(ticket);
     const e = new Entry(resource, this.#clock.now());
     this.#all.set(resource, e);
     this.#created++;
@@ -936,13 +945,13 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
     this.#dispatch();
   }
 
-  #onCreateFailed(err: unknown): void {
+  #onCreateFailed(err: unknown, ticket: number): void {
     this.#failures++;
     this.#failSeq++;
     this.#lastError = err;
     this.#createFailures++;
     this.#m?.createFailed.inc();
-    this.#breaker?.failure();
+    this.#breaker?.failure(ticket);
     this.#emit('createError', err);
     if (this.#closing) {
       this.#checkDrained();
@@ -1184,7 +1193,8 @@ function checkOptions<T>(options: PoolOptions<T>): Checked {
   const r = options.createRetry ?? {};
   if (r === null || typeof r !== 'object') throw new TypeError('options.createRetry must be an object');
   const delayMs = r.delayMs ?? POOL_DEFAULTS.createRetry.delayMs;
-  if (typeof delayMs !== 'number' || !(delayMs >= 0) || !Number.isFinite(delayMs)) throw new RangeError(`options.createRetry.delayMs must be a finite number ≥ 0, got ${String(delayMs)}`);
+  // ≥ 1: a failing create retried with no delay (and no breaker) would be a hot loop.
+  if (typeof delayMs !== 'number' || !(delayMs >= 1) || !Number.isFinite(delayMs)) throw new RangeError(`options.createRetry.delayMs must be a finite number ≥ 1, got ${String(delayMs)}`);
   const maxDelayMs = r.maxDelayMs ?? Math.max(delayMs, POOL_DEFAULTS.createRetry.maxDelayMs);
   if (typeof maxDelayMs !== 'number' || !(maxDelayMs >= delayMs) || !Number.isFinite(maxDelayMs)) {
     throw new RangeError(`options.createRetry.maxDelayMs must be a finite number ≥ createRetry.delayMs (${delayMs}), got ${String(maxDelayMs)}`);

@@ -19,6 +19,21 @@ describe('open model', () => {
     await fast.close();
   });
 
+  it('a run aborted early reports its rate over the time it ran, not over its whole schedule', async () => {
+    const own = await startTarget({ delayMs: 1 });
+    const ac = new AbortController();
+    const run = loadtest({ url: own.url, rate: 200, connections: 4, durationMs: 20_000, workers: 1, signal: ac.signal });
+    // Abort once the server has seen a few dozen arrivals (polling what the server saw).
+    while (own.arrivals < 60) await new Promise((r) => setTimeout(r, 20));
+    ac.abort();
+    const r = await run;
+    await own.close();
+    expect(r.duration.actualMs).toBeLessThan(10_000);
+    const overRun = r.requests.completed / (r.duration.actualMs / 1000);
+    expect(r.throughput.rps).toBeGreaterThan(overRun * 0.8); // 200/s asked; over the 20 s schedule it would read ~10×less
+    expect(r.throughput.rps).toBeLessThan(overRun * 1.25);
+  });
+
   it('drops (and counts) the arrivals that find no free connection, instead of queueing them', async () => {
     // 2 connections × 50 ms = at most ~40 responses/s; 200/s are asked for 2 s.
     const r = await loadtest({ url: slow.url, rate: 200, connections: 2, durationMs: 2000, workers: 1 });

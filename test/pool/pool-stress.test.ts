@@ -66,7 +66,7 @@ describe('pool under concurrency', () => {
         min: 1,
         fifo,
         breaker: false,
-        createRetry: { delayMs: 0, jitter: false },
+        createRetry: { delayMs: 1, jitter: false },
         acquireTimeoutMs: 60_000,
       });
       const holders = new Map<Res, number>();

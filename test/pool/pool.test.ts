@@ -238,6 +238,7 @@ describe('caller mistakes', () => {
       [{ create, min: 5, max: 2 }, /options\.min \(5\) must not exceed options\.max \(2\)/, RangeError],
       [{ create, acquireTimeoutMs: -1 }, /options\.acquireTimeoutMs must be a positive number/, RangeError],
       [{ create, idleMs: 0 }, /options\.idleMs/, RangeError],
+      [{ create, createRetry: { delayMs: 0 } }, /options\.createRetry\.delayMs must be a finite number ≥ 1, got 0/, RangeError],
       [{ create, maxLifetimeMs: Number.NaN }, /options\.maxLifetimeMs/, RangeError],
       [{ create, leakDetectionMs: '5' }, /options\.leakDetectionMs/, RangeError],
       [{ create, createTimeoutMs: 0 }, /options\.createTimeoutMs/, RangeError],
@@ -642,6 +643,36 @@ describe('drain', () => {
     expect(p.stats()).toMatchObject({ forced: 1, borrowed: 0, size: 0 });
     expect(() => p.release(r)).not.toThrow();
     expect(() => p.release(r)).toThrow(TypeError); // only once
+  });
+
+  it('rejects a caller whose resource is being validated (a validate that hangs) with ERR_HOTPATH_CLOSED', async () => {
+    const p = pool({ max: 1, validate: () => new Promise<boolean>(() => undefined), acquireTimeoutMs: 100 });
+    const pending = p.acquire().then(() => 'resolved', (e: { code?: string }) => e.code);
+    await flush();
+    expect(p.stats().validating).toBe(1);
+    const drained = p.drain({ timeoutMs: 50 });
+    expect(await pending).toBe(ErrorCodes.CLOSED);
+    await vi.advanceTimersByTimeAsync(50);
+    await drained;
+  });
+
+  it('a create that fails late, after a shared breaker went half-open for someone else, does not reopen it', async () => {
+    const shared = new CircuitBreaker('db', { consecutiveFailures: 1, resetMs: 100 });
+    let failLate!: (e: Error) => void;
+    const p = pool({ max: 1, breaker: shared, createRetry: { delayMs: 1, jitter: false }, acquireTimeoutMs: 10_000,
+      create: () => new Promise<Res>((_r, reject) => (failLate = reject)) });
+    void p.acquire().catch(() => undefined); // its create hangs, admitted while closed
+    await flush();
+    shared.failure(shared.acquire()); // someone else's call fails: open
+    await vi.advanceTimersByTimeAsync(100);
+    const probe = shared.acquire(); // someone else's probe
+    expect(probe).toBeGreaterThan(0);
+    failLate(new Error('late')); // the pool's create fails now: not this phase's outcome
+    await flush();
+    expect(shared.state).toBe('half-open');
+    shared.success(probe);
+    expect(shared.state).toBe('closed');
+    shared.dispose();
   });
 
   it('await using drains at the end of the scope', async () => {
