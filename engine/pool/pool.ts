@@ -72,6 +72,12 @@ export interface PoolOptions<T> {
   acquireTimeoutMs?: number;
   /** A `create` that has not settled after this long counts as failed (ms; Infinity: no limit); its late result is destroyed. Default 30000. */
   createTimeoutMs?: number;
+  /**
+   * An async `validate` that has not settled after this long counts as a refusal (ms; Infinity: no
+   * limit): the resource is destroyed and the caller gets another, instead of a slot held forever.
+   * Default 5000.
+   */
+  validateTimeoutMs?: number;
   /** An idle resource unused this long is destroyed, unless that would go below `min` (ms; Infinity: never). Default 30000. */
   idleMs?: number;
   /** A resource older than this is never lent again and is destroyed when released (ms; Infinity: no limit). Default Infinity. */
@@ -198,6 +204,7 @@ export const POOL_DEFAULTS = {
   max: 10,
   acquireTimeoutMs: 30_000,
   createTimeoutMs: 30_000,
+  validateTimeoutMs: 5_000,
   idleMs: 30_000,
   maxLifetimeMs: Number.POSITIVE_INFINITY,
   fifo: false,
@@ -282,6 +289,7 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
   readonly #max: number;
   readonly #acquireTimeoutMs: number;
   readonly #createTimeoutMs: number;
+  readonly #validateTimeoutMs: number;
   readonly #idleMs: number;
   readonly #maxLifetimeMs: number;
   readonly #fifo: boolean;
@@ -344,6 +352,7 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
     this.#max = o.max;
     this.#acquireTimeoutMs = o.acquireTimeoutMs;
     this.#createTimeoutMs = o.createTimeoutMs;
+    this.#validateTimeoutMs = o.validateTimeoutMs;
     this.#idleMs = o.idleMs;
     this.#maxLifetimeMs = o.maxLifetimeMs;
     this.#fifo = o.fifo;
@@ -688,7 +697,21 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
       return;
     }
     if (verdict !== null && typeof verdict === 'object' && typeof (verdict as { then?: unknown }).then === 'function') {
-      Promise.resolve(verdict).then((ok) => this.#checked(w, e, ok === true, undefined), (err: unknown) => this.#checked(w, e, false, err));
+      // Settles once: the verdict, or the timeout (a refusal); whichever comes second is ignored.
+      let done = false;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const settle = (ok: boolean, err: unknown): void => {
+        if (done) return;
+        done = true;
+        if (timer !== undefined) clearTimeout(timer);
+        this.#checked(w, e, ok, err);
+      };
+      const ms = this.#validateTimeoutMs;
+      if (ms !== Number.POSITIVE_INFINITY) {
+        timer = setTimeout(() => settle(false, new TimeoutError(`pool "${this.name}" validate`, ms)), Math.min(ms, MAX_TIMER));
+        timer.unref?.();
+      }
+      Promise.resolve(verdict).then((ok) => settle(ok === true, undefined), (err: unknown) => settle(false, err));
     } else {
       this.#checked(w, e, verdict === true, undefined);
     }
@@ -1163,6 +1186,7 @@ interface Checked {
   max: number;
   acquireTimeoutMs: number;
   createTimeoutMs: number;
+  validateTimeoutMs: number;
   idleMs: number;
   maxLifetimeMs: number;
   fifo: boolean;
@@ -1185,7 +1209,7 @@ function checkOptions<T>(options: PoolOptions<T>): Checked {
   const min = int('min', 0);
   const max = int('max', 1);
   if (min > max) throw new RangeError(`options.min (${min}) must not exceed options.max (${max})`);
-  const ms = (key: 'acquireTimeoutMs' | 'createTimeoutMs' | 'idleMs' | 'maxLifetimeMs' | 'leakDetectionMs' | 'drainTimeoutMs'): number =>
+  const ms = (key: 'acquireTimeoutMs' | 'createTimeoutMs' | 'validateTimeoutMs' | 'idleMs' | 'maxLifetimeMs' | 'leakDetectionMs' | 'drainTimeoutMs'): number =>
     checkMs(key, options[key] ?? POOL_DEFAULTS[key]);
   if (options.fifo !== undefined && typeof options.fifo !== 'boolean') throw new TypeError(`options.fifo must be a boolean, got ${typeof options.fifo}`);
   const name = options.name ?? POOL_DEFAULTS.name;
@@ -1214,6 +1238,7 @@ function checkOptions<T>(options: PoolOptions<T>): Checked {
     name, min, max,
     acquireTimeoutMs: ms('acquireTimeoutMs'),
     createTimeoutMs: ms('createTimeoutMs'),
+    validateTimeoutMs: ms('validateTimeoutMs'),
     idleMs: ms('idleMs'),
     maxLifetimeMs: ms('maxLifetimeMs'),
     fifo: options.fifo ?? POOL_DEFAULTS.fifo,

@@ -333,6 +333,20 @@ describe('validation', () => {
     balanced(p);
   });
 
+  it('a validate that hangs past validateTimeoutMs is a refusal: the resource is destroyed, the caller gets another', async () => {
+    let first = true;
+    const p = pool({ max: 1, validateTimeoutMs: 200, acquireTimeoutMs: 10_000,
+      validate: () => (first ? ((first = false), new Promise<boolean>(() => undefined)) : Promise.resolve(true)) });
+    const got = p.acquire();
+    await vi.advanceTimersByTimeAsync(199);
+    expect(p.stats().validating).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    const r = await got;
+    expect(r.id).toBe(2); // the first was destroyed after its validate timed out
+    expect(p.destroyed.map((x) => x.id)).toEqual([1]);
+    p.release(r);
+  });
+
   it('a waiter that times out while its resource is validated leaves it idle for the next caller', async () => {
     let answer: ((v: boolean) => void) | undefined;
     let slowChecks = false;
