@@ -633,6 +633,16 @@ export class Cache extends EventEmitter {
 
   // ------------------------------------------------------------------ introspection
 
+  /**
+   * Changes this thread's L1 entry bound live, keeping its entries (shrinking evicts down to it by
+   * the L1 policy's choice; see L1Store.resize). Other threads' L1s and L2 are unchanged.
+   * @throws RangeError for a bad maxEntries; TypeError when this cache has no L1 (`l1: false`).
+   */
+  resizeL1(maxEntries: number): void {
+    if (this.#l1 === undefined) throw new TypeError('this cache has no L1 (options.l1 is false)');
+    this.#l1.resize(maxEntries);
+  }
+
   /** Counters per tier (this thread's L1; L2's are the shared region's). */
   stats(): CacheStats {
     const s = this.#s;

@@ -132,7 +132,7 @@ export class L1Store<E = L1Entry> {
    */
   onEvict?: (key: string, entry: E) => void;
 
-  readonly #max: number;
+  #max: number;
   readonly #maxBytes: number;
   readonly #lfu: boolean;
   /**
@@ -187,7 +187,7 @@ export class L1Store<E = L1Entry> {
   /** Requests and misses of the climber's current sample (requests = reads drained + reads buffered). */
   #requests = 0;
   #misses = 0;
-  readonly #sampleSize: number;
+  #sampleSize: number;
   #prevHitRate = 0;
   #step: number;
   #lastKind = IDLE;
@@ -249,6 +249,37 @@ export class L1Store<E = L1Entry> {
       this.#reads = new Int32Array(0);
       this.#windowMax = maxEntries;
     }
+  }
+
+  /** The entry bound (`maxEntries`). */
+  get maxEntries(): number {
+    return this.#max;
+  }
+
+  /**
+   * Changes `maxEntries` in place, keeping the entries: shrinking evicts down to the new bound at
+   * once, by the policy's own choice (TinyLFU: window overflow becomes candidates, then candidates
+   * against victims); growing lets new entries in. TinyLFU's window keeps its share and the
+   * climber rescales its sample and step. The frequency sketch keeps its counts: it was sized for
+   * the capacity the store was made with, so growing far beyond that makes its estimates coarser
+   * (a new store sizes it anew). The slot arrays are not shrunk.
+   * @throws RangeError for a bad maxEntries.
+   */
+  resize(maxEntries: number): void {
+    if (typeof maxEntries !== 'number' || !Number.isInteger(maxEntries) || maxEntries < 1 || maxEntries > 0x3ffffff0) {
+      throw new RangeError(`maxEntries must be a positive integer (at most ${0x3ffffff0}), got ${String(maxEntries)}`);
+    }
+    if (maxEntries === this.#max) return;
+    const share = this.#windowMax / this.#max;
+    this.#max = maxEntries;
+    if (this.#lfu) {
+      this.#sampleSize = Math.max(this.#climber.minSample, this.#climber.sample * maxEntries);
+      this.#step = Math.max(1, Math.round(this.#climber.step * maxEntries));
+      this.#resizeWindow(Math.round(share * maxEntries));
+    } else {
+      this.#windowMax = maxEntries;
+    }
+    if (this.#size > this.#max || this.#windowCount > this.#windowMax) this.#evict();
   }
 
   /** Entries held. */

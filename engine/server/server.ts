@@ -76,7 +76,7 @@ export interface Service {
 const PROXY_KEYS: ReadonlyArray<keyof ServeConfig> = ['upstreams', 'upstreamAlgorithm', 'upstreamTimeoutMs', 'upstreamHealthPath', 'proxyCacheMaxBytes'];
 
 /** Settings fixed for the life of a service (the engine, the socket, the cache's size). */
-const RESTART_ONLY: ReadonlyArray<keyof ServeConfig> = ['host', 'port', 'workers', 'redisUrl', 'http2', 'cert', 'key', 'cacheL1Entries'];
+const RESTART_ONLY: ReadonlyArray<keyof ServeConfig> = ['host', 'port', 'workers', 'redisUrl', 'http2', 'cert', 'key'];
 
 /** Distinct /process limits a service takes live before it needs a restart. */
 export const MAX_LIMITER_SHAPES = 16;
@@ -570,6 +570,9 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
       limiter = nextLimiter;
       limit = limitFor(limiter);
     }
+    // The serving thread's L1 (the cache /process and the proxy read), resized in place: its
+    // entries stay (a smaller bound evicts down to it).
+    if (applied.includes('cacheL1Entries')) cache.resizeL1(c.cacheL1Entries);
     if (applied.includes('trustProxy')) trusted = new Set(c.trustProxy.map(plainAddress));
     if (applied.includes('adminToken')) token = c.adminToken === undefined ? undefined : Buffer.from(c.adminToken);
     if ('headersTimeout' in server) {

@@ -23,6 +23,30 @@ function access(s: L1Store, key: string): boolean {
   return false;
 }
 
+describe('L1Store.resize', () => {
+  for (const policy of ['tinylfu', 'lru'] as const) {
+    it(`${policy}: growing keeps every entry, shrinking evicts down to the bound at once and keeps the store consistent`, () => {
+      const s = new L1Store<L1Entry>({ maxEntries: 1000, module, policy });
+      const put = (k: string): void => void s.set(k, hashOf(k), entry(k));
+      for (let i = 0; i < 1000; i++) put(`k${i}`);
+      // k0..k9 are read often: under TinyLFU they are the ones worth keeping.
+      for (let r = 0; r < 20; r++) for (let i = 0; i < 10; i++) s.get(`k${i}`, hashOf(`k${i}`));
+      expect(s.size).toBe(1000);
+      s.resize(5000);
+      expect([s.size, s.maxEntries]).toEqual([1000, 5000]);
+      for (let i = 1000; i < 3000; i++) put(`k${i}`);
+      expect(s.size).toBe(3000);
+      s.resize(100);
+      expect(s.size).toBeLessThanOrEqual(100);
+      if (policy === 'tinylfu') for (let i = 0; i < 10; i++) expect(s.has(`k${i}`)).toBe(true);
+      else expect(s.has('k2999')).toBe(true); // LRU keeps the newest
+      for (let i = 5000; i < 6000; i++) put(`k${i}`); // and keeps working at the new bound
+      expect(s.size).toBeLessThanOrEqual(100);
+      expect(() => s.resize(0)).toThrow(RangeError);
+    });
+  }
+});
+
 describe('L1Store options', () => {
   it('validates maxEntries, maxBytes and policy, naming options.l1.<field>', () => {
     expect(() => new L1Store({ maxEntries: 0, module })).toThrow(RangeError);

@@ -32,15 +32,31 @@ describe('live configuration', () => {
     service = await startService({ ...SERVE_DEFAULTS, port: 0, workers: 1, limitPerSecond: 1, limitBurst: 2, bodyLimit: 1000 }, silentLog);
     const s = service;
     expect([await post(s.url, 'a'), await post(s.url, 'b'), await post(s.url, 'c')]).toEqual([200, 200, 429]);
-    const r = s.reconfigure({ ...s.config, limitBurst: 4, bodyLimit: 10, adminToken: 'new', port: 1, cacheL1Entries: 5 });
+    const r = s.reconfigure({ ...s.config, limitBurst: 4, bodyLimit: 10, adminToken: 'new', port: 1 });
     expect(r.applied.sort()).toEqual(['adminToken', 'bodyLimit', 'limitBurst']);
-    expect(r.needRestart.sort()).toEqual(['cacheL1Entries', 'port']);
+    expect(r.needRestart.sort()).toEqual(['port']);
     expect(s.config.port).toBe(0); // unchanged (0: the port the test asked for)
     // A new limit is a new limiter: its buckets start full (burst 4).
     expect([await post(s.url, 'd'), await post(s.url, 'e'), await post(s.url, 'f'), await post(s.url, 'g'), await post(s.url, 'h')]).toEqual([200, 200, 200, 200, 429]);
     s.reconfigure({ ...s.config, limitBurst: 1000, limitPerSecond: 1000 });
     expect(await post(s.url, 'x'.repeat(100))).toBe(413); // the body limit of 10
     expect((await fetch(`${s.url}/admin/cache`, { headers: { Authorization: 'Bearer new' } })).status).toBe(200);
+  });
+
+  it('the L1 size changes live, keeping what fits: the cached /process answers stay hits', async () => {
+    service = await startService({ ...SERVE_DEFAULTS, port: 0, workers: 1, cacheL1Entries: 100, limitPerSecond: 1e6, limitBurst: 1e6 }, silentLog);
+    const s = service;
+    const xcache = async (body: string): Promise<string | null> => {
+      const res = await fetch(`${s.url}/process`, { method: 'POST', body });
+      await res.arrayBuffer();
+      return res.headers.get('x-cache');
+    };
+    for (let i = 0; i < 50; i++) expect(await xcache(`body ${i}`)).toBe('MISS');
+    expect(s.reconfigure({ ...s.config, cacheL1Entries: 2000 }).applied).toEqual(['cacheL1Entries']);
+    expect(s.engine.cache.stats().l1!.entries).toBe(50); // nothing lost growing
+    expect(await xcache('body 7')).toBe('HIT');
+    s.reconfigure({ ...s.config, cacheL1Entries: 10 });
+    expect(s.engine.cache.stats().l1!.entries).toBeLessThanOrEqual(10); // evicted down at once
   });
 
   it('serve --config FILE: a valid change is applied live, an invalid one is rejected and the running configuration stays', async () => {
