@@ -30,6 +30,7 @@ import { EventEmitter } from 'node:events';
 import { NoBackendError } from '../errors.js';
 import type { Clock } from '../options.js';
 import { CircuitBreaker, type BreakerOptions, type BreakerState } from '../resilience/breaker.js';
+import { CoarseClock } from '../runtime/coarse-clock.js';
 import { HashRing, type HashRingOptions } from './ring.js';
 import { probe, resolveHealth, type HealthOptions, type ResolvedHealth } from './health.js';
 
@@ -232,6 +233,8 @@ export class Balancer extends EventEmitter {
   readonly #sessions = new Map<string, string>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
+  /** One coarse clock for every backend's breaker (their windows' buckets). */
+  #coarse: CoarseClock | undefined;
 
   /** @throws TypeError / RangeError naming a bad option. */
   constructor(options: BalancerOptions = {}) {
@@ -423,6 +426,7 @@ export class Balancer extends EventEmitter {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     for (const e of this.#all.values()) e.breaker?.dispose();
+    this.#coarse?.stop();
     this.#ring?.close?.();
   }
 
@@ -442,7 +446,8 @@ export class Balancer extends EventEmitter {
   #insert(c: Required<Pick<BackendOptions, 'id' | 'weight'>> & BackendOptions): Entry {
     let breaker: CircuitBreaker | undefined;
     if (this.#breaker !== undefined) {
-      breaker = new CircuitBreaker(`${this.name}:${c.id}`, { ...this.#breaker, clock: this.#clock });
+      this.#coarse ??= new CoarseClock(this.#clock);
+      breaker = new CircuitBreaker(`${this.name}:${c.id}`, { ...this.#breaker, clock: this.#clock }, undefined, this.#coarse);
     }
     const known = [...this.#all.values()];
     const ewma = known.length > 0 ? known.reduce((a, e) => a + e.ewmaMs, 0) / known.length : this.#initialMs;

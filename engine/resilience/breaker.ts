@@ -194,6 +194,7 @@ export class CircuitBreaker extends EventEmitter {
    * transitions (open, half-open) read the real one.
    */
   readonly #coarse: CoarseClock;
+  readonly #ownsCoarse: boolean;
   readonly #isFailure: ((err: unknown) => boolean) | undefined;
   readonly #w: Int32Array;
   /** Index of word 0 in #w. */
@@ -207,12 +208,18 @@ export class CircuitBreaker extends EventEmitter {
    * A breaker with private state (one thread's).
    * @throws TypeError / RangeError naming a bad option.
    */
-  constructor(name: string, options: BreakerOptions = {}, cells?: { words: Int32Array; base: number }) {
+  /**
+   * @param cells where the state lives (CircuitBreaker.shared passes an arena region).
+   * @param coarse a coarse clock over `options.clock` shared with other breakers (the balancer's
+   *   breakers share one: one 1 ms timer instead of one per backend); its owner stops it.
+   */
+  constructor(name: string, options: BreakerOptions = {}, cells?: { words: Int32Array; base: number }, coarse?: CoarseClock) {
     super();
     this.#o = validate(name, options);
     this.name = name;
     this.#clock = options.clock ?? { now: Date.now };
-    this.#coarse = new CoarseClock(this.#clock);
+    this.#ownsCoarse = coarse === undefined;
+    this.#coarse = coarse ?? new CoarseClock(this.#clock);
     this.#isFailure = options.isFailure;
     this.#w = cells?.words ?? new Int32Array(BREAKER_WORDS);
     this.#b = cells?.base ?? 0;
@@ -550,7 +557,7 @@ export class CircuitBreaker extends EventEmitter {
   dispose(): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
-    this.#coarse.stop();
+    if (this.#ownsCoarse) this.#coarse.stop();
   }
 
   #openedAt(): number {
