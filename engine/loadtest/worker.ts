@@ -261,7 +261,8 @@ class Runner {
     if (elapsed < init.totalMs) this.#later(() => this.#control(), Math.min(100, init.totalMs - elapsed));
   }
 
-  #send(slot: Slot, intended: number): void {
+  /** `now`: the caller's reading of the clock when it has one (a completion sends its slot's next request at once). */
+  #send(slot: Slot, intended: number, now: number = clock()): void {
     const init = this.#init;
     let i = 0;
     if (this.#requests.length > 1) {
@@ -270,7 +271,6 @@ class Runner {
     }
     slot.busy = true;
     slot.intended = intended;
-    const now = clock();
     slot.sentAt = now;
     if (this.#init.model === 'open') this.#lag.recordValue(Math.round((now - intended) * 1000));
     this.#inFlight++;
@@ -288,7 +288,7 @@ class Runner {
     if (this.#init.model === 'open') this.#corrected.recordValue(Math.round((now - slot.intended) * 1000));
     const code = slot.status;
     this.#status[code] = (this.#status[code] ?? 0) + 1;
-    this.#next(slot, false);
+    this.#next(slot, false, now);
   }
 
   failed(slot: Slot, err: Error): void {
@@ -303,7 +303,7 @@ class Runner {
     this.#next(slot, true);
   }
 
-  #next(slot: Slot, afterError: boolean): void {
+  #next(slot: Slot, afterError: boolean, now?: number): void {
     if (this.#stopping) {
       if (this.#inFlight === 0) this.#finish();
       return;
@@ -320,7 +320,11 @@ class Runner {
         slot.busy = false;
         if (slot.active && !this.#stopping) this.#send(slot, clock());
       }, ERROR_PAUSE_MS);
-    } else this.#send(slot, clock());
+    } else if (now === undefined) {
+      this.#send(slot, clock());
+    } else {
+      this.#send(slot, now, now); // one clock reading for this completion and the next send
+    }
   }
 
   /** The schedule is over: no new requests; those in flight get gracefulStopMs. */
