@@ -433,7 +433,7 @@ export class Balancer extends EventEmitter {
   /** The ring gives a backend vnodes × weight points (2000 per unit by default): weights stay small there. */
   #ringWeight(c: { weight: number }, where: string): void {
     if (this.#ring !== undefined && c.weight > MAX_RING_WEIGHT) {
-      throw new RangeError(`${where}.weight must be at most ${MAX_RING_WEIGHT} with consistent-hash (each unit is a set of points on the ring), got ${c.weight}`);
+      throw new RangeError(`${where}.weight must be at most ${MAX_RING_WEIGHT} with consistent-hash (the ring's share of a backend grows with its weight: points, buckets or table entries), got ${c.weight}`);
     }
   }
 
@@ -451,11 +451,17 @@ export class Balancer extends EventEmitter {
     }
     const known = [...this.#all.values()];
     const ewma = known.length > 0 ? known.reduce((a, e) => a + e.ewmaMs, 0) / known.length : this.#initialMs;
+    // The ring first: it may refuse (its point or table limits); then nothing else has changed.
+    try {
+      this.#ring?.add(c.id, c.weight);
+    } catch (err) {
+      breaker?.dispose();
+      throw err;
+    }
     const e = new Entry(c, breaker, ewma);
     e.ewmaAt = this.#clock.now();
     breaker?.on('state', (to: BreakerState, from: BreakerState) => this.#emit('breaker', e, to, from));
     this.#all.set(c.id, e);
-    this.#ring?.add(c.id, c.weight);
     return e;
   }
 
@@ -576,14 +582,17 @@ export class Balancer extends EventEmitter {
         const ring = this.#ring!;
         let refused: Set<string> | undefined;
         for (;;) {
+          // The callback runs inside the ring's walk: it reads without side effects (retryAfterMs
+          // is 0 unless the breaker is open and not yet due to probe; `state` could move it and
+          // emit, and a listener could then change the balancer mid-walk).
           const id = ring.get(key, (id) => {
             if (refused?.has(id) === true || exclude?.has(id) === true) return false;
             const e = this.#all.get(id);
-            return e !== undefined && e.healthy && e.ejectedUntil === 0 && (e.breaker === undefined || e.breaker.state !== 'open');
+            return e !== undefined && e.healthy && e.ejectedUntil === 0 && (e.breaker === undefined || e.breaker.retryAfterMs() === 0);
           });
           if (id === undefined) throw this.#none();
-          const e = this.#all.get(id)!;
-          if (this.#admit(e)) return e;
+          const e = this.#all.get(id);
+          if (e !== undefined && this.#admit(e)) return e;
           (refused ??= new Set()).add(id);
         }
       }

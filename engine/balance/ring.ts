@@ -379,9 +379,10 @@ export class HashRing {
    *    attempts, the first eligible node scanning buckets upwards from attempt 0's;
    *  - 'maglev': the node of the first eligible table entry among positions
    *    {@link maglevPosition}(hash, a) for a = 0 … 31; then scanning the table upwards from a = 0's.
-   * So a key whose node is refused goes where it would go if that node were removed ('ring' and
-   * 'jump' exactly; 'maglev' approximately: its table is rebuilt on removal), and the keys of a
-   * refused node spread over the other nodes.
+   * So a key whose node is refused goes where it would go if that node were removed ('ring'
+   * exactly; 'jump' exactly unless the refused node holds the top bucket(s) — removing those
+   * shrinks the bucket count, refusing them does not; 'maglev' approximately: its table is rebuilt
+   * on removal), and the keys of a refused node spread over the other nodes.
    * @param key a string (hashed as its UTF-8 bytes) or bytes.
    * @throws TypeError when `key` is neither a string nor a Uint8Array, `eligible` is not a
    *   function, or `get` is called from an `eligible` callback of this ring.

@@ -351,6 +351,31 @@ describe('per-backend breakers', () => {
   });
 });
 
+describe('consistent-hash limits and listeners', () => {
+  it('a backend the ring refuses (its point limit) is not half-added', () => {
+    // 65536 points per unit of weight: two backends of weight 100 fit (13.1M points), a third does not (2^24).
+    const lb = new Balancer({ algorithm: 'consistent-hash', backends: [{ id: 'a', weight: 100 }, { id: 'b', weight: 100 }], health: false, ring: { vnodes: 65536 } });
+    expect(() => lb.add({ id: 'big', weight: 100 })).toThrow(RangeError);
+    expect(lb.backends().map((b) => b.id)).toEqual(['a', 'b']);
+    expect(lb.add({ id: 'big', weight: 1 }).id).toBe('big'); // the same id is free to add again
+    lb.close();
+  });
+
+  it('a breaker listener that removes its backend during a pick does not break the pick', () => {
+    let now = 0;
+    const lb = new Balancer({ algorithm: 'consistent-hash', backends: [{ id: 'a' }, { id: 'b' }], health: false, outlier: false, breaker: { consecutiveFailures: 1, resetMs: 10 }, clock: { now: () => now } });
+    const keyOfA = Array.from({ length: 100 }, (_, i) => `k${i}`).find((k) => lb.pick({ key: k }).id === 'a')!;
+    lb.report('a', { ok: false }); // a's breaker opens
+    lb.on('breaker', (b: Backend, to: string) => {
+      if (b.id === 'a' && to === 'half-open') lb.remove('a');
+    });
+    now = 10; // a is due to probe: the pick moves its breaker, the listener removes it
+    const b = lb.pick({ key: keyOfA });
+    expect(['a', 'b']).toContain(b.id);
+    lb.close();
+  });
+});
+
 describe('breakers and abandoned calls', () => {
   it('release() of a call admitted while closed never frees the half-open probe’s slot', () => {
     let now = 0;

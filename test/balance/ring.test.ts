@@ -404,7 +404,7 @@ describe('HashRing: eligible', () => {
   }
 
   for (const algorithm of ['ring', 'jump'] as const) {
-    it(`'${algorithm}': a refused node's keys go exactly where they go when it is removed`, () => {
+    it(`'${algorithm}': a refused node's keys go exactly where they go when it is removed (not the top bucket's node, for jump)`, () => {
       const ring = new HashRing({ algorithm, module });
       const without = new HashRing({ algorithm, module });
       for (let i = 0; i < 8; i++) {
@@ -417,6 +417,25 @@ describe('HashRing: eligible', () => {
       for (const key of sample) expect(ring.get(key, ok)).toBe(without.get(key));
     });
   }
+
+  it("'jump': refusing the node of the top bucket is not removing it (removal shrinks the bucket count) — but its keys still only move to others", () => {
+    const ring = new HashRing({ algorithm: 'jump', module });
+    const without = new HashRing({ algorithm: 'jump', module });
+    for (let i = 0; i < 8; i++) {
+      ring.add(`node-${i}`);
+      without.add(`node-${i}`);
+    }
+    without.remove('node-7');
+    const ok = (id: string): boolean => id !== 'node-7';
+    let differ = 0;
+    for (const key of sample) {
+      const refused = ring.get(key, ok)!;
+      expect(refused).not.toBe('node-7');
+      if (ring.get(key) !== 'node-7') expect(refused).toBe(ring.get(key)); // others' keys never move
+      if (refused !== without.get(key)) differ++;
+    }
+    expect(differ).toBeGreaterThan(0); // the documented difference is real
+  });
 
   it("'maglev': a refused node's keys spread over the others", () => {
     const ring = new HashRing({ algorithm: 'maglev', module });
