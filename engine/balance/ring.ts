@@ -223,7 +223,7 @@ export class HashRing {
   #n = 0;
   #buckets = new Uint32Array(0);
   /** Holes (buckets of removed nodes), ascending. */
-  readonly #holes: number[] = [];
+  #holes: number[] = [];
   // 'maglev'
   #weights = 0;
   #table = new Uint32Array(0);
@@ -593,9 +593,15 @@ export class HashRing {
     }
     const buckets = this.#buckets;
     // The lowest holes first, then new buckets at the end: either way a key moves only if the
-    // first live bucket of its sequence becomes this node's.
-    for (let i = 0; i < more; i++) {
-      const b = this.#holes.length > 0 ? this.#holes.shift()! : this.#n++;
+    // first live bucket of its sequence becomes this node's. (The holes taken in one splice:
+    // shift() per bucket made adding w buckets into h holes O(w·h).)
+    const filled = this.#holes.splice(0, Math.min(more, this.#holes.length));
+    for (const b of filled) {
+      buckets[b] = target.slot;
+      list.push(b);
+    }
+    for (let i = filled.length; i < more; i++) {
+      const b = this.#n++;
       buckets[b] = target.slot;
       list.push(b);
     }
@@ -609,6 +615,7 @@ export class HashRing {
    */
   #freeBuckets(list: number[], count: number): void {
     const buckets = this.#buckets;
+    const freed: number[] = [];
     for (let i = 0; i < count; i++) {
       const b = list.pop()!;
       buckets[b] = DEAD;
@@ -616,15 +623,20 @@ export class HashRing {
         this.#n--;
         continue;
       }
+      freed.push(b);
+    }
+    if (freed.length > 0) {
+      // One sorted merge into the holes (a sorted insert per bucket was O(count · holes)).
+      freed.sort((a, b) => a - b);
       const holes = this.#holes;
-      let lo = 0;
-      let hi = holes.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if (holes[mid]! < b) lo = mid + 1;
-        else hi = mid;
-      }
-      holes.splice(lo, 0, b);
+      const merged = new Array<number>(holes.length + freed.length);
+      let i = 0;
+      let j = 0;
+      let k = 0;
+      while (i < holes.length && j < freed.length) merged[k++] = holes[i]! < freed[j]! ? holes[i++]! : freed[j++]!;
+      while (i < holes.length) merged[k++] = holes[i++]!;
+      while (j < freed.length) merged[k++] = freed[j++]!;
+      this.#holes = merged;
     }
     if (this.#holes.length === this.#n) {
       this.#holes.length = 0;
