@@ -59,6 +59,7 @@
  */
 import { ARENA_BASE } from '../runtime/arena.js';
 import { WASM_HASH_MIN_LENGTH, xxh32Ascii, xxh32Bytes } from '../runtime/hash.js';
+import { fmix } from '../runtime/key-hash.js';
 import { instantiateKernels, kernelModule, type KernelExports } from '../runtime/wasm.js';
 
 /** The consistent-hash algorithm of a {@link HashRing}. */
@@ -128,14 +129,9 @@ function hashUtf8(s: string, seed: number): number {
   return xxh32Bytes(bytes, 0, bytes.length, seed);
 }
 
-/** murmur3's 32-bit finalizer: the Maglev alternate positions. */
+/** murmur3's 32-bit finalizer, unsigned: the Maglev alternate positions. */
 function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  return fmix(h) >>> 0;
 }
 
 /**

@@ -44,8 +44,8 @@ export class KeyHash {
   }
 }
 
-/** murmur3's 32-bit finalizer. */
-function fmix(h: number): number {
+/** murmur3's 32-bit finalizer (signed result; `>>> 0` for unsigned). */
+export function fmix(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
