@@ -26,6 +26,7 @@ export const ErrorCodes = {
   CODEC_UNAVAILABLE: 'ERR_HOTPATH_CODEC_UNAVAILABLE',
   QUEUE_FULL: 'ERR_HOTPATH_QUEUE_FULL',
   POOL_TIMEOUT: 'ERR_HOTPATH_POOL_TIMEOUT',
+  POOL_FULL: 'ERR_HOTPATH_POOL_FULL',
   POOL_CREATE_FAILED: 'ERR_HOTPATH_POOL_CREATE_FAILED',
   NO_BACKEND: 'ERR_HOTPATH_NO_BACKEND',
   UPSTREAM_FAILED: 'ERR_HOTPATH_UPSTREAM_FAILED',
@@ -220,5 +221,12 @@ export class NoBackendError extends HotpathError {
 export class UpstreamError extends HotpathError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCodes.UPSTREAM_FAILED, message, options);
+  }
+}
+
+/** A resource pool already has `maxWaiters` callers waiting: `acquire` refuses at once instead of queueing more. */
+export class PoolFullError extends HotpathError {
+  constructor(message: string) {
+    super(ErrorCodes.POOL_FULL, message);
   }
 }

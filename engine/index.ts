@@ -24,7 +24,7 @@ export { createPool, Pool, POOL_DEFAULTS } from './pool/pool.js';
 export type { PoolOptions, PoolCreateRetryOptions, AcquireOptions, UseOptions, DrainOptions, LeakReport, PoolEvents, PoolStats } from './pool/pool.js';
 export { HashRing, DEFAULT_VNODES, DEFAULT_MAGLEV_TABLE_SIZE, type HashRingOptions, type RingAlgorithm } from './balance/ring.js';
 export { HEALTH_DEFAULTS, type HealthOptions, type CheckFunction, type CheckTarget } from './balance/health.js';
-export { NoBackendError, UpstreamError, PoolTimeoutError, PoolCreateError } from './errors.js';
+export { NoBackendError, UpstreamError, PoolTimeoutError, PoolCreateError, PoolFullError } from './errors.js';
 export { CircuitBreaker, BreakerOpenError, BREAKER_DEFAULTS, type BreakerOptions, type BreakerState, type BreakerStats, type BreakerRunOptions } from './resilience/breaker.js';
 export { ValueCodec, type CodecOptions } from './codec/codec.js';
 export type { Metrics } from './observe/metrics.js';

@@ -35,7 +35,7 @@
  * Only waiting callers get a timer.
  */
 import { EventEmitter } from 'node:events';
-import { CancelledError, ClosedError, PoolCreateError, PoolTimeoutError, TimeoutError } from '../errors.js';
+import { CancelledError, ClosedError, PoolCreateError, PoolFullError, PoolTimeoutError, TimeoutError } from '../errors.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { CounterChild, GaugeChild, LatencyRecorder } from '../observe/thread-metrics.js';
 import { SYSTEM_CLOCK, type Clock } from '../options.js';
@@ -72,6 +72,12 @@ export interface PoolOptions<T> {
   acquireTimeoutMs?: number;
   /** A `create` that has not settled after this long counts as failed (ms; Infinity: no limit); its late result is destroyed. Default 30000. */
   createTimeoutMs?: number;
+  /**
+   * Callers that may wait in line at once; one more is refused at once with
+   * ERR_HOTPATH_POOL_FULL (bounded memory under overload, and fast failure when the line is
+   * hopeless anyway). Default 10000; Infinity: no bound.
+   */
+  maxWaiters?: number;
   /**
    * An async `validate` that has not settled after this long counts as a refusal (ms; Infinity: no
    * limit): the resource is destroyed and the caller gets another, instead of a slot held forever.
@@ -205,6 +211,7 @@ export const POOL_DEFAULTS = {
   acquireTimeoutMs: 30_000,
   createTimeoutMs: 30_000,
   validateTimeoutMs: 5_000,
+  maxWaiters: 10_000,
   idleMs: 30_000,
   maxLifetimeMs: Number.POSITIVE_INFINITY,
   fifo: false,
@@ -290,6 +297,7 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
   readonly #acquireTimeoutMs: number;
   readonly #createTimeoutMs: number;
   readonly #validateTimeoutMs: number;
+  readonly #maxWaiters: number;
   readonly #idleMs: number;
   readonly #maxLifetimeMs: number;
   readonly #fifo: boolean;
@@ -353,6 +361,7 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
     this.#acquireTimeoutMs = o.acquireTimeoutMs;
     this.#createTimeoutMs = o.createTimeoutMs;
     this.#validateTimeoutMs = o.validateTimeoutMs;
+    this.#maxWaiters = o.maxWaiters;
     this.#idleMs = o.idleMs;
     this.#maxLifetimeMs = o.maxLifetimeMs;
     this.#fifo = o.fifo;
@@ -428,6 +437,9 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
       }
     }
     if (this.#hopeless()) return Promise.reject(this.#createError());
+    if (this.#live >= this.#maxWaiters) {
+      return Promise.reject(new PoolFullError(`pool "${this.name}": ${this.#live} callers are waiting already (options.maxWaiters); ${this.#borrowed + this.#validating} of max ${this.#max} borrowed`));
+    }
 
     const w = new Waiter<T>(this.#seq++, signal, timeoutMs, site, this.#failSeq, this.#m === undefined ? 0 : this.#clock.now());
     const p = new Promise<T>((resolve, reject) => {
@@ -1187,6 +1199,7 @@ interface Checked {
   acquireTimeoutMs: number;
   createTimeoutMs: number;
   validateTimeoutMs: number;
+  maxWaiters: number;
   idleMs: number;
   maxLifetimeMs: number;
   fifo: boolean;
@@ -1239,6 +1252,7 @@ function checkOptions<T>(options: PoolOptions<T>): Checked {
     acquireTimeoutMs: ms('acquireTimeoutMs'),
     createTimeoutMs: ms('createTimeoutMs'),
     validateTimeoutMs: ms('validateTimeoutMs'),
+    maxWaiters: maxWaiters(options.maxWaiters),
     idleMs: ms('idleMs'),
     maxLifetimeMs: ms('maxLifetimeMs'),
     fifo: options.fifo ?? POOL_DEFAULTS.fifo,
@@ -1269,4 +1283,11 @@ function registerMetrics(m: Metrics, pool: string): PoolMetrics {
     validationFailed: events.labels(pool, 'validation_failed'),
     acquire: m.histogram('hotpath_pool_acquire_seconds', 'Time acquire() took until a resource was handed out, every pool of the process.'),
   };
+}
+
+function maxWaiters(v: unknown): number {
+  if (v === undefined) return POOL_DEFAULTS.maxWaiters;
+  if (v === Number.POSITIVE_INFINITY) return v;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new RangeError(`options.maxWaiters must be an integer ≥ 0 or Infinity, got ${String(v)}`);
+  return v;
 }

@@ -119,6 +119,21 @@ describe('borrowing', () => {
     expect(got).toEqual(['waiter', 'newcomer']);
   });
 
+  it('refuses a caller beyond maxWaiters at once with ERR_HOTPATH_POOL_FULL; the line it refused keeps its order', async () => {
+    const p = pool({ max: 1, maxWaiters: 2 });
+    const held = await p.acquire();
+    const w1 = p.acquire();
+    const w2 = p.acquire();
+    const refused = await rejection(p.acquire());
+    expect(refused.code).toBe(ErrorCodes.POOL_FULL);
+    expect(refused.message).toMatch(/2 callers are waiting already \(options.maxWaiters\)/);
+    p.release(held);
+    const r1 = await w1;
+    p.release(r1);
+    p.release(await w2);
+    expect(p.stats().waiters).toBe(0);
+  });
+
   it('times out a waiter with ERR_HOTPATH_POOL_TIMEOUT after acquireTimeoutMs, leaving counts intact', async () => {
     const p = pool({ max: 1, acquireTimeoutMs: 1000 });
     const r = await p.acquire();
@@ -238,6 +253,7 @@ describe('caller mistakes', () => {
       [{ create, min: 5, max: 2 }, /options\.min \(5\) must not exceed options\.max \(2\)/, RangeError],
       [{ create, acquireTimeoutMs: -1 }, /options\.acquireTimeoutMs must be a positive number/, RangeError],
       [{ create, idleMs: 0 }, /options\.idleMs/, RangeError],
+      [{ create, maxWaiters: -1 }, /options\.maxWaiters must be an integer ≥ 0 or Infinity, got -1/, RangeError],
       [{ create, createRetry: { delayMs: 0 } }, /options\.createRetry\.delayMs must be a finite number ≥ 1, got 0/, RangeError],
       [{ create, maxLifetimeMs: Number.NaN }, /options\.maxLifetimeMs/, RangeError],
       [{ create, leakDetectionMs: '5' }, /options\.leakDetectionMs/, RangeError],
