@@ -140,11 +140,7 @@ export class Engine {
         ])));
     }
     this.#balancers.add(lb);
-    const close = lb.close.bind(lb);
-    lb.close = () => {
-      this.#balancers.delete(lb);
-      close();
-    };
+    lb.once('close', () => this.#balancers.delete(lb));
     return lb;
   }
 

@@ -24,7 +24,8 @@
  * without an outcome). `run(fn)` does all of it, with failover to another backend.
  *
  * Events: `'state'` (backend, to, from) when a backend goes up, down or is ejected/readmitted;
- * `'breaker'` (backend, to, from) when its breaker changes state.
+ * `'breaker'` (backend, to, from) when its breaker changes state; `'checked'` after each round of
+ * health checks; `'close'` once, on `close()`.
  */
 import { EventEmitter } from 'node:events';
 import { NoBackendError } from '../errors.js';
@@ -422,12 +423,14 @@ export class Balancer extends EventEmitter {
 
   /** Stops the health checks and the breakers' timers. Idempotent. */
   close(): void {
+    if (this.#closed) return;
     this.#closed = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     for (const e of this.#all.values()) e.breaker?.dispose();
     this.#coarse?.stop();
     this.#ring?.close?.();
+    this.#emit('close');
   }
 
   /** The ring gives a backend vnodes × weight points (2000 per unit by default): weights stay small there. */
