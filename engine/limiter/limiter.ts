@@ -323,14 +323,14 @@ export class Limiter implements RateLimiter {
         if (Number(tau) * 2 >= LUA_EXACT || scale * spec.windowMs >= LUA_EXACT) {
           throw new RangeError(`options.burst ${spec.burst} with limit ${spec.limit} per ${spec.windowMs} ms needs integers beyond 2^53 in Redis's Lua; choose a limit and window with a larger common divisor`);
         }
-        this.#script = deps.redis.defineScript('hotpath:limiter:gcra:v2', GCRA_SCRIPT);
+        this.#script = deps.redis.defineScript('hotpath:limiter:gcra:v3', GCRA_SCRIPT);
         this.#scriptArgs = [T, Number(tau), scale];
       } else {
         const maxLimit = spec.adaptive?.max ?? spec.limit;
         if (maxLimit * spec.windowMs * 2 >= LUA_EXACT) {
           throw new RangeError(`options.limit × options.window (${maxLimit} × ${spec.windowMs}) must stay below 2^52 for Redis's Lua arithmetic`);
         }
-        this.#script = deps.redis.defineScript('hotpath:limiter:window:v2', WINDOW_SCRIPT);
+        this.#script = deps.redis.defineScript('hotpath:limiter:window:v3', WINDOW_SCRIPT);
         this.#scriptArgs = [spec.windowMs];
       }
       this.#resetScript = deps.redis.defineScript('hotpath:limiter:reset:v1', RESET_SCRIPT);
@@ -519,11 +519,17 @@ export class Limiter implements RateLimiter {
       ? [...this.#scriptArgs, 0]
       : [this.windowMs, limit, this.algorithm === 'fixed-window' ? 0 : 1, 0];
     const keys = new Array<string>(items.length);
+    const first = items[0]!;
+    let uniform = true;
     for (let j = 0; j < items.length; j++) {
       const item = items[j]!;
       keys[j] = hashTagged(this.#prefix, item.key);
-      args.push(item.cost, item.want);
+      if (item.cost !== first.cost || item.want !== first.want) uniform = false;
     }
+    // One cost and want for the whole batch when every decision has the same (the usual case:
+    // cost 1, no lease): two arguments instead of two per key, on both sides of the socket.
+    if (uniform) args.push(first.cost, first.want);
+    else for (const item of items) args.push(item.cost, item.want);
     let r: number[];
     try {
       r = (await this.#script!.run(keys, args, { timeoutMs: this.#timeoutMs })) as number[];

@@ -43,6 +43,19 @@ describe.runIf(shared)('distributed limiter on Redis', () => {
     expect(text).toMatch(new RegExp(`hotpath_limiter_decisions_total\\{limiter="${name}",result="denied",source="redis"\\} 2`));
   });
 
+  it.each(['token-bucket', 'gcra', 'fixed-window', 'sliding-window'] as const)(
+    '%s: one key asked many times in one batch is decided in order, never over the limit', async (algorithm) => {
+      const l = engine.limiter(`dup-${algorithm}-${run}`, { algorithm, limit: 5, window: 60_000, maxKeys: 64 });
+      // Same tick → one script call holding the key 8 times (the uniform cost/want form).
+      const same = await Promise.all(Array.from({ length: 8 }, () => l.allow('k')));
+      expect(same.map((d) => d.allowed)).toEqual([true, true, true, true, true, false, false, false]);
+      expect(same.slice(0, 5).map((d) => d.remaining)).toEqual([4, 3, 2, 1, 0]);
+      // Mixed costs → the per-key cost form; other keys in the same batch keep their own state.
+      const mixed = await Promise.all([l.allow('m', 2), l.allow('other'), l.allow('m', 2), l.allow('m'), l.allow('m'), l.allow('m', 3)]);
+      expect(mixed.map((d) => d.allowed)).toEqual([true, true, true, true, false, false]);
+      expect(mixed.map((d) => d.remaining)).toEqual([3, 4, 1, 0, 0, 0]);
+    });
+
   it('two engines in two processes share one limit exactly', async () => {
     const name = `two-proc-${run}`;
     const options: LimiterOptions = { algorithm: 'gcra', limit: 300, window: 3_600_000 };

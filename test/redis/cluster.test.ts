@@ -70,6 +70,12 @@ describe.runIf(spawnable)('a 3-master Redis Cluster', () => {
         const slots = tags.map((t) => Math.floor(calculateSlot(`hotpath:l:cl-${algorithm}:{${t}}`) / 5462));
         expect(new Set(slots).size).toBe(3);
         for (const t of tags) expect(await e.redis!.command('EXISTS', [`hotpath:l:cl-${algorithm}:{${t}}`])).toBe(1);
+        // Decisions asked in one tick for keys on every master: one script call per slot, each
+        // holding its key three times (decided in order, on its own master).
+        const burst = e.limiter(`cl-burst-${algorithm}`, { algorithm, limit: 2, window: 60_000 });
+        const got = await Promise.all(tags.flatMap((t) => [burst.allow(t), burst.allow(t), burst.allow(t)]));
+        expect(got.map((d) => d.allowed)).toEqual(tags.flatMap(() => [true, true, false]));
+        expect(burst.fallback).toBe(false);
       }
     } finally {
       await e.close();
