@@ -221,8 +221,8 @@ function fastifyIp(req: FastifyLikeRequest): string {
   return req.ip ?? req.raw?.socket?.remoteAddress ?? 'unknown';
 }
 
-/** What both adapters share: the validated options, turned into three functions. */
-interface Compiled<Req> {
+/** What the adapters share: the validated options, turned into three functions. */
+export interface Compiled<Req> {
   statusCode: number;
   /** Whether `decide` answers with `allowSync` (a Decision) rather than `allow` (a promise). */
   sync: boolean;
@@ -232,6 +232,17 @@ interface Compiled<Req> {
   headers(d: Decision): string[];
   /** [content type, body] of a denial. */
   body(d: Decision): [string, string];
+}
+
+/**
+ * The limiter check without an adapter, for a bare node:http server that writes its own headers
+ * (`hotpath serve` sends them with one `writeHead` call): `decide`, then `headers(d)` to send
+ * (a fresh array the caller may extend), and on a denial `statusCode` and `body(d)`.
+ * Same options and validation as {@link expressRateLimit}; the default key is the socket's address.
+ * @internal (hotpath serve's; not part of the package's API)
+ */
+export function compileRateLimit<Req extends IncomingMessage>(limiter: RateLimiter, options: RateLimitOptions<Req> = {}): Compiled<Req> {
+  return compile(limiter, options, (req) => req.socket?.remoteAddress ?? 'unknown');
 }
 
 /** Validates everything once (caller mistakes throw here, never per request). */

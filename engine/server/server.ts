@@ -32,7 +32,8 @@ import { writeHeapSnapshot } from 'node:v8';
 import { Session } from 'node:inspector/promises';
 import type { AddressInfo } from 'node:net';
 import { createEngine, type Engine } from '../engine.js';
-import { expressRateLimit } from '../http/rate-limit.js';
+import { compileRateLimit } from '../http/rate-limit.js';
+import type { Decision } from '../limiter/types.js';
 import { distUrl } from '../runtime/paths.js';
 import { HotpathError } from '../errors.js';
 import type { ServeConfig } from './config.js';
@@ -110,29 +111,50 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(text);
 }
 
-/** Reads the body, refusing more than `limit` bytes with 413. */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+/**
+ * Reads the body, refusing more than `limit` bytes with 413: `done(body)` once it is all here,
+ * else `failed(error)` — exactly one of the two, once. Callbacks, not a promise: this is on the
+ * hot path of POST /process, which answers a hit without a promise.
+ */
+function readBody(req: IncomingMessage, limit: number, done: (body: Buffer) => void, failed: (err: unknown) => void): void {
   const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) return Promise.reject(new HttpError(413, `the body is over the limit of ${limit} bytes`));
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        reject(new HttpError(413, `the body is over the limit of ${limit} bytes`));
-        req.resume(); // drain the rest; the response closes the connection
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
-    req.on('error', reject);
+  if (Number.isFinite(declared) && declared > limit) {
+    failed(new HttpError(413, `the body is over the limit of ${limit} bytes`));
+    return;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let settled = false;
+  req.on('data', (c: Buffer) => {
+    if (settled) return;
+    size += c.length;
+    if (size > limit) {
+      settled = true;
+      chunks.length = 0;
+      failed(new HttpError(413, `the body is over the limit of ${limit} bytes`));
+      req.resume(); // drain the rest; the response closes the connection
+      return;
+    }
+    chunks.push(c);
+  });
+  req.on('end', () => {
+    if (settled) return;
+    settled = true;
+    done(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+  });
+  req.on('error', (err) => {
+    if (settled) return;
+    settled = true;
+    failed(err);
   });
 }
 
+/** Milliseconds since `t0` with two decimals (as toFixed(2), at a third of its cost: this is per request). */
 function ms(t0: number): string {
-  return (performance.now() - t0).toFixed(2);
+  const h = Math.round((performance.now() - t0) * 100);
+  const whole = Math.floor(h / 100);
+  const frac = h - whole * 100;
+  return `${whole}${frac < 10 ? '.0' : '.'}${frac}`;
 }
 
 /**
@@ -180,8 +202,8 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
   let limiter = limiterFor(config);
   let trusted = new Set(config.trustProxy.map(plainAddress));
   // Embedded, the decision is local shared memory: decided synchronously, no promise per request.
-  const limitFor = (l: typeof limiter): ReturnType<typeof expressRateLimit> =>
-    expressRateLimit(l, { key: (req) => clientAddress(req, trusted), sync: config.redisUrl === undefined, policyName: 'process' });
+  const limitFor = (l: typeof limiter): ReturnType<typeof compileRateLimit> =>
+    compileRateLimit(l, { key: (req) => clientAddress(req, trusted), sync: config.redisUrl === undefined, policyName: 'process' });
   let limit = limitFor(limiter);
   const cache = engine.cache;
   let token = config.adminToken === undefined ? undefined : Buffer.from(config.adminToken);
@@ -206,66 +228,93 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
   let closing: Promise<void> | undefined;
   let idle: (() => void) | undefined;
 
-  /** Runs the limit middleware: true to go on; false when it answered (429). */
-  const rateLimited = (req: IncomingMessage, res: ServerResponse): Promise<boolean> =>
-    new Promise((resolve, reject) => {
-      const answered = (): void => resolve(false);
-      res.once('finish', answered);
-      limit(req, res, (err?: unknown) => {
-        res.off('finish', answered);
-        if (err === undefined) resolve(true);
-        else reject(err);
-      });
-    });
-
   /**
-   * Runs the limit middleware: true to go on, false when it answered (429). Embedded (sync
-   * decisions) it returns without a promise.
+   * The rate limit of /process and of proxied requests: the RateLimit headers to send with the
+   * answer (a fresh array), or false when the request was denied and answered here (429).
+   * Embedded (sync decisions: shared memory) it returns without a promise.
+   * @throws what the key function throws (answered by the route's error handler).
    */
-  function limited(req: IncomingMessage, res: ServerResponse): boolean | Promise<boolean> {
-    if (config.redisUrl === undefined) {
-      let go = false;
-      let failure: unknown;
-      limit(req, res, (err?: unknown) => {
-        if (err === undefined) go = true;
-        else failure = err;
-      });
-      if (failure !== undefined) throw failure;
-      return go;
-    }
-    return rateLimited(req, res);
+  function limited(req: IncomingMessage, res: ServerResponse): string[] | false | Promise<string[] | false> {
+    const c = limit;
+    const decided = c.decide(req);
+    if (decided === undefined) return [];
+    if (c.sync) return admitted(res, c, decided as Decision);
+    return Promise.resolve(decided).then((d) => admitted(res, c, d));
   }
 
-  async function processRoute(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  function admitted(res: ServerResponse, c: typeof limit, d: Decision): string[] | false {
+    const headers = c.headers(d);
+    if (d.allowed) return headers;
+    const [type, text] = c.body(d);
+    headers.push('Content-Type', type, 'Content-Length', String(Buffer.byteLength(text)));
+    res.writeHead(c.statusCode, headers);
+    res.end(text);
+    return false;
+  }
+
+  /**
+   * POST /process. A hot-cache hit on an embedded service runs without a promise: the limit in
+   * shared memory, the body by its events, the cache's getSync, one writeHead — the cost of
+   * each shows in bench/service.bench.ts against a bare node:http server.
+   */
+  function processRoute(req: IncomingMessage, res: ServerResponse): void | Promise<void> {
     const t0 = performance.now();
     const go = limited(req, res);
-    if (!(go === true || (go !== false && (await go)))) return; // 429 answered by the middleware
+    if (go === false) return; // 429 answered
+    if (Array.isArray(go)) {
+      readProcessBody(req, res, t0, go);
+      return;
+    }
+    return go.then((h) => {
+      if (h !== false) readProcessBody(req, res, t0, h);
+    });
+  }
+
+  function readProcessBody(req: IncomingMessage, res: ServerResponse, t0: number, headers: string[]): void {
     const tLimit = ms(t0);
-    const body = await readBody(req, cfg.bodyLimit);
+    readBody(req, cfg.bodyLimit, (body) => {
+      try {
+        const p = answerProcess(res, t0, tLimit, headers, body);
+        if (p !== undefined) p.catch((err: unknown) => failed(req, res, err));
+      } catch (err) {
+        failed(req, res, err);
+      }
+    }, (err) => failed(req, res, err));
+  }
+
+  function answerProcess(res: ServerResponse, t0: number, tLimit: string, headers: string[], body: Buffer): void | Promise<void> {
     const key = `process:${hash('sha256', body, 'base64url')}`;
     const t1 = performance.now();
     // The cache holds the response body itself (JSON text): a hit sends it as it is. L1/L2 first,
     // without a promise; Redis (when configured) only on a local miss.
-    let found = cache.getSync(key);
-    if (found === undefined && engine.redis !== undefined) found = await cache.get(key);
+    const found = cache.getSync(key);
     // Anything else under a process: key (an admin warm, say) is not a response: a miss.
-    let text = typeof found === 'string' ? found : undefined;
+    if (typeof found === 'string') {
+      sendProcess(res, headers, found, true, `limit;dur=${tLimit}, cache;dur=${ms(t1)}, work;dur=0.00, total;dur=${ms(t0)}`);
+      return;
+    }
+    return missProcess(res, t0, t1, tLimit, headers, body, key);
+  }
+
+  async function missProcess(res: ServerResponse, t0: number, t1: number, tLimit: string, headers: string[], body: Buffer, key: string): Promise<void> {
+    const remote = engine.redis !== undefined ? await cache.get(key) : undefined;
+    let text = typeof remote === 'string' ? remote : undefined;
     const tCache = ms(t1);
-    let hit = true;
     let tWork = '0.00';
+    const hit = text !== undefined;
     if (text === undefined) {
-      hit = false;
       const t2 = performance.now();
       const result = (await engine.run(TASK, body)) as ProcessResult;
       tWork = ms(t2);
       text = JSON.stringify({ ...result, key: key.slice('process:'.length) });
       await cache.set(key, text); // cached before the response is sent
     }
-    res.statusCode = 200;
-    res.setHeader('Content-Type', JSON_TYPE);
-    res.setHeader('X-Cache', hit ? 'HIT' : 'MISS');
-    res.setHeader('Server-Timing', `limit;dur=${tLimit}, cache;dur=${tCache}, work;dur=${tWork}, total;dur=${ms(t0)}`);
-    res.setHeader('Content-Length', Buffer.byteLength(text));
+    sendProcess(res, headers, text, hit, `limit;dur=${tLimit}, cache;dur=${tCache}, work;dur=${tWork}, total;dur=${ms(t0)}`);
+  }
+
+  function sendProcess(res: ServerResponse, headers: string[], text: string, hit: boolean, timing: string): void {
+    headers.push('Content-Type', JSON_TYPE, 'X-Cache', hit ? 'HIT' : 'MISS', 'Server-Timing', timing, 'Content-Length', String(Buffer.byteLength(text)));
+    res.writeHead(200, headers);
     res.end(text);
   }
 
@@ -308,7 +357,7 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
       return send(res, 200, { cleared: true });
     }
     if (area === 'cache' && name === 'warm' && method === 'POST') {
-      const input = JSON.parse((await readBody(req, cfg.bodyLimit)).toString('utf8') || '{}') as { entries?: Array<{ key: string; value: unknown; ttl?: number }> };
+      const input = JSON.parse((await new Promise<Buffer>((resolve, reject) => readBody(req, cfg.bodyLimit, resolve, reject))).toString('utf8') || '{}') as { entries?: Array<{ key: string; value: unknown; ttl?: number }> };
       if (!Array.isArray(input.entries)) throw new HttpError(400, 'expected {"entries": [{"key", "value", "ttl"?}, …]}');
       // Every entry checked before any is written: a bad batch changes nothing.
       input.entries.forEach((e, i) => {
@@ -387,12 +436,15 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
   }
 
   async function proxied(p: Proxy, req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const go = limited(req, res);
-    if (!(go === true || (go !== false && (await go)))) return; // 429 answered by the middleware
+    const got = limited(req, res);
+    const headers = Array.isArray(got) || got === false ? got : await got;
+    if (headers === false) return; // 429 answered
+    for (let i = 0; i < headers.length; i += 2) res.setHeader(headers[i]!, headers[i + 1]!);
     await p.handle(req, res, clientAddress(req, trusted), trusted.has(plainAddress(req.socket.remoteAddress ?? '')));
   }
 
-  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /** Answers the request; a promise when the answer is asynchronous (errors: thrown or rejected). */
+  function route(req: IncomingMessage, res: ServerResponse): void | Promise<void> {
     const raw = req.url ?? '/';
     const q = raw.indexOf('?');
     const path = q < 0 ? raw : raw.slice(0, q); // a URL object only for the admin routes
@@ -414,9 +466,33 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
       const ready = closing === undefined && redis !== 'down' && (upstreamsUp === undefined || upstreamsUp > 0);
       return send(res, ready ? 200 : 503, { ready, redis, closing: closing !== undefined, workers: engine.runtime.pool.threads, ...(upstreams !== undefined ? { upstreams } : {}) });
     }
-    if (path === '/metrics') return send(res, 200, await engine.metrics.text(), { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
+    if (path === '/metrics') return engine.metrics.text().then((text) => send(res, 200, text, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' }));
     if (path === '/admin' || path.startsWith('/admin/')) return admin(req, res, new URL(raw, 'http://localhost'));
     throw new HttpError(404, `no route ${method} ${path}`);
+  }
+
+  /** Answers a request whose route threw or rejected: its HTTP error, or 500 (logged). */
+  function failed(req: IncomingMessage, res: ServerResponse, err: unknown): void {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    if (err instanceof HttpError) {
+      // HTTP/2 has no Connection header (it is connection-specific).
+      if (err.status === 413 && req.httpVersionMajor < 2) res.setHeader('Connection', 'close');
+      send(res, err.status, { error: err.message });
+    } else if (err instanceof ProxyError) {
+      send(res, err.status, { error: err.message, code: err.code });
+    } else if (err instanceof SyntaxError) {
+      send(res, 400, { error: `bad JSON: ${err.message}` });
+    } else if (err instanceof HotpathError && err.code === 'ERR_HOTPATH_VALUE_TOO_LARGE') {
+      send(res, 413, { error: err.message, code: err.code });
+    } else if (err instanceof HotpathError && err.code === 'ERR_HOTPATH_REDIS_UNAVAILABLE') {
+      send(res, 503, { error: err.message, code: err.code });
+    } else {
+      log.error({ err, url: req.url }, 'request failed');
+      send(res, 500, { error: 'internal error', ...(err instanceof HotpathError ? { code: err.code } : {}) });
+    }
   }
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
@@ -424,46 +500,34 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     accepted++;
     const t0 = performance.now();
     // HTTP/2 has no Connection header (it is connection-specific); its shutdown is a GOAWAY.
-    const h1 = req.httpVersionMajor < 2;
-    if (closing !== undefined && h1) res.setHeader('Connection', 'close');
-    res.on('finish', () => {
-      served++;
-      const r = routeIndex(req.url);
-      const k = res.statusCode * 8 + r;
-      let c = series.get(k);
-      if (c === undefined) {
-        c = requests.labels(ROUTES[r]!, String(res.statusCode));
-        series.set(k, c);
-      }
-      c.inc();
-    });
+    if (closing !== undefined && req.httpVersionMajor < 2) res.setHeader('Connection', 'close');
+    // One listener per request ('close' follows 'finish' when the response was sent in full).
     res.on('close', () => {
       inflight--;
+      if (res.writableFinished) {
+        served++;
+        const r = routeIndex(req.url);
+        const k = res.statusCode * 8 + r;
+        let c = series.get(k);
+        if (c === undefined) {
+          c = requests.labels(ROUTES[r]!, String(res.statusCode));
+          series.set(k, c);
+        }
+        c.inc();
+      }
       histogram.record(performance.now() - t0);
       if (inflight === 0) idle?.();
     });
-    route(req, res).catch((err: unknown) => {
-      if (res.headersSent) {
-        res.destroy();
-        return;
-      }
-      if (err instanceof HttpError) {
-        if (err.status === 413 && h1) res.setHeader('Connection', 'close');
-        send(res, err.status, { error: err.message });
-      } else if (err instanceof ProxyError) {
-        send(res, err.status, { error: err.message, code: err.code });
-      } else if (err instanceof SyntaxError) {
-        send(res, 400, { error: `bad JSON: ${err.message}` });
-      } else if (err instanceof HotpathError && err.code === 'ERR_HOTPATH_VALUE_TOO_LARGE') {
-        send(res, 413, { error: err.message, code: err.code });
-      } else if (err instanceof HotpathError && err.code === 'ERR_HOTPATH_REDIS_UNAVAILABLE') {
-        send(res, 503, { error: err.message, code: err.code });
-      } else {
-        log.error({ err, url: req.url }, 'request failed');
-        send(res, 500, { error: 'internal error', ...(err instanceof HotpathError ? { code: err.code } : {}) });
-      }
-    });
+    let answer: void | Promise<void>;
+    try {
+      answer = route(req, res);
+    } catch (err) {
+      failed(req, res, err);
+      return;
+    }
+    if (answer !== undefined) answer.catch((err: unknown) => failed(req, res, err));
   };
+
   let server: Server | Http2Server;
   const sessions = new Set<Http2Session>();
   if (config.http2) {

@@ -14,7 +14,9 @@ import { resolveServeConfig, SERVE_DEFAULTS, type ServeConfig } from '../../engi
 import { clientAddress, MAX_LIMITER_SHAPES, startService, type Service } from '../../engine/server/server.js';
 import type { IncomingMessage } from 'node:http';
 import { silentLog } from '../helpers.js';
+import { REDIS_URL, sharedRedisReachable } from '../redis/servers.js';
 
+const redisReachable = await sharedRedisReachable('hotpath serve on Redis');
 const hasPromtool = spawnSync('promtool', ['--version'], { stdio: 'ignore' }).status === 0;
 const BIN = new URL('../../bin/hotpath.js', import.meta.url).pathname;
 
@@ -87,6 +89,28 @@ describe('the service', () => {
     const another = await post('198.51.100.2'); // another client behind the same proxy
     expect(another.status).toBe(200);
     await another.arrayBuffer();
+  });
+
+  it.runIf(redisReachable)('on Redis (limit decided there, by a promise): MISS then HIT, the RateLimit headers, then 429 with Retry-After', async () => {
+    const s = await start({ redisUrl: REDIS_URL, limitPerSecond: 1, limitBurst: 2, trustProxy: ['127.0.0.1'] });
+    // A client and a body of this run only: the shared Redis outlives runs and other test files.
+    const client = `198.51.100.${1 + Math.floor(Math.random() * 250)}`;
+    const body = `on redis ${process.pid} ${Date.now()}`;
+    const post = (): Promise<Response> => fetch(`${s.url}/process`, { method: 'POST', body, headers: { 'X-Forwarded-For': client } });
+    const first = await post();
+    expect(first.status).toBe(200);
+    expect(first.headers.get('x-cache')).toBe('MISS');
+    expect(first.headers.get('ratelimit-policy')).toBe('"process";q=1;w=1');
+    const r = await first.json();
+    const second = await post();
+    expect(second.headers.get('x-cache')).toBe('HIT');
+    expect(second.headers.get('ratelimit')).toMatch(/^"process";r=0;t=\d+$/);
+    expect(await second.json()).toEqual(r);
+    const third = await post();
+    expect(third.status).toBe(429);
+    expect(Number(third.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(third.headers.get('content-type')).toMatch(/^application\/json/);
+    await third.arrayBuffer();
   });
 
   it('health, readiness, metrics; 404 and 405; a body over the limit is refused with 413', async () => {
