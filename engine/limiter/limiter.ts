@@ -532,7 +532,7 @@ export class Limiter implements RateLimiter {
     else for (const item of items) args.push(item.cost, item.want);
     let r: number[];
     try {
-      r = (await this.#script!.run(keys, args, { timeoutMs: this.#timeoutMs })) as number[];
+      r = (await this.#script!.run(keys, args, { timeoutMs: this.#timeoutMs, direct: true })) as number[];
     } catch {
       // Unavailable, timed out, or Redis answered an error (all HotpathErrors from the
       // connector): the insurance policy decides; nothing rejects, nothing is left pending.

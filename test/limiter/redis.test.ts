@@ -60,21 +60,29 @@ describe.runIf(shared)('distributed limiter on Redis', () => {
     const name = `two-proc-${run}`;
     const options: LimiterOptions = { algorithm: 'gcra', limit: 300, window: 3_600_000 };
     const child = spawn(process.execPath, [fileURLToPath(new URL('../fixtures/limiter-process.mjs', import.meta.url)), REDIS_URL, name, '250', JSON.stringify(options)], { stdio: ['pipe', 'pipe', 'inherit'] });
-    const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
-    expect((await lines.next()).value).toBe('ready');
-    const l = engine.limiter(name, options);
-    child.stdin!.write('go\n');
+    const exited = new Promise((r) => child.once('exit', r));
     let admitted = 0;
-    let next = 0;
-    await Promise.all(Array.from({ length: 16 }, async () => {
-      while (next < 250) {
-        next++;
-        if ((await l.allow('shared')).allowed) admitted++;
-      }
-    }));
-    const theirs = JSON.parse((await lines.next()).value as string) as { admitted: number; fallback: boolean };
-    child.stdin!.end();
-    await new Promise((r) => child.once('exit', r));
+    let theirs: { admitted: number; fallback: boolean };
+    let finished = false;
+    try {
+      const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+      expect((await lines.next()).value).toBe('ready');
+      const l = engine.limiter(name, options);
+      child.stdin!.write('go\n');
+      let next = 0;
+      await Promise.all(Array.from({ length: 16 }, async () => {
+        while (next < 250) {
+          next++;
+          if ((await l.allow('shared')).allowed) admitted++;
+        }
+      }));
+      theirs = JSON.parse((await lines.next()).value as string) as { admitted: number; fallback: boolean };
+      child.stdin!.end();
+      finished = true;
+    } finally {
+      if (!finished) child.kill(); // a failure above must not leave the child waiting for "go"
+      await exited;
+    }
     expect(theirs.fallback).toBe(false);
     // Each side asks 250 times for a limit of 300: whichever runs first cannot take it all, so
     // both win some, and together they get exactly the limit.

@@ -98,6 +98,11 @@ describe.runIf(spawnable)('RedisConnector on its own server', () => {
     await r.command('SCRIPT', ['FLUSH']);
     expect(await s.run(['k'], ['two'])).toBe('two');
     expect(await r.command('SCRIPT', ['EXISTS', s.sha])).toEqual([1]); // EVAL cached it again
+    // The same sent directly (no auto-pipelining hold), as the limiter sends its batches.
+    expect(await s.run(['k'], ['three'], { direct: true })).toBe('three');
+    await r.command('SCRIPT', ['FLUSH']);
+    expect(await s.run(['k'], ['four'], { direct: true })).toBe('four');
+    expect(await r.command('SCRIPT', ['EXISTS', s.sha])).toEqual([1]);
   });
 
   it('times a stalled command out with a typed error, and the late answer is handled', async () => {
@@ -111,6 +116,8 @@ describe.runIf(spawnable)('RedisConnector on its own server', () => {
       expect(err).toMatchObject({ code: ErrorCodes.REDIS_UNAVAILABLE });
       expect((err as Error).message).toMatch(/timed out after 40 ms/);
       expect(took).toBeLessThan(250);
+      const direct = await r.defineScript('test-direct', 'return 1').run(['k'], [], { timeoutMs: 40, direct: true }).catch((e: unknown) => e);
+      expect(direct).toMatchObject({ code: ErrorCodes.REDIS_UNAVAILABLE });
       // The paused GET answers later: that late answer must not surface as an unhandled rejection
       // (vitest fails the run on one). Wait for the pause to end and Redis to answer again.
       expect(await r.command('PING', [], { timeoutMs: 2000 }).catch(async () => {
