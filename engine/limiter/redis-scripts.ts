@@ -50,12 +50,18 @@ end
 return out`;
 
 /**
- * GCRA with the key's state as the string "t d": t = ms of the last update, d = units from then
- * to its theoretical arrival time (written with %d, exact for integers below 2^53). Stored
- * relative to its own time, so values stay below tau + cost × T however long the key lives. One
- * unit is 1/scale ms (the time base of the shared-memory kernel). The key expires when its bucket
- * is full again. The batch's MGET and one SET PX per key (a hash took HMGET, HSET and PEXPIRE: ~20 % more
- * server time).
+ * GCRA with the key's state as the string "t d": its theoretical arrival time is t (ms) + d units
+ * (one unit is 1/scale ms, the time base of the shared-memory kernel). The batch's MGET and one
+ * SET per key (a hash took HMGET, HSET and PEXPIRE: ~20 % more server time).
+ *
+ * Expiry: a key must outlive its bucket's refill (H = ceil(tau / scale) ms at most). Setting a TTL
+ * costs Redis as much again as the SET without one, so a key gets a TTL of 2H + 1 ms when it is
+ * written at time t, and later writes keep it (KEEPTTL) while it still outlives the refill,
+ * storing d relative to that same t: a busy key's TTL is renewed once per H or so, and an idle
+ * key is gone within 2H + 1 ms of its last write. Values written this way end in ".5" (d + 0.5:
+ * half a unit, nothing to a decision), the mark that t is when the TTL was set; a value without
+ * it (hotpath < 0.2 wrote "now d" with a TTL of its refill) gets a new TTL on its next write.
+ * Both forms read the same, so versions sharing a limit agree. Values stay below 3 tau + 2 scale.
  * Batched: KEYS are the decisions' keys (one slot on a Cluster); ARGV: T, tau, scale, peek (0|1),
  * then cost and want (once, or per key). Returns 5 numbers per key, in order.
  */
@@ -64,14 +70,21 @@ ${PRELUDE}local T = tonumber(ARGV[1])
 local tau = tonumber(ARGV[2])
 local scale = tonumber(ARGV[3])
 local peek = ARGV[4] == '1'
+local H = ceil(tau / scale)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
 local function decide(key, v, cost, want)
 local d = 0
+local base = -1
 if v then
   local sp = find(v, ' ', 1, true)
-  local el = now - tonumber(sub(v, 1, sp - 1))
+  local vt = tonumber(sub(v, 1, sp - 1))
+  local el = now - vt
   d = tonumber(sub(v, sp + 1))
+  if d % 1 ~= 0 then
+    d = d - 0.5
+    base = vt
+  end
   if el > 0 then
     if el >= ceil(d / scale) then d = 0 else d = d - el * scale end
   end
@@ -90,8 +103,14 @@ if allowed and not peek then
 end
 local full = ceil(after / scale)
 if allowed and not peek then
-  local state = format('%d %d', now, after)
-  redis.call('SET', key, state, 'PX', full + 1)
+  local state
+  if base >= 0 and base <= now and now + full <= base + 2 * H then
+    state = format('%d %d.5', base, after + (now - base) * scale)
+    redis.call('SET', key, state, 'KEEPTTL')
+  else
+    state = format('%d %d.5', now, after)
+    redis.call('SET', key, state, 'PX', 2 * H + 1)
+  end
   written[key] = state
 end
 local remaining = floor((tau - after) / T)
@@ -105,8 +124,11 @@ ${RUN}
 
 /**
  * Fixed and sliding windows, aligned to Redis time (window n = floor(now / W)). State: the string
- * "n c p" (window index, its count, the count of window n - 1); it expires two windows
- * after its last update. Sliding estimate: p × (W − e) / W + c, compared in integers × W.
+ * "n c p" (window index, its count, the count of window n - 1). It expires at the end of window
+ * n (fixed) or n + 1 (sliding): the first write in window n sets that TTL and later writes in the
+ * same window keep it (KEEPTTL: a TTL costs Redis as much as the SET itself; the deadline is the
+ * same for every write of the window, whichever version of hotpath wrote it).
+ * Sliding estimate: p × (W − e) / W + c, compared in integers × W.
  * Batched: KEYS are the decisions' keys; ARGV: W, limit, sliding (0|1), peek (0|1), then cost and
  * want per key. Returns 5 numbers per key, in order.
  */
@@ -122,11 +144,13 @@ local e = now - n * W
 local function decide(key, v, c, want)
 local cur = 0
 local prev = 0
+local same = false
 if v then
   local a = find(v, ' ', 1, true)
   local b = find(v, ' ', a + 1, true)
   local sn = tonumber(sub(v, 1, a - 1))
   if sn == n then
+    same = true
     cur = tonumber(sub(v, a + 1, b - 1))
     prev = tonumber(sub(v, b + 1))
   elseif sn == n - 1 then
@@ -142,7 +166,8 @@ if allowed and not peek then
   if want > c then granted = min(want, floor((L * W - weighted) / W) - cur) end
   cur = cur + granted
   local state = format('%d %d %d', n, cur, prev)
-  redis.call('SET', key, state, 'PX', (sliding and 2 or 1) * W - e + 1)
+  if same then redis.call('SET', key, state, 'KEEPTTL')
+  else redis.call('SET', key, state, 'PX', (sliding and 2 or 1) * W - e + 1) end
   written[key] = state
 end
 local remaining = floor((L * W - weighted - cur * W) / W)

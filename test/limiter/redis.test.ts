@@ -56,6 +56,44 @@ describe.runIf(shared)('distributed limiter on Redis', () => {
       expect(mixed.map((d) => d.remaining)).toEqual([3, 4, 1, 0, 0, 0]);
     });
 
+  it('gcra keys: a TTL of 2 refills set once and kept by later writes; a value of the older form reads the same and gets the new TTL', async () => {
+    const name = `ttl-gcra-${run}`;
+    // 10 per second: one unit is 1 ms, a token 100 units, a full refill H = 1000 ms.
+    const l = engine.limiter(name, { algorithm: 'gcra', limit: 10, window: 1000, maxKeys: 64 });
+    const redis = engine.redis!;
+    const key = `hotpath:l:${name}:{k}`;
+    expect((await l.allow('k')).remaining).toBe(9);
+    expect(await redis.command('GET', [key])).toMatch(/^\d+ \d+\.5$/);
+    const first = (await redis.command('PTTL', [key])) as number;
+    expect(first).toBeGreaterThan(1000);
+    expect(first).toBeLessThanOrEqual(2001);
+    expect((await l.allow('k')).remaining).toBe(8);
+    expect(await redis.command('PTTL', [key])).toBeLessThanOrEqual(first); // kept, not renewed
+    // The older form: "now d" with d whole (300 units: 3 tokens taken) and a TTL of its refill.
+    const [sec, usec] = (await redis.command('TIME')) as [string, string];
+    const now = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+    const old = `hotpath:l:${name}:{old}`;
+    await redis.command('SET', [old, `${now} 300`, 'PX', '301']);
+    const d = await l.allow('old');
+    expect(d.allowed).toBe(true);
+    expect(d.remaining).toBe(6);
+    expect(await redis.command('GET', [old])).toMatch(/\.5$/);
+    expect(await redis.command('PTTL', [old])).toBeGreaterThan(1000);
+  });
+
+  it.each(['fixed-window', 'sliding-window'] as const)('%s keys: the first write of a window sets the TTL to its end, later ones keep it', async (algorithm) => {
+    const name = `ttl-${algorithm}-${run}`;
+    const l = engine.limiter(name, { algorithm, limit: 5, window: 60_000, maxKeys: 64 });
+    const key = `hotpath:l:${name}:{k}`;
+    await l.allow('k');
+    const first = (await engine.redis!.command('PTTL', [key])) as number;
+    expect(first).toBeGreaterThan(0);
+    expect(first).toBeLessThanOrEqual(algorithm === 'sliding-window' ? 120_001 : 60_001);
+    if (algorithm === 'sliding-window') expect(first).toBeGreaterThan(60_000);
+    await l.allow('k');
+    expect(await engine.redis!.command('PTTL', [key])).toBeLessThanOrEqual(first);
+  });
+
   it('two engines in two processes share one limit exactly', async () => {
     const name = `two-proc-${run}`;
     const options: LimiterOptions = { algorithm: 'gcra', limit: 300, window: 3_600_000 };
