@@ -122,12 +122,23 @@ export function parseBusMessage(text: string): BusMessage | undefined {
   return undefined;
 }
 
+interface PendingGet {
+  key: string;
+  resolve: (value: Buffer | null) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Most keys per MGET of coalesced gets. */
+const GET_BATCH = 256;
+
 /** The Redis operations of the cache. Every method fails with a HotpathError (unavailable, reply error). */
 export class RedisTier {
   readonly #redis: RedisConnector;
   readonly #setScript: Script;
   readonly #unleaseScript: Script;
   readonly #timeoutMs: number;
+  /** Gets asked for in this tick, sent as one MGET by #flushGets. */
+  #gets: PendingGet[] = [];
 
   constructor(redis: RedisConnector, timeoutMs: number) {
     this.#redis = redis;
@@ -145,9 +156,33 @@ export class RedisTier {
     return this.#redis.available;
   }
 
-  async get(key: string): Promise<Buffer | null> {
-    return (await this.#redis.commandBuffer('GET', [redisKey(key)], { timeoutMs: this.#timeoutMs })) as Buffer | null;
+  /**
+   * The entry of `key`. The gets asked for in one tick go out together as one MGET (one per slot
+   * on a Cluster), sent at once: one command for Redis and for ioredis instead of one GET each
+   * (64 concurrent gets: 6.1-6.8 → 2.4-3.7 µs per get on this VM). They succeed or fail together.
+   */
+  get(key: string): Promise<Buffer | null> {
+    return new Promise<Buffer | null>((resolve, reject) => {
+      this.#gets.push({ key: redisKey(key), resolve, reject });
+      if (this.#gets.length === 1) queueMicrotask(this.#flushGets);
+    });
   }
+
+  readonly #flushGets = (): void => {
+    const all = this.#gets;
+    this.#gets = [];
+    for (let at = 0; at < all.length; at += GET_BATCH) {
+      const batch = all.length <= GET_BATCH ? all : all.slice(at, at + GET_BATCH);
+      this.#redis.mgetBuffer(batch.map((g) => g.key), { timeoutMs: this.#timeoutMs, direct: true }).then(
+        (values) => {
+          for (let i = 0; i < batch.length; i++) batch[i]!.resolve(values[i] ?? null);
+        },
+        (err: unknown) => {
+          for (const g of batch) g.reject(err);
+        },
+      );
+    }
+  };
 
   getMany(keys: string[]): Promise<Array<Buffer | null>> {
     return this.#redis.mgetBuffer(keys.map(redisKey), { timeoutMs: this.#timeoutMs });

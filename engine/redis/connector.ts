@@ -21,6 +21,7 @@ import { Cluster, Command, Redis, type ClusterOptions, type RedisOptions } from 
 import { HotpathError, RedisCommandError, RedisUnavailableError } from '../errors.js';
 import type { Clock } from '../options.js';
 import { CircuitBreaker, type BreakerOptions, type BreakerState } from '../resilience/breaker.js';
+import { DeadlineQueue } from './deadlines.js';
 
 /** Where Redis is: a URL (`redis://`, `rediss://`, with `user:pass@`), ioredis options (also for Sentinel), or a Cluster. */
 export type RedisConfig = string | RedisOptions | { cluster: Array<string | { host: string; port: number }>; options?: ClusterOptions };
@@ -121,6 +122,8 @@ export class RedisConnector extends EventEmitter {
   readonly #handlers = new Map<string, Set<(message: string, channel: string) => void>>();
   readonly #subscribing = new Map<string, Promise<void>>();
   #closed = false;
+  /** Every in-flight command's deadline, on one timer. */
+  readonly #deadlines = new DeadlineQueue();
   #stats = { commands: 0, failures: 0, timeouts: 0, rejected: 0, replyErrors: 0, reconnects: 0 };
 
   /** Creates the client (it starts connecting at once). Prefer `RedisConnector.connect()`. */
@@ -271,8 +274,12 @@ export class RedisConnector extends EventEmitter {
     return this.#guarded(name, () => this.client.call(name, ...args), options.timeoutMs);
   }
 
-  /** `command` with bulk replies as Buffers (for binary values: GET of a cache entry). */
-  commandBuffer(name: string, args: Array<string | number | Buffer> = [], options: { timeoutMs?: number } = {}): Promise<unknown> {
+  /**
+   * `command` with bulk replies as Buffers (for binary values: GET of a cache entry). With
+   * `direct`, sent at once instead of held for auto-pipelining (see ScriptRunOptions.direct).
+   */
+  commandBuffer(name: string, args: Array<string | number | Buffer> = [], options: { timeoutMs?: number; direct?: boolean } = {}): Promise<unknown> {
+    if (options.direct === true) return this.#guarded(name, () => this.#direct(name.toLowerCase(), args, true), options.timeoutMs);
     // The named `<command>Buffer` methods, not `callBuffer`: ioredis 5's auto-pipelining drops
     // callBuffer's command name (it re-adds it only for `call`).
     const method = (this.client as unknown as Record<string, unknown>)[`${name.toLowerCase()}Buffer`];
@@ -282,47 +289,64 @@ export class RedisConnector extends EventEmitter {
     return this.#guarded(name, send, options.timeoutMs);
   }
 
-  async #guarded<T>(what: string, send: () => Promise<T>, timeoutMs = this.timeoutMs): Promise<T> {
-    if (this.#closed) throw new RedisUnavailableError('the Redis connector is closed');
+  /**
+   * Sends a command at once (`name` in lower case), as ioredis does without auto-pipelining (a
+   * Cluster routes it by its keys) — unless commands are being held for auto-pipelining: then it
+   * joins them, behind, so it never overtakes a command issued before it.
+   */
+  #direct(name: string, args: Array<string | number | Buffer>, buffers: boolean): Promise<unknown> {
+    const client = this.client;
+    if (client.autoPipelineQueueSize === 0) return client.sendCommand(new Command(name, args, { replyEncoding: buffers ? null : 'utf8' })) as Promise<unknown>;
+    if (!buffers) return client.call(name, ...args);
+    const method = (client as unknown as Record<string, unknown>)[`${name}Buffer`];
+    return typeof method === 'function' ? (method as (...a: unknown[]) => Promise<unknown>).apply(client, args) : client.callBuffer(name, ...args);
+  }
+
+  /**
+   * Sends one command under the breaker, with a deadline: the answer, or a typed error (see
+   * `command`). Every outcome is handled here, a late answer or rejection after the deadline too.
+   */
+  #guarded<T>(what: string, send: () => Promise<T>, timeoutMs = this.timeoutMs): Promise<T> {
+    if (this.#closed) return Promise.reject(new RedisUnavailableError('the Redis connector is closed'));
     if (!this.breaker.tryAcquire()) {
       this.#stats.rejected++;
-      throw new RedisUnavailableError(this.breaker.state === 'half-open'
+      return Promise.reject(new RedisUnavailableError(this.breaker.state === 'half-open'
         ? 'Redis unavailable (circuit half-open: a probe is deciding whether Redis is back)'
-        : `Redis unavailable (circuit open, next probe in ${this.breaker.retryAfterMs()} ms)`);
+        : `Redis unavailable (circuit open, next probe in ${this.breaker.retryAfterMs()} ms)`));
     }
     this.#stats.commands++;
     if (this.client.status !== 'ready') {
       this.#stats.failures++;
       this.breaker.failure();
-      throw new RedisUnavailableError(`Redis unavailable (connection ${this.client.status})`);
+      return Promise.reject(new RedisUnavailableError(`Redis unavailable (connection ${this.client.status})`));
     }
-    let timer: ReturnType<typeof setTimeout> | undefined;
     let sent: Promise<T>;
     try {
       sent = send();
     } catch (err) {
       sent = Promise.reject(err);
     }
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new RedisUnavailableError(`Redis ${what} timed out after ${timeoutMs} ms`)), timeoutMs);
-    });
-    try {
-      const value = await Promise.race([sent, timeout]);
-      if (!this.#closed) this.breaker.success();
-      return value;
-    } catch (err) {
-      if (this.#closed) {
-        sent.catch(() => {});
-        throw new RedisUnavailableError('the Redis connector was closed while the command ran', err);
-      }
-      if (err instanceof RedisUnavailableError) {
+    return new Promise<T>((resolve, reject) => {
+      // One shared timer for every command's deadline (deadlines.ts), not a timer per command.
+      const deadline = this.#deadlines.add(timeoutMs, () => {
+        if (this.#closed) {
+          reject(new RedisUnavailableError('the Redis connector was closed while the command ran'));
+          return;
+        }
         this.#stats.timeouts++;
-        sent.catch(() => {}); // the loser may still reject later: handled here, never unhandled
-      }
-      throw this.#classify(what, err);
-    } finally {
-      clearTimeout(timer);
-    }
+        reject(this.#classify(what, new RedisUnavailableError(`Redis ${what} timed out after ${timeoutMs} ms`)));
+      });
+      sent.then((value) => {
+        if (deadline.fire === null) return; // timed out already: the late answer is dropped
+        this.#deadlines.cancel(deadline);
+        if (!this.#closed) this.breaker.success();
+        resolve(value);
+      }, (err: unknown) => {
+        if (deadline.fire === null) return; // timed out already: the late rejection is handled here
+        this.#deadlines.cancel(deadline);
+        reject(this.#closed ? new RedisUnavailableError('the Redis connector was closed while the command ran', err) : this.#classify(what, err));
+      });
+    });
   }
 
   #classify(what: string, err: unknown): HotpathError {
@@ -370,9 +394,7 @@ export class RedisConnector extends EventEmitter {
 
   async #evalsha(sha: string, source: string, keys: string[], args: Array<string | number | Buffer>, direct: boolean): Promise<unknown> {
     const send = (name: string, first: string): Promise<unknown> => direct
-      // sendCommand is what ioredis itself calls without auto-pipelining (a Cluster routes it by
-      // the command's keys, as it does a pipelined one).
-      ? this.client.sendCommand(new Command(name, [first, keys.length, ...keys, ...args], { replyEncoding: 'utf8' })) as Promise<unknown>
+      ? this.#direct(name, [first, keys.length, ...keys, ...args], false)
       : this.client.call(name, first, keys.length, ...keys, ...args);
     try {
       return await send('evalsha', sha);
@@ -398,12 +420,12 @@ export class RedisConnector extends EventEmitter {
     return this.#mget<string>(keys, false, options);
   }
 
-  /** `mget` with the values as Buffers. */
-  mgetBuffer(keys: string[], options: { timeoutMs?: number } = {}): Promise<Array<Buffer | null>> {
+  /** `mget` with the values as Buffers; `direct` as for commandBuffer. */
+  mgetBuffer(keys: string[], options: { timeoutMs?: number; direct?: boolean } = {}): Promise<Array<Buffer | null>> {
     return this.#mget<Buffer>(keys, true, options);
   }
 
-  async #mget<T>(keys: string[], buffers: boolean, options: { timeoutMs?: number }): Promise<Array<T | null>> {
+  async #mget<T>(keys: string[], buffers: boolean, options: { timeoutMs?: number; direct?: boolean }): Promise<Array<T | null>> {
     if (keys.length === 0) return [];
     if (!(this.client instanceof Cluster)) {
       return (await (buffers ? this.commandBuffer('MGET', keys, options) : this.command('MGET', keys, options))) as Array<T | null>;
@@ -418,8 +440,11 @@ export class RedisConnector extends EventEmitter {
     // One logical call: one breaker slot, one timeout, one success or failure, however many slots.
     const cluster = this.client;
     const groups = [...bySlot.values()];
+    const direct = options.direct === true && buffers;
     const answers = await this.#guarded('MGET', () =>
-      Promise.all(groups.map((idx) => (buffers ? cluster.mgetBuffer(...idx.map((i) => keys[i]!)) : cluster.call('MGET', ...idx.map((i) => keys[i]!))) as Promise<Array<T | null>>)), options.timeoutMs);
+      Promise.all(groups.map((idx) => (direct
+        ? this.#direct('mget', idx.map((i) => keys[i]!), true)
+        : buffers ? cluster.mgetBuffer(...idx.map((i) => keys[i]!)) : cluster.call('MGET', ...idx.map((i) => keys[i]!))) as Promise<Array<T | null>>)), options.timeoutMs);
     const out = new Array<T | null>(keys.length).fill(null);
     groups.forEach((idx, g) => idx.forEach((i, j) => (out[i] = answers[g]![j] ?? null)));
     return out;

@@ -105,6 +105,19 @@ describe.runIf(spawnable)('RedisConnector on its own server', () => {
     expect(await r.command('SCRIPT', ['EXISTS', s.sha])).toEqual([1]);
   });
 
+  it('a direct send never overtakes a command issued before it and held for auto-pipelining', async () => {
+    const key = `order-${process.pid}-${Date.now()}`;
+    const set = r.command('SET', [key, 'first']); // held until setImmediate (auto-pipelining)
+    const got = r.commandBuffer('GET', [key], { direct: true });
+    const many = r.mgetBuffer([key, `${key}:none`], { direct: true });
+    const viaScript = r.defineScript('test-order', "return redis.call('GET', KEYS[1])").run([key], [], { direct: true });
+    expect(await set).toBe('OK');
+    expect(String(await got)).toBe('first');
+    expect((await many).map((b) => (b === null ? null : String(b)))).toEqual(['first', null]);
+    expect(await viaScript).toBe('first');
+    await r.command('DEL', [key]);
+  });
+
   it('times a stalled command out with a typed error, and the late answer is handled', async () => {
     const { Redis } = await import('ioredis');
     const admin = new Redis(server.url);
