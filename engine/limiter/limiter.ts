@@ -320,8 +320,7 @@ export class Limiter implements RateLimiter {
       this.#redis = deps.redis;
       if (bucket) {
         const { T, tau, scale } = gcraTimeBase({ limit: spec.limit, windowMs: spec.windowMs, burst: spec.burst });
-        // Redis's stored d stays below 3 tau + 2 scale (redis-scripts.ts) and carries a half unit.
-        if (Number(tau) * 4 + 4 * scale >= LUA_EXACT / 2 || scale * spec.windowMs >= LUA_EXACT) {
+        if (Number(tau) * 2 >= LUA_EXACT || scale * spec.windowMs >= LUA_EXACT) {
           throw new RangeError(`options.burst ${spec.burst} with limit ${spec.limit} per ${spec.windowMs} ms needs integers beyond 2^53 in Redis's Lua; choose a limit and window with a larger common divisor`);
         }
         this.#script = deps.redis.defineScript('hotpath:limiter:gcra:v3', GCRA_SCRIPT);

@@ -50,18 +50,22 @@ end
 return out`;
 
 /**
- * GCRA with the key's state as the string "t d": its theoretical arrival time is t (ms) + d units
- * (one unit is 1/scale ms, the time base of the shared-memory kernel). The batch's MGET and one
- * SET per key (a hash took HMGET, HSET and PEXPIRE: ~20 % more server time).
+ * GCRA with the key's state as the string "t d e": its theoretical arrival time is t (ms) + d units
+ * (one unit is 1/scale ms, the time base of the shared-memory kernel), and e is when the key
+ * expires (ms, Redis's clock) — the TTL last set on it. The batch's MGET and one SET per key (a hash
+ * took HMGET, HSET and PEXPIRE: ~20 % more server time).
  *
- * Expiry: a key must outlive its bucket's refill (H = ceil(tau / scale) ms at most). Setting a TTL
- * costs Redis as much again as the SET without one, so a key gets a TTL of 2H + 1 ms when it is
- * written at time t, and later writes keep it (KEEPTTL) while it still outlives the refill,
- * storing d relative to that same t: a busy key's TTL is renewed once per H or so, and an idle
- * key is gone within 2H + 1 ms of its last write. Values written this way end in ".5" (d + 0.5:
- * half a unit, nothing to a decision), the mark that t is when the TTL was set; a value without
- * it (hotpath < 0.2 wrote "now d" with a TTL of its refill) gets a new TTL on its next write.
- * Both forms read the same, so versions sharing a limit agree. Values stay below 3 tau + 2 scale.
+ * Expiry: a key must outlive its bucket's refill (`full` ms from now). Setting a TTL costs Redis as
+ * much again as the SET without one, so a write gives the key its refill plus a margin — the refill
+ * again, or at least the smaller of a full bucket's refill (H) and 1 s: PX full + max(full,
+ * min(H, 1000)) + 1, e = now + that — and later writes keep it (KEEPTTL) while e still comes after
+ * the refill. A busy key's TTL is renewed about once per margin; a key written once lives at most
+ * its refill plus the margin (a one-token key of 100/min: 1.6 s, against 0.6 s with a TTL per
+ * write). Because e is the key's own deadline, a TTL set under other options
+ * (a restart with a new limit or window) is never trusted beyond itself. A value without e (an
+ * older hotpath's "t d", whose TTL was its refill) gets a new TTL on its next write; an older
+ * hotpath reading "t d e" gets a script error and decides by its insurance policy until upgraded.
+ * d stays below tau + cost × T however long the key lives (it is relative to the last write).
  * Batched: KEYS are the decisions' keys (one slot on a Cluster); ARGV: T, tau, scale, peek (0|1),
  * then cost and want (once, or per key). Returns 5 numbers per key, in order.
  */
@@ -70,20 +74,21 @@ ${PRELUDE}local T = tonumber(ARGV[1])
 local tau = tonumber(ARGV[2])
 local scale = tonumber(ARGV[3])
 local peek = ARGV[4] == '1'
-local H = ceil(tau / scale)
+local keep = min(ceil(tau / scale), 1000)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
 local function decide(key, v, cost, want)
 local d = 0
-local base = -1
+local e = -1
 if v then
   local sp = find(v, ' ', 1, true)
-  local vt = tonumber(sub(v, 1, sp - 1))
-  local el = now - vt
-  d = tonumber(sub(v, sp + 1))
-  if d % 1 ~= 0 then
-    d = d - 0.5
-    base = vt
+  local sp2 = find(v, ' ', sp + 1, true)
+  local el = now - tonumber(sub(v, 1, sp - 1))
+  if sp2 then
+    d = tonumber(sub(v, sp + 1, sp2 - 1))
+    e = tonumber(sub(v, sp2 + 1))
+  else
+    d = tonumber(sub(v, sp + 1))
   end
   if el > 0 then
     if el >= ceil(d / scale) then d = 0 else d = d - el * scale end
@@ -104,12 +109,13 @@ end
 local full = ceil(after / scale)
 if allowed and not peek then
   local state
-  if base >= 0 and base <= now and now + full <= base + 2 * H then
-    state = format('%d %d.5', base, after + (now - base) * scale)
+  if now + full < e then
+    state = format('%d %d %d', now, after, e)
     redis.call('SET', key, state, 'KEEPTTL')
   else
-    state = format('%d %d.5', now, after)
-    redis.call('SET', key, state, 'PX', 2 * H + 1)
+    local px = full + (full > keep and full or keep) + 1
+    state = format('%d %d %d', now, after, now + px)
+    redis.call('SET', key, state, 'PX', px)
   end
   written[key] = state
 end
@@ -124,10 +130,11 @@ ${RUN}
 
 /**
  * Fixed and sliding windows, aligned to Redis time (window n = floor(now / W)). State: the string
- * "n c p" (window index, its count, the count of window n - 1). It expires at the end of window
- * n (fixed) or n + 1 (sliding): the first write in window n sets that TTL and later writes in the
- * same window keep it (KEEPTTL: a TTL costs Redis as much as the SET itself; the deadline is the
- * same for every write of the window, whichever version of hotpath wrote it).
+ * "n c p e" (window index, its count, the count of window n - 1, and e: when the key expires, ms).
+ * It expires at the end of window n (fixed) or n + 1 (sliding): the first write in window n sets
+ * that TTL and later writes keep it (KEEPTTL: a TTL costs Redis as much as the SET itself) — only
+ * when the stored e is exactly this window's deadline, so a TTL set under another window length
+ * is never kept. A value without e (an older hotpath's "n c p") gets a new TTL on its next write.
  * Sliding estimate: p × (W − e) / W + c, compared in integers × W.
  * Batched: KEYS are the decisions' keys; ARGV: W, limit, sliding (0|1), peek (0|1), then cost and
  * want per key. Returns 5 numbers per key, in order.
@@ -141,18 +148,20 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
 local n = floor(now / W)
 local e = now - n * W
+local deadline = (n + (sliding and 2 or 1)) * W + 1
 local function decide(key, v, c, want)
 local cur = 0
 local prev = 0
-local same = false
+local exp = -1
 if v then
   local a = find(v, ' ', 1, true)
   local b = find(v, ' ', a + 1, true)
+  local x = find(v, ' ', b + 1, true)
   local sn = tonumber(sub(v, 1, a - 1))
+  if x then exp = tonumber(sub(v, x + 1)) end
   if sn == n then
-    same = true
     cur = tonumber(sub(v, a + 1, b - 1))
-    prev = tonumber(sub(v, b + 1))
+    prev = tonumber(sub(v, b + 1, (x or 0) - 1))
   elseif sn == n - 1 then
     prev = tonumber(sub(v, a + 1, b - 1))
   end
@@ -165,9 +174,9 @@ if allowed and not peek then
   granted = c
   if want > c then granted = min(want, floor((L * W - weighted) / W) - cur) end
   cur = cur + granted
-  local state = format('%d %d %d', n, cur, prev)
-  if same then redis.call('SET', key, state, 'KEEPTTL')
-  else redis.call('SET', key, state, 'PX', (sliding and 2 or 1) * W - e + 1) end
+  local state = format('%d %d %d %d', n, cur, prev, deadline)
+  if exp == deadline then redis.call('SET', key, state, 'KEEPTTL')
+  else redis.call('SET', key, state, 'PX', deadline - now) end
   written[key] = state
 end
 local remaining = floor((L * W - weighted - cur * W) / W)

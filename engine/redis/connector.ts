@@ -290,13 +290,17 @@ export class RedisConnector extends EventEmitter {
   }
 
   /**
-   * Sends a command at once (`name` in lower case), as ioredis does without auto-pipelining (a
-   * Cluster routes it by its keys) — unless commands are being held for auto-pipelining: then it
-   * joins them, behind, so it never overtakes a command issued before it.
+   * Sends a command at once (`name` in lower case), as ioredis does without auto-pipelining, with
+   * the client's `keyPrefix` — unless commands are being held for auto-pipelining (then it joins
+   * them, behind, so it never overtakes a command issued before it) or the client is a Cluster:
+   * there the keys of a batch are spread over slots, and auto-pipelining writes a node's commands
+   * together where direct sends would write each on its own (and ASKING would trail a redirected one).
    */
   #direct(name: string, args: Array<string | number | Buffer>, buffers: boolean): Promise<unknown> {
     const client = this.client;
-    if (client.autoPipelineQueueSize === 0) return client.sendCommand(new Command(name, args, { replyEncoding: buffers ? null : 'utf8' })) as Promise<unknown>;
+    if (!(client instanceof Cluster) && client.autoPipelineQueueSize === 0) {
+      return client.sendCommand(new Command(name, args, { replyEncoding: buffers ? null : 'utf8', keyPrefix: client.options.keyPrefix })) as Promise<unknown>;
+    }
     if (!buffers) return client.call(name, ...args);
     const method = (client as unknown as Record<string, unknown>)[`${name}Buffer`];
     return typeof method === 'function' ? (method as (...a: unknown[]) => Promise<unknown>).apply(client, args) : client.callBuffer(name, ...args);
@@ -307,6 +311,9 @@ export class RedisConnector extends EventEmitter {
    * `command`). Every outcome is handled here, a late answer or rejection after the deadline too.
    */
   #guarded<T>(what: string, send: () => Promise<T>, timeoutMs = this.timeoutMs): Promise<T> {
+    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) {
+      return Promise.reject(new RangeError(`options.timeoutMs must be a positive number of ms (Infinity: none), got ${String(timeoutMs)}`));
+    }
     if (this.#closed) return Promise.reject(new RedisUnavailableError('the Redis connector is closed'));
     if (!this.breaker.tryAcquire()) {
       this.#stats.rejected++;

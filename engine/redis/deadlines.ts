@@ -41,6 +41,9 @@ const NODE_TIMERS: TimerApi = {
   clear: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
 };
 
+/** Node's longest timer delay (ms). */
+const MAX_DELAY = 2 ** 31 - 1;
+
 /** Entries a lane's passed head may leave behind before the array is compacted. */
 const COMPACT_AT = 1024;
 
@@ -56,10 +59,12 @@ export class DeadlineQueue {
   }
 
   /**
-   * Calls `fire(entry)` once `timeoutMs` (> 0) from now, unless `cancel(entry)` comes first.
-   * Returns the entry (to cancel).
+   * Calls `fire(entry)` once `timeoutMs` from now (> 0; Infinity: never), unless `cancel(entry)`
+   * comes first. Returns the entry (to cancel). `fire` must not throw.
+   * @throws RangeError for a timeout that is not a positive number.
    */
   add(timeoutMs: number, fire: (entry: Deadline) => void): Deadline {
+    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) throw new RangeError(`timeoutMs must be a positive number, got ${String(timeoutMs)}`);
     let lane = this.#lanes.get(timeoutMs);
     if (lane === undefined) {
       lane = { items: [], head: 0 };
@@ -112,17 +117,33 @@ export class DeadlineQueue {
   }
 
   #arm(at: number): void {
+    if (at === Infinity) return; // a deadline that never comes needs no timer
     if (this.#handle !== undefined) this.#timers.clear(this.#handle);
     this.#armedAt = at;
-    // Whole milliseconds, rounded up: a timer never fires before the deadline it was armed for.
-    this.#handle = this.#timers.set(this.#expire, Math.max(1, Math.ceil(at - this.#timers.now())));
+    // Whole milliseconds, rounded up: a timer never fires before the deadline it was armed for
+    // (if the clock says it did, the sweep finds nothing due and arms again). Node's longest delay
+    // is 2^31 − 1 ms: a later deadline is reached in steps.
+    this.#handle = this.#timers.set(this.#expire, Math.min(MAX_DELAY, Math.max(1, Math.ceil(at - this.#timers.now()))));
   }
 
   readonly #expire = (): void => {
     this.#handle = undefined;
     this.#armedAt = Infinity;
-    const now = this.#timers.now();
-    let next = Infinity;
+    try {
+      this.#sweep(this.#timers.now());
+    } finally {
+      // Armed again for the earliest live deadline, even if a callback threw.
+      let next = Infinity;
+      for (const [timeoutMs, lane] of this.#lanes) {
+        if (lane.head < lane.items.length) next = Math.min(next, lane.items[lane.head]!.at);
+        else this.#lanes.delete(timeoutMs); // empty: a later add makes a new one
+      }
+      if (next < this.#armedAt) this.#arm(next);
+    }
+  };
+
+  /** Fires every entry due at `now`, drops the cancelled ones at each lane's head. */
+  #sweep(now: number): void {
     for (const lane of this.#lanes.values()) {
       // lane.items is read afresh each time: a callback's cancel may have popped or compacted it.
       while (lane.head < lane.items.length) {
@@ -136,8 +157,6 @@ export class DeadlineQueue {
         if (lane.items[lane.head] === e) lane.items[lane.head++] = undefined;
       }
       this.#compact(lane);
-      if (lane.head < lane.items.length) next = Math.min(next, lane.items[lane.head]!.at);
     }
-    if (next < this.#armedAt) this.#arm(next);
-  };
+  }
 }

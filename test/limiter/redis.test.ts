@@ -56,42 +56,64 @@ describe.runIf(shared)('distributed limiter on Redis', () => {
       expect(mixed.map((d) => d.remaining)).toEqual([3, 4, 1, 0, 0, 0]);
     });
 
-  it('gcra keys: a TTL of 2 refills set once and kept by later writes; a value of the older form reads the same and gets the new TTL', async () => {
+  it('gcra keys: a TTL of twice the refill, kept while it outlives the bucket, never trusted beyond its own deadline', async () => {
     const name = `ttl-gcra-${run}`;
-    // 10 per second: one unit is 1 ms, a token 100 units, a full refill H = 1000 ms.
-    const l = engine.limiter(name, { algorithm: 'gcra', limit: 10, window: 1000, maxKeys: 64 });
+    // 10 per 10 s: one unit is 1 ms, a token 1000 units.
+    const l = engine.limiter(name, { algorithm: 'gcra', limit: 10, window: 10_000, maxKeys: 64 });
     const redis = engine.redis!;
     const key = `hotpath:l:${name}:{k}`;
-    expect((await l.allow('k')).remaining).toBe(9);
-    expect(await redis.command('GET', [key])).toMatch(/^\d+ \d+\.5$/);
-    const first = (await redis.command('PTTL', [key])) as number;
-    expect(first).toBeGreaterThan(1000);
-    expect(first).toBeLessThanOrEqual(2001);
-    expect((await l.allow('k')).remaining).toBe(8);
-    expect(await redis.command('PTTL', [key])).toBeLessThanOrEqual(first); // kept, not renewed
-    // The older form: "now d" with d whole (300 units: 3 tokens taken) and a TTL of its refill.
+    const pttl = async (k: string): Promise<number> => (await redis.command('PTTL', [k])) as number;
+    expect((await l.allow('k', 4)).remaining).toBe(6); // refill 4 s: PX 8001
+    const [t, d, e] = ((await redis.command('GET', [key])) as string).split(' ').map(Number);
+    expect(d).toBe(4000);
+    expect(e! - t!).toBe(8001);
+    const first = await pttl(key);
+    expect(first).toBeGreaterThan(4000);
+    expect(first).toBeLessThanOrEqual(8001);
+    // One more token: the refill (≤ 5 s from now) still ends before the TTL does: kept.
+    expect((await l.allow('k')).remaining).toBe(5);
+    expect(await pttl(key)).toBeLessThanOrEqual(first);
+    expect(Number(((await redis.command('GET', [key])) as string).split(' ')[2])).toBe(e);
+    // A TTL set under other options (here 50 ms) is not trusted: the next write sets its own.
     const [sec, usec] = (await redis.command('TIME')) as [string, string];
     const now = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+    const other = `hotpath:l:${name}:{other}`;
+    await redis.command('SET', [other, `${now} 0 ${now + 50}`, 'PX', '50']);
+    expect((await l.allow('other', 9)).remaining).toBe(1);
+    expect(await pttl(other)).toBeGreaterThan(9000);
+    // An older hotpath's value ("now d", 300 units taken, a TTL of its refill) reads the same and
+    // gets a TTL of its own.
     const old = `hotpath:l:${name}:{old}`;
-    await redis.command('SET', [old, `${now} 300`, 'PX', '301']);
-    const d = await l.allow('old');
-    expect(d.allowed).toBe(true);
-    expect(d.remaining).toBe(6);
-    expect(await redis.command('GET', [old])).toMatch(/\.5$/);
-    expect(await redis.command('PTTL', [old])).toBeGreaterThan(1000);
+    await redis.command('SET', [old, `${now} 3000`, 'PX', '3001']);
+    expect((await l.allow('old')).remaining).toBe(6);
+    expect(((await redis.command('GET', [old])) as string).split(' ')).toHaveLength(3);
+    expect(await pttl(old)).toBeGreaterThan(3001);
   });
 
-  it.each(['fixed-window', 'sliding-window'] as const)('%s keys: the first write of a window sets the TTL to its end, later ones keep it', async (algorithm) => {
+  it.each(['fixed-window', 'sliding-window'] as const)('%s keys: the TTL runs to the window\'s end, set once; an older or foreign TTL is replaced', async (algorithm) => {
     const name = `ttl-${algorithm}-${run}`;
-    const l = engine.limiter(name, { algorithm, limit: 5, window: 60_000, maxKeys: 64 });
+    const W = 60_000;
+    const l = engine.limiter(name, { algorithm, limit: 5, window: W, maxKeys: 64 });
+    const redis = engine.redis!;
     const key = `hotpath:l:${name}:{k}`;
+    const pttl = async (k: string): Promise<number> => (await redis.command('PTTL', [k])) as number;
     await l.allow('k');
-    const first = (await engine.redis!.command('PTTL', [key])) as number;
+    const [n, c, , e] = ((await redis.command('GET', [key])) as string).split(' ').map(Number);
+    expect(c).toBe(1);
+    expect(e).toBe((n! + (algorithm === 'sliding-window' ? 2 : 1)) * W + 1);
+    const first = await pttl(key);
     expect(first).toBeGreaterThan(0);
-    expect(first).toBeLessThanOrEqual(algorithm === 'sliding-window' ? 120_001 : 60_001);
-    if (algorithm === 'sliding-window') expect(first).toBeGreaterThan(60_000);
+    expect(first).toBeLessThanOrEqual(algorithm === 'sliding-window' ? 2 * W + 1 : W + 1);
     await l.allow('k');
-    expect(await engine.redis!.command('PTTL', [key])).toBeLessThanOrEqual(first);
+    expect(await pttl(key)).toBeLessThanOrEqual(first);
+    // "n c p" of an older hotpath, and a value whose deadline belongs to another window length:
+    // both read (count 1 so far) and both get this window's deadline.
+    for (const [k, value] of [['old', `${n} 1 0`], ['foreign', `${n} 1 0 ${n! * W + 7}`]] as const) {
+      await redis.command('SET', [`hotpath:l:${name}:{${k}}`, value, 'PX', '20']);
+      expect((await l.allow(k)).remaining).toBe(3);
+      expect(Number(((await redis.command('GET', [`hotpath:l:${name}:{${k}}`])) as string).split(' ')[3])).toBe(e);
+      expect(await pttl(`hotpath:l:${name}:{${k}}`)).toBeGreaterThan(20);
+    }
   });
 
   it('two engines in two processes share one limit exactly', async () => {
@@ -138,7 +160,7 @@ describe.runIf(shared)('distributed limiter on Redis', () => {
     const text = await engine.metrics.text();
     // 10 round trips fetched 1000 tokens; the rest were spent from the shared lease
     expect(text).toMatch(new RegExp(`hotpath_limiter_decisions_total\\{limiter="${name}",result="allowed",source="lease"\\} 1000`));
-    expect(await engine.redis!.command('GET', [`hotpath:l:${name}:{k}`])).toMatch(/^\d+ 1000 0$/); // "window count prev"
+    expect(await engine.redis!.command('GET', [`hotpath:l:${name}:{k}`])).toMatch(/^\d+ 1000 0 \d+$/); // "window count prev expiry"
   });
 });
 

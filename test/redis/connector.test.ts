@@ -118,6 +118,30 @@ describe.runIf(spawnable)('RedisConnector on its own server', () => {
     await r.command('DEL', [key]);
   });
 
+  it('ioredis keyPrefix applies to direct sends as to auto-pipelined ones', async () => {
+    const port = Number(new URL(server.url).port);
+    const p = await RedisConnector.connect({ host: '127.0.0.1', port, keyPrefix: 'app1:' }, { timeoutMs: 1000 });
+    try {
+      await p.command('SET', ['pk', 'v']);
+      expect(String(await p.commandBuffer('GET', ['pk'], { direct: true }))).toBe('v');
+      expect((await p.mgetBuffer(['pk'], { direct: true })).map(String)).toEqual(['v']);
+      const incr = p.defineScript('test-prefix-incr', "return redis.call('INCR', KEYS[1])");
+      await incr.run(['ctr'], [], { direct: true }); // nothing held: sent at once
+      await Promise.all([p.command('PING'), incr.run(['ctr'], [], { direct: true })]); // behind a held PING
+      expect(await r.command('GET', ['app1:ctr'])).toBe('2');
+      expect(await r.command('EXISTS', ['ctr'])).toBe(0);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('refuses a timeout that is not a positive number, before sending anything', async () => {
+    for (const bad of [0, -1, Number.NaN]) {
+      await expect(r.command('PING', [], { timeoutMs: bad })).rejects.toThrow(RangeError);
+    }
+    expect(await r.command('PING', [], { timeoutMs: Infinity })).toBe('PONG');
+  });
+
   it('times a stalled command out with a typed error, and the late answer is handled', async () => {
     const { Redis } = await import('ioredis');
     const admin = new Redis(server.url);

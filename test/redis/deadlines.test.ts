@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { DeadlineQueue, type TimerApi } from '../../engine/redis/deadlines.js';
 
 /** A fake timer API: one clock, timers fire when advance() passes them. */
-function fakeTimers(): TimerApi & { advance(ms: number): void; armed(): number } {
+function fakeTimers(early = 0): TimerApi & { advance(ms: number): void; armed(): number } {
   let now = 1000;
   let timers: Array<{ at: number; fn: () => void; id: number }> = [];
   let ids = 0;
@@ -15,7 +15,8 @@ function fakeTimers(): TimerApi & { advance(ms: number): void; armed(): number }
     now: () => now,
     set: (fn, ms) => {
       const id = ++ids;
-      timers.push({ at: now + ms, fn, id });
+      timers.push({ at: now + ms - early, fn, id }); // `early`: the first timer fires before its time
+      early = 0;
       return id;
     },
     clear: (id) => {
@@ -100,6 +101,32 @@ describe('DeadlineQueue', () => {
     for (const e of inFlight) q.cancel(e);
     expect(q.held).toBe(0);
     t.advance(5000);
+  });
+
+  it('a timer that fires early fires nothing before its time and is armed again', () => {
+    const t = fakeTimers(3);
+    const q = new DeadlineQueue(t);
+    const fired: number[] = [];
+    q.add(50, () => fired.push(t.now()));
+    t.advance(47); // the timer fires here, 3 ms early
+    expect(fired).toEqual([]);
+    expect(t.armed()).toBe(1);
+    t.advance(3);
+    expect(fired).toEqual([1050]);
+  });
+
+  it('Infinity never fires and arms no timer; a timeout that is not a positive number is refused', () => {
+    const t = fakeTimers();
+    const q = new DeadlineQueue(t);
+    const never = q.add(Infinity, () => {
+      throw new Error('never');
+    });
+    expect(t.armed()).toBe(0);
+    t.advance(1e12);
+    expect(q.pending).toBe(1);
+    q.cancel(never);
+    expect(q.held).toBe(0);
+    for (const bad of [0, -5, Number.NaN]) expect(() => q.add(bad, () => {})).toThrow(RangeError);
   });
 
   it('a callback may add entries and cancel ones due at the same time behind it', () => {
