@@ -473,7 +473,9 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
 
   /** Answers a request whose route threw or rejected: its HTTP error, or 500 (logged). */
   function failed(req: IncomingMessage, res: ServerResponse, err: unknown): void {
-    if (res.headersSent) {
+    // Headers already out, or the client gone mid-request (its body cut short: 'aborted',
+    // ECONNRESET): nobody to answer and nothing wrong here to log.
+    if (res.headersSent || (req.destroyed && (err as { code?: unknown } | null)?.code === 'ECONNRESET')) {
       res.destroy();
       return;
     }

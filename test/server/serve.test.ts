@@ -113,6 +113,27 @@ describe('the service', () => {
     await third.arrayBuffer();
   });
 
+  it('a client that goes away in the middle of its body is no error: nothing logged, nothing left in flight', async () => {
+    const errors: unknown[] = [];
+    service = await startService({ ...SERVE_DEFAULTS, port: 0, workers: 1 }, { ...silentLog, error: (...a: unknown[]) => void errors.push(a) });
+    const s = service;
+    const { connect } = await import('node:net');
+    const port = Number(new URL(s.url).port);
+    // Resolves when the server has closed the request's response (its 'close' event).
+    const closed = new Promise<void>((resolve) => (s.server as import('node:http').Server).once('request', (_req, res) => res.once('close', () => resolve())));
+    const socket = connect(port, '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.write('POST /process HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nonly part of it');
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    socket.destroy();
+    await closed;
+    await new Promise<void>((resolve) => setImmediate(resolve)); // failed() runs on the request's 'error', beside 'close'
+    expect(errors).toEqual([]);
+    expect(s.inflight).toBe(0);
+    // and the service goes on answering
+    expect((await fetch(`${s.url}/health`)).status).toBe(200);
+  });
+
   it('health, readiness, metrics; 404 and 405; a body over the limit is refused with 413', async () => {
     const s = await start({ bodyLimit: 1000 });
     expect(await (await fetch(`${s.url}/health`)).json()).toEqual({ status: 'ok' });
