@@ -23,7 +23,8 @@ import {
   CODEC_IDS, CODEC_NAMES, HOTPATH_HEADER_BYTES, HOTPATH_MAGIC, HOTPATH_VERSION, describe, detect, type HotpathHeader, type StoredCodec,
 } from './formats.js';
 import { LZ4_FRAME_DEFAULTS, lz4EncodeBlock, lz4FrameDecode, lz4FrameEncode, lz4FrameHeader, lz4FrameTrailer } from './lz4-frame.js';
-import { LZ4_OUTPUT, Lz4Workspace } from './workspace.js';
+import { HASH_STATE_BYTES, LZ4_OUTPUT, Lz4Workspace } from './workspace.js';
+import { instantiateKernels } from '../runtime/wasm.js';
 import { DEFAULT_LEVELS, LEVEL_RANGES, NATIVE_ZSTD, ZlibGate, zlibCompressSync, zlibDecompressSync, type ZlibCodec } from './zlib-codecs.js';
 
 /** The codecs. */
@@ -102,6 +103,11 @@ interface Staging {
   slots: number;
   free: number[];
   waiting: Array<(slot: number) => void>;
+  /**
+   * Adds the `len` bytes at arena offset `ptr` to the streaming xxHash32 `state` (kept by the
+   * caller), reading them where they are staged: no copy into the workspace.
+   */
+  hash(state: Uint8Array, ptr: number, len: number): void;
 }
 
 interface Resolved {
@@ -553,8 +559,20 @@ export class Compressor {
     const slotBytes = (this.#blockSize + 4 + 63) & ~63; // a block or its encoding (≤ 4 + block)
     const count = Math.max(2, pool.threads * 3);
     try {
-      const region = pool.arena.region(`hotpath:cz:${randomUUID().slice(0, 13)}`, slotBytes * count);
-      this.#staging = { slots: count, free: Array.from({ length: count }, (_, i) => region.offset + i * slotBytes), waiting: [] };
+      // The slots, then 64 bytes for a hash state (this thread's alone: used synchronously).
+      const region = pool.arena.region(`hotpath:cz:${randomUUID().slice(0, 13)}`, slotBytes * count + 64);
+      const stateAt = region.offset + slotBytes * count;
+      // This thread's instance of the kernels on the arena, to hash a block where it is staged
+      // (the workspace's would copy each block in first: 64 MiB of copying on this thread for a
+      // 64 MiB input, while the workers want both cores).
+      const kernels = instantiateKernels(this.#module, pool.arena.memory);
+      const hash = (state: Uint8Array, ptr: number, len: number): void => {
+        const mem = new Uint8Array(pool.arena.memory.buffer);
+        mem.set(state, stateAt);
+        kernels.xxh32Update(stateAt, ptr, len);
+        state.set(mem.subarray(stateAt, stateAt + HASH_STATE_BYTES));
+      };
+      this.#staging = { slots: count, free: Array.from({ length: count }, (_, i) => region.offset + i * slotBytes), waiting: [], hash };
     } catch (err) {
       if (!(err instanceof ArenaExhaustedError)) throw err;
       this.#staging = null;
@@ -590,14 +608,16 @@ export class Compressor {
         while (next < count && failed === undefined) {
           const i = next++;
           const block = bytes.subarray(i * bs, Math.min(bytes.length, (i + 1) * bs));
-          // Blocks are taken in order and hashed before the first await: the checksum sees them in order.
-          ws.hashUpdate(hash, block);
+          // Blocks are taken in order and hashed before the first await: the checksum sees them in
+          // order (a staged block is hashed in its slot, before its task may overwrite it).
+          if (slot < 0) ws.hashUpdate(hash, block);
           try {
             if (slot < 0) {
               blocks[i] = (await pool.run(TASK_LZ4_BLOCK, this.#payload(block, r, 0), options)) as Uint8Array;
             } else {
               const mem = new Uint8Array(pool.arena.memory.buffer);
               mem.set(block, slot);
+              staging!.hash(hash, slot, block.length);
               const msg = new Uint8Array(12);
               const dv = new DataView(msg.buffer);
               dv.setUint32(0, slot, true);

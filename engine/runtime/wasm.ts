@@ -12,6 +12,8 @@ import { distUrl } from './paths.js';
 export interface KernelExports {
   noop(x: number): number;
   xxh32(ptr: number, len: number, seed: number): number;
+  /** Adds `len` bytes at `ptr` to the streaming xxHash32 state (48 bytes) at `state` (wasm/hash.ts). */
+  xxh32Update(state: number, ptr: number, len: number): void;
   xxh64(ptr: number, len: number, seed: bigint): bigint;
   counterBump32(ptr: number, times: number): void;
   counterInc(ptr: number, delta: number): void;
