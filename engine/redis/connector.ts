@@ -271,7 +271,7 @@ export class RedisConnector extends EventEmitter {
    * lost) or ERR_HOTPATH_REDIS_ERROR (Redis answered with an error).
    */
   command(name: string, args: Array<string | number | Buffer> = [], options: { timeoutMs?: number } = {}): Promise<unknown> {
-    return this.#guarded(name, () => this.client.call(name, ...args), options.timeoutMs);
+    return this.#guarded(name, () => this.#send(name, args, false, false), options.timeoutMs);
   }
 
   /**
@@ -279,32 +279,41 @@ export class RedisConnector extends EventEmitter {
    * `direct`, sent at once instead of held for auto-pipelining (see ScriptRunOptions.direct).
    */
   commandBuffer(name: string, args: Array<string | number | Buffer> = [], options: { timeoutMs?: number; direct?: boolean } = {}): Promise<unknown> {
-    if (options.direct === true) return this.#guarded(name, () => this.#direct(name.toLowerCase(), args, true), options.timeoutMs);
-    // The named `<command>Buffer` methods, not `callBuffer`: ioredis 5's auto-pipelining drops
-    // callBuffer's command name (it re-adds it only for `call`).
-    const method = (this.client as unknown as Record<string, unknown>)[`${name.toLowerCase()}Buffer`];
-    const send = typeof method === 'function'
-      ? () => (method as (...a: unknown[]) => Promise<unknown>).apply(this.client, args)
-      : () => this.client.callBuffer(name, ...args);
-    return this.#guarded(name, send, options.timeoutMs);
+    return this.#guarded(name, () => this.#send(name, args, true, options.direct === true), options.timeoutMs);
   }
 
   /**
-   * Sends a command at once (`name` in lower case), as ioredis does without auto-pipelining, with
-   * the client's `keyPrefix` — unless commands are being held for auto-pipelining (then it joins
-   * them, behind, so it never overtakes a command issued before it) or the client is a Cluster:
-   * there the keys of a batch are spread over slots, and auto-pipelining writes a node's commands
-   * together where direct sends would write each on its own (and ASKING would trail a redirected one).
+   * Writes a command. ioredis's auto-pipelining holds every command until setImmediate and writes
+   * the tick's commands together; here the first command of a tick is written at once instead
+   * (one caller does not wait for the pipeline's turn: the round trip of a lone command is the raw
+   * client's), and so is any `direct` one (a caller that batches its own calls); the others join
+   * the pipeline. A command is written at once only while nothing is held for the pipeline, so it
+   * never overtakes a command issued before it. With the client's `keyPrefix`, as ioredis applies
+   * it. On a Cluster everything goes through the pipeline: a batch's keys spread over slots, and
+   * the pipeline writes each node's commands together where lone writes would be one per key (and
+   * ASKING would trail a redirected command).
    */
-  #direct(name: string, args: Array<string | number | Buffer>, buffers: boolean): Promise<unknown> {
+  #send(name: string, args: Array<string | number | Buffer>, buffers: boolean, direct: boolean): Promise<unknown> {
     const client = this.client;
-    if (!(client instanceof Cluster) && client.autoPipelineQueueSize === 0) {
-      return client.sendCommand(new Command(name, args, { replyEncoding: buffers ? null : 'utf8', keyPrefix: client.options.keyPrefix })) as Promise<unknown>;
+    if (!(client instanceof Cluster) && client.autoPipelineQueueSize === 0 && (direct || !this.#ledTick)) {
+      if (!direct) {
+        this.#ledTick = true;
+        setImmediate(this.#endTick);
+      }
+      return client.sendCommand(new Command(name.toLowerCase(), args, { replyEncoding: buffers ? null : 'utf8', keyPrefix: client.options.keyPrefix })) as Promise<unknown>;
     }
     if (!buffers) return client.call(name, ...args);
-    const method = (client as unknown as Record<string, unknown>)[`${name}Buffer`];
+    // The named `<command>Buffer` methods, not `callBuffer`: ioredis 5's auto-pipelining drops
+    // callBuffer's command name (it re-adds it only for `call`).
+    const method = (client as unknown as Record<string, unknown>)[`${name.toLowerCase()}Buffer`];
     return typeof method === 'function' ? (method as (...a: unknown[]) => Promise<unknown>).apply(client, args) : client.callBuffer(name, ...args);
   }
+
+  /** A command of this tick was written at once (#send); the tick's others join the pipeline. */
+  #ledTick = false;
+  readonly #endTick = (): void => {
+    this.#ledTick = false;
+  };
 
   /**
    * Sends one command under the breaker, with a deadline: the answer, or a typed error (see
@@ -400,9 +409,7 @@ export class RedisConnector extends EventEmitter {
   }
 
   async #evalsha(sha: string, source: string, keys: string[], args: Array<string | number | Buffer>, direct: boolean): Promise<unknown> {
-    const send = (name: string, first: string): Promise<unknown> => direct
-      ? this.#direct(name, [first, keys.length, ...keys, ...args], false)
-      : this.client.call(name, first, keys.length, ...keys, ...args);
+    const send = (name: string, first: string): Promise<unknown> => this.#send(name, [first, keys.length, ...keys, ...args], false, direct);
     try {
       return await send('evalsha', sha);
     } catch (err) {
@@ -450,7 +457,7 @@ export class RedisConnector extends EventEmitter {
     const direct = options.direct === true && buffers;
     const answers = await this.#guarded('MGET', () =>
       Promise.all(groups.map((idx) => (direct
-        ? this.#direct('mget', idx.map((i) => keys[i]!), true)
+        ? this.#send('mget', idx.map((i) => keys[i]!), true, true)
         : buffers ? cluster.mgetBuffer(...idx.map((i) => keys[i]!)) : cluster.call('MGET', ...idx.map((i) => keys[i]!))) as Promise<Array<T | null>>)), options.timeoutMs);
     const out = new Array<T | null>(keys.length).fill(null);
     groups.forEach((idx, g) => idx.forEach((i, j) => (out[i] = answers[g]![j] ?? null)));

@@ -115,6 +115,12 @@ describe.runIf(spawnable)('RedisConnector on its own server', () => {
     expect(String(await got)).toBe('first');
     expect((await many).map((b) => (b === null ? null : String(b)))).toEqual(['first', null]);
     expect(await viaScript).toBe('first');
+    // The first command of a tick is written at once, the next one waits for the pipeline, and a
+    // direct send after it joins the pipeline behind it.
+    const a = r.command('SET', [key, 'a']);
+    const b = r.command('SET', [key, 'b']);
+    const after = r.commandBuffer('GET', [key], { direct: true });
+    expect([await a, await b, String(await after)]).toEqual(['OK', 'OK', 'b']);
     await r.command('DEL', [key]);
   });
 
