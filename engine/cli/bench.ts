@@ -21,7 +21,11 @@ export interface BenchArgs {
   quick: boolean;
   filter?: string;
   out: string;
-  /** The report's path (markdown; the HTML is written beside it). Default: BENCHMARKS.md, or DIR/BENCHMARKS.md in quick mode. */
+  /**
+   * The report's path (markdown; the HTML is written beside it). Default: BENCHMARKS.md at the
+   * root for full runs in the default DIR (bench/results); DIR/BENCHMARKS.md in quick mode or with
+   * another DIR (a run into a scratch directory never rewrites the committed report).
+   */
   report?: string;
   /** Only regenerate the report from DIR; run nothing (`--report-only`). */
   reportOnly?: boolean;
@@ -33,9 +37,17 @@ interface FileResult {
   extras: Array<{ group: string; name: string; value: number; unit: string }>;
 }
 
+/** Where the report goes when `--report` is not given (see BenchArgs.report). */
+function defaultReport(outDir: string, quick: boolean): string {
+  return !quick && outDir === resolve(DEFAULT_OUT) ? 'BENCHMARKS.md' : join(outDir, 'BENCHMARKS.md');
+}
+
+/** The results directory `hotpath bench` uses by default (relative to the working directory). */
+export const DEFAULT_OUT = 'bench/results';
+
 export async function runBenches(args: BenchArgs): Promise<number> {
   if (args.reportOnly === true) {
-    const written = writeReport(resolve(args.out), args.report ?? 'BENCHMARKS.md', false);
+    const written = writeReport(resolve(args.out), args.report ?? defaultReport(resolve(args.out), false), false);
     if (written === undefined) {
       console.error(`hotpath bench: no full (non-quick) results in ${resolve(args.out)} to report on`);
       return 1;
@@ -95,8 +107,9 @@ export async function runBenches(args: BenchArgs): Promise<number> {
   writeFileSync(`${base}.json`, JSON.stringify({ ...meta, files: collected }, null, 2) + '\n');
   writeFileSync(`${base}.md`, markdown(meta, collected));
   console.log(`\nhotpath bench: wrote ${base}.json and ${base}.md`);
-  // Quick figures never replace the committed report: a quick run reports on itself, in DIR.
-  const written = writeReport(outDir, args.report ?? (args.quick ? join(outDir, 'BENCHMARKS.md') : 'BENCHMARKS.md'), args.quick);
+  // Quick figures never replace the committed report: a quick run reports on itself, in DIR; so
+  // does a run into another DIR.
+  const written = writeReport(outDir, args.report ?? defaultReport(outDir, args.quick), args.quick);
   if (written !== undefined) console.log(`hotpath bench: wrote ${written.md} and ${written.html}`);
   return failures === 0 ? 0 : 1;
 }

@@ -3,7 +3,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { runBenches } from './bench.js';
+import { DEFAULT_OUT, runBenches } from './bench.js';
 import { distUrl } from '../runtime/paths.js';
 
 const USAGE = `usage: hotpath <command> [options]
@@ -22,7 +22,8 @@ commands:
   bench [--quick] [--filter TEXT] [--out DIR] [--report-only]
         run every benchmark against its peers; writes DIR/<date>.json and .md
         (DIR defaults to bench/results). --quick: short runs that only check the benches work.
-        Then regenerates BENCHMARKS.md/.html from DIR; --report-only does only that.
+        Then regenerates BENCHMARKS.md/.html from DIR (into DIR when --quick or DIR is not
+        the default); --report-only does only that.
   compress [--codec NAME] [-l LEVEL | --fast N] [-c] [-f] [FILE|-] [OUT]
         compress FILE (- or none: stdin) into OUT, FILE.<suffix>, or stdout (-c; or reading stdin
         without OUT). --codec: lz4 (default, .lz4), zstd (.zst), gzip (.gz), deflate (zlib format,
@@ -57,7 +58,7 @@ export async function main(argv: string[]): Promise<number> {
     try {
       ({ values } = parseArgs({
         args: rest,
-        options: { quick: { type: 'boolean', default: false }, filter: { type: 'string' }, out: { type: 'string', default: 'bench/results' }, 'report-only': { type: 'boolean', default: false } },
+        options: { quick: { type: 'boolean', default: false }, filter: { type: 'string' }, out: { type: 'string', default: DEFAULT_OUT }, 'report-only': { type: 'boolean', default: false } },
         strict: true,
       }));
     } catch (err) {

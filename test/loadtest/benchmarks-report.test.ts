@@ -3,9 +3,9 @@
  * row per comparison (component, workload, hotpath, peer, ratio, Node, CPU, date), a plot per
  * component in the HTML; quick runs never feed the full report.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runBenches } from '../../engine/cli/bench.js';
 
@@ -46,6 +46,16 @@ describe('the benchmark report', () => {
     expect(html.match(/<svg /g)?.length).toBe(2);
     expect(html).toMatch(/data-ratio="5"/);
     expect(html).not.toMatch(/<(script|link|img)\b/);
+  });
+
+  it('a report of another results directory goes into that directory, never over the committed one', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hotpath-bench-report-'));
+    writeFileSync(join(dir, '2026-02-01-limiter.json'), run('2026-02-01T10:00:00.000Z', false, 'v20.2.0', [limiter(200)]));
+    const root = resolve('BENCHMARKS.md');
+    const before = existsSync(root) ? readFileSync(root, 'utf8') : undefined;
+    expect(await runBenches({ quick: false, out: dir, reportOnly: true })).toBe(0);
+    expect(readFileSync(join(dir, 'BENCHMARKS.md'), 'utf8')).toMatch(/\| limiter \| decision \|/);
+    expect(existsSync(root) ? readFileSync(root, 'utf8') : undefined).toBe(before);
   });
 
   it('nothing to report: exit 1, nothing written', async () => {
