@@ -92,6 +92,9 @@ if v then
   end
   if el > 0 then
     if el >= ceil(d / scale) then d = 0 else d = d - el * scale end
+  elseif el < 0 then
+    -- Redis's clock went back (a failover to a node behind): keep the arrival time where it was.
+    d = d - el * scale
   end
 end
 local nd = d + cost * T

@@ -18,6 +18,8 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import calculateSlot from 'cluster-key-slot';
 import { Cluster, Command, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+// ioredis's own test of whether a call goes into its auto-pipeline (not re-exported at the top).
+import { shouldUseAutoPipelining } from 'ioredis/built/autoPipelining.js';
 import { HotpathError, RedisCommandError, RedisUnavailableError } from '../errors.js';
 import type { Clock } from '../options.js';
 import { CircuitBreaker, type BreakerOptions, type BreakerState } from '../resilience/breaker.js';
@@ -288,8 +290,10 @@ export class RedisConnector extends EventEmitter {
    * (one caller does not wait for the pipeline's turn: the round trip of a lone command is the raw
    * client's), and so is any `direct` one (a caller that batches its own calls); the others join
    * the pipeline. A command is written at once only while nothing is held for the pipeline, so it
-   * never overtakes a command issued before it. With the client's `keyPrefix`, as ioredis applies
-   * it. On a Cluster everything goes through the pipeline: a batch's keys spread over slots, and
+   * never overtakes a command issued before it (except those ioredis itself never pipelines —
+   * `select`, `client`, `script`, … — which it writes at once in any case). It is built as ioredis's
+   * `call` builds it (the name as given, the client's `keyPrefix`), so its reply is the same either
+   * way. On a Cluster everything goes through the pipeline: a batch's keys spread over slots, and
    * the pipeline writes each node's commands together where lone writes would be one per key (and
    * ASKING would trail a redirected command).
    */
@@ -300,13 +304,15 @@ export class RedisConnector extends EventEmitter {
         this.#ledTick = true;
         setImmediate(this.#endTick);
       }
-      return client.sendCommand(new Command(name.toLowerCase(), args, { replyEncoding: buffers ? null : 'utf8', keyPrefix: client.options.keyPrefix })) as Promise<unknown>;
+      return client.sendCommand(new Command(name, args, { replyEncoding: buffers ? null : 'utf8', keyPrefix: client.options.keyPrefix })) as Promise<unknown>;
     }
     if (!buffers) return client.call(name, ...args);
-    // The named `<command>Buffer` methods, not `callBuffer`: ioredis 5's auto-pipelining drops
-    // callBuffer's command name (it re-adds it only for `call`).
+    // The named `<command>Buffer` methods where ioredis has one. callBuffer otherwise — but ioredis
+    // 5's auto-pipelining drops callBuffer's command name (it re-adds it only for `call`), so a
+    // command the pipeline will take gets its name twice.
     const method = (client as unknown as Record<string, unknown>)[`${name.toLowerCase()}Buffer`];
-    return typeof method === 'function' ? (method as (...a: unknown[]) => Promise<unknown>).apply(client, args) : client.callBuffer(name, ...args);
+    if (typeof method === 'function') return (method as (...a: unknown[]) => Promise<unknown>).apply(client, args);
+    return shouldUseAutoPipelining(client, 'callBuffer', name) ? client.callBuffer(name, name, ...args) : client.callBuffer(name, ...args);
   }
 
   /** A command of this tick was written at once (#send); the tick's others join the pipeline. */

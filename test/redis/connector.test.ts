@@ -133,12 +133,30 @@ describe.runIf(spawnable)('RedisConnector on its own server', () => {
       expect((await p.mgetBuffer(['pk'], { direct: true })).map(String)).toEqual(['v']);
       const incr = p.defineScript('test-prefix-incr', "return redis.call('INCR', KEYS[1])");
       await incr.run(['ctr'], [], { direct: true }); // nothing held: sent at once
-      await Promise.all([p.command('PING'), incr.run(['ctr'], [], { direct: true })]); // behind a held PING
+      // The first PING is written at once, the second is held for the pipeline: the script joins it.
+      await Promise.all([p.command('PING'), p.command('PING'), incr.run(['ctr'], [], { direct: true })]);
       expect(await r.command('GET', ['app1:ctr'])).toBe('2');
       expect(await r.command('EXISTS', ['ctr'])).toBe(0);
     } finally {
       await p.close();
     }
+  });
+
+  it('a command answers the same whether it is the first of its tick (written at once) or not (pipelined)', async () => {
+    const key = `shape-${process.pid}-${Date.now()}`;
+    await r.command('HSET', [key, 'a', '1', 'b', '2']);
+    const [first, second] = await Promise.all([r.command('hgetall', [key]), r.command('hgetall', [key])]);
+    expect(second).toEqual(first);
+    const [up1, up2] = await Promise.all([r.command('HGETALL', [key]), r.command('HGETALL', [key])]);
+    expect(up2).toEqual(up1);
+    // A buffer command ioredis has no named Buffer method for keeps its name in the pipeline too
+    // (ioredis's auto-pipelining drops callBuffer's name): both calls reach Redis as JSON.GET.
+    const calls = await Promise.allSettled([r.commandBuffer('JSON.GET', ['ECHO', 'dropped']), r.commandBuffer('JSON.GET', ['ECHO', 'dropped'])]);
+    for (const c of calls) {
+      expect(c.status).toBe('rejected');
+      expect(((c as PromiseRejectedResult).reason as Error).message).toMatch(/unknown command/i);
+    }
+    await r.command('DEL', [key]);
   });
 
   it('refuses a timeout that is not a positive number, before sending anything', async () => {
