@@ -42,10 +42,10 @@ export interface WorkerSample {
   final: boolean;
   /** ms from the start: the end of what this sample covers. */
   toMs: number;
-  /** latencies from the actual send, µs, compressed HDR */
-  raw: string;
+  /** latencies from the actual send, µs, as HDR (value, count) pairs (see histogramPairs) */
+  raw: Float64Array;
   /** open model: latencies from the intended start, µs; closed model: null (corrected on the main thread) */
-  corrected: string | null;
+  corrected: Float64Array | null;
   sent: number;
   completed: number;
   dropped: number;
@@ -54,8 +54,8 @@ export interface WorkerSample {
   bytesOut: number;
   status: Record<string, number>;
   errors: Record<string, number>;
-  /** open model: how late each send was against its intended start, µs, compressed HDR (the generator's own lag) */
-  lag: string | null;
+  /** open model: how late each send was against its intended start, µs, as pairs (the generator's own lag) */
+  lag: Float64Array | null;
 }
 
 export type WorkerMessage = { type: 'ready' } | WorkerSample | { type: 'failed'; message: string };
@@ -70,6 +70,24 @@ const clock = (): number => origin + performance.now();
 
 function histogram(): hdr.Histogram {
   return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 2, autoResize: true, numberOfSignificantValueDigits: 3, useWebAssembly: false });
+}
+
+/**
+ * An interval's histogram as (value, count) pairs of its non-empty buckets, for the main thread to
+ * merge (recordValueWithCount: the same buckets, so the same percentiles). hdr's compressed base64
+ * form deflates, up to a millisecond per interval on this thread — the one sending the load, so
+ * the responses it was handling meanwhile waited: a run with one interval instead of twenty read a
+ * p99 0.4–1.6 ms lower against a 10 ms server. Walking ~100–1000 buckets costs tens of µs.
+ */
+export function histogramPairs(h: hdr.Histogram): Float64Array {
+  const it = (h as unknown as { recordedValuesIterator: { reset(): void; hasNext(): boolean; next(): { valueIteratedTo: number; countAtValueIteratedTo: number } } }).recordedValuesIterator;
+  it.reset();
+  const out: number[] = [];
+  while (it.hasNext()) {
+    const v = it.next();
+    out.push(v.valueIteratedTo, v.countAtValueIteratedTo);
+  }
+  return Float64Array.from(out);
 }
 
 class Slot implements Dispatcher.DispatchHandler {
@@ -354,11 +372,11 @@ class Runner {
   #sample(final: boolean, at: number): void {
     const msg: WorkerSample = {
       type: 'sample', index: this.#interval, final, toMs: at - this.#startAt,
-      raw: hdr.encodeIntoCompressedBase64(this.#raw),
-      corrected: this.#init.model === 'open' ? hdr.encodeIntoCompressedBase64(this.#corrected) : null,
+      raw: histogramPairs(this.#raw),
+      corrected: this.#init.model === 'open' ? histogramPairs(this.#corrected) : null,
       sent: this.#sent, completed: this.#completed, dropped: this.#dropped, interrupted: this.#interrupted,
       bytesIn: this.bytesIn, bytesOut: this.#bytesOut, status: this.#status, errors: this.#errors,
-      lag: this.#init.model === 'open' ? hdr.encodeIntoCompressedBase64(this.#lag) : null,
+      lag: this.#init.model === 'open' ? histogramPairs(this.#lag) : null,
     };
     this.#post(msg);
     this.#interval++;
