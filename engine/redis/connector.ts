@@ -1,8 +1,11 @@
 /**
  * The one Redis connector every component uses: ioredis (single node, Sentinel or Cluster) with
  *  - no offline queue: a dead Redis fails fast instead of queueing writes to replay stale later;
- *  - a timeout on every command (`timeoutMs`, per call overridable); the raced command promise is
- *    always handled, so nothing rejects late and unhandled;
+ *  - a timeout on every command (`timeoutMs`, per call overridable), all of them on one shared
+ *    timer (deadlines.ts); the command's own promise is always handled, so nothing rejects late
+ *    and unhandled;
+ *  - ioredis's auto-pipelining, except the first command of a tick and `direct` sends, written at
+ *    once (see #send);
  *  - a circuit breaker: connection errors and timeouts count as failures; while it is open every
  *    call fails at once with ERR_HOTPATH_REDIS_UNAVAILABLE; when it turns half-open the connector
  *    itself probes with PING, so recovery does not wait for user traffic;
