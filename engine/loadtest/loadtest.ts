@@ -16,10 +16,11 @@
  *    autocannon reports raw latencies only.
  */
 import { Worker } from 'node:worker_threads';
-import * as hdr from 'hdr-histogram-js';
+import type * as hdr from 'hdr-histogram-js';
 import { WorkerExitedError } from '../errors.js';
 import { distUrl } from '../runtime/paths.js';
 import { resolveOptions, type LoadtestOptions, type ResolvedOptions } from './options.js';
+import { fromPairs, latencyHistogram, recordCorrected } from './histogram.js';
 import { scheduledArrivals } from './schedule.js';
 import type { MainMessage, WorkerInit, WorkerMessage, WorkerSample } from './worker.js';
 
@@ -148,27 +149,6 @@ export interface LoadtestResult {
 /** Percentiles of the spectrum (the latency distribution plot). */
 const SPECTRUM = [0, 10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95, 97, 98, 99, 99.5, 99.9, 99.95, 99.99, 99.999, 100];
 
-function histogram(): hdr.Histogram {
-  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 2, autoResize: true, numberOfSignificantValueDigits: 3, useWebAssembly: false });
-}
-
-/**
- * Records `count` × `value` and the values coordinated omission hid behind them (HdrHistogram's
- * recordValueWithCountAndExpectedInterval: a JsHistogram method the package's Histogram type does
- * not declare; ours are all JsHistograms, built with useWebAssembly: false).
- */
-function recordCorrected(h: hdr.Histogram, value: number, count: number, expectedInterval: number): void {
-  (h as hdr.Histogram & { recordValueWithCountAndExpectedInterval(v: number, c: number, i: number): void })
-    .recordValueWithCountAndExpectedInterval(value, count, expectedInterval);
-}
-
-/** A worker's (value, count) pairs (histogramPairs) as a histogram. */
-function decode(pairs: Float64Array): hdr.Histogram {
-  const h = histogram();
-  for (let i = 0; i + 1 < pairs.length; i += 2) h.recordValueWithCount(pairs[i]!, pairs[i + 1]!);
-  return h;
-}
-
 const ms = (us: number): number => Math.round(us) / 1000;
 
 let histogramCodeWarm = false;
@@ -187,8 +167,8 @@ function warmHistogramCode(): void {
     values[i + 1] = 1 + (i % 3);
   }
   for (let k = 0; k < 8; k++) {
-    const raw = decode(values);
-    const copy = histogram();
+    const raw = fromPairs(values);
+    const copy = latencyHistogram();
     copy.add(raw);
     for (let i = 0; i < values.length; i += 2) recordCorrected(copy, values[i]!, values[i + 1]!, 5000 + k);
     percentiles(copy);
@@ -237,15 +217,15 @@ export function loadtest(options: LoadtestOptions): Promise<LoadtestResult> {
 async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<LoadtestResult> {
   const workers: Worker[] = [];
   const file = distUrl('engine/loadtest/worker.js');
-  const totalRaw = histogram();
-  const totalCorrected = histogram();
+  const totalRaw = latencyHistogram();
+  const totalCorrected = latencyHistogram();
   const totals = { sent: 0, completed: 0, dropped: 0, interrupted: 0, bytesIn: 0, bytesOut: 0, errors: 0 };
   const statusCodes: Record<string, number> = {};
   const errors: Record<string, number> = {};
   const rows = new Map<number, Row>();
   const timeline: TimelineRow[] = [];
   let finalRow: Row | null = null;
-  const lag = histogram();
+  const lag = latencyHistogram();
   let maxRss = process.memoryUsage.rss();
   let lastTo = 0;
   let doneCount = 0;
@@ -257,7 +237,7 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
   const correctRow = (row: Row): hdr.Histogram => {
     if (!o.correct || totalRaw.totalCount === 0) return row.raw;
     const interval = Math.max(1, Math.round(totalRaw.mean));
-    const h = histogram();
+    const h = latencyHistogram();
     for (const p of row.pairs) {
       for (let i = 0; i + 1 < p.length; i += 2) recordCorrected(h, p[i]!, p[i + 1]!, interval);
     }
@@ -280,9 +260,9 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
     });
   };
   const absorb = (s: WorkerSample): void => {
-    const raw = decode(s.raw);
+    const raw = fromPairs(s.raw);
     totalRaw.add(raw);
-    const corrected = s.corrected === null ? null : decode(s.corrected);
+    const corrected = s.corrected === null ? null : fromPairs(s.corrected);
     if (corrected !== null) totalCorrected.add(corrected);
     const errs = Object.values(s.errors).reduce((a, b) => a + b, 0);
     totals.sent += s.sent;
@@ -294,14 +274,14 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
     totals.errors += errs;
     add(statusCodes, s.status);
     add(errors, s.errors);
-    if (s.lag !== null) lag.add(decode(s.lag));
+    if (s.lag !== null) lag.add(fromPairs(s.lag));
     lastTo = Math.max(lastTo, s.toMs);
     // A worker's final sample covers its last partial interval (and the graceful stop); the
     // final samples of all workers make one last row.
     const fromMs = s.index * o.intervalMs;
     let row = s.final ? finalRow : rows.get(s.index);
     if (row === null || row === undefined) {
-      row = { fromMs, toMs: s.toMs, got: 0, raw: histogram(), pairs: [], corrected: o.model === 'open' ? histogram() : null, sent: 0, completed: 0, dropped: 0, errors: 0 };
+      row = { fromMs, toMs: s.toMs, got: 0, raw: latencyHistogram(), pairs: [], corrected: o.model === 'open' ? latencyHistogram() : null, sent: 0, completed: 0, dropped: 0, errors: 0 };
       if (s.final) finalRow = row;
       else rows.set(s.index, row);
     }

@@ -13,7 +13,8 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Client, type Dispatcher } from 'undici';
-import * as hdr from 'hdr-histogram-js';
+import type * as hdr from 'hdr-histogram-js';
+import { histogramPairs, latencyHistogram } from './histogram.js';
 import { Arrivals, levelAt } from './schedule.js';
 import type { Stage, WireScenario } from './options.js';
 
@@ -68,28 +69,6 @@ const origin = performance.timeOrigin;
 /** Wall-clock ms with µs resolution, comparable across threads (the main thread's start time is one). */
 const clock = (): number => origin + performance.now();
 
-function histogram(): hdr.Histogram {
-  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 2, autoResize: true, numberOfSignificantValueDigits: 3, useWebAssembly: false });
-}
-
-/**
- * An interval's histogram as (value, count) pairs of its non-empty buckets, for the main thread to
- * merge (recordValueWithCount: the same buckets, so the same percentiles). hdr's compressed base64
- * form deflates, up to a millisecond per interval on this thread — the one sending the load, so
- * the responses it was handling meanwhile waited: a run with one interval instead of twenty read a
- * p99 0.4–1.6 ms lower against a 10 ms server. Walking ~100–1000 buckets costs tens of µs.
- */
-export function histogramPairs(h: hdr.Histogram): Float64Array {
-  const it = (h as unknown as { recordedValuesIterator: { reset(): void; hasNext(): boolean; next(): { valueIteratedTo: number; countAtValueIteratedTo: number } } }).recordedValuesIterator;
-  it.reset();
-  const out: number[] = [];
-  while (it.hasNext()) {
-    const v = it.next();
-    out.push(v.valueIteratedTo, v.countAtValueIteratedTo);
-  }
-  return Float64Array.from(out);
-}
-
 class Slot implements Dispatcher.DispatchHandler {
   /** when the request was sent (ms, clock()) */
   sentAt = 0;
@@ -132,8 +111,8 @@ class Runner {
   #arrivals: Arrivals | null = null;
   #nextDue = Infinity;
   // The interval's figures (reset on every sample).
-  #raw = histogram();
-  #corrected = histogram();
+  #raw = latencyHistogram();
+  #corrected = latencyHistogram();
   #sent = 0;
   #completed = 0;
   #dropped = 0;
@@ -142,7 +121,7 @@ class Runner {
   #bytesOut = 0;
   #status: Record<string, number> = {};
   #errors: Record<string, number> = {};
-  #lag = histogram();
+  #lag = latencyHistogram();
   /** the pending #pump timer (one at most) */
   #armed: NodeJS.Timeout | null = null;
 

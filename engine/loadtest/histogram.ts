@@ -1,0 +1,48 @@
+/**
+ * The load tester's latency histograms, shared by the workers (which record) and the main thread
+ * (which merges): one configuration on both sides, and the (value, count) pairs a worker sends per
+ * interval. Pairs are re-recorded with recordValueWithCount, so they land in the same buckets only
+ * because both sides build their histograms here.
+ */
+import * as hdr from 'hdr-histogram-js';
+
+/** A latency histogram (µs): 3 significant digits, growing as needed, in JavaScript (no WASM). */
+export function latencyHistogram(): hdr.Histogram {
+  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 2, autoResize: true, numberOfSignificantValueDigits: 3, useWebAssembly: false });
+}
+
+/**
+ * An interval's histogram as (value, count) pairs of its non-empty buckets, for the main thread to
+ * merge (the same buckets, so the same percentiles; a bucket reads as its highest equivalent value).
+ * hdr's compressed base64 form deflates, up to a millisecond per interval on the worker — the thread
+ * sending the load, so the responses it was handling meanwhile waited: a run with one interval
+ * instead of twenty read a p99 0.4–1.6 ms lower against a 10 ms server. Walking ~100–1000 buckets
+ * costs tens of µs.
+ */
+export function histogramPairs(h: hdr.Histogram): Float64Array {
+  const it = (h as unknown as { recordedValuesIterator: { reset(): void; hasNext(): boolean; next(): { valueIteratedTo: number; countAtValueIteratedTo: number } } }).recordedValuesIterator;
+  it.reset();
+  const out: number[] = [];
+  while (it.hasNext()) {
+    const v = it.next();
+    out.push(v.valueIteratedTo, v.countAtValueIteratedTo);
+  }
+  return Float64Array.from(out);
+}
+
+/** A worker's (value, count) pairs (histogramPairs) as a histogram. */
+export function fromPairs(pairs: Float64Array): hdr.Histogram {
+  const h = latencyHistogram();
+  for (let i = 0; i + 1 < pairs.length; i += 2) h.recordValueWithCount(pairs[i]!, pairs[i + 1]!);
+  return h;
+}
+
+/**
+ * Records `count` × `value` and the values coordinated omission hid behind them (HdrHistogram's
+ * recordValueWithCountAndExpectedInterval: a JsHistogram method the package's Histogram type does
+ * not declare; latencyHistogram builds JsHistograms).
+ */
+export function recordCorrected(h: hdr.Histogram, value: number, count: number, expectedInterval: number): void {
+  (h as hdr.Histogram & { recordValueWithCountAndExpectedInterval(v: number, c: number, i: number): void })
+    .recordValueWithCountAndExpectedInterval(value, count, expectedInterval);
+}
