@@ -16,7 +16,7 @@ import { do_not_optimize } from 'mitata';
 import BloomFilters from 'bloom-filters';
 import { SharedBloom, theoreticalRate } from '../engine/cache/bloom.js';
 import { KeyHash } from '../engine/runtime/key-hash.js';
-import { ThreadRuntime } from '../engine/runtime/thread.js';
+import { NO_METRICS, ThreadRuntime } from '../engine/runtime/thread.js';
 import { createSharedMemory, kernelModule } from '../engine/runtime/wasm.js';
 import { QUICK, Suite } from './harness.js';
 
@@ -59,7 +59,7 @@ console.log(`  keys: ${N} present, ${N} absent; length ${lengths.reduce((a, b) =
 
 // --- the filters ---------------------------------------------------------------------------
 const plan = SharedBloom.plan({ expectedKeys: N, falsePositiveRate: RATE, horizonMs: 3_600_000 });
-const rt = new ThreadRuntime(createSharedMemory(plan.bytes + plan.bits / 8 + SharedBloom.plan({ expectedKeys: QUICK ? 200_000 : 2_000_000, falsePositiveRate: RATE, horizonMs: 1 }).bytes + (4 << 20)), kernelModule(), 'bench:scratch', 4096, 0, true);
+const rt = new ThreadRuntime(createSharedMemory(plan.bytes + plan.bits / 8 + SharedBloom.plan({ expectedKeys: QUICK ? 200_000 : 2_000_000, falsePositiveRate: RATE, horizonMs: 1 }).bytes + (4 << 20)), kernelModule(), 'bench:scratch', 4096, NO_METRICS, true);
 const ours = SharedBloom.open(rt, 'bench:bloom', { expectedKeys: N, falsePositiveRate: RATE, horizonMs: 3_600_000 });
 const jd = new JasonDavies(ours.bits, ours.hashes);
 const bf = new BloomFilters.BloomFilter(ours.bits, ours.hashes);

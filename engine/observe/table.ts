@@ -1,17 +1,34 @@
 /**
- * The shared metrics table: counters and gauges that any thread updates with one atomic add in
- * shared memory, summed by nobody — each series is one 64-bit word — and read at scrape time.
+ * The shared metrics table: counters and gauges that every thread of the engine updates in shared
+ * memory without a message or a lock, read (and, for counters, summed) at scrape time.
  *
- * Region "hotpath:metrics" (capacity C series):
+ * Region "hotpath:metrics" (capacity C series, S value stripes):
  * ```
- * +0            i32 lock (guards appends only)    +4 i32 count (published series)   +8 i32 C
- * +64           values: C × i64                    one word per series, atomic add/store/load
- * +64 + 8C      keys:   C × 128 bytes              [u8 kind][u8 length][series key, UTF-8, ≤ 126]
+ * +0            i32 lock (guards appends only)   +4 i32 count (published series)   +8 i32 C   +12 i32 S
+ * +64           values: S stripes × C × 8 bytes, stripe-major (one stripe is C contiguous words)
+ *                 stripe 0      i64 per series, atomic add/store/load: every gauge, and the counters
+ *                               of a thread that has no stripe of its own
+ *                 stripe s ≥ 1  f64 per series (counters only), written by one thread alone: the
+ *                               main thread has stripe 1, the worker in pool slot k has stripe k + 2
+ * +64 + 8CS     keys:   C × 128 bytes              [u8 kind][u8 length][series key, UTF-8, ≤ 126]
  * ```
+ * A counter's value is its stripe-0 word plus its cell in every other stripe. Why stripes: a
+ * counter bumped with an atomic add costs a locked read-modify-write (~6 ns here, most of it the
+ * lock prefix), and threads bumping one counter bounce its cache line between cores. A cell with
+ * a single writer needs neither: the owner adds with a plain load and store (~3 ns, the counter
+ * row of bench/platform.bench.ts), and the stripes of different threads are C × 8 bytes apart.
+ * Nothing is lost: only the owner writes a cell, and a pool slot — so its stripe — passes to a new
+ * worker only after the old one is dead (pool.ts recycles slots of dead threads only); the cell
+ * keeps the dead worker's counts and the new one adds to them. A reader on another thread loads
+ * each cell with one aligned 8-byte load, which x64 and arm64 never tear (a plain JS Float64Array
+ * access compiles to one); it may miss adds still in the owner's store buffer, as any scrape
+ * misses the adds after it. Cells are doubles: exact to 2^53 counts per thread (≈ 285 years at
+ * 10^6 adds/s).
+ *
  * A series key is `name` or `name{label="value",…}` with the labels in the order declared.
  * Appending takes the lock, writes the key, then publishes with a seq-cst store of `count`;
  * lookups scan published keys without the lock and are cached per thread, so the hot path is
- * a cached index and one WASM call (`counterInc`), with no allocation.
+ * a cached index and one add, with no allocation.
  */
 import type { Arena } from '../runtime/arena.js';
 import { lockWord, unlockWord } from '../runtime/lock.js';
@@ -23,9 +40,9 @@ const HEADER = 64;
 const KEY_BYTES = 128;
 const KEY_MAX = KEY_BYTES - 2;
 
-/** Bytes of a table of `capacity` series. */
-export function tableBytes(capacity: number): number {
-  return HEADER + capacity * (8 + KEY_BYTES);
+/** Bytes of a table of `capacity` series with `stripes` value stripes. */
+export function tableBytes(capacity: number, stripes = 1): number {
+  return HEADER + capacity * (8 * stripes + KEY_BYTES);
 }
 
 const encoder = new TextEncoder();
@@ -48,17 +65,43 @@ export class MetricsTable {
   readonly #keys: number; // byte offset of keys[0]
   readonly #index = new Map<string, number>(); // this thread's cache: key → series index
   #seen = 0;
+  /** Value stripes (stripe 0 shared, the others one thread's each). */
+  readonly stripes: number;
+  /** This thread's own stripe (≥ 1), or 0 when it has none and counts with atomic adds. */
+  readonly stripe: number;
+  /** f64 view of the whole memory: the counter cells (see counterCell). */
+  readonly f64: Float64Array;
 
-  constructor(arena: Arena, kernels: KernelExports, capacity: number) {
+  /**
+   * `stripes`: value stripes of the table (the same in every thread of the engine); `stripe`: this
+   * thread's own (1 .. stripes-1; pass 0 for none).
+   */
+  constructor(arena: Arena, kernels: KernelExports, capacity: number, stripes = 1, stripe = 0) {
+    if (!Number.isInteger(stripes) || stripes < 1 || !Number.isInteger(stripe) || stripe < 0 || stripe >= stripes) {
+      throw new RangeError(`metrics table: stripe ${stripe} of ${stripes} stripes`);
+    }
     this.capacity = capacity;
+    this.stripes = stripes;
+    this.stripe = stripe;
     this.#k = kernels;
-    const r = arena.region('hotpath:metrics', tableBytes(capacity));
+    const r = arena.region('hotpath:metrics', tableBytes(capacity, stripes));
     this.#base = r.offset;
     this.#values = r.offset + HEADER;
-    this.#keys = this.#values + capacity * 8;
+    this.#keys = this.#values + capacity * 8 * stripes;
     this.#i32 = new Int32Array(arena.memory.buffer);
     this.#u8 = new Uint8Array(arena.memory.buffer);
+    this.f64 = new Float64Array(arena.memory.buffer);
     Atomics.compareExchange(this.#i32, (r.offset >>> 2) + 2, 0, capacity);
+    Atomics.compareExchange(this.#i32, (r.offset >>> 2) + 3, 0, stripes);
+  }
+
+  /**
+   * The index in `f64` of this thread's own cell for the series at `address` (from `address`):
+   * the owner adds to it with plain arithmetic. -1 when this thread has no stripe (then counting
+   * goes through `add`, an atomic add on the shared word).
+   */
+  counterCell(address: number): number {
+    return this.stripe === 0 ? -1 : (address + this.stripe * this.capacity * 8) >>> 3;
   }
 
   /** Byte address of series `key` (created on first use). @throws RangeError when full or the key is too long. */
@@ -68,34 +111,36 @@ export class MetricsTable {
     return this.#values + i * 8;
   }
 
-  /** The raw kernel export that adds an i32 to an i64 word: series hold it to skip a call layer. */
+  /** The raw kernel export that adds an i32 to an i64 word (stripe 0): series hold it to skip a call layer. */
   get incrementer(): (address: number, delta: number) => void {
     return this.#k.counterInc;
   }
 
-  /** Adds an integer to the word at `address` (one atomic add). */
+  /** Adds an integer to the shared word at `address` (one atomic add; stripe 0). */
   add(address: number, delta: number): void {
     if ((delta | 0) === delta) this.#k.counterInc(address, delta);
     else this.#k.counterAddF(address, delta);
   }
 
-  /** Stores an integer in the word at `address`. */
+  /** Stores an integer in the shared word at `address` (gauges). */
   set(address: number, value: number): void {
     this.#k.counterStoreF(address, value);
   }
 
-  /** Reads the word at `address`. */
-  read(address: number): number {
-    return this.#k.counterReadF(address);
-  }
-
-  /** Every published series with its current value. */
+  /** Every published series with its current value (a counter's: its shared word plus every stripe's cell). */
   snapshot(): SeriesValue[] {
     this.#refresh();
     const out: SeriesValue[] = [];
+    const stride = this.capacity; // f64 elements from one stripe to the next
     for (const [key, i] of this.#index) {
       const at = this.#keys + i * KEY_BYTES;
-      out.push({ kind: this.#u8[at]!, key, value: this.#k.counterReadF(this.#values + i * 8) });
+      const kind = this.#u8[at]!;
+      const word = this.#values + i * 8;
+      let value = this.#k.counterReadF(word);
+      if (kind === KIND_COUNTER) {
+        for (let s = 1, c = (word >>> 3) + stride; s < this.stripes; s++, c += stride) value += this.f64[c]!;
+      }
+      out.push({ kind, key, value });
     }
     return out;
   }

@@ -1,6 +1,7 @@
 /**
- * What one thread can record: shared counters and gauges (one atomic word per series in the
- * metrics table, visible to every thread) and HDR latency histograms (one per thread and name,
+ * What one thread can record: shared counters and gauges (in the metrics table, visible to every
+ * thread: a counter adds to this thread's own cell, a gauge to one atomic word per series; see
+ * table.ts) and HDR latency histograms (one per thread and name,
  * merged by the main thread at scrape). Workers get one as `ctx.runtime.metrics`; the main
  * thread's lives inside `Metrics`. With metrics off, every method returns a no-op.
  */
@@ -10,7 +11,7 @@ import { KIND_COUNTER, KIND_GAUGE, type MetricsTable } from './table.js';
 /** Separates the name and label values inside a series key. */
 export const SEP = '\u0000';
 
-/** A counter series with its labels bound: `inc()` is one atomic add. */
+/** A counter series with its labels bound: `inc()` is one add to this thread's cell (table.ts). */
 export interface CounterChild {
   inc(n?: number): void;
 }
@@ -73,13 +74,28 @@ export class ThreadMetrics {
     if (table === undefined) return { name, ...NOOP, labels: () => NOOP };
     const child = (values: readonly string[]): CounterChild => {
       const at = table.address(KIND_COUNTER, seriesKey(name, labelNames, values));
+      const bad = (n: number): never => {
+        throw new RangeError(`counter ${name}: inc() takes a non-negative integer, got ${n} (use a histogram for durations)`);
+      };
+      const cell = table.counterCell(at);
+      if (cell >= 0) {
+        // This thread's own cell (table.ts: stripes): a plain add, no lock, no call, no allocation.
+        const f64 = table.f64;
+        return {
+          inc(n = 1): void {
+            if (n === 1) f64[cell] = f64[cell]! + 1;
+            else if (Number.isSafeInteger(n) && n >= 0) f64[cell] = f64[cell]! + n;
+            else bad(n);
+          },
+        };
+      }
       const add = table.incrementer;
       return {
-        // One WASM call doing one atomic add; no allocation.
+        // A thread without a stripe: one WASM call doing one atomic add on the shared word.
         inc(n = 1): void {
           if (n === 1) add(at, 1);
           else if (Number.isSafeInteger(n) && n >= 0) table.add(at, n);
-          else throw new RangeError(`counter ${name}: inc() takes a non-negative integer, got ${n} (use a histogram for durations)`);
+          else bad(n);
         },
       };
     };

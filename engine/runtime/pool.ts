@@ -40,6 +40,14 @@ import {
 import { distUrl } from './paths.js';
 
 /** Options of the worker pool (validated by the engine's options). */
+/**
+ * Pool slots for `workers` workers: two spare, so a replacement can attach before the main thread
+ * has recycled its dead predecessor's slot (see the top of this file).
+ */
+export function poolSlots(workers: number): number {
+  return workers + 2;
+}
+
 export interface PoolOptions {
   /** Worker threads. */
   workers: number;
@@ -188,7 +196,7 @@ export class WorkerPool {
     this.#arena = arena;
     const buffer = arena.memory.buffer;
     this.#i32 = new Int32Array(buffer);
-    const slots = options.workers + 2;
+    const slots = poolSlots(options.workers);
     const table = arena.region('hotpath:pool', POOL_HEADER + slots * SLOT_BYTES);
     this.#base = table.offset >>> 2;
     this.#bell = new Doorbell(this.#i32, this.#base + P_BELL_SEQ, this.#base + P_BELL_SLEEPING);

@@ -5,8 +5,8 @@
  */
 import type { ResourceLimits } from 'node:worker_threads';
 import type { Region } from './arena.js';
-import { WorkerPool, type RunOptions } from './pool.js';
-import { ThreadRuntime } from './thread.js';
+import { poolSlots, WorkerPool, type RunOptions } from './pool.js';
+import { MAIN_STRIPE, metricsStripes, ThreadRuntime } from './thread.js';
 import { createSharedMemory, kernelModule, type KernelExports } from './wasm.js';
 import type { KeyHasher } from './hash.js';
 import type { Arena } from './arena.js';
@@ -37,7 +37,9 @@ export class Runtime {
   private constructor(settings: RuntimeSettings) {
     this.module = kernelModule();
     this.memory = createSharedMemory(settings.memoryBytes);
-    this.#main = new ThreadRuntime(this.memory, this.module, 'hotpath:scratch:main', settings.scratchBytes, settings.metricsCapacity, true);
+    this.#main = new ThreadRuntime(this.memory, this.module, 'hotpath:scratch:main', settings.scratchBytes, {
+      capacity: settings.metricsCapacity, stripes: metricsStripes(poolSlots(settings.workers)), stripe: MAIN_STRIPE,
+    }, true);
     this.pool = new WorkerPool(this.#main.arena, this.#main.codec, {
       workers: settings.workers,
       ringCapacity: settings.ringBytes,

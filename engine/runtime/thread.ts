@@ -11,6 +11,26 @@ import { ThreadMetrics } from '../observe/thread-metrics.js';
 import { ValueCodec } from '../codec/codec.js';
 import { SharedStructures } from '../codec/structures.js';
 
+/** Where a thread's counters go in the metrics table (table.ts: stripes). */
+export interface MetricsLayout {
+  /** Series the table holds; 0 turns metrics off (no table is carved). */
+  capacity: number;
+  /** Value stripes: the shared one, the main thread's, one per pool slot (metricsStripes). */
+  stripes: number;
+  /** This thread's own stripe (MAIN_STRIPE, or workerStripe(slot)). */
+  stripe: number;
+}
+
+/** No metrics table (a runtime for a component alone: tests, benches). */
+export const NO_METRICS: MetricsLayout = { capacity: 0, stripes: 1, stripe: 0 };
+
+/** The main thread's counter stripe. */
+export const MAIN_STRIPE = 1;
+/** The counter stripe of the worker in pool slot `slot` (a slot has one live thread at a time). */
+export const workerStripe = (slot: number): number => slot + 2;
+/** Stripes of an engine whose pool has `slots` slots: shared (0), main (1), one per slot. */
+export const metricsStripes = (slots: number): number => slots + 2;
+
 export class ThreadRuntime {
   /** The engine's one shared memory. */
   readonly memory: WebAssembly.Memory;
@@ -33,8 +53,7 @@ export class ThreadRuntime {
   /** f64 view of that area. */
   readonly outF64: Float64Array;
 
-  /** `metricsCapacity` 0 turns metrics off (no table is carved). */
-  constructor(memory: WebAssembly.Memory, module: WebAssembly.Module, scratchName: string, scratchBytes: number, metricsCapacity: number, initArena = false) {
+  constructor(memory: WebAssembly.Memory, module: WebAssembly.Module, scratchName: string, scratchBytes: number, metrics: MetricsLayout, initArena = false) {
     this.memory = memory;
     this.module = module;
     this.arena = new Arena(memory, initArena);
@@ -45,6 +64,6 @@ export class ThreadRuntime {
     this.codec = new ValueCodec({ structures: new SharedStructures(this.arena) });
     this.out = this.arena.region(`${scratchName}:out`, 64).offset;
     this.outF64 = new Float64Array(memory.buffer, this.out, 8);
-    this.metrics = new ThreadMetrics(metricsCapacity > 0 ? new MetricsTable(this.arena, this.kernels, metricsCapacity) : undefined);
+    this.metrics = new ThreadMetrics(metrics.capacity > 0 ? new MetricsTable(this.arena, this.kernels, metrics.capacity, metrics.stripes, metrics.stripe) : undefined);
   }
 }

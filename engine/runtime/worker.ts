@@ -19,7 +19,7 @@ import {
   KIND_STARTED, P_BELL_SEQ, P_BELL_SLEEPING, P_CLOSING, P_GENERATION, POOL_HEADER, RUN_NOTIFY_START, S_OWNER, S_READY, S_TAKEN, SLOT_BYTES, toWireError,
   type WorkerBootstrap,
 } from './protocol.js';
-import { ThreadRuntime } from './thread.js';
+import { metricsStripes, ThreadRuntime, workerStripe } from './thread.js';
 import * as builtinTasks from './tasks.js';
 
 /** The module URL the pool registers its built-in tasks under (see pool.ts). */
@@ -117,7 +117,9 @@ class Worker {
     this.#pool = boot.poolOffset >>> 2;
     this.#slot = this.#claimSlot();
     this.#takenWord = this.#pool + (POOL_HEADER >>> 2) + this.#slot * (SLOT_BYTES >>> 2) + S_TAKEN;
-    this.#rt = new ThreadRuntime(boot.memory, boot.module, `hotpath:scratch:w${this.#slot}`, boot.scratchBytes, boot.metricsCapacity);
+    this.#rt = new ThreadRuntime(boot.memory, boot.module, `hotpath:scratch:w${this.#slot}`, boot.scratchBytes, {
+      capacity: boot.metricsCapacity, stripes: metricsStripes(boot.slots), stripe: workerStripe(this.#slot),
+    });
     const [reqOff, resOff] = boot.ringOffsets[this.#slot]!;
     const req = new Ring(boot.memory.buffer, reqOff, boot.ringCapacity);
     const res = new Ring(boot.memory.buffer, resOff, boot.ringCapacity);

@@ -10,7 +10,7 @@ import { SharedBloom, theoreticalRate, type BloomOptions } from '../../engine/ca
 import { RegionConflictError } from '../../engine/errors.js';
 import type { Engine } from '../../engine/index.js';
 import { KeyHash } from '../../engine/runtime/key-hash.js';
-import { ThreadRuntime } from '../../engine/runtime/thread.js';
+import { NO_METRICS, ThreadRuntime } from '../../engine/runtime/thread.js';
 import { createSharedMemory, kernelModule, type KernelExports } from '../../engine/runtime/wasm.js';
 import { testEngine } from '../helpers.js';
 import { BloomReference, GenerationalReference, mulberry32 } from './bloom-reference.js';
@@ -23,7 +23,7 @@ let u32: Uint32Array;
 let n = 0;
 
 beforeAll(() => {
-  rt = new ThreadRuntime(createSharedMemory(48 << 20), kernelModule(), 'test:bloom', 4096, 0, true);
+  rt = new ThreadRuntime(createSharedMemory(48 << 20), kernelModule(), 'test:bloom', 4096, NO_METRICS, true);
   k = rt.kernels;
   u32 = new Uint32Array(rt.memory.buffer);
 });

@@ -12,7 +12,7 @@ import { SharedStore, utf8Length, type L2Meta, type L2SetResult } from '../../en
 import { StampTable } from '../../engine/cache/stamps.js';
 import { RegionConflictError } from '../../engine/errors.js';
 import { KeyHash } from '../../engine/runtime/key-hash.js';
-import { ThreadRuntime } from '../../engine/runtime/thread.js';
+import { NO_METRICS, ThreadRuntime } from '../../engine/runtime/thread.js';
 import { createSharedMemory, kernelModule } from '../../engine/runtime/wasm.js';
 
 let rt: ThreadRuntime;
@@ -21,7 +21,7 @@ const FOREVER: L2Meta = { expires: Infinity, stale: Infinity, version: 0 };
 const NOW = 1_800_000_000_000;
 
 beforeAll(() => {
-  rt = new ThreadRuntime(createSharedMemory(96 << 20), kernelModule(), 'test:l2', 4096, 0, true);
+  rt = new ThreadRuntime(createSharedMemory(96 << 20), kernelModule(), 'test:l2', 4096, NO_METRICS, true);
 });
 
 /** A store with helpers that hash with KeyHash (or a forced hash for collisions). */

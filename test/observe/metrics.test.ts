@@ -31,6 +31,27 @@ describe('shared counters', () => {
     expect(new Set(await Promise.all(Array.from({ length: 20 }, () => engine.run('whoami')))).size).toBe(2);
   });
 
+  it('a worker\'s counts outlive it, and its replacement\'s add to them', async () => {
+    const e = await testEngine({ workers: 1 });
+    try {
+      const first = await e.run('whoami');
+      expect(await e.run('countHits', { n: 1000, route: '/d' })).toBe(1000);
+      const death = await e.run('exitMidTask').then(() => 'answered', (err: { code?: string }) => err.code);
+      expect(death).toBe('ERR_HOTPATH_WORKER_EXITED');
+      // The replacement attaches to the recycled slot: wait until it answers.
+      let next: unknown = first;
+      for (let i = 0; i < 1000 && (next === first || next === undefined); i++) next = await e.run('whoami').catch(() => undefined);
+      expect(next).not.toBe(first);
+      expect(await e.run('countHits', { n: 1000, route: '/d' })).toBe(1000);
+      const mine = e.metrics.counter('test_hits_total', 'Hits by route.', ['route']).labels('/d');
+      for (let i = 0; i < 500; i++) mine.inc();
+      mine.inc(7);
+      expect(sample(await e.metrics.text(), 'test_hits_total{route="/d"}')).toBe(2507);
+    } finally {
+      await e.close();
+    }
+  });
+
   it('gauges go up, down and can be set', async () => {
     const g = engine.metrics.gauge('test_queue_depth', 'Depth.');
     g.inc(5);
