@@ -323,14 +323,14 @@ export class Limiter implements RateLimiter {
         if (Number(tau) * 2 >= LUA_EXACT || scale * spec.windowMs >= LUA_EXACT) {
           throw new RangeError(`options.burst ${spec.burst} with limit ${spec.limit} per ${spec.windowMs} ms needs integers beyond 2^53 in Redis's Lua; choose a limit and window with a larger common divisor`);
         }
-        this.#script = deps.redis.defineScript('hotpath:limiter:gcra:v3', GCRA_SCRIPT);
+        this.#script = deps.redis.defineScript('hotpath:limiter:gcra:v4', GCRA_SCRIPT);
         this.#scriptArgs = [T, Number(tau), scale];
       } else {
         const maxLimit = spec.adaptive?.max ?? spec.limit;
         if (maxLimit * spec.windowMs * 2 >= LUA_EXACT) {
           throw new RangeError(`options.limit × options.window (${maxLimit} × ${spec.windowMs}) must stay below 2^52 for Redis's Lua arithmetic`);
         }
-        this.#script = deps.redis.defineScript('hotpath:limiter:window:v3', WINDOW_SCRIPT);
+        this.#script = deps.redis.defineScript('hotpath:limiter:window:v4', WINDOW_SCRIPT);
         this.#scriptArgs = [spec.windowMs];
       }
       this.#resetScript = deps.redis.defineScript('hotpath:limiter:reset:v1', RESET_SCRIPT);
@@ -541,18 +541,24 @@ export class Limiter implements RateLimiter {
     }
     this.#setFallback(false);
     const now = this.#clock.now();
+    // Three numbers per key (redis-scripts.ts): remaining, or -1 - remaining when denied; resetMs;
+    // granted when allowed, retryAfterMs (-1 = never) when denied.
     for (let j = 0; j < items.length; j++) {
       const item = items[j]!;
-      const o = j * 5;
-      const allowed = r[o] === 1;
+      const o = j * 3;
+      const v = r[o]!;
+      const x = r[o + 2]!;
+      const allowed = v >= 0;
       if (item.want > item.cost && allowed) {
-        const granted = r[o + 4]! - item.cost; // this call spends `cost` of what Redis granted
+        const granted = x - item.cost; // this call spends `cost` of what Redis granted
         if (granted > 0) this.#lease!.table.grant(item.key, granted, now, this.#lease!.ttlMs);
         this.#count(true, SRC_LEASE);
       } else {
         this.#count(allowed, SRC_REDIS);
       }
-      item.resolve({ allowed, limit, remaining: r[o + 1]!, resetMs: r[o + 2]!, retryAfterMs: r[o + 3]! < 0 ? NEVER : r[o + 3]! });
+      item.resolve(allowed
+        ? { allowed, limit, remaining: v, resetMs: r[o + 1]!, retryAfterMs: 0 }
+        : { allowed, limit, remaining: -1 - v, resetMs: r[o + 1]!, retryAfterMs: x < 0 ? NEVER : x });
     }
   }
 

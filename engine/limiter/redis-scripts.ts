@@ -9,10 +9,15 @@
  *
  * Numbers in Lua are doubles, exact to 2^53: the limiter refuses parameters that could pass it.
  * Scripts decide a batch of keys in one call (the limiter groups the decisions asked for in one
- * tick: one round trip and one script run for many callers). Per key they return
- * { allowed (0|1), remaining, resetMs, retryAfterMs (-1 = never), granted }.
+ * tick: one round trip and one script run for many callers). Per key they return three numbers:
+ *   r      remaining if allowed, else -1 - remaining (the sign is the decision)
+ *   reset  resetMs
+ *   x      allowed: granted; denied: retryAfterMs (-1 = never)
+ * (an allowed decision has retryAfterMs 0 and a denied one grants nothing, so three carry all five
+ * fields: 40 % fewer reply integers than the five-field form for Redis to write and the client to
+ * parse — 4–10 % less Redis time per 64-key call, measured with INFO commandstats.)
  * `want` (>= cost) asks for a quota lease: when `cost` is allowed, up to `want` tokens are taken
- * (as many as the key has) and `granted` says how many; otherwise granted = cost or 0.
+ * (as many as the key has) and `granted` says how many; otherwise granted = cost (0 for a peek).
  */
 
 /** What both scripts start with: library functions as locals, and the reply being built. */
@@ -25,12 +30,15 @@ local o = 0
 -- not the MGET taken before it.
 local written = {}
 local function emit(allowed, remaining, reset, retry, granted)
-  out[o + 1] = allowed and 1 or 0
-  out[o + 2] = remaining
-  out[o + 3] = reset
-  out[o + 4] = retry
-  out[o + 5] = granted
-  o = o + 5
+  if allowed then
+    out[o + 1] = remaining
+    out[o + 3] = granted
+  else
+    out[o + 1] = -1 - remaining
+    out[o + 3] = retry
+  end
+  out[o + 2] = reset
+  o = o + 3
 end
 `;
 
@@ -140,7 +148,7 @@ ${RUN}
  * is never kept. A value without e (an older hotpath's "n c p") gets a new TTL on its next write.
  * Sliding estimate: p × (W − e) / W + c, compared in integers × W.
  * Batched: KEYS are the decisions' keys; ARGV: W, limit, sliding (0|1), peek (0|1), then cost and
- * want per key. Returns 5 numbers per key, in order.
+ * want per key. Returns 3 numbers per key, in order (see the top).
  */
 export const WINDOW_SCRIPT = `
 ${PRELUDE}local W = tonumber(ARGV[1])

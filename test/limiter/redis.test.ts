@@ -44,6 +44,18 @@ describe.runIf(shared)('distributed limiter on Redis', () => {
   });
 
   it.each(['token-bucket', 'gcra', 'fixed-window', 'sliding-window'] as const)(
+    '%s: a denial keeps its remaining and retry time through the reply (a cost over what is left)', async (algorithm) => {
+      const l = engine.limiter(`deny-${algorithm}-${run}`, { algorithm, limit: 5, window: 60_000, maxKeys: 64 });
+      expect(await l.allow('k', 3)).toMatchObject({ allowed: true, remaining: 2, retryAfterMs: 0 });
+      const over = await l.allow('k', 3); // 2 left, 3 asked: denied, and still 2 left
+      expect(over).toMatchObject({ allowed: false, remaining: 2 });
+      expect(over.retryAfterMs).toBeGreaterThan(0);
+      expect(over.retryAfterMs).toBeLessThanOrEqual(60_000);
+      expect(over.resetMs).toBeGreaterThan(0);
+      expect(await l.allow('k', 2)).toMatchObject({ allowed: true, remaining: 0, retryAfterMs: 0 });
+    });
+
+  it.each(['token-bucket', 'gcra', 'fixed-window', 'sliding-window'] as const)(
     '%s: one key asked many times in one batch is decided in order, never over the limit', async (algorithm) => {
       const l = engine.limiter(`dup-${algorithm}-${run}`, { algorithm, limit: 5, window: 60_000, maxKeys: 64 });
       // Same tick → one script call holding the key 8 times (the uniform cost/want form).
