@@ -8,6 +8,9 @@ import type { Registry } from 'prom-client';
 import type { RedisConfig } from './redis/connector.js';
 import { checkCapacity } from './runtime/channel.js';
 import { MAX_MEMORY } from './runtime/wasm.js';
+import { poolSlots } from './runtime/pool.js';
+import { metricsStripes } from './runtime/thread.js';
+import { tableBytes } from './observe/table.js';
 import type { RuntimeSettings } from './runtime/runtime.js';
 import type { CompressorOptions } from './compress/compressor.js';
 import type { CacheOptions } from './cache/cache.js';
@@ -60,7 +63,11 @@ export interface EngineOptions {
    * metrics added); `false` turns them off (every counter becomes a no-op).
    */
   metrics?: boolean | Registry;
-  /** Series the shared metrics table holds (counter/gauge label combinations). Default 4096. */
+  /**
+   * Series the shared metrics table holds (counter/gauge label combinations). Default 4096. Each
+   * costs 128 + 8 × (workers + 4) bytes of `memory` (a key and a counter cell per thread).
+   * @throws RangeError (createEngine) when the table and the channel rings do not fit in `memory`.
+   */
   metricsCapacity?: number;
   /**
    * Redis: a URL (`redis://`, `rediss://` for TLS, `redis://user:pass@host:port/db`), ioredis
@@ -189,11 +196,19 @@ export function resolveOptions(options: EngineOptions | undefined): EngineSettin
   const redisTimeoutMs = o.redisTimeoutMs === undefined ? DEFAULTS.redisTimeoutMs : int('redisTimeoutMs', o.redisTimeoutMs, 1, 600_000);
   const redisConnectTimeoutMs = o.redisConnectTimeoutMs === undefined ? DEFAULTS.redisConnectTimeoutMs
     : int('redisConnectTimeoutMs', o.redisConnectTimeoutMs, 0, 600_000);
-  const rings = (workers + 2) * 2 * (ringBytes + 128);
+  const rings = poolSlots(workers) * 2 * (ringBytes + 128);
   if (rings + 2 * 1024 * 1024 > memoryBytes) {
     throw new RangeError(
       `options.memory (${memoryBytes} bytes) cannot hold the channel rings of ${workers} workers ` +
         `(${rings} bytes with channel.ringBytes = ${ringBytes}); raise memory or lower channel.ringBytes`,
+    );
+  }
+  // The metrics table: per series a 128-byte key and a counter cell per thread (table.ts).
+  const table = metricsCapacity === 0 ? 0 : tableBytes(metricsCapacity, metricsStripes(poolSlots(workers)));
+  if (rings + table + 2 * 1024 * 1024 > memoryBytes) {
+    throw new RangeError(
+      `options.memory (${memoryBytes} bytes) cannot hold the metrics table of ${metricsCapacity} series for ${workers} workers ` +
+        `(${table} bytes: 128 + 8 × (workers + 4) per series) beside the channel rings (${rings} bytes); raise memory or lower metricsCapacity`,
     );
   }
   return {

@@ -21,6 +21,8 @@ describe('createEngine options', () => {
     [{ channel: { spin: 1 } }, TypeError, /options\.channel\.spin is not a known option/],
     [{ wrokers: 2 }, TypeError, /options\.wrokers is not a known option/],
     [{ memory: 2 << 20, channel: { ringBytes: 1 << 20 } }, RangeError, /cannot hold the channel rings/],
+    // 2^18 series × (128 + 8 × 20) bytes with 16 workers: 72 MiB, over the default 64 MiB.
+    [{ workers: 16, metricsCapacity: 1 << 18 }, RangeError, /cannot hold the metrics table of 262144 series for 16 workers.*raise memory or lower metricsCapacity/],
     [{ closeTimeoutMs: -5 }, RangeError, /options\.closeTimeoutMs/],
   ])('%j → %s', async (options, type, message) => {
     expect(() => resolveOptions(options as never)).toThrow(type);

@@ -146,9 +146,12 @@ class Runner {
         // and that wait, after the clock has started, was measured in the latencies — and was
         // the cost of an extra loop turn per response. The depth is still this worker's to keep:
         // a connection has `pipelining` slots, and a slot sends its next request only after its
-        // last one completed, so with pipelining 1 a connection never has two in flight. A server
-        // that closes a keep-alive connection without saying so now fails the request already
-        // written to it (counted as an error), as with autocannon, which also writes at once.
+        // last one completed, so with pipelining 1 a connection never has two in flight. (A server
+        // that closes a keep-alive connection without saying so fails the request written to it,
+        // counted as an error — as it did with the wait: Node sees the FIN only at the next poll.)
+        // In the open model most sends find the connection idle, and undici then waits one
+        // setImmediate of its own before writing (its idle-socket check, GHSA-35p6-xmwp-9g52):
+        // that turn stays inside the open model's latencies.
         pipelining: Math.max(2, init.pipelining),
         headersTimeout: init.timeoutMs,
         bodyTimeout: init.timeoutMs,

@@ -5,18 +5,19 @@
  * Region "hotpath:metrics" (capacity C series, S value stripes):
  * ```
  * +0            i32 lock (guards appends only)   +4 i32 count (published series)   +8 i32 C   +12 i32 S
- * +64           values: S stripes × C × 8 bytes, stripe-major (one stripe is C contiguous words)
+ * +64           values: S stripes of C' × 8 bytes, stripe-major (C' = C rounded up to a multiple of 8:
+ *                 a stripe starts on its own 64-byte line, so two threads' cells never share one)
  *                 stripe 0      i64 per series, atomic add/store/load: every gauge, and the counters
  *                               of a thread that has no stripe of its own
  *                 stripe s ≥ 1  f64 per series (counters only), written by one thread alone: the
  *                               main thread has stripe 1, the worker in pool slot k has stripe k + 2
- * +64 + 8CS     keys:   C × 128 bytes              [u8 kind][u8 length][series key, UTF-8, ≤ 126]
+ * +64 + 8C'S    keys:   C × 128 bytes              [u8 kind][u8 length][series key, UTF-8, ≤ 126]
  * ```
  * A counter's value is its stripe-0 word plus its cell in every other stripe. Why stripes: a
  * counter bumped with an atomic add costs a locked read-modify-write (~6 ns here, most of it the
  * lock prefix), and threads bumping one counter bounce its cache line between cores. A cell with
  * a single writer needs neither: the owner adds with a plain load and store (~3 ns, the counter
- * row of bench/platform.bench.ts), and the stripes of different threads are C × 8 bytes apart.
+ * row of bench/platform.bench.ts), and the stripes of different threads lie on different lines.
  * Nothing is lost: only the owner writes a cell, and a pool slot — so its stripe — passes to a new
  * worker only after the old one is dead (pool.ts recycles slots of dead threads only); the cell
  * keeps the dead worker's counts and the new one adds to them. A reader on another thread loads
@@ -40,9 +41,17 @@ const HEADER = 64;
 const KEY_BYTES = 128;
 const KEY_MAX = KEY_BYTES - 2;
 
+/**
+ * f64 elements from one stripe to the next: the capacity rounded up to a 64-byte line, so no two
+ * threads' cells share a cache line.
+ */
+function stripeStride(capacity: number): number {
+  return (capacity + 7) & ~7;
+}
+
 /** Bytes of a table of `capacity` series with `stripes` value stripes. */
 export function tableBytes(capacity: number, stripes = 1): number {
-  return HEADER + capacity * (8 * stripes + KEY_BYTES);
+  return HEADER + stripeStride(capacity) * 8 * stripes + capacity * KEY_BYTES;
 }
 
 const encoder = new TextEncoder();
@@ -63,6 +72,7 @@ export class MetricsTable {
   readonly #base: number;
   readonly #values: number; // byte offset of values[0]
   readonly #keys: number; // byte offset of keys[0]
+  readonly #stride: number; // f64 elements from a stripe to the next
   readonly #index = new Map<string, number>(); // this thread's cache: key → series index
   #seen = 0;
   /** Value stripes (stripe 0 shared, the others one thread's each). */
@@ -85,14 +95,21 @@ export class MetricsTable {
     this.stripe = stripe;
     this.#k = kernels;
     const r = arena.region('hotpath:metrics', tableBytes(capacity, stripes));
+    this.#stride = stripeStride(capacity);
     this.#base = r.offset;
     this.#values = r.offset + HEADER;
-    this.#keys = this.#values + capacity * 8 * stripes;
+    this.#keys = this.#values + this.#stride * 8 * stripes;
     this.#i32 = new Int32Array(arena.memory.buffer);
     this.#u8 = new Uint8Array(arena.memory.buffer);
     this.f64 = new Float64Array(arena.memory.buffer);
-    Atomics.compareExchange(this.#i32, (r.offset >>> 2) + 2, 0, capacity);
-    Atomics.compareExchange(this.#i32, (r.offset >>> 2) + 3, 0, stripes);
+    // The first thread writes the shape; every other checks it (the region's size alone could
+    // match another capacity × stripes).
+    const h = r.offset >>> 2;
+    const c = Atomics.compareExchange(this.#i32, h + 2, 0, capacity);
+    const st = Atomics.compareExchange(this.#i32, h + 3, 0, stripes);
+    if ((c !== 0 && c !== capacity) || (st !== 0 && st !== stripes)) {
+      throw new RangeError(`the shared metrics table holds ${c || capacity} series × ${st || stripes} stripes; this thread expects ${capacity} × ${stripes}`);
+    }
   }
 
   /**
@@ -101,13 +118,23 @@ export class MetricsTable {
    * goes through `add`, an atomic add on the shared word).
    */
   counterCell(address: number): number {
-    return this.stripe === 0 ? -1 : (address + this.stripe * this.capacity * 8) >>> 3;
+    return this.stripe === 0 ? -1 : (address >>> 3) + this.stripe * this.#stride;
   }
 
-  /** Byte address of series `key` (created on first use). @throws RangeError when full or the key is too long. */
+  /**
+   * Byte address of series `key` (created on first use) in the shared stripe.
+   * @throws RangeError when full or the key is too long.
+   * @throws TypeError when the series exists as the other kind (a counter's adds go to stripes a
+   *   gauge's value never sums: they would be lost without a word).
+   */
   address(kind: number, key: string): number {
     let i = this.#index.get(key);
     if (i === undefined) i = this.#lookupOrAppend(kind, key);
+    const stored = this.#u8[this.#keys + i * KEY_BYTES]!;
+    if (stored !== kind) {
+      const name = key.split('\u0000')[0];
+      throw new TypeError(`metric ${name} is a ${stored === KIND_COUNTER ? 'counter' : 'gauge'} in the shared table, not a ${kind === KIND_COUNTER ? 'counter' : 'gauge'}`);
+    }
     return this.#values + i * 8;
   }
 
@@ -131,7 +158,7 @@ export class MetricsTable {
   snapshot(): SeriesValue[] {
     this.#refresh();
     const out: SeriesValue[] = [];
-    const stride = this.capacity; // f64 elements from one stripe to the next
+    const stride = this.#stride;
     for (const [key, i] of this.#index) {
       const at = this.#keys + i * KEY_BYTES;
       const kind = this.#u8[at]!;

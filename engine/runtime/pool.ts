@@ -39,7 +39,6 @@ import {
 } from './protocol.js';
 import { distUrl } from './paths.js';
 
-/** Options of the worker pool (validated by the engine's options). */
 /**
  * Pool slots for `workers` workers: two spare, so a replacement can attach before the main thread
  * has recycled its dead predecessor's slot (see the top of this file).
@@ -48,6 +47,7 @@ export function poolSlots(workers: number): number {
   return workers + 2;
 }
 
+/** Options of the worker pool (validated by the engine's options). */
 export interface PoolOptions {
   /** Worker threads. */
   workers: number;

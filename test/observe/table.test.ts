@@ -56,6 +56,54 @@ describe('metrics table stripes', () => {
     expect(series).toEqual({ kind: KIND_GAUGE, key: 'test_level', value: 42 });
   });
 
+  it('many series of both kinds in one table: every one reads exactly what was added to it', () => {
+    // Capacity 61: not a multiple of 8, so the stripes' padding is exercised; 60 series fill it.
+    const memory = createSharedMemory(8 << 20);
+    const module = kernelModule();
+    const rts = [1, 2, 3, 0].map((stripe, i) => new ThreadRuntime(memory, module, `test:scratch:${i}`, 4096, { capacity: 61, stripes: STRIPES, stripe }, i === 0));
+    const expected = new Map<string, { kind: number; value: number }>();
+    for (let n = 0; n < 60; n++) {
+      const counter = n % 3 !== 0;
+      const key = counter ? `test_c${n}_total` : `test_g${n}`;
+      let value = 0;
+      rts.forEach((rt, t) => {
+        const k = (n + 1) * (t + 1); // a different amount per series and thread
+        if (counter) {
+          const c = rt.metrics.counter(key).labels();
+          for (let j = 0; j < k; j++) c.inc();
+          c.inc(n);
+          value += k + n;
+        } else {
+          rt.metrics.gauge(key).inc(k);
+          value += k;
+        }
+      });
+      expected.set(key, { kind: counter ? KIND_COUNTER : KIND_GAUGE, value });
+    }
+    for (const rt of rts) {
+      const got = new Map(rt.metrics.table!.snapshot().map((s) => [s.key, { kind: s.kind, value: s.value }]));
+      expect(got).toEqual(expected);
+    }
+  });
+
+  it('a series is one kind: a counter named like a gauge (or the reverse) is refused, not silently lost', () => {
+    const rts = runtimes();
+    rts[0]!.metrics.gauge('test_kind').set(10);
+    expect(() => rts[1]!.metrics.counter('test_kind').inc(5)).toThrow(/test_kind is a gauge in the shared table, not a counter/);
+    rts[2]!.metrics.counter('test_kind2_total').inc();
+    expect(() => rts[3]!.metrics.gauge('test_kind2_total').set(1)).toThrow(/is a counter in the shared table, not a gauge/);
+  });
+
+  it('threads that disagree on the table\'s shape are refused', () => {
+    const memory = createSharedMemory(8 << 20);
+    const module = kernelModule();
+    new ThreadRuntime(memory, module, 'test:scratch:a', 4096, { capacity: 64, stripes: 4, stripe: 1 }, true);
+    // Another shape of the very same size (64 + 8·32·24 + 128·32 = 64 + 8·64·4 + 128·64 bytes):
+    // the arena's size check cannot tell them apart; the table's header does.
+    expect(() => new ThreadRuntime(memory, module, 'test:scratch:b', 4096, { capacity: 32, stripes: 24, stripe: 2 }))
+      .toThrow(/holds 64 series × 4 stripes; this thread expects 32 × 24/);
+  });
+
   it('refuses a stripe outside the table', () => {
     const memory = createSharedMemory(8 << 20);
     expect(() => new ThreadRuntime(memory, kernelModule(), 'test:scratch', 4096, { capacity: 64, stripes: 2, stripe: 2 }, true)).toThrow(RangeError);
