@@ -23,7 +23,8 @@
 /** What both scripts start with: library functions as locals, and the reply being built. */
 const PRELUDE = `-- library functions as locals: a global lookup per use costs more than the arithmetic
 local floor, ceil, min = math.floor, math.ceil, math.min
-local find, sub, format = string.find, string.sub, string.format
+local find, sub, byte = string.find, string.sub, string.byte
+local pack, unpack_state = struct.pack, struct.unpack
 local out = {}
 local o = 0
 -- States written by this call: a key asked twice in one batch reads its first decision's write,
@@ -58,9 +59,13 @@ end
 return out`;
 
 /**
- * GCRA with the key's state as the string "t d e": its theoretical arrival time is t (ms) + d units
- * (one unit is 1/scale ms, the time base of the shared-memory kernel), and e is when the key
- * expires (ms, Redis's clock) — the TTL last set on it. The batch's MGET and one SET per key (a hash
+ * GCRA with the key's state (t, d, e): its theoretical arrival time is t (ms) + d units (one unit
+ * is 1/scale ms, the time base of the shared-memory kernel), and e is when the key expires (ms,
+ * Redis's clock) — the TTL last set on it. Stored as 25 bytes, struct.pack('<Bddd', 1, t, d, e):
+ * a marker byte 1, then three little-endian doubles (integers below 2^53, so exact). Packing and
+ * unpacking in C took a third less Redis time per 64-key call than the text "t d e" with
+ * string.format and find/sub/tonumber (84 vs 124 µs, INFO commandstats). Text states (an older
+ * hotpath's "t d e" or "t d": they start with a digit, never byte 1) are read as before. The batch's MGET and one SET per key (a hash
  * took HMGET, HSET and PEXPIRE: ~20 % more server time).
  *
  * Expiry: a key must outlive its bucket's refill (`full` ms from now). Setting a TTL costs Redis as
@@ -72,10 +77,11 @@ return out`;
  * write). Because e is the key's own deadline, a TTL set under other options
  * (a restart with a new limit or window) is never trusted beyond itself. A value without e (an
  * older hotpath's "t d", whose TTL was its refill) gets a new TTL on its next write; an older
- * hotpath reading "t d e" gets a script error and decides by its insurance policy until upgraded.
+ * hotpath reading a newer state (binary, or "t d e" for the one before) gets a script error and
+ * decides by its insurance policy until upgraded.
  * d stays below tau + cost × T however long the key lives (it is relative to the last write).
  * Batched: KEYS are the decisions' keys (one slot on a Cluster); ARGV: T, tau, scale, peek (0|1),
- * then cost and want (once, or per key). Returns 5 numbers per key, in order.
+ * then cost and want (once, or per key). Returns 3 numbers per key, in order (see the top).
  */
 export const GCRA_SCRIPT = `
 ${PRELUDE}local T = tonumber(ARGV[1])
@@ -89,14 +95,22 @@ local function decide(key, v, cost, want)
 local d = 0
 local e = -1
 if v then
-  local sp = find(v, ' ', 1, true)
-  local sp2 = find(v, ' ', sp + 1, true)
-  local el = now - tonumber(sub(v, 1, sp - 1))
-  if sp2 then
-    d = tonumber(sub(v, sp + 1, sp2 - 1))
-    e = tonumber(sub(v, sp2 + 1))
+  local el
+  if byte(v, 1) == 1 then
+    local t0
+    t0, d, e = unpack_state('<ddd', v, 2)
+    el = now - t0
   else
-    d = tonumber(sub(v, sp + 1))
+    -- text: an older hotpath's "t d e" or "t d"
+    local sp = find(v, ' ', 1, true)
+    local sp2 = find(v, ' ', sp + 1, true)
+    el = now - tonumber(sub(v, 1, sp - 1))
+    if sp2 then
+      d = tonumber(sub(v, sp + 1, sp2 - 1))
+      e = tonumber(sub(v, sp2 + 1))
+    else
+      d = tonumber(sub(v, sp + 1))
+    end
   end
   if el > 0 then
     if el >= ceil(d / scale) then d = 0 else d = d - el * scale end
@@ -121,11 +135,11 @@ local full = ceil(after / scale)
 if allowed and not peek then
   local state
   if now + full < e then
-    state = format('%d %d %d', now, after, e)
+    state = pack('<Bddd', 1, now, after, e)
     redis.call('SET', key, state, 'KEEPTTL')
   else
     local px = full + (full > keep and full or keep) + 1
-    state = format('%d %d %d', now, after, now + px)
+    state = pack('<Bddd', 1, now, after, now + px)
     redis.call('SET', key, state, 'PX', px)
   end
   written[key] = state
@@ -140,8 +154,10 @@ ${RUN}
 `;
 
 /**
- * Fixed and sliding windows, aligned to Redis time (window n = floor(now / W)). State: the string
- * "n c p e" (window index, its count, the count of window n - 1, and e: when the key expires, ms).
+ * Fixed and sliding windows, aligned to Redis time (window n = floor(now / W)). State (n, c, p, e):
+ * window index, its count, the count of window n - 1, and e: when the key expires (ms). Stored as
+ * struct.pack('<Bdddd', 1, n, c, p, e), 33 bytes (as GCRA's, above); an older hotpath's text
+ * "n c p e" or "n c p" is read as before.
  * It expires at the end of window n (fixed) or n + 1 (sliding): the first write in window n sets
  * that TTL and later writes keep it (KEEPTTL: a TTL costs Redis as much as the SET itself) — only
  * when the stored e is exactly this window's deadline, so a TTL set under another window length
@@ -165,16 +181,24 @@ local cur = 0
 local prev = 0
 local exp = -1
 if v then
-  local a = find(v, ' ', 1, true)
-  local b = find(v, ' ', a + 1, true)
-  local x = find(v, ' ', b + 1, true)
-  local sn = tonumber(sub(v, 1, a - 1))
-  if x then exp = tonumber(sub(v, x + 1)) end
+  local sn, sc, sp
+  if byte(v, 1) == 1 then
+    sn, sc, sp, exp = unpack_state('<dddd', v, 2)
+  else
+    -- text: an older hotpath's "n c p e" or "n c p"
+    local a = find(v, ' ', 1, true)
+    local b = find(v, ' ', a + 1, true)
+    local x = find(v, ' ', b + 1, true)
+    sn = tonumber(sub(v, 1, a - 1))
+    sc = tonumber(sub(v, a + 1, b - 1))
+    sp = tonumber(sub(v, b + 1, (x or 0) - 1))
+    if x then exp = tonumber(sub(v, x + 1)) end
+  end
   if sn == n then
-    cur = tonumber(sub(v, a + 1, b - 1))
-    prev = tonumber(sub(v, b + 1, (x or 0) - 1))
+    cur = sc
+    prev = sp
   elseif sn == n - 1 then
-    prev = tonumber(sub(v, a + 1, b - 1))
+    prev = sc
   end
 end
 if not sliding then prev = 0 end
@@ -185,7 +209,7 @@ if allowed and not peek then
   granted = c
   if want > c then granted = min(want, floor((L * W - weighted) / W) - cur) end
   cur = cur + granted
-  local state = format('%d %d %d %d', n, cur, prev, deadline)
+  local state = pack('<Bdddd', 1, n, cur, prev, deadline)
   if exp == deadline then redis.call('SET', key, state, 'KEEPTTL')
   else redis.call('SET', key, state, 'PX', deadline - now) end
   written[key] = state
