@@ -21,10 +21,11 @@
  * Nothing is lost: only the owner writes a cell, and a pool slot — so its stripe — passes to a new
  * worker only after the old one is dead (pool.ts recycles slots of dead threads only); the cell
  * keeps the dead worker's counts and the new one adds to them. A reader on another thread loads
- * each cell with one aligned 8-byte load, which x64 and arm64 never tear (a plain JS Float64Array
- * access compiles to one); it may miss adds still in the owner's store buffer, as any scrape
- * misses the adds after it. Cells are doubles: exact to 2^53 counts per thread (≈ 285 years at
- * 10^6 adds/s).
+ * each cell with one aligned 8-byte load, which 64-bit CPUs never tear (a plain JS Float64Array
+ * access compiles to one); on a 32-bit CPU every thread counts on the shared word instead. A
+ * reader may miss adds still in the owner's store buffer, as any scrape misses the adds after it.
+ * Cells are doubles: exact to 2^53 counts per thread (≈ 285 years at 10^6 adds/s; the shared
+ * word is an i64).
  *
  * A series key is `name` or `name{label="value",…}` with the labels in the order declared.
  * Appending takes the lock, writes the key, then publishes with a seq-cst store of `count`;
@@ -53,6 +54,9 @@ function stripeStride(capacity: number): number {
 export function tableBytes(capacity: number, stripes = 1): number {
   return HEADER + stripeStride(capacity) * 8 * stripes + capacity * KEY_BYTES;
 }
+
+/** 64-bit CPUs, whose aligned 8-byte loads and stores are single-copy atomic. */
+const WIDE = ['x64', 'arm64', 'ppc64', 's390x', 'riscv64', 'loong64'].includes(process.arch);
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -92,7 +96,9 @@ export class MetricsTable {
     }
     this.capacity = capacity;
     this.stripes = stripes;
-    this.stripe = stripe;
+    // The cells rely on one aligned 8-byte load or store never being torn: true of 64-bit CPUs,
+    // not promised on 32-bit ones (armv7, ia32), where every thread counts on the shared word.
+    this.stripe = WIDE ? stripe : 0;
     this.#k = kernels;
     const r = arena.region('hotpath:metrics', tableBytes(capacity, stripes));
     this.#stride = stripeStride(capacity);
