@@ -323,14 +323,14 @@ export class Limiter implements RateLimiter {
         if (Number(tau) * 2 >= LUA_EXACT || scale * spec.windowMs >= LUA_EXACT) {
           throw new RangeError(`options.burst ${spec.burst} with limit ${spec.limit} per ${spec.windowMs} ms needs integers beyond 2^53 in Redis's Lua; choose a limit and window with a larger common divisor`);
         }
-        this.#script = deps.redis.defineScript('hotpath:limiter:gcra:v4', GCRA_SCRIPT);
+        this.#script = deps.redis.defineScript('hotpath:limiter:gcra:v5', GCRA_SCRIPT);
         this.#scriptArgs = [T, Number(tau), scale];
       } else {
         const maxLimit = spec.adaptive?.max ?? spec.limit;
         if (maxLimit * spec.windowMs * 2 >= LUA_EXACT) {
           throw new RangeError(`options.limit × options.window (${maxLimit} × ${spec.windowMs}) must stay below 2^52 for Redis's Lua arithmetic`);
         }
-        this.#script = deps.redis.defineScript('hotpath:limiter:window:v4', WINDOW_SCRIPT);
+        this.#script = deps.redis.defineScript('hotpath:limiter:window:v5', WINDOW_SCRIPT);
         this.#scriptArgs = [spec.windowMs];
       }
       this.#resetScript = deps.redis.defineScript('hotpath:limiter:reset:v1', RESET_SCRIPT);

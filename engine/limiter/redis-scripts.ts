@@ -23,8 +23,10 @@
 /** What both scripts start with: library functions as locals, and the reply being built. */
 const PRELUDE = `-- library functions as locals: a global lookup per use costs more than the arithmetic
 local floor, ceil, min = math.floor, math.ceil, math.min
-local find, sub, byte = string.find, string.sub, string.byte
+local find, sub, byte, format = string.find, string.sub, string.byte, string.format
 local pack, unpack_state = struct.pack, struct.unpack
+-- Finite: a state holding NaN or an infinity is read as absent.
+local function finite(x) return x - x == 0 end
 local out = {}
 local o = 0
 -- States written by this call: a key asked twice in one batch reads its first decision's write,
@@ -61,11 +63,13 @@ return out`;
 /**
  * GCRA with the key's state (t, d, e): its theoretical arrival time is t (ms) + d units (one unit
  * is 1/scale ms, the time base of the shared-memory kernel), and e is when the key expires (ms,
- * Redis's clock) — the TTL last set on it. Stored as 25 bytes, struct.pack('<Bddd', 1, t, d, e):
- * a marker byte 1, then three little-endian doubles (integers below 2^53, so exact). Packing and
+ * Redis's clock) — the TTL last set on it. Stored as struct.pack('<Bddd', 1, t, d, e), 25 bytes: a
+ * marker byte 1, then three little-endian doubles (integers below 2^53, so exact). Packing and
  * unpacking in C took a third less Redis time per 64-key call than the text "t d e" with
- * string.format and find/sub/tonumber (84 vs 124 µs, INFO commandstats). Text states (an older
- * hotpath's "t d e" or "t d": they start with a digit, never byte 1) are read as before. The batch's MGET and one SET per key (a hash
+ * string.format and find/sub/tonumber (84–98 vs 124 µs, INFO commandstats). Text states (an older
+ * hotpath's "t d e" or "t d": they start with a digit, never byte 1) are read as before; anything
+ * else unreadable counts as no state. An older hotpath reading a packed state fails (its parser
+ * takes a number from the text before the first space: none) and decides by its insurance policy. The batch's MGET and one SET per key (a hash
  * took HMGET, HSET and PEXPIRE: ~20 % more server time).
  *
  * Expiry: a key must outlive its bucket's refill (`full` ms from now). Setting a TTL costs Redis as
@@ -94,24 +98,34 @@ local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
 local function decide(key, v, cost, want)
 local d = 0
 local e = -1
+-- the state's t, d, e; anything unreadable is an absent state (decided as new, then overwritten)
+local t0, d0, e0
 if v then
-  local el
   if byte(v, 1) == 1 then
-    local t0
-    t0, d, e = unpack_state('<ddd', v, 2)
-    el = now - t0
+    if #v == 25 then
+      t0, d0, e0 = unpack_state('<ddd', v, 2)
+      if not (finite(t0) and finite(d0) and finite(e0)) then t0 = nil end
+    end
   else
     -- text: an older hotpath's "t d e" or "t d"
     local sp = find(v, ' ', 1, true)
-    local sp2 = find(v, ' ', sp + 1, true)
-    el = now - tonumber(sub(v, 1, sp - 1))
-    if sp2 then
-      d = tonumber(sub(v, sp + 1, sp2 - 1))
-      e = tonumber(sub(v, sp2 + 1))
-    else
-      d = tonumber(sub(v, sp + 1))
+    if sp then
+      local sp2 = find(v, ' ', sp + 1, true)
+      t0 = tonumber(sub(v, 1, sp - 1))
+      if sp2 then
+        d0 = tonumber(sub(v, sp + 1, sp2 - 1))
+        e0 = tonumber(sub(v, sp2 + 1))
+      else
+        d0 = tonumber(sub(v, sp + 1))
+        e0 = -1
+      end
     end
   end
+end
+if t0 and d0 and e0 then
+  d = d0
+  e = e0
+  local el = now - t0
   if el > 0 then
     if el >= ceil(d / scale) then d = 0 else d = d - el * scale end
   elseif el < 0 then
@@ -156,15 +170,22 @@ ${RUN}
 /**
  * Fixed and sliding windows, aligned to Redis time (window n = floor(now / W)). State (n, c, p, e):
  * window index, its count, the count of window n - 1, and e: when the key expires (ms). Stored as
- * struct.pack('<Bdddd', 1, n, c, p, e), 33 bytes (as GCRA's, above); an older hotpath's text
- * "n c p e" or "n c p" is read as before.
+ * "<n> " (the window index as text, a space), then byte 1 and struct.pack('<ddd', c, p, e): the
+ * counts packed as GCRA's state is (above). The index stays text, once per script call, so that an
+ * older hotpath's parser ("n c p e": numbers between spaces) never misreads the packed part: on
+ * this window's state or the previous one's (sliding) it finds no number where a count should be
+ * and fails (then decides by its insurance policy); on a fixed window's previous state it reads the
+ * window as past, as it is. A fully packed state could hold 0x20 bytes that such a parser takes for
+ * separators and reads as a new key — over-admission. The older text "n c p e" or "n c p" is read
+ * as before. A stored window ahead of Redis's clock (it went back) keeps its counts, as GCRA keeps
+ * its arrival time.
  * It expires at the end of window n (fixed) or n + 1 (sliding): the first write in window n sets
  * that TTL and later writes keep it (KEEPTTL: a TTL costs Redis as much as the SET itself) — only
  * when the stored e is exactly this window's deadline, so a TTL set under another window length
  * is never kept. A value without e (an older hotpath's "n c p") gets a new TTL on its next write.
  * Sliding estimate: p × (W − e) / W + c, compared in integers × W.
  * Batched: KEYS are the decisions' keys; ARGV: W, limit, sliding (0|1), peek (0|1), then cost and
- * want per key. Returns 3 numbers per key, in order (see the top).
+ * want (once, or per key). Returns 3 numbers per key, in order (see the top).
  */
 export const WINDOW_SCRIPT = `
 ${PRELUDE}local W = tonumber(ARGV[1])
@@ -176,25 +197,40 @@ local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
 local n = floor(now / W)
 local e = now - n * W
 local deadline = (n + (sliding and 2 or 1)) * W + 1
+-- Every state this call writes starts with this window's index as text (see above): once per call.
+local head = format('%d', n) .. ' \\1'
 local function decide(key, v, c, want)
 local cur = 0
 local prev = 0
 local exp = -1
 if v then
-  local sn, sc, sp
-  if byte(v, 1) == 1 then
-    sn, sc, sp, exp = unpack_state('<dddd', v, 2)
+  -- the state's n, c, p, e; anything unreadable is an absent state (a new key, then overwritten)
+  local sn, sc, sp, sx
+  local a = find(v, ' ', 1, true)
+  if a and byte(v, a + 1) == 1 then
+    if #v == a + 25 then
+      sn = tonumber(sub(v, 1, a - 1))
+      sc, sp, sx = unpack_state('<ddd', v, a + 2)
+      if not (sn and finite(sc) and finite(sp) and finite(sx)) then sn = nil end
+    end
   else
     -- text: an older hotpath's "n c p e" or "n c p"
-    local a = find(v, ' ', 1, true)
-    local b = find(v, ' ', a + 1, true)
-    local x = find(v, ' ', b + 1, true)
-    sn = tonumber(sub(v, 1, a - 1))
-    sc = tonumber(sub(v, a + 1, b - 1))
-    sp = tonumber(sub(v, b + 1, (x or 0) - 1))
-    if x then exp = tonumber(sub(v, x + 1)) end
+    local b = a and find(v, ' ', a + 1, true)
+    if b then
+      local x = find(v, ' ', b + 1, true)
+      sn = tonumber(sub(v, 1, a - 1))
+      sc = tonumber(sub(v, a + 1, b - 1))
+      sp = tonumber(sub(v, b + 1, (x or 0) - 1))
+      if x then sx = tonumber(sub(v, x + 1)) end
+      if not (sc and sp) then sn = nil end
+    end
   end
-  if sn == n then
+  if sn and sx then exp = sx end
+  if sn == nil then
+    -- absent
+  elseif sn >= n then
+    -- this window, or one ahead of Redis's clock (it went back: a failover to a node behind):
+    -- its counts stand, as GCRA keeps its arrival time
     cur = sc
     prev = sp
   elseif sn == n - 1 then
@@ -209,7 +245,7 @@ if allowed and not peek then
   granted = c
   if want > c then granted = min(want, floor((L * W - weighted) / W) - cur) end
   cur = cur + granted
-  local state = pack('<Bdddd', 1, n, cur, prev, deadline)
+  local state = head .. pack('<ddd', cur, prev, deadline)
   if exp == deadline then redis.call('SET', key, state, 'KEEPTTL')
   else redis.call('SET', key, state, 'PX', deadline - now) end
   written[key] = state

@@ -20,12 +20,43 @@ const run = `${process.pid}${Date.now() % 1e6}`; // unique limiter names: the sh
  */
 async function stateOf(engine: Engine, key: string): Promise<number[]> {
   const buf = (await engine.redis!.commandBuffer('GET', [key])) as Buffer;
-  if (buf[0] === 1) {
-    expect((buf.length - 1) % 8).toBe(0);
-    return Array.from({ length: (buf.length - 1) / 8 }, (_, i) => buf.readDoubleLE(1 + 8 * i));
-  }
+  const doubles = (from: number): number[] => {
+    expect((buf.length - from) % 8).toBe(0);
+    return Array.from({ length: (buf.length - from) / 8 }, (_, i) => buf.readDoubleLE(from + 8 * i));
+  };
+  if (buf[0] === 1) return doubles(1); // GCRA: byte 1, t d e
+  const space = buf.indexOf(0x20);
+  if (space > 0 && buf[space + 1] === 1) return [Number(buf.toString('latin1', 0, space)), ...doubles(space + 2)]; // windows: "n ", byte 1, c p e
   return buf.toString('latin1').split(' ').map(Number);
 }
+
+/**
+ * How the scripts before the packed states (hotpath ≤ 75793e0) read a value, verbatim up to the
+ * first use of the numbers (ARGV: this window's index, sliding 0|1): on a state of this version
+ * they must fail — that process then decides by its insurance policy — never read it as a new key.
+ */
+const OLD_WINDOW_PARSE = `local find, sub = string.find, string.sub
+local v = redis.call('GET', KEYS[1])
+local n = tonumber(ARGV[1])
+local sliding = ARGV[2] == '1'
+local cur = 0
+local prev = 0
+local a = find(v, ' ', 1, true)
+local b = find(v, ' ', a + 1, true)
+local x = find(v, ' ', b + 1, true)
+local sn = tonumber(sub(v, 1, a - 1))
+if sn == n then
+  cur = tonumber(sub(v, a + 1, b - 1))
+  prev = tonumber(sub(v, b + 1, (x or 0) - 1))
+elseif sn == n - 1 then
+  prev = tonumber(sub(v, a + 1, b - 1))
+end
+if not sliding then prev = 0 end
+return prev * 2 + (cur + 1) * 2`;
+const OLD_GCRA_PARSE = `local v = redis.call('GET', KEYS[1])
+local sp = string.find(v, ' ', 1, true)
+local sp2 = string.find(v, ' ', sp + 1, true)
+return 0 - tonumber(string.sub(v, 1, sp - 1))`;
 
 describe.runIf(shared)('distributed limiter on Redis', () => {
   let engine: Engine;
@@ -68,6 +99,52 @@ describe.runIf(shared)('distributed limiter on Redis', () => {
       expect(over.resetMs).toBeGreaterThan(0);
       expect(await l.allow('k', 2)).toMatchObject({ allowed: true, remaining: 0, retryAfterMs: 0 });
     });
+
+  it.each(['gcra', 'fixed-window', 'sliding-window'] as const)(
+    '%s: states an older hotpath cannot misread; unreadable values count as no state and are overwritten', async (algorithm) => {
+      const name = `seal-${algorithm}-${run}`;
+      const l = engine.limiter(name, { algorithm, limit: 40, window: 60_000, maxKeys: 64 });
+      const redis = engine.redis!;
+      const old = algorithm === 'gcra' ? OLD_GCRA_PARSE : OLD_WINDOW_PARSE;
+      // Every count from 1 to 40 (8 packs as bytes … 20 40, a space inside the packed part): an
+      // older parser fails on each.
+      for (let i = 1; i <= 40; i++) {
+        expect((await l.allow('k')).allowed).toBe(true);
+        const n = (await stateOf(engine, `hotpath:l:${name}:{k}`))[0]!;
+        const args = algorithm === 'gcra' ? [old, 1, `hotpath:l:${name}:{k}`] : [old, 1, `hotpath:l:${name}:{k}`, n, algorithm === 'sliding-window' ? 1 : 0];
+        await expect(redis.command('EVAL', args)).rejects.toThrow();
+      }
+      expect((await l.allow('k')).allowed).toBe(false);
+      // Unreadable values: a short packed value, NaNs, another algorithm's state, empty, junk text.
+      const n = (await stateOf(engine, `hotpath:l:${name}:{k}`))[0]!; // windows: this window's index
+      const gcraState = (fill: number): Buffer => Buffer.from([1, ...Buffer.alloc(24, fill)]);
+      const windowState = (fill: number): Buffer => Buffer.concat([Buffer.from(`${n} `), Buffer.from([1]), Buffer.alloc(24, fill)]);
+      const nan = algorithm === 'gcra' ? gcraState(0xff) : windowState(0xff); // every double NaN
+      const otherAlgorithm = algorithm === 'gcra' ? windowState(7) : gcraState(7); // after a change of algorithm
+      const junk = [Buffer.from([1, 2]), nan, otherAlgorithm, Buffer.alloc(0), Buffer.from('junk'), Buffer.from('1 x')];
+      for (const [i, value] of junk.entries()) {
+        await redis.command('SET', [`hotpath:l:${name}:{j${i}}`, value, 'PX', '60000']);
+        expect(await l.allow(`j${i}`)).toMatchObject({ allowed: true, remaining: 39 });
+        expect(await l.allow(`j${i}`)).toMatchObject({ allowed: true, remaining: 38 }); // overwritten with a readable state
+        expect(l.fallback).toBe(false); // decided on Redis, not by the insurance policy after a script error
+        expect((await stateOf(engine, `hotpath:l:${name}:{j${i}}`)).every(Number.isFinite)).toBe(true);
+      }
+      const text = await engine.metrics.text();
+      const insured = text.split('\n').filter((line) => line.startsWith(`hotpath_limiter_decisions_total{limiter="${name}"`) && line.includes('source="insurance"'));
+      expect(insured.length).toBeGreaterThan(0);
+      for (const line of insured) expect(line.endsWith(' 0')).toBe(true);
+    });
+
+  it.each(['fixed-window', 'sliding-window'] as const)('%s: a stored window ahead of Redis\'s clock (the clock went back) keeps its counts', async (algorithm) => {
+    const name = `ahead-${algorithm}-${run}`;
+    const W = 60_000;
+    const l = engine.limiter(name, { algorithm, limit: 5, window: W, maxKeys: 64 });
+    await l.allow('k'); // learn this window's index n from the state written
+    const [n] = await stateOf(engine, `hotpath:l:${name}:{k}`);
+    // A state written by a clock one window ahead, full: "n+1 5 0" (text, as an older hotpath wrote).
+    await engine.redis!.command('SET', [`hotpath:l:${name}:{ahead}`, `${n! + 1} 5 0`, 'PX', String(3 * W)]);
+    expect((await l.allow('ahead')).allowed).toBe(false);
+  });
 
   it.each(['token-bucket', 'gcra', 'fixed-window', 'sliding-window'] as const)(
     '%s: one key asked many times in one batch is decided in order, never over the limit', async (algorithm) => {
@@ -132,7 +209,7 @@ describe.runIf(shared)('distributed limiter on Redis', () => {
     const pttl = async (k: string): Promise<number> => (await redis.command('PTTL', [k])) as number;
     await l.allow('k');
     const [n, c, , e] = await stateOf(engine, key);
-    expect(((await engine.redis!.commandBuffer('GET', [key])) as Buffer).length).toBe(33);
+    expect(((await engine.redis!.commandBuffer('GET', [key])) as Buffer).length).toBe(String(n).length + 2 + 24); // "n ", byte 1, 3 doubles
     expect(c).toBe(1);
     expect(e).toBe((n! + (algorithm === 'sliding-window' ? 2 : 1)) * W + 1);
     const first = await pttl(key);
