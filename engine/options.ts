@@ -196,11 +196,14 @@ export function resolveOptions(options: EngineOptions | undefined): EngineSettin
   const redisTimeoutMs = o.redisTimeoutMs === undefined ? DEFAULTS.redisTimeoutMs : int('redisTimeoutMs', o.redisTimeoutMs, 1, 600_000);
   const redisConnectTimeoutMs = o.redisConnectTimeoutMs === undefined ? DEFAULTS.redisConnectTimeoutMs
     : int('redisConnectTimeoutMs', o.redisConnectTimeoutMs, 0, 600_000);
-  const rings = poolSlots(workers) * 2 * (ringBytes + 128);
+  // Per thread (main + every pool slot) a scratch region and its 64-byte result area; the rest
+  // of what start-up carves (codec structures, pool table, …) fits in the 2 MiB margin.
+  const scratch = (poolSlots(workers) + 1) * (SCRATCH_BYTES + 128);
+  const rings = poolSlots(workers) * 2 * (ringBytes + 128) + scratch;
   if (rings + 2 * 1024 * 1024 > memoryBytes) {
     throw new RangeError(
       `options.memory (${memoryBytes} bytes) cannot hold the channel rings of ${workers} workers ` +
-        `(${rings} bytes with channel.ringBytes = ${ringBytes}); raise memory or lower channel.ringBytes`,
+        `(${rings} bytes with channel.ringBytes = ${ringBytes}, with each thread's scratch); raise memory or lower channel.ringBytes`,
     );
   }
   // The metrics table: per series a 128-byte key and a counter cell per thread (table.ts).
@@ -208,7 +211,7 @@ export function resolveOptions(options: EngineOptions | undefined): EngineSettin
   if (rings + table + 2 * 1024 * 1024 > memoryBytes) {
     throw new RangeError(
       `options.memory (${memoryBytes} bytes) cannot hold the metrics table of ${metricsCapacity} series for ${workers} workers ` +
-        `(${table} bytes: 128 + 8 × (workers + 4) per series) beside the channel rings (${rings} bytes); raise memory or lower metricsCapacity`,
+        `(${table} bytes: 128 + 8 × (workers + 4) per series) beside the channel rings and scratch (${rings} bytes); raise memory or lower metricsCapacity`,
     );
   }
   return {
