@@ -1,7 +1,7 @@
 /**
  * `loadtest()` (closed model) against autocannon 9, same run, same local server (a node:http
- * process of its own), same connections and pipelining; rounds interleaved (ours, autocannon,
- * ours, …) and the median round of each kept (5 rounds; 1 in quick mode):
+ * process of its own), same connections and pipelining; rounds interleaved, who goes first
+ * alternating by round, and the median round of each kept (5 rounds; 1 in quick mode):
  *  - throughput against a hello-world: 10 connections × pipelining 1, and × pipelining 10;
  *  - p50/p99 against a server that answers after 10 ms (no stall). autocannon's own summary is in
  *    whole milliseconds (its histogram's unit is 1 ms and it truncates: 11.9 reads 11), so beside
@@ -98,9 +98,15 @@ function median(list: Run[], key: keyof Run): number {
 async function duel(group: string, url: string, connections: number, pipelining: number, latency: boolean): Promise<void> {
   const a: Run[] = [];
   const b: Run[] = [];
+  // Who goes first alternates by round, so neither tool always meets the server just after the other.
   for (let i = 0; i < ROUNDS; i++) {
-    a.push(await ours(url, connections, pipelining));
-    b.push(await theirs(url, connections, pipelining, latency));
+    if (i % 2 === 0) {
+      a.push(await ours(url, connections, pipelining));
+      b.push(await theirs(url, connections, pipelining, latency));
+    } else {
+      b.push(await theirs(url, connections, pipelining, latency));
+      a.push(await ours(url, connections, pipelining));
+    }
   }
   console.log(`\n## ${group} (${ROUNDS} round${ROUNDS === 1 ? '' : 's'} of ${SECONDS} s, medians)`);
   const rpsA = median(a, 'rps');
