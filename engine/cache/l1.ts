@@ -6,10 +6,10 @@
  * ACM ToS 2017; the adaptive window of Caffeine, after "Adaptive Software Cache Management",
  * Middleware 2018):
  * ```
- *            new entries                     hit in probation → protected (its LRU end is
- *                │                           demoted back to probation's MRU end when over)
- *                ▼
- *   ┌──────── window LRU ────────┐  overflow  ┌── probation ──┐   ┌──── protected ────┐
+ *            new entries                     hit in probation → protected (its oldest
+ *                │                           unreferenced entry is demoted back to probation's
+ *                ▼                           MRU end when over)
+ *   ┌──────── window LRU ────────┐  overflow  ┌── probation ──┐   ┌─ protected (CLOCK) ┐
  *   │ ≈1% of capacity (adaptive) │ ─────────► │  candidates   │   │ 80% of the main   │
  *   └────────────────────────────┘            │ … victim (LRU)│   │ area              │
  *                                             └───────────────┘   └───────────────────┘
@@ -32,6 +32,18 @@
  * working set (64%, against LRU's 71.6% and 71.4% here). A frequency-biased workload (Zipf)
  * settles the window at 1 entry; a recency-biased one (loops, sliding working sets) grows it
  * towards maxEntries - 1, which behaves as an LRU.
+ *
+ * A hit in protected (most hits: it is 80% of the main area) only sets a reference bit (second
+ * chance, as CLOCK): the entry stays where it is, and when protected overflows, its oldest entries
+ * that were referenced since they last passed the end go round to the MRU end with the bit
+ * cleared instead of being demoted (at most SPIN_MAX per call; past that the oldest is demoted,
+ * referenced or not: bounded work per call). An LRU moves the entry on every hit: two
+ * neighbours' links rewritten, which on a large cache are two cache misses per hit, and a fifth
+ * of a small cache's hit. Second chance approximates LRU order closely (the hit-ratio tests and
+ * the simulator's targets hold). The window stays an exact LRU: under second chance a window
+ * entry hit once would push a newcomer out before it was ever seen again (the window exists to
+ * give newcomers that time), and on recency-biased traces, where the climber makes the window
+ * nearly the whole cache, CLOCK fell 2.4 points below LRU. `policy: 'lru'` is an exact LRU too.
  *
  * Every access of a key (hit or miss) is one sketch increment, recorded by `get`/`find` (or
  * `findHit` + `recordMiss`) — `set` records
@@ -101,6 +113,12 @@ export interface ClimberTuning {
 const WINDOW = 0;
 const PROBATION = 1;
 const PROTECTED = 2;
+/** Added to a window or protected entry's area in `#queue` when it was hit since it last passed its list's end. */
+const REF = 4;
+/** An entry's area in `#queue`, without REF. */
+const AREA = 3;
+/** Most referenced entries one overflow moves round to the MRU end before the oldest leaves regardless. */
+const SPIN_MAX = 8;
 /** The first entry slot (0..2 are the list heads). */
 const FIRST = 3;
 const INITIAL_SLOTS = 1024;
@@ -199,6 +217,8 @@ export class L1Store<E = L1Entry> {
   #shrinkWait = 1;
   readonly #climber: typeof CLIMBER;
   #seed = 0x2545f491;
+  /** Second-chance moves left in the current overflow (#leaving). */
+  readonly #budget = { spins: 0 };
 
   /**
    * @throws TypeError / RangeError naming `options.l1.<field>` for a bad maxEntries, maxBytes or
@@ -324,9 +344,7 @@ export class L1Store<E = L1Entry> {
         this.#misses++;
         return 0;
       }
-      const q = this.#queue[i]!;
-      if (q === PROBATION) this.#promote(i);
-      else this.#toTail(i, q);
+      this.#touch(i);
       return i;
     }
     if (i !== 0) this.#toTail(i, WINDOW);
@@ -344,9 +362,10 @@ export class L1Store<E = L1Entry> {
     if (this.#lfu) {
       this.#reads[this.#readCount] = this.#hash[i]!;
       if (++this.#readCount === READ_BUFFER) this.#drainReads();
+      // #touch, its common case inlined (V8's inlining budget is what an L1 hit is made of).
       const q = this.#queue[i]!;
-      if (q === PROBATION) this.#promote(i);
-      else this.#toTail(i, q);
+      if (q === PROTECTED) this.#queue[i] = PROTECTED | REF;
+      else if (q !== (PROTECTED | REF)) this.#touch(i);
     } else {
       this.#toTail(i, WINDOW);
     }
@@ -422,7 +441,7 @@ export class L1Store<E = L1Entry> {
       this.#vals[i] = entry;
       this.#sizes[i] = w;
       this.#bytes += dw;
-      const q = this.#queue[i]!;
+      const q = this.#queue[i]! & AREA;
       if (!this.#bounded) {
         // Areas' bytes are not tracked.
       } else if (q === WINDOW) this.#windowBytes += dw;
@@ -491,7 +510,7 @@ export class L1Store<E = L1Entry> {
   /** The area a key sits in (for tests and debugging). */
   areaOf(key: string): 'window' | 'probation' | 'protected' | undefined {
     const i = this.#find(key, this.#hashOf(key));
-    return i === 0 ? undefined : (['window', 'probation', 'protected'] as const)[this.#queue[i]!];
+    return i === 0 ? undefined : (['window', 'probation', 'protected'] as const)[this.#queue[i]! & AREA];
   }
 
   #drainReads(): void {
@@ -608,7 +627,7 @@ export class L1Store<E = L1Entry> {
     this.#unindex(i);
     const w = this.#sizes[i]!;
     const aw = this.#bounded ? w : 0;
-    const q = this.#queue[i]!;
+    const q = this.#queue[i]! & AREA;
     if (q === WINDOW) {
       this.#windowCount--;
       this.#windowBytes -= aw;
@@ -648,6 +667,31 @@ export class L1Store<E = L1Entry> {
     return this.#size > this.#max || this.#bytes > this.#maxBytes;
   }
 
+  /** A W-TinyLFU hit on slot i: a protected entry is marked referenced, a window entry moves to the window's MRU end, a probation entry is promoted. */
+  #touch(i: number): void {
+    const q = this.#queue[i]!;
+    if (q === PROTECTED) this.#queue[i] = PROTECTED | REF;
+    else if (q === WINDOW) this.#toTail(i, WINDOW);
+    else if (q === PROBATION) this.#promote(i);
+  }
+
+  /**
+   * The entry that leaves list q (protected) when it overflows: its oldest entry that
+   * was not referenced since it last passed the end; referenced ones on the way go round to the
+   * MRU end, unmarked. After `spins` of those (SPIN_MAX per call, shared through `budget`), the
+   * oldest, whatever its mark. q when the list is empty.
+   */
+  #leaving(q: number, budget: { spins: number }): number {
+    const queue = this.#queue;
+    for (;;) {
+      const j = this.#next[q]!;
+      if (j === q || queue[j] === q || budget.spins === 0) return j;
+      budget.spins--;
+      queue[j] = q;
+      this.#toTail(j, q);
+    }
+  }
+
   /** A probation hit: to protected's MRU end; protected's LRU entries go back to probation when it is over. */
   #promote(i: number): void {
     const w = this.#areaWeight(i);
@@ -656,6 +700,9 @@ export class L1Store<E = L1Entry> {
       return;
     }
     this.#move(i, PROTECTED);
+    // Unmarked: it earns its second chance with a hit in protected. (Marked on arrival, the hit
+    // ratios of every simulator trace came out lower: 47.19 vs 47.24 % on Zipf 0.99 / C=500,
+    // 34.98 vs 35.40 % on the re-ranked Zipf.)
     this.#protectedCount++;
     this.#protectedBytes += w;
     this.#demote();
@@ -663,8 +710,10 @@ export class L1Store<E = L1Entry> {
 
   /** Demotes protected's LRU entries to probation while it is over its bounds (a few per call: bounded work). */
   #demote(): void {
+    const budget = this.#budget;
+    budget.spins = SPIN_MAX;
     for (let n = 0; n < DEMOTE_MAX && (this.#protectedCount > this.#protectedMax || this.#protectedBytes > this.#protectedMaxB); n++) {
-      const j = this.#next[PROTECTED]!;
+      const j = this.#leaving(PROTECTED, budget);
       if (j === PROTECTED) break;
       this.#move(j, PROBATION);
       this.#protectedCount--;

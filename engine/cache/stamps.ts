@@ -56,6 +56,14 @@ export class StampTable {
   readonly #clock: number;
   /** Number of stamp words. */
   readonly words: number;
+  /**
+   * For an L1 hit's validity check only (Cache.getSync): the shared words, the epoch's index, and
+   * stamp word 0's index (a key's word is `stampBase + (hashLo & (words - 1))`). That check reads
+   * them with plain loads — Atomics.load is a builtin call here (~4.5 ns, not inlined by V8 11),
+   * which was a fifth of an L1 hit. README "Architecture" says why a plain load is enough there;
+   * everything that records a stamp or epoch (before reading L2 or Redis) uses the methods below.
+   */
+  readonly view: { readonly i32: Int32Array; readonly epochIndex: number; readonly stampBase: number };
 
   private constructor(rt: ThreadRuntime, offset: number, words: number) {
     this.#i32 = rt.i32;
@@ -65,6 +73,7 @@ export class StampTable {
     this.#epoch = (offset + EPOCH_AT) >>> 2;
     this.#mask = words - 1;
     this.words = words;
+    this.view = { i32: this.#i32, epochIndex: this.#epoch, stampBase: this.#base };
   }
 
   /**

@@ -56,6 +56,16 @@ describe('basic operations', () => {
     expect(() => fresh({ bogus: 1 } as never)).toThrow(/options.cache.bogus is not a cache option/);
   });
 
+  it('getSync after close() throws ERR_HOTPATH_CLOSED, even for a key L1 holds (the hit path checks it too)', async () => {
+    const c = fresh();
+    await c.set('held', 1);
+    expect(c.getSync('held')).toBe(1);
+    await c.close();
+    expect(() => c.getSync('held')).toThrow(expect.objectContaining({ code: 'ERR_HOTPATH_CLOSED' }));
+    expect(() => c.getSync('absent')).toThrow(expect.objectContaining({ code: 'ERR_HOTPATH_CLOSED' }));
+    expect(() => c.getSync('')).toThrow(TypeError);
+  });
+
   it('createEngine refuses bad cache options before starting anything', async () => {
     await expect(testEngine({ cache: { ttl: 0 } })).rejects.toThrow(/options.cache.ttl/);
   });

@@ -5,10 +5,13 @@
  * where it applies, so the differential test compares the optimised store (typed-array lists, its
  * own hash index, pointer walks) against the algorithm as written down:
  *
- * - get: every access (hit or miss) is one sketch increment; a hit in the window or protected
- *   moves to that area's MRU end; a hit in probation moves to protected (unless larger than
- *   protected's byte bound), and protected's LRU entries go back to probation's MRU end while it
- *   is over its bounds (at most 8 per call).
+ * - get: every access (hit or miss) is one sketch increment; a hit in the window moves to its MRU
+ *   end; a hit in protected marks the entry referenced (it does not move); a hit in probation moves to protected, unmarked (unless
+ *   larger than protected's byte bound), and protected's leaving entries (below) go back to
+ *   probation's MRU end while it is over its bounds (at most 8 per call).
+ * - the entry leaving protected: its LRU entry; while that one is marked and the call has moved
+ *   fewer than 8 marked entries round, it goes to protected's MRU end unmarked, and the next LRU
+ *   entry is looked at. Any move of an entry unmarks it.
  * - set of a new key: it enters the window's MRU end. Then, if anything is over its bound: window
  *   entries beyond its bounds move to probation's MRU end — the candidates; while the store is over
  *   a bound, the newest remaining candidate faces the victim, probation's LRU entry: the candidate
@@ -34,7 +37,7 @@ export interface ReferenceOptions {
 }
 
 export class TinyLfuReference {
-  readonly entries = new Map<string, { value: unknown; bytes: number; hash: number; area: Area }>();
+  readonly entries = new Map<string, { value: unknown; bytes: number; hash: number; area: Area; ref: boolean }>();
   readonly areas: Record<Area, string[]> = { window: [], probation: [], protected: [] };
   readonly sketch: SketchReference;
   evictions = 0;
@@ -103,7 +106,8 @@ export class TinyLfuReference {
         this.#toEnd(key, 'protected');
         this.#demote();
       }
-    } else this.#toEnd(key, e.area);
+    } else if (e.area === 'window') this.#toEnd(key, 'window');
+    else e.ref = true;
     return e.value;
   }
 
@@ -121,7 +125,7 @@ export class TinyLfuReference {
       if (grew && this.#over()) this.#evict();
       return this.entries.has(key);
     }
-    this.entries.set(key, { value, bytes, hash: hash | 0, area: 'window' });
+    this.entries.set(key, { value, bytes, hash: hash | 0, area: 'window', ref: false });
     this.areas.window.push(key);
     if (this.#over() || this.#count('window') > this.windowMax || this.#areaBytes('window') > this.#share(this.windowMax)) this.#evict();
     return this.entries.has(key);
@@ -165,6 +169,19 @@ export class TinyLfuReference {
     from.splice(from.indexOf(key), 1);
     this.areas[area].push(key);
     e.area = area;
+    e.ref = false;
+  }
+
+  /** The entry that leaves `area` (protected) when it is over: see the file comment. */
+  #leaving(area: Area, budget: { spins: number }): string | undefined {
+    for (;;) {
+      const lru = this.areas[area][0];
+      if (lru === undefined) return undefined;
+      const e = this.entries.get(lru)!;
+      if (!e.ref || budget.spins === 0) return lru;
+      budget.spins--;
+      this.#toEnd(lru, area);
+    }
   }
 
   #drop(key: string): void {
@@ -180,9 +197,10 @@ export class TinyLfuReference {
   }
 
   #demote(): void {
+    const budget = { spins: 8 };
     for (let n = 0; n < 8; n++) {
       if (!(this.#count('protected') > this.protectedMax || this.#areaBytes('protected') > this.#share(this.protectedMax))) break;
-      const lru = this.areas.protected[0];
+      const lru = this.#leaving('protected', budget);
       if (lru === undefined) break;
       this.#toEnd(lru, 'probation');
     }
