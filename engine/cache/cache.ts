@@ -806,12 +806,15 @@ export class Cache extends EventEmitter {
    *
    * The epoch and stamp words are read with plain loads, not Atomics.load (a builtin call, ~4.5 ns
    * each, which was a fifth of an L1 hit). Aligned Int32Array reads cannot tear (ECMA-262's memory
-   * model), so a plain load returns a value some thread wrote; the worst it can do is return the
-   * word as it was just before a concurrent bump, and then the entry answers as it would have a
-   * moment earlier — the value under the stamp it records, which is never older than that stamp
-   * (publish-then-bump, stamps.ts). A thread that learns of a write by any synchronising means
-   * (a message, an Atomics operation, an await) loads the bumped word after it. Recording a
-   * stamp or epoch before reading L2 or Redis keeps using the atomic methods.
+   * model), and this thread recorded the entry's stamp and epoch (under L2's lock, or atomically)
+   * before this read, so by coherence the plain load returns that word or a later one — at worst
+   * not yet a bump racing with it, and then the entry answers with the value under the stamp it
+   * records, as a read a moment earlier would have (publish-then-bump, stamps.ts). A write this
+   * thread learned of through an acquire — an Atomics operation, an Atomics.wait/waitAsync wake, a
+   * lock, or Node's MessagePort delivery (which takes a mutex; ECMA-262 itself does not order
+   * memory across postMessage) — is seen, as it was with Atomics.load. A worker spinning in an
+   * optimised getSync loop saw another thread's set within milliseconds (V8 does not hoist the
+   * load). Recording a stamp or epoch before reading L2 or Redis keeps using the atomic methods.
    */
   #l1Valid(l1: L1Store<unknown>, i: number, now: number, lane: number): boolean {
     const m = l1.meta;

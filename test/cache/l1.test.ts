@@ -188,51 +188,90 @@ describe('L1Store tinylfu', () => {
     expect(survivors(lfu)).toBeGreaterThanOrEqual(145);
   });
 
-  it('protected is second chance: a hit marks an entry, demotion passes marked entries over (at most 8 per call), unmarking them', () => {
-    // Fixed window of 1 and no climber: 9 main slots, protected holds 7 of them.
-    const s = new L1Store({ maxEntries: 10, module, tuning: { adaptive: false, window: 0.1 } });
-    const keys = Array.from({ length: 12 }, (_, i) => `k${i}`);
-    for (let round = 0; round < 3; round++) for (const k of keys) access(s, k);
-    const area = (k: string): string | undefined => s.areaOf(k);
-    const protectedKeys = (): string[] => [...s.keys()].filter((k) => area(k) === 'protected');
-    const prot = protectedKeys();
-    expect(prot.length).toBe(7);
-    const probation = [...s.keys()].filter((k) => area(k) === 'probation');
-    expect(probation.length).toBeGreaterThanOrEqual(2);
-    // Mark every protected entry but the second oldest, then promote a probation entry (it
-    // arrives unmarked, at the MRU end): the oldest goes round unmarked, the second is demoted.
-    const before = protectedKeys();
-    for (const k of before) if (k !== before[1]) s.get(k, hashOf(k));
-    expect(protectedKeys()).toEqual(before); // marking moves nothing
-    s.get(probation[0]!, hashOf(probation[0]!));
-    expect(area(probation[0]!)).toBe('protected');
-    expect(area(before[1]!)).toBe('probation');
-    expect(protectedKeys()).toEqual([...before.slice(2), probation[0]!, before[0]!]);
-    // Everything marked but the promoted one: the marked go round, unmarked, and the promoted
-    // entry, the first unmarked one, goes back to probation (it earns its mark with a hit in
-    // protected; marking it on arrival gave lower hit ratios in the simulator).
-    const now = protectedKeys();
-    for (const k of now) s.get(k, hashOf(k));
-    const next = [...s.keys()].filter((k) => area(k) === 'probation')[0]!;
-    s.get(next, hashOf(next));
-    expect(area(next)).toBe('probation');
-    expect(protectedKeys()).toEqual(now);
-  });
+  describe('second chance (hits mark, evictions move)', () => {
+    // Fixed window of 1 and no climber: 9 main slots, protected holds at most 7 of them.
+    const make = (): L1Store => new L1Store({ maxEntries: 10, module, tuning: { adaptive: false, window: 0.1 } });
+    const inArea = (s: L1Store, a: string): string[] => [...s.keys()].filter((k) => s.areaOf(k) === a);
+    const hit = (s: L1Store, k: string): void => void expect(s.get(k, hashOf(k))).toBeDefined();
+    let fresh = 0;
+    const push = (s: L1Store): void => void s.set(`new${fresh}`, hashOf(`new${fresh++}`), entry(fresh));
+    /** Fills protected: marks probation's oldest entry and sets a new key until protected holds 7. */
+    const filled = (): L1Store => {
+      const s = make();
+      for (let i = 0; i < 10; i++) s.set(`k${i}`, hashOf(`k${i}`), entry(i));
+      for (let n = 0; n < 50 && inArea(s, 'protected').length < 7; n++) {
+        hit(s, inArea(s, 'probation')[0]!);
+        push(s);
+      }
+      expect(inArea(s, 'protected').length).toBe(7);
+      return s;
+    };
 
-  it('protected second chance is bounded: past 8 marked entries the oldest is demoted, marked or not', () => {
-    const s = new L1Store({ maxEntries: 40, module, tuning: { adaptive: false, window: 0.025 } });
-    const keys = Array.from({ length: 60 }, (_, i) => `k${i}`);
-    for (let round = 0; round < 3; round++) for (const k of keys) access(s, k);
-    const area = (k: string): string | undefined => s.areaOf(k);
-    const protectedKeys = (): string[] => [...s.keys()].filter((k) => area(k) === 'protected');
-    const now = protectedKeys();
-    expect(now.length).toBeGreaterThan(9);
-    for (const k of now) s.get(k, hashOf(k));
-    const next = [...s.keys()].filter((k) => area(k) === 'probation')[0]!;
-    s.get(next, hashOf(next));
-    // 8 went round (unmarked), the 9th oldest was demoted although marked; the rest kept order.
-    expect(area(now[8]!)).toBe('probation');
-    expect(protectedKeys()).toEqual([...now.slice(9), next, ...now.slice(0, 8)]);
+    it('a probation hit marks the entry and moves nothing; the next eviction promotes it instead of weighing it as the victim', () => {
+      const s = make();
+      for (let i = 0; i < 10; i++) s.set(`k${i}`, hashOf(`k${i}`), entry(i));
+      const before = inArea(s, 'probation');
+      expect(before.length).toBe(9);
+      hit(s, before[0]!);
+      expect(inArea(s, 'probation')).toEqual(before);
+      push(s);
+      expect(s.areaOf(before[0]!)).toBe('protected');
+      expect(s.size).toBe(10);
+    });
+
+    it('a protected hit marks the entry and moves nothing; an overflow of protected sends its marked oldest round, unmarked, and demotes the first unmarked one', () => {
+      const s = filled();
+      const before = inArea(s, 'protected');
+      for (const k of before) if (k !== before[1]) hit(s, k);
+      expect(inArea(s, 'protected')).toEqual(before);
+      const promoted = inArea(s, 'probation')[0]!;
+      hit(s, promoted);
+      push(s); // promotes it: protected overflows by one
+      expect(s.areaOf(before[1]!)).toBe('probation');
+      expect(inArea(s, 'protected')).toEqual([...before.slice(2), promoted, before[0]!]);
+    });
+
+    it('a promoted entry arrives unmarked: with every other one marked, it is the one demoted', () => {
+      // maxEntries 6, window 1: 5 main slots, protected holds 4 (within one call's 4 passes).
+      const s = new L1Store({ maxEntries: 6, module, tuning: { adaptive: false, window: 1 / 6 } });
+      for (let i = 0; i < 6; i++) s.set(`k${i}`, hashOf(`k${i}`), entry(i));
+      for (let n = 0; n < 50 && inArea(s, 'protected').length < 4; n++) {
+        hit(s, inArea(s, 'probation')[0]!);
+        push(s);
+      }
+      const before = inArea(s, 'protected');
+      expect(before.length).toBe(4);
+      for (const k of before) hit(s, k);
+      const promoted = inArea(s, 'probation')[0]!;
+      hit(s, promoted);
+      push(s);
+      expect(s.areaOf(promoted)).toBe('probation');
+      expect(inArea(s, 'protected')).toEqual(before);
+    });
+
+    it('bounded: one overflow passes at most 4 marked entries, then demotes the oldest, marked or not', () => {
+      const s = filled();
+      const before = inArea(s, 'protected');
+      for (const k of before) hit(s, k);
+      const promoted = inArea(s, 'probation')[0]!;
+      hit(s, promoted);
+      push(s);
+      expect(s.areaOf(before[4]!)).toBe('probation');
+      expect(inArea(s, 'protected')).toEqual([...before.slice(5), promoted, ...before.slice(0, 4)]);
+    });
+
+    it('bounded: an eviction promotes at most 8 marked probation entries; the 9th marked one is weighed as an unmarked one would be', () => {
+      const s = new L1Store({ maxEntries: 40, module, tuning: { adaptive: false, window: 1 / 40 } });
+      for (let i = 0; i < 40; i++) s.set(`k${i}`, hashOf(`k${i}`), entry(i));
+      const probation = inArea(s, 'probation');
+      expect(probation.length).toBe(39);
+      for (const k of probation.slice(0, 12)) hit(s, k);
+      push(s);
+      expect(probation.slice(0, 8).map((k) => s.areaOf(k))).toEqual(Array(8).fill('protected'));
+      // The 9th faced the candidate (both seen once: the candidate lost) and stayed, unmoved.
+      expect(probation.slice(8, 12).map((k) => s.areaOf(k))).toEqual(Array(4).fill('probation'));
+      expect(inArea(s, 'probation')[0]).toBe(probation[8]);
+    });
   });
 
   it('a newcomer that loses admission at once makes set return false', () => {
@@ -318,6 +357,71 @@ describe('L1Store vs the plain-TS reference (differential)', () => {
         }
       }),
       { numRuns: 300 },
+    );
+  });
+
+  // Larger stores than above, keys ~3× their capacity, the climber on with short samples, the
+  // Cache's findHit/recordMiss path mixed in, and a comparison every 97 operations: protected
+  // overflows after the window grew only get reached at these sizes (a reviewer's fuzz found the
+  // reference demoting on an unbounded replace there).
+  it('agrees on larger stores, checked along the way (property)', () => {
+    const big = fc.record({
+      maxEntries: fc.integer({ min: 48, max: 300 }),
+      maxBytes: fc.option(fc.integer({ min: 400, max: 3000 }), { nil: undefined }),
+      adaptive: fc.boolean(),
+      seed: fc.integer(),
+      length: fc.integer({ min: 2000, max: 6000 }),
+    });
+    fc.assert(
+      fc.property(big, (c) => {
+        const tuning = { adaptive: c.adaptive, climber: { sample: 1 } };
+        const store = new L1Store({ maxEntries: c.maxEntries, module, tuning, ...(c.maxBytes !== undefined ? { maxBytes: c.maxBytes } : {}) });
+        const shape = sketchShape(c.maxEntries, SKETCH_DEFAULTS);
+        const ref = new TinyLfuReference({
+          maxEntries: c.maxEntries,
+          ...(c.maxBytes !== undefined ? { maxBytes: c.maxBytes } : {}),
+          sketch: { blocksLog2: shape.blocksLog2, samplePeriod: shape.samplePeriod, dkLog2: shape.dkLog2, conservative: SKETCH_DEFAULTS.conservative },
+          adaptive: c.adaptive,
+          climber: { sample: 1 },
+        });
+        const u = rng(c.seed);
+        const keys = 3 * c.maxEntries;
+        for (let i = 0; i < c.length; i++) {
+          // Phases: skewed (most accesses on a few keys, a uniform share so entries get hit in
+          // every area), then recency-biased (a sliding set), so the climber grows and shrinks
+          // the window and protected is left over its bound.
+          const id = Math.floor(i / (4 * c.maxEntries)) % 2 === 0
+            ? (u() < 0.7 ? Math.floor(keys * u() ** 3) : Math.floor(keys * u()))
+            : keys + Math.floor(i / 3) + Math.floor(u() * 20);
+          const k = `b${id}`;
+          const h = hashOf(k);
+          const r = u();
+          if (r < 0.55) {
+            const hit = store.get(k, h) !== undefined;
+            expect(hit).toBe(ref.get(k, h) !== undefined);
+            if (!hit) expect(store.set(k, h, entry(k, 1 + (id % 9)))).toBe(ref.set(k, h, k, 1 + (id % 9)));
+          } else if (r < 0.85) {
+            // The Cache's hit path: findHit, and recordMiss on a miss.
+            const slot = store.findHit(k);
+            if (slot === 0) store.recordMiss(h);
+            expect(slot !== 0).toBe(ref.get(k, h) !== undefined);
+          } else if (r < 0.97) {
+            // A replace (or insert) of a skewed-phase key, in any phase: the frequent keys sit in
+            // protected, and replacing them with other sizes is what moves its byte count.
+            const kk = `b${Math.floor(keys * u() ** 3)}`;
+            const bytes = 1 + Math.floor(u() * 20);
+            expect(store.set(kk, hashOf(kk), entry(kk, bytes))).toBe(ref.set(kk, hashOf(kk), kk, bytes));
+          } else {
+            expect(store.delete(k, h)).toBe(ref.delete(k));
+          }
+          if (i % 97 === 0) expect([...store.keys()]).toEqual(ref.keys());
+        }
+        expect([...store.keys()]).toEqual(ref.keys());
+        expect([store.size, store.bytes]).toEqual([ref.size, ref.bytes]);
+        expect(store.stats()).toEqual({ evictions: ref.evictions, rejected: ref.rejected });
+        expect([store.policy().windowMax, store.policy().protectedMax]).toEqual([ref.windowMax, ref.protectedMax]);
+      }),
+      { numRuns: 150 },
     );
   });
 

@@ -6,15 +6,18 @@
  * own hash index, pointer walks) against the algorithm as written down:
  *
  * - get: every access (hit or miss) is one sketch increment; a hit in the window moves to its MRU
- *   end; a hit in protected marks the entry referenced (it does not move); a hit in probation moves to protected, unmarked (unless
- *   larger than protected's byte bound), and protected's leaving entries (below) go back to
- *   probation's MRU end while it is over its bounds (at most 8 per call).
+ *   end; a hit in probation or protected marks the entry (it does not move).
+ * - promotion (of a marked probation entry, see set): to protected's MRU end, unmarked (unless
+ *   larger than protected's byte bound: then to probation's MRU end, unmarked); then protected's
+ *   leaving entries (below) go to probation's MRU end while it is over its bounds (at most 8 per call).
  * - the entry leaving protected: its LRU entry; while that one is marked and the call has moved
- *   fewer than 8 marked entries round, it goes to protected's MRU end unmarked, and the next LRU
+ *   fewer than 4 marked entries round, it goes to protected's MRU end unmarked, and the next LRU
  *   entry is looked at. Any move of an entry unmarks it.
  * - set of a new key: it enters the window's MRU end. Then, if anything is over its bound: window
  *   entries beyond its bounds move to probation's MRU end — the candidates; while the store is over
- *   a bound, the newest remaining candidate faces the victim, probation's LRU entry: the candidate
+ *   a bound: when the victim (probation's LRU entry) is marked and fewer than 8 entries were
+ *   promoted since the last eviction, it is promoted and the next victim looked at; otherwise the
+ *   newest remaining candidate faces the victim: the candidate
  *   wins only if more frequent (or, when its frequency is ≥ 6, with a 1/128 chance drawn from a
  *   xorshift32 seeded 0x2545f491); the loser is evicted. With no candidate left (or when the
  *   candidate is the victim itself) the victim is evicted alone; victims come from probation, then
@@ -100,13 +103,7 @@ export class TinyLfuReference {
       return undefined;
     }
     this.#hits++;
-    if (e.area === 'probation') {
-      if (e.bytes > this.#share(this.protectedMax)) this.#toEnd(key, 'probation');
-      else {
-        this.#toEnd(key, 'protected');
-        this.#demote();
-      }
-    } else if (e.area === 'window') this.#toEnd(key, 'window');
+    if (e.area === 'window') this.#toEnd(key, 'window');
     else e.ref = true;
     return e.value;
   }
@@ -121,7 +118,8 @@ export class TinyLfuReference {
       const grew = bytes > e.bytes;
       e.value = value;
       e.bytes = bytes;
-      if (grew && e.area === 'protected') this.#demote();
+      // Areas count bytes only under a byte bound: without one a larger value changes no area.
+      if (grew && e.area === 'protected' && this.#maxBytes !== Infinity) this.#demote();
       if (grew && this.#over()) this.#evict();
       return this.entries.has(key);
     }
@@ -197,7 +195,7 @@ export class TinyLfuReference {
   }
 
   #demote(): void {
-    const budget = { spins: 8 };
+    const budget = { spins: 4 };
     for (let n = 0; n < 8; n++) {
       if (!(this.#count('protected') > this.protectedMax || this.#areaBytes('protected') > this.#share(this.protectedMax))) break;
       const lru = this.#leaving('protected', budget);
@@ -222,9 +220,21 @@ export class TinyLfuReference {
     // Newest first; a candidate is gone once evicted (as a loser or as a victim).
     const pending = candidates.reverse();
     const victim = (): string | undefined => this.areas.probation[0] ?? this.areas.protected[0] ?? this.areas.window[0];
+    let promotions = 8;
     while (this.#over()) {
       const v = victim();
       if (v === undefined) break;
+      const ve = this.entries.get(v)!;
+      if (ve.area === 'probation' && ve.ref && promotions > 0) {
+        promotions--;
+        if (ve.bytes > this.#share(this.protectedMax)) this.#toEnd(v, 'probation');
+        else {
+          this.#toEnd(v, 'protected');
+          this.#demote();
+        }
+        continue;
+      }
+      promotions = 8; // an entry is evicted below
       while (pending.length > 0 && !this.entries.has(pending[0]!)) pending.shift();
       const c = pending[0];
       if (c === undefined || c === v) {
