@@ -46,8 +46,10 @@
  * An SLRU moves an entry on every main-area hit: two neighbours' links rewritten (on a large
  * cache, two cache misses per hit), and a probation hit also demotes. Measured against the
  * SLRU version with the simulator's traces: hit ratios within 0.05 points on every trace but the
- * re-ranked Zipf (35.9 → 35.4%); the store's `get` went from 0.55× to 0.9× lru-cache's at 10k
- * entries (uniform random hits) and from 0.5–0.6× to 1.0× at 1M.
+ * re-ranked Zipf (35.90 → 35.52% at C=1000; the shifting traces lose a little more at smaller
+ * capacities, e.g. 28.10 → 27.48% at C=200, all still above LRU); the store's `get` against
+ * lru-cache's, uniform random hits (bench/cache-l1.bench.ts, the runs recorded in aa93341 and
+ * 4c29905, the VM at different speeds): 10k 0.70× → 0.89×, 100k 0.48× → 1.06×, 1M 0.93× → 1.04×.
  * The window stays an exact LRU: under second chance a window entry hit once would push a
  * newcomer out before it was ever seen again (the window exists to give newcomers that time), and
  * on recency-biased traces, where the climber makes the window nearly the whole cache, CLOCK fell
@@ -126,13 +128,13 @@ const REF = 4;
 /** An entry's area in `#queue`, without REF. */
 const AREA = 3;
 /**
- * Most referenced entries one overflow moves round to the MRU end before the oldest leaves
- * regardless. Each is a list move, and on a uniform workload nearly every protected entry is
- * marked, so this is what a probation hit costs: 0 (FIFO) measured 0.72x lru-cache's get at 10k
- * but 47.12% on Zipf 0.99 / C=500; 4 and 8 gave the same hit ratios (47.23-47.24%, every trace
- * within 0.03 points), 4 with half the worst case.
+ * Most marked entries one overflow of protected moves round to the MRU end before the oldest
+ * leaves regardless: bounded work per call. Protected overflows only when an eviction promotes,
+ * so this is off the hit path. With promotion at eviction, 8 gave the best hit ratios of 4 and 8
+ * (47.27 vs 47.24% on Zipf 0.99 / C=500, 35.52 vs 35.36% on the re-ranked Zipf; the others within
+ * 0.03 points) at no measurable cost.
  */
-const SPIN_MAX = 4;
+const SPIN_MAX = 8;
 /**
  * Most marked probation entries promoted per entry evicted (a marked victim past that faces the
  * candidate, or goes, as an unmarked one would): bounded work per eviction.
@@ -165,7 +167,8 @@ export class L1Store<E = L1Entry> {
   /**
    * Called for each entry removed to make room (capacity evictions, including a candidate that
    * lost admission — possibly the entry `set` just inserted). Not for delete/clear/replace.
-   * It must not modify this store.
+   * It must not call this store at all — not even get/find/findHit, which mark an entry and
+   * could move an eviction's candidate under it.
    */
   onEvict?: (key: string, entry: E) => void;
 
@@ -728,8 +731,9 @@ export class L1Store<E = L1Entry> {
     }
     this.#move(i, PROTECTED);
     // Unmarked: it earns its second chance with a hit in protected. (Marked on arrival, the hit
-    // ratios of every simulator trace came out lower: 47.19 vs 47.24 % on Zipf 0.99 / C=500,
-    // 34.98 vs 35.40 % on the re-ranked Zipf.)
+    // ratios of the simulator's Zipf traces came out lower, with promotion on the hit and with
+    // promotion at eviction alike: 47.21 vs 47.24 % on Zipf 0.99 / C=500, 35.26 vs 35.36 % on the
+    // re-ranked Zipf, measured with SPIN_MAX 4.)
     this.#protectedCount++;
     this.#protectedBytes += w;
     this.#demote();

@@ -195,15 +195,19 @@ describe('L1Store tinylfu', () => {
     const hit = (s: L1Store, k: string): void => void expect(s.get(k, hashOf(k))).toBeDefined();
     let fresh = 0;
     const push = (s: L1Store): void => void s.set(`new${fresh}`, hashOf(`new${fresh++}`), entry(fresh));
-    /** Fills protected: marks probation's oldest entry and sets a new key until protected holds 7. */
-    const filled = (): L1Store => {
-      const s = make();
-      for (let i = 0; i < 10; i++) s.set(`k${i}`, hashOf(`k${i}`), entry(i));
-      for (let n = 0; n < 50 && inArea(s, 'protected').length < 7; n++) {
+    /**
+     * A store of `max` entries (window 1, no climber) whose protected area is full: marks
+     * probation's oldest entry and sets a new key until protected holds floor(0.8 × (max - 1)).
+     */
+    const filled = (max = 10): L1Store => {
+      const s = new L1Store({ maxEntries: max, module, tuning: { adaptive: false, window: 1 / max } });
+      for (let i = 0; i < max; i++) s.set(`k${i}`, hashOf(`k${i}`), entry(i));
+      const full = Math.floor(0.8 * (max - 1));
+      for (let n = 0; n < 5 * max && inArea(s, 'protected').length < full; n++) {
         hit(s, inArea(s, 'probation')[0]!);
         push(s);
       }
-      expect(inArea(s, 'protected').length).toBe(7);
+      expect(inArea(s, 'protected').length).toBe(full);
       return s;
     };
 
@@ -232,7 +236,7 @@ describe('L1Store tinylfu', () => {
     });
 
     it('a promoted entry arrives unmarked: with every other one marked, it is the one demoted', () => {
-      // maxEntries 6, window 1: 5 main slots, protected holds 4 (within one call's 4 passes).
+      // maxEntries 6, window 1: 5 main slots, protected holds 4 (within one call's 8 passes).
       const s = new L1Store({ maxEntries: 6, module, tuning: { adaptive: false, window: 1 / 6 } });
       for (let i = 0; i < 6; i++) s.set(`k${i}`, hashOf(`k${i}`), entry(i));
       for (let n = 0; n < 50 && inArea(s, 'protected').length < 4; n++) {
@@ -249,15 +253,15 @@ describe('L1Store tinylfu', () => {
       expect(inArea(s, 'protected')).toEqual(before);
     });
 
-    it('bounded: one overflow passes at most 4 marked entries, then demotes the oldest, marked or not', () => {
-      const s = filled();
+    it('bounded: one overflow passes at most 8 marked entries, then demotes the oldest, marked or not', () => {
+      const s = filled(20); // protected holds 15
       const before = inArea(s, 'protected');
       for (const k of before) hit(s, k);
       const promoted = inArea(s, 'probation')[0]!;
       hit(s, promoted);
       push(s);
-      expect(s.areaOf(before[4]!)).toBe('probation');
-      expect(inArea(s, 'protected')).toEqual([...before.slice(5), promoted, ...before.slice(0, 4)]);
+      expect(s.areaOf(before[8]!)).toBe('probation');
+      expect(inArea(s, 'protected')).toEqual([...before.slice(9), promoted, ...before.slice(0, 8)]);
     });
 
     it('bounded: an eviction promotes at most 8 marked probation entries; the 9th marked one is weighed as an unmarked one would be', () => {
@@ -409,7 +413,9 @@ describe('L1Store vs the plain-TS reference (differential)', () => {
             // A replace (or insert) of a skewed-phase key, in any phase: the frequent keys sit in
             // protected, and replacing them with other sizes is what moves its byte count.
             const kk = `b${Math.floor(keys * u() ** 3)}`;
-            const bytes = 1 + Math.floor(u() * 20);
+            // Now and then, under a byte bound, an entry too large for protected (over 80% of
+            // maxBytes): a marked one stays in probation when promoted.
+            const bytes = c.maxBytes !== undefined && u() < 0.05 ? Math.floor(c.maxBytes * (0.8 + 0.2 * u())) : 1 + Math.floor(u() * 20);
             expect(store.set(kk, hashOf(kk), entry(kk, bytes))).toBe(ref.set(kk, hashOf(kk), kk, bytes));
           } else {
             expect(store.delete(k, h)).toBe(ref.delete(k));

@@ -11,7 +11,7 @@
  *   larger than protected's byte bound: then to probation's MRU end, unmarked); then protected's
  *   leaving entries (below) go to probation's MRU end while it is over its bounds (at most 8 per call).
  * - the entry leaving protected: its LRU entry; while that one is marked and the call has moved
- *   fewer than 4 marked entries round, it goes to protected's MRU end unmarked, and the next LRU
+ *   fewer than 8 marked entries round, it goes to protected's MRU end unmarked, and the next LRU
  *   entry is looked at. Any move of an entry unmarks it.
  * - set of a new key: it enters the window's MRU end. Then, if anything is over its bound: window
  *   entries beyond its bounds move to probation's MRU end — the candidates; while the store is over
@@ -22,7 +22,9 @@
  *   xorshift32 seeded 0x2545f491); the loser is evicted. With no candidate left (or when the
  *   candidate is the victim itself) the victim is evicted alone; victims come from probation, then
  *   protected, then the window. Then the hill climber runs.
- * - set of a held key: value and size replaced in place; evict if it grew and the store is over.
+ * - set of a held key: value and size replaced in place; if it grew: under a byte bound, a
+ *   protected entry demotes as above (areas count bytes only under one); then evict if the store
+ *   is over.
  * - lru: one list; evict its LRU entry while over.
  */
 import { SketchReference } from './sketch-reference.js';
@@ -195,7 +197,7 @@ export class TinyLfuReference {
   }
 
   #demote(): void {
-    const budget = { spins: 4 };
+    const budget = { spins: 8 };
     for (let n = 0; n < 8; n++) {
       if (!(this.#count('protected') > this.protectedMax || this.#areaBytes('protected') > this.#share(this.protectedMax))) break;
       const lru = this.#leaving('protected', budget);
