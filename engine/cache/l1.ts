@@ -47,9 +47,10 @@
  * cache, two cache misses per hit), and a probation hit also demotes. Measured against the
  * SLRU version with the simulator's traces: hit ratios within 0.05 points on every trace but the
  * re-ranked Zipf (35.90 → 35.52% at C=1000; such shifting traces lose a little more at smaller
- * capacities: 28.10 → 27.67% at C=200, 34.00 → 33.15% at C=500, all well above LRU); the store's `get` against
- * lru-cache's, uniform random hits (bench/cache-l1.bench.ts, the runs recorded in aa93341 and
- * 4c29905, the VM at different speeds): 10k 0.70× → 0.89×, 100k 0.48× → 1.06×, 1M 0.93× → 1.04×.
+ * capacities: 28.10 → 27.67% at C=200, 34.00 → 33.15% at C=500, all well above LRU); the store's
+ * `get` against lru-cache's, uniform random hits (bench/cache-l1.bench.ts, the runs recorded in
+ * aa93341 and 27513cb, the VM at different speeds): 10k 0.70× → 0.92×, 100k 0.48× → 1.08×,
+ * 1M 0.93× → 1.02×.
  * The window stays an exact LRU: under second chance a window entry hit once would push a
  * newcomer out before it was ever seen again (the window exists to give newcomers that time), and
  * on recency-biased traces, where the climber makes the window nearly the whole cache, CLOCK fell
