@@ -407,17 +407,13 @@ export class Cache extends EventEmitter {
     const l1 = this.#l1;
     if (l1 !== undefined && !this.#closed) {
       // The hot path: a Map lookup (V8 keeps the key string's hash), typed-array reads, the
-      // value — no hashing in JS, no per-entry object, no call that V8 does not inline. The key
-      // is checked on the miss path only: an invalid key (not a string, empty, too long) is never
-      // in the index. The epoch and stamp words are read with plain loads (#l1Valid says why).
+      // value — no hashing in JS, no per-entry object. The key is checked on the miss path only:
+      // an invalid key (not a string, empty, too long) is never in the index. The epoch and stamp
+      // words are read with plain loads (#l1Valid says why).
       const i = l1.findHit(key);
       if (i !== 0) {
         const now = this.#now();
-        const m = l1.meta;
-        const b = i * LANES;
-        const w = this.#words;
-        if (now <= m[b + M_EXPIRES]! && m[b + M_EPOCH] === w[this.#epochIndex] &&
-          (this.#l2 === undefined || m[b + M_STAMP] === w[this.#stampBase + (l1.hashAt(i) & this.#stampMask)])) {
+        if (this.#l1Valid(l1, i, now, M_EXPIRES)) {
           this.#s.l1Hits++;
           return l1.valueAt(i);
         }

@@ -240,8 +240,6 @@ export class L1Store<E = L1Entry> {
   #shrinkWait = 1;
   readonly #climber: typeof CLIMBER;
   #seed = 0x2545f491;
-  /** Second-chance moves left in the current overflow (#leaving). */
-  readonly #budget = { spins: 0 };
 
   /**
    * @throws TypeError / RangeError naming `options.l1.<field>` for a bad maxEntries, maxBytes or
@@ -385,10 +383,7 @@ export class L1Store<E = L1Entry> {
     if (this.#lfu) {
       this.#reads[this.#readCount] = this.#hash[i]!;
       if (++this.#readCount === READ_BUFFER) this.#drainReads();
-      // #touch, inlined by hand (V8's inlining budget is what an L1 hit is made of).
-      const q = this.#queue[i]!;
-      if (q === PROTECTED || q === PROBATION) this.#queue[i] = q | REF;
-      else if (q === WINDOW) this.#toTail(i, WINDOW);
+      this.#touch(i);
     } else {
       this.#toTail(i, WINDOW);
     }
@@ -702,23 +697,6 @@ export class L1Store<E = L1Entry> {
   }
 
   /**
-   * The entry that leaves list q (protected) when it overflows: its oldest entry that
-   * was not referenced since it last passed the end; referenced ones on the way go round to the
-   * MRU end, unmarked. After `spins` of those (SPIN_MAX per call, shared through `budget`), the
-   * oldest, whatever its mark. q when the list is empty.
-   */
-  #leaving(q: number, budget: { spins: number }): number {
-    const queue = this.#queue;
-    for (;;) {
-      const j = this.#next[q]!;
-      if (j === q || queue[j] === q || budget.spins === 0) return j;
-      budget.spins--;
-      queue[j] = q;
-      this.#toTail(j, q);
-    }
-  }
-
-  /**
    * A marked probation entry at the victim's place: to protected's MRU end, unmarked (or, larger
    * than protected's byte bound, to probation's MRU end, unmarked); protected's leaving entries go
    * back to probation when it is over.
@@ -740,12 +718,23 @@ export class L1Store<E = L1Entry> {
     this.#demote();
   }
 
-  /** Demotes protected's LRU entries to probation while it is over its bounds (a few per call: bounded work). */
+  /**
+   * Demotes protected's entries to probation while it is over its bounds, at most DEMOTE_MAX per
+   * call. The one demoted is the oldest not marked since it last moved; marked ones on the way go
+   * round to the MRU end, unmarked — SPIN_MAX of them per call, after which the oldest goes
+   * whatever its mark. Bounded work per call.
+   */
   #demote(): void {
-    const budget = this.#budget;
-    budget.spins = SPIN_MAX;
+    const queue = this.#queue;
+    let spins = SPIN_MAX;
     for (let n = 0; n < DEMOTE_MAX && (this.#protectedCount > this.#protectedMax || this.#protectedBytes > this.#protectedMaxB); n++) {
-      const j = this.#leaving(PROTECTED, budget);
+      let j = this.#next[PROTECTED]!;
+      while (j !== PROTECTED && queue[j] !== PROTECTED && spins > 0) {
+        spins--;
+        queue[j] = PROTECTED;
+        this.#toTail(j, PROTECTED);
+        j = this.#next[PROTECTED]!;
+      }
       if (j === PROTECTED) break;
       this.#move(j, PROBATION);
       this.#protectedCount--;

@@ -69,8 +69,8 @@ return out`;
  * string.format and find/sub/tonumber (84–98 vs 124 µs, INFO commandstats). Text states (an older
  * hotpath's "t d e" or "t d": they start with a digit, never byte 1) are read as before; anything
  * else unreadable counts as no state. An older hotpath reading a packed state fails (its parser
- * takes a number from the text before the first space: none) and decides by its insurance policy. The batch's MGET and one SET per key (a hash
- * took HMGET, HSET and PEXPIRE: ~20 % more server time).
+ * takes a number from the text before the first space: none) and decides by its insurance policy.
+ * The batch's MGET and one SET per key (a hash took HMGET, HSET and PEXPIRE: ~20 % more server time).
  *
  * Expiry: a key must outlive its bucket's refill (`full` ms from now). Setting a TTL costs Redis as
  * much again as the SET without one, so a write gives the key its refill plus a margin — the refill
