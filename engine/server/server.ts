@@ -84,6 +84,9 @@ export const MAX_LIMITER_SHAPES = 16;
 
 const TASK = 'hotpath:serve:process';
 const JSON_TYPE = 'application/json; charset=utf-8';
+/** GET /health's answer, built once: a liveness probe costs about what a hello-world does. */
+const HEALTH_BODY = '{"status":"ok"}';
+const HEALTH_HEADERS: readonly string[] = ['Content-Type', JSON_TYPE, 'Content-Length', String(Buffer.byteLength(HEALTH_BODY))];
 
 class HttpError extends Error {
   constructor(readonly status: number, message: string) {
@@ -149,9 +152,9 @@ function readBody(req: IncomingMessage, limit: number, done: (body: Buffer) => v
   });
 }
 
-/** Milliseconds since `t0` with two decimals (as toFixed(2), at a third of its cost: this is per request). */
-function ms(t0: number): string {
-  const h = Math.round((performance.now() - t0) * 100);
+/** A duration in ms with two decimals (as toFixed(2), at a third of its cost: this is per request). */
+function dur(ms: number): string {
+  const h = Math.round(ms * 100);
   const whole = Math.floor(h / 100);
   const frac = h - whole * 100;
   return `${whole}${frac < 10 ? '.0' : '.'}${frac}`;
@@ -257,8 +260,7 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
    * shared memory, the body by its events, the cache's getSync, one writeHead — the cost of
    * each shows in bench/service.bench.ts against a bare node:http server.
    */
-  function processRoute(req: IncomingMessage, res: ServerResponse): void | Promise<void> {
-    const t0 = performance.now();
+  function processRoute(req: IncomingMessage, res: ServerResponse, t0: number): void | Promise<void> {
     const go = limited(req, res);
     if (go === false) return; // 429 answered
     if (Array.isArray(go)) {
@@ -271,10 +273,10 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
   }
 
   function readProcessBody(req: IncomingMessage, res: ServerResponse, t0: number, headers: string[]): void {
-    const tLimit = ms(t0);
+    const limitMs = performance.now() - t0;
     readBody(req, cfg.bodyLimit, (body) => {
       try {
-        const p = answerProcess(res, t0, tLimit, headers, body);
+        const p = answerProcess(res, t0, limitMs, headers, body);
         if (p !== undefined) p.catch((err: unknown) => failed(req, res, err));
       } catch (err) {
         failed(req, res, err);
@@ -282,7 +284,8 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     }, (err) => failed(req, res, err));
   }
 
-  function answerProcess(res: ServerResponse, t0: number, tLimit: string, headers: string[], body: Buffer): void | Promise<void> {
+  /** `t0`: when the request's handler started (Server-Timing's total); `limitMs`: the limit decision's time. */
+  function answerProcess(res: ServerResponse, t0: number, limitMs: number, headers: string[], body: Buffer): void | Promise<void> {
     const key = `process:${hash('sha256', body, 'base64url')}`;
     const t1 = performance.now();
     // The cache holds the response body itself (JSON text): a hit sends it as it is. L1/L2 first,
@@ -290,26 +293,27 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     const found = cache.getSync(key);
     // Anything else under a process: key (an admin warm, say) is not a response: a miss.
     if (typeof found === 'string') {
-      sendProcess(res, headers, found, true, `limit;dur=${tLimit}, cache;dur=${ms(t1)}, work;dur=0.00, total;dur=${ms(t0)}`);
+      const t2 = performance.now();
+      sendProcess(res, headers, found, true, `limit;dur=${dur(limitMs)}, cache;dur=${dur(t2 - t1)}, work;dur=0.00, total;dur=${dur(t2 - t0)}`);
       return;
     }
-    return missProcess(res, t0, t1, tLimit, headers, body, key);
+    return missProcess(res, t0, t1, limitMs, headers, body, key);
   }
 
-  async function missProcess(res: ServerResponse, t0: number, t1: number, tLimit: string, headers: string[], body: Buffer, key: string): Promise<void> {
+  async function missProcess(res: ServerResponse, t0: number, t1: number, limitMs: number, headers: string[], body: Buffer, key: string): Promise<void> {
     const remote = engine.redis !== undefined ? await cache.get(key) : undefined;
     let text = typeof remote === 'string' ? remote : undefined;
-    const tCache = ms(t1);
+    const tCache = dur(performance.now() - t1);
     let tWork = '0.00';
     const hit = text !== undefined;
     if (text === undefined) {
       const t2 = performance.now();
       const result = (await engine.run(TASK, body)) as ProcessResult;
-      tWork = ms(t2);
+      tWork = dur(performance.now() - t2);
       text = JSON.stringify({ ...result, key: key.slice('process:'.length) });
       await cache.set(key, text); // cached before the response is sent
     }
-    sendProcess(res, headers, text, hit, `limit;dur=${tLimit}, cache;dur=${tCache}, work;dur=${tWork}, total;dur=${ms(t0)}`);
+    sendProcess(res, headers, text, hit, `limit;dur=${dur(limitMs)}, cache;dur=${tCache}, work;dur=${tWork}, total;dur=${dur(performance.now() - t0)}`);
   }
 
   function sendProcess(res: ServerResponse, headers: string[], text: string, hit: boolean, timing: string): void {
@@ -443,8 +447,11 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     await p.handle(req, res, clientAddress(req, trusted), trusted.has(plainAddress(req.socket.remoteAddress ?? '')));
   }
 
-  /** Answers the request; a promise when the answer is asynchronous (errors: thrown or rejected). */
-  function route(req: IncomingMessage, res: ServerResponse): void | Promise<void> {
+  /**
+   * Answers the request (`t0`: when its handler started); a promise when the answer is
+   * asynchronous (errors: thrown or rejected).
+   */
+  function route(req: IncomingMessage, res: ServerResponse, t0: number): void | Promise<void> {
     const raw = req.url ?? '/';
     const q = raw.indexOf('?');
     const path = q < 0 ? raw : raw.slice(0, q); // a URL object only for the admin routes
@@ -455,9 +462,13 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     }
     if (path === '/process') {
       if (method !== 'POST') throw new HttpError(405, 'use POST /process');
-      return processRoute(req, res);
+      return processRoute(req, res, t0);
     }
-    if (path === '/health') return send(res, 200, { status: 'ok' });
+    if (path === '/health') {
+      res.writeHead(200, HEALTH_HEADERS as string[]);
+      res.end(HEALTH_BODY);
+      return;
+    }
     if (path === '/ready') {
       const redis = engine.redis === undefined ? 'none' : engine.redis.available ? 'up' : 'down';
       // Proxy mode: ready while at least one upstream may take requests.
@@ -522,7 +533,7 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     });
     let answer: void | Promise<void>;
     try {
-      answer = route(req, res);
+      answer = route(req, res, t0);
     } catch (err) {
       failed(req, res, err);
       return;

@@ -136,7 +136,10 @@ describe('the service', () => {
 
   it('health, readiness, metrics; 404 and 405; a body over the limit is refused with 413', async () => {
     const s = await start({ bodyLimit: 1000 });
-    expect(await (await fetch(`${s.url}/health`)).json()).toEqual({ status: 'ok' });
+    const health = await fetch(`${s.url}/health`); // a prebuilt answer: headers and body as send() writes them
+    expect(health.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    expect(health.headers.get('content-length')).toBe('15');
+    expect(await health.json()).toEqual({ status: 'ok' });
     expect(await (await fetch(`${s.url}/ready`)).json()).toMatchObject({ ready: true, redis: 'none', closing: false });
     await (await fetch(`${s.url}/process`, { method: 'POST', body: 'warm' })).arrayBuffer();
     const metrics = await fetch(`${s.url}/metrics`);
