@@ -35,9 +35,6 @@ export const FORMAT_SHARED = 3;
 /** The format byte the codec writes for a value without Maps (kept for callers that check it). */
 export const CODEC_VERSION = FORMAT_PLAIN;
 
-/** decode reads through a cached view of buffers up to this size (the view keeps the last one alive). */
-const VIEW_MAX_BYTES = 64 * 1024;
-
 /** Default largest encoded value: 16 MiB. */
 export const DEFAULT_MAX_VALUE_BYTES = 16 * 1024 * 1024;
 
@@ -61,10 +58,6 @@ export class ValueCodec {
   readonly #records = new Packr({ ...COMMON, structuredClone: true, useRecords: true, maxSharedStructures: 0, mapsAsObjects: false });
   readonly #shared: Packr | undefined;
   readonly #walk = newWalkState();
-  /** decode's view of a whole small ArrayBuffer (see decode); undefined until the first. */
-  #view: Buffer | undefined;
-  /** unpack's options, one object reused (msgpackr reads start and end at the call's beginning). */
-  readonly #range = { start: 0, end: 0 };
 
   /** @throws RangeError for a bad `maxBytes`. */
   constructor(options: CodecOptions = {}) {
@@ -187,26 +180,9 @@ export class ValueCodec {
           : `unknown codec format ${format} (this build reads ${FORMAT_PLAIN}, ${FORMAT_RECORDS} and ${FORMAT_SHARED})`,
       );
     }
-    // msgpackr keeps a DataView per source object, made on its first read: a fresh Buffer (each
-    // encode's output, each reply) paid for one, a fifth of a small value's round trip. Values
-    // in one small ArrayBuffer (msgpackr's output slab, Node's pool) are read through one
-    // long-lived view of it instead, from start to end; the same checks apply (a read must end
-    // exactly at `end`), and decoded Buffers alias the same memory as they would have.
-    const ab = bytes.buffer;
-    let source: Uint8Array = bytes;
-    let start = 1;
-    if (ab.byteLength <= VIEW_MAX_BYTES) {
-      let view = this.#view;
-      if (view === undefined || view.buffer !== ab) view = this.#view = Buffer.from(ab, 0, ab.byteLength);
-      source = view;
-      start = bytes.byteOffset + 1;
-    }
-    const range = this.#range;
-    range.start = start;
-    range.end = start - 1 + bytes.length;
     let value: unknown;
     try {
-      value = packr.unpack(source, range as never);
+      value = packr.unpack(bytes, { start: 1 } as never);
     } catch (err) {
       throw new CorruptValueError(`corrupt encoded value: ${(err as Error).message}`, err);
     }
