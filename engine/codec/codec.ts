@@ -35,6 +35,8 @@ export const FORMAT_SHARED = 3;
 /** The format byte the codec writes for a value without Maps (kept for callers that check it). */
 export const CODEC_VERSION = FORMAT_PLAIN;
 
+const fillU8 = Uint8Array.prototype.fill;
+
 /** Default largest encoded value: 16 MiB. */
 export const DEFAULT_MAX_VALUE_BYTES = 16 * 1024 * 1024;
 
@@ -143,6 +145,12 @@ export class ValueCodec {
   /**
    * Decodes the value in `bytes[0 .. end)` — a buffer the caller reuses (see SharedStore.get's
    * scratch): binary fields are copied out (msgpackr's copyBuffers), so nothing decoded aliases it.
+   *
+   * Afterwards `bytes[0 .. end)` is zeroed, and the caller allocates the buffer zeroed: past the
+   * next value's end it then holds zeros, never an earlier value. msgpackr bounds reads by one
+   * check of the final position, which its bundled-strings extension (always registered, never
+   * written here) defeats: a crafted value — from Redis, say, copied into L2 after it decoded
+   * from its own bytes — could otherwise read another key's value out of the stale tail.
    * @throws CorruptValueError as `decode`.
    */
   decodeCopying(bytes: Uint8Array, end: number): unknown {
@@ -160,6 +168,7 @@ export class ValueCodec {
       throw new CorruptValueError(`corrupt encoded value: ${(err as Error).message}`, err);
     } finally {
       p.copyBuffers = before;
+      fillU8.call(bytes, 0, 0, end); // (Buffer's own fill checks its arguments first: slower)
     }
   }
 

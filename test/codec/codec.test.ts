@@ -113,6 +113,50 @@ describe.each([
     );
   });
 
+  // msgpackr bounds reads by one check of the final position, and its bundled-strings extension
+  // (0x62, always registered; this codec never writes it) moves the position after its read —
+  // forward, or back with a negative size. Values share ArrayBuffers with other data (one
+  // ioredis reply chunk holds every value of an MGET; Node's pool; msgpackr's output slab): a
+  // decode must read the value's own bytes only (a faster decode through a view of the whole
+  // slab leaked both ways, found in review).
+  it('never returns bytes lying past the end of the input in the same ArrayBuffer', () => {
+    const slab = Buffer.alloc(256);
+    // format | fixext4 0x62 size 6 | bin8 of 40 bytes | the bundle: "" ""
+    const crafted = [FORMAT_PLAIN, 0xd6, 0x62, 0, 0, 0, 6, 0xc4, 40, 0xa0, 0xa0];
+    slab.set(crafted, 0);
+    slab.write('SECRET-neighbour-value-0123456789abcdef', crafted.length, 'latin1');
+    let out: unknown;
+    try {
+      out = codec.decode(slab.subarray(0, crafted.length));
+    } catch (err) {
+      expect((err as { code?: string }).code).toBe(ErrorCodes.CORRUPT_VALUE);
+      return;
+    }
+    expect(Buffer.from(out as Uint8Array).toString('latin1')).not.toContain('SECRET');
+  });
+
+  it('never returns bytes lying before the start of the input in the same ArrayBuffer', () => {
+    const slab = Buffer.alloc(256);
+    const victim = selfContained.encode({ token: 'secret-session-abc' });
+    slab.set(victim, 0);
+    const strAt = victim.indexOf(0xb2); // the fixstr header of the 18-character secret
+    const o = victim.length; // the crafted value starts right after it
+    // format | fixarray 2 | fixext4 0x62 with a negative size landing on the secret's header |
+    // 0xc1 -18 (18 characters of bundle string 0) | fixext4 0x62 size 5 | nil | bundle "" ""
+    const size = ((strAt - (o + 8)) + 4 + 2 ** 32) >>> 0;
+    const crafted = [FORMAT_PLAIN, 0x92, 0xd6, 0x62, size >>> 24, (size >>> 16) & 255, (size >>> 8) & 255, size & 255, 0xc1, 0xee,
+      0xd6, 0x62, 0, 0, 0, 5, 0xc0, 0xa0, 0xa0];
+    slab.set(crafted, o);
+    let out: unknown;
+    try {
+      out = codec.decode(slab.subarray(o, o + crafted.length));
+    } catch (err) {
+      expect((err as { code?: string }).code).toBe(ErrorCodes.CORRUPT_VALUE);
+      return;
+    }
+    expect(JSON.stringify(out)).not.toContain('secret-session');
+  });
+
   it('survives random garbage (typed error or a value, never a throw of another kind)', () => {
     fc.assert(
       fc.property(fc.uint8Array({ minLength: 1, maxLength: 64 }), (b) => {
@@ -168,5 +212,27 @@ describe('decodeCopying (a reused buffer)', () => {
     expect([...v.blob]).toEqual(Array(8).fill(1));
     expect([...v.u]).toEqual([1, 2, 3]);
     expect(() => c.decodeCopying(scratch, 0)).toThrow(expect.objectContaining({ code: 'ERR_HOTPATH_CORRUPT_VALUE' }));
+  });
+
+  it('leaves zeros behind, so a crafted value that reads past its end finds no earlier value', () => {
+    // The crafted value decodes from its own bytes (msgpackr clamps the bin), so it can reach L2
+    // from Redis; its bundled-strings extension then hides a read running past `end`.
+    const c = new ValueCodec();
+    const crafted = Buffer.from([FORMAT_PLAIN, 0xd6, 0x62, 0, 0, 0, 6, 0xc4, 40, 0xa0, 0xa0]);
+    expect(c.decode(crafted)).toBeInstanceOf(Uint8Array);
+    const scratch = Buffer.alloc(256);
+    const secret = c.encode('SECRET-another-key-value-0123456789abcdefgh');
+    secret.copy(scratch);
+    expect(c.decodeCopying(scratch, secret.length)).toMatch(/^SECRET/);
+    expect(scratch.subarray(0, secret.length).every((b) => b === 0)).toBe(true);
+    crafted.copy(scratch);
+    let out: unknown;
+    try {
+      out = c.decodeCopying(scratch, crafted.length);
+    } catch (err) {
+      expect((err as { code?: string }).code).toBe(ErrorCodes.CORRUPT_VALUE);
+      return;
+    }
+    expect(Buffer.from(out as Uint8Array).toString('latin1')).not.toContain('SECRET');
   });
 });
