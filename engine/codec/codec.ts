@@ -37,6 +37,9 @@ export const CODEC_VERSION = FORMAT_PLAIN;
 
 const fillU8 = Uint8Array.prototype.fill;
 
+/** decode copies inputs up to this size into a scratch buffer of its own (see decode). */
+const SCRATCH_BYTES = 1024;
+
 /** Default largest encoded value: 16 MiB. */
 export const DEFAULT_MAX_VALUE_BYTES = 16 * 1024 * 1024;
 
@@ -60,6 +63,9 @@ export class ValueCodec {
   readonly #records = new Packr({ ...COMMON, structuredClone: true, useRecords: true, maxSharedStructures: 0, mapsAsObjects: false });
   readonly #shared: Packr | undefined;
   readonly #walk = newWalkState();
+  /** decode's copy of a small input (see decode); made on first use. */
+  #scratch: Buffer | undefined;
+  #inScratch = false;
 
   /** @throws RangeError for a bad `maxBytes`. */
   constructor(options: CodecOptions = {}) {
@@ -188,6 +194,22 @@ export class ValueCodec {
           ? 'a value in the engine-local shared format reached a codec without the engine\'s structures'
           : `unknown codec format ${format} (this build reads ${FORMAT_PLAIN}, ${FORMAT_RECORDS} and ${FORMAT_SHARED})`,
       );
+    }
+    // msgpackr makes a DataView for each new source object (and keeps it on that object): every
+    // fresh Buffer decoded — an encode's output, a Redis reply, a worker's message — paid ~120 ns
+    // for one. A small value is copied into this codec's own zeroed scratch instead, whose
+    // DataView is made once, and decoded there as L2 hits are (binary fields copied out, the
+    // scratch zeroed after): reads stay inside the scratch, which holds this value and zeros.
+    // Not while a decode is under way (a re-entry would overwrite the outer value).
+    if (bytes.length <= SCRATCH_BYTES && !this.#inScratch) {
+      const scratch = this.#scratch ??= Buffer.alloc(SCRATCH_BYTES);
+      scratch.set(bytes);
+      this.#inScratch = true;
+      try {
+        return this.decodeCopying(scratch, bytes.length);
+      } finally {
+        this.#inScratch = false;
+      }
     }
     let value: unknown;
     try {
