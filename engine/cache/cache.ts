@@ -227,9 +227,8 @@ export class Cache extends EventEmitter {
   readonly #readClock: Clock;
   readonly #rt: ThreadRuntime;
   readonly #hash = new KeyHash();
-  /** L2 reads copy into this one buffer (decoding copies out of it). */
-  /** L2 hits are copied here and decoded (zeroed: see ValueCodec.decodeCopying). */
-  readonly #scratch = { buf: Buffer.alloc(4096) };
+  /** L2 reads copy into this one buffer; decoding copies out of it (see ValueCodec.decodeCopying). */
+  readonly #scratch = { buf: Buffer.allocUnsafe(4096) };
   readonly #l1: L1Store<unknown> | undefined;
   readonly #sizeOf: ((value: unknown, key: string) => number) | undefined;
   readonly #l2: SharedStore | undefined;
@@ -849,7 +848,6 @@ export class Cache extends EventEmitter {
         // Only the stamp moved. Stamp words are shared by keys (lo & mask), so another key's write
         // may have moved it: if L2 still holds this very version, keep the entry (no decode).
         const hit = this.#l2.get(key, h.hi, h.lo, now, this.#scratch); // only its version is read
-        if (hit !== undefined) hit.bytes.fill(0, 0, hit.length); // not decoded: zero it here instead
         if (hit !== undefined && hit.version === m[b + M_VERSION]) {
           m[b + M_STAMP] = hit.stamp;
           this.#s.l1Hits++;

@@ -110,9 +110,9 @@ export interface L2Meta {
 }
 
 /**
- * A reusable buffer `get` copies into (grown — replaced — when a value does not fit). Allocate it
- * zeroed and zero what each hit put there once it is read (ValueCodec.decodeCopying does): past a
- * value's end it must never hold another value (a torn read's copy is zeroed here).
+ * A reusable buffer `get` copies into (grown — replaced — when a value does not fit). Past a hit's
+ * length it holds what earlier reads left: decode only `[0, length)` (ValueCodec.decodeCopying
+ * reads through a view of exactly that).
  */
 export interface L2Scratch {
   buf: Buffer;
@@ -452,18 +452,13 @@ export class SharedStore {
         if (into !== undefined) {
           // The caller's reusable buffer: the same object every time, so a decoder can keep what
           // it derives from it (msgpackr caches a DataView on it: ~250 ns per fresh buffer).
-          // Zeroed: the decoder zeroes what it read, so past a value's end there is never an
-          // earlier value (ValueCodec.decodeCopying says why).
-          if (into.buf.length < vlen) into.buf = Buffer.alloc(Math.max(vlen, into.buf.length * 2));
+          if (into.buf.length < vlen) into.buf = Buffer.allocUnsafe(Math.max(vlen, into.buf.length * 2));
           bytes = into.buf;
         } else {
           bytes = vlen === 0 ? new Uint8Array(0) : Buffer.allocUnsafe(vlen);
         }
         if (vlen !== 0) bytes.set(this.#u8.subarray(start, start + vlen));
-        if (Atomics.load(i32, w) !== seq) {
-          if (into !== undefined) bytes.fill(0, 0, vlen); // torn: leave no other value's bytes behind
-          continue outer;
-        }
+        if (Atomics.load(i32, w) !== seq) continue outer;
         if (i32[w + S_REF]! === 0) Atomics.store(i32, w + S_REF, 1);
         return { bytes, length: vlen, expires, stale, version, stamp };
       }

@@ -35,10 +35,10 @@ export const FORMAT_SHARED = 3;
 /** The format byte the codec writes for a value without Maps (kept for callers that check it). */
 export const CODEC_VERSION = FORMAT_PLAIN;
 
-const fillU8 = Uint8Array.prototype.fill;
-
 /** decode copies inputs up to this size into a scratch buffer of its own (see decode). */
 const SCRATCH_BYTES = 1024;
+/** unpack's options: the value starts after the format byte (one object: msgpackr only reads it). */
+const FROM_1 = Object.freeze({ start: 1 });
 
 /** Default largest encoded value: 16 MiB. */
 export const DEFAULT_MAX_VALUE_BYTES = 16 * 1024 * 1024;
@@ -65,7 +65,12 @@ export class ValueCodec {
   readonly #walk = newWalkState();
   /** decode's copy of a small input (see decode); made on first use. */
   #scratch: Buffer | undefined;
+  /** Views of #scratch by length (1 .. SCRATCH_BYTES). */
+  readonly #ownViews: Buffer[] = [];
   #inScratch = false;
+  /** decodeCopying's views of the buffer it was last given, by length. */
+  #viewsOf: Uint8Array | undefined;
+  #views: Uint8Array[] = [];
 
   /** @throws RangeError for a bad `maxBytes`. */
   constructor(options: CodecOptions = {}) {
@@ -149,44 +154,85 @@ export class ValueCodec {
   }
 
   /**
-   * Decodes the value in `bytes[0 .. end)` — a buffer the caller reuses (see SharedStore.get's
-   * scratch): binary fields are copied out (msgpackr's copyBuffers), so nothing decoded aliases it.
+   * Decodes the value in `bytes[0 .. end)` — a buffer the caller reuses (the Cache's L2 scratch):
+   * binary fields are copied out (msgpackr's copyBuffers), so nothing decoded aliases it.
    *
-   * Afterwards `bytes[0 .. end)` is zeroed, and the caller allocates the buffer zeroed: past the
-   * next value's end it then holds zeros, never an earlier value. msgpackr bounds reads by one
-   * check of the final position, which its bundled-strings extension (always registered, never
-   * written here) defeats: a crafted value — from Redis, say, copied into L2 after it decoded
-   * from its own bytes — could otherwise read another key's value out of the stale tail.
+   * msgpackr reads through a view of exactly `end` bytes, as when decoding the value's own Buffer,
+   * so it sees nothing past the value: it bounds reads by one check of the final position, which
+   * its bundled-strings extension (always registered, never written here) defeats — from the whole
+   * buffer, a crafted value (from Redis, say, copied into L2 after it decoded from its own bytes)
+   * read whatever an earlier value left past its end. Views of up to 1 KiB are kept, one per
+   * length, for the buffer last given (msgpackr makes a DataView per new source object: once per
+   * view then).
+   * @throws RangeError when `end` is not an integer in [0, bytes.length].
    * @throws CorruptValueError as `decode`.
    */
   decodeCopying(bytes: Uint8Array, end: number): unknown {
-    if (end <= 0) throw new CorruptValueError('empty input is not an encoded value');
-    if (end > this.maxBytes) throw new CorruptValueError(`encoded value of ${end} bytes is over the limit of ${this.maxBytes}`);
-    const format = bytes[0];
-    const packr = format === FORMAT_PLAIN ? this.#plain : format === FORMAT_RECORDS ? this.#records : format === FORMAT_SHARED ? this.#shared : undefined;
-    if (packr === undefined) return this.decode(bytes.subarray(0, end)); // the typed error
-    const p = packr as unknown as { copyBuffers?: boolean };
-    const before = p.copyBuffers;
-    p.copyBuffers = true;
-    try {
-      return packr.unpack(bytes, { start: 1, end } as never);
-    } catch (err) {
-      throw new CorruptValueError(`corrupt encoded value: ${(err as Error).message}`, err);
-    } finally {
-      p.copyBuffers = before;
-      fillU8.call(bytes, 0, 0, end); // (Buffer's own fill checks its arguments first: slower)
+    if (!Number.isInteger(end) || end < 0 || end > bytes.length) {
+      throw new RangeError(`end must be an integer in [0, ${bytes.length}], got ${String(end)}`);
     }
+    if (end > SCRATCH_BYTES) return this.#decodeCopies(bytes.subarray(0, end)); // a fresh view: its DataView is a small part of decoding this much
+    if (bytes !== this.#viewsOf) {
+      this.#viewsOf = bytes;
+      this.#views = [];
+    }
+    return this.#decodeCopies(this.#views[end] ??= Buffer.from(bytes.buffer, bytes.byteOffset, end));
   }
 
   /**
    * Decodes bytes written by `encode`.
+   *
+   * An input of up to 1 KiB is copied into a scratch buffer of the codec's own and decoded there
+   * through a view of exactly its length (see decodeCopying): msgpackr makes a DataView for each
+   * new source object, and every fresh Buffer decoded — an encode's output, a Redis reply, a
+   * worker's message — paid for one. So a small value's binary fields are copies (Buffers); a
+   * larger one's are views of `bytes`, as msgpackr gives them.
    * @throws CorruptValueError for empty, unknown-format, truncated, trailing-garbage or oversize input.
    */
   decode(bytes: Uint8Array): unknown {
     if (!(bytes instanceof Uint8Array)) throw new TypeError(`decode expects a Uint8Array, got ${typeof bytes}`);
-    if (bytes.length === 0) throw new CorruptValueError('empty input is not an encoded value');
-    if (bytes.length > this.maxBytes) throw new CorruptValueError(`encoded value of ${bytes.length} bytes is over the limit of ${this.maxBytes}`);
-    const format = bytes[0];
+    const len = bytes.length;
+    // Not while a decode is under way (none re-enters today; one would overwrite the outer
+    // value), and only for a real typed array (a Proxy could run code while it is copied).
+    if (len > 0 && len <= SCRATCH_BYTES && !this.#inScratch && ArrayBuffer.isView(bytes)) {
+      const scratch = this.#scratch ??= Buffer.alloc(SCRATCH_BYTES);
+      this.#inScratch = true;
+      try {
+        scratch.set(bytes);
+        return this.#decodeCopies(this.#ownViews[len] ??= scratch.subarray(0, len));
+      } finally {
+        this.#inScratch = false;
+      }
+    }
+    if (len === 0) throw new CorruptValueError('empty input is not an encoded value');
+    if (len > this.maxBytes) throw new CorruptValueError(`encoded value of ${len} bytes is over the limit of ${this.maxBytes}`);
+    const packr = this.#packrFor(bytes[0]!);
+    try {
+      return packr.unpack(bytes, FROM_1 as never);
+    } catch (err) {
+      throw new CorruptValueError(`corrupt encoded value: ${(err as Error).message}`, err);
+    }
+  }
+
+  /** Decodes all of `view` (its own length: see decodeCopying), binary fields copied out. */
+  #decodeCopies(view: Uint8Array): unknown {
+    if (view.length === 0) throw new CorruptValueError('empty input is not an encoded value');
+    if (view.length > this.maxBytes) throw new CorruptValueError(`encoded value of ${view.length} bytes is over the limit of ${this.maxBytes}`);
+    const packr = this.#packrFor(view[0]!);
+    const p = packr as unknown as { copyBuffers?: boolean };
+    const before = p.copyBuffers;
+    p.copyBuffers = true;
+    try {
+      return packr.unpack(view, FROM_1 as never);
+    } catch (err) {
+      throw new CorruptValueError(`corrupt encoded value: ${(err as Error).message}`, err);
+    } finally {
+      p.copyBuffers = before;
+    }
+  }
+
+  /** The decoder of a format byte. @throws CorruptValueError for one this codec does not read. */
+  #packrFor(format: number): Packr {
     const packr = format === FORMAT_PLAIN ? this.#plain : format === FORMAT_RECORDS ? this.#records : format === FORMAT_SHARED ? this.#shared : undefined;
     if (packr === undefined) {
       throw new CorruptValueError(
@@ -195,29 +241,7 @@ export class ValueCodec {
           : `unknown codec format ${format} (this build reads ${FORMAT_PLAIN}, ${FORMAT_RECORDS} and ${FORMAT_SHARED})`,
       );
     }
-    // msgpackr makes a DataView for each new source object (and keeps it on that object): every
-    // fresh Buffer decoded — an encode's output, a Redis reply, a worker's message — paid ~120 ns
-    // for one. A small value is copied into this codec's own zeroed scratch instead, whose
-    // DataView is made once, and decoded there as L2 hits are (binary fields copied out, the
-    // scratch zeroed after): reads stay inside the scratch, which holds this value and zeros.
-    // Not while a decode is under way (a re-entry would overwrite the outer value).
-    if (bytes.length <= SCRATCH_BYTES && !this.#inScratch) {
-      const scratch = this.#scratch ??= Buffer.alloc(SCRATCH_BYTES);
-      scratch.set(bytes);
-      this.#inScratch = true;
-      try {
-        return this.decodeCopying(scratch, bytes.length);
-      } finally {
-        this.#inScratch = false;
-      }
-    }
-    let value: unknown;
-    try {
-      value = packr.unpack(bytes, { start: 1 } as never);
-    } catch (err) {
-      throw new CorruptValueError(`corrupt encoded value: ${(err as Error).message}`, err);
-    }
-    return value;
+    return packr;
   }
 }
 
