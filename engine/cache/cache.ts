@@ -24,7 +24,7 @@ import { SYSTEM_CLOCK, type Clock } from '../options.js';
 import { CoarseClock } from '../runtime/coarse-clock.js';
 import { KeyHash } from '../runtime/key-hash.js';
 import type { ThreadRuntime } from '../runtime/thread.js';
-import { ValueCodec } from '../codec/codec.js';
+import { ExactViews, ValueCodec } from '../codec/codec.js';
 import type { RedisConnector } from '../redis/connector.js';
 import type { Compressor } from '../compress/compressor.js';
 import { L1Store } from './l1.js';
@@ -227,8 +227,9 @@ export class Cache extends EventEmitter {
   readonly #readClock: Clock;
   readonly #rt: ThreadRuntime;
   readonly #hash = new KeyHash();
-  /** L2 reads copy into this one buffer; decoding copies out of it (see ValueCodec.decodeCopying). */
+  /** This Cache's L2 reads copy into this one buffer; decoding copies out of it, through views kept in #scratchViews (see ValueCodec.decodeCopying). */
   readonly #scratch = { buf: Buffer.allocUnsafe(4096) };
+  readonly #scratchViews = new ExactViews();
   readonly #l1: L1Store<unknown> | undefined;
   readonly #sizeOf: ((value: unknown, key: string) => number) | undefined;
   readonly #l2: SharedStore | undefined;
@@ -893,7 +894,7 @@ export class Cache extends EventEmitter {
     }
     let value: unknown;
     try {
-      value = this.#rt.codec.decodeCopying(hit.bytes, hit.length);
+      value = this.#rt.codec.decodeCopying(hit.bytes, hit.length, this.#scratchViews);
     } catch (err) {
       // Only this engine's threads write L2: a value it cannot decode is a bug, not an attack. Drop it.
       this.#s.corrupt++;

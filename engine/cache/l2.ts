@@ -450,8 +450,9 @@ export class SharedStore {
         // cost ~3× the whole rest of a get (bench/cache-l2.bench.ts). The copy is still private.
         let bytes: Uint8Array;
         if (into !== undefined) {
-          // The caller's reusable buffer: the same object every time, so a decoder can keep what
-          // it derives from it (msgpackr caches a DataView on it: ~250 ns per fresh buffer).
+          // The caller's reusable buffer: the same object every time (until it grows), so a
+          // decoder can keep what it derives from it (the Cache's ExactViews: msgpackr makes a
+          // DataView per new source object).
           if (into.buf.length < vlen) into.buf = Buffer.allocUnsafe(Math.max(vlen, into.buf.length * 2));
           bytes = into.buf;
         } else {

@@ -40,6 +40,58 @@ const SCRATCH_BYTES = 1024;
 /** unpack's options: the value starts after the format byte (one object: msgpackr only reads it). */
 const FROM_1 = Object.freeze({ start: 1 });
 
+/** ExactViews keeps views of up to this length in an array, longer ones in a bounded map. */
+const ARRAY_VIEWS = 2048;
+const MAP_VIEWS_MAX = 64;
+
+/**
+ * Views of one reused buffer, each exactly a value's length, kept per length (see
+ * ValueCodec.decodeCopying): msgpackr then reads nothing past the value, and makes its DataView
+ * once per view. Keep one ExactViews per reused buffer: given another buffer object (the same
+ * one grown, or another caller's), it drops what it kept and starts again, so buffers used in
+ * turn through one ExactViews cost a view (and DataView) per call. Bounded: 2049 slots (24 KiB,
+ * made on first use) and at most 64 longer views.
+ */
+export class ExactViews {
+  #of: Uint8Array | undefined;
+  /** Whether #of is memory of a SharedArrayBuffer: then `of` answers a private copy (see ValueCodec.decode). */
+  #shared = false;
+  /** Which generation (buffer) each short view belongs to: a new buffer is one increment, not a sweep. */
+  #gen = 0;
+  #gens: Int32Array | undefined;
+  #short: Array<Uint8Array | undefined> | undefined;
+  readonly #long = new Map<number, Uint8Array>();
+
+  /**
+   * `buf[0 .. len)`, as a view kept for this buffer and length — or, for memory of a
+   * SharedArrayBuffer, a private copy made on each call.
+   */
+  of(buf: Uint8Array, len: number): Uint8Array {
+    if (buf !== this.#of) {
+      this.#of = buf;
+      this.#shared = buf.buffer instanceof SharedArrayBuffer; // (a getter call: once per buffer)
+      this.#gen++;
+      this.#long.clear();
+    }
+    if (this.#shared) return new Uint8Array(buf.subarray(0, len));
+    if (len <= ARRAY_VIEWS) {
+      // Sized up front: stores far past an empty array's end would turn it into a dictionary.
+      const short = this.#short ??= new Array<Uint8Array | undefined>(ARRAY_VIEWS + 1);
+      const gens = this.#gens ??= new Int32Array(ARRAY_VIEWS + 1);
+      if (gens[len] === this.#gen) return short[len]!;
+      gens[len] = this.#gen;
+      return short[len] = buf.subarray(0, len);
+    }
+    let v = this.#long.get(len);
+    if (v === undefined) {
+      if (this.#long.size >= MAP_VIEWS_MAX) this.#long.clear();
+      v = buf.subarray(0, len);
+      this.#long.set(len, v);
+    }
+    return v;
+  }
+}
+
 /** Default largest encoded value: 16 MiB. */
 export const DEFAULT_MAX_VALUE_BYTES = 16 * 1024 * 1024;
 
@@ -65,12 +117,11 @@ export class ValueCodec {
   readonly #walk = newWalkState();
   /** decode's copy of a small input (see decode); made on first use. */
   #scratch: Buffer | undefined;
-  /** Views of #scratch by length (1 .. SCRATCH_BYTES). */
-  readonly #ownViews: Buffer[] = [];
+  /** Views of #scratch, by length. */
+  readonly #ownViews = new ExactViews();
   #inScratch = false;
-  /** decodeCopying's views of the buffer it was last given, by length. */
-  #viewsOf: Uint8Array | undefined;
-  #views: Uint8Array[] = [];
+  /** decodeCopying's views when its caller keeps none. */
+  readonly #views = new ExactViews();
 
   /** @throws RangeError for a bad `maxBytes`. */
   constructor(options: CodecOptions = {}) {
@@ -161,22 +212,17 @@ export class ValueCodec {
    * so it sees nothing past the value: it bounds reads by one check of the final position, which
    * its bundled-strings extension (always registered, never written here) defeats — from the whole
    * buffer, a crafted value (from Redis, say, copied into L2 after it decoded from its own bytes)
-   * read whatever an earlier value left past its end. Views of up to 1 KiB are kept, one per
-   * length, for the buffer last given (msgpackr makes a DataView per new source object: once per
-   * view then).
+   * read whatever an earlier value left past its end. The views are kept in `views` (the
+   * caller's, one per reused buffer; else the codec's own, shared by every caller that has none),
+   * so msgpackr's DataView per new source object is made once per length.
    * @throws RangeError when `end` is not an integer in [0, bytes.length].
    * @throws CorruptValueError as `decode`.
    */
-  decodeCopying(bytes: Uint8Array, end: number): unknown {
+  decodeCopying(bytes: Uint8Array, end: number, views: ExactViews = this.#views): unknown {
     if (!Number.isInteger(end) || end < 0 || end > bytes.length) {
       throw new RangeError(`end must be an integer in [0, ${bytes.length}], got ${String(end)}`);
     }
-    if (end > SCRATCH_BYTES) return this.#decodeCopies(bytes.subarray(0, end)); // a fresh view: its DataView is a small part of decoding this much
-    if (bytes !== this.#viewsOf) {
-      this.#viewsOf = bytes;
-      this.#views = [];
-    }
-    return this.#decodeCopies(this.#views[end] ??= Buffer.from(bytes.buffer, bytes.byteOffset, end));
+    return this.#decodeCopies(views.of(bytes, end));
   }
 
   /**
@@ -199,13 +245,16 @@ export class ValueCodec {
       this.#inScratch = true;
       try {
         scratch.set(bytes);
-        return this.#decodeCopies(this.#ownViews[len] ??= scratch.subarray(0, len));
+        return this.#decodeCopies(this.#ownViews.of(scratch, len));
       } finally {
         this.#inScratch = false;
       }
     }
     if (len === 0) throw new CorruptValueError('empty input is not an encoded value');
     if (len > this.maxBytes) throw new CorruptValueError(`encoded value of ${len} bytes is over the limit of ${this.maxBytes}`);
+    // msgpackr-extract's native string reader crashes the process on memory of a
+    // SharedArrayBuffer (garbage strings, then SIGSEGV): such input is copied out first.
+    if (bytes.buffer instanceof SharedArrayBuffer) bytes = new Uint8Array(bytes);
     const packr = this.#packrFor(bytes[0]!);
     try {
       return packr.unpack(bytes, FROM_1 as never);

@@ -1,2 +1,2 @@
-export { ValueCodec, CODEC_VERSION, FORMAT_PLAIN, FORMAT_RECORDS, FORMAT_SHARED, DEFAULT_MAX_VALUE_BYTES, checkEncodable, type CodecOptions } from './codec.js';
+export { ValueCodec, ExactViews, CODEC_VERSION, FORMAT_PLAIN, FORMAT_RECORDS, FORMAT_SHARED, DEFAULT_MAX_VALUE_BYTES, checkEncodable, type CodecOptions } from './codec.js';
 export { SharedStructures } from './structures.js';

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CODEC_VERSION, FORMAT_PLAIN, FORMAT_RECORDS, FORMAT_SHARED, SharedStructures, ValueCodec } from '../../engine/codec/index.js';
+import { CODEC_VERSION, ExactViews, FORMAT_PLAIN, FORMAT_RECORDS, FORMAT_SHARED, SharedStructures, ValueCodec } from '../../engine/codec/index.js';
 import { ErrorCodes } from '../../engine/index.js';
 import { Arena } from '../../engine/runtime/arena.js';
 import { createSharedMemory } from '../../engine/runtime/wasm.js';
@@ -239,6 +239,49 @@ describe('decodeCopying (a reused buffer)', () => {
     // Read through a view of exactly the value: the same answer as decoding its own bytes.
     expect([...(out as Uint8Array)]).toEqual([...(c.decode(crafted) as Uint8Array)]);
     expect((out as Uint8Array).length).toBeLessThanOrEqual(crafted.length);
+    // The same over 1 KiB (a padding string first; views of longer values are kept apart).
+    const big = Buffer.concat([Buffer.from([FORMAT_PLAIN, 0x92, 0xda, 0x05, 0x00]), Buffer.alloc(0x500, 0x61), Buffer.from(crafted.subarray(1))]);
+    const stale = Buffer.alloc(4096, 0x53); // 'S'
+    big.copy(stale);
+    let bigOut: unknown;
+    try {
+      bigOut = c.decodeCopying(stale, big.length);
+    } catch (err) {
+      expect((err as { code?: string }).code).toBe(ErrorCodes.CORRUPT_VALUE);
+      return;
+    }
+    expect(JSON.stringify(bigOut)).toBe(JSON.stringify(c.decode(big)));
+  });
+
+  it('decodes values in a SharedArrayBuffer (copied out: msgpackr-extract crashes on that memory)', () => {
+    const c = new ValueCodec();
+    for (const v of [{ s: 'short text', n: 1 }, { s: 'y'.repeat(3000), list: ['abc', 'déjà vu'] }]) {
+      const enc = c.encode(v);
+      const shared = new Uint8Array(new SharedArrayBuffer(enc.length + 16), 8, enc.length);
+      shared.set(enc);
+      expect(c.decode(shared)).toEqual(v);
+      const reused = new Uint8Array(new SharedArrayBuffer(8192));
+      reused.set(enc);
+      expect(c.decodeCopying(reused, enc.length)).toEqual(v);
+    }
+  });
+
+  it('keeps views per buffer: two reused buffers in turn, values of one length with different contents', () => {
+    const c = new ValueCodec();
+    const [a, b] = [Buffer.alloc(8192), Buffer.alloc(8192)];
+    const [va, vb] = [new ExactViews(), new ExactViews()];
+    for (const n of [5, 1500, 5000]) {
+      for (let i = 0; i < 4; i++) {
+        const ea = c.encode('a'.repeat(n));
+        const eb = c.encode('b'.repeat(n));
+        ea.copy(a);
+        eb.copy(b);
+        expect(c.decodeCopying(a, ea.length, va)).toBe('a'.repeat(n));
+        expect(c.decodeCopying(b, eb.length, vb)).toBe('b'.repeat(n));
+        // the codec's own views, which follow the buffer last given
+        expect(c.decodeCopying(i % 2 === 0 ? a : b, ea.length)).toBe((i % 2 === 0 ? 'a' : 'b').repeat(n));
+      }
+    }
   });
 
   it('refuses an end outside the buffer; views of many lengths and of a replaced buffer', () => {
