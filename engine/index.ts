@@ -26,7 +26,7 @@ export { HashRing, DEFAULT_VNODES, DEFAULT_MAGLEV_TABLE_SIZE, type HashRingOptio
 export { HEALTH_DEFAULTS, type HealthOptions, type CheckFunction, type CheckTarget } from './balance/health.js';
 export { NoBackendError, UpstreamError, PoolTimeoutError, PoolCreateError, PoolFullError } from './errors.js';
 export { CircuitBreaker, BreakerOpenError, BREAKER_DEFAULTS, type BreakerOptions, type BreakerState, type BreakerStats, type BreakerRunOptions } from './resilience/breaker.js';
-export { ValueCodec, type CodecOptions } from './codec/codec.js';
+export { ValueCodec, ExactViews, type CodecOptions } from './codec/codec.js';
 export type { Metrics } from './observe/metrics.js';
 export type { SharedCounter, SharedGauge, LatencyRecorder, CounterChild, GaugeChild } from './observe/thread-metrics.js';
 export type { Region } from './runtime/arena.js';
