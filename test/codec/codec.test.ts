@@ -8,6 +8,16 @@ import { createSharedMemory } from '../../engine/runtime/wasm.js';
 const selfContained = new ValueCodec();
 const engineLocal = new ValueCodec({ structures: new SharedStructures(new Arena(createSharedMemory(2 << 20), true)) });
 
+/** What a decode answers: `{ value }`, or undefined when it refused with ERR_HOTPATH_CORRUPT_VALUE (any other throw fails). */
+function decodedOrCorrupt(decode: () => unknown): { value: unknown } | undefined {
+  try {
+    return { value: decode() };
+  } catch (err) {
+    expect((err as { code?: string }).code).toBe(ErrorCodes.CORRUPT_VALUE);
+    return undefined;
+  }
+}
+
 // Values the codec promises to round-trip (fast-check's `anything` minus what it refuses).
 const value = fc.letrec((tie) => ({
   leaf: fc.oneof(
@@ -126,16 +136,11 @@ describe.each([
     slab.set(crafted, 0);
     slab.write('SECRET-neighbour-value-0123456789abcdef', crafted.length, 'latin1');
     for (const input of [slab.subarray(0, crafted.length), Buffer.from(crafted)]) {
-      let out: unknown;
-      try {
-        out = codec.decode(input);
-      } catch (err) {
-        expect((err as { code?: string }).code).toBe(ErrorCodes.CORRUPT_VALUE);
-        continue;
-      }
+      const out = decodedOrCorrupt(() => codec.decode(input));
+      if (out === undefined) continue;
       // msgpackr clamps the over-long binary at the input's end: whatever comes back lies inside it.
-      expect((out as Uint8Array).length).toBeLessThanOrEqual(crafted.length);
-      expect(Buffer.from(out as Uint8Array).toString('latin1')).not.toContain('SECRET');
+      expect((out.value as Uint8Array).length).toBeLessThanOrEqual(crafted.length);
+      expect(Buffer.from(out.value as Uint8Array).toString('latin1')).not.toContain('SECRET');
     }
   });
 
@@ -151,14 +156,8 @@ describe.each([
     const crafted = [FORMAT_PLAIN, 0x92, 0xd6, 0x62, size >>> 24, (size >>> 16) & 255, (size >>> 8) & 255, size & 255, 0xc1, 0xee,
       0xd6, 0x62, 0, 0, 0, 5, 0xc0, 0xa0, 0xa0];
     slab.set(crafted, o);
-    let out: unknown;
-    try {
-      out = codec.decode(slab.subarray(o, o + crafted.length));
-    } catch (err) {
-      expect((err as { code?: string }).code).toBe(ErrorCodes.CORRUPT_VALUE);
-      return;
-    }
-    expect(JSON.stringify(out)).not.toContain('secret-session');
+    const out = decodedOrCorrupt(() => codec.decode(slab.subarray(o, o + crafted.length)));
+    if (out !== undefined) expect(JSON.stringify(out.value)).not.toContain('secret-session');
   });
 
   it('survives random garbage (typed error or a value, never a throw of another kind)', () => {
@@ -229,28 +228,18 @@ describe('decodeCopying (a reused buffer)', () => {
     secret.copy(scratch);
     expect(c.decodeCopying(scratch, secret.length)).toMatch(/^SECRET/); // an earlier L2 hit
     crafted.copy(scratch); // the next one, shorter: the earlier value's tail lies past its end
-    let out: unknown;
-    try {
-      out = c.decodeCopying(scratch, crafted.length);
-    } catch (err) {
-      expect((err as { code?: string }).code).toBe(ErrorCodes.CORRUPT_VALUE);
-      return;
+    const out = decodedOrCorrupt(() => c.decodeCopying(scratch, crafted.length));
+    if (out !== undefined) {
+      // Read through a view of exactly the value: the same answer as decoding its own bytes.
+      expect([...(out.value as Uint8Array)]).toEqual([...(c.decode(crafted) as Uint8Array)]);
+      expect((out.value as Uint8Array).length).toBeLessThanOrEqual(crafted.length);
     }
-    // Read through a view of exactly the value: the same answer as decoding its own bytes.
-    expect([...(out as Uint8Array)]).toEqual([...(c.decode(crafted) as Uint8Array)]);
-    expect((out as Uint8Array).length).toBeLessThanOrEqual(crafted.length);
     // The same over 1 KiB (a padding string first; views of longer values are kept apart).
     const big = Buffer.concat([Buffer.from([FORMAT_PLAIN, 0x92, 0xda, 0x05, 0x00]), Buffer.alloc(0x500, 0x61), Buffer.from(crafted.subarray(1))]);
     const stale = Buffer.alloc(4096, 0x53); // 'S'
     big.copy(stale);
-    let bigOut: unknown;
-    try {
-      bigOut = c.decodeCopying(stale, big.length);
-    } catch (err) {
-      expect((err as { code?: string }).code).toBe(ErrorCodes.CORRUPT_VALUE);
-      return;
-    }
-    expect(JSON.stringify(bigOut)).toBe(JSON.stringify(c.decode(big)));
+    const bigOut = decodedOrCorrupt(() => c.decodeCopying(stale, big.length));
+    if (bigOut !== undefined) expect(JSON.stringify(bigOut.value)).toBe(JSON.stringify(c.decode(big)));
   });
 
   it('decodes values in a SharedArrayBuffer (copied out: msgpackr-extract crashes on that memory)', () => {
