@@ -126,6 +126,8 @@ export class RedisConnector extends EventEmitter {
   #subscriber: Client | undefined;
   readonly #handlers = new Map<string, Set<(message: string, channel: string) => void>>();
   readonly #subscribing = new Map<string, Promise<void>>();
+  /** Settled at the subscriber connection's next 'ready' (or at close); shared by every subscribe waiting for it. */
+  #subscriberReady: { promise: Promise<void>; resolve: () => void } | undefined;
   #closed = false;
   /** Every in-flight command's deadline, on one timer. */
   readonly #deadlines = new DeadlineQueue();
@@ -485,10 +487,29 @@ export class RedisConnector extends EventEmitter {
     // Every caller waits for the one SUBSCRIBE of its channel; if it fails, all of them fail.
     let pending = this.#subscribing.get(channel);
     if (pending === undefined && !this.#handlers.has(channel)) {
-      pending = withTimeout(sub.subscribe(channel), Math.max(this.timeoutMs, this.#connectTimeoutMs), `subscribe ${channel}`)
-        .then(() => {
-          this.#handlers.set(channel, this.#handlers.get(channel) ?? new Set());
-        })
+      // SUBSCRIBE goes out only on a ready connection. ioredis writes it at once during the
+      // handshake (Redis allows SUBSCRIBE while loading): the connection enters subscriber mode,
+      // its ready check (INFO) is refused, ioredis reconnects and — the connection never having
+      // been ready — does not resubscribe. The subscribe would have resolved on a connection that
+      // is then silently deaf. Before ready, wait for it instead (not ioredis's offline queue: a
+      // long outage would pile up one SUBSCRIBE per retry there).
+      let expired = false;
+      const send: Promise<unknown> = sub.status === 'ready'
+        ? sub.subscribe(channel)
+        : this.#whenSubscriberReady().then(() => {
+          if (expired || this.#closed) throw new RedisUnavailableError(`Redis subscribe ${channel} abandoned`); // nobody waits for it any more
+          return sub.subscribe(channel);
+        });
+      pending = withTimeout(send, Math.max(this.timeoutMs, this.#connectTimeoutMs), `subscribe ${channel}`)
+        .then(
+          () => {
+            this.#handlers.set(channel, this.#handlers.get(channel) ?? new Set());
+          },
+          (err: unknown) => {
+            expired = true;
+            throw err;
+          },
+        )
         .finally(() => this.#subscribing.delete(channel));
       this.#subscribing.set(channel, pending);
     }
@@ -514,6 +535,21 @@ export class RedisConnector extends EventEmitter {
     return (await this.command('PUBLISH', [channel, message], options)) as number;
   }
 
+  #whenSubscriberReady(): Promise<void> {
+    if (this.#subscriberReady === undefined) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.#subscriberReady = { promise, resolve };
+    }
+    return this.#subscriberReady.promise;
+  }
+
+  #settleSubscriberReady(): void {
+    const waiting = this.#subscriberReady;
+    this.#subscriberReady = undefined;
+    waiting?.resolve();
+  }
+
   #subscriberClient(): Client {
     if (this.#subscriber !== undefined) return this.#subscriber;
     // Subscribing needs a connection of its own; commands wait for it to connect.
@@ -527,6 +563,7 @@ export class RedisConnector extends EventEmitter {
     // connection drops, 'up' once it is ready and our channels are subscribed again.
     let wasReady = false;
     sub.on('ready', () => {
+      this.#settleSubscriberReady(); // subscribes waiting for it go out after this handler's own
       if (!wasReady) {
         wasReady = true;
         return;
@@ -567,6 +604,7 @@ export class RedisConnector extends EventEmitter {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#settleSubscriberReady(); // waiting subscribes give up (they check #closed)
     this.emit('closed');
     this.breaker.dispose();
     await Promise.all([this.client, this.#subscriber].map(async (c) => {

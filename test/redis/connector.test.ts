@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ErrorCodes, RedisConnector } from '../../engine/index.js';
-import { canSpawnRedis, REDIS_URL, sharedRedisReachable, startRedis, type RedisProcess } from './servers.js';
+import { canSpawnRedis, holdingProxy, REDIS_URL, sharedRedisReachable, startRedis, type RedisProcess } from './servers.js';
 
 const shared = await sharedRedisReachable('redis connector');
 const spawnable = canSpawnRedis('redis connector (own server)');
@@ -187,6 +187,40 @@ describe.runIf(spawnable)('RedisConnector on its own server', () => {
       })).toBe('PONG');
     } finally {
       admin.disconnect();
+    }
+  });
+  it('a subscribe made during the subscriber connection\'s handshake is live once it is ready, with no reconnect', async () => {
+    // ioredis writes SUBSCRIBE at once while a connection is in its handshake; the connection then
+    // fails its ready check (INFO is refused in subscriber mode), reconnects, and never resubscribes:
+    // the subscribe had resolved on a connection that was about to be replaced by a deaf one.
+    const { Redis } = await import('ioredis');
+    const proxy = await holdingProxy(server.port);
+    const c = await RedisConnector.connect(`redis://127.0.0.1:${proxy.port}`, { timeoutMs: 50, connectTimeoutMs: 5000 });
+    const admin = new Redis(server.url);
+    const errors: unknown[] = [];
+    c.on('redisError', (e) => errors.push(e));
+    try {
+      expect(c.available).toBe(true);
+      proxy.holdNew();
+      const heard = new Set<string>();
+      const handshake = proxy.nextHeldWrite();
+      const a = c.subscribe('hs-a', (m) => heard.add(`a:${m}`)); // opens the subscriber connection
+      await handshake; // its handshake is written and unanswered: ioredis's 'connect' state
+      const b = c.subscribe('hs-b', (m) => heard.add(`b:${m}`));
+      proxy.release();
+      await Promise.all([a, b]);
+      await vi.waitFor(async () => {
+        await admin.publish('hs-a', '1');
+        await admin.publish('hs-b', '1');
+        expect(heard).toEqual(new Set(['a:1', 'b:1']));
+      });
+      expect(await admin.call('PUBSUB', 'NUMSUB', 'hs-a', 'hs-b')).toEqual(['hs-a', 1, 'hs-b', 1]);
+      expect(errors).toEqual([]); // no failed ready check
+      expect(proxy.connections).toBe(2); // the command connection and one subscriber connection
+    } finally {
+      admin.disconnect();
+      await c.close();
+      await proxy.close();
     }
   });
 });

@@ -6,7 +6,8 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, Socket } from 'node:net';
+import { EventEmitter, once } from 'node:events';
+import { connect, createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -130,4 +131,74 @@ export async function startCluster(): Promise<{ nodes: RedisProcess[]; urls: str
   }
   await stop();
   throw new Error('the cluster did not reach cluster_state:ok');
+}
+
+export interface HoldingProxy {
+  port: number;
+  /** Connections accepted so far. */
+  readonly connections: number;
+  /** From now on, Redis's answers to connections opened later are held back (not to open ones). */
+  holdNew(): void;
+  /** Resolves when a held connection's client writes (ioredis: its handshake is under way). */
+  nextHeldWrite(): Promise<void>;
+  /** Delivers what was held, and stops holding. */
+  release(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * A loopback TCP proxy to a Redis on `port` that can hold Redis's answers back: a client whose
+ * handshake goes unanswered stays in ioredis's 'connect' state for as long as the test wants.
+ */
+export async function holdingProxy(port: number): Promise<HoldingProxy> {
+  const events = new EventEmitter();
+  const sockets = new Set<Socket>();
+  const held: Array<() => void> = [];
+  let holding = false;
+  let connections = 0;
+  const server = createServer((client) => {
+    connections++;
+    const upstream = connect(port, '127.0.0.1');
+    sockets.add(client).add(upstream);
+    let hold = holding;
+    const queued: Buffer[] = [];
+    held.push(() => {
+      hold = false;
+      for (const d of queued.splice(0)) client.write(d);
+    });
+    upstream.on('data', (d: Buffer) => (hold ? queued.push(d) : client.write(d)));
+    client.on('data', (d: Buffer) => {
+      upstream.write(d);
+      if (hold) events.emit('heldWrite');
+    });
+    for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
+      a.on('error', () => undefined);
+      a.on('close', () => {
+        sockets.delete(a);
+        b.destroy();
+      });
+    }
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    port: (server.address() as { port: number }).port,
+    get connections() {
+      return connections;
+    },
+    holdNew: () => {
+      holding = true;
+    },
+    nextHeldWrite: async () => {
+      await once(events, 'heldWrite');
+    },
+    release: () => {
+      holding = false;
+      for (const r of held.splice(0)) r();
+    },
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
 }
