@@ -461,8 +461,11 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
       return proxied(p, req, res);
     }
     if (path === '/process') {
-      if (method !== 'POST') throw new HttpError(405, 'use POST /process');
+      if (method !== 'POST') throw notAllowed(res, 'POST', path);
       return processRoute(req, res, t0);
+    }
+    if ((path === '/health' || path === '/ready' || path === '/metrics') && method !== 'GET' && method !== 'HEAD') {
+      throw notAllowed(res, 'GET, HEAD', path);
     }
     if (path === '/health') {
       res.writeHead(200, HEALTH_HEADERS as string[]);
@@ -480,6 +483,12 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     if (path === '/metrics') return engine.metrics.text().then((text) => send(res, 200, text, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' }));
     if (path === '/admin' || path.startsWith('/admin/')) return admin(req, res, new URL(raw, 'http://localhost'));
     throw new HttpError(404, `no route ${method} ${path}`);
+  }
+
+  /** A 405 for `path`, with the Allow header RFC 9110 requires on it. */
+  function notAllowed(res: ServerResponse, allow: string, path: string): HttpError {
+    res.setHeader('Allow', allow);
+    return new HttpError(405, `use ${allow.split(', ')[0]} ${path}`);
   }
 
   /** Answers a request whose route threw or rejected: its HTTP error, or 500 (logged). */

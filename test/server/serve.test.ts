@@ -149,7 +149,14 @@ describe('the service', () => {
     expect(text).toMatch(/hotpath_limiter_decisions_total\{limiter="process",result="allowed"/);
     expect(text).toContain('hotpath_cache_requests_total');
     expect((await fetch(`${s.url}/nope`)).status).toBe(404);
-    expect((await fetch(`${s.url}/process`)).status).toBe(405);
+    const getProcess = await fetch(`${s.url}/process`);
+    expect([getProcess.status, getProcess.headers.get('allow')]).toEqual([405, 'POST']);
+    for (const [method, path] of [['POST', '/health'], ['DELETE', '/ready'], ['PUT', '/metrics']] as const) {
+      const r = await fetch(`${s.url}${path}`, { method, ...(method === 'DELETE' ? {} : { body: 'x' }) });
+      expect([method, path, r.status, r.headers.get('allow'), await r.json()]).toEqual([method, path, 405, 'GET, HEAD', { error: `use GET ${path}` }]);
+    }
+    const head = await fetch(`${s.url}/health`, { method: 'HEAD' });
+    expect([head.status, head.headers.get('content-length'), await head.text()]).toEqual([200, '15', '']);
     const big = await fetch(`${s.url}/process`, { method: 'POST', body: 'x'.repeat(5000) });
     expect(big.status).toBe(413);
   });
