@@ -259,7 +259,7 @@ export class ValueCodec {
     try {
       return packr.unpack(bytes, FROM_1 as never);
     } catch (err) {
-      throw new CorruptValueError(`corrupt encoded value: ${(err as Error).message}`, err);
+      throw corrupt(err);
     }
   }
 
@@ -274,7 +274,7 @@ export class ValueCodec {
     try {
       return packr.unpack(view, FROM_1 as never);
     } catch (err) {
-      throw new CorruptValueError(`corrupt encoded value: ${(err as Error).message}`, err);
+      throw corrupt(err);
     } finally {
       p.copyBuffers = before;
     }
@@ -292,6 +292,20 @@ export class ValueCodec {
     }
     return packr;
   }
+}
+
+/**
+ * The CorruptValueError for a decode that msgpackr refused. Its "end of buffer not reached" error
+ * carries the first 100 characters of the value it decoded (as JSON): that text is left out of
+ * the message, and the error out of `cause`, so a value's contents never reach an error message
+ * or a log line.
+ */
+function corrupt(err: unknown): CorruptValueError {
+  const message = err instanceof Error ? err.message : String(err);
+  if (message.startsWith('Data read, but end of buffer not reached')) {
+    return new CorruptValueError('corrupt encoded value: bytes left over after the value');
+  }
+  return new CorruptValueError(`corrupt encoded value: ${message}`, err);
 }
 
 /**

@@ -103,6 +103,21 @@ describe.each([
     expect(() => codec.decode(bytes)).toThrow(expect.objectContaining({ code: ErrorCodes.CORRUPT_VALUE }));
   });
 
+  it('a value followed by more bytes is refused without its contents in the error or its cause', () => {
+    const secret = { token: 'do-not-log-me' };
+    const bytes = Buffer.concat([codec.encode(secret), Buffer.from([1])]);
+    for (const decode of [() => codec.decode(bytes), () => codec.decodeCopying(bytes, bytes.length)]) {
+      let err: unknown;
+      try {
+        decode();
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toMatchObject({ code: ErrorCodes.CORRUPT_VALUE, message: 'corrupt encoded value: bytes left over after the value' });
+      expect(JSON.stringify(err) + String((err as Error).cause)).not.toContain('do-not-log-me');
+    }
+  });
+
   it('rejects every truncation of a valid value with a typed error, never a crash or a wrong value', () => {
     fc.assert(
       fc.property(value, fc.nat(), (v, cut) => {
