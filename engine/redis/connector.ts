@@ -126,8 +126,8 @@ export class RedisConnector extends EventEmitter {
   #subscriber: Client | undefined;
   readonly #handlers = new Map<string, Set<(message: string, channel: string) => void>>();
   readonly #subscribing = new Map<string, Promise<void>>();
-  /** Settled at the subscriber connection's next 'ready' (or at close); shared by every subscribe waiting for it. */
-  #subscriberReady: { promise: Promise<void>; resolve: () => void } | undefined;
+  /** Subscribes not yet confirmed: waiting for a ready connection (not sent) or for Redis's answer (see #subscribeChannel). */
+  readonly #subscribeWaiters = new Set<{ sent: boolean; send(): void; fail(err: unknown): void }>();
   #closed = false;
   /** Every in-flight command's deadline, on one timer. */
   readonly #deadlines = new DeadlineQueue();
@@ -480,6 +480,8 @@ export class RedisConnector extends EventEmitter {
   /**
    * Subscribes `handler` to `channel` on the connector's one subscriber connection (opened on
    * first use). Returns a function that unsubscribes it.
+   * @throws (rejects) ERR_HOTPATH_REDIS_UNAVAILABLE when Redis does not confirm the subscription
+   *   within max(timeoutMs, connectTimeoutMs), or the connector is closed meanwhile.
    */
   async subscribe(channel: string, handler: (message: string, channel: string) => void): Promise<() => Promise<void>> {
     if (this.#closed) throw new RedisUnavailableError('the Redis connector is closed');
@@ -487,30 +489,7 @@ export class RedisConnector extends EventEmitter {
     // Every caller waits for the one SUBSCRIBE of its channel; if it fails, all of them fail.
     let pending = this.#subscribing.get(channel);
     if (pending === undefined && !this.#handlers.has(channel)) {
-      // SUBSCRIBE goes out only on a ready connection. ioredis writes it at once during the
-      // handshake (Redis allows SUBSCRIBE while loading): the connection enters subscriber mode,
-      // its ready check (INFO) is refused, ioredis reconnects and — the connection never having
-      // been ready — does not resubscribe. The subscribe would have resolved on a connection that
-      // is then silently deaf. Before ready, wait for it instead (not ioredis's offline queue: a
-      // long outage would pile up one SUBSCRIBE per retry there).
-      let expired = false;
-      const send: Promise<unknown> = sub.status === 'ready'
-        ? sub.subscribe(channel)
-        : this.#whenSubscriberReady().then(() => {
-          if (expired || this.#closed) throw new RedisUnavailableError(`Redis subscribe ${channel} abandoned`); // nobody waits for it any more
-          return sub.subscribe(channel);
-        });
-      pending = withTimeout(send, Math.max(this.timeoutMs, this.#connectTimeoutMs), `subscribe ${channel}`)
-        .then(
-          () => {
-            this.#handlers.set(channel, this.#handlers.get(channel) ?? new Set());
-          },
-          (err: unknown) => {
-            expired = true;
-            throw err;
-          },
-        )
-        .finally(() => this.#subscribing.delete(channel));
+      pending = this.#subscribeChannel(sub, channel).finally(() => this.#subscribing.delete(channel));
       this.#subscribing.set(channel, pending);
     }
     if (pending !== undefined) {
@@ -520,14 +499,66 @@ export class RedisConnector extends EventEmitter {
         throw err instanceof HotpathError ? err : new RedisUnavailableError(`Redis subscribe failed: ${(err as Error).message}`, err);
       }
     }
+    // Closed while it was on its way: no 'subscriber' events will follow, so it must not look live.
+    if (this.#closed) throw new RedisUnavailableError('the Redis connector is closed');
     const set = this.#handlers.get(channel)!;
     set.add(handler);
     return async () => {
       const s = this.#handlers.get(channel);
       if (s === undefined || !s.delete(handler) || s.size > 0) return;
       this.#handlers.delete(channel);
+      // Only a ready connection holds subscriptions in Redis; the next 'ready' subscribes what
+      // #handlers lists and nothing else (ioredis's autoResubscribe is off). An UNSUBSCRIBE sent
+      // during a handshake would be undone at 'ready' by a resubscribe of the old channels.
+      if (sub.status !== 'ready') return;
       await withTimeout(sub.unsubscribe(channel), Math.max(this.timeoutMs, 500), `unsubscribe ${channel}`).catch(() => undefined);
     };
+  }
+
+  /**
+   * One SUBSCRIBE of `channel`, confirmed within max(timeoutMs, connectTimeoutMs); on success the
+   * channel is listed in #handlers (so 'ready' resubscribes it).
+   *
+   * SUBSCRIBE goes out only on a ready connection. ioredis writes it at once during the handshake
+   * (Redis allows SUBSCRIBE while loading): the connection enters subscriber mode, its ready check
+   * (INFO) is refused, ioredis reconnects and — the connection never having been ready — does not
+   * resubscribe: the subscribe resolved on a connection that then came back deaf. Before ready the
+   * attempt waits in #subscribeWaiters (not in ioredis's offline queue, where a long outage would
+   * pile up one SUBSCRIBE per retry); it leaves the set when it settles (confirmed, failed, timed
+   * out, or the connector closed): nothing stays behind per abandoned attempt. A confirmation
+   * that arrives after the attempt gave up is undone.
+   */
+  #subscribeChannel(sub: Client, channel: string): Promise<void> {
+    const ms = Math.max(this.timeoutMs, this.#connectTimeoutMs);
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const waiter = {
+        sent: false,
+        send: (): void => {
+          waiter.sent = true;
+          sub.subscribe(channel).then(() => {
+            if (!settled) {
+              this.#handlers.set(channel, this.#handlers.get(channel) ?? new Set());
+              finish(undefined);
+            } else if (!this.#handlers.has(channel) && !this.#subscribing.has(channel) && !this.#closed && sub.status === 'ready') {
+              sub.unsubscribe(channel).catch(() => undefined); // confirmed too late: nobody listens
+            }
+          }, (err: unknown) => finish(err ?? new Error('subscribe failed')));
+        },
+        fail: (err: unknown): void => finish(err),
+      };
+      const finish = (err: unknown): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.#subscribeWaiters.delete(waiter);
+        if (err === undefined) resolve();
+        else reject(err);
+      };
+      const timer = setTimeout(() => finish(new RedisUnavailableError(`Redis subscribe ${channel} timed out after ${ms} ms`)), ms);
+      this.#subscribeWaiters.add(waiter);
+      if (sub.status === 'ready') waiter.send();
+    });
   }
 
   /** Publishes `message` on `channel`; resolves with the number of receivers Redis reports. */
@@ -535,54 +566,42 @@ export class RedisConnector extends EventEmitter {
     return (await this.command('PUBLISH', [channel, message], options)) as number;
   }
 
-  #whenSubscriberReady(): Promise<void> {
-    if (this.#subscriberReady === undefined) {
-      let resolve!: () => void;
-      const promise = new Promise<void>((r) => (resolve = r));
-      this.#subscriberReady = { promise, resolve };
-    }
-    return this.#subscriberReady.promise;
-  }
-
-  #settleSubscriberReady(): void {
-    const waiting = this.#subscriberReady;
-    this.#subscriberReady = undefined;
-    waiting?.resolve();
-  }
-
   #subscriberClient(): Client {
     if (this.#subscriber !== undefined) return this.#subscriber;
     // Subscribing needs a connection of its own; commands wait for it to connect.
     // Subscribing waits for the connection (bounded by the subscribe timeout) instead of failing
-    // at once while Redis reconnects; the command connection keeps failing fast.
+    // at once while Redis reconnects; the command connection keeps failing fast. ioredis's
+    // autoResubscribe is off: the 'ready' handler below resubscribes exactly what #handlers lists.
     const sub: Client = this.client instanceof Cluster
       ? this.client.duplicate([], { enableOfflineQueue: true, redisOptions: { ...this.client.options.redisOptions, maxRetriesPerRequest: null } })
-      : this.client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
+      : this.client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: false });
     sub.on('error', (err: Error) => this.emit('redisError', err));
     // Subscribers must know when messages may have been missed: 'subscriber' 'down' when the
     // connection drops, 'up' once it is ready and our channels are subscribed again.
     let wasReady = false;
+    let readyCount = 0;
     sub.on('ready', () => {
-      this.#settleSubscriberReady(); // subscribes waiting for it go out after this handler's own
-      if (!wasReady) {
-        wasReady = true;
-        return;
+      const epoch = ++readyCount;
+      const first = !wasReady;
+      wasReady = true;
+      if (!first) {
+        // Subscribe our channels again (autoResubscribe is off) and announce 'up' only once they
+        // are live, so nothing published between the two is missed by a listener that trusts 'up'.
+        const channels = [...this.#handlers.keys()];
+        const up = (): void => {
+          if (!this.#closed) this.emit('subscriber', 'up');
+        };
+        if (channels.length === 0) up();
+        else {
+          withTimeout(sub.subscribe(...channels), Math.max(this.timeoutMs, 1000), 'resubscribe').then(up, () => {
+            // Refused or silent (an ACL change, a stuck server): reconnect and try again, rather
+            // than stay deaf without anyone knowing — unless this connection is gone already.
+            if (!this.#closed && epoch === readyCount && sub.status === 'ready') sub.disconnect(true);
+          });
+        }
       }
-      // ioredis emits 'ready' before it re-subscribes: subscribe again ourselves (idempotent in
-      // Redis) and announce 'up' only once the channels are live, so nothing published between
-      // the two is missed by a listener that trusts 'up'.
-      const channels = [...this.#handlers.keys()];
-      const up = (): void => {
-        if (!this.#closed) this.emit('subscriber', 'up');
-      };
-      if (channels.length === 0) up();
-      else {
-        withTimeout(sub.subscribe(...channels), Math.max(this.timeoutMs, 1000), 'resubscribe').then(up, () => {
-          // Refused or silent (an ACL change, a stuck server): reconnect and try again, rather
-          // than stay deaf without anyone knowing.
-          if (!this.#closed) sub.disconnect(true);
-        });
-      }
+      // Subscribes that waited for a ready connection go out after the resubscribe above.
+      for (const w of [...this.#subscribeWaiters]) if (!w.sent) w.send();
     });
     sub.on('close', () => {
       if (wasReady && !this.#closed) this.emit('subscriber', 'down');
@@ -604,7 +623,7 @@ export class RedisConnector extends EventEmitter {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#settleSubscriberReady(); // waiting subscribes give up (they check #closed)
+    for (const w of [...this.#subscribeWaiters]) w.fail(new RedisUnavailableError('the Redis connector is closed'));
     this.emit('closed');
     this.breaker.dispose();
     await Promise.all([this.client, this.#subscriber].map(async (c) => {

@@ -223,4 +223,51 @@ describe.runIf(spawnable)('RedisConnector on its own server', () => {
       await proxy.close();
     }
   });
+  it('an unsubscribe made during a reconnect\'s handshake is not undone when the connection is ready', async () => {
+    const { Redis } = await import('ioredis');
+    const proxy = await holdingProxy(server.port);
+    const c = await RedisConnector.connect(`redis://127.0.0.1:${proxy.port}`, { timeoutMs: 50, connectTimeoutMs: 5000, reconnect: { minMs: 10, maxMs: 20 } });
+    const admin = new Redis(server.url);
+    const events: string[] = [];
+    c.on('subscriber', (s: string) => events.push(s));
+    try {
+      const offA = await c.subscribe('uh-a', () => {});
+      await c.subscribe('uh-b', () => {});
+      proxy.holdNew();
+      const handshake = proxy.nextHeldWrite();
+      expect(await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')).toBe(1);
+      await handshake; // the subscriber's new connection is in its handshake
+      await offA();
+      proxy.release();
+      await vi.waitFor(() => expect(events).toEqual(['down', 'up']));
+      expect(await admin.call('PUBSUB', 'NUMSUB', 'uh-a', 'uh-b')).toEqual(['uh-a', 0, 'uh-b', 1]);
+    } finally {
+      admin.disconnect();
+      await c.close();
+      await proxy.close();
+    }
+  });
+
+  it('a subscribe that timed out is undone when Redis confirms it late; one in flight at close() rejects', async () => {
+    const { Redis } = await import('ioredis');
+    const c = await RedisConnector.connect(server.url, { timeoutMs: 50, connectTimeoutMs: 400 });
+    const admin = new Redis(server.url);
+    try {
+      await c.subscribe('late-warm', () => {}); // the subscriber connection is open and ready
+      await admin.call('CLIENT', 'PAUSE', '600', 'ALL');
+      await expect(c.subscribe('late-slow', () => {})).rejects.toMatchObject({ code: ErrorCodes.REDIS_UNAVAILABLE, message: expect.stringMatching(/timed out after 400 ms/) });
+      // Written after the late one on the same connection: once it is confirmed, so was that one.
+      await c.subscribe('late-after', () => {});
+      await vi.waitFor(async () => expect(await admin.call('PUBSUB', 'NUMSUB', 'late-slow', 'late-after')).toEqual(['late-slow', 0, 'late-after', 1]));
+      await admin.call('CLIENT', 'PAUSE', '300', 'ALL');
+      const inFlight = c.subscribe('late-closed', () => {});
+      const closing = c.close();
+      await expect(inFlight).rejects.toMatchObject({ code: ErrorCodes.REDIS_UNAVAILABLE, message: 'the Redis connector is closed' });
+      await closing;
+    } finally {
+      await admin.call('CLIENT', 'UNPAUSE').catch(() => undefined);
+      admin.disconnect();
+      await c.close();
+    }
+  });
 });
