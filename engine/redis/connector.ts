@@ -509,8 +509,9 @@ export class RedisConnector extends EventEmitter {
       this.#handlers.delete(channel);
       // Only a ready connection holds subscriptions in Redis; the next 'ready' subscribes what
       // #handlers lists and nothing else (ioredis's autoResubscribe is off). An UNSUBSCRIBE sent
-      // during a handshake would be undone at 'ready' by a resubscribe of the old channels.
-      if (sub.status !== 'ready') return;
+      // during a handshake would be undone at 'ready' by a resubscribe of the old channels. (A
+      // Cluster's subscriber resubscribes on its own: there the UNSUBSCRIBE always goes out.)
+      if (sub.status !== 'ready' && !(sub instanceof Cluster)) return;
       await withTimeout(sub.unsubscribe(channel), Math.max(this.timeoutMs, 500), `unsubscribe ${channel}`).catch(() => undefined);
     };
   }
