@@ -12,7 +12,8 @@
  *  - reconnects with capped, jittered exponential back-off;
  *  - a script registry: each Lua script is defined once, run by EVALSHA, and on NOSCRIPT (a
  *    restarted server, a failed-over node) run by EVAL, which also caches it again;
- *  - one shared pub/sub subscriber connection, opened on the first subscribe;
+ *  - one shared pub/sub subscriber connection, opened on the first subscribe (on a Cluster, a
+ *    plain connection to one node, moving to the next on reconnect);
  *  - MGET split by hash slot on a Cluster.
  * Redis reply errors (a script error, WRONGTYPE) mean Redis is healthy: they reject with
  * ERR_HOTPATH_REDIS_ERROR and count as successes for the breaker.
@@ -23,6 +24,8 @@ import calculateSlot from 'cluster-key-slot';
 import { Cluster, Command, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 // ioredis's own test of whether a call goes into its auto-pipeline (not re-exported at the top).
 import { shouldUseAutoPipelining } from 'ioredis/built/autoPipelining.js';
+// The connector a plain connection runs on each (re)connect; the Cluster's subscriber rotates it over the nodes.
+import { StandaloneConnector } from 'ioredis/built/connectors/index.js';
 import { HotpathError, RedisCommandError, RedisUnavailableError } from '../errors.js';
 import type { Clock } from '../options.js';
 import { CircuitBreaker, type BreakerOptions, type BreakerState } from '../resilience/breaker.js';
@@ -122,8 +125,10 @@ export class RedisConnector extends EventEmitter {
   readonly timeoutMs: number;
   readonly #config: RedisConfig;
   readonly #connectTimeoutMs: number;
+  /** Capped, jittered exponential back-off (ms) before reconnect number `times`. */
+  readonly #retryStrategy: (times: number) => number;
   readonly #scripts = new Map<string, { name: string; sha: string; source: string }>();
-  #subscriber: Client | undefined;
+  #subscriber: Redis | undefined;
   readonly #handlers = new Map<string, Set<(message: string, channel: string) => void>>();
   readonly #subscribing = new Map<string, Promise<void>>();
   /** Subscribes not yet confirmed: waiting for a ready connection (not sent) or for Redis's answer (see #subscribeChannel). */
@@ -141,11 +146,11 @@ export class RedisConnector extends EventEmitter {
     this.#connectTimeoutMs = options.connectTimeoutMs ?? CONNECTOR_DEFAULTS.connectTimeoutMs;
     const minMs = options.reconnect?.minMs ?? CONNECTOR_DEFAULTS.reconnectMinMs;
     const maxMs = options.reconnect?.maxMs ?? CONNECTOR_DEFAULTS.reconnectMaxMs;
-    const retryStrategy = (times: number): number => {
+    const retryStrategy = (this.#retryStrategy = (times: number): number => {
       this.#stats.reconnects++;
       const cap = Math.min(maxMs, minMs * 2 ** Math.min(times, 20));
       return Math.round(cap / 2 + (Math.random() * cap) / 2); // jitter: no thundering herd
-    };
+    });
     const common: RedisOptions = {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
@@ -509,9 +514,8 @@ export class RedisConnector extends EventEmitter {
       this.#handlers.delete(channel);
       // Only a ready connection holds subscriptions in Redis; the next 'ready' subscribes what
       // #handlers lists and nothing else (ioredis's autoResubscribe is off). An UNSUBSCRIBE sent
-      // during a handshake would be undone at 'ready' by a resubscribe of the old channels. (A
-      // Cluster's subscriber resubscribes on its own: there the UNSUBSCRIBE always goes out.)
-      if (sub.status !== 'ready' && !(sub instanceof Cluster)) return;
+      // during a handshake would be undone at 'ready' by a resubscribe of the old channels.
+      if (sub.status !== 'ready') return;
       await withTimeout(sub.unsubscribe(channel), Math.max(this.timeoutMs, 500), `unsubscribe ${channel}`).catch(() => undefined);
     };
   }
@@ -529,7 +533,7 @@ export class RedisConnector extends EventEmitter {
    * out, or the connector closed): nothing stays behind per abandoned attempt. A confirmation
    * that arrives after the attempt gave up is undone.
    */
-  #subscribeChannel(sub: Client, channel: string): Promise<void> {
+  #subscribeChannel(sub: Redis, channel: string): Promise<void> {
     const ms = Math.max(this.timeoutMs, this.#connectTimeoutMs);
     return new Promise<void>((resolve, reject) => {
       let settled = false;
@@ -567,14 +571,14 @@ export class RedisConnector extends EventEmitter {
     return (await this.command('PUBLISH', [channel, message], options)) as number;
   }
 
-  #subscriberClient(): Client {
+  #subscriberClient(): Redis {
     if (this.#subscriber !== undefined) return this.#subscriber;
     // Subscribing needs a connection of its own; commands wait for it to connect.
     // Subscribing waits for the connection (bounded by the subscribe timeout) instead of failing
     // at once while Redis reconnects; the command connection keeps failing fast. ioredis's
     // autoResubscribe is off: the 'ready' handler below resubscribes exactly what #handlers lists.
-    const sub: Client = this.client instanceof Cluster
-      ? this.client.duplicate([], { enableOfflineQueue: true, redisOptions: { ...this.client.options.redisOptions, maxRetriesPerRequest: null } })
+    const sub: Redis = this.client instanceof Cluster
+      ? this.#clusterSubscriber(this.client)
       : this.client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: false });
     sub.on('error', (err: Error) => this.emit('redisError', err));
     // Subscribers must know when messages may have been missed: 'subscriber' 'down' when the
@@ -618,6 +622,49 @@ export class RedisConnector extends EventEmitter {
     });
     this.#subscriber = sub;
     return sub;
+  }
+
+  /**
+   * The subscriber of a Cluster: a plain connection to one node, not ioredis's Cluster
+   * subscriber. Classic PUBLISH reaches every node of a Cluster, so any node hears every
+   * channel; a plain connection has the single-node gate and events ('ready', 'close'), while
+   * ioredis's ClusterSubscriber moves to another node and resubscribes silently — no 'close',
+   * no 'ready' — so messages published meanwhile were lost without a 'subscriber' 'down', and a
+   * SUBSCRIBE written during the new node's handshake resolved on a connection that came back
+   * deaf (review23). Each (re)connect goes to the next node the Cluster knows (its seeds before
+   * it has a slot map): a node that died or left is skipped on the next attempt. The first node
+   * is a random one, so many instances' subscribers spread over the Cluster.
+   */
+  #clusterSubscriber(cluster: Cluster): Redis {
+    const seeds = isCluster(this.#config) ? this.#config.cluster.map(clusterNode) : [];
+    // Start at a random node: the subscribers of many instances spread over the Cluster.
+    let turn = Math.floor(Math.random() * 1024);
+    const next = (): { host: string; port: number } => {
+      const known = cluster.nodes('all').map((n) => ({ host: n.options.host ?? '127.0.0.1', port: n.options.port ?? 6379 }));
+      const nodes = known.length > 0 ? known : seeds;
+      return nodes[turn++ % nodes.length]!;
+    };
+    // The connector ioredis runs on every (re)connect, here with the next node's address.
+    class RotatingConnector extends StandaloneConnector {
+      constructor(options: unknown) {
+        super(options as ConstructorParameters<typeof StandaloneConnector>[0]);
+      }
+
+      override connect(emit: Parameters<StandaloneConnector['connect']>[0]): ReturnType<StandaloneConnector['connect']> {
+        Object.assign(this.options, next());
+        return super.connect(emit);
+      }
+    }
+    const first = next();
+    return new Redis({
+      ...cluster.options.redisOptions,
+      ...first,
+      Connector: RotatingConnector,
+      retryStrategy: this.#retryStrategy,
+      enableOfflineQueue: true,
+      maxRetriesPerRequest: null,
+      autoResubscribe: false,
+    });
   }
 
   /** Closes both connections (QUIT, then disconnect if Redis does not answer). Idempotent. */

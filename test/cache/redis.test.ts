@@ -321,8 +321,15 @@ describe.runIf(spawnable)('Redis going away', () => {
 });
 
 describe.runIf(spawnable)('on a 3-master Redis Cluster', () => {
+  let cluster: Awaited<ReturnType<typeof startCluster>>;
+  beforeAll(async () => {
+    cluster = await startCluster();
+  }, 60_000);
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
   it('getMany spans slots on every master', async () => {
-    const cluster = await startCluster();
     const connector = await RedisConnector.connect({ cluster: cluster.urls }, { timeoutMs: 1000, connectTimeoutMs: 10_000 });
     const engine = await testEngine({ workers: 1 });
     try {
@@ -341,7 +348,37 @@ describe.runIf(spawnable)('on a 3-master Redis Cluster', () => {
     } finally {
       await engine.close();
       await connector.close();
-      await cluster.stop();
     }
   }, 90_000);
+
+  it('after a pub/sub outage the local tiers are not trusted (cleared), and invalidations are heard again', async () => {
+    // review23: ioredis's Cluster subscriber moved to another node silently, so the cache never
+    // learned it had missed invalidations and served stale values for good.
+    const a = await testEngine({ workers: 1, redis: { cluster: cluster.urls }, redisTimeoutMs: 1000, redisConnectTimeoutMs: 10_000 });
+    const b = await testEngine({ workers: 1, redis: { cluster: cluster.urls }, redisTimeoutMs: 1000, redisConnectTimeoutMs: 10_000 });
+    const admins = cluster.nodes.map((n) => new Redis(n.url));
+    const numsub = async (): Promise<number> =>
+      (await Promise.all(admins.map(async (x) => ((await x.call('PUBSUB', 'NUMSUB', 'hotpath:c:bus')) as [string, number])[1]))).reduce((x, y) => x + y);
+    try {
+      expect(await a.cache.ready(10_000)).toBe(true);
+      expect(await b.cache.ready(10_000)).toBe(true);
+      await vi.waitFor(async () => expect(await numsub()).toBe(2)); // both subscribed (in the background)
+      await a.cache.set('cl-deaf', 'v1');
+      expect(await b.cache.get('cl-deaf')).toBe('v1');
+      expect(b.cache.getSync('cl-deaf')).toBe('v1'); // b holds it locally
+      let cleared = false;
+      b.cache.on('invalidated', (key) => (cleared ||= key === undefined));
+      await Promise.all(admins.map((x) => x.call('CLIENT', 'KILL', 'TYPE', 'pubsub')));
+      await vi.waitFor(() => expect(cleared).toBe(true), { timeout: 5000 });
+      expect(b.cache.getSync('cl-deaf')).toBeUndefined();
+      await vi.waitFor(async () => expect(await numsub()).toBe(2)); // both back on the bus
+      expect(await b.cache.get('cl-deaf')).toBe('v1');
+      await a.cache.set('cl-deaf', 'v2');
+      await vi.waitFor(() => expect(b.cache.getSync('cl-deaf')).toBeUndefined()); // the invalidation is heard
+      expect(await b.cache.get('cl-deaf')).toBe('v2');
+    } finally {
+      for (const x of admins) x.disconnect();
+      await Promise.all([a.close(), b.close()]);
+    }
+  }, 60_000);
 });

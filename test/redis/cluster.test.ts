@@ -1,7 +1,8 @@
 import calculateSlot from 'cluster-key-slot';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createEngine, RedisConnector } from '../../engine/index.js';
-import { canSpawnRedis, startCluster } from './servers.js';
+import { canSpawnRedis, holdingProxy, startCluster } from './servers.js';
 
 const spawnable = canSpawnRedis('redis cluster');
 
@@ -45,6 +46,71 @@ describe.runIf(spawnable)('a 3-master Redis Cluster', () => {
     await unsubscribe();
   });
 
+  /** PUBSUB NUMSUB of `channel` on each node, in node order. */
+  const numsub = async (admins: Redis[], channel: string): Promise<number[]> =>
+    Promise.all(admins.map(async (a) => ((await a.call('PUBSUB', 'NUMSUB', channel)) as [string, number])[1]));
+
+  it('a dropped subscriber connection is announced (down, then up), resubscribed on the next node, and hears again', async () => {
+    // ioredis's own Cluster subscriber moved to another node silently: no 'down', so a cache
+    // never learned it had missed invalidations (review23). Ours is a plain connection per node.
+    const c = await RedisConnector.connect({ cluster: cluster.urls }, { timeoutMs: 1000, connectTimeoutMs: 10_000, reconnect: { minMs: 10, maxMs: 50 } });
+    const admins = cluster.nodes.map((n) => new Redis(n.url));
+    const events: string[] = [];
+    c.on('subscriber', (s: string) => events.push(s));
+    try {
+      const heard: string[] = [];
+      await c.subscribe('cl-drop', (m) => heard.push(m));
+      const before = await numsub(admins, 'cl-drop');
+      expect(before.reduce((a, b) => a + b)).toBe(1); // one subscriber connection, on one node
+      await Promise.all(admins.map((a) => a.call('CLIENT', 'KILL', 'TYPE', 'pubsub')));
+      await vi.waitFor(() => expect(events).toEqual(['down', 'up']), { timeout: 5000 });
+      const after = await numsub(admins, 'cl-drop');
+      expect(after.reduce((a, b) => a + b)).toBe(1);
+      expect(after.indexOf(1)).not.toBe(before.indexOf(1)); // each reconnect goes to the next node
+      // Published on a node the subscriber is not on: classic PUBLISH reaches every node.
+      await admins[(after.indexOf(1) + 1) % 3]!.publish('cl-drop', 'after');
+      await vi.waitFor(() => expect(heard).toEqual(['after']));
+    } finally {
+      for (const a of admins) a.disconnect();
+      await c.close();
+    }
+  });
+
+  it('a subscribe made during the handshake of the subscriber\'s reconnect is live once it is ready', async () => {
+    // Every node behind a proxy that can hold Redis's answers (natMap rewrites the addresses the
+    // Cluster announces), so the subscriber's new connection stays in its handshake. ioredis's
+    // Cluster subscriber wrote the SUBSCRIBE at once; its node connection then failed its ready
+    // check and the channel was never subscribed again, though subscribe() had resolved (review23).
+    const proxies = await Promise.all(cluster.nodes.map((n) => holdingProxy(n.port)));
+    const natMap = Object.fromEntries(cluster.nodes.map((n, i) => [`127.0.0.1:${n.port}`, { host: '127.0.0.1', port: proxies[i]!.port }]));
+    const c = await RedisConnector.connect({ cluster: proxies.map((p) => `redis://127.0.0.1:${p.port}`), options: { natMap } }, { timeoutMs: 1000, connectTimeoutMs: 10_000, reconnect: { minMs: 10, maxMs: 50 } });
+    const admins = cluster.nodes.map((n) => new Redis(n.url));
+    const events: string[] = [];
+    c.on('subscriber', (s: string) => events.push(s));
+    try {
+      expect(c.available).toBe(true);
+      const heard = new Set<string>();
+      await c.subscribe('cl-hs-a', (m) => heard.add(`a:${m}`));
+      for (const p of proxies) p.holdNew();
+      const handshake = Promise.race(proxies.map((p) => p.nextHeldWrite()));
+      await Promise.all(admins.map((a) => a.call('CLIENT', 'KILL', 'TYPE', 'pubsub')));
+      await handshake; // the subscriber's new connection is in its handshake
+      const b = c.subscribe('cl-hs-b', (m) => heard.add(`b:${m}`));
+      for (const p of proxies) p.release();
+      await b;
+      await vi.waitFor(() => expect(events).toEqual(['down', 'up']), { timeout: 5000 });
+      expect(await numsub(admins, 'cl-hs-a').then((n) => n.reduce((x, y) => x + y))).toBe(1);
+      expect(await numsub(admins, 'cl-hs-b').then((n) => n.reduce((x, y) => x + y))).toBe(1);
+      await admins[0]!.publish('cl-hs-a', '1');
+      await admins[0]!.publish('cl-hs-b', '1');
+      await vi.waitFor(() => expect(heard).toEqual(new Set(['a:1', 'b:1'])));
+    } finally {
+      for (const a of admins) a.disconnect();
+      await c.close();
+      for (const p of proxies) await p.close();
+    }
+  });
+
   it('createEngine accepts { cluster: [urls] }', async () => {
     const e = await createEngine({ workers: 1, memory: 16 << 20, channel: { ringBytes: 65536 }, redis: { cluster: cluster.urls }, redisConnectTimeoutMs: 10_000, redisTimeoutMs: 1000 });
     try {
@@ -79,6 +145,29 @@ describe.runIf(spawnable)('a 3-master Redis Cluster', () => {
       }
     } finally {
       await e.close();
+    }
+  });
+  // Last: it kills a master (the Cluster is not whole afterwards).
+  it('a subscriber whose node dies moves to a live node and hears again', async () => {
+    const c = await RedisConnector.connect({ cluster: cluster.urls }, { timeoutMs: 1000, connectTimeoutMs: 10_000, reconnect: { minMs: 10, maxMs: 50 } });
+    const admins = cluster.nodes.map((n) => new Redis(n.url, { retryStrategy: () => null }));
+    admins.forEach((a) => a.on('error', () => undefined));
+    const events: string[] = [];
+    c.on('subscriber', (s: string) => events.push(s));
+    try {
+      const heard: string[] = [];
+      await c.subscribe('cl-dead', (m) => heard.push(m));
+      const on = (await numsub(admins, 'cl-dead')).indexOf(1);
+      await cluster.nodes[on]!.kill();
+      await vi.waitFor(() => expect(events).toEqual(['down', 'up']), { timeout: 5000 });
+      const live = admins.filter((_, i) => i !== on);
+      expect((await numsub(live, 'cl-dead')).reduce((a, b) => a + b)).toBe(1);
+      await live[0]!.publish('cl-dead', 'moved');
+      await live[1]!.publish('cl-dead', 'moved');
+      await vi.waitFor(() => expect(heard).toEqual(['moved', 'moved']));
+    } finally {
+      for (const a of admins) a.disconnect();
+      await c.close();
     }
   });
 });
