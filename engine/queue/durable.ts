@@ -59,7 +59,7 @@ import { SYSTEM_CLOCK, type Clock } from '../options.js';
 import { ValueCodec } from '../codec/codec.js';
 import { withTimeout, type RedisConnector } from '../redis/connector.js';
 import type { LatencyRecorder } from '../observe/thread-metrics.js';
-import { createExecutor, type AttemptHandle, type Executor } from './executor.js';
+import { createExecutor, FunctionExecutor, Settled, type AttemptHandle, type Executor } from './executor.js';
 import { backoffDelay, resolveQueueOptions, resolveSubmit, type ResolvedQueueOptions, type ResolvedSubmit } from './options.js';
 import { errorInfo } from './queue.js';
 import { MAX_PRIORITY, type DeadLetter, type ErrorInfo, type QueueCounts, type QueueEvents, type QueueOptions, type SubmitOptions, type TaskHandle, type TaskState, type TaskStatus } from './types.js';
@@ -874,10 +874,22 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
     let active: Active | undefined;
     try {
       const payload = data.p === undefined ? undefined : this.#codec.decode(Buffer.from(data.p, 'base64'));
-      const handle = this.#executor.start(this.#executor.prepare(payload), { id, attempt, timeoutMs: data.t ?? this.#o.timeout });
-      active = { handle, cancelled: false, abandoned: false };
-      this.#active.set(jobId, active);
-      const value = await handle.result;
+      const info = { id, attempt, timeoutMs: data.t ?? this.#o.timeout };
+      const ex = this.#executor;
+      let value: unknown;
+      // A function handler without a timeout that answers synchronously settles here, with no
+      // attempt handle and no promise hops (as in the in-memory queue); nothing can cancel it
+      // while it runs, so it is never listed as active.
+      const quick = ex instanceof FunctionExecutor && info.timeoutMs === 0 ? ex.invokeNow(payload, info, this.#o.killAfterMs) : undefined;
+      if (quick instanceof Settled) {
+        if (!quick.ok) throw quick.value;
+        value = quick.value;
+      } else {
+        const handle = quick ?? ex.start(ex.prepare(payload), info);
+        active = { handle, cancelled: false, abandoned: false };
+        this.#active.set(jobId, active);
+        value = await handle.result;
+      }
       const encoded = value === undefined ? null : this.#codec.encode(value, 'result').toString('base64');
       if (this.#pending.has(jobId)) this.#localOutcomes.set(jobId, { ok: true, value });
       return encoded;
