@@ -352,6 +352,7 @@ export async function createEngine(options?: EngineOptions): Promise<Engine> {
       redis = await RedisConnector.connect(settings.redis, {
         timeoutMs: settings.redisTimeoutMs,
         connectTimeoutMs: settings.redisConnectTimeoutMs,
+        subscriberCheckMs: settings.redisSubscriberCheckMs,
         clock: settings.clock,
       });
     } catch (err) {

@@ -78,6 +78,8 @@ export interface EngineOptions {
   redisTimeoutMs?: number;
   /** How long createEngine() waits for Redis to be ready before going on in fallback mode (ms). Default 2000. */
   redisConnectTimeoutMs?: number;
+  /** How often the Redis subscriber's hearing is checked (ms; 0 = never; see RedisConnector's subscriberCheckMs). Default 1000. */
+  redisSubscriberCheckMs?: number;
   /** engine.compress / decompress tuning (offloadBytes, blockSize, zlibConcurrency, maxOutputBytes). */
   compress?: CompressorOptions;
   /** engine.cache settings (ttl, l1, l2, l3, bloom…; see CacheOptions). Validated by createEngine; the cache is built on first use of engine.cache. */
@@ -98,9 +100,10 @@ export const DEFAULTS = {
   metricsCapacity: 4096,
   redisTimeoutMs: 50,
   redisConnectTimeoutMs: 2000,
+  redisSubscriberCheckMs: 1000,
 } as const;
 
-const KNOWN = new Set(['workers', 'memory', 'clock', 'channel', 'workerResourceLimits', 'closeTimeoutMs', 'startTimeoutMs', 'metrics', 'metricsCapacity', 'redis', 'redisTimeoutMs', 'redisConnectTimeoutMs', 'compress', 'cache']);
+const KNOWN = new Set(['workers', 'memory', 'clock', 'channel', 'workerResourceLimits', 'closeTimeoutMs', 'startTimeoutMs', 'metrics', 'metricsCapacity', 'redis', 'redisTimeoutMs', 'redisConnectTimeoutMs', 'redisSubscriberCheckMs', 'compress', 'cache']);
 const KNOWN_COMPRESS = new Set(['offloadBytes', 'blockSize', 'zlibConcurrency', 'maxOutputBytes']);
 const KNOWN_CHANNEL = new Set(['ringBytes', 'spinUs', 'spinWorkers']);
 
@@ -115,6 +118,7 @@ export interface EngineSettings {
   redis: RedisConfig | undefined;
   redisTimeoutMs: number;
   redisConnectTimeoutMs: number;
+  redisSubscriberCheckMs: number;
   /** Checked by the Compressor (keys checked here). */
   compress: CompressorOptions;
   /** Checked by the Cache (on first use of engine.cache). */
@@ -196,6 +200,8 @@ export function resolveOptions(options: EngineOptions | undefined): EngineSettin
   const redisTimeoutMs = o.redisTimeoutMs === undefined ? DEFAULTS.redisTimeoutMs : int('redisTimeoutMs', o.redisTimeoutMs, 1, 600_000);
   const redisConnectTimeoutMs = o.redisConnectTimeoutMs === undefined ? DEFAULTS.redisConnectTimeoutMs
     : int('redisConnectTimeoutMs', o.redisConnectTimeoutMs, 0, 600_000);
+  const redisSubscriberCheckMs = o.redisSubscriberCheckMs === undefined ? DEFAULTS.redisSubscriberCheckMs
+    : int('redisSubscriberCheckMs', o.redisSubscriberCheckMs, 0, 600_000);
   // Per thread (main + every pool slot) a scratch region and its 64-byte result area; the rest
   // of what start-up carves (codec structures, pool table, …) fits in the 2 MiB margin.
   const scratch = (poolSlots(workers) + 1) * (SCRATCH_BYTES + 128);
@@ -225,6 +231,7 @@ export function resolveOptions(options: EngineOptions | undefined): EngineSettin
     redis,
     redisTimeoutMs,
     redisConnectTimeoutMs,
+    redisSubscriberCheckMs,
     compress: o.compress === undefined ? {} : (checkedKeys('options.compress', o.compress, KNOWN_COMPRESS) as CompressorOptions),
     cache: o.cache === undefined ? {} : (plainObject('options.cache', o.cache) as CacheOptions),
   };

@@ -24,6 +24,8 @@ describe('createEngine options', () => {
     // 2^18 series × (128 + 8 × 20) bytes with 16 workers: 72 MiB, over the default 64 MiB.
     [{ workers: 16, metricsCapacity: 1 << 18 }, RangeError, /cannot hold the metrics table of 262144 series for 16 workers.*raise memory or lower metricsCapacity/],
     [{ closeTimeoutMs: -5 }, RangeError, /options\.closeTimeoutMs/],
+    [{ redisSubscriberCheckMs: -1 }, RangeError, /options\.redisSubscriberCheckMs/],
+    [{ redisSubscriberCheckMs: 0.5 }, RangeError, /options\.redisSubscriberCheckMs/],
   ])('%j → %s', async (options, type, message) => {
     expect(() => resolveOptions(options as never)).toThrow(type);
     expect(() => resolveOptions(options as never)).toThrow(message);

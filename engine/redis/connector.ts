@@ -18,7 +18,7 @@
  * Redis reply errors (a script error, WRONGTYPE) mean Redis is healthy: they reject with
  * ERR_HOTPATH_REDIS_ERROR and count as successes for the breaker.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import calculateSlot from 'cluster-key-slot';
 import { Cluster, Command, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
@@ -44,6 +44,14 @@ export interface ConnectorOptions {
   breaker?: BreakerOptions;
   /** Reconnect back-off: first delay and cap (ms). Defaults 50 and 2000. */
   reconnect?: { minMs?: number; maxMs?: number };
+  /**
+   * How often the subscriber's hearing is checked while anything is subscribed (ms; 0 = never): a
+   * nonce published on a private channel (on a Cluster through another master than the
+   * subscriber's node) must reach the subscriber within max(subscriberCheckMs, timeoutMs), and a
+   * PING on it be answered within max(timeoutMs, subscriberCheckMs / 2), or the subscriber
+   * reconnects (a 'subscriber' 'down' / 'up'). Default 1000.
+   */
+  subscriberCheckMs?: number;
   /** Time source (ms). */
   clock?: Clock;
 }
@@ -54,6 +62,9 @@ export const CONNECTOR_DEFAULTS = {
   breaker: { consecutiveFailures: 5, errorRate: 0.5, volume: 20, windowMs: 10_000, resetMs: 2_000 },
   reconnectMinMs: 50,
   reconnectMaxMs: 2000,
+  subscriberCheckMs: 1000,
+  /** A Cluster's slot map (and so the node list the subscriber rotates over) is refreshed this often (ms), unless its options say otherwise. */
+  clusterSlotsRefreshMs: 5000,
 } as const;
 
 /** A Lua script defined on the connector. */
@@ -133,6 +144,9 @@ export class RedisConnector extends EventEmitter {
   readonly #subscribing = new Map<string, Promise<void>>();
   /** Subscribes not yet confirmed: waiting for a ready connection (not sent) or for Redis's answer (see #subscribeChannel). */
   readonly #subscribeWaiters = new Set<{ sent: boolean; send(): void; fail(err: unknown): void }>();
+  readonly #subscriberCheckMs: number;
+  /** The subscriber's hearing check (see #checkHearing). */
+  readonly #hearing = { channel: `hotpath:hb:${randomUUID()}`, subscribed: false, subscribing: false, sent: 0, outstanding: new Set<number>(), pinging: false, timer: undefined as ReturnType<typeof setInterval> | undefined };
   #closed = false;
   /** Every in-flight command's deadline, on one timer. */
   readonly #deadlines = new DeadlineQueue();
@@ -144,6 +158,10 @@ export class RedisConnector extends EventEmitter {
     this.#config = config;
     this.timeoutMs = options.timeoutMs ?? CONNECTOR_DEFAULTS.timeoutMs;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? CONNECTOR_DEFAULTS.connectTimeoutMs;
+    this.#subscriberCheckMs = options.subscriberCheckMs ?? CONNECTOR_DEFAULTS.subscriberCheckMs;
+    if (!Number.isInteger(this.#subscriberCheckMs) || this.#subscriberCheckMs < 0) {
+      throw new RangeError(`subscriberCheckMs must be a non-negative integer (ms), got ${String(options.subscriberCheckMs)}`);
+    }
     const minMs = options.reconnect?.minMs ?? CONNECTOR_DEFAULTS.reconnectMinMs;
     const maxMs = options.reconnect?.maxMs ?? CONNECTOR_DEFAULTS.reconnectMaxMs;
     const retryStrategy = (this.#retryStrategy = (times: number): number => {
@@ -168,6 +186,9 @@ export class RedisConnector extends EventEmitter {
         enableOfflineQueue: false,
         enableAutoPipelining: true,
         clusterRetryStrategy: retryStrategy,
+        // ioredis refreshes its slot map only on MOVED or a reconnect by default: a node removed
+        // from the Cluster would stay on the list the subscriber rotates over, one added never join it.
+        slotsRefreshInterval: CONNECTOR_DEFAULTS.clusterSlotsRefreshMs,
         ...config.options,
         redisOptions: {
           ...common,
@@ -508,6 +529,7 @@ export class RedisConnector extends EventEmitter {
     if (this.#closed) throw new RedisUnavailableError('the Redis connector is closed');
     const set = this.#handlers.get(channel)!;
     set.add(handler);
+    this.#listenHearing(); // the check's channel, from the first subscription on
     return async () => {
       const s = this.#handlers.get(channel);
       if (s === undefined || !s.delete(handler) || s.size > 0) return;
@@ -582,13 +604,29 @@ export class RedisConnector extends EventEmitter {
       : this.client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: false });
     sub.on('error', (err: Error) => this.emit('redisError', err));
     // Subscribers must know when messages may have been missed: 'subscriber' 'down' when the
-    // connection drops, 'up' once it is ready and our channels are subscribed again.
+    // connection drops (once per outage, not per failed reconnect), 'up' once it is ready and our
+    // channels are subscribed again.
     let wasReady = false;
+    let live = false;
     let readyCount = 0;
+    let handshake: ReturnType<typeof setTimeout> | undefined;
+    sub.on('connect', () => {
+      // ioredis bounds the TCP connect (connectTimeout) but not the handshake after it: a node that
+      // accepts connections and never answers (stopped, loading a large sync) would hold the
+      // subscriber there for as long as it stalls. Past the deadline, reconnect (on a Cluster, to
+      // the next node).
+      clearTimeout(handshake);
+      handshake = setTimeout(() => {
+        if (!this.#closed && sub.status !== 'ready' && sub.status !== 'end') dropConnection(sub);
+      }, Math.max(this.#connectTimeoutMs, 100));
+      handshake.unref?.();
+    });
     sub.on('ready', () => {
+      clearTimeout(handshake);
       const epoch = ++readyCount;
       const first = !wasReady;
       wasReady = true;
+      live = true;
       if (!first) {
         // Subscribe our channels again (autoResubscribe is off) and announce 'up' only once they
         // are live, so nothing published between the two is missed by a listener that trusts 'up'.
@@ -601,7 +639,7 @@ export class RedisConnector extends EventEmitter {
           withTimeout(sub.subscribe(...channels), Math.max(this.timeoutMs, 1000), 'resubscribe').then(up, () => {
             // Refused or silent (an ACL change, a stuck server): reconnect and try again, rather
             // than stay deaf without anyone knowing — unless this connection is gone already.
-            if (!this.#closed && epoch === readyCount && sub.status === 'ready') sub.disconnect(true);
+            if (!this.#closed && epoch === readyCount && sub.status === 'ready') dropConnection(sub);
           });
         }
       }
@@ -609,8 +647,15 @@ export class RedisConnector extends EventEmitter {
       for (const w of [...this.#subscribeWaiters]) if (!w.sent) w.send();
     });
     sub.on('close', () => {
-      if (wasReady && !this.#closed) this.emit('subscriber', 'down');
+      clearTimeout(handshake);
+      if (live && !this.#closed) this.emit('subscriber', 'down');
+      live = false;
     });
+    if (this.#subscriberCheckMs > 0) {
+      const h = this.#hearing;
+      h.timer = setInterval(() => this.#checkHearing(sub, () => readyCount), this.#subscriberCheckMs);
+      h.timer.unref?.();
+    }
     sub.on('message', (channel: string, message: string) => {
       for (const h of this.#handlers.get(channel) ?? []) {
         try {
@@ -622,6 +667,96 @@ export class RedisConnector extends EventEmitter {
     });
     this.#subscriber = sub;
     return sub;
+  }
+
+  /**
+   * One round of the subscriber's hearing check. A connection can be open, ready and subscribed
+   * and still hear nothing: on a Cluster, a node removed from it (it keeps its clients; PUBLISH no
+   * longer reaches it), or one whose cluster-bus links dropped while it stalled (PUBLISH is relayed
+   * only over live links: messages are lost, the TCP connection survives). Nothing on the
+   * connection shows it, so every round the connector publishes a nonce on a private channel —
+   * on a Cluster through another node than the subscriber's, so it crosses the bus — and expects
+   * it back on the subscriber within max(subscriberCheckMs, timeoutMs). If one does not come, the
+   * subscriber reconnects ('down', then 'up'; on a Cluster, on the next node) and listeners drop
+   * what they may have missed. A round whose publish fails gives no verdict.
+   */
+  #checkHearing(sub: Redis, epochNow: () => number): void {
+    const h = this.#hearing;
+    if (this.#closed || sub.status !== 'ready') return;
+    // Only while someone listens (the check's own channel aside).
+    if (this.#handlers.size - (h.subscribed ? 1 : 0) === 0) return;
+    if (!h.subscribed) {
+      this.#listenHearing();
+      return;
+    }
+    this.#pingSubscriber(sub, epochNow);
+    if (h.outstanding.size >= 4) return; // the command path is slower than the rounds: no pile-up
+    const nonce = ++h.sent;
+    const epoch = epochNow();
+    const wait = Math.max(this.#subscriberCheckMs, this.timeoutMs);
+    h.outstanding.add(nonce);
+    this.#publishProbe(sub, h.channel, String(nonce)).then(() => {
+      const t = setTimeout(() => {
+        // After this turn's I/O: a nonce already in the socket is read before the verdict (a busy
+        // event loop must not look like a deaf subscriber).
+        setImmediate(() => {
+          if (!h.outstanding.delete(nonce) || this.#closed || epoch !== epochNow() || sub.status !== 'ready') return;
+          this.emit('redisError', new RedisUnavailableError(`Redis subscriber at ${String(sub.options.host)}:${String(sub.options.port)} did not hear its check within ${wait} ms; reconnecting it`));
+          dropConnection(sub);
+        });
+      }, wait);
+      t.unref?.();
+    }, () => {
+      h.outstanding.delete(nonce); // the publishing side is down or slow: no verdict this round
+    });
+  }
+
+  /**
+   * The other half of the hearing check: a PING on the subscriber, answered within
+   * max(timeoutMs, subscriberCheckMs / 2), or it reconnects. A node that stalls (a fork, a slow
+   * disk, a paused VM) keeps its connections, and on a Cluster the other nodes drop their bus
+   * links to it after half the cluster-node-timeout: messages relayed meanwhile are lost. A nonce
+   * can slip through between two such losses; a stall long enough to drop links (past one round
+   * and this deadline) cannot.
+   */
+  #pingSubscriber(sub: Redis, epochNow: () => number): void {
+    const h = this.#hearing;
+    if (h.pinging) return;
+    h.pinging = true;
+    let answered = false;
+    const epoch = epochNow();
+    const wait = Math.max(this.timeoutMs, Math.floor(this.#subscriberCheckMs / 2));
+    sub.ping().then(() => (answered = true), () => undefined);
+    const t = setTimeout(() => {
+      setImmediate(() => {
+        h.pinging = false;
+        if (answered || this.#closed || epoch !== epochNow() || sub.status !== 'ready') return;
+        this.emit('redisError', new RedisUnavailableError(`Redis subscriber at ${String(sub.options.host)}:${String(sub.options.port)} did not answer PING within ${wait} ms; reconnecting it`));
+        dropConnection(sub);
+      });
+    }, wait);
+    t.unref?.();
+  }
+
+  /** Subscribes the hearing check's channel (once; a failure is retried by the next round). */
+  #listenHearing(): void {
+    const h = this.#hearing;
+    if (h.subscribed || h.subscribing || this.#subscriberCheckMs === 0) return;
+    h.subscribing = true;
+    this.subscribe(h.channel, (m) => h.outstanding.delete(Number(m))).then(
+      () => (h.subscribed = true),
+      () => undefined,
+    ).finally(() => (h.subscribing = false));
+  }
+
+  /** PUBLISH of a hearing check: on a Cluster through a master other than the subscriber's node. */
+  #publishProbe(sub: Redis, channel: string, message: string): Promise<unknown> {
+    if (this.client instanceof Cluster) {
+      const others = this.client.nodes('master').filter((n) => n.options.host !== sub.options.host || n.options.port !== sub.options.port);
+      const node = others[this.#hearing.sent % Math.max(1, others.length)];
+      if (node !== undefined) return withTimeout(node.publish(channel, message), this.timeoutMs, 'hearing check');
+    }
+    return this.command('PUBLISH', [channel, message]);
   }
 
   /**
@@ -655,10 +790,9 @@ export class RedisConnector extends EventEmitter {
         return super.connect(emit);
       }
     }
-    const first = next();
+    // host/port are set by the connector on each connect.
     return new Redis({
       ...cluster.options.redisOptions,
-      ...first,
       Connector: RotatingConnector,
       retryStrategy: this.#retryStrategy,
       enableOfflineQueue: true,
@@ -671,6 +805,7 @@ export class RedisConnector extends EventEmitter {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#hearing.timer);
     for (const w of [...this.#subscribeWaiters]) w.fail(new RedisUnavailableError('the Redis connector is closed'));
     this.emit('closed');
     this.breaker.dispose();
@@ -682,6 +817,17 @@ export class RedisConnector extends EventEmitter {
       c.disconnect();
     }));
   }
+}
+
+/**
+ * Drops a connection at once, for ioredis to reconnect: its socket destroyed, not ended — a
+ * graceful end waits for the peer's FIN, which a stalled server never sends (ioredis would then
+ * destroy it only after its disconnectTimeout, 2 s).
+ */
+function dropConnection(c: Redis): void {
+  const stream = c.stream as { destroyed?: boolean; destroy?: () => void } | undefined;
+  if (stream?.destroy !== undefined && stream.destroyed !== true) stream.destroy();
+  else c.disconnect(true);
 }
 
 function isReplyError(err: unknown): boolean {

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import calculateSlot from 'cluster-key-slot';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -5,6 +6,10 @@ import { createEngine, RedisConnector } from '../../engine/index.js';
 import { canSpawnRedis, holdingProxy, startCluster } from './servers.js';
 
 const spawnable = canSpawnRedis('redis cluster');
+
+/** PUBSUB NUMSUB of `channel` on each node, in node order. */
+const numsub = async (admins: Redis[], channel: string): Promise<number[]> =>
+  Promise.all(admins.map(async (a) => ((await a.call('PUBSUB', 'NUMSUB', channel)) as [string, number])[1]));
 
 describe.runIf(spawnable)('a 3-master Redis Cluster', () => {
   let cluster: Awaited<ReturnType<typeof startCluster>>;
@@ -45,10 +50,6 @@ describe.runIf(spawnable)('a 3-master Redis Cluster', () => {
     expect(await got).toBe('across');
     await unsubscribe();
   });
-
-  /** PUBSUB NUMSUB of `channel` on each node, in node order. */
-  const numsub = async (admins: Redis[], channel: string): Promise<number[]> =>
-    Promise.all(admins.map(async (a) => ((await a.call('PUBSUB', 'NUMSUB', channel)) as [string, number])[1]));
 
   it('a dropped subscriber connection is announced (down, then up), resubscribed on the next node, and hears again', async () => {
     // ioredis's own Cluster subscriber moved to another node silently: no 'down', so a cache
@@ -170,4 +171,58 @@ describe.runIf(spawnable)('a 3-master Redis Cluster', () => {
       await c.close();
     }
   });
+});
+
+describe.runIf(spawnable)('a Redis Cluster with a replica', () => {
+  let cluster: Awaited<ReturnType<typeof startCluster>>;
+  beforeAll(async () => {
+    cluster = await startCluster({ replicas: 1 });
+  }, 60_000);
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it('a subscriber on a node removed from the Cluster fails its hearing check and moves to a member', async () => {
+    // redis-cli --cluster del-node: the others forget the node, which keeps running (reset to a
+    // lone node) with its clients; no PUBLISH of the Cluster reaches it. Nothing on the connection
+    // shows it: only the hearing check (a nonce published through another node) does (review24).
+    const c = await RedisConnector.connect({ cluster: cluster.urls }, { timeoutMs: 1000, connectTimeoutMs: 10_000, subscriberCheckMs: 300, reconnect: { minMs: 10, maxMs: 50 } });
+    const replica = cluster.replicas[0]!;
+    const all = [...cluster.nodes, replica];
+    const admins = all.map((n) => new Redis(n.url));
+    const events: string[] = [];
+    const errors: string[] = [];
+    c.on('subscriber', (s: string) => events.push(s));
+    c.on('redisError', (e: Error) => errors.push(e.message));
+    const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+    try {
+      const pool = (): number[] => (c.client as unknown as { nodes(role: string): Array<{ options: { port: number } }> }).nodes('all').map((n) => n.options.port);
+      await vi.waitFor(() => expect(pool()).toContain(replica.port), { timeout: 10_000 }); // (slot maps refresh every 5 s)
+      const heard: string[] = [];
+      await c.subscribe('cl-removed', (m) => heard.push(m));
+      // Each reconnect goes to the next node the Cluster knows: drop it until it is on the replica.
+      for (let i = 0; i < 8 && (await numsub(admins, 'cl-removed'))[3] !== 1; i++) {
+        await Promise.all(admins.map((a) => a.call('CLIENT', 'KILL', 'TYPE', 'pubsub')));
+        await vi.waitFor(async () => expect(sum(await numsub(admins, 'cl-removed'))).toBe(1));
+      }
+      expect(await numsub(admins, 'cl-removed')).toEqual([0, 0, 0, 1]);
+      await vi.waitFor(() => expect(events.at(-1) ?? 'up').toBe('up')); // (it may have started there)
+      events.length = 0;
+      const id = String(await admins[3]!.call('CLUSTER', 'MYID'));
+      const del = spawnSync('redis-cli', ['--cluster', 'del-node', `127.0.0.1:${cluster.nodes[0]!.port}`, id], { encoding: 'utf8', timeout: 30_000 });
+      expect(del.status).toBe(0);
+      // Deaf, not disconnected: the check's nonce does not come, the subscriber reconnects.
+      await vi.waitFor(async () => {
+        expect(events[0]).toBe('down');
+        expect(events.at(-1)).toBe('up');
+        expect(sum(await numsub(admins.slice(0, 3), 'cl-removed'))).toBe(1);
+      }, { timeout: 15_000, interval: 100 });
+      expect(errors.some((m) => /did not hear its check/.test(m))).toBe(true);
+      await admins[0]!.publish('cl-removed', 'member');
+      await vi.waitFor(() => expect(heard).toContain('member'));
+    } finally {
+      for (const a of admins) a.disconnect();
+      await c.close();
+    }
+  }, 60_000);
 });

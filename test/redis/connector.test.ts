@@ -270,4 +270,54 @@ describe.runIf(spawnable)('RedisConnector on its own server', () => {
       await c.close();
     }
   });
+  it('a stalled server (SIGSTOP) fails the subscriber\'s PING: one down, reconnects past stuck handshakes, up once it answers', async () => {
+    const { Redis } = await import('ioredis');
+    const own = await startRedis();
+    const c = await RedisConnector.connect(own.url, { timeoutMs: 50, connectTimeoutMs: 300, subscriberCheckMs: 200, reconnect: { minMs: 10, maxMs: 50 } });
+    const events: string[] = [];
+    const errors: string[] = [];
+    c.on('subscriber', (s: string) => events.push(s));
+    c.on('redisError', (e: Error) => errors.push(e.message));
+    try {
+      const heard: string[] = [];
+      await c.subscribe('stall', (m) => heard.push(m));
+      own.pause(); // connections stay open; nothing answers
+      await vi.waitFor(() => expect(events).toEqual(['down']), { timeout: 5000 });
+      expect(errors.some((m) => /did not answer PING within 100 ms/.test(m))).toBe(true);
+      // The kernel still accepts connections: every reconnect stalls in its handshake, and is
+      // given up after connectTimeoutMs for another one (not one stuck for the whole stall).
+      const before = c.stats().reconnects;
+      await vi.waitFor(() => expect(c.stats().reconnects).toBeGreaterThanOrEqual(before + 2), { timeout: 5000 });
+      expect(events).toEqual(['down']); // one 'down' per outage, not one per failed reconnect
+      own.resume();
+      await vi.waitFor(() => expect(events).toEqual(['down', 'up']), { timeout: 5000 });
+      const admin = new Redis(own.url);
+      await admin.publish('stall', 'after');
+      admin.disconnect();
+      await vi.waitFor(() => expect(heard).toEqual(['after']));
+    } finally {
+      own.resume();
+      await c.close();
+      await own.stop();
+    }
+  });
+
+  it('the hearing check publishes a nonce every round on a channel of its own, and hears it', async () => {
+    const { Redis } = await import('ioredis');
+    const c = await RedisConnector.connect(server.url, { timeoutMs: 50, subscriberCheckMs: 100 });
+    const admin = new Redis(server.url);
+    const channels = async (): Promise<string[]> => (await admin.call('PUBSUB', 'CHANNELS', 'hotpath:hb:*')) as string[];
+    const errors: unknown[] = [];
+    c.on('redisError', (e) => errors.push(e));
+    try {
+      await c.subscribe('hb-user', () => {});
+      await vi.waitFor(async () => expect(await channels()).toHaveLength(1));
+      const sent = c.stats().commands;
+      await vi.waitFor(() => expect(c.stats().commands).toBeGreaterThanOrEqual(sent + 3)); // a PUBLISH per round
+      expect(errors).toEqual([]); // heard every time
+    } finally {
+      admin.disconnect();
+      await c.close();
+    }
+  });
 });

@@ -74,6 +74,10 @@ export interface RedisProcess {
   kill(): Promise<void>;
   /** Starts it again on the same port (empty: no persistence). */
   restart(): Promise<void>;
+  /** SIGSTOP: the process stalls (a long fork, a paused VM); the kernel still accepts connections. */
+  pause(): void;
+  /** SIGCONT after pause(). */
+  resume(): void;
   stop(): Promise<void>;
 }
 
@@ -103,6 +107,8 @@ export async function startRedis(extra: string[] = [], port?: number): Promise<R
     url: `redis://127.0.0.1:${p}`,
     kill,
     restart: launch,
+    pause: () => void child?.kill('SIGSTOP'),
+    resume: () => void child?.kill('SIGCONT'),
     stop: async () => {
       await kill();
       rmSync(dir, { recursive: true, force: true });
@@ -110,23 +116,41 @@ export async function startRedis(extra: string[] = [], port?: number): Promise<R
   };
 }
 
-/** Three masters forming a Redis Cluster (redis-cli --cluster create). */
-export async function startCluster(): Promise<{ nodes: RedisProcess[]; urls: string[]; stop(): Promise<void> }> {
+/**
+ * Three masters forming a Redis Cluster (redis-cli --cluster create), and `replicas` replicas
+ * added to them (redis-cli --cluster add-node --cluster-slave), ready once every node says
+ * cluster_state:ok and every master's CLUSTER SLOTS lists the replicas.
+ */
+export async function startCluster(options: { replicas?: number } = {}): Promise<{ nodes: RedisProcess[]; replicas: RedisProcess[]; urls: string[]; stop(): Promise<void> }> {
   const nodes: RedisProcess[] = [];
-  for (let i = 0; i < 3; i++) {
-    nodes.push(await startRedis(['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${i}.conf`, '--cluster-node-timeout', '2000']));
-  }
+  const replicas: RedisProcess[] = [];
+  const clusterArgs = (i: number): string[] => ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${i}.conf`, '--cluster-node-timeout', '2000'];
+  for (let i = 0; i < 3; i++) nodes.push(await startRedis(clusterArgs(i)));
   const stop = async (): Promise<void> => {
-    await Promise.all(nodes.map((n) => n.stop()));
+    await Promise.all([...nodes, ...replicas].map((n) => n.stop()));
   };
-  const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-yes'], { encoding: 'utf8', timeout: 30_000 });
+  const cli = (args: string[]): { status: number | null; stdout: string; stderr: string } => spawnSync('redis-cli', args, { encoding: 'utf8', timeout: 30_000 });
+  const create = cli(['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-yes']);
   if (create.status !== 0) {
     await stop();
     throw new Error(`redis-cli --cluster create failed: ${create.stdout}\n${create.stderr}`);
   }
-  for (let i = 0; i < 200; i++) {
-    const states = nodes.map((n) => spawnSync('redis-cli', ['-p', String(n.port), 'cluster', 'info'], { encoding: 'utf8' }).stdout);
-    if (states.every((s) => s.includes('cluster_state:ok'))) return { nodes, urls: nodes.map((n) => n.url), stop };
+  for (let r = 0; r < (options.replicas ?? 0); r++) {
+    const replica = await startRedis(clusterArgs(3 + r));
+    replicas.push(replica);
+    const add = cli(['--cluster', 'add-node', `127.0.0.1:${replica.port}`, `127.0.0.1:${nodes[r % 3]!.port}`, '--cluster-slave']);
+    if (add.status !== 0) {
+      await stop();
+      throw new Error(`redis-cli --cluster add-node failed: ${add.stdout}\n${add.stderr}`);
+    }
+  }
+  for (let i = 0; i < 400; i++) {
+    const states = [...nodes, ...replicas].map((n) => cli(['-p', String(n.port), 'cluster', 'info']).stdout);
+    // Every master lists the replicas in CLUSTER SLOTS (a client's slot map comes from any of them).
+    const slots = nodes.map((n) => cli(['-p', String(n.port), 'cluster', 'slots']).stdout);
+    if (states.every((s) => s.includes('cluster_state:ok')) && replicas.every((r) => slots.every((x) => x.includes(String(r.port))))) {
+      return { nodes, replicas, urls: nodes.map((n) => n.url), stop };
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
   await stop();
