@@ -685,11 +685,13 @@ export class RedisConnector extends EventEmitter {
     if (this.#closed || sub.status !== 'ready') return;
     // Only while someone listens (the check's own channel aside).
     if (this.#handlers.size - (h.subscribed ? 1 : 0) === 0) return;
+    // The PING needs nothing else: a server that stalls before the check's channel is subscribed
+    // (that SUBSCRIBE stuck with everything else) is noticed all the same.
+    this.#pingSubscriber(sub, epochNow);
     if (!h.subscribed) {
       this.#listenHearing();
       return;
     }
-    this.#pingSubscriber(sub, epochNow);
     if (h.outstanding.size >= 4) return; // the command path is slower than the rounds: no pile-up
     const nonce = ++h.sent;
     const epoch = epochNow();
