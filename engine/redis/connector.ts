@@ -13,12 +13,13 @@
  *  - a script registry: each Lua script is defined once, run by EVALSHA, and on NOSCRIPT (a
  *    restarted server, a failed-over node) run by EVAL, which also caches it again;
  *  - one shared pub/sub subscriber connection, opened on the first subscribe (on a Cluster, a
- *    plain connection to one node, moving to the next on reconnect);
+ *    plain connection to one node, moving to the next on reconnect), with a hearing check
+ *    (hearing.ts) that reconnects a deaf or dead one;
  *  - MGET split by hash slot on a Cluster.
  * Redis reply errors (a script error, WRONGTYPE) mean Redis is healthy: they reject with
  * ERR_HOTPATH_REDIS_ERROR and count as successes for the breaker.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import calculateSlot from 'cluster-key-slot';
 import { Cluster, Command, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
@@ -30,6 +31,7 @@ import { HotpathError, RedisCommandError, RedisUnavailableError } from '../error
 import type { Clock } from '../options.js';
 import { CircuitBreaker, type BreakerOptions, type BreakerState } from '../resilience/breaker.js';
 import { DeadlineQueue } from './deadlines.js';
+import { HearingCheck } from './hearing.js';
 
 /** Where Redis is: a URL (`redis://`, `rediss://`, with `user:pass@`), ioredis options (also for Sentinel), or a Cluster. */
 export type RedisConfig = string | RedisOptions | { cluster: Array<string | { host: string; port: number }>; options?: ClusterOptions };
@@ -45,11 +47,10 @@ export interface ConnectorOptions {
   /** Reconnect back-off: first delay and cap (ms). Defaults 50 and 2000. */
   reconnect?: { minMs?: number; maxMs?: number };
   /**
-   * How often the subscriber's hearing is checked while anything is subscribed (ms; 0 = never): a
-   * nonce published on a private channel (on a Cluster through another master than the
-   * subscriber's node) must reach the subscriber within max(subscriberCheckMs, timeoutMs), and a
-   * PING on it be answered within max(timeoutMs, subscriberCheckMs / 2), or the subscriber
-   * reconnects (a 'subscriber' 'down' / 'up'). Default 1000.
+   * Round period of the subscriber's hearing check while anything is subscribed (ms; 0 = off; see
+   * hearing.ts): a PING and a nonce published on a private channel each round; a deaf subscriber
+   * (nonce not heard) or one silent for 10 rounds is reconnected, a Cluster node's stall is a
+   * 'subscriber' 'down' / 'up'. Default 1000.
    */
   subscriberCheckMs?: number;
   /** Time source (ms). */
@@ -145,8 +146,8 @@ export class RedisConnector extends EventEmitter {
   /** Subscribes not yet confirmed: waiting for a ready connection (not sent) or for Redis's answer (see #subscribeChannel). */
   readonly #subscribeWaiters = new Set<{ sent: boolean; send(): void; fail(err: unknown): void }>();
   readonly #subscriberCheckMs: number;
-  /** The subscriber's hearing check (see #checkHearing). */
-  readonly #hearing = { channel: `hotpath:hb:${randomUUID()}`, subscribed: false, subscribing: false, sent: 0, outstanding: new Set<number>(), pinging: false, timer: undefined as ReturnType<typeof setInterval> | undefined };
+  /** The subscriber's hearing check (hearing.ts), made with the subscriber. */
+  #hearing: HearingCheck | undefined;
   #closed = false;
   /** Every in-flight command's deadline, on one timer. */
   readonly #deadlines = new DeadlineQueue();
@@ -529,7 +530,7 @@ export class RedisConnector extends EventEmitter {
     if (this.#closed) throw new RedisUnavailableError('the Redis connector is closed');
     const set = this.#handlers.get(channel)!;
     set.add(handler);
-    this.#listenHearing(); // the check's channel, from the first subscription on
+    this.#hearing?.listen(); // the check's channel, from the first subscription on
     return async () => {
       const s = this.#handlers.get(channel);
       if (s === undefined || !s.delete(handler) || s.size > 0) return;
@@ -601,7 +602,7 @@ export class RedisConnector extends EventEmitter {
     // autoResubscribe is off: the 'ready' handler below resubscribes exactly what #handlers lists.
     const sub: Redis = this.client instanceof Cluster
       ? this.#clusterSubscriber(this.client)
-      : this.client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: false });
+      : this.client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: false, enableAutoPipelining: false });
     sub.on('error', (err: Error) => this.emit('redisError', err));
     // Subscribers must know when messages may have been missed: 'subscriber' 'down' when the
     // connection drops (once per outage, not per failed reconnect), 'up' once it is ready and our
@@ -610,7 +611,33 @@ export class RedisConnector extends EventEmitter {
     let live = false;
     let readyCount = 0;
     let handshake: ReturnType<typeof setTimeout> | undefined;
+    const hearing: HearingCheck | undefined = this.#subscriberCheckMs === 0 ? undefined : new HearingCheck(sub, {
+      listening: (): boolean => this.#handlers.size - (this.#handlers.has(hearing!.channel) ? 1 : 0) > 0,
+      subscribe: (channel, onMessage) => this.subscribe(channel, onMessage),
+      publish: (channel, message) => this.#publishProbe(sub, channel, message),
+      stall: () => {
+        if (!live || this.#closed) return;
+        live = false;
+        this.emit('subscriber', 'down');
+      },
+      stallEnded: () => {
+        if (live || this.#closed || sub.status !== 'ready') return;
+        live = true;
+        this.emit('subscriber', 'up');
+      },
+      drop: (reason) => {
+        if (this.#closed) return;
+        this.emit('redisError', new RedisUnavailableError(`Redis subscriber at ${String(sub.options.host)}:${String(sub.options.port)} ${reason}; reconnecting it`));
+        dropConnection(sub);
+      },
+      problem: (message) => {
+        this.emit('redisError', new RedisCommandError(message));
+        process.emitWarning(`hotpath: ${message}`, { code: 'HOTPATH_REDIS_HEARING' });
+      },
+    }, { checkMs: this.#subscriberCheckMs, timeoutMs: this.timeoutMs, cluster: this.client instanceof Cluster });
+    this.#hearing = hearing;
     sub.on('connect', () => {
+      hearing?.connected();
       // ioredis bounds the TCP connect (connectTimeout) but not the handshake after it: a node that
       // accepts connections and never answers (stopped, loading a large sync) would hold the
       // subscriber there for as long as it stalls. Past the deadline, reconnect (on a Cluster, to
@@ -618,7 +645,7 @@ export class RedisConnector extends EventEmitter {
       clearTimeout(handshake);
       handshake = setTimeout(() => {
         if (!this.#closed && sub.status !== 'ready' && sub.status !== 'end') dropConnection(sub);
-      }, Math.max(this.#connectTimeoutMs, 100));
+      }, Math.max(this.#connectTimeoutMs, 1000));
       handshake.unref?.();
     });
     sub.on('ready', () => {
@@ -648,15 +675,12 @@ export class RedisConnector extends EventEmitter {
     });
     sub.on('close', () => {
       clearTimeout(handshake);
+      hearing?.closed();
       if (live && !this.#closed) this.emit('subscriber', 'down');
       live = false;
     });
-    if (this.#subscriberCheckMs > 0) {
-      const h = this.#hearing;
-      h.timer = setInterval(() => this.#checkHearing(sub, () => readyCount), this.#subscriberCheckMs);
-      h.timer.unref?.();
-    }
     sub.on('message', (channel: string, message: string) => {
+      hearing?.message();
       for (const h of this.#handlers.get(channel) ?? []) {
         try {
           h(message, channel);
@@ -669,93 +693,11 @@ export class RedisConnector extends EventEmitter {
     return sub;
   }
 
-  /**
-   * One round of the subscriber's hearing check. A connection can be open, ready and subscribed
-   * and still hear nothing: on a Cluster, a node removed from it (it keeps its clients; PUBLISH no
-   * longer reaches it), or one whose cluster-bus links dropped while it stalled (PUBLISH is relayed
-   * only over live links: messages are lost, the TCP connection survives). Nothing on the
-   * connection shows it, so every round the connector publishes a nonce on a private channel —
-   * on a Cluster through another node than the subscriber's, so it crosses the bus — and expects
-   * it back on the subscriber within max(subscriberCheckMs, timeoutMs). If one does not come, the
-   * subscriber reconnects ('down', then 'up'; on a Cluster, on the next node) and listeners drop
-   * what they may have missed. A round whose publish fails gives no verdict.
-   */
-  #checkHearing(sub: Redis, epochNow: () => number): void {
-    const h = this.#hearing;
-    if (this.#closed || sub.status !== 'ready') return;
-    // Only while someone listens (the check's own channel aside).
-    if (this.#handlers.size - (h.subscribed ? 1 : 0) === 0) return;
-    // The PING needs nothing else: a server that stalls before the check's channel is subscribed
-    // (that SUBSCRIBE stuck with everything else) is noticed all the same.
-    this.#pingSubscriber(sub, epochNow);
-    if (!h.subscribed) {
-      this.#listenHearing();
-      return;
-    }
-    if (h.outstanding.size >= 4) return; // the command path is slower than the rounds: no pile-up
-    const nonce = ++h.sent;
-    const epoch = epochNow();
-    const wait = Math.max(this.#subscriberCheckMs, this.timeoutMs);
-    h.outstanding.add(nonce);
-    this.#publishProbe(sub, h.channel, String(nonce)).then(() => {
-      const t = setTimeout(() => {
-        // After this turn's I/O: a nonce already in the socket is read before the verdict (a busy
-        // event loop must not look like a deaf subscriber).
-        setImmediate(() => {
-          if (!h.outstanding.delete(nonce) || this.#closed || epoch !== epochNow() || sub.status !== 'ready') return;
-          this.emit('redisError', new RedisUnavailableError(`Redis subscriber at ${String(sub.options.host)}:${String(sub.options.port)} did not hear its check within ${wait} ms; reconnecting it`));
-          dropConnection(sub);
-        });
-      }, wait);
-      t.unref?.();
-    }, () => {
-      h.outstanding.delete(nonce); // the publishing side is down or slow: no verdict this round
-    });
-  }
-
-  /**
-   * The other half of the hearing check: a PING on the subscriber, answered within
-   * max(timeoutMs, subscriberCheckMs / 2), or it reconnects. A node that stalls (a fork, a slow
-   * disk, a paused VM) keeps its connections, and on a Cluster the other nodes drop their bus
-   * links to it after half the cluster-node-timeout: messages relayed meanwhile are lost. A nonce
-   * can slip through between two such losses; a stall long enough to drop links (past one round
-   * and this deadline) cannot.
-   */
-  #pingSubscriber(sub: Redis, epochNow: () => number): void {
-    const h = this.#hearing;
-    if (h.pinging) return;
-    h.pinging = true;
-    let answered = false;
-    const epoch = epochNow();
-    const wait = Math.max(this.timeoutMs, Math.floor(this.#subscriberCheckMs / 2));
-    sub.ping().then(() => (answered = true), () => undefined);
-    const t = setTimeout(() => {
-      setImmediate(() => {
-        h.pinging = false;
-        if (answered || this.#closed || epoch !== epochNow() || sub.status !== 'ready') return;
-        this.emit('redisError', new RedisUnavailableError(`Redis subscriber at ${String(sub.options.host)}:${String(sub.options.port)} did not answer PING within ${wait} ms; reconnecting it`));
-        dropConnection(sub);
-      });
-    }, wait);
-    t.unref?.();
-  }
-
-  /** Subscribes the hearing check's channel (once; a failure is retried by the next round). */
-  #listenHearing(): void {
-    const h = this.#hearing;
-    if (h.subscribed || h.subscribing || this.#subscriberCheckMs === 0) return;
-    h.subscribing = true;
-    this.subscribe(h.channel, (m) => h.outstanding.delete(Number(m))).then(
-      () => (h.subscribed = true),
-      () => undefined,
-    ).finally(() => (h.subscribing = false));
-  }
-
   /** PUBLISH of a hearing check: on a Cluster through a master other than the subscriber's node. */
   #publishProbe(sub: Redis, channel: string, message: string): Promise<unknown> {
     if (this.client instanceof Cluster) {
       const others = this.client.nodes('master').filter((n) => n.options.host !== sub.options.host || n.options.port !== sub.options.port);
-      const node = others[this.#hearing.sent % Math.max(1, others.length)];
+      const node = others[Number(message) % Math.max(1, others.length)];
       if (node !== undefined) return withTimeout(node.publish(channel, message), this.timeoutMs, 'hearing check');
     }
     return this.command('PUBLISH', [channel, message]);
@@ -797,6 +739,7 @@ export class RedisConnector extends EventEmitter {
       ...cluster.options.redisOptions,
       Connector: RotatingConnector,
       retryStrategy: this.#retryStrategy,
+      enableAutoPipelining: false, // a PING is written when sent: the hearing check times it from there
       enableOfflineQueue: true,
       maxRetriesPerRequest: null,
       autoResubscribe: false,
@@ -807,7 +750,7 @@ export class RedisConnector extends EventEmitter {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    clearInterval(this.#hearing.timer);
+    this.#hearing?.dispose();
     for (const w of [...this.#subscribeWaiters]) w.fail(new RedisUnavailableError('the Redis connector is closed'));
     this.emit('closed');
     this.breaker.dispose();

@@ -148,6 +148,36 @@ describe.runIf(spawnable)('a 3-master Redis Cluster', () => {
       await e.close();
     }
   });
+  it('a stall of the subscriber\'s node is a down (messages relayed meanwhile may be lost), and up once it answers, on the same connection', async () => {
+    // The other nodes drop their bus links to a node stalled for half the cluster-node-timeout:
+    // PUBLISHes relayed meanwhile are lost, the TCP connection survives (review24). The connection
+    // is kept (what the node queued for it still arrives); listeners are told to distrust.
+    const c = await RedisConnector.connect({ cluster: cluster.urls }, { timeoutMs: 200, connectTimeoutMs: 10_000, subscriberCheckMs: 200, reconnect: { minMs: 10, maxMs: 50 } });
+    const admins = cluster.nodes.map((n) => new Redis(n.url));
+    const events: string[] = [];
+    c.on('subscriber', (s: string) => events.push(s));
+    try {
+      const heard: string[] = [];
+      await c.subscribe('cl-stall', (m) => heard.push(m));
+      const on = (await numsub(admins, 'cl-stall')).indexOf(1);
+      const reconnects = c.stats().reconnects;
+      cluster.nodes[on]!.pause();
+      try {
+        await vi.waitFor(() => expect(events).toEqual(['down']), { timeout: 5000 });
+      } finally {
+        cluster.nodes[on]!.resume();
+      }
+      await vi.waitFor(() => expect(events).toEqual(['down', 'up']), { timeout: 5000 });
+      expect(c.stats().reconnects).toBe(reconnects); // the same connection, on the same node
+      expect((await numsub(admins, 'cl-stall'))[on]).toBe(1);
+      await admins[(on + 1) % 3]!.publish('cl-stall', 'after');
+      await vi.waitFor(() => expect(heard).toContain('after'));
+    } finally {
+      for (const a of admins) a.disconnect();
+      await c.close();
+    }
+  });
+
   // Last: it kills a master (the Cluster is not whole afterwards).
   it('a subscriber whose node dies moves to a live node and hears again', async () => {
     const c = await RedisConnector.connect({ cluster: cluster.urls }, { timeoutMs: 1000, connectTimeoutMs: 10_000, reconnect: { minMs: 10, maxMs: 50 } });

@@ -270,10 +270,12 @@ describe.runIf(spawnable)('RedisConnector on its own server', () => {
       await c.close();
     }
   });
-  it('a stalled server (SIGSTOP) fails the subscriber\'s PING: one down, reconnects past stuck handshakes, up once it answers', async () => {
+  it('a server that answers nothing for 10 rounds (SIGSTOP) is dropped: one down, reconnects past stuck handshakes, up once it answers', async () => {
+    // A single Redis that stalls loses nothing (it queues what it publishes): no event for that.
+    // One that stays silent for deadMs (10 rounds) may be gone without a FIN: reconnect.
     const { Redis } = await import('ioredis');
     const own = await startRedis();
-    const c = await RedisConnector.connect(own.url, { timeoutMs: 50, connectTimeoutMs: 300, subscriberCheckMs: 200, reconnect: { minMs: 10, maxMs: 50 } });
+    const c = await RedisConnector.connect(own.url, { timeoutMs: 50, connectTimeoutMs: 300, subscriberCheckMs: 100, reconnect: { minMs: 10, maxMs: 50 } });
     const events: string[] = [];
     const errors: string[] = [];
     c.on('subscriber', (s: string) => events.push(s));
@@ -283,11 +285,11 @@ describe.runIf(spawnable)('RedisConnector on its own server', () => {
       await c.subscribe('stall', (m) => heard.push(m));
       own.pause(); // connections stay open; nothing answers
       await vi.waitFor(() => expect(events).toEqual(['down']), { timeout: 5000 });
-      expect(errors.some((m) => /did not answer PING within 100 ms/.test(m))).toBe(true);
+      expect(errors.some((m) => /answered nothing for \d+ ms; reconnecting it/.test(m))).toBe(true);
       // The kernel still accepts connections: every reconnect stalls in its handshake, and is
-      // given up after connectTimeoutMs for another one (not one stuck for the whole stall).
+      // given up after max(connectTimeoutMs, 1 s) for another one (not one stuck for the whole stall).
       const before = c.stats().reconnects;
-      await vi.waitFor(() => expect(c.stats().reconnects).toBeGreaterThanOrEqual(before + 2), { timeout: 5000 });
+      await vi.waitFor(() => expect(c.stats().reconnects).toBeGreaterThanOrEqual(before + 2), { timeout: 8000 });
       expect(events).toEqual(['down']); // one 'down' per outage, not one per failed reconnect
       own.resume();
       await vi.waitFor(() => expect(events).toEqual(['down', 'up']), { timeout: 5000 });
@@ -300,7 +302,7 @@ describe.runIf(spawnable)('RedisConnector on its own server', () => {
       await c.close();
       await own.stop();
     }
-  });
+  }, 30_000);
 
   it('the hearing check publishes a nonce every round on a channel of its own, and hears it', async () => {
     const { Redis } = await import('ioredis');
