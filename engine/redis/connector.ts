@@ -610,6 +610,7 @@ export class RedisConnector extends EventEmitter {
     let wasReady = false;
     let live = false;
     let readyCount = 0;
+    let stallDown = -1;
     let handshake: ReturnType<typeof setTimeout> | undefined;
     const hearing: HearingCheck | undefined = this.#subscriberCheckMs === 0 ? undefined : new HearingCheck(sub, {
       listening: (): boolean => this.#handlers.size - (this.#handlers.has(hearing!.channel) ? 1 : 0) > 0,
@@ -618,10 +619,13 @@ export class RedisConnector extends EventEmitter {
       stall: () => {
         if (!live || this.#closed) return;
         live = false;
+        stallDown = readyCount; // the 'down' this stall gave, on this connection
         this.emit('subscriber', 'down');
       },
       stallEnded: () => {
-        if (live || this.#closed || sub.status !== 'ready') return;
+        // Only the 'down' a stall gave is ended here (not one of a reconnect still resubscribing).
+        if (stallDown !== readyCount || live || this.#closed || sub.status !== 'ready') return;
+        stallDown = -1;
         live = true;
         this.emit('subscriber', 'up');
       },
@@ -631,6 +635,7 @@ export class RedisConnector extends EventEmitter {
         dropConnection(sub);
       },
       problem: (message) => {
+        if (this.#closed) return;
         this.emit('redisError', new RedisCommandError(message));
         process.emitWarning(`hotpath: ${message}`, { code: 'HOTPATH_REDIS_HEARING' });
       },
@@ -653,13 +658,17 @@ export class RedisConnector extends EventEmitter {
       const epoch = ++readyCount;
       const first = !wasReady;
       wasReady = true;
-      live = true;
-      if (!first) {
+      stallDown = -1;
+      if (first) live = true;
+      else {
         // Subscribe our channels again (autoResubscribe is off) and announce 'up' only once they
         // are live, so nothing published between the two is missed by a listener that trusts 'up'.
+        // Until then the connection is not live: a drop meanwhile is no second 'down'.
         const channels = [...this.#handlers.keys()];
         const up = (): void => {
-          if (!this.#closed) this.emit('subscriber', 'up');
+          if (this.#closed || epoch !== readyCount || live) return;
+          live = true;
+          this.emit('subscriber', 'up');
         };
         if (channels.length === 0) up();
         else {
@@ -680,7 +689,6 @@ export class RedisConnector extends EventEmitter {
       live = false;
     });
     sub.on('message', (channel: string, message: string) => {
-      hearing?.message();
       for (const h of this.#handlers.get(channel) ?? []) {
         try {
           h(message, channel);

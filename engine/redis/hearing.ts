@@ -10,21 +10,29 @@
  *  - a peer that vanished without closing the connection answers nothing, for ever.
  *
  * Every round (`checkMs`), while anyone listens:
- *  - a PING is written on the subscriber (at once: the connection does not auto-pipeline). While
- *    it is unanswered, the connection's *silence* is the time since the later of the PING and the
- *    last bytes it received (a burst of messages queued ahead of the PONG is not silence). On a
- *    Cluster, silence of `gapMs` is a stall that may lose relayed messages: `stall()` (listeners
- *    get 'down'), and `stallEnded()` ('up') when the PING is answered — the connection is kept, so
- *    nothing queued for it is thrown away. Off a Cluster a stall loses nothing (the server queues
- *    what it publishes) and gives no event. Silence of `deadMs` anywhere: `drop()` (reconnect).
  *  - a nonce is published on the check's own channel (on a Cluster through another master, so it
- *    crosses the bus). One not heard after `nonceMs`, while the connection received bytes since
- *    it was published (so it is not silent) and no other message (so it is not queued behind a
- *    burst; with messages flowing it gets up to 5 × `nonceMs`): the connection is deaf, `drop()`.
- * Verdicts are taken in a setImmediate after the round's timer, so the I/O that arrived while the
- * event loop was busy is read first: a blocked event loop is not a silent server.
- * A subscribe or publish of the check's channel refused with NOPERM (an ACL user without the
- * channel) turns the nonce half off, reported once through `problem()`.
+ *    crosses the bus), and a PING is written on the subscriber (at once: the connection does not
+ *    auto-pipeline);
+ *  - **deafness is judged by order, not time.** The subscriber's bytes arrive in the order the
+ *    server queued them, and a nonce is queued for the subscriber before its PUBLISH is answered.
+ *    So a PONG to a PING written after a nonce's PUBLISH reply (on a Cluster, `busMs` after it,
+ *    for the hop between nodes) that arrives while the nonce is still unheard means the nonce was
+ *    missed: `drop()` (reconnect; on a Cluster to the next node). A backlog of messages delays the
+ *    nonce and the PONG alike, and a blocked event loop delays both: neither is deafness.
+ *  - **stalls are judged by silence**: while a PING is unanswered, the time since the later of
+ *    the PING and the last bytes received (a burst ahead of the PONG is not silence). On a
+ *    Cluster, silence of `gapMs` may lose relayed messages: `stall()` (listeners get 'down'), and
+ *    `stallEnded()` ('up') when the PING is answered — the same connection, so nothing queued for
+ *    it is thrown away. Off a Cluster a stall loses nothing (the server queues what it publishes)
+ *    and gives no event. Silence of `deadMs` anywhere: `drop()`. A silence verdict is confirmed
+ *    one loop turn later (after another poll of the sockets): bytes that arrived while the event
+ *    loop was blocked are read before it counts.
+ *  - any answer to the PING counts, an error reply too (a script past busy-reply-threshold
+ *    answers -BUSY): the server is there.
+ * NOPERM on the check's channel (an ACL user without it) turns the nonce half off, and NOPERM on
+ * PING the whole check (nonces are judged by the PONGs behind them); each is reported once
+ * through `problem()`.
+ * Times are performance.now(), not the engine's injectable clock: they measure the network.
  */
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
@@ -53,7 +61,7 @@ export interface HearingOptions {
   checkMs: number;
   /** The connector's command timeout (ms): no deadline is shorter. */
   timeoutMs: number;
-  /** Whether the connector is on a Cluster (stalls there lose messages). */
+  /** Whether the connector is on a Cluster (stalls there lose messages; nonces cross the bus). */
   cluster: boolean;
 }
 
@@ -61,55 +69,53 @@ export interface HearingOptions {
 interface Connection {
   /** performance.now() of the last bytes received */
   lastRx: number;
-  /** messages received (any channel) */
-  messages: number;
   /** when the outstanding PING was written, or -1 */
   pingAt: number;
   stalled: boolean;
-  /** outstanding nonces: when published, and `messages` then */
-  nonces: Map<number, { at: number; messages: number }>;
+  /** outstanding nonces → when their PUBLISH was answered (Infinity until then) */
+  nonces: Map<number, number>;
 }
 
 export class HearingCheck {
   /** The check's own channel (one per connector). */
   readonly channel = `hotpath:hb:${randomUUID()}`;
+  /** Cluster: silence that counts as a stall (ms). */
+  readonly gapMs: number;
+  /** Silence after which the connection is dropped (ms). */
+  readonly deadMs: number;
+  /** Cluster: a PING written this long after a nonce's PUBLISH reply must find the nonce ahead of it (ms). */
+  readonly busMs: number;
   readonly #sub: Redis;
   readonly #link: HearingLink;
-  readonly gapMs: number;
-  readonly deadMs: number;
-  readonly nonceMs: number;
-  readonly #timer: ReturnType<typeof setInterval>;
   readonly #cluster: boolean;
+  readonly #timer: ReturnType<typeof setInterval>;
   #conn: Connection | undefined;
   #subscribed = false;
   #subscribing = false;
   #noncesOff = false;
+  #pingOff = false;
+  #disposed = false;
   #seq = 0;
 
   constructor(sub: Redis, link: HearingLink, o: HearingOptions) {
     this.#sub = sub;
     this.#link = link;
-    this.gapMs = Math.max(o.checkMs, o.timeoutMs);
-    this.nonceMs = Math.max(o.checkMs, o.timeoutMs);
-    this.deadMs = Math.max(10 * o.checkMs, 2 * o.timeoutMs);
     this.#cluster = o.cluster;
+    this.gapMs = Math.max(o.checkMs, o.timeoutMs);
+    this.deadMs = Math.max(10 * o.checkMs, 2 * o.timeoutMs);
+    this.busMs = o.cluster ? Math.max(100, o.timeoutMs) : 0;
     this.#timer = setInterval(() => this.#round(), o.checkMs);
     this.#timer.unref?.();
   }
 
   /** The subscriber connected (ioredis 'connect'): watch its bytes from now on. */
   connected(): void {
-    const c: Connection = { lastRx: performance.now(), messages: 0, pingAt: -1, stalled: false, nonces: new Map() };
+    const c: Connection = { lastRx: performance.now(), pingAt: -1, stalled: false, nonces: new Map() };
     this.#conn = c;
     const stream = this.#sub.stream as { on?: (e: string, f: () => void) => void } | undefined;
     stream?.on?.('data', () => {
       c.lastRx = performance.now();
     });
-  }
-
-  /** A message arrived on the subscriber (any channel). */
-  message(): void {
-    if (this.#conn !== undefined) this.#conn.messages++;
   }
 
   /** The subscriber connection closed. */
@@ -119,15 +125,16 @@ export class HearingCheck {
 
   /** Subscribes the check's channel (once; a failure other than NOPERM is retried next round). */
   listen(): void {
-    if (this.#subscribed || this.#subscribing || this.#noncesOff) return;
+    if (this.#subscribed || this.#subscribing || this.#noncesOff || this.#disposed) return;
     this.#subscribing = true;
     this.#link.subscribe(this.channel, (m) => this.#conn?.nonces.delete(Number(m))).then(
       () => (this.#subscribed = true),
-      (err: unknown) => this.#refused(err),
+      (err: unknown) => this.#refused(err, 'nonce'),
     ).finally(() => (this.#subscribing = false));
   }
 
   dispose(): void {
+    this.#disposed = true;
     clearInterval(this.#timer);
     this.#conn = undefined;
   }
@@ -135,63 +142,90 @@ export class HearingCheck {
   #round(): void {
     const c = this.#conn;
     if (c === undefined || this.#sub.status !== 'ready' || !this.#link.listening()) return;
-    // Verdicts on what the previous rounds sent, after this turn's I/O has been read.
-    setImmediate(() => this.#judge(c));
-    if (c.pingAt < 0) {
-      c.pingAt = performance.now();
-      this.#sub.ping().then(() => {
-        if (this.#conn !== c) return;
-        c.pingAt = -1;
-        if (c.stalled) {
-          c.stalled = false;
-          this.#link.stallEnded();
-        }
-      }, () => undefined); // the connection went away: 'close' says so
-    }
-    if (!this.#subscribed) {
-      this.listen();
-      return;
-    }
-    if (this.#noncesOff || c.nonces.size >= 4) return; // no pile-up when publishing is slower than the rounds
+    if (!this.#subscribed) this.listen();
+    else if (!this.#noncesOff && c.nonces.size < 4) this.#publishNonce(c);
+    if (c.pingAt < 0 && !this.#pingOff) this.#ping(c);
+    setImmediate(() => this.#judgeSilence(c, false));
+  }
+
+  #publishNonce(c: Connection): void {
     const nonce = ++this.#seq;
-    // Listed before it is sent: the subscriber may hear it before the publisher's reply comes.
-    c.nonces.set(nonce, { at: performance.now(), messages: c.messages });
-    this.#link.publish(this.channel, String(nonce)).catch((err: unknown) => {
+    // Listed before it is sent: the subscriber may hear it before the publisher hears the reply.
+    c.nonces.set(nonce, Infinity);
+    this.#link.publish(this.channel, String(nonce)).then(() => {
+      if (c.nonces.has(nonce)) c.nonces.set(nonce, performance.now());
+    }, (err: unknown) => {
       c.nonces.delete(nonce); // not published: no verdict on it
-      this.#refused(err);
+      this.#refused(err, 'nonce');
     });
   }
 
-  #judge(c: Connection): void {
-    if (c !== this.#conn || this.#sub.status !== 'ready') return;
-    const now = performance.now();
-    if (c.pingAt >= 0) {
-      const silent = now - Math.max(c.pingAt, c.lastRx);
-      if (silent >= this.deadMs) {
-        this.#conn = undefined;
-        this.#link.drop(`answered nothing for ${Math.round(silent)} ms`);
+  #ping(c: Connection): void {
+    const at = (c.pingAt = performance.now());
+    const answered = (): void => {
+      if (this.#conn !== c || c.pingAt !== at) return;
+      c.pingAt = -1;
+      c.lastRx = performance.now();
+      if (c.stalled) {
+        c.stalled = false;
+        // Nonces relayed during the stall may have been lost with the bus links: that loss is
+        // what 'down' / 'up' tell; they say nothing about the connection now.
+        c.nonces.clear();
+        this.#link.stallEnded();
         return;
       }
-      if (this.#cluster && !c.stalled && silent >= this.gapMs) {
-        c.stalled = true;
-        this.#link.stall();
+      // Order: every nonce answered `busMs` before this PING was written is queued ahead of its PONG.
+      for (const [nonce, repliedAt] of c.nonces) {
+        if (repliedAt + this.busMs > at) continue;
+        this.#conn = undefined;
+        this.#link.drop(`did not hear its check (nonce ${nonce}, published ${Math.round(at - repliedAt)} ms before a PING that was answered)`);
+        return;
       }
-    }
-    for (const [nonce, p] of c.nonces) {
-      const age = now - p.at;
-      if (age < this.nonceMs) continue;
-      if (c.lastRx <= p.at) continue; // silent since: the PING's part
-      if (c.messages > p.messages && age < 5 * this.nonceMs) continue; // maybe queued behind a burst
-      c.nonces.delete(nonce);
-      this.#conn = undefined;
-      this.#link.drop(`did not hear its check within ${Math.round(age)} ms`);
+    };
+    this.#sub.ping().then(answered, (err: unknown) => {
+      // A reply error is an answer (-BUSY from a long script); a closed connection is not.
+      if ((err as Error)?.name !== 'ReplyError' && (err as { constructor?: { name?: string } })?.constructor?.name !== 'ReplyError') return;
+      answered();
+      this.#refused(err, 'ping');
+    });
+    // Judged when the silence would reach gapMs (not only at the next round).
+    const t = setTimeout(() => this.#judgeSilence(c, false), Math.ceil(this.gapMs) + 1);
+    t.unref?.();
+  }
+
+  /** Silence verdicts; `confirmed`: after one more loop turn (another poll of the sockets). */
+  #judgeSilence(c: Connection, confirmed: boolean): void {
+    if (c !== this.#conn || this.#sub.status !== 'ready' || c.pingAt < 0) return;
+    const silent = performance.now() - Math.max(c.pingAt, c.lastRx);
+    // Timers run on libuv's whole-millisecond clock: allow for it.
+    const tolerance = Math.min(50, this.gapMs / 10);
+    const dead = silent >= this.deadMs - tolerance;
+    const stall = this.#cluster && !c.stalled && silent >= this.gapMs - tolerance;
+    if (!dead && !stall) return;
+    if (!confirmed) {
+      setImmediate(() => setImmediate(() => this.#judgeSilence(c, true)));
       return;
+    }
+    if (dead) {
+      this.#conn = undefined;
+      this.#link.drop(`answered nothing for ${Math.round(silent)} ms`);
+    } else {
+      c.stalled = true;
+      this.#link.stall();
     }
   }
 
-  #refused(err: unknown): void {
-    if (this.#noncesOff || !String((err as Error)?.message ?? err).includes('NOPERM')) return;
-    this.#noncesOff = true;
-    this.#link.problem(`the subscriber's hearing check cannot use its channel ${this.channel} (NOPERM): grant the Redis user the channels hotpath:* (ACL &hotpath:*); only its PING half runs`);
+  #refused(err: unknown, half: 'nonce' | 'ping'): void {
+    if (this.#disposed || !String((err as Error)?.message ?? err).includes('NOPERM')) return;
+    if (half === 'nonce') {
+      if (this.#noncesOff) return;
+      this.#noncesOff = true;
+      this.#link.problem(`the subscriber's hearing check cannot use its channel ${this.channel} (NOPERM): grant the Redis user the channels hotpath:* (ACL &hotpath:*); only its PING half runs`);
+    } else {
+      if (this.#pingOff) return;
+      this.#pingOff = true;
+      this.#noncesOff = true; // nonces are judged by the PONGs behind them
+      this.#link.problem('the subscriber\'s hearing check cannot PING (NOPERM): grant the Redis user +ping; the check is off');
+    }
   }
 }
