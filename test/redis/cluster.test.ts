@@ -178,6 +178,42 @@ describe.runIf(spawnable)('a 3-master Redis Cluster', () => {
     }
   });
 
+  it('a PING answered -BUSY (a long script) still counts: a later stall gives down and then up', async () => {
+    // review26: a PING answered with an error was taken for a lost connection; no PING was sent on
+    // it again, and the next stall's 'down' never got its 'up' (the cache stayed deaf).
+    const c = await RedisConnector.connect({ cluster: cluster.urls }, { timeoutMs: 200, connectTimeoutMs: 10_000, subscriberCheckMs: 100, reconnect: { minMs: 10, maxMs: 50 } });
+    const admins = cluster.nodes.map((n) => new Redis(n.url));
+    const events: string[] = [];
+    c.on('subscriber', (s: string) => events.push(s));
+    try {
+      await c.subscribe('cl-busy', () => {});
+      const on = (await numsub(admins, 'cl-busy')).indexOf(1);
+      const node = admins[on]!;
+      await node.config('SET', 'busy-reply-threshold', '50');
+      const pingsBefore = Number(/cmdstat_ping:calls=(\d+)/.exec(String(await node.info('commandstats')))?.[1] ?? 0);
+      // 700 ms of script: every PING meanwhile is answered -BUSY.
+      await node.eval("local s = redis.call('TIME'); local t = s; repeat t = redis.call('TIME') until (t[1] - s[1]) * 1000000 + t[2] - s[2] > 700000; return 1", 0);
+      const rejected = Number(/cmdstat_ping:.*rejected_calls=(\d+)/.exec(String(await node.info('commandstats')))?.[1] ?? 0);
+      expect(rejected).toBeGreaterThan(0);
+      // PINGs go on after the -BUSY answers.
+      await vi.waitFor(async () => expect(Number(/cmdstat_ping:calls=(\d+)/.exec(String(await node.info('commandstats')))?.[1] ?? 0)).toBeGreaterThan(pingsBefore + 2));
+      expect(events).toEqual([]); // a busy node answers: no stall
+      cluster.nodes[on]!.pause();
+      try {
+        await vi.waitFor(() => expect(events).toEqual(['down']), { timeout: 5000 });
+      } finally {
+        cluster.nodes[on]!.resume();
+      }
+      await vi.waitFor(() => expect(events).toEqual(['down', 'up']), { timeout: 5000 });
+    } finally {
+      for (const a of admins) {
+        await a.config('SET', 'busy-reply-threshold', '5000').catch(() => undefined);
+        a.disconnect();
+      }
+      await c.close();
+    }
+  });
+
   // Last: it kills a master (the Cluster is not whole afterwards).
   it('a subscriber whose node dies moves to a live node and hears again', async () => {
     const c = await RedisConnector.connect({ cluster: cluster.urls }, { timeoutMs: 1000, connectTimeoutMs: 10_000, reconnect: { minMs: 10, maxMs: 50 } });
