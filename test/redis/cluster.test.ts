@@ -3,9 +3,20 @@ import calculateSlot from 'cluster-key-slot';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createEngine, RedisConnector } from '../../engine/index.js';
-import { canSpawnRedis, holdingProxy, startCluster } from './servers.js';
+import { canSpawnRedis, holdingProxy, startCluster, type RedisProcess } from './servers.js';
 
 const spawnable = canSpawnRedis('redis cluster');
+
+/** SIGSTOPs `node` until the connector has said 'down', then resumes it and waits for its 'up'. */
+async function stallUntilDown(node: RedisProcess, events: string[]): Promise<void> {
+  node.pause();
+  try {
+    await vi.waitFor(() => expect(events).toEqual(['down']), { timeout: 5000 });
+  } finally {
+    node.resume();
+  }
+  await vi.waitFor(() => expect(events).toEqual(['down', 'up']), { timeout: 5000 });
+}
 
 /** PUBSUB NUMSUB of `channel` on each node, in node order. */
 const numsub = async (admins: Redis[], channel: string): Promise<number[]> =>
@@ -148,6 +159,7 @@ describe.runIf(spawnable)('a 3-master Redis Cluster', () => {
       await e.close();
     }
   });
+
   it('a stall of the subscriber\'s node is a down (messages relayed meanwhile may be lost), and up once it answers, on the same connection', async () => {
     // The other nodes drop their bus links to a node stalled for half the cluster-node-timeout:
     // PUBLISHes relayed meanwhile are lost, the TCP connection survives (review24). The connection
@@ -161,13 +173,7 @@ describe.runIf(spawnable)('a 3-master Redis Cluster', () => {
       await c.subscribe('cl-stall', (m) => heard.push(m));
       const on = (await numsub(admins, 'cl-stall')).indexOf(1);
       const reconnects = c.stats().reconnects;
-      cluster.nodes[on]!.pause();
-      try {
-        await vi.waitFor(() => expect(events).toEqual(['down']), { timeout: 5000 });
-      } finally {
-        cluster.nodes[on]!.resume();
-      }
-      await vi.waitFor(() => expect(events).toEqual(['down', 'up']), { timeout: 5000 });
+      await stallUntilDown(cluster.nodes[on]!, events);
       expect(c.stats().reconnects).toBe(reconnects); // the same connection, on the same node
       expect((await numsub(admins, 'cl-stall'))[on]).toBe(1);
       await admins[(on + 1) % 3]!.publish('cl-stall', 'after');
@@ -198,13 +204,7 @@ describe.runIf(spawnable)('a 3-master Redis Cluster', () => {
       // PINGs go on after the -BUSY answers.
       await vi.waitFor(async () => expect(Number(/cmdstat_ping:calls=(\d+)/.exec(String(await node.info('commandstats')))?.[1] ?? 0)).toBeGreaterThan(pingsBefore + 2));
       expect(events).toEqual([]); // a busy node answers: no stall
-      cluster.nodes[on]!.pause();
-      try {
-        await vi.waitFor(() => expect(events).toEqual(['down']), { timeout: 5000 });
-      } finally {
-        cluster.nodes[on]!.resume();
-      }
-      await vi.waitFor(() => expect(events).toEqual(['down', 'up']), { timeout: 5000 });
+      await stallUntilDown(cluster.nodes[on]!, events);
     } finally {
       for (const a of admins) {
         await a.config('SET', 'busy-reply-threshold', '5000').catch(() => undefined);
