@@ -614,6 +614,7 @@ export class RedisConnector extends EventEmitter {
     let handshake: ReturnType<typeof setTimeout> | undefined;
     const hearing: HearingCheck | undefined = this.#subscriberCheckMs === 0 ? undefined : new HearingCheck(sub, {
       listening: (): boolean => this.#handlers.size - (this.#handlers.has(hearing!.channel) ? 1 : 0) > 0,
+      live: () => live,
       subscribe: (channel, onMessage) => this.subscribe(channel, onMessage),
       publish: (channel, message) => this.#publishProbe(sub, channel, message),
       stall: () => {

@@ -42,6 +42,8 @@ import type { Redis } from 'ioredis';
 export interface HearingLink {
   /** Whether anyone listens besides the check itself. */
   listening(): boolean;
+  /** Whether the connection's channels are all subscribed (after a reconnect: once resubscribed). */
+  live(): boolean;
   /** Subscribes the check's channel on the subscriber connection. */
   subscribe(channel: string, onMessage: (message: string) => void): Promise<unknown>;
   /** Publishes a nonce (on a Cluster, through a master other than the subscriber's node). */
@@ -143,7 +145,9 @@ export class HearingCheck {
     const c = this.#conn;
     if (c === undefined || this.#sub.status !== 'ready' || !this.#link.listening()) return;
     if (!this.#subscribed) this.listen();
-    else if (!this.#noncesOff && c.nonces.size < 4) this.#publishNonce(c);
+    // Not while a reconnect resubscribes (a nonce could reach the server before the check's
+    // channel is subscribed again), nor during a stall.
+    else if (!this.#noncesOff && c.nonces.size < 4 && this.#link.live()) this.#publishNonce(c);
     if (c.pingAt < 0 && !this.#pingOff) this.#ping(c);
     setImmediate(() => this.#judgeSilence(c, false));
   }
