@@ -166,14 +166,14 @@ export interface CacheStats {
 
 /**
  * L1 keeps the value itself in its slot and these numbers beside it (L1Store `meta`), so a hit
- * reads typed arrays and returns the value without touching any per-entry object.
+ * reads typed arrays and returns the value without touching any per-entry object. (No epoch per
+ * entry: every entry L1 holds was filled in the epoch `#l1Epoch`; see #syncL1Epoch.)
  */
 const M_EXPIRES = 0;
 const M_STALE = 1;
 const M_VERSION = 2;
 const M_STAMP = 3;
-const M_EPOCH = 4;
-const LANES = 5;
+const LANES = 4;
 
 /** getOrLoad's resolved options. */
 interface LoadOptions {
@@ -239,6 +239,18 @@ export class Cache extends EventEmitter {
   readonly #epochIndex: number;
   readonly #stampBase: number;
   readonly #stampMask: number;
+  /**
+   * The epoch every entry of this thread's L1 was filled in. Epochs only grow, and an entry of an
+   * older one is never valid again, so when the epoch moves L1 is emptied at once (#syncL1Epoch)
+   * rather than each entry checked: a hit compares one shared word with this field.
+   */
+  #l1Epoch = 0;
+  /**
+   * False while no entry L1 holds can expire (every one was stored without a ttl or stale time):
+   * then a getSync hit reads neither the clock nor the entry's deadlines. Set by the first fill
+   * with a finite deadline; reset when L1 is emptied.
+   */
+  #l1Timed = false;
   readonly #flight: FlightTable | undefined;
   readonly #l3: RedisTier | undefined;
   readonly #l3Options: { compressAbove: number; tombstoneMs: number; lease: boolean; leaseMs: number };
@@ -293,6 +305,7 @@ export class Cache extends EventEmitter {
     this.#stamps = StampTable.open(this.#rt, `hotpath:cache:${spec.name}:stamps`);
     ({ i32: this.#words, epochIndex: this.#epochIndex, stampBase: this.#stampBase } = this.#stamps.view);
     this.#stampMask = this.#stamps.words - 1;
+    this.#l1Epoch = this.#stamps.epoch();
     this.#l1 = spec.l1 === false ? undefined : new L1Store<unknown>({
       metaLanes: LANES,
       maxEntries: spec.l1.maxEntries,
@@ -408,17 +421,26 @@ export class Cache extends EventEmitter {
     const l1 = this.#l1;
     if (l1 !== undefined && !this.#closed) {
       // The hot path: a Map lookup (V8 keeps the key string's hash), typed-array reads, the
-      // value — no hashing in JS, no per-entry object. The key is checked on the miss path only:
-      // an invalid key (not a string, empty, too long) is never in the index. The epoch and stamp
-      // words are read with plain loads (#l1Valid says why).
+      // value — no hashing in JS, no per-entry object; and while nothing in L1 can expire, no
+      // clock. The key is checked on the miss path only: an invalid key (not a string, empty, too
+      // long) is never in the index. The epoch and stamp words are read with plain loads
+      // (#l1Valid says why).
+      if (this.#words[this.#epochIndex] !== this.#l1Epoch) this.#syncL1Epoch();
       const i = l1.findHit(key);
       if (i !== 0) {
-        const now = this.#now();
-        if (this.#l1Valid(l1, i, now, M_EXPIRES)) {
+        if (this.#l1Timed) {
+          const now = this.#now();
+          if (this.#l1Valid(l1, i, now, M_EXPIRES)) {
+            this.#s.l1Hits++;
+            return l1.valueAt(i);
+          }
+          return this.#getSyncSlow(key, now, i);
+        }
+        if (this.#l2 === undefined || this.#l1StampHolds(l1, i)) {
           this.#s.l1Hits++;
           return l1.valueAt(i);
         }
-        return this.#getSyncSlow(key, now, i);
+        return this.#getSyncSlow(key, this.#now(), i);
       }
     }
     return this.#getSyncSlow(key, this.#now(), 0);
@@ -784,6 +806,7 @@ export class Cache extends EventEmitter {
   #local(key: string, now: number): Found | undefined {
     const l1 = this.#l1;
     if (l1 !== undefined) {
+      if (this.#words[this.#epochIndex] !== this.#l1Epoch) this.#syncL1Epoch();
       const i = l1.findHit(key);
       if (i !== 0 && this.#l1Valid(l1, i, now, M_STALE)) {
         this.#s.l1Hits++;
@@ -798,8 +821,9 @@ export class Cache extends EventEmitter {
 
   /**
    * Whether L1's slot `i` may answer at `now`: within its `lane` deadline (M_EXPIRES for a fresh
-   * answer, M_STALE for one getOrLoad may serve stale), filled in this epoch, and — with L2, where
-   * other threads write — under the key's current stamp. (Without L2 each thread's L1 is its own.)
+   * answer, M_STALE for one getOrLoad may serve stale) and — with L2, where other threads write —
+   * under the key's current stamp. (Without L2 each thread's L1 is its own.) The caller has
+   * synced L1 with the epoch (#syncL1Epoch) before looking the key up.
    *
    * The epoch and stamp words are read with plain loads, not Atomics.load (a builtin call, ~4.5 ns
    * each, which was a fifth of an L1 hit). Aligned Int32Array reads cannot tear (ECMA-262's memory
@@ -814,11 +838,25 @@ export class Cache extends EventEmitter {
    * load). Recording a stamp or epoch before reading L2 or Redis keeps using the atomic methods.
    */
   #l1Valid(l1: L1Store<unknown>, i: number, now: number, lane: number): boolean {
-    const m = l1.meta;
-    const b = i * LANES;
-    const w = this.#words;
-    return now <= m[b + lane]! && m[b + M_EPOCH] === w[this.#epochIndex] &&
-      (this.#l2 === undefined || m[b + M_STAMP] === w[this.#stampBase + (l1.hashAt(i) & this.#stampMask)]);
+    return now <= l1.meta[i * LANES + lane]! && (this.#l2 === undefined || this.#l1StampHolds(l1, i));
+  }
+
+  /** Whether L1's slot `i` was filled under its key's current stamp (with L2 only; plain loads: #l1Valid). */
+  #l1StampHolds(l1: L1Store<unknown>, i: number): boolean {
+    return l1.meta[i * LANES + M_STAMP] === this.#words[this.#stampBase + (l1.hashAt(i) & this.#stampMask)];
+  }
+
+  /**
+   * Empties L1 when the epoch moved past the one its entries were filled in (a clear() on any
+   * thread, or a bus outage ended): none of them may answer again. Called before a read looks a
+   * key up, and before a fill.
+   */
+  #syncL1Epoch(): void {
+    const epoch = this.#stamps.epoch();
+    if (epoch === this.#l1Epoch) return;
+    this.#l1Epoch = epoch;
+    this.#l1?.clear();
+    this.#l1Timed = false;
   }
 
   #l1Found(l1: L1Store<unknown>, i: number): Found {
@@ -845,7 +883,7 @@ export class Cache extends EventEmitter {
       }
       const m = l1.meta;
       const b = i * LANES;
-      if (this.#l2 !== undefined && m[b + M_EPOCH] === this.#stamps.epoch() && now <= m[b + M_STALE]!) {
+      if (this.#l2 !== undefined && this.#l1Epoch === this.#stamps.epoch() && now <= m[b + M_STALE]!) {
         // Only the stamp moved. Stamp words are shared by keys (lo & mask), so another key's write
         // may have moved it: if L2 still holds this very version, keep the entry (no decode).
         const hit = this.#l2.get(key, h.hi, h.lo, now, this.#scratch); // only its version is read
@@ -865,12 +903,16 @@ export class Cache extends EventEmitter {
   /** Puts `value` in this thread's L1 with its numbers, unless L1 holds a newer version of it. */
   #fillL1(key: string, lo: number, value: unknown, bytes: number, expires: number, stale: number, version: number, stamp: number, epoch: number, mayBeOlder = true): void {
     const l1 = this.#l1!;
-    const j = mayBeOlder ? l1.slotOf(key) : 0;
-    if (j !== 0) {
-      // Without L2 nothing else orders a slow load against a set made meanwhile: L1 does.
-      const m = l1.meta;
-      if (m[j * LANES + M_EPOCH] === epoch && m[j * LANES + M_VERSION]! > version) return;
+    if (epoch !== this.#l1Epoch) {
+      // A value read before a clear (or an outage's end) must not land after it; a thread that
+      // has not seen the epoch move yet empties its L1 first.
+      this.#syncL1Epoch();
+      if (epoch !== this.#l1Epoch) return;
     }
+    const j = mayBeOlder ? l1.slotOf(key) : 0;
+    // Without L2 nothing else orders a slow load against a set made meanwhile: L1 does (its
+    // entries are all of this epoch).
+    if (j !== 0 && l1.meta[j * LANES + M_VERSION]! > version) return;
     if (!l1.set(key, lo, value, bytes)) return;
     const b = l1.lastSlot * LANES;
     const m = l1.meta;
@@ -878,7 +920,7 @@ export class Cache extends EventEmitter {
     m[b + M_STALE] = stale;
     m[b + M_VERSION] = version;
     m[b + M_STAMP] = stamp;
-    m[b + M_EPOCH] = epoch;
+    if (stale !== Infinity) this.#l1Timed = true;
   }
 
   /** L2 (filling L1), or undefined. */
@@ -1291,7 +1333,7 @@ export class Cache extends EventEmitter {
   #clearLocal(): void {
     this.#stamps.bumpEpoch();
     this.#l2?.clear();
-    this.#l1?.clear();
+    this.#syncL1Epoch(); // empties L1
     const now = this.#now();
     if (this.#bloom !== undefined) {
       this.#bloom.clear(now);

@@ -12,7 +12,7 @@ const CACHE_TASKS = new URL('../fixtures/cache-tasks.mjs', import.meta.url).href
 let engine: Engine;
 beforeAll(async () => {
   engine = await testEngine({ workers: 2, memory: 48 << 20 });
-  for (const t of ['cacheSet', 'cacheGetSync', 'cacheDelete', 'cacheLoadStorm']) engine.runtime.pool.register(t, CACHE_TASKS, t);
+  for (const t of ['cacheSet', 'cacheGetSync', 'cacheDelete', 'cacheLoadStorm', 'cacheClear']) engine.runtime.pool.register(t, CACHE_TASKS, t);
 });
 afterAll(() => engine.close());
 
@@ -125,6 +125,26 @@ describe('time', () => {
     expect(c.getSync('b')).toBe(2);
     t += 900;
     expect(c.getSync('b')).toBeUndefined();
+  });
+
+  it('entries without a ttl never expire, and the first one with a ttl still does (after a clear too)', async () => {
+    // getSync skips the clock while no L1 entry can expire: the first timed entry must end that.
+    let t = 1_000_000;
+    const c = fresh({ l2: false }, () => t);
+    await c.set('forever', 1);
+    expect(c.getSync('forever')).toBe(1);
+    await c.set('brief', 2, { ttl: 10 });
+    t += 11;
+    expect(c.getSync('brief')).toBeUndefined();
+    expect(c.getSync('forever')).toBe(1);
+    await c.clear();
+    await c.set('forever', 3);
+    expect(c.getSync('forever')).toBe(3);
+    await c.set('brief', 4, { ttl: 10 });
+    t += 11;
+    expect(c.getSync('brief')).toBeUndefined();
+    t += 1e9;
+    expect(c.getSync('forever')).toBe(3);
   });
 
   it('stale-while-revalidate serves the old value once and reloads in the background', async () => {
@@ -266,6 +286,23 @@ describe('across threads', () => {
     await c.clear();
     expect(c.getSync('a')).toBeUndefined();
     for (let i = 0; i < 4; i++) expect(await onWorker('cacheGetSync', { name, key: 'a' })).toBeNull();
+  });
+
+  it('a clear() anywhere empties the L1 copies every thread already held', async () => {
+    const name = `clr${++seq}`;
+    const c = new Cache({ name, l2: { bytes: 1 << 20 } }, { runtime: engine.runtime.thread });
+    await c.set('a', 1);
+    expect(c.getSync('a')).toBe(1); // in the main thread's L1, without a ttl
+    const reads = () => Promise.all(Array.from({ length: 6 }, () => onWorker('cacheGetSync', { name, key: 'a' })));
+    expect(await reads()).toEqual([1, 1, 1, 1, 1, 1]); // in the workers' L1s
+    await onWorker('cacheClear', { name });
+    expect(c.getSync('a')).toBeUndefined();
+    expect(await c.get('a')).toBeUndefined();
+    await c.set('a', 2);
+    expect(await reads()).toEqual([2, 2, 2, 2, 2, 2]);
+    await c.clear();
+    expect(await reads()).toEqual([null, null, null, null, null, null]);
+    expect(c.getSync('a')).toBeUndefined();
   });
 
   it('Cache.open in a thread without the cache says so', () => {
