@@ -1,7 +1,7 @@
 /**
  * Cache benchmarks, each against its peers in the same run:
  *  - getSync (an L1 hit, through the whole Cache) vs lru-cache `get` at 10k, 100k and 1M resident
- *    entries; `set` with eviction vs lru-cache `set`;
+ *    entries, and at 10k with a ttl on both sides; `set` with eviction vs lru-cache `set`;
  *  - L2: a value a worker set, read on the main thread (getSync with no L1: index, seqlock copy,
  *    decode);
  *  - tiered get with Redis, value in the memory tier: hotpath vs BentoCache (memory + Redis) vs
@@ -45,6 +45,30 @@ for (const n of sizes) {
     fn: () => do_not_optimize(ours.getSync(keys[order[i++ & 0xffff]!]!)),
   }, [{
     name: 'lru-cache get',
+    fn: () => do_not_optimize(peer.get(keys[order[i++ & 0xffff]!]!)),
+  }]);
+  await ours.close();
+}
+
+// Entries with a ttl: the hit checks its deadline against a clock on both sides (lru-cache's
+// ttlResolution caches its clock for 1 ms, as hotpath's coarse clock does).
+{
+  const n = 10_000;
+  const keys = Array.from({ length: n }, (_, i) => `key:${i}`);
+  const ours = new Cache({ name: 'l1-ttl', l1: { maxEntries: n }, l2: false, ttl: 600_000 }, { runtime: engine.runtime.thread });
+  const peer = new LRUCache<string, object>({ max: n, ttl: 600_000 });
+  for (const k of keys) {
+    const v = { k };
+    await ours.set(k, v);
+    peer.set(k, v);
+  }
+  const order = Uint32Array.from({ length: 1 << 16 }, () => Math.floor(Math.random() * n));
+  let i = 0;
+  await suite.compare(`L1 hit, ${n.toLocaleString('en')} resident entries with a ttl`, {
+    name: 'hotpath cache.getSync (L1, tinylfu, ttl)',
+    fn: () => do_not_optimize(ours.getSync(keys[order[i++ & 0xffff]!]!)),
+  }, [{
+    name: 'lru-cache get (ttl)',
     fn: () => do_not_optimize(peer.get(keys[order[i++ & 0xffff]!]!)),
   }]);
   await ours.close();

@@ -9,10 +9,10 @@
  *   (StampTable.nextVersion), taken when the write (or the load) starts. L2 and Redis refuse a write older than
  *   what they hold, deletes leave tombstones for `l3.tombstoneMs`, so a late write never
  *   resurrects a deleted key and a late invalidation never wipes a newer value.
- * - L1 entries remember the key's stamp and the cache epoch (StampTable, shared memory) when they
- *   were filled; any thread's write or delete bumps the key's stamp inside L2's lock, and clear()
- *   bumps the epoch, so a thread's L1 never serves a value older than a write another thread
- *   finished before the read began.
+ * - L1 entries remember the key's stamp (StampTable, shared memory) when they were filled; any
+ *   thread's write or delete bumps the key's stamp inside L2's lock, and clear() bumps the cache
+ *   epoch, after which each thread empties its L1 before its next read or fill — so a thread's
+ *   L1 never serves a value older than a write another thread finished before the read began.
  * - Across processes, writes are published on one pub/sub channel from inside the write's Lua
  *   script. Messages for keys we hold at an older version drop them. After a pub/sub outage the
  *   local tiers are cleared (epoch bump): what was cached while deaf is not trusted.
