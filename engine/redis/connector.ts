@@ -97,6 +97,12 @@ export interface ConnectorStats {
   rejected: number;
   replyErrors: number;
   reconnects: number;
+  /**
+   * Cluster, once something is subscribed (with the hearing check on): how long the subscriber's
+   * node may be silent before 'subscriber' 'down' says relayed messages may be lost (ms; from the
+   * cluster-node-timeout once read, see hearing.ts). Undefined otherwise.
+   */
+  subscriberLossMs?: number;
 }
 
 type Client = Redis | Cluster;
@@ -296,7 +302,9 @@ export class RedisConnector extends EventEmitter {
   }
 
   stats(): ConnectorStats {
-    return { status: this.client.status, breaker: this.breaker.state, ...this.#stats };
+    const stats: ConnectorStats = { status: this.client.status, breaker: this.breaker.state, ...this.#stats };
+    if (this.#hearing !== undefined && this.client instanceof Cluster) stats.subscriberLossMs = this.#hearing.lossMs;
+    return stats;
   }
 
   /**
@@ -642,6 +650,7 @@ export class RedisConnector extends EventEmitter {
       },
     }, { checkMs: this.#subscriberCheckMs, timeoutMs: this.timeoutMs, cluster: this.client instanceof Cluster });
     this.#hearing = hearing;
+    if (hearing !== undefined && this.client instanceof Cluster) this.#readNodeTimeout(this.client, hearing);
     sub.on('connect', () => {
       hearing?.connected();
       // ioredis bounds the TCP connect (connectTimeout) but not the handshake after it: a node that
@@ -700,6 +709,34 @@ export class RedisConnector extends EventEmitter {
     });
     this.#subscriber = sub;
     return sub;
+  }
+
+  /**
+   * Tells the hearing check the Cluster's cluster-node-timeout (the least of the masters'), read
+   * once with CONFIG GET: stalls of the subscriber's node shorter than half of it lose nothing
+   * (hearing.ts). Where CONFIG is refused (an ACL user without it, a managed service that hides
+   * it) the check keeps treating every stall of a round as a loss, and says so once.
+   */
+  #readNodeTimeout(cluster: Cluster, hearing: HearingCheck): void {
+    const masters = cluster.nodes('master');
+    if (masters.length === 0) {
+      // No slot map yet (started while the Cluster was unreachable): once it has one.
+      cluster.once('ready', () => {
+        if (!this.#closed) this.#readNodeTimeout(cluster, hearing);
+      });
+      return;
+    }
+    Promise.all(masters.map((n) => withTimeout(n.config('GET', 'cluster-node-timeout'), Math.max(this.timeoutMs, 1000), 'CONFIG GET cluster-node-timeout')))
+      .then((replies) => {
+        const ms = Math.min(...replies.map((r) => Number((r as string[] | undefined)?.[1])));
+        if (!Number.isFinite(ms) || ms <= 0) throw new Error(`no cluster-node-timeout in the replies (${JSON.stringify(replies).slice(0, 120)})`);
+        hearing.nodeTimeout(ms);
+      })
+      .catch((err: unknown) => {
+        // Not a warning: the check stays safe, only more cautious (a stall of a round clears caches).
+        if (this.#closed) return;
+        this.emit('redisError', new RedisCommandError(`the subscriber's hearing check could not read cluster-node-timeout (${(err as Error)?.message ?? String(err)}): every stall of its node of ${hearing.gapMs} ms or more is taken for lost messages ('subscriber' down, then up)`));
+      });
   }
 
   /** PUBLISH of a hearing check: on a Cluster through a master other than the subscriber's node. */

@@ -21,12 +21,19 @@
  *    nonce and the PONG alike, and a blocked event loop delays both: neither is deafness.
  *  - **stalls are judged by silence**: while a PING is unanswered, the time since the later of
  *    the PING and the last bytes received (a burst ahead of the PONG is not silence). On a
- *    Cluster, silence of `gapMs` may lose relayed messages: `stall()` (listeners get 'down'), and
+ *    Cluster, silence of `lossMs` may lose relayed messages: `stall()` (listeners get 'down'), and
  *    `stallEnded()` ('up') when the PING is answered — the same connection, so nothing queued for
- *    it is thrown away. Off a Cluster a stall loses nothing (the server queues what it publishes)
- *    and gives no event. Silence of `deadMs` anywhere: `drop()`. A silence verdict is confirmed
- *    one loop turn later (after another poll of the sockets): bytes that arrived while the event
- *    loop was blocked are read before it counts.
+ *    it is thrown away. The other nodes drop their bus links to a node silent for half their
+ *    cluster-node-timeout (and with them what they relay meanwhile); until then they queue it. So
+ *    `lossMs` is half the node timeout less a round and a margin (the silence is counted from a
+ *    PING, up to a round after the stall began), once the connector has read the timeout
+ *    (`nodeTimeout`); until then, or when it cannot, `gapMs` — every stall of a round or more.
+ *    A shorter stall (silence of `gapMs`) gives no event, but the nonces outstanding across it
+ *    are forgotten, not judged: relayed and direct bytes reach the node on different sockets, and
+ *    it may read them in either order when it wakes. Off a Cluster a stall loses nothing (the
+ *    server queues what it publishes) and gives no event. Silence of `deadMs` anywhere: `drop()`.
+ *    A silence verdict is confirmed one loop turn later (after another poll of the sockets): bytes
+ *    that arrived while the event loop was blocked are read before it counts.
  *  - any answer to the PING counts, an error reply too (a script past busy-reply-threshold
  *    answers -BUSY): the server is there.
  * NOPERM on the check's channel (an ACL user without it) turns the nonce half off, and NOPERM on
@@ -73,6 +80,9 @@ interface Connection {
   lastRx: number;
   /** when the outstanding PING was written, or -1 */
   pingAt: number;
+  /** Cluster: silent for `gapMs` since the last answer (the nonces are not judged by the next one) */
+  quiet: boolean;
+  /** Cluster: silent for `lossMs` ('down' given; 'up' at the next answer) */
   stalled: boolean;
   /** outstanding nonces → when their PUBLISH was answered (Infinity until then) */
   nonces: Map<number, number>;
@@ -81,7 +91,7 @@ interface Connection {
 export class HearingCheck {
   /** The check's own channel (one per connector). */
   readonly channel = `hotpath:hb:${randomUUID()}`;
-  /** Cluster: silence that counts as a stall (ms). */
+  /** Cluster: silence after which the nonces outstanding are not judged (ms). */
   readonly gapMs: number;
   /** Silence after which the connection is dropped (ms). */
   readonly deadMs: number;
@@ -90,6 +100,8 @@ export class HearingCheck {
   readonly #sub: Redis;
   readonly #link: HearingLink;
   readonly #cluster: boolean;
+  readonly #checkMs: number;
+  #lossMs: number;
   readonly #timer: ReturnType<typeof setInterval>;
   #conn: Connection | undefined;
   #subscribed = false;
@@ -103,16 +115,32 @@ export class HearingCheck {
     this.#sub = sub;
     this.#link = link;
     this.#cluster = o.cluster;
+    this.#checkMs = o.checkMs;
     this.gapMs = Math.max(o.checkMs, o.timeoutMs);
+    this.#lossMs = this.gapMs;
     this.deadMs = Math.max(10 * o.checkMs, 2 * o.timeoutMs);
     this.busMs = o.cluster ? Math.max(100, o.timeoutMs) : 0;
     this.#timer = setInterval(() => this.#round(), o.checkMs);
     this.#timer.unref?.();
   }
 
+  /** Cluster: silence that may have lost relayed messages, a 'down' (ms; see the file comment). */
+  get lossMs(): number {
+    return this.#lossMs;
+  }
+
+  /**
+   * The Cluster's cluster-node-timeout (ms; the least of its masters'): stalls shorter than half
+   * of it, less a round and 250 ms, give no 'down'. Never below `gapMs`.
+   */
+  nodeTimeout(ms: number): void {
+    if (!Number.isFinite(ms) || ms <= 0) return;
+    this.#lossMs = Math.max(this.gapMs, ms / 2 - this.#checkMs - 250);
+  }
+
   /** The subscriber connected (ioredis 'connect'): watch its bytes from now on. */
   connected(): void {
-    const c: Connection = { lastRx: performance.now(), pingAt: -1, stalled: false, nonces: new Map() };
+    const c: Connection = { lastRx: performance.now(), pingAt: -1, quiet: false, stalled: false, nonces: new Map() };
     this.#conn = c;
     const stream = this.#sub.stream as { on?: (e: string, f: () => void) => void } | undefined;
     stream?.on?.('data', () => {
@@ -170,12 +198,15 @@ export class HearingCheck {
       if (this.#conn !== c || c.pingAt !== at) return;
       c.pingAt = -1;
       c.lastRx = performance.now();
-      if (c.stalled) {
+      if (c.quiet) {
+        // Nonces relayed during a stall may reach the node's socket before this PING and still be
+        // read after it; after a long one they may have been lost with the bus links — that loss
+        // is what 'down' / 'up' tell. Either way they say nothing about the connection now.
+        const stalled = c.stalled;
+        c.quiet = false;
         c.stalled = false;
-        // Nonces relayed during the stall may have been lost with the bus links: that loss is
-        // what 'down' / 'up' tell; they say nothing about the connection now.
         c.nonces.clear();
-        this.#link.stallEnded();
+        if (stalled) this.#link.stallEnded();
         return;
       }
       // Order: every nonce answered `busMs` before this PING was written is queued ahead of its PONG.
@@ -192,9 +223,13 @@ export class HearingCheck {
       answered();
       this.#refused(err, 'ping');
     });
-    // Judged when the silence would reach gapMs (not only at the next round).
+    // Judged when the silence would reach gapMs and lossMs (not only at the next round).
     const t = setTimeout(() => this.#judgeSilence(c, false), Math.ceil(this.gapMs) + 1);
     t.unref?.();
+    if (this.#cluster && this.#lossMs > this.gapMs) {
+      const l = setTimeout(() => this.#judgeSilence(c, false), Math.ceil(this.#lossMs) + 1);
+      l.unref?.();
+    }
   }
 
   /** Silence verdicts; `confirmed`: after one more loop turn (another poll of the sockets). */
@@ -204,8 +239,9 @@ export class HearingCheck {
     // Timers run on libuv's whole-millisecond clock: allow for it.
     const tolerance = Math.min(50, this.gapMs / 10);
     const dead = silent >= this.deadMs - tolerance;
-    const stall = this.#cluster && !c.stalled && silent >= this.gapMs - tolerance;
-    if (!dead && !stall) return;
+    const stall = this.#cluster && !c.stalled && silent >= this.#lossMs - tolerance;
+    const quiet = this.#cluster && !c.quiet && silent >= this.gapMs - tolerance;
+    if (!dead && !stall && !quiet) return;
     if (!confirmed) {
       setImmediate(() => setImmediate(() => this.#judgeSilence(c, true)));
       return;
@@ -213,7 +249,10 @@ export class HearingCheck {
     if (dead) {
       this.#conn = undefined;
       this.#link.drop(`answered nothing for ${Math.round(silent)} ms`);
-    } else {
+      return;
+    }
+    c.quiet = true;
+    if (stall) {
       c.stalled = true;
       this.#link.stall();
     }

@@ -214,6 +214,74 @@ describe.runIf(spawnable)('a 3-master Redis Cluster', () => {
     }
   });
 
+  it('a stall shorter than half the cluster-node-timeout loses nothing and gives no down', async () => {
+    // The other nodes queue what they relay to a stalled node until half their node timeout
+    // (2000 ms here) has passed, then drop the link: before that nothing is lost, and a 'down'
+    // would clear every cache listening for nothing. Silence of lossMs = 2000 / 2 - 100 - 250 ms.
+    const c = await RedisConnector.connect({ cluster: cluster.urls }, { timeoutMs: 100, connectTimeoutMs: 10_000, subscriberCheckMs: 100, reconnect: { minMs: 10, maxMs: 50 } });
+    const admins = cluster.nodes.map((n) => new Redis(n.url));
+    const events: string[] = [];
+    const errors: string[] = [];
+    c.on('subscriber', (s: string) => events.push(s));
+    c.on('redisError', (e: Error) => errors.push(e.message));
+    try {
+      const heard: string[] = [];
+      await c.subscribe('cl-short', (m) => heard.push(m));
+      await vi.waitFor(() => expect(c.stats().subscriberLossMs).toBe(650));
+      const on = (await numsub(admins, 'cl-short')).indexOf(1);
+      const node = admins[on]!;
+      const other = admins[(on + 1) % 3]!;
+      const reconnects = c.stats().reconnects;
+      const pings = async (): Promise<number> => Number(/cmdstat_ping:calls=(\d+)/.exec(String(await node.info('commandstats')))?.[1] ?? 0);
+      // 300 ms of stall (three rounds of silence: a 'down' before this change), a message relayed
+      // in the middle of it.
+      cluster.nodes[on]!.pause();
+      try {
+        await other.publish('cl-short', 'during');
+        await new Promise((r) => setTimeout(r, 300)); // the stall's length: the fault injected
+      } finally {
+        cluster.nodes[on]!.resume();
+      }
+      await vi.waitFor(() => expect(heard).toEqual(['during']));
+      // Rounds go on after it (nonces published across the stall are not judged): no drop either.
+      const after = await pings();
+      await vi.waitFor(async () => expect(await pings()).toBeGreaterThan(after + 3));
+      await other.publish('cl-short', 'after');
+      await vi.waitFor(() => expect(heard).toEqual(['during', 'after']));
+      expect(events).toEqual([]);
+      expect(c.stats().reconnects).toBe(reconnects);
+      expect(errors).toEqual([]);
+      // A stall past lossMs is still a down, then up.
+      await stallUntilDown(cluster.nodes[on]!, events);
+    } finally {
+      for (const a of admins) a.disconnect();
+      await c.close();
+    }
+  });
+
+  it('where CONFIG is refused, every stall of a round is a down, and the connector says why', async () => {
+    const admins = cluster.nodes.map((n) => new Redis(n.url));
+    try {
+      for (const a of admins) await a.call('ACL', 'SETUSER', 'noconfig', 'on', '>pw', '~*', '&*', '+@all', '-config');
+      const urls = cluster.nodes.map((n) => `redis://noconfig:pw@127.0.0.1:${n.port}`);
+      const c = await RedisConnector.connect({ cluster: urls }, { timeoutMs: 100, connectTimeoutMs: 10_000, subscriberCheckMs: 100, reconnect: { minMs: 10, maxMs: 50 } });
+      const errors: string[] = [];
+      c.on('redisError', (e: Error) => errors.push(e.message));
+      try {
+        await c.subscribe('cl-noconfig', () => {});
+        await vi.waitFor(() => expect(errors.some((m) => m.includes('cluster-node-timeout') && m.includes('NOPERM'))).toBe(true));
+        expect(c.stats().subscriberLossMs).toBe(100); // gapMs: a round
+      } finally {
+        await c.close();
+      }
+    } finally {
+      for (const a of admins) {
+        await a.call('ACL', 'DELUSER', 'noconfig').catch(() => undefined);
+        a.disconnect();
+      }
+    }
+  });
+
   // Last: it kills a master (the Cluster is not whole afterwards).
   it('a subscriber whose node dies moves to a live node and hears again', async () => {
     const c = await RedisConnector.connect({ cluster: cluster.urls }, { timeoutMs: 1000, connectTimeoutMs: 10_000, reconnect: { minMs: 10, maxMs: 50 } });
