@@ -27,11 +27,11 @@ const engine = await createEngine({ workers: 1, memory: 256 << 20 });
 engine.runtime.pool.register('benchCacheSet', new URL('./peers/cache-worker.js', import.meta.url).href, 'benchCacheSet');
 
 // --- L1: getSync vs lru-cache get ------------------------------------------------------------------
-const sizes = QUICK ? [10_000] : [10_000, 100_000, 1_000_000];
-for (const n of sizes) {
+/** Random getSync hits on `n` resident entries beside lru-cache gets of the same keys in the same order. */
+async function l1Hits(n: number, ttl?: number): Promise<void> {
   const keys = Array.from({ length: n }, (_, i) => `key:${i}`);
-  const ours = new Cache({ name: `l1-${n}`, l1: { maxEntries: n }, l2: false }, { runtime: engine.runtime.thread });
-  const peer = new LRUCache<string, object>({ max: n });
+  const ours = new Cache({ name: `l1-${n}${ttl === undefined ? '' : '-ttl'}`, l1: { maxEntries: n }, l2: false, ...(ttl === undefined ? {} : { ttl }) }, { runtime: engine.runtime.thread });
+  const peer = new LRUCache<string, object>({ max: n, ...(ttl === undefined ? {} : { ttl }) });
   for (const k of keys) {
     const v = { k };
     await ours.set(k, v);
@@ -40,39 +40,20 @@ for (const n of sizes) {
   // A pre-drawn random order, so both sides read the same keys in the same order.
   const order = Uint32Array.from({ length: 1 << 16 }, () => Math.floor(Math.random() * n));
   let i = 0;
-  await suite.compare(`L1 hit, ${n.toLocaleString('en')} resident entries`, {
-    name: 'hotpath cache.getSync (L1, tinylfu)',
+  const withTtl = ttl === undefined ? '' : ' with a ttl';
+  await suite.compare(`L1 hit, ${n.toLocaleString('en')} resident entries${withTtl}`, {
+    name: `hotpath cache.getSync (L1, tinylfu${ttl === undefined ? '' : ', ttl'})`,
     fn: () => do_not_optimize(ours.getSync(keys[order[i++ & 0xffff]!]!)),
   }, [{
-    name: 'lru-cache get',
+    name: `lru-cache get${ttl === undefined ? '' : ' (ttl)'}`,
     fn: () => do_not_optimize(peer.get(keys[order[i++ & 0xffff]!]!)),
   }]);
   await ours.close();
 }
-
+for (const n of QUICK ? [10_000] : [10_000, 100_000, 1_000_000]) await l1Hits(n);
 // Entries with a ttl: the hit checks its deadline against a clock on both sides (lru-cache's
 // ttlResolution caches its clock for 1 ms, as hotpath's coarse clock does).
-{
-  const n = 10_000;
-  const keys = Array.from({ length: n }, (_, i) => `key:${i}`);
-  const ours = new Cache({ name: 'l1-ttl', l1: { maxEntries: n }, l2: false, ttl: 600_000 }, { runtime: engine.runtime.thread });
-  const peer = new LRUCache<string, object>({ max: n, ttl: 600_000 });
-  for (const k of keys) {
-    const v = { k };
-    await ours.set(k, v);
-    peer.set(k, v);
-  }
-  const order = Uint32Array.from({ length: 1 << 16 }, () => Math.floor(Math.random() * n));
-  let i = 0;
-  await suite.compare(`L1 hit, ${n.toLocaleString('en')} resident entries with a ttl`, {
-    name: 'hotpath cache.getSync (L1, tinylfu, ttl)',
-    fn: () => do_not_optimize(ours.getSync(keys[order[i++ & 0xffff]!]!)),
-  }, [{
-    name: 'lru-cache get (ttl)',
-    fn: () => do_not_optimize(peer.get(keys[order[i++ & 0xffff]!]!)),
-  }]);
-  await ours.close();
-}
+await l1Hits(10_000, 600_000);
 
 {
   const n = 10_000;
