@@ -246,9 +246,10 @@ export class Cache extends EventEmitter {
    */
   #l1Epoch = 0;
   /**
-   * False while no entry L1 holds can expire (every one was stored without a ttl or stale time):
-   * then a getSync hit reads neither the clock nor the entry's deadlines. Set by the first fill
-   * with a finite deadline; reset when L1 is emptied.
+   * False while no entry L1 holds can expire (every one was stored without a ttl): then a
+   * getSync hit reads neither the clock nor the entry's deadlines. Set by the first fill with a
+   * finite expiry (its stale time may still be infinite: staleIfError: Infinity); reset when L1
+   * is emptied.
    */
   #l1Timed = false;
   readonly #flight: FlightTable | undefined;
@@ -920,7 +921,7 @@ export class Cache extends EventEmitter {
     m[b + M_STALE] = stale;
     m[b + M_VERSION] = version;
     m[b + M_STAMP] = stamp;
-    if (stale !== Infinity) this.#l1Timed = true;
+    if (expires !== Infinity) this.#l1Timed = true; // (the stale time may be infinite where the expiry is not)
   }
 
   /** L2 (filling L1), or undefined. */

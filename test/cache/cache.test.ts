@@ -147,6 +147,19 @@ describe('time', () => {
     expect(c.getSync('forever')).toBe(3);
   });
 
+  it('an entry with a ttl and an infinite stale time still expires for getSync (review27)', async () => {
+    let t = 1_000_000;
+    const byOption = fresh({ l2: false, ttl: 10, staleIfError: Infinity }, () => t);
+    const withL2 = fresh({ ttl: 10, staleWhileRevalidate: Infinity }, () => t);
+    const perCall = fresh({ l2: false }, () => t);
+    await byOption.set('k', 1);
+    await withL2.set('k', 2);
+    await perCall.set('k', 3, { ttl: 10, staleMs: Infinity });
+    expect([byOption.getSync('k'), withL2.getSync('k'), perCall.getSync('k')]).toEqual([1, 2, 3]);
+    t += 11;
+    expect([byOption.getSync('k'), withL2.getSync('k'), perCall.getSync('k')]).toEqual([undefined, undefined, undefined]);
+  });
+
   it('stale-while-revalidate serves the old value once and reloads in the background', async () => {
     let t = 5_000_000;
     const c = fresh({ ttl: 100, staleWhileRevalidate: 50 }, () => t);
