@@ -99,8 +99,10 @@ export interface ConnectorStats {
   reconnects: number;
   /**
    * Cluster, once something is subscribed (with the hearing check on): how long the subscriber's
-   * node may be silent before 'subscriber' 'down' says relayed messages may be lost (ms; from the
-   * cluster-node-timeout once read, see hearing.ts). Undefined otherwise.
+   * node may go unseen (since the write of the last PING it answered) before 'subscriber' 'down'
+   * says relayed messages may be lost (ms; from the cluster-node-timeout once read, see
+   * hearing.ts). A node silent for 10 rounds is dropped and reconnected before that if 10 rounds
+   * are shorter. Undefined otherwise.
    */
   subscriberLossMs?: number;
 }
@@ -154,6 +156,8 @@ export class RedisConnector extends EventEmitter {
   readonly #subscriberCheckMs: number;
   /** The subscriber's hearing check (hearing.ts), made with the subscriber. */
   #hearing: HearingCheck | undefined;
+  /** #readNodeTimeout's next attempt after a failure that was not a refusal. */
+  #nodeTimeoutRetry: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
   /** Every in-flight command's deadline, on one timer. */
   readonly #deadlines = new DeadlineQueue();
@@ -717,13 +721,12 @@ export class RedisConnector extends EventEmitter {
    * (hearing.ts). Where CONFIG is refused (an ACL user without it, a managed service that hides
    * it) the check keeps treating every stall of a round as a loss, and says so once.
    */
-  #readNodeTimeout(cluster: Cluster, hearing: HearingCheck): void {
+  #readNodeTimeout(cluster: Cluster, hearing: HearingCheck, attempt = 0): void {
+    if (this.#closed) return;
     const masters = cluster.nodes('master');
     if (masters.length === 0) {
       // No slot map yet (started while the Cluster was unreachable): once it has one.
-      cluster.once('ready', () => {
-        if (!this.#closed) this.#readNodeTimeout(cluster, hearing);
-      });
+      cluster.once('ready', () => this.#readNodeTimeout(cluster, hearing, attempt));
       return;
     }
     Promise.all(masters.map((n) => withTimeout(n.config('GET', 'cluster-node-timeout'), Math.max(this.timeoutMs, 1000), 'CONFIG GET cluster-node-timeout')))
@@ -735,7 +738,16 @@ export class RedisConnector extends EventEmitter {
       .catch((err: unknown) => {
         // Not a warning: the check stays safe, only more cautious (a stall of a round clears caches).
         if (this.#closed) return;
-        this.emit('redisError', new RedisCommandError(`the subscriber's hearing check could not read cluster-node-timeout (${(err as Error)?.message ?? String(err)}): every stall of its node of ${hearing.gapMs} ms or more is taken for lost messages ('subscriber' down, then up)`));
+        const message = (err as Error)?.message ?? String(err);
+        const refused = /NOPERM|unknown command|ERR.*CONFIG/i.test(message);
+        if (attempt === 0) {
+          this.emit('redisError', new RedisCommandError(`the subscriber's hearing check could not read cluster-node-timeout (${message}): every stall of its node of ${hearing.gapMs} ms or more is taken for lost messages ('subscriber' down, then up)${refused ? '' : ' until it can'}`));
+        }
+        // A refusal is for good; a node down or slow is not: try again in a while.
+        if (!refused) {
+          this.#nodeTimeoutRetry = setTimeout(() => this.#readNodeTimeout(cluster, hearing, attempt + 1), 30_000);
+          this.#nodeTimeoutRetry.unref?.();
+        }
       });
   }
 
@@ -797,6 +809,7 @@ export class RedisConnector extends EventEmitter {
     if (this.#closed) return;
     this.#closed = true;
     this.#hearing?.dispose();
+    clearTimeout(this.#nodeTimeoutRetry);
     for (const w of [...this.#subscribeWaiters]) w.fail(new RedisUnavailableError('the Redis connector is closed'));
     this.emit('closed');
     this.breaker.dispose();

@@ -21,13 +21,15 @@
  *    nonce and the PONG alike, and a blocked event loop delays both: neither is deafness.
  *  - **stalls are judged by silence**: while a PING is unanswered, the time since the later of
  *    the PING and the last bytes received (a burst ahead of the PONG is not silence). On a
- *    Cluster, silence of `lossMs` may lose relayed messages: `stall()` (listeners get 'down'), and
- *    `stallEnded()` ('up') when the PING is answered — the same connection, so nothing queued for
- *    it is thrown away. The other nodes drop their bus links to a node silent for half their
- *    cluster-node-timeout (and with them what they relay meanwhile); until then they queue it. So
- *    `lossMs` is half the node timeout less a round and a margin (the silence is counted from a
- *    PING, up to a round after the stall began), once the connector has read the timeout
- *    (`nodeTimeout`); until then, or when it cannot, `gapMs` — every stall of a round or more.
+ *    Cluster, a stall may lose relayed messages: the other nodes drop their bus links to a node
+ *    silent for half their cluster-node-timeout (and with them what they relay meanwhile); until
+ *    then they queue it. So once the connector has read the timeout (`nodeTimeout`), a silence of
+ *    `gapMs` while the node has not been known to run for `lossMs` — half the node timeout less
+ *    250 ms, counted from the write of the last PING it answered (it ran after that: a lower bound
+ *    of the stall's start whatever this process's event loop was doing) — is `stall()` (listeners
+ *    get 'down'), and `stallEnded()` ('up') when the PING is answered: the same connection, so
+ *    nothing queued for it is thrown away. Until the timeout is read, or when it cannot be,
+ *    `lossMs` is `gapMs`: every stall of a round or more.
  *    A shorter stall (silence of `gapMs`) gives no event, but the nonces outstanding across it
  *    are forgotten, not judged: relayed and direct bytes reach the node on different sockets, and
  *    it may read them in either order when it wakes. Off a Cluster a stall loses nothing (the
@@ -80,6 +82,8 @@ interface Connection {
   lastRx: number;
   /** when the outstanding PING was written, or -1 */
   pingAt: number;
+  /** when the last PING the node answered was written (at connect: then): it ran after that */
+  aliveAt: number;
   /** Cluster: silent for `gapMs` since the last answer (the nonces are not judged by the next one) */
   quiet: boolean;
   /** Cluster: silent for `lossMs` ('down' given; 'up' at the next answer) */
@@ -130,17 +134,18 @@ export class HearingCheck {
   }
 
   /**
-   * The Cluster's cluster-node-timeout (ms; the least of its masters'): stalls shorter than half
-   * of it, less a round and 250 ms, give no 'down'. Never below `gapMs`.
+   * The Cluster's cluster-node-timeout (ms; the least of its masters'): a node not known to run
+   * for half of it less 250 ms may have lost relayed messages ('down'). Never below `gapMs`.
    */
   nodeTimeout(ms: number): void {
     if (!Number.isFinite(ms) || ms <= 0) return;
-    this.#lossMs = Math.max(this.gapMs, ms / 2 - this.#checkMs - 250);
+    this.#lossMs = Math.max(this.gapMs, ms / 2 - 250);
   }
 
   /** The subscriber connected (ioredis 'connect'): watch its bytes from now on. */
   connected(): void {
-    const c: Connection = { lastRx: performance.now(), pingAt: -1, quiet: false, stalled: false, nonces: new Map() };
+    const now = performance.now();
+    const c: Connection = { lastRx: now, pingAt: -1, aliveAt: now, quiet: false, stalled: false, nonces: new Map() };
     this.#conn = c;
     const stream = this.#sub.stream as { on?: (e: string, f: () => void) => void } | undefined;
     stream?.on?.('data', () => {
@@ -197,6 +202,7 @@ export class HearingCheck {
     const answered = (): void => {
       if (this.#conn !== c || c.pingAt !== at) return;
       c.pingAt = -1;
+      c.aliveAt = at;
       c.lastRx = performance.now();
       if (c.quiet) {
         // Nonces relayed during a stall may reach the node's socket before this PING and still be
@@ -227,7 +233,7 @@ export class HearingCheck {
     const t = setTimeout(() => this.#judgeSilence(c, false), Math.ceil(this.gapMs) + 1);
     t.unref?.();
     if (this.#cluster && this.#lossMs > this.gapMs) {
-      const l = setTimeout(() => this.#judgeSilence(c, false), Math.ceil(this.#lossMs) + 1);
+      const l = setTimeout(() => this.#judgeSilence(c, false), Math.max(0, Math.ceil(c.aliveAt + this.#lossMs - at)) + 1);
       l.unref?.();
     }
   }
@@ -235,13 +241,16 @@ export class HearingCheck {
   /** Silence verdicts; `confirmed`: after one more loop turn (another poll of the sockets). */
   #judgeSilence(c: Connection, confirmed: boolean): void {
     if (c !== this.#conn || this.#sub.status !== 'ready' || c.pingAt < 0) return;
-    const silent = performance.now() - Math.max(c.pingAt, c.lastRx);
+    const now = performance.now();
+    const silent = now - Math.max(c.pingAt, c.lastRx);
     // Timers run on libuv's whole-millisecond clock: allow for it.
     const tolerance = Math.min(50, this.gapMs / 10);
     const dead = silent >= this.deadMs - tolerance;
-    const stall = this.#cluster && !c.stalled && silent >= this.#lossMs - tolerance;
-    const quiet = this.#cluster && !c.quiet && silent >= this.gapMs - tolerance;
-    if (!dead && !stall && !quiet) return;
+    const quiet = this.#cluster && silent >= this.gapMs - tolerance;
+    // Silent now, and not known to have run for lossMs (bytes still arriving — a backlog ahead of
+    // the PONG — are no stall, however long ago the last PONG was).
+    const stall = quiet && !c.stalled && now - c.aliveAt >= this.#lossMs - tolerance;
+    if (!dead && !stall && !(quiet && !c.quiet)) return;
     if (!confirmed) {
       setImmediate(() => setImmediate(() => this.#judgeSilence(c, true)));
       return;
