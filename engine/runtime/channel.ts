@@ -308,6 +308,8 @@ export class ChannelWriter {
   readonly #queue: Pending[] = [];
   #pumping = false;
   #flushScheduled = false;
+  /** Frames published by publish() that the consumer has not been rung for. */
+  #unrung = false;
   #closed = false;
   #drainWaiters: Array<() => void> = [];
   readonly #flushTask = (): void => {
@@ -355,10 +357,22 @@ export class ChannelWriter {
     return new Promise((resolve) => this.#drainWaiters.push(resolve));
   }
 
-  /** Publishes every written frame and rings the consumer once. A closed writer publishes nothing. */
-  flush(): void {
+  /**
+   * Publishes every written frame without ringing: a consumer that polls (or reads the ring after
+   * this thread is gone) sees them; one asleep is woken by the next flush(). One atomic store.
+   */
+  publish(): void {
     if (!this.#closed && this.ring.unpublished) {
       this.ring.publish();
+      this.#unrung = true;
+    }
+  }
+
+  /** Publishes every written frame and rings the consumer once. A closed writer publishes nothing. */
+  flush(): void {
+    if (!this.#closed && (this.ring.unpublished || this.#unrung)) {
+      this.ring.publish();
+      this.#unrung = false;
       this.#bell.ring();
     }
   }

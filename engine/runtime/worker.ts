@@ -311,10 +311,12 @@ class Worker {
           (v) => {
             this.#live.delete(id);
             this.#answer(id, v);
+            this.#writer.publish();
           },
           (err: unknown) => {
             this.#live.delete(id);
             this.#fail(id, err);
+            this.#writer.publish();
           },
         );
       } else {
@@ -323,6 +325,10 @@ class Worker {
     } catch (err) {
       this.#fail(id, err);
     }
+    // Every answer is published as it is written (the bell still rings once per batch): if this
+    // thread dies later in the batch, the main thread reads the answers it gave (the pool's
+    // #recycle polls the ring first) instead of failing — and retrying — tasks that finished.
+    this.#writer.publish();
   }
 
   #answer(id: number, value: unknown): void {

@@ -110,6 +110,23 @@ describe('stopping work on a worker', () => {
     expect(threads.size).toBe(2); // the replacement works
   });
 
+  it('a worker that dies mid-batch loses no answer it gave: the tasks it finished are not run again (review28)', async () => {
+    // Answers were published once a millisecond: the ones written in the millisecond before the
+    // exit were lost, and those tasks failed with ERR_HOTPATH_WORKER_EXITED and were retried.
+    engine = await testEngine({ workers: 1 });
+    const e = engine;
+    expect(e.cache.getSync('runs:b:0')).toBeUndefined(); // the cache exists before the workers open it
+    const q = e.queue('exit-mid-batch', { handler: JOBS, handlerExport: 'countRunsExitAt', retry: { attempts: 2, delayMs: 0 } });
+    const n = 400;
+    const exitAt = 300;
+    const results = await Promise.allSettled(Array.from({ length: n }, (_, i) => q.submit({ tag: 'b', i, exitAt }).result));
+    expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
+    const twice = Array.from({ length: n }, (_, i) => i).filter((i) => i !== exitAt && e.cache.getSync(`runs:b:${i}`) !== 1);
+    expect(twice).toEqual([]);
+    expect(e.cache.getSync(`runs:b:${exitAt}`)).toBe(2); // the one that died ran again, once
+    expect(e.runtime.pool.exits).toBe(1);
+  });
+
   it('CPU-heavy tasks deep in a worker\'s ring: answers come as they finish, timeouts count from the start of each', async () => {
     engine = await testEngine({ workers: 1 });
     const q = engine.queue('cpu', { handler: JOBS, handlerExport: 'busy', timeout: 400 });
