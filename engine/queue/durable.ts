@@ -1139,7 +1139,10 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
 
   /**
    * Submits dead letter `id` again (same id, payload and priority; attempts from zero) and removes
-   * the letter. Resolves with the new handle, or undefined when there is no such letter.
+   * the letter. A task that failed for good but has no letter — trimmed by deadLetterRetention,
+   * or cancelled while it ran — is run again from its failed job while statusRetention keeps it
+   * (its id stays taken until then: submit() would answer with the old outcome). Resolves with
+   * the new handle, or undefined when there is no such letter or failed task.
    * @throws (rejects) as submit().
    */
   async requeue(id: string): Promise<TaskHandle<R> | undefined> {
@@ -1147,14 +1150,21 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
     this.#checkOpen();
     const jobId = toJobId(id);
     const dead = await this.#call('getJob', () => this.#deadQueue.getJob(jobId));
-    if (dead === undefined) return undefined;
-    const d = dead.data as DeadData;
+    let d: { p?: string; pr: number };
+    if (dead !== undefined) d = dead.data as DeadData;
+    else {
+      const failed = await this.#call('getJob', () => this.#queue.getJob(jobId));
+      if (failed === undefined || (await this.#call('getJobState', () => this.#queue.getJobState(jobId))) !== 'failed') return undefined;
+      const data = failed.data as JobData;
+      d = { pr: failed.priority > 0 ? failed.priority - PRIORITY_OFFSET : -MAX_PRIORITY };
+      if (data.p !== undefined) d.p = data.p;
+    }
     // The failed job keeps its id in the main queue (for status): it must go, or the add would
     // deduplicate against it.
     await this.#call('remove', () => this.#queue.remove(jobId));
     const handle = await this.#submitOne(d.p, { priority: d.pr, id, delayMs: 0, timeout: undefined, signal: undefined }, true);
     // Removed only once the task is back in the queue: a crash in between leaves a duplicate letter, never a lost task.
-    await this.#call('remove', () => this.#deadQueue.remove(jobId));
+    if (dead !== undefined) await this.#call('remove', () => this.#deadQueue.remove(jobId));
     return handle as TaskHandle<R>;
   }
 

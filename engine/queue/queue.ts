@@ -25,7 +25,7 @@
  * Guarantee: at most once per attempt, in memory. A task is lost only with its process.
  */
 import { EventEmitter } from 'node:events';
-import { CancelledError, ClosedError, QueueFullError } from '../errors.js';
+import { CancelledError, ClosedError, type HotpathError, QueueFullError } from '../errors.js';
 import type { Clock } from '../options.js';
 import type { ValueCodec } from '../codec/codec.js';
 import type { WorkerPool } from '../runtime/pool.js';
@@ -401,6 +401,8 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     this.#pump();
   };
   #drainWaiters: Array<() => void> = [];
+  /** close() of a paused queue: waiting for the running attempts only. */
+  #stillWaiters: Array<() => void> = [];
   readonly #counts = { submitted: 0, completed: 0, failed: 0, retried: 0, dead: 0, cancelled: 0 };
   readonly #onTimer = (): void => this.#promoteDue();
 
@@ -644,7 +646,10 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     if (ex instanceof FunctionExecutor && t.timeout === 0) {
       const r = ex.invokeNow(t.prepared, info, this.#o.killAfterMs);
       if (r instanceof Settled) {
-        if (r.ok) this.#succeeded(t, r.value);
+        // A cancel() made meanwhile (by a 'running' listener, or by the handler itself) wins:
+        // the result rejects with its reason, as cancel() promised when it returned true.
+        if (t.cancelRequested) this.#attemptFailed(t, t.error);
+        else if (r.ok) this.#succeeded(t, r.value);
         else this.#attemptFailed(t, r.value);
         return;
       }
@@ -654,6 +659,9 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     }
     t.running = attempt;
     attempt.result.then((v) => this.#succeeded(t, v), (e: unknown) => this.#attemptFailed(t, e));
+    // Cancelled before it had a handle to stop (from a 'running' listener, or from the handler's
+    // synchronous part): stop it now — its signal aborts and its result rejects as cancelled.
+    if (t.cancelRequested) attempt.stop(t.error as HotpathError);
   }
 
   #delay(t: Task, runAt: number): void {
@@ -714,6 +722,10 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
 
   #succeeded(t: Task, value: unknown): void {
     if (t.state !== RUNNING) return;
+    if (t.cancelRequested) {
+      this.#attemptFailed(t, t.error); // (ends it cancelled)
+      return;
+    }
     const now = this.#attemptEnded(t);
     this.#counts.completed++;
     this.#finish(t, SUCCEEDED, now);
@@ -797,6 +809,17 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
       this.#drainWaiters = [];
       for (const w of waiters) w();
     }
+    if (this.#stillWaiters.length > 0 && this.#running === 0) {
+      const waiters = this.#stillWaiters;
+      this.#stillWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /** Resolves once no attempt is running (at once if none is). */
+  #noneRunning(): Promise<void> {
+    if (this.#running === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#stillWaiters.push(resolve));
   }
 
   #idle(): boolean {
@@ -968,10 +991,11 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     for (const t of [...this.#delayed.items]) if (t.state === DELAYED) this.#closeTask(t);
     this.#delayed.filter(() => false);
     this.#arm();
-    if (!this.#idle() && !this.#paused && timeoutMs > 0) {
+    if (!this.#idle() && timeoutMs > 0) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
-        this.drain(),
+        // Paused, queued tasks cannot start: only the running ones are waited for.
+        this.#paused ? this.#noneRunning() : this.drain(),
         new Promise<void>((r) => {
           timer = setTimeout(r, timeoutMs);
         }),

@@ -198,6 +198,12 @@ describe.runIf(reachable)('the durable queue on the shared Redis', () => {
     }
     expect(calls).toEqual(['a', 'b', 'c']);
     expect((await q.deadLetters()).map((d) => d.id)).toEqual(['letter-b', 'letter-c']);
+    // A task whose letter was trimmed can still be run again (review28: its id was stuck: submit
+    // answered the old failure, requeue undefined).
+    const again = await q.requeue('letter-a');
+    expect(again?.id).toBe('letter-a');
+    await expect(again!.result).rejects.toMatchObject({ message: 'bad a' });
+    expect(calls).toEqual(['a', 'b', 'c', 'a']);
   });
 
   it('runs a delayed task no earlier than its delay', async () => {
@@ -280,6 +286,12 @@ describe.runIf(reachable)('the durable queue on the shared Redis', () => {
     expect(ran).toEqual(['run me']); // not retried
     expect(await q.deadLetters()).toEqual([]); // nor dead-lettered
     expect(await q.status(h.id)).toMatchObject({ state: 'cancelled', attempts: 1 });
+    // Its id stays taken while its record is kept; requeue runs it again (review28).
+    const rerun = await q.requeue(h.id);
+    expect(rerun?.id).toBe(h.id);
+    await vi.waitFor(() => expect(ran).toEqual(['run me', 'run me']));
+    expect(await q.cancel(h.id)).toBe(true);
+    await expect(rerun!.result).rejects.toMatchObject({ code: 'ERR_HOTPATH_CANCELLED' });
   });
 
   it('pauses every consumer; drain waits for queued, delayed and running tasks', async () => {

@@ -299,6 +299,30 @@ describe('cancel', () => {
     expect(q.counts()).toMatchObject({ running: 0, queued: 0 });
   });
 
+  it('cancelled before its attempt has a handle — from a running listener, or by the handler itself — it still ends cancelled (review28)', async () => {
+    // Sync handler that cancels its own task: the handler returns, the result still rejects.
+    let q!: Queue<number, string>;
+    q = queue<number, string>({ handler: (_p, ctx) => {
+      expect(q.cancel(ctx.id)).toBe(true);
+      return 'ran';
+    } }, 'self-cancel');
+    const self = q.submit(1);
+    expect((await rejection(self.result)).code).toBe(ErrorCodes.CANCELLED);
+    expect(q.status(self.id)!.state).toBe('cancelled');
+    // Async handler, cancelled from the 'running' event (before the attempt is started): its
+    // signal aborts and the result rejects even though the handler would have resolved.
+    let aborted = false;
+    const r = queue<number, string>({ timeout: 1000, handler: (_p, ctx) => new Promise((resolve) => {
+      ctx.signal.addEventListener('abort', () => (aborted = true));
+      setImmediate(() => resolve('finished'));
+    }) }, 'listener-cancel');
+    r.on('running', ({ id }) => expect(r.cancel(id)).toBe(true));
+    const h = r.submit(1);
+    expect((await rejection(h.result)).code).toBe(ErrorCodes.CANCELLED);
+    expect(aborted).toBe(true);
+    expect(r.counts()).toMatchObject({ running: 0 });
+  });
+
   it('a running function that ignores its signal is abandoned after killAfterMs (its slot freed)', async () => {
     vi.useFakeTimers({ now: 0 });
     const m = manual();
@@ -528,6 +552,24 @@ describe('close', () => {
     expect((await rejection(delayed.result)).code).toBe(ErrorCodes.CLOSED);
     expect(() => q.submit(1)).toThrow(expect.objectContaining({ code: ErrorCodes.CLOSED }));
     expect(q.closed).toBe(true);
+  });
+
+  it('a paused queue still gives its running tasks the timeout; its queued ones end at once (review28)', async () => {
+    const m = manual<string>();
+    const q = queue({ concurrency: 1, handler: m.handler });
+    const running = q.submit('r');
+    const queued = q.submit('q');
+    await flush();
+    expect(m.calls.length).toBe(1);
+    q.pause();
+    const closing = q.close(60_000);
+    await flush();
+    expect(m.calls[0]!.ctx.signal.aborted).toBe(false); // not stopped: it has until the timeout
+    m.calls[0]!.resolve('done');
+    await closing;
+    expect(await running.result).toBe('done');
+    expect((await rejection(queued.result)).code).toBe(ErrorCodes.CLOSED);
+    expect(m.calls.length).toBe(1);
   });
 
   it('after its timeout, what is left — queued and running — rejects with ERR_HOTPATH_CLOSED', async () => {
