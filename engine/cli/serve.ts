@@ -99,8 +99,20 @@ export async function runServe(args: string[]): Promise<number> {
         },
       );
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    // A second signal while shutting down forces the exit (the first one's drain may be waiting
+    // for its timeout): said, not silent.
+    let stopping = false;
+    const onSignal = (signal: string): void => {
+      if (!stopping) {
+        stopping = true;
+        stop(signal);
+        return;
+      }
+      log.warn({ signal, inflight: service.inflight }, 'second signal: exiting now without draining');
+      process.exit(1);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
   });
 }
 

@@ -3,6 +3,7 @@
  * One validation names the bad field and where it came from (`HOTPATH_PORT must be an integer
  * between 0 and 65535, got "80a"`).
  */
+import { isIP } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { BALANCER_ALGORITHMS } from '../balance/balancer.js';
 
@@ -82,11 +83,11 @@ export const SERVE_DEFAULTS: ServeConfig = {
 };
 
 /** Where each field may come from: its config-file key, its environment variable, its flag. */
-const FIELDS: Record<keyof ServeConfig, { env?: string; flag?: string; kind: 'string' | 'int' | 'list' | 'bool' | 'urls' | 'algorithm' | 'path'; min?: number; max?: number }> = {
+const FIELDS: Record<keyof ServeConfig, { env?: string; flag?: string; kind: 'string' | 'int' | 'list' | 'bool' | 'urls' | 'algorithm' | 'path' | 'redis'; min?: number; max?: number }> = {
   host: { env: 'HOTPATH_HOST', flag: 'host', kind: 'string' },
   port: { env: 'HOTPATH_PORT', flag: 'port', kind: 'int', min: 0, max: 65535 },
   workers: { env: 'HOTPATH_WORKERS', flag: 'workers', kind: 'int', min: 1, max: 64 },
-  redisUrl: { env: 'HOTPATH_REDIS_URL', flag: 'redis', kind: 'string' },
+  redisUrl: { env: 'HOTPATH_REDIS_URL', flag: 'redis', kind: 'redis' },
   adminToken: { env: 'HOTPATH_ADMIN_TOKEN', flag: 'admin-token', kind: 'string' },
   trustProxy: { env: 'HOTPATH_TRUST_PROXY', flag: 'trust-proxy', kind: 'list' },
   limitPerSecond: { env: 'HOTPATH_LIMIT_PER_SECOND', kind: 'int', min: 1, max: 1e9 },
@@ -138,6 +139,19 @@ function value(field: keyof ServeConfig, raw: unknown, source: string): unknown 
     if (raw === '') throw new TypeError(`${source} must not be empty (leave it out instead)`);
     return raw;
   }
+  if (f.kind === 'redis') {
+    if (typeof raw !== 'string' || raw.trim() === '') throw new TypeError(`${source} must be a redis:// or rediss:// URL, got ${show(raw)}`);
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(raw.trim());
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed === undefined || (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') || parsed.hostname === '') {
+      throw new TypeError(`${source} must be a redis:// or rediss:// URL, got ${show(raw)}`);
+    }
+    return raw.trim();
+  }
   if (f.kind === 'bool') {
     if (typeof raw === 'boolean') return raw;
     if (raw === '1' || raw === 'true') return true;
@@ -174,7 +188,10 @@ function value(field: keyof ServeConfig, raw: unknown, source: string): unknown 
   if (f.kind === 'list') {
     const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : undefined;
     if (items === undefined || !items.every((x) => typeof x === 'string')) throw new TypeError(`${source} must be a list of addresses, got ${show(raw)}`);
-    return (items as string[]).map((x) => x.trim()).filter((x) => x.length > 0);
+    const addresses = (items as string[]).map((x) => x.trim()).filter((x) => x.length > 0);
+    // Matched against the socket's address as it is: a host name or a CIDR range never would.
+    for (const a of addresses) if (isIP(a) === 0) throw new TypeError(`${source}: ${JSON.stringify(a)} is not an IP address (names and ranges are not supported)`);
+    return addresses;
   }
   const n = typeof raw === 'string' && /^-?\d+$/.test(raw.trim()) ? Number(raw.trim()) : raw;
   if (typeof n !== 'number' || !Number.isInteger(n) || n < f.min! || n > f.max!) {
@@ -221,7 +238,7 @@ export function resolveServeConfig(
   for (const [k, f] of Object.entries(FIELDS) as Array<[keyof ServeConfig, (typeof FIELDS)[keyof ServeConfig]]>) {
     if (f.env === undefined) continue;
     const raw = env[f.env];
-    if (raw === undefined || raw === '') continue; // empty means unset
+    if (raw === undefined || raw.trim() === '') continue; // empty (or blank) means unset
     out[k] = value(k, raw, f.env);
   }
   for (const [k, f] of Object.entries(FIELDS) as Array<[keyof ServeConfig, (typeof FIELDS)[keyof ServeConfig]]>) {

@@ -5,7 +5,8 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
-import { connect, type ClientHttp2Session } from 'node:http2';
+import { connect, constants, type ClientHttp2Session } from 'node:http2';
+import { connect as netConnect } from 'node:net';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -78,6 +79,71 @@ describe('hotpath serve over HTTP/2', () => {
       req.end();
     });
     expect(h1).toEqual({ status: 200, version: '1.1' });
+  });
+
+  it('an upload the client resets is neither cached nor counted as served (review29)', async () => {
+    // node:http2's compatibility layer ends a reset stream's body before it says 'aborted'.
+    const s = await start({});
+    client = connect(s.url);
+    const body = `cut short ${Date.now()}`;
+    const cut = client.request({ ':method': 'POST', ':path': '/process' });
+    cut.on('error', () => undefined);
+    cut.write(body);
+    await new Promise<void>((r) => {
+      const poll = (): void => (s.inflight > 0 ? r() : void setImmediate(poll));
+      poll();
+    });
+    cut.close(constants.NGHTTP2_CANCEL);
+    await new Promise<void>((r) => {
+      const poll = (): void => (s.inflight === 0 ? r() : void setImmediate(poll));
+      poll();
+    });
+    const full = await h2(client, '/process', 'POST', body);
+    expect(full.headers['x-cache']).toBe('MISS');
+    expect((await h2(client, '/metrics')).body).toContain('hotpath_http_requests_total{route="/process",status="200"} 1');
+  });
+
+  it('a body over the limit: 413, then the stream is reset, not read on (review29)', async () => {
+    const s = await start({ bodyLimit: 1024 });
+    client = connect(s.url);
+    const req = client.request({ ':method': 'POST', ':path': '/process' });
+    let status = 0;
+    req.on('response', (h) => (status = Number(h[':status'])));
+    req.on('error', () => undefined);
+    req.resume();
+    const chunk = Buffer.alloc(16 * 1024, 1);
+    let sent = 0;
+    // The server's RST_STREAM marks the stream closed ('close' itself waits for the writes still
+    // buffered here, which the server will never take).
+    const reset = new Promise<void>((r) => {
+      const poll = (): void => (req.closed ? r() : void setImmediate(poll));
+      poll();
+    });
+    // Write until the server ends the stream: it must, long before 64 MiB (flow control stops
+    // this writer at once when the server does not read).
+    while (!req.closed && !req.destroyed && sent < 64 << 20) {
+      if (!req.write(chunk)) await Promise.race([new Promise((r) => req.once('drain', r)), reset]);
+      sent += chunk.length;
+    }
+    await reset;
+    expect(status).toBe(413);
+    expect(sent).toBeLessThan(16 << 20);
+    req.destroy();
+    expect(s.inflight).toBe(0);
+  });
+
+  it('a session with no stream open is closed after the keep-alive time; a connection that sends nothing after the header time (review29)', async () => {
+    const s = await start({ headersTimeoutMs: 300, keepAliveTimeoutMs: 200 });
+    client = connect(s.url);
+    const session = client;
+    expect(JSON.parse((await h2(session, '/health')).body)).toEqual({ status: 'ok' });
+    const t0 = performance.now();
+    await new Promise((r) => session.once('close', r));
+    expect(performance.now() - t0).toBeLessThan(5000);
+    const { port } = new URL(s.url);
+    const raw = netConnect(Number(port), '127.0.0.1');
+    raw.on('error', () => undefined);
+    await new Promise((r) => raw.once('close', r)); // reset by the server at the header timeout
   });
 
   it('a graceful close lets an open HTTP/2 stream finish', async () => {

@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { resolveServeConfig, SERVE_DEFAULTS, type ServeConfig } from '../../engine/server/config.js';
 import { clientAddress, MAX_LIMITER_SHAPES, startService, type Service } from '../../engine/server/server.js';
-import type { IncomingMessage } from 'node:http';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { silentLog } from '../helpers.js';
 import { REDIS_URL, sharedRedisReachable } from '../redis/servers.js';
 
@@ -44,6 +44,14 @@ describe('configuration', () => {
 
   it('a bad value names its field and where it came from', () => {
     expect(() => resolveServeConfig(undefined, { HOTPATH_PORT: '80a' })).toThrow('HOTPATH_PORT must be an integer between 0 and 65535, got "80a"');
+    // review29: a bad Redis URL was the engine's error, exit 1; a blank variable counted as set.
+    expect(() => resolveServeConfig(undefined, { HOTPATH_REDIS_URL: 'notaurl' })).toThrow('HOTPATH_REDIS_URL must be a redis:// or rediss:// URL, got "notaurl"');
+    expect(() => resolveServeConfig(undefined, {}, { redis: 'http://127.0.0.1:6379' })).toThrow(/--redis must be a redis:\/\/ or rediss:\/\/ URL/);
+    expect(resolveServeConfig(undefined, { HOTPATH_REDIS_URL: '  ' }).redisUrl).toBeUndefined();
+    expect(resolveServeConfig(undefined, { HOTPATH_REDIS_URL: 'rediss://u:p@h:6380/0' }).redisUrl).toBe('rediss://u:p@h:6380/0');
+    // A trusted proxy is matched by its address as it is: a name or a range would never match.
+    expect(() => resolveServeConfig(undefined, { HOTPATH_TRUST_PROXY: '10.0.0.1, lb.internal' })).toThrow(/"lb.internal" is not an IP address/);
+    expect(() => resolveServeConfig({ trustProxy: ['10.0.0.0/8'] })).toThrow(/"10.0.0.0\/8" is not an IP address/);
     expect(() => resolveServeConfig(undefined, {}, { workers: '0' })).toThrow('--workers must be an integer between 1 and 64, got "0"');
     expect(() => resolveServeConfig({ port: 'x' })).toThrow(/the config file: port must be an integer/);
     expect(() => resolveServeConfig({ colour: 'red' })).toThrow(/"colour" is not a setting/);
@@ -197,6 +205,30 @@ describe('the service', () => {
 });
 
 describe('edges found in review', () => {
+  it('a request denied (429) before its body is read closes its connection; admin warm refuses a null body or a missing value with 400 (review29)', async () => {
+    const s = await start({ limitPerSecond: 1, limitBurst: 1, adminToken: 'tok' });
+    const first = await fetch(`${s.url}/process`, { method: 'POST', body: 'x' });
+    expect(first.status).toBe(200);
+    await first.arrayBuffer();
+    const denied = await new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
+      const req = httpRequest(`${s.url}/process`, { method: 'POST', headers: { 'Content-Length': String(1 << 20) } }, (res) => {
+        res.resume();
+        resolve({ status: res.statusCode!, connection: res.headers.connection });
+      });
+      req.on('error', () => undefined); // the server may close while the rest is still being sent
+      req.write(Buffer.alloc(64 * 1024));
+      req.on('close', () => reject(new Error('closed without an answer')));
+    });
+    expect(denied).toEqual({ status: 429, connection: 'close' });
+    const warm = (body: string): Promise<Response> => fetch(`${s.url}/admin/cache/warm`, { method: 'POST', body, headers: { Authorization: 'Bearer tok' } });
+    const nullBody = await warm('null');
+    expect(nullBody.status).toBe(400);
+    expect((await nullBody.json()).error).toMatch(/expected \{"entries"/);
+    const noValue = await warm('{"entries":[{"key":"k"}]}');
+    expect(noValue.status).toBe(400);
+    expect((await noValue.json()).error).toBe('entry 0: "value" is missing');
+  });
+
   it('a dual-stack socket address (::ffff:a.b.c.d) matches a trusted proxy given as a.b.c.d', () => {
     const req = { socket: { remoteAddress: '::ffff:127.0.0.1' }, headers: { 'x-forwarded-for': '198.51.100.7, ::ffff:127.0.0.1' } } as unknown as IncomingMessage;
     expect(clientAddress(req, new Set(['127.0.0.1']))).toBe('198.51.100.7');
