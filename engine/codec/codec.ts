@@ -16,9 +16,10 @@
  * booleans, null, undefined, Buffers and typed arrays, Dates, Maps, Sets, RegExps, Errors,
  * BigInts of any size, and cycles.
  *
- * Refused at encode with a TypeError naming the path: functions, symbols, and own `__proto__`
+ * Refused at encode with a TypeError naming the path: functions, symbols, own `__proto__`
  * keys (msgpackr would rename the key on decode rather than let it touch a prototype: we refuse
- * instead of storing something other than what was given). Decoding hostile bytes cannot
+ * instead of storing something other than what was given), and what structured clone cannot copy
+ * either — a WeakMap, WeakSet, WeakRef or Promise (msgpackr would write an empty object). Decoding hostile bytes cannot
  * pollute a prototype. Values over `maxBytes` → ERR_HOTPATH_VALUE_TOO_LARGE; bytes that are not
  * a value of this codec → ERR_HOTPATH_CORRUPT_VALUE.
  */
@@ -140,6 +141,7 @@ export class ValueCodec {
         ...COMMON, mapsAsObjects: false,
         useRecords: (o: object) => {
           if (Object.prototype.hasOwnProperty.call(o, '__proto__')) throw new TypeError('own "__proto__" key');
+          if (Object.getPrototypeOf(o) !== Object.prototype && uncopyable(o) !== undefined) throw new TypeError('uncopyable');
           return true;
         },
         writeFunction: () => {
@@ -359,6 +361,15 @@ export interface WalkState {
   root: string;
 }
 
+/** The name of a kind of object that holds nothing copyable (written as `{}` otherwise), or undefined. */
+function uncopyable(o: object): string | undefined {
+  if (o instanceof Promise) return 'Promise';
+  if (o instanceof WeakMap) return 'WeakMap';
+  if (o instanceof WeakSet) return 'WeakSet';
+  if (typeof WeakRef !== 'undefined' && o instanceof WeakRef) return 'WeakRef';
+  return undefined;
+}
+
 function isLeaf(o: object): boolean {
   const proto = Object.getPrototypeOf(o);
   if (proto === Object.prototype || proto === Array.prototype || proto === null) return false;
@@ -408,6 +419,8 @@ function walk(o: object, st: WalkState): void {
     for (const v of o) visit(v, `<${i++}>`, st);
   } else {
     if (Object.prototype.hasOwnProperty.call(o, '__proto__')) fail(st, undefined, 'has an own "__proto__" key, which cannot be stored faithfully');
+    const kind = Object.getPrototypeOf(o) === Object.prototype ? undefined : uncopyable(o);
+    if (kind !== undefined) fail(st, undefined, `is a ${kind}, which holds nothing that can be copied`);
     for (const k in o) {
       if (Object.prototype.hasOwnProperty.call(o, k)) visit((o as Record<string, unknown>)[k], k, st);
     }

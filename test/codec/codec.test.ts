@@ -73,6 +73,11 @@ describe.each([
     expect(() => codec.encode([1, Symbol('s')])).toThrow(/value\.1 is a symbol/);
     expect(() => codec.encode(new Map([['k', () => 1]]))).toThrow(/value\.k is a function/);
     expect(() => codec.encode(JSON.parse('{"x":{"__proto__":{"polluted":true}}}'))).toThrow(/value\.x has an own "__proto__" key/);
+    // What structured clone cannot copy either was written as {} (review28): refused.
+    expect(() => codec.encode({ a: new WeakMap() })).toThrow(/value\.a is a WeakMap/);
+    expect(() => codec.encode([new WeakSet()])).toThrow(/value\.0 is a WeakSet/);
+    expect(() => codec.encode(Promise.resolve(1))).toThrow(/value is a Promise/);
+    expect(() => codec.encode({ r: new WeakRef({}) })).toThrow(/value\.r is a WeakRef/);
   });
 
   it('decoding hostile bytes cannot pollute prototypes', () => {

@@ -34,6 +34,19 @@ describe('record structures shared by the threads of one engine', () => {
   });
 });
 
+describe('the engine-local format refuses what cannot be copied (review28)', () => {
+  it('a WeakMap, WeakSet, WeakRef or Promise anywhere in a value is a TypeError naming it, not {}', async () => {
+    const { Arena } = await import('../../engine/runtime/arena.js');
+    const { createSharedMemory } = await import('../../engine/runtime/wasm.js');
+    const { SharedStructures } = await import('../../engine/codec/index.js');
+    const codec = new ValueCodec({ structures: new SharedStructures(new Arena(createSharedMemory(2 << 20), true)) });
+    expect(codec.decode(codec.encode({ ok: { n: 1 } }))).toEqual({ ok: { n: 1 } });
+    expect(() => codec.encode({ job: { cache: new WeakMap() } })).toThrow(/value\.job\.cache is a WeakMap/);
+    expect(() => codec.encode({ pending: Promise.resolve(1) })).toThrow(/value\.pending is a Promise/);
+    expect(() => codec.encode([new WeakSet()])).toThrow(/value\.0 is a WeakSet/);
+  });
+});
+
 describe('when the shared structures cannot take more shapes', () => {
   it('dictionary-like objects (many keys) are written self-contained, never shared, and round-trip', async () => {
     const { Arena } = await import('../../engine/runtime/arena.js');
