@@ -242,6 +242,7 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     throw err;
   }
   let snapshotting = false;
+  let profiling = false;
   /** Aborted by close(): long admin calls (a CPU profile) end instead of holding the process. */
   const stopping = new AbortController();
   // A limiter's shape is fixed in shared memory: a new limit is a new limiter (its buckets start
@@ -392,7 +393,8 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
 
   function authorised(req: IncomingMessage): boolean {
     const h = req.headers.authorization;
-    if (token === undefined || typeof h !== 'string' || !h.startsWith('Bearer ')) return false;
+    // The scheme is case-insensitive (RFC 9110 §11.1): "bearer" is as good as "Bearer".
+    if (token === undefined || typeof h !== 'string' || h.length < 7 || h.slice(0, 7).toLowerCase() !== 'bearer ') return false;
     // Digests of equal length: the comparison's time tells nothing, not even the token's length.
     const digest = (b: Buffer | string): Buffer => createHash('sha256').update(b).digest();
     return timingSafeEqual(digest(h.slice(7)), digest(token));
@@ -466,20 +468,28 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
       }
     }
     if (area === 'debug' && name === 'profile' && method === 'GET') {
-      const seconds = Number(url.searchParams.get('seconds') ?? '5');
-      if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 300) throw new HttpError(400, '?seconds= must be a number in (0, 300]');
+      const raw = url.searchParams.get('seconds') ?? '5';
+      const seconds = /^\d+(\.\d+)?$/.test(raw) ? Number(raw) : NaN; // decimal only: Number() would take 0x10
+      if (!(seconds > 0) || seconds > 300) throw new HttpError(400, '?seconds= must be a decimal number in (0, 300]');
+      // One at a time: profiles started together would each stop the profiler for the others.
+      if (profiling) throw new HttpError(409, 'a CPU profile is being taken already');
+      profiling = true;
+      // A client that goes away ends its profile early (nobody would read it).
+      const gone = new AbortController();
+      res.once('close', () => gone.abort());
       const session = new Session();
       session.connect();
       try {
         await session.post('Profiler.enable');
         await session.post('Profiler.start');
-        await sleep(seconds * 1000, undefined, { signal: stopping.signal }).catch(() => {
+        await sleep(seconds * 1000, undefined, { signal: AbortSignal.any([stopping.signal, gone.signal]) }).catch(() => {
           throw new HttpError(503, 'the service is shutting down');
         });
         const { profile } = await session.post('Profiler.stop');
         res.setHeader('Content-Disposition', `attachment; filename="hotpath-${Date.now()}.cpuprofile"`);
         return send(res, 200, profile);
       } finally {
+        profiling = false;
         session.disconnect();
       }
     }

@@ -260,6 +260,13 @@ describe('edges found in review', () => {
     expect((await heap.text()).startsWith('{"snapshot":')).toBe(true);
     const profile = fetch(`${s.url}/admin/debug/profile?seconds=100`, { headers: auth }).then((res) => res.status, () => 'closed');
     while (s.inflight === 0) await new Promise((r) => setImmediate(r));
+    // One profile at a time; a decimal number of seconds only; the scheme in any case (review29).
+    const second = await fetch(`${s.url}/admin/debug/profile?seconds=1`, { headers: { Authorization: 'bearer t' } });
+    expect(second.status).toBe(409);
+    await second.arrayBuffer();
+    const hex = await fetch(`${s.url}/admin/debug/profile?seconds=0x10`, { headers: auth });
+    expect(hex.status).toBe(400);
+    await hex.arrayBuffer();
     await s.close(); // would wait 100 s if the profile held on
     service = undefined;
     expect([503, 'closed']).toContain(await profile);
