@@ -64,6 +64,9 @@ export async function runServe(args: string[]): Promise<number> {
   // a valid change is applied live where it can be; an invalid one is logged and ignored.
   const file = values.config as string | undefined;
   if (file !== undefined) {
+    // What was last said to need a restart (JSON of the fields and their values): said once, not
+    // again at every later reload that still carries it.
+    let warned = '';
     watchFile(file, { interval: 250 }, (now, before) => {
       if (now.mtimeMs === before.mtimeMs && now.size === before.size) return;
       let next;
@@ -81,7 +84,9 @@ export async function runServe(args: string[]): Promise<number> {
         return;
       }
       if (applied.length > 0) log.info({ file, applied }, 'config reloaded');
-      if (needRestart.length > 0) log.warn({ file, needRestart }, 'config changes that need a restart were not applied');
+      const pending = JSON.stringify(needRestart.map((k) => [k, next[k]]));
+      if (needRestart.length > 0 && pending !== warned) log.warn({ file, needRestart }, 'config changes that need a restart were not applied');
+      warned = needRestart.length > 0 ? pending : '';
     });
   }
   return new Promise<number>((resolve) => {

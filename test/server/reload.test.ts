@@ -89,6 +89,14 @@ describe('live configuration', () => {
       expect(String((await next('config rejected')).error)).toMatch(/bodyLimit must be an integer between 0/);
       expect(await post(url, 'x'.repeat(1000))).toBe(413); // still 500
       expect(await post(url, 'small')).toBe(200);
+      // A change that needs a restart is said once, not again at every later reload (review29).
+      writeFileSync(file, JSON.stringify({ bodyLimit: 500, http2: true }));
+      expect((await next('config changes that need a restart')).needRestart).toEqual(['http2']);
+      writeFileSync(file, JSON.stringify({ bodyLimit: 600, http2: true }));
+      expect((await next('config reloaded')).applied).toEqual(['bodyLimit']);
+      writeFileSync(file, JSON.stringify({ bodyLimit: 700, http2: true }));
+      expect((await next('config reloaded')).applied).toEqual(['bodyLimit']);
+      expect(seen.filter((e) => String(e.msg).startsWith('config changes that need a restart'))).toEqual([]);
     } finally {
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
