@@ -928,6 +928,9 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
     }
     if (retry) {
       this.#nextDelay.set(jobId, delay);
+      // Read back by BullMQ's backoffStrategy when it moves the job to delayed; if that never
+      // happens (Redis gone at that moment), the entry would stay: bounded like #lastDelay.
+      if (this.#nextDelay.size > LAST_DELAY_LIMIT) this.#nextDelay.delete(this.#nextDelay.keys().next().value!);
       this.#lastDelay.set(jobId, delay);
       // Bounded: a job retried here may finish in another process (its entry is then never
       // deleted here); the oldest entries go first.

@@ -114,6 +114,22 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(text);
 }
 
+/** The admin API's routes below /admin: segments (null: any name) and the method each takes. */
+const ADMIN_SHAPES: ReadonlyArray<readonly [ReadonlyArray<string | null>, string]> = [
+  [['cache'], 'GET'], [['cache', 'clear'], 'POST'], [['cache', 'warm'], 'POST'],
+  [['limiter', null], 'GET'], [['limiter', null, 'reset'], 'POST'],
+  [['queue', null], 'GET'], [['queue', null, 'dead'], 'GET'], [['queue', null, 'requeue', null], 'POST'],
+  [['debug', 'profile'], 'GET'], [['debug', 'heap'], 'GET'],
+];
+
+/** The methods the admin route of these segments takes, or undefined when there is no such route. */
+function adminAllow(segments: readonly string[]): string[] | undefined {
+  const methods = ADMIN_SHAPES
+    .filter(([shape]) => shape.length === segments.length && shape.every((x, i) => x === null || x === segments[i]))
+    .map(([, m]) => m);
+  return methods.length === 0 ? undefined : [...new Set(methods)];
+}
+
 /** The HTTP/2 stream of a request (undefined for HTTP/1). */
 /**
  * How long, at most, a shutdown keeps idle keep-alive connections open once the requests in
@@ -424,6 +440,11 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     }
     const [, area, name, action, arg] = parts;
     const method = req.method ?? 'GET';
+    // The route's shape first: an unknown one (extra segments too) is 404, a known one asked with
+    // another method 405 with its Allow.
+    const allow = adminAllow(parts.slice(1));
+    if (allow === undefined) throw new HttpError(404, `no admin route ${method} ${url.pathname}`);
+    if (!allow.includes(method)) throw notAllowed(res, allow.join(', '), url.pathname);
     const key = url.searchParams.get('key');
     if (area === 'cache' && name === undefined && method === 'GET') return send(res, 200, cache.stats());
     if (area === 'cache' && name === 'clear' && method === 'POST') {

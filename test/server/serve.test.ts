@@ -241,6 +241,13 @@ describe('edges found in review', () => {
     expect((await fetch(`${s.url}/admin/queue/%E0%A4%A`, { headers: auth })).status).toBe(400);
     expect((await fetch(`${s.url}/admin/queue/nope`, { headers: auth })).status).toBe(404);
     expect((await fetch(`${s.url}/admin/limiter/nope?key=k`, { headers: auth })).status).toBe(404);
+    // A known route asked with another method is a 405 naming the right one; extra segments are
+    // no route (review29: 404 for the one, 200 for the other).
+    const wrongMethod = await fetch(`${s.url}/admin/cache/clear`, { headers: auth });
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers.get('allow')).toBe('POST');
+    expect((await fetch(`${s.url}/admin/cache/extra`, { headers: auth })).status).toBe(404);
+    expect((await fetch(`${s.url}/admin/debug/heap/more`, { headers: auth })).status).toBe(404);
     const warmBad = await fetch(`${s.url}/admin/cache/warm`, { method: 'POST', headers: auth, body: JSON.stringify({ entries: [{ key: 'ok', value: 1 }, { key: '' }] }) });
     expect(warmBad.status).toBe(400);
     expect(s.engine.cache.getSync('ok')).toBeUndefined(); // nothing of a bad batch was applied
