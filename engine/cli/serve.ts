@@ -95,8 +95,9 @@ export async function runServe(args: string[]): Promise<number> {
       log.info({ signal, inflight: service.inflight }, 'shutting down');
       service.close().then(
         () => {
-          log.info({ accepted: service.accepted, served: service.served }, 'stopped');
-          resolve(0);
+          // Requests cut by the shutdown timeout were accepted and not answered: not a clean exit.
+          log.info({ accepted: service.accepted, served: service.served, cut: service.cut }, 'stopped');
+          resolve(service.cut > 0 ? 1 : 0);
         },
         (err: unknown) => {
           log.error({ err }, 'shutdown failed');

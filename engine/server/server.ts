@@ -62,6 +62,8 @@ export interface Service {
   readonly accepted: number;
   /** Responses sent in full since start. */
   readonly served: number;
+  /** Requests still in flight when close() hit shutdownTimeoutMs and cut their connections. */
+  readonly cut: number;
   /** Graceful shutdown (idempotent). */
   close(): Promise<void>;
   /**
@@ -301,6 +303,7 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
   let inflight = 0;
   let served = 0;
   let accepted = 0;
+  let cut = 0;
   let closing: Promise<void> | undefined;
   let idle: (() => void) | undefined;
 
@@ -747,6 +750,7 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           log.warn({ inflight }, 'shutdown timeout: closing the connections still open');
+          cut = inflight;
           closeAll();
         }, cfg.shutdownTimeoutMs);
         // Stop accepting; the callback runs once every connection is gone. http.Server#close
@@ -832,6 +836,9 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     },
     get accepted() {
       return accepted;
+    },
+    get cut() {
+      return cut;
     },
   };
 }

@@ -296,6 +296,18 @@ describe('edges found in review', () => {
 });
 
 describe('graceful shutdown', () => {
+  it('a request still in flight at the shutdown timeout is cut and counted (serve then exits 1: review29)', async () => {
+    const s = await start({ shutdownTimeoutMs: 200 });
+    const req = httpRequest(`${s.url}/process`, { method: 'POST', headers: { 'Content-Length': '1000' } });
+    req.on('error', () => undefined);
+    req.write('a body that never ends');
+    while (s.inflight === 0) await new Promise((r) => setImmediate(r));
+    await s.close();
+    service = undefined;
+    expect(s.cut).toBe(1);
+    expect(s.accepted - s.served).toBe(1);
+  });
+
   it('SIGTERM under load: no new connections, every accepted request answered, the engine closed, exit 0', async () => {
     const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--workers', '1'], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, HOTPATH_LIMIT_PER_SECOND: '1000000', HOTPATH_LIMIT_BURST: '1000000' } });
     const lines = createInterface({ input: child.stdout! });
