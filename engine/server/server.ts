@@ -626,9 +626,16 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     const t0 = performance.now();
     // HTTP/2 has no Connection header (it is connection-specific); its shutdown is a GOAWAY.
     if (closing !== undefined && req.httpVersionMajor < 2) res.setHeader('Connection', 'close');
+    // HTTP/1.1 on the HTTP/2 TLS port: its idle deadline is ours to keep (see fallback below).
+    const fb = fallback?.get(req.socket);
+    if (fb !== undefined) {
+      fb.busy++;
+      clearTimeout(fb.timer);
+    }
     // One listener per request ('close' follows 'finish' when the response was sent in full).
     res.on('close', () => {
       inflight--;
+      if (fb !== undefined && --fb.busy === 0) armFallback(req.socket, fb, config.keepAliveTimeoutMs);
       // (An HTTP/2 response the client reset, or that was destroyed, may still read as finished.)
       if (res.writableFinished && (h2StreamOf(req)?.rstCode ?? 0) === 0) {
         served++;
@@ -656,11 +663,37 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
 
   let server: Server | Http2Server;
   const sessions = new Set<Http2Session>();
+  /**
+   * HTTP/1.1 connections of the HTTP/2 TLS port (ALPN fallback): node:http2 applies none of
+   * HTTP/1's header or keep-alive timeouts to them. Each gets a deadline of our own while no
+   * request of it is being answered — the header time after the handshake, the keep-alive time
+   * after a response: a request whose headers have not arrived by then (slowloris) or an idle
+   * connection is closed. (A body slower than that is not cut: the request timeout is not kept.)
+   */
+  let fallback: WeakMap<object, { busy: number; timer: ReturnType<typeof setTimeout> | undefined }> | undefined;
+  const armFallback = (socket: object, fb: { busy: number; timer: ReturnType<typeof setTimeout> | undefined }, ms: number): void => {
+    clearTimeout(fb.timer);
+    if (ms <= 0) return;
+    fb.timer = setTimeout(() => {
+      if (fb.busy === 0) (socket as Socket).destroy();
+    }, ms);
+    fb.timer.unref();
+  };
   if (config.http2) {
     // TLS: HTTP/2 with HTTP/1.1 for clients that do not offer h2 (ALPN); cleartext: h2c (prior knowledge).
     const h2 = tls !== undefined
       ? createSecureServer({ ...tls, allowHTTP1: true, handshakeTimeout: config.headersTimeoutMs }, handler as never)
       : createH2cServer(handler as never);
+    if (tls !== undefined) {
+      const fbs = (fallback = new WeakMap());
+      h2.on('secureConnection', (socket: Socket & { alpnProtocol?: string | false }) => {
+        if (socket.alpnProtocol === 'h2') return;
+        const fb = { busy: 0, timer: undefined as ReturnType<typeof setTimeout> | undefined };
+        fbs.set(socket, fb);
+        armFallback(socket, fb, config.headersTimeoutMs);
+        socket.once('close', () => clearTimeout(fb.timer));
+      });
+    }
     if (tls === undefined) {
       // A cleartext connection that has sent nothing (no preface) by the header timeout is reset:
       // neither its session's destroy() nor the socket's destroy() closes it (node:http2 holds the

@@ -7,6 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { connect, constants, type ClientHttp2Session } from 'node:http2';
 import { connect as netConnect } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -144,6 +145,32 @@ describe('hotpath serve over HTTP/2', () => {
     const raw = netConnect(Number(port), '127.0.0.1');
     raw.on('error', () => undefined);
     await new Promise((r) => raw.once('close', r)); // reset by the server at the header timeout
+  });
+
+  it.runIf(hasOpenssl || process.env.CI === 'true')('TLS: an HTTP/1.1 client that sends nothing, or stays idle after a response, is closed (review29)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hotpath-tls-'));
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+    const s = await start({ cert, key, headersTimeoutMs: 300, keepAliveTimeoutMs: 200 });
+    const ca = readFileSync(cert);
+    const port = Number(new URL(s.url).port);
+    const open = async (): Promise<TLSSocket> => {
+      const socket = tlsConnect({ port, host: '127.0.0.1', ca, ALPNProtocols: ['http/1.1'] });
+      socket.on('error', () => undefined);
+      await new Promise((r) => socket.once('secureConnect', r));
+      expect(socket.alpnProtocol).toBe('http/1.1');
+      return socket;
+    };
+    const silent = await open(); // a slowloris that has not even begun
+    await new Promise((r) => silent.once('close', r));
+    const idle = await open();
+    let text = '';
+    idle.setEncoding('utf8');
+    idle.on('data', (d: string) => (text += d));
+    idle.write('GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    await new Promise((r) => idle.once('close', r)); // answered, then closed once idle
+    expect(text).toMatch(/^HTTP\/1\.1 200/);
   });
 
   it('a graceful close lets an open HTTP/2 stream finish', async () => {
