@@ -739,7 +739,8 @@ export class RedisConnector extends EventEmitter {
         // Not a warning: the check stays safe, only more cautious (a stall of a round clears caches).
         if (this.#closed) return;
         const message = (err as Error)?.message ?? String(err);
-        const refused = /NOPERM|unknown command|ERR.*CONFIG/i.test(message);
+        // Redis's own refusals (NOPERM; ERR unknown command for a renamed CONFIG): for good.
+        const refused = /NOPERM|^ERR /.test(message);
         if (attempt === 0) {
           this.emit('redisError', new RedisCommandError(`the subscriber's hearing check could not read cluster-node-timeout (${message}): every stall of its node of ${hearing.gapMs} ms or more is taken for lost messages ('subscriber' down, then up)${refused ? '' : ' until it can'}`));
         }

@@ -132,6 +132,12 @@ function adminAllow(segments: readonly string[]): string[] | undefined {
   return methods.length === 0 ? undefined : [...new Set(methods)];
 }
 
+/** An HTTP/1.1 connection of the HTTP/2 TLS port: its requests being answered, and its idle deadline. */
+interface FallbackDeadline {
+  busy: number;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
 /** The HTTP/2 stream of a request (undefined for HTTP/1). */
 /**
  * How long, at most, a shutdown keeps idle keep-alive connections open once the requests in
@@ -159,10 +165,13 @@ function refuseBody(req: IncomingMessage): void {
   else stream.once('finish', close);
 }
 
-/** Whether `req` comes with a body still to read (a length above 0, or chunked). */
+/** Whether `req` comes with a body still to read (a length above 0, chunked, or an HTTP/2 stream not ended). */
 function hasBody(req: IncomingMessage): boolean {
   const len = req.headers['content-length'];
-  return (len !== undefined && len !== '0') || req.headers['transfer-encoding'] !== undefined || (h2StreamOf(req) !== undefined && len === undefined && !h2StreamOf(req)!.readableEnded);
+  if (len !== undefined) return len !== '0';
+  if (req.headers['transfer-encoding'] !== undefined) return true;
+  const stream = h2StreamOf(req);
+  return stream !== undefined && !stream.readableEnded;
 }
 
 /** Whether the client is gone: its HTTP/2 stream reset, or the request aborted or destroyed. */
@@ -670,8 +679,8 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
    * after a response: a request whose headers have not arrived by then (slowloris) or an idle
    * connection is closed. (A body slower than that is not cut: the request timeout is not kept.)
    */
-  let fallback: WeakMap<object, { busy: number; timer: ReturnType<typeof setTimeout> | undefined }> | undefined;
-  const armFallback = (socket: object, fb: { busy: number; timer: ReturnType<typeof setTimeout> | undefined }, ms: number): void => {
+  let fallback: WeakMap<object, FallbackDeadline> | undefined;
+  const armFallback = (socket: object, fb: FallbackDeadline, ms: number): void => {
     clearTimeout(fb.timer);
     if (ms <= 0) return;
     fb.timer = setTimeout(() => {
@@ -688,7 +697,7 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
       const fbs = (fallback = new WeakMap());
       h2.on('secureConnection', (socket: Socket & { alpnProtocol?: string | false }) => {
         if (socket.alpnProtocol === 'h2') return;
-        const fb = { busy: 0, timer: undefined as ReturnType<typeof setTimeout> | undefined };
+        const fb: FallbackDeadline = { busy: 0, timer: undefined };
         fbs.set(socket, fb);
         armFallback(socket, fb, config.headersTimeoutMs);
         socket.once('close', () => clearTimeout(fb.timer));

@@ -9,6 +9,14 @@ beforeAll(async () => {
 });
 afterAll(() => engine.close());
 
+/** Shared structures of a private 2 MiB memory (`bytes`: the region's size, as SharedStructures takes it). */
+async function sharedStructures(bytes?: number): Promise<import('../../engine/codec/index.js').SharedStructures> {
+  const { Arena } = await import('../../engine/runtime/arena.js');
+  const { createSharedMemory } = await import('../../engine/runtime/wasm.js');
+  const { SharedStructures } = await import('../../engine/codec/index.js');
+  return new SharedStructures(new Arena(createSharedMemory(2 << 20), true), bytes);
+}
+
 describe('record structures shared by the threads of one engine', () => {
   it('values encoded concurrently in two workers and the main thread decode everywhere', async () => {
     const n = 60; // more shapes than msgpackr shares (32): the rest stay inline, still decodable
@@ -36,10 +44,7 @@ describe('record structures shared by the threads of one engine', () => {
 
 describe('the engine-local format refuses what cannot be copied (review28)', () => {
   it('a WeakMap, WeakSet, WeakRef or Promise anywhere in a value is a TypeError naming it, not {}', async () => {
-    const { Arena } = await import('../../engine/runtime/arena.js');
-    const { createSharedMemory } = await import('../../engine/runtime/wasm.js');
-    const { SharedStructures } = await import('../../engine/codec/index.js');
-    const codec = new ValueCodec({ structures: new SharedStructures(new Arena(createSharedMemory(2 << 20), true)) });
+    const codec = new ValueCodec({ structures: await sharedStructures() });
     expect(codec.decode(codec.encode({ ok: { n: 1 } }))).toEqual({ ok: { n: 1 } });
     expect(() => codec.encode({ job: { cache: new WeakMap() } })).toThrow(/value\.job\.cache is a WeakMap/);
     expect(() => codec.encode({ pending: Promise.resolve(1) })).toThrow(/value\.pending is a Promise/);
@@ -49,10 +54,7 @@ describe('the engine-local format refuses what cannot be copied (review28)', () 
 
 describe('when the shared structures cannot take more shapes', () => {
   it('dictionary-like objects (many keys) are written self-contained, never shared, and round-trip', async () => {
-    const { Arena } = await import('../../engine/runtime/arena.js');
-    const { createSharedMemory } = await import('../../engine/runtime/wasm.js');
-    const { SharedStructures } = await import('../../engine/codec/index.js');
-    const codec = new ValueCodec({ structures: new SharedStructures(new Arena(createSharedMemory(2 << 20), true)) });
+    const codec = new ValueCodec({ structures: await sharedStructures() });
     for (let n = 0; n < 20; n++) {
       const dict = Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`${n}-${i}-${'k'.repeat(30)}`, i]));
       expect(codec.decode(codec.encode(dict))).toEqual(dict);
@@ -60,10 +62,7 @@ describe('when the shared structures cannot take more shapes', () => {
   });
 
   it('a full region makes the codec fall back to the self-contained format, not loop', async () => {
-    const { Arena } = await import('../../engine/runtime/arena.js');
-    const { createSharedMemory } = await import('../../engine/runtime/wasm.js');
-    const { SharedStructures } = await import('../../engine/codec/index.js');
-    const tiny = new SharedStructures(new Arena(createSharedMemory(2 << 20), true), 1024);
+    const tiny = await sharedStructures(1024);
     const codec = new ValueCodec({ structures: tiny });
     const formats = new Set<number>();
     for (let n = 0; n < 40; n++) {
