@@ -46,6 +46,12 @@ export interface Executor {
   /** The payload back from what prepare() returned. */
   unprepare(prepared: unknown): unknown;
   /**
+   * What a dead letter keeps of a prepared payload, and the bytes it holds: a module handler's
+   * encoded bytes, copied out when they are a view of a larger buffer (an encoder's chunk, which
+   * they would keep alive); a function handler's payload itself, of no known size (0).
+   */
+  retain(prepared: unknown): [kept: unknown, bytes: number];
+  /**
    * Runs one attempt. Resolves with the handler's result; rejects with the handler's error
    * (from a worker: rebuilt with its name, message, code and stack), ERR_HOTPATH_TIMEOUT,
    * ERR_HOTPATH_CANCELLED (`info.signal`), or ERR_HOTPATH_WORKER_EXITED.
@@ -114,6 +120,7 @@ abstract class BaseExecutor implements Executor {
 
   abstract prepare(payload: unknown): unknown;
   abstract unprepare(prepared: unknown): unknown;
+  abstract retain(prepared: unknown): [kept: unknown, bytes: number];
   /**
    * Starts the handler. `started` (given when there is a timeout) is to be called when the handler
    * really starts; a run that calls it later (a worker takes the task from its ring) says so with
@@ -229,6 +236,10 @@ export class FunctionExecutor extends BaseExecutor {
     return prepared;
   }
 
+  retain(prepared: unknown): [kept: unknown, bytes: number] {
+    return [prepared, 0];
+  }
+
   /**
    * Runs an attempt that has no timeout now: a handler that answers synchronously (or throws)
    * ends here, without a promise — the queue's fast path; one that returns a promise continues
@@ -340,6 +351,11 @@ class ModuleExecutor extends BaseExecutor {
   unprepare(prepared: unknown): unknown {
     const bytes = prepared as Uint8Array;
     return bytes.length === 0 ? undefined : this.#codec.decode(bytes);
+  }
+
+  retain(prepared: unknown): [kept: unknown, bytes: number] {
+    const bytes = prepared as Uint8Array;
+    return [bytes.byteLength < bytes.buffer.byteLength ? Buffer.from(bytes) : bytes, bytes.byteLength];
   }
 
   protected override readonly startsLater = true;

@@ -14,6 +14,7 @@ export const QUEUE_DEFAULTS = {
   agingMs: 0,
   statusRetention: 10_000,
   deadLetterRetention: 10_000,
+  deadLetterBytes: 64 * 1024 * 1024,
   retry: { attempts: 1, backoff: 'exponential', delayMs: 100, maxDelayMs: 10_000, jitter: 'full' },
 } as const;
 
@@ -41,6 +42,7 @@ export interface ResolvedQueueOptions {
   agingMs: number;
   statusRetention: number;
   deadLetterRetention: number;
+  deadLetterBytes: number;
   durable: boolean;
 }
 
@@ -49,7 +51,7 @@ export function defaultRetryable(error: unknown): boolean {
   return !(error instanceof CancelledError);
 }
 
-const KNOWN = new Set(['handler', 'handlerExport', 'concurrency', 'retry', 'maxQueued', 'timeout', 'killAfterMs', 'agingMs', 'statusRetention', 'deadLetterRetention', 'durable']);
+const KNOWN = new Set(['handler', 'handlerExport', 'concurrency', 'retry', 'maxQueued', 'timeout', 'killAfterMs', 'agingMs', 'statusRetention', 'deadLetterRetention', 'deadLetterBytes', 'durable']);
 const KNOWN_RETRY = new Set(['attempts', 'backoff', 'delayMs', 'maxDelayMs', 'jitter', 'retryable']);
 const KNOWN_SUBMIT = new Set(['priority', 'id', 'delayMs', 'timeout', 'signal']);
 
@@ -141,6 +143,7 @@ export function resolveQueueOptions(options: unknown): ResolvedQueueOptions {
     agingMs: o.agingMs === undefined ? d.agingMs : int('options.agingMs', o.agingMs, 0, MAX_DELAY_MS),
     statusRetention: o.statusRetention === undefined ? d.statusRetention : int('options.statusRetention', o.statusRetention, 0, 10_000_000),
     deadLetterRetention: o.deadLetterRetention === undefined ? d.deadLetterRetention : int('options.deadLetterRetention', o.deadLetterRetention, 0, 10_000_000),
+    deadLetterBytes: o.deadLetterBytes === undefined ? d.deadLetterBytes : int('options.deadLetterBytes', o.deadLetterBytes, 0, Number.MAX_SAFE_INTEGER),
     durable: o.durable !== undefined && o.durable !== false,
   };
 }

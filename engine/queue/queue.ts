@@ -256,23 +256,61 @@ function earlier(a: Task, b: Task): boolean {
 
 function noop(): void {}
 
-/**
- * A map bounded to its `limit` newest entries (dead letters: written only when a task fails for
- * good, so evicting through the map's own order is cheap enough here).
- */
-class BoundedMap<V> {
-  readonly map = new Map<string, V>();
-  readonly #limit: number;
+/** A dead letter as kept: its payload as the executor retains it (see Executor.retain). */
+interface Letter {
+  id: string;
+  kept: unknown;
+  bytes: number;
+  priority: number;
+  error: ErrorInfo;
+  attempts: number;
+  submittedAt: number;
+  failedAt: number;
+}
 
-  constructor(limit: number) {
+/**
+ * Dead letters, the newest `limit` of them holding at most `maxBytes` of payload together (the
+ * newest letter is always kept, whatever its size). Written only when a task fails for good, so
+ * evicting through the map's own order is cheap enough here.
+ */
+class Letters {
+  readonly map = new Map<string, Letter>();
+  #bytes = 0;
+  readonly #limit: number;
+  readonly #maxBytes: number;
+
+  constructor(limit: number, maxBytes: number) {
     this.#limit = limit;
+    this.#maxBytes = maxBytes;
   }
 
-  set(key: string, value: V): void {
+  /** Bytes of payload held. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  set(letter: Letter): void {
     if (this.#limit === 0) return;
-    this.map.delete(key); // a newer letter of the same id goes to the end
-    this.map.set(key, value);
-    if (this.map.size > this.#limit) this.map.delete(this.map.keys().next().value!);
+    this.delete(letter.id); // a newer letter of the same id goes to the end
+    this.map.set(letter.id, letter);
+    this.#bytes += letter.bytes;
+    while (this.map.size > this.#limit || (this.#bytes > this.#maxBytes && this.map.size > 1)) {
+      this.delete(this.map.keys().next().value!);
+    }
+  }
+
+  delete(id: string): void {
+    const l = this.map.get(id);
+    if (l === undefined) return;
+    this.map.delete(id);
+    this.#bytes -= l.bytes;
+  }
+
+  clear(): number {
+    const n = this.map.size;
+    this.map.clear();
+    this.#bytes = 0;
+    return n;
   }
 }
 
@@ -379,8 +417,8 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
   #autoIndex: Map<number, Task> | undefined;
   /** Finished tasks' status (the newest statusRetention). */
   readonly #finished: FinishedRing;
-  /** Dead letters (the newest deadLetterRetention). */
-  readonly #dead: BoundedMap<DeadLetter<P>>;
+  /** Dead letters (the newest deadLetterRetention, within deadLetterBytes). */
+  readonly #dead: Letters;
   /** Generated ids are `<name>:<n>`; ids of that form are reserved for them. */
   readonly #prefix: string;
   readonly #epoch: number;
@@ -431,7 +469,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     this.#epoch = this.#clock.now();
     this.#prefix = `${name}:`;
     this.#finished = new FinishedRing(o.statusRetention);
-    this.#dead = new BoundedMap(o.deadLetterRetention);
+    this.#dead = new Letters(o.deadLetterRetention, o.deadLetterBytes);
   }
 
   // ------------------------------------------------------------------ submit
@@ -775,8 +813,9 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
   #giveUp(t: Task, now: number): void {
     const error = t.error;
     if (this.#o.deadLetterRetention > 0) {
-      this.#dead.set(t.id, {
-        id: t.id, payload: this.#executor.unprepare(t.prepared) as P, priority: t.priority, error: errorInfo(error),
+      const [kept, bytes] = this.#executor.retain(t.prepared);
+      this.#dead.set({
+        id: t.id, kept, bytes, priority: t.priority, error: errorInfo(error),
         attempts: t.attempts, submittedAt: t.submittedAt, failedAt: now,
       });
       this.#counts.dead++;
@@ -922,7 +961,14 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
 
   /** The dead letters, oldest first. */
   async deadLetters(): Promise<Array<DeadLetter<P>>> {
-    return [...this.#dead.map.values()];
+    const out: Array<DeadLetter<P>> = [];
+    for (const l of this.#dead.map.values()) {
+      out.push({
+        id: l.id, payload: this.#executor.unprepare(l.kept) as P, priority: l.priority, error: l.error,
+        attempts: l.attempts, submittedAt: l.submittedAt, failedAt: l.failedAt,
+      });
+    }
+    return out;
   }
 
   /**
@@ -938,16 +984,14 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     if (live !== undefined) return live.handle as TaskHandle<R>;
     this.#checkOpen();
     if (this.#queued + this.#delayedLive >= this.#o.maxQueued) throw new QueueFullError(this.name, this.#o.maxQueued);
-    const handle = this.#accept(this.#executor.prepare(d.payload), resolveSubmit({ priority: d.priority }), key);
-    this.#dead.map.delete(id);
+    const handle = this.#accept(d.kept, resolveSubmit({ priority: d.priority }), key);
+    this.#dead.delete(id);
     return handle as TaskHandle<R>;
   }
 
   /** Drops every dead letter; resolves with how many there were. */
   async purge(): Promise<number> {
-    const n = this.#dead.map.size;
-    this.#dead.map.clear();
-    return n;
+    return this.#dead.clear();
   }
 
   // ------------------------------------------------------------------ flow

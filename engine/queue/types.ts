@@ -91,6 +91,13 @@ export interface QueueOptions<P = unknown, R = unknown> {
   /** Dead letters kept (oldest dropped first). Default 10_000. */
   deadLetterRetention?: number;
   /**
+   * Bytes of payload the dead letters of a module handler may hold together (their encoded size;
+   * the oldest dropped first, the newest always kept). Default 64 MiB. A function handler's
+   * payloads are live objects of no known size: only deadLetterRetention bounds them. A durable
+   * queue's letters live in Redis and are bounded by deadLetterRetention alone.
+   */
+  deadLetterBytes?: number;
+  /**
    * In memory (false, the default). For the BullMQ-backed queue shared across processes, pass
    * `durable: true` or its settings: see DurableQueueOptions (durable.ts).
    */

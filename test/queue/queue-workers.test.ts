@@ -54,6 +54,28 @@ describe('module handlers', () => {
     const missing = engine.queue('missing', { handler: JOBS, handlerExport: 'nope' });
     expect((await rejection(missing.submit(1).result)).message).toMatch(/no function export "nope"/);
   });
+
+  it('dead letters hold at most deadLetterBytes of payload (the oldest dropped, the newest kept); requeue sends the kept bytes', async () => {
+    engine = await testEngine();
+    const q = engine.queue('heavy', { handler: JOBS, handlerExport: 'failCoded', deadLetterBytes: 250_000 });
+    const body = (i: number): Buffer => Buffer.alloc(100_000, i);
+    for (let i = 0; i < 5; i++) await rejection(q.submit(body(i), { id: `h${i}` }).result);
+    const letters = await q.deadLetters();
+    // 5 × ~100 kB failed: the two newest fit in 250 kB.
+    expect(letters.map((l) => l.id)).toEqual(['h3', 'h4']);
+    expect(Buffer.from(letters[1]!.payload as Uint8Array).equals(body(4))).toBe(true);
+    expect(q.counts().dead).toBe(2);
+    // One letter over the bound alone is still kept: the newest always is.
+    await rejection(q.submit(Buffer.alloc(300_000, 9), { id: 'big' }).result);
+    expect((await q.deadLetters()).map((l) => l.id)).toEqual(['big']);
+    // requeue runs the letter's payload again (it fails again, and is the one letter again).
+    const h = await q.requeue('big');
+    expect(h!.id).toBe('big');
+    await rejection(h!.result);
+    const [again] = await q.deadLetters();
+    expect(Buffer.from(again!.payload as Uint8Array).equals(Buffer.alloc(300_000, 9))).toBe(true);
+    expect(() => engine!.queue('bad-bytes', { handler: JOBS, deadLetterBytes: -1 })).toThrow(/options\.deadLetterBytes/);
+  });
 });
 
 describe('ctx: the process\'s one shared state', () => {
