@@ -35,7 +35,7 @@ import { createEngine, type Engine } from '../engine.js';
 import { compileRateLimit } from '../http/rate-limit.js';
 import type { Decision } from '../limiter/types.js';
 import { distUrl } from '../runtime/paths.js';
-import { HotpathError } from '../errors.js';
+import { ErrorCodes, HotpathError } from '../errors.js';
 import type { ServeConfig } from './config.js';
 import { createProxy, ProxyError, type Proxy } from './proxy.js';
 import { plainAddress } from './address.js';
@@ -84,14 +84,22 @@ const RESTART_ONLY: ReadonlyArray<keyof ServeConfig> = ['host', 'port', 'workers
 /** Distinct /process limits a service takes live before it needs a restart. */
 export const MAX_LIMITER_SHAPES = 16;
 
-const TASK = 'hotpath:serve:process';
+/** The queue that runs /process misses on the workers (visible under /admin/queue/process). */
+export const PROCESS_QUEUE = 'process';
+/**
+ * Misses waiting for a worker beyond those already in the workers' rings: past it, /process
+ * answers 503 with Retry-After (each waiting miss holds its body).
+ */
+export const PROCESS_MAX_QUEUED = 1024;
+/** Dead letters of the process queue: failed misses, with their bodies (bounded in bytes too). */
+const PROCESS_DEAD_LETTERS = 1000;
 const JSON_TYPE = 'application/json; charset=utf-8';
 /** GET /health's answer, built once: a liveness probe costs about what a hello-world does. */
 const HEALTH_BODY = '{"status":"ok"}';
 const HEALTH_HEADERS: readonly string[] = ['Content-Type', JSON_TYPE, 'Content-Length', String(Buffer.byteLength(HEALTH_BODY))];
 
 class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(readonly status: number, message: string, readonly headers?: Readonly<Record<string, string>>) {
     super(message);
   }
 }
@@ -259,7 +267,13 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     ...(config.redisUrl !== undefined ? { redis: config.redisUrl } : {}),
     cache: { l1: { maxEntries: config.cacheL1Entries } },
   });
-  engine.runtime.pool.register(TASK, distUrl('engine/server/tasks.js').href, 'process');
+  // Misses go through a queue of the engine's: its depth, durations and failures show in the
+  // metrics and under /admin/queue/process, and one body's concurrent misses share one task (the
+  // task id is the body's hash).
+  const work = engine.queue<Buffer, ProcessResult>(PROCESS_QUEUE, {
+    handler: distUrl('engine/server/tasks.js'), handlerExport: 'process',
+    maxQueued: PROCESS_MAX_QUEUED, deadLetterRetention: PROCESS_DEAD_LETTERS,
+  });
   let cfg = config;
   let proxy: Proxy | undefined;
   try {
@@ -399,7 +413,14 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     const hit = text !== undefined;
     if (text === undefined) {
       const t2 = performance.now();
-      const result = (await engine.run(TASK, body)) as ProcessResult;
+      let task;
+      try {
+        task = work.submit(body, { id: key.slice('process:'.length) });
+      } catch (err) {
+        if (err instanceof HotpathError && err.code === ErrorCodes.QUEUE_FULL) throw new HttpError(503, 'the service is at capacity: retry shortly', { 'Retry-After': '1' });
+        throw err;
+      }
+      const result = await task.result;
       tWork = dur(performance.now() - t2);
       // A client that reset its request meanwhile may have cut its body short (HTTP/2 ends such a
       // body before it says 'aborted'): nothing of it is cached, and nobody is answered.
@@ -614,6 +635,7 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     if (err instanceof HttpError) {
       // HTTP/2 has no Connection header (it is connection-specific).
       if (err.status === 413 && req.httpVersionMajor < 2) res.setHeader('Connection', 'close');
+      if (err.headers !== undefined) for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
       send(res, err.status, { error: err.message });
     } else if (err instanceof ProxyError) {
       send(res, err.status, { error: err.message, code: err.code });

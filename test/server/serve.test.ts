@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { resolveServeConfig, SERVE_DEFAULTS, type ServeConfig } from '../../engine/server/config.js';
-import { clientAddress, MAX_LIMITER_SHAPES, startService, type Service } from '../../engine/server/server.js';
+import { clientAddress, MAX_LIMITER_SHAPES, PROCESS_MAX_QUEUED, PROCESS_QUEUE, startService, type Service } from '../../engine/server/server.js';
+import { xxh32Bytes } from '../../engine/runtime/hash.js';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { silentLog } from '../helpers.js';
 import { REDIS_URL, sharedRedisReachable } from '../redis/servers.js';
@@ -81,6 +82,49 @@ describe('the service', () => {
     const other = await fetch(`${s.url}/process`, { method: 'POST', body: 'something else' });
     expect(other.headers.get('x-cache')).toBe('MISS');
     await other.arrayBuffer();
+  });
+
+  it('misses are tasks of the process queue: concurrent misses of one body share one task; the checksum is the body\'s xxHash32; /admin/queue/process counts them', async () => {
+    const s = await start({ adminToken: 'tok' });
+    const q = s.engine.queue(PROCESS_QUEUE);
+    q.pause();
+    const body = `shared body ${process.pid} ${Date.now()}`;
+    const misses = (): number => s.engine.cache.stats().l2!.misses;
+    const before = misses();
+    const answers = Array.from({ length: 4 }, () => fetch(`${s.url}/process`, { method: 'POST', body })
+      .then(async (r) => ({ status: r.status, cache: r.headers.get('x-cache'), json: (await r.json()) as { checksum: string } })));
+    // Each request submits in the same tick as its cache miss: four misses, four submits.
+    const until = performance.now() + 10_000;
+    while (misses() < before + 4) {
+      if (performance.now() > until) throw new Error('the four requests never reached the cache');
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(q.counts()).toMatchObject({ queued: 1, running: 0 });
+    q.resume();
+    const got = await Promise.all(answers);
+    expect(got.map((a) => `${a.status} ${a.cache}`)).toEqual(['200 MISS', '200 MISS', '200 MISS', '200 MISS']);
+    expect(new Set(got.map((a) => JSON.stringify(a.json))).size).toBe(1);
+    expect(q.totals()).toMatchObject({ submitted: 1, completed: 1, failed: 0 });
+    expect(got[0]!.json.checksum).toBe(xxh32Bytes(Buffer.from(body), 0, Buffer.byteLength(body)).toString(16).padStart(8, '0'));
+    const status = await fetch(`${s.url}/admin/queue/${PROCESS_QUEUE}`, { headers: { Authorization: 'Bearer tok' } });
+    expect(await status.json()).toMatchObject({ queue: PROCESS_QUEUE, counts: { queued: 0, running: 0, dead: 0 }, totals: { completed: 1 } });
+  });
+
+  it('a full process queue answers 503 with Retry-After, and takes misses again once it drains', async () => {
+    const s = await start();
+    const q = s.engine.queue<Buffer, unknown>(PROCESS_QUEUE);
+    q.pause();
+    const fillers = Array.from({ length: PROCESS_MAX_QUEUED }, (_, i) => q.submit(Buffer.from(`filler ${i}`)));
+    const full = await fetch(`${s.url}/process`, { method: 'POST', body: 'one more' });
+    expect(full.status).toBe(503);
+    expect(full.headers.get('retry-after')).toBe('1');
+    expect(await full.json()).toEqual({ error: 'the service is at capacity: retry shortly' });
+    q.resume();
+    await Promise.all(fillers.map((h) => h.result));
+    const again = await fetch(`${s.url}/process`, { method: 'POST', body: 'one more' });
+    expect(again.status).toBe(200);
+    expect(again.headers.get('x-cache')).toBe('MISS');
+    await again.arrayBuffer();
   });
 
   it('limits per client: the burst passes, then 429 with Retry-After; a trusted proxy\'s X-Forwarded-For names the client', async () => {
