@@ -576,6 +576,9 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
    */
   #enqueue(t: Task, now: number, inline = true): void {
     t.queuedAt = now;
+    // A delayed task (or retry) already due whose timer has not fired yet was due before `t`
+    // arrived: it is queued first, so `t` cannot take its slot.
+    if (inline && now >= this.#timerAt) this.#promoteDue();
     if (inline && this.#running < this.concurrency && this.#queued === 0 && !this.#paused && this.#closing === undefined) {
       t.slot = this.#takeSlot(t);
       this.#start(t, now);
@@ -733,6 +736,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
 
   /** Moves every delayed task that is due to the queue. */
   #promoteDue(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer); // (called early by #enqueue: its timer has not fired)
     this.#timer = undefined;
     this.#timerAt = Infinity;
     const now = this.#clock.now();

@@ -419,6 +419,21 @@ describe('delayed tasks (fake timers)', () => {
     expect(order).toEqual([['now', 1000], ['sooner', 1200], ['later', 1500]]);
   });
 
+  it('a delayed task already due goes before a task submitted after it, even before its timer fires (review28)', async () => {
+    vi.useFakeTimers({ now: 0 });
+    const m = manual();
+    const q = queue({ concurrency: 1, handler: m.handler });
+    q.submit('delayed', { delayMs: 100 });
+    vi.setSystemTime(150); // due; its timer has not fired yet
+    q.submit('new');
+    expect(m.calls.map((c) => c.payload)).toEqual(['delayed']);
+    expect(q.counts()).toMatchObject({ queued: 1, delayed: 0, running: 1 });
+    expect(vi.getTimerCount()).toBe(0); // its timer cleared, not left to fire for nothing
+    m.calls[0]!.resolve(undefined);
+    await flush();
+    expect(m.calls.map((c) => c.payload)).toEqual(['delayed', 'new']);
+  });
+
   it('a cancelled delayed task never runs', async () => {
     vi.useFakeTimers({ now: 0 });
     const ran: unknown[] = [];
