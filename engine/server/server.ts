@@ -17,7 +17,7 @@
  * in flight finish (up to shutdownTimeoutMs; responses then carry `Connection: close`), close the
  * engine.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { constants as h2constants, createSecureServer, createServer as createH2cServer, type Http2Server, type Http2Session, type Http2Stream } from 'node:http2';
 import { readFileSync } from 'node:fs';
@@ -651,6 +651,35 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     }
   }
 
+  /** One answer in hotpath_http_requests_total. */
+  function countAnswer(route: number, status: number): void {
+    const k = status * 8 + route;
+    let c = series.get(k);
+    if (c === undefined) {
+      c = requests.labels(ROUTES[route]!, String(status));
+      series.set(k, c);
+    }
+    c.inc();
+  }
+
+  /**
+   * What node:http answers itself, before or instead of the handler — a malformed request (400,
+   * 431 for headers too large, 413 for chunk extensions), a header or request timeout (408) — is
+   * answered as Node would (the same bytes, under the same condition) and counted: an operator
+   * sees slow or broken clients in the metrics. Other client errors (a reset) only close.
+   */
+  const onClientError = (err: NodeJS.ErrnoException, socket: Socket): void => {
+    const code = err.code ?? '';
+    const status = code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW' ? 413 : 400;
+    const message = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage ?? undefined;
+    if (socket.writable && (message === undefined || !message.headersSent)) {
+      socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\n\r\n`);
+      // A request whose handler ran (its body too slow) is counted under its route.
+      countAnswer(message?.req !== undefined ? routeIndex(message.req.url) : ROUTES.indexOf('other'), status);
+    }
+    socket.destroy(err);
+  };
+
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     inflight++;
     accepted++;
@@ -662,6 +691,16 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     if (fb !== undefined) {
       fb.busy++;
       clearTimeout(fb.timer);
+      // node:http2 keeps no request timeout for them either: a body slower than
+      // requestTimeoutMs is answered 408 and its connection closed, as node:http would.
+      if (config.requestTimeoutMs > 0 && !req.complete) {
+        const slow = setTimeout(() => {
+          if (!req.complete) onClientError(Object.assign(new Error('request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), req.socket);
+        }, config.requestTimeoutMs);
+        slow.unref();
+        req.once('end', () => clearTimeout(slow));
+        res.once('close', () => clearTimeout(slow));
+      }
     }
     // One listener per request ('close' follows 'finish' when the response was sent in full).
     res.on('close', () => {
@@ -670,14 +709,7 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
       // (An HTTP/2 response the client reset, or that was destroyed, may still read as finished.)
       if (res.writableFinished && (h2StreamOf(req)?.rstCode ?? 0) === 0) {
         served++;
-        const r = routeIndex(req.url);
-        const k = res.statusCode * 8 + r;
-        let c = series.get(k);
-        if (c === undefined) {
-          c = requests.labels(ROUTES[r]!, String(res.statusCode));
-          series.set(k, c);
-        }
-        c.inc();
+        countAnswer(routeIndex(req.url), res.statusCode);
       }
       histogram.record(performance.now() - t0);
       if (inflight === 0) idle?.();
@@ -699,7 +731,7 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
    * HTTP/1's header or keep-alive timeouts to them. Each gets a deadline of our own while no
    * request of it is being answered — the header time after the handshake, the keep-alive time
    * after a response: a request whose headers have not arrived by then (slowloris) or an idle
-   * connection is closed. (A body slower than that is not cut: the request timeout is not kept.)
+   * connection is closed. A body slower than the request timeout is cut (see the handler).
    */
   let fallback: WeakMap<object, FallbackDeadline> | undefined;
   const armFallback = (socket: object, fb: FallbackDeadline, ms: number): void => {
@@ -774,6 +806,7 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     h1.headersTimeout = config.headersTimeoutMs;
     h1.requestTimeout = config.requestTimeoutMs;
     h1.keepAliveTimeout = config.keepAliveTimeoutMs;
+    h1.on('clientError', onClientError);
     server = h1;
   }
   // Connections of an HTTP/1.1 server (also under HTTP/2 with allowHTTP1): closed on shutdown.

@@ -147,12 +147,12 @@ describe('hotpath serve over HTTP/2', () => {
     await new Promise((r) => raw.once('close', r)); // reset by the server at the header timeout
   });
 
-  it.runIf(hasOpenssl || process.env.CI === 'true')('TLS: an HTTP/1.1 client that sends nothing, or stays idle after a response, is closed (review29)', async () => {
+  it.runIf(hasOpenssl || process.env.CI === 'true')('TLS: an HTTP/1.1 client that sends nothing, stays idle after a response, or sends its body too slowly (408) is closed (review29)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'hotpath-tls-'));
     const cert = join(dir, 'cert.pem');
     const key = join(dir, 'key.pem');
     execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
-    const s = await start({ cert, key, headersTimeoutMs: 300, keepAliveTimeoutMs: 200 });
+    const s = await start({ cert, key, headersTimeoutMs: 300, keepAliveTimeoutMs: 200, requestTimeoutMs: 400 });
     const ca = readFileSync(cert);
     const port = Number(new URL(s.url).port);
     const open = async (): Promise<TLSSocket> => {
@@ -171,6 +171,24 @@ describe('hotpath serve over HTTP/2', () => {
     idle.write('GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
     await new Promise((r) => idle.once('close', r)); // answered, then closed once idle
     expect(text).toMatch(/^HTTP\/1\.1 200/);
+    const slow = await open();
+    let slowText = '';
+    slow.setEncoding('utf8');
+    slow.on('data', (d: string) => (slowText += d));
+    slow.write('POST /process HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nonly ten b');
+    await new Promise((r) => slow.once('close', r));
+    expect(slowText).toBe('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n');
+    const metrics = await new Promise<string>((resolve, reject) => {
+      const m = tlsConnect({ port, host: '127.0.0.1', ca, ALPNProtocols: ['http/1.1'] });
+      let got = '';
+      m.setEncoding('utf8');
+      m.on('data', (d: string) => (got += d));
+      m.on('error', reject);
+      m.on('close', () => resolve(got));
+      m.write('GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
+    });
+    expect(metrics).toContain('hotpath_http_requests_total{route="/process",status="408"} 1');
+    expect(s.inflight).toBe(0);
   });
 
   it('a graceful close lets an open HTTP/2 stream finish', async () => {

@@ -14,6 +14,7 @@ import { resolveServeConfig, SERVE_DEFAULTS, type ServeConfig } from '../../engi
 import { clientAddress, MAX_LIMITER_SHAPES, PROCESS_MAX_QUEUED, PROCESS_QUEUE, startService, type Service } from '../../engine/server/server.js';
 import { xxh32Bytes } from '../../engine/runtime/hash.js';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { connect as netConnect } from 'node:net';
 import { silentLog } from '../helpers.js';
 import { REDIS_URL, sharedRedisReachable } from '../redis/servers.js';
 
@@ -184,6 +185,34 @@ describe('the service', () => {
     expect(s.inflight).toBe(0);
     // and the service goes on answering
     expect((await fetch(`${s.url}/health`)).status).toBe(200);
+  });
+
+  it('what node:http answers itself is answered as Node would and counted: 408 for headers or a body too slow, 400 for a malformed request', async () => {
+    const s = await start({ headersTimeoutMs: 200, requestTimeoutMs: 400 });
+    const { port } = new URL(s.url);
+    /** Sends `text` on a fresh connection; resolves with everything read until the server closes it. */
+    const raw = (text: string): Promise<string> => new Promise((resolve) => {
+      const socket = netConnect(Number(port), '127.0.0.1');
+      let got = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (d: string) => (got += d));
+      socket.on('error', () => undefined);
+      socket.on('close', () => resolve(got));
+      socket.write(text);
+    });
+    const [headersSlow, bodySlow, malformed] = await Promise.all([
+      raw('GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n'), // the blank line never comes
+      raw('POST /process HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nonly ten b'),
+      raw('NOT HTTP AT ALL\r\n\r\n'),
+    ]);
+    expect(headersSlow).toBe('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n');
+    expect(bodySlow).toBe('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n');
+    expect(malformed).toBe('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    const text = await (await fetch(`${s.url}/metrics`)).text();
+    expect(text).toContain('hotpath_http_requests_total{route="other",status="408"} 1');
+    expect(text).toContain('hotpath_http_requests_total{route="/process",status="408"} 1');
+    expect(text).toContain('hotpath_http_requests_total{route="other",status="400"} 1');
+    expect(s.inflight).toBe(0);
   });
 
   it('health, readiness, metrics; 404 and 405; a body over the limit is refused with 413', async () => {
