@@ -258,7 +258,11 @@ async function compressCommand(argv: string[]): Promise<number> {
   const codecName = name as CodecName;
   const isLz4 = codecName === 'lz4' || codecName === 'hotpath';
   const level = values.level === undefined ? undefined : integerArg(values.level as string, '-l');
-  const acceleration = values.fast === undefined ? undefined : integerArg(values.fast as string, '--fast');
+  // `lz4 --fast=N` compresses with acceleration N + 1 (lz4frame.c: level −N → N + 1): the same here,
+  // so `--fast N` writes the bytes the lz4 tool writes.
+  const fast = values.fast === undefined ? undefined : integerArg(values.fast as string, '--fast');
+  if (fast !== undefined && (fast < 1 || fast > 65536)) throw new UsageError(`--fast must be an integer from 1 to 65536 (as lz4 --fast=N), got ${fast}`);
+  const acceleration = fast === undefined ? undefined : fast + 1;
   if (isLz4 && level !== undefined && level !== 1) {
     throw new UsageError(`-l: lz4 has level 1 only (no high-compression mode); use --fast N to trade ratio for speed, got ${level}`);
   }

@@ -17,7 +17,8 @@ import {
   UnknownFormatError,
 } from '../errors.js';
 import { randomUUID } from 'node:crypto';
-import type { WorkerPool } from '../runtime/pool.js';
+import { constants as bufferConstants } from 'node:buffer';
+import type { PoolCall, WorkerPool } from '../runtime/pool.js';
 import { distUrl } from '../runtime/paths.js';
 import {
   CODEC_IDS, CODEC_NAMES, HOTPATH_HEADER_BYTES, HOTPATH_MAGIC, HOTPATH_VERSION, describe, detect, type HotpathHeader, type StoredCodec,
@@ -131,22 +132,45 @@ const AUTO_MIN = 64;
 function toBytes(data: Input, what: string): Uint8Array {
   if (data instanceof Uint8Array) return data;
   if (typeof data === 'string') return Buffer.from(data, 'utf8');
-  throw new TypeError(`${what}: data must be a Uint8Array, a Buffer or a string, got ${data === null ? 'null' : typeof data}`);
+  const kind = data === null ? 'null' : ArrayBuffer.isView(data) || (data as unknown) instanceof ArrayBuffer ? `a ${(data as object).constructor.name} (wrap its bytes in a Uint8Array)` : typeof data;
+  throw new TypeError(`${what}: data must be a Uint8Array, a Buffer or a string, got ${kind}`);
 }
 
 function checkInteger(value: unknown, name: string, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+  if (typeof value !== 'number') throw new TypeError(`${name} must be a number, got ${describeValue(value)}`);
+  if (!Number.isInteger(value) || value < min || value > max) {
     throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${String(value)}`);
   }
   return value;
 }
 
+/** A value as an error message shows it: strings quoted, so `'3'` is not read as 3. */
+function describeValue(value: unknown): string {
+  return typeof value === 'string' ? JSON.stringify(value) : value === null ? 'null' : typeof value === 'object' ? 'an object' : String(value);
+}
+
+/**
+ * The largest output a limit may allow: one Buffer's maximum length (4 GiB on Node 20). A larger
+ * `maxOutputBytes` would turn a frame declaring more into Node's untyped ERR_OUT_OF_RANGE.
+ */
+export const MAX_OUTPUT_LIMIT = bufferConstants.MAX_LENGTH;
+
+/** @throws TypeError unless `signal` is undefined or an AbortSignal. */
+function checkSignal(signal: unknown): void {
+  if (signal === undefined) return;
+  const s = signal as { aborted?: unknown; addEventListener?: unknown; removeEventListener?: unknown } | null;
+  if (s === null || typeof s !== 'object' || typeof s.aborted !== 'boolean' || typeof s.addEventListener !== 'function' || typeof s.removeEventListener !== 'function') {
+    throw new TypeError(`options.signal must be an AbortSignal, got ${describeValue(signal)}`);
+  }
+}
+
 /** Validates compress options (throws TypeError/RangeError naming the option). */
 export function resolveCompressOptions(options: CompressOptions | undefined): Resolved {
   if (options !== undefined && (options === null || typeof options !== 'object')) throw new TypeError('options must be an object');
-  const codec = options?.codec ?? 'lz4';
-  if (!CODECS.has(codec) && codec !== 'auto' && codec !== 'none') {
-    throw new RangeError(`options.codec must be one of lz4, zstd, gzip, deflate, brotli, auto, none, got ${String(codec)}`);
+  checkSignal(options?.signal);
+  const codec = options?.codec === undefined ? 'lz4' : options.codec;
+  if (!CODECS.has(codec as string) && codec !== 'auto' && codec !== 'none') {
+    throw new RangeError(`options.codec must be one of lz4, zstd, gzip, deflate, brotli, auto, none, got ${describeValue(codec)}`);
   }
   const format = options?.format ?? 'hotpath';
   if (format !== 'hotpath' && format !== 'native') throw new RangeError(`options.format must be 'hotpath' or 'native', got ${String(format)}`);
@@ -171,10 +195,24 @@ export function resolveCompressOptions(options: CompressOptions | undefined): Re
 
 function checkMaxOutput(options: DecompressOptions | undefined, fallback: number): number {
   if (options !== undefined && (options === null || typeof options !== 'object')) throw new TypeError('options must be an object');
+  checkSignal(options?.signal);
   if (options?.codec !== undefined && !CODECS.has(options.codec)) {
-    throw new RangeError(`options.codec must be one of lz4, zstd, gzip, deflate, brotli, got ${String(options.codec)}`);
+    throw new RangeError(`options.codec must be one of lz4, zstd, gzip, deflate, brotli, got ${describeValue(options.codec)}`);
   }
-  return options?.maxOutputBytes === undefined ? fallback : checkInteger(options.maxOutputBytes, 'options.maxOutputBytes', 1, Number.MAX_SAFE_INTEGER);
+  return options?.maxOutputBytes === undefined ? fallback : checkInteger(options.maxOutputBytes, 'options.maxOutputBytes', 1, MAX_OUTPUT_LIMIT);
+}
+
+/**
+ * The content size a hotpath frame or an LZ4 frame declares in its header, when it is at most
+ * `max` (a larger one fails at once wherever it is decoded); else 0.
+ */
+function declaredSize(data: Uint8Array, kind: string, max: number): number {
+  const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  let size = 0;
+  if (kind === 'hotpath' && data.length >= 16) size = Number(dv.getBigUint64(8, true));
+  // LZ4 frame: magic, FLG (bit 3: a content size follows BD), BD, then the size.
+  else if (kind === 'lz4' && data.length >= 14 && dv.getUint32(0, true) === 0x184d2204 && (data[4]! & 0x08) !== 0) size = Number(dv.getBigUint64(6, true));
+  return size <= max ? size : 0;
 }
 
 /** Turns a worker's error back into the typed error it was. */
@@ -198,13 +236,18 @@ function unwrapTaskError(err: unknown, maxOutputBytes: number): unknown {
  */
 function whileNotAborted(work: Promise<Buffer>, signal: AbortSignal | undefined, what: string): Promise<Buffer> {
   if (signal === undefined) return work;
+  try {
+    checkSignal(signal);
+  } catch {
+    return work; // it rejects with the TypeError naming options.signal (checked again there)
+  }
   if (signal.aborted) {
     work.catch(() => {});
     return Promise.reject(new CancelledError(what, signal.reason));
   }
   return new Promise<Buffer>((resolve, reject) => {
     const onAbort = (): void => reject(new CancelledError(what, signal.reason));
-    signal.addEventListener('abort', onAbort, { once: true });
+    // The work's outcome is handled first: nothing below can leave its rejection unhandled.
     work.then(
       (v) => {
         signal.removeEventListener('abort', onAbort);
@@ -215,6 +258,7 @@ function whileNotAborted(work: Promise<Buffer>, signal: AbortSignal | undefined,
         reject(err);
       },
     );
+    signal.addEventListener('abort', onAbort, { once: true });
   });
 }
 
@@ -244,7 +288,7 @@ export class Compressor {
       throw new RangeError(`${optionsName}.blockSize must be 65536, 262144, 1048576 or 4194304, got ${String(o.blockSize)}`);
     }
     this.#gate = new ZlibGate(o.zlibConcurrency === undefined ? COMPRESS_DEFAULTS.zlibConcurrency : checkInteger(o.zlibConcurrency, `${optionsName}.zlibConcurrency`, 1, 1024));
-    this.#maxOutput = o.maxOutputBytes === undefined ? COMPRESS_DEFAULTS.maxOutputBytes : checkInteger(o.maxOutputBytes, `${optionsName}.maxOutputBytes`, 1, Number.MAX_SAFE_INTEGER);
+    this.#maxOutput = o.maxOutputBytes === undefined ? COMPRESS_DEFAULTS.maxOutputBytes : checkInteger(o.maxOutputBytes, `${optionsName}.maxOutputBytes`, 1, MAX_OUTPUT_LIMIT);
   }
 
   /** The LZ4 block size (bytes). */
@@ -495,7 +539,9 @@ export class Compressor {
       if (pool !== undefined) return this.#offload(pool, TASK_DECOMPRESS, data, { codec: 'zstd', level: 0, acceleration: 1, native: true }, max, signal);
     }
     if (kind === 'zstd' || kind === 'gzip' || kind === 'deflate' || kind === 'brotli') return this.#gate.decompress(kind, data, max, this.workspace);
-    if (data.length < this.#offloadBytes || kind === 'unknown') return this.decompressChecked(data, max, hint);
+    // The work is the output, which a small frame may declare large (a 425-byte brotli frame of
+    // 250 MiB): a frame stays on this thread only when both are small (review30).
+    if (kind === 'unknown' || Math.max(data.length, declaredSize(data, kind, max)) < this.#offloadBytes) return this.decompressChecked(data, max, hint);
     const r: Resolved = { codec: hint ?? 'auto', level: 0, acceleration: 1, native: false }; // 'auto': the worker detects
     const pool = await this.#getPool();
     if (pool === undefined) return this.decompressChecked(data, max, hint);
@@ -581,6 +627,34 @@ export class Compressor {
   }
 
   /**
+   * The parallel compressions' staging slots: how many, and how many are free now (all of them
+   * when no parallel compression runs). Undefined before the first one, or when the arena had no
+   * room for them (blocks then travel through the rings). For tests and diagnostics.
+   */
+  get staging(): { slots: number; free: number } | undefined {
+    const s = this.#staging;
+    return s === undefined || s === null ? undefined : { slots: s.slots, free: s.free.length };
+  }
+
+  /**
+   * A staged block's answer: its compressed length. A cancel interrupts the call but still waits
+   * for the worker's answer (or its exit, or a call never sent), so the caller's slot is never
+   * reused while a worker writes to it, and no slot is lost to a cancel (review30).
+   */
+  async #untilAnswered(call: PoolCall, signal: AbortSignal | undefined): Promise<number> {
+    if (signal === undefined) return (await call.result) as number;
+    const onAbort = (): void => call.interrupt();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      const len = (await call.result) as number;
+      if (signal.aborted) throw new CancelledError('compress', signal.reason);
+      return len;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /**
    * Cuts `bytes` into blocks compressed in parallel on every worker (at most three per worker in
    * flight); this thread hashes each block as it hands it out, between the workers' answers. The
    * blocks are independent, so the frame is their concatenation — the same bytes compressSync
@@ -603,9 +677,12 @@ export class Compressor {
       if (staging !== null) {
         slot = staging.free.pop() ?? (await new Promise<number>((resolve) => staging.waiting.push(resolve)));
       }
-      let mine: unknown; // this runner's own failure: its slot may still be in a worker's hands
       try {
         while (next < count && failed === undefined) {
+          if (signal?.aborted) {
+            failed = new CancelledError('compress', signal.reason);
+            break;
+          }
           const i = next++;
           const block = bytes.subarray(i * bs, Math.min(bytes.length, (i + 1) * bs));
           // Blocks are taken in order and hashed before the first await: the checksum sees them in
@@ -623,24 +700,19 @@ export class Compressor {
               dv.setUint32(0, slot, true);
               dv.setUint32(4, block.length, true);
               dv.setUint32(8, r.acceleration, true);
-              const len = (await pool.run(TASK_LZ4_STAGED, msg, options)) as number;
+              const len = await this.#untilAnswered(pool.call(TASK_LZ4_STAGED, msg), signal);
               blocks[i] = mem.slice(slot, slot + len);
             }
           } catch (err) {
-            mine = err;
             failed ??= unwrapTaskError(err, 0);
           }
         }
       } finally {
-        // A task that failed (cancelled, its worker gone) may still be running: never reuse its slot.
-        if (slot >= 0 && mine === undefined) {
-          const next = staging!.waiting.shift();
-          if (next !== undefined) next(slot);
+        // #untilAnswered settled only once no worker held the slot any more: it is free again.
+        if (slot >= 0) {
+          const waiter = staging!.waiting.shift();
+          if (waiter !== undefined) waiter(slot);
           else staging!.free.push(slot);
-        } else if (slot >= 0 && --staging!.slots === 0) {
-          // Every slot retired: later compressions use the rings, and so do runners still waiting.
-          this.#staging = null;
-          for (const w of staging!.waiting.splice(0)) w(-1);
         }
       }
     };

@@ -16,6 +16,11 @@ export interface Lz4StreamOptions {
   blockSize?: number;
 }
 
+/** @throws TypeError unless `options` is an object (null included: `createCompressStream(null)`). */
+function checkOptionsObject(options: unknown): void {
+  if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, got ${options === null ? 'null' : typeof options}`);
+}
+
 /** Compresses a byte stream into one LZ4 frame. */
 export class Lz4CompressStream extends Transform {
   readonly #ws: Lz4Workspace;
@@ -27,6 +32,7 @@ export class Lz4CompressStream extends Transform {
 
   constructor(ws: Lz4Workspace, options: Lz4StreamOptions = {}) {
     super();
+    checkOptionsObject(options);
     const acceleration = options.acceleration ?? 1;
     if (!Number.isInteger(acceleration) || acceleration < 1 || acceleration > 65537) {
       throw new RangeError(`options.acceleration must be an integer from 1 to 65537, got ${String(options.acceleration)}`);
@@ -88,6 +94,7 @@ export class Lz4DecompressStream extends Transform {
 
   constructor(ws: Lz4Workspace, options: { maxOutputBytes?: number } = {}) {
     super();
+    checkOptionsObject(options);
     const max = options.maxOutputBytes ?? Number.MAX_SAFE_INTEGER;
     if (!Number.isInteger(max) || max < 1) throw new RangeError(`options.maxOutputBytes must be a positive integer, got ${String(options.maxOutputBytes)}`);
     this.#decoder = new Lz4FrameDecoder(ws, { maxOutputBytes: max });

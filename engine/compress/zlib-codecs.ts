@@ -38,7 +38,9 @@ function zstdUnavailable(): CodecUnavailableError {
 
 function compressOptions(codec: ZlibCodec, level: number): object {
   if (codec === 'brotli') return { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: level } };
-  if (codec === 'zstd') return { params: { [z.constants.ZSTD_c_compressionLevel ?? 100]: level } };
+  // With a content checksum, as the zstd tool writes by default: libzstd's own default has none,
+  // and a frame without one cannot tell corruption from content (ZSTD_c_checksumFlag = 201).
+  if (codec === 'zstd') return { params: { [z.constants.ZSTD_c_compressionLevel ?? 100]: level, [z.constants.ZSTD_c_checksumFlag ?? 201]: 1 } };
   return { level };
 }
 
@@ -156,6 +158,45 @@ export function checkZstdFrames(data: Uint8Array, maxOutputBytes: number): ZstdF
   return frames;
 }
 
+/**
+ * A zstd frame whose content is not the size its header declares: corrupt (the zstd tool refuses
+ * it too). Checked for every frame that declares one, so a frame without a content checksum
+ * cannot pass a damaged size off as content (review30).
+ */
+function sizeMismatch(declared: number, decoded: number): CorruptFrameError {
+  return new CorruptFrameError(`corrupt zstd data: the frame declares ${declared} bytes of content and decodes to ${decoded}`);
+}
+
+/**
+ * A copy of one zstd frame (checked by checkZstdFrames: no dictionary) without its content size
+ * field. A single-segment frame, which has no window descriptor (its window is its size), gets
+ * the smallest window of the form 2^n (n ≥ 10) that holds its content.
+ */
+function withoutContentSize(frame: Uint8Array): Uint8Array {
+  const fhd = frame[4]!;
+  const single = (fhd & 0x20) !== 0;
+  const fcsBytes = [single ? 1 : 0, 2, 4, 8][fhd >> 6]!;
+  let p = 5;
+  let wd: number;
+  if (single) {
+    let fcs = 0;
+    for (let i = 0; i < fcsBytes; i++) fcs += frame[p + i]! * 2 ** (8 * i);
+    if (fcsBytes === 2) fcs += 256;
+    let exp = 0;
+    while (2 ** (10 + exp) < fcs) exp++;
+    wd = exp << 3;
+  } else {
+    wd = frame[p++]!;
+  }
+  const rest = p + fcsBytes;
+  const out = new Uint8Array(6 + frame.length - rest);
+  out.set(frame.subarray(0, 4));
+  out[4] = fhd & ~0xe0; // no content size, not single-segment
+  out[5] = wd;
+  out.set(frame.subarray(rest), 6);
+  return out;
+}
+
 /** Most bytes fzstd's streaming decoder may shift for one input (~0.2 s of memmove here). */
 const FZSTD_WORK_BUDGET = 2 ** 30;
 
@@ -176,6 +217,7 @@ function fzstdDecode(data: Uint8Array, maxOutputBytes: number, ws: Lz4Workspace)
     try {
       if (frame.size >= 0 && frame.checksum !== undefined) {
         const out = fzstdOneShot(bytes, new Uint8Array(frame.size));
+        if (out.length !== frame.size) throw sizeMismatch(frame.size, out.length);
         const hash = ws.hash64State();
         ws.hash64Update(hash, out);
         if (Number(ws.hash64Digest(hash) & 0xffffffffn) !== frame.checksum) throw new CorruptFrameError('zstd content checksum mismatch');
@@ -184,16 +226,21 @@ function fzstdDecode(data: Uint8Array, maxOutputBytes: number, ws: Lz4Workspace)
         continue;
       }
       if (frame.work > FZSTD_WORK_BUDGET) {
-        throw new CodecUnavailableError(`this zstd frame (no declared size or checksum, ${frame.work} bytes of window shifting) is beyond the fzstd fallback; node:zlib's zstd (Node 22.15+) decodes it (this is Node ${process.versions.node})`);
+        throw new CodecUnavailableError(`this zstd frame (${frame.size < 0 ? 'no declared size' : 'no content checksum'}, ${frame.work} bytes of window shifting) is beyond the fzstd fallback; node:zlib's zstd (Node 22.15+) decodes it (this is Node ${process.versions.node})`);
       }
       const hash = frame.checksum === undefined ? undefined : ws.hash64State();
+      let frameBytes = 0;
       const d = new FzstdDecompress((chunk) => {
         total += chunk.length;
+        frameBytes += chunk.length;
         if (total > maxOutputBytes) throw new OutputLimitError(maxOutputBytes, 'zstd data decodes to more');
         if (hash !== undefined) ws.hash64Update(hash, chunk);
         parts.push(chunk);
       });
-      d.push(bytes, true);
+      // fzstd sizes its output by the declared size and fills it whatever the blocks hold: it
+      // decodes a copy without the size, which is then compared with what came out.
+      d.push(frame.size >= 0 ? withoutContentSize(bytes) : bytes, true);
+      if (frame.size >= 0 && frameBytes !== frame.size) throw sizeMismatch(frame.size, frameBytes);
       if (hash !== undefined && Number(ws.hash64Digest(hash) & 0xffffffffn) !== frame.checksum) {
         throw new CorruptFrameError('zstd content checksum mismatch');
       }
@@ -221,6 +268,7 @@ export function zlibDecompressSync(codec: ZlibCodec, data: Uint8Array, maxOutput
         let total = 0;
         for (const f of checkZstdFrames(data, maxOutputBytes)) {
           const out = z.zstdDecompressSync!(data.subarray(f.start, f.end), { maxOutputLength: Math.max(1, maxOutputBytes - total) });
+          if (f.size >= 0 && out.length !== f.size) throw sizeMismatch(f.size, out.length);
           total += out.length;
           if (total > maxOutputBytes) throw new OutputLimitError(maxOutputBytes, 'zstd data decodes to more');
           parts.push(out);
@@ -319,6 +367,7 @@ export class ZlibGate {
           const out = await new Promise<Buffer>((resolve, reject) => {
             z.zstdDecompress!(data.subarray(f.start, f.end), { maxOutputLength: limit }, (err, b) => (err ? reject(asDecodeError(codec, err, maxOutputBytes)) : resolve(b)));
           });
+          if (f.size >= 0 && out.length !== f.size) throw sizeMismatch(f.size, out.length);
           total += out.length;
           if (total > maxOutputBytes) throw new OutputLimitError(maxOutputBytes, 'zstd data decodes to more');
           parts.push(out);

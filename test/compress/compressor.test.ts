@@ -7,7 +7,12 @@ import { describe, expect, it } from 'vitest';
 import { kernelModule } from '../../engine/runtime/wasm.js';
 import { Compressor, type Codec } from '../../engine/compress/compressor.js';
 import { NATIVE_ZSTD } from '../../engine/compress/zlib-codecs.js';
-import { ErrorCodes, HotpathError } from '../../engine/errors.js';
+import { createCompressStream, createDecompressStream } from '../../engine/compress/index.js';
+import { CorruptFrameError, ErrorCodes, HotpathError } from '../../engine/errors.js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { constants as bufferConstants } from 'node:buffer';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { haveTool, runTool } from './tools.js';
 
 const c = new Compressor({ module: kernelModule() });
@@ -60,6 +65,28 @@ describe('round trips', () => {
     const two = Buffer.concat([runTool('zstd', ['-c'], text), runTool('zstd', ['-c'], Buffer.from('tail'))]);
     expect(c.decompressSync(two).toString().endsWith('tail')).toBe(true);
     if (NATIVE_ZSTD) expect(runTool('zstd', ['-d', '-c'], c.compressSync(text, { codec: 'zstd', format: 'native' })).equals(text)).toBe(true);
+  });
+
+  it.skipIf(!haveTool('zstd'))('zstd: a frame whose content is not the size its header declares is corrupt, checksum or not (review30)', async () => {
+    const data = Buffer.from('abcdefghij'.repeat(5000) + 'tail');
+    // From a file: the tool writes the content size only when it knows it (not from a pipe).
+    const file = join(mkdtempSync(join(tmpdir(), 'hotpath-zstd-')), 'data');
+    writeFileSync(file, data);
+    for (const args of [['-3'], ['-3', '--no-check']]) {
+      const frame = runTool('zstd', ['-c', ...args, file], Buffer.alloc(0));
+      const fhd = frame[4]!;
+      const single = (fhd & 0x20) !== 0;
+      const fcsBytes = [single ? 1 : 0, 2, 4, 8][fhd >> 6]!;
+      expect(fcsBytes).toBeGreaterThan(0);
+      const at = 5 + (single ? 0 : 1) + [0, 1, 2, 4][fhd & 3]!;
+      for (const delta of [-1, -4, 1, 1000]) {
+        const bad = Buffer.from(frame);
+        let v = data.length + delta - (fcsBytes === 2 ? 256 : 0); // (a 2-byte size is stored less 256)
+        for (let i = 0; i < fcsBytes; i++, v = Math.floor(v / 256)) bad[at + i] = v & 0xff;
+        expect(() => c.decompressSync(bad), `${args.join(' ')} size ${delta}`).toThrow(CorruptFrameError);
+        await expect(c.decompress(bad)).rejects.toBeInstanceOf(CorruptFrameError);
+      }
+    }
   });
 });
 
@@ -169,6 +196,15 @@ describe('bad input and options', () => {
     expect(() => c.compressSync(text, { codec: 'none', format: 'native' })).toThrow(/format 'hotpath'/);
     expect(() => c.compressSync(42 as unknown as Buffer)).toThrow(TypeError);
     expect(() => c.decompressSync(text, { maxOutputBytes: 0 })).toThrow(/options\.maxOutputBytes/);
+    // review30: over one Buffer's maximum, a large declared size became Node's untyped ERR_OUT_OF_RANGE.
+    // (4 GiB on Node 20; 2^53 − 1 from Node 22 on.)
+    expect(() => c.decompressSync(text, { maxOutputBytes: bufferConstants.MAX_LENGTH + 1 })).toThrow(/options\.maxOutputBytes must be an integer from 1 to/);
+    // Strings are quoted ('3' is not 3); a wrong type is a TypeError; null is not "lz4".
+    expect(() => c.compressSync(text, { codec: 'gzip', level: '3' as unknown as number })).toThrow(/options\.level must be a number, got "3"/);
+    expect(() => c.compressSync(text, { codec: null as unknown as Codec })).toThrow(/options\.codec .* got null/);
+    expect(() => c.compressSync(new Uint16Array(4) as unknown as Buffer)).toThrow(/got a Uint16Array/);
+    expect(() => createCompressStream(null as never)).toThrow(/options must be an object, got null/);
+    expect(() => createDecompressStream(null as never)).toThrow(/options must be an object, got null/);
     await expect(c.compress(text, { level: -1 })).rejects.toThrow(RangeError);
     expect(() => new Compressor({ module: kernelModule() }, { blockSize: 1000 })).toThrow(/options\.blockSize/);
     expect(() => new Compressor({ module: kernelModule() }, { zlibConcurrency: 0 }, 'options.compress')).toThrow(/options\.compress\.zlibConcurrency/);

@@ -42,6 +42,33 @@ describe('offloaded compression', () => {
       await expect(p).rejects.toMatchObject({ code: ErrorCodes.CANCELLED });
     }
     expect(engine.decompressSync(await engine.compress(big)).equals(big)).toBe(true);
+    // No slot is lost to a cancel (review30: each aborted call retired its slots for good, and
+    // every later compression went through the rings at about half the speed).
+    const { slots } = engine.compressor.staging!;
+    expect(slots).toBe(engine.runtime.pool.threads * 3);
+    for (let k = 0; k < 50 && engine.compressor.staging!.free < slots; k++) await new Promise((r) => setImmediate(r));
+    expect(engine.compressor.staging).toEqual({ slots, free: slots });
+  });
+
+  it('a signal that is not an AbortSignal is a TypeError naming it, never an unhandled rejection (review30)', async () => {
+    const bad = { signal: { aborted: false } as unknown as AbortSignal };
+    await expect(engine.compress(text, { ...bad, level: 3 })).rejects.toThrow(/options\.signal must be an AbortSignal/);
+    await expect(engine.compress(text, bad)).rejects.toThrow(/options\.signal must be an AbortSignal/);
+    await expect(engine.decompress(Buffer.from('not a frame'), bad)).rejects.toThrow(/options\.signal must be an AbortSignal/);
+    await expect(engine.decompress(text, { signal: 'x' as unknown as AbortSignal })).rejects.toThrow(TypeError);
+  });
+
+  it('a small frame that declares a large output is decoded on a worker, not on the event loop (review30)', async () => {
+    const zeros = Buffer.alloc(8 << 20);
+    for (const frame of [engine.compressSync(zeros, { codec: 'gzip' }), engine.compressSync(zeros, { format: 'native' })]) {
+      expect(frame.length).toBeLessThan(64 << 10); // under the offload threshold by its own size
+      const pool = engine.runtime.pool;
+      const inflight = pool.inflight;
+      const out = engine.decompress(frame);
+      for (let i = 0; i < 20; i++) await Promise.resolve(); // (a decode on this thread would be over by now)
+      expect(pool.inflight).toBe(inflight + 1);
+      expect((await out).equals(zeros)).toBe(true);
+    }
   });
 
   it('one task for inputs under two blocks; zlib codecs in a hotpath frame too', async () => {
