@@ -179,7 +179,12 @@ export async function runLoadtest(args: string[]): Promise<number> {
   }
   for (const line of summary(result)) say(line);
   if (result.requests.completed === 0) {
-    console.error(`hotpath loadtest: no response at all (${result.requests.errors} failed requests: ${Object.entries(result.errors).map(([k, v]) => `${k} ×${v}`).join(', ') || 'none sent'})`);
+    const q = result.requests;
+    const why = [
+      ...(q.errors > 0 ? [`${q.errors} failed: ${Object.entries(result.errors).map(([k, v]) => `${k} ×${v}`).join(', ')}`] : []),
+      ...(q.interrupted > 0 ? [`${q.interrupted} still unanswered at the end`] : []),
+    ];
+    console.error(`hotpath loadtest: no response at all (${q.total === 0 ? 'nothing was sent' : `${q.total} sent; ${why.join('; ')}`})`);
     return 1;
   }
   return 0;
@@ -187,7 +192,7 @@ export async function runLoadtest(args: string[]): Promise<number> {
 
 function summary(r: LoadtestResult): string[] {
   const row = (name: string, p: LoadtestResult['latency']['raw']): string =>
-    `  ${name.padEnd(10)} ${[p.p50, p.p90, p.p99, p.p999, p.max].map((v) => v.toFixed(2).padStart(9)).join(' ')}`;
+    `  ${name.padEnd(10)} ${[p.p50, p.p90, p.p99, p.p999, p.max].map((v) => (p.count === 0 ? 'n/a' : v.toFixed(2)).padStart(9)).join(' ')}`;
   const s = r.settings;
   const lines = [
     `${r.url}: ${r.model} model${r.model === 'open' ? ` (${s.rate} req/s at start)` : ''}, ${s.connections} connections × pipelining ${s.pipelining}, ${s.workers} worker${s.workers === 1 ? '' : 's'}, ${(r.duration.scheduledMs / 1000).toFixed(1)} s`,
@@ -198,6 +203,11 @@ function summary(r: LoadtestResult): string[] {
     `  ${r.throughput.rps} req/s, ${r.requests.completed} responses (${Object.entries(r.statusCodes).map(([k, v]) => `${k}: ${v}`).join(', ') || 'none'}), ${r.requests.errors} errors, ${r.requests.dropped} dropped, ${r.requests.interrupted} interrupted`,
     `  ${(r.throughput.bytesPerSec / 1024).toFixed(1)} KiB/s received; generator CPU ${r.cpu.per10kRequestsMs} ms per 10k requests`,
   ];
+  const q = r.requests;
+  if (q.measured < q.total) {
+    const timed = q.measured - q.completed;
+    lines.push(`  latencies describe ${q.measured} of the ${q.total} requests sent (${q.completed} answered${timed > 0 ? `, ${timed} timed out or unanswered at the end, at their time so far` : ''}); ${q.total - q.measured} failed without a latency`);
+  }
   if (r.generator.scheduleLag !== null) lines.push(`  schedule lag (generator) p50 ${r.generator.scheduleLag.p50} ms, p99 ${r.generator.scheduleLag.p99} ms, max ${r.generator.scheduleLag.max} ms`);
   if (r.requests.errors > 0) lines.push(`  errors: ${Object.entries(r.errors).map(([k, v]) => `${k} ×${v}`).join(', ')}`);
   return lines;

@@ -11,8 +11,8 @@
  *    stalls the generator too, so the raw latencies miss everything that would have been sent
  *    during the stall (coordinated omission). The corrected figures add, for every latency L,
  *    the samples a slot would have recorded had it kept its pace: L − I, L − 2I, … > I, with I =
- *    the measured mean service time (the mean of the raw latencies), as wrk does and as
- *    HdrHistogram's recordValueWithExpectedInterval / copyCorrectedForCoordinatedOmission do.
+ *    the normal service time (the median of the raw latencies; wrk takes the mean, which the
+ *    stalls themselves inflate), as HdrHistogram's copyCorrectedForCoordinatedOmission does.
  *    autocannon reports raw latencies only.
  */
 import { Worker } from 'node:worker_threads';
@@ -20,7 +20,7 @@ import type * as hdr from 'hdr-histogram-js';
 import { WorkerExitedError } from '../errors.js';
 import { distUrl } from '../runtime/paths.js';
 import { resolveOptions, type LoadtestOptions, type ResolvedOptions } from './options.js';
-import { fromPairs, latencyHistogram, recordCorrected } from './histogram.js';
+import { expectedInterval, fromPairs, latencyHistogram, recordCorrected } from './histogram.js';
 import { scheduledArrivals } from './schedule.js';
 import type { MainMessage, WorkerInit, WorkerMessage, WorkerSample } from './worker.js';
 
@@ -91,8 +91,15 @@ export interface LoadtestResult {
     dropped: number;
     /** requests that failed (connection errors, timeouts); by code in `errors` */
     errors: number;
-    /** still in flight when the graceful stop ended (not in the latencies) */
+    /** still in flight when the graceful stop ended (in the latencies at their time so far) */
     interrupted: number;
+    /**
+     * requests whose time is in the latency histograms: every completed one, and the failed ones
+     * that timed out or were interrupted (at their time so far: a lower bound). Other failures
+     * (refused, reset) have no meaningful latency and are left out; `measured / total` is the
+     * share of the requests sent that the percentiles describe.
+     */
+    measured: number;
   };
   throughput: {
     /** completed responses per second of the schedule */
@@ -107,7 +114,7 @@ export interface LoadtestResult {
     raw: Percentiles;
     correction: {
       method: 'intended-start' | 'expected-interval' | 'none';
-      /** closed model: the interval I (ms) used, the mean raw latency */
+      /** closed model: the interval I (ms) used, the median raw latency */
       expectedIntervalMs: number | null;
     };
   };
@@ -219,7 +226,7 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
   const file = distUrl('engine/loadtest/worker.js');
   const totalRaw = latencyHistogram();
   const totalCorrected = latencyHistogram();
-  const totals = { sent: 0, completed: 0, dropped: 0, interrupted: 0, bytesIn: 0, bytesOut: 0, errors: 0 };
+  const totals = { sent: 0, completed: 0, dropped: 0, interrupted: 0, measuredFailures: 0, bytesIn: 0, bytesOut: 0, errors: 0 };
   const statusCodes: Record<string, number> = {};
   const errors: Record<string, number> = {};
   const rows = new Map<number, Row>();
@@ -230,13 +237,13 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
   let lastTo = 0;
   let doneCount = 0;
 
-  // Closed model: each interval's corrected figures use I = the mean raw latency up to its end.
+  // Closed model: each interval's corrected figures use I = the median raw latency up to its end.
   // Built from the workers' (value, count) pairs: the same histogram as
   // row.raw.copyCorrectedForCoordinatedOmission(I), without copying and walking every bucket of the
   // row (0.3–0.8 ms per interval on this thread, which shares the cores with the load; ~20 µs so).
   const correctRow = (row: Row): hdr.Histogram => {
     if (!o.correct || totalRaw.totalCount === 0) return row.raw;
-    const interval = Math.max(1, Math.round(totalRaw.mean));
+    const interval = expectedInterval(totalRaw);
     const h = latencyHistogram();
     for (const p of row.pairs) {
       for (let i = 0; i + 1 < p.length; i += 2) recordCorrected(h, p[i]!, p[i + 1]!, interval);
@@ -256,7 +263,7 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
     maxRss = Math.max(maxRss, process.memoryUsage.rss());
     options.onProgress?.({
       elapsedMs: r.toMs, totalMs: o.totalMs, completed: totals.completed, rps: r.rps,
-      p99Ms: o.model === 'open' ? r.corrected.p99 : r.raw.p99, errors: totals.errors, dropped: totals.dropped,
+      p99Ms: r.corrected.p99, errors: totals.errors, dropped: totals.dropped,
     });
   };
   const absorb = (s: WorkerSample): void => {
@@ -269,6 +276,7 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
     totals.completed += s.completed;
     totals.dropped += s.dropped;
     totals.interrupted += s.interrupted;
+    totals.measuredFailures += s.measuredFailures;
     totals.bytesIn += s.bytesIn;
     totals.bytesOut += s.bytesOut;
     totals.errors += errs;
@@ -320,7 +328,7 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
         const init: WorkerInit = {
           origin: o.url.origin, index: i, workers: o.workers, model: o.model, from: o.from, stages: o.stages, totalMs: o.totalMs,
           // Closed model: connection j belongs to worker j % W (so a ramp spreads over the workers).
-          connections: perWorker + (i < extra ? 1 : 0), pipelining: o.pipelining, scenarios: o.scenarios,
+          connections: perWorker + (i < extra ? 1 : 0), totalConnections: o.connections, pipelining: o.pipelining, scenarios: o.scenarios,
           timeoutMs: o.timeoutMs, gracefulStopMs: o.gracefulStopMs, intervalMs: o.intervalMs,
         };
         const w = new Worker(file, { workerData: init });
@@ -369,7 +377,7 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
     corrected = totalCorrected;
     method = 'intended-start';
   } else if (o.correct && totalRaw.totalCount > 0) {
-    interval = Math.max(1, Math.round(totalRaw.mean));
+    interval = expectedInterval(totalRaw);
     corrected = totalRaw.copyCorrectedForCoordinatedOmission(interval);
     method = 'expected-interval';
   } else {
@@ -391,6 +399,7 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
     requests: {
       scheduled: o.model === 'open' ? scheduledArrivals(o.from, o.stages) : totals.sent,
       total: totals.sent, completed: totals.completed, dropped: totals.dropped, errors: totals.errors, interrupted: totals.interrupted,
+      measured: totals.completed + totals.measuredFailures,
     },
     throughput: { rps: Math.round((totals.completed / seconds) * 10) / 10, bytesPerSec: Math.round(totals.bytesIn / seconds) },
     latency: {

@@ -85,7 +85,7 @@ export interface LoadtestProgress {
   completed: number;
   /** Requests/s over the last interval. */
   rps: number;
-  /** p99 of the last interval in ms (corrected in the open model, raw in the closed model). */
+  /** p99 of the last interval in ms (corrected: from the intended start in the open model, coordinated-omission corrected in the closed one). */
   p99Ms: number;
   errors: number;
   dropped: number;
@@ -147,9 +147,17 @@ export function parseDuration(value: unknown, what: string): number {
     const [, n, unit] = DURATION.exec(value.trim())!;
     ms = Number(n) * UNIT_MS[unit ?? 'ms']!;
   } else throw new RangeError(`${what} must be a duration such as 500ms, 10s, 1m or a number of ms, got ${JSON.stringify(value)}`);
-  if (!Number.isFinite(ms) || ms <= 0) throw new RangeError(`${what} must be a positive duration, got ${JSON.stringify(value)}`);
-  return Math.round(ms);
+  // Rounded first: a duration under half a millisecond would pass as positive and then be 0 (an
+  // interval of 0 spins, a timeout of 0 is none). At most what a Node timer holds: a longer one
+  // fires after 1 ms (review31).
+  const rounded = Math.round(ms);
+  if (!Number.isFinite(ms) || rounded < 1) throw new RangeError(`${what} must be a duration of at least 1 ms, got ${JSON.stringify(value)}`);
+  if (rounded > MAX_TIMER_MS) throw new RangeError(`${what} must be at most ${MAX_TIMER_MS} ms (about 24.8 days, the longest Node timer), got ${JSON.stringify(value)}`);
+  return rounded;
 }
+
+/** The longest delay a Node timer holds (2^31 − 1 ms); longer ones fire after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Parses `--stages`: comma-separated `DURATION:TARGET` pairs, e.g. "10s:100,30s:100,10s:0"
@@ -196,6 +204,8 @@ export function readScenarios(file: string): Scenario[] {
 }
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** A request path undici sends: characters U+0021–U+00FF only. */
+const PATH = /^[\x21-\xff]*$/;
 
 function checkScenarios(list: unknown[], what: string): void {
   if (list.length === 0) throw new TypeError(`${what} must list at least one scenario`);
@@ -207,7 +217,11 @@ function checkScenarios(list: unknown[], what: string): void {
       if (!['method', 'path', 'headers', 'body', 'weight'].includes(k)) throw new TypeError(`${at} has an unknown field ${JSON.stringify(k)} (fields: method, path, headers, body, weight)`);
     }
     if (o.method !== undefined && (typeof o.method !== 'string' || !TOKEN.test(o.method))) throw new TypeError(`${at}.method must be an HTTP method, got ${JSON.stringify(o.method)}`);
-    if (o.path !== undefined && (typeof o.path !== 'string' || !o.path.startsWith('/'))) throw new TypeError(`${at}.path must be a string starting with '/', got ${JSON.stringify(o.path)}`);
+    // undici's own rule (a request target of visible characters: no space, no control, nothing
+    // past U+00FF), checked here so a bad path is a usage error, not an error per request.
+    if (o.path !== undefined && (typeof o.path !== 'string' || !o.path.startsWith('/') || !PATH.test(o.path))) {
+      throw new TypeError(`${at}.path must be a string starting with '/', without spaces or control characters (percent-encode them), got ${JSON.stringify(o.path)}`);
+    }
     if (o.headers !== undefined) checkHeaders(o.headers, `${at}.headers`);
     if (o.weight !== undefined && (typeof o.weight !== 'number' || !Number.isFinite(o.weight) || o.weight <= 0)) throw new RangeError(`${at}.weight must be a positive number, got ${JSON.stringify(o.weight)}`);
   });
@@ -217,7 +231,8 @@ function checkHeaders(h: unknown, what: string): void {
   if (h === null || typeof h !== 'object' || Array.isArray(h)) throw new TypeError(`${what} must be an object of header: value strings`);
   for (const [k, v] of Object.entries(h)) {
     if (!TOKEN.test(k)) throw new TypeError(`${what} has an invalid header name ${JSON.stringify(k)}`);
-    if (typeof v !== 'string' || /[\r\n\0]/.test(v)) throw new TypeError(`${what}.${k} must be a string without CR, LF or NUL`);
+    // undici's rule for a header value: tab, visible ASCII, space and bytes 0x80–0xFF (latin1).
+    if (typeof v !== 'string' || /[^\t\x20-\x7e\x80-\xff]/.test(v)) throw new TypeError(`${what}.${k} must be a string of printable latin1 characters (no CR, LF, other control characters, or characters past U+00FF), got ${JSON.stringify(v)}`);
   }
 }
 
@@ -292,6 +307,7 @@ export function resolveOptions(options: LoadtestOptions): ResolvedOptions {
     from = level;
   }
   const totalMs = stages.reduce((a, s) => a + s.durationMs, 0);
+  if (totalMs > MAX_TIMER_MS) throw new RangeError(`the stages last ${totalMs} ms in all, over the ${MAX_TIMER_MS} ms (about 24.8 days) a run may last`);
   if (!open && Math.max(from, ...stages.map((s) => s.target)) === 0) throw new RangeError('options.stages never open a connection: every target is 0');
   if (open && Math.max(from, ...stages.map((s) => s.target)) === 0) throw new RangeError('options.stages never send a request: every rate is 0');
   const connections = open

@@ -49,16 +49,19 @@ interface Segment {
 }
 
 /**
- * Iterates the intended start times (ms from the start) of arrivals first, first + step,
- * first + 2·step, …: a worker w of W takes (w, W), so the workers share one schedule.
+ * Iterates the intended start times (ms from the start) of this worker's share of the arrivals:
+ * arrivals base + offsets[0], base + offsets[1], … for base = 0, period, 2·period, … — so workers
+ * with complementary offsets share one schedule (see {@link arrivalShare}).
  */
 export class Arrivals {
   readonly #segments: Segment[] = [];
   #seg = 0;
-  #k: number;
-  readonly #step: number;
+  #base = 0;
+  #j = 0;
+  readonly #offsets: readonly number[];
+  readonly #period: number;
 
-  constructor(from: number, stages: readonly Stage[], first = 0, step = 1) {
+  constructor(from: number, stages: readonly Stage[], offsets: readonly number[] = [0], period = 1) {
     let t0 = 0;
     let n0 = 0;
     let start = from;
@@ -71,20 +74,37 @@ export class Arrivals {
       n0 = n1;
       start = s.target;
     }
-    this.#k = first;
-    this.#step = step;
+    this.#offsets = offsets;
+    this.#period = period;
   }
 
   /** The next intended start in ms from the start of the run, or Infinity when the schedule is over. */
   next(): number {
-    const k = this.#k;
+    if (this.#offsets.length === 0) return Infinity;
+    const k = this.#base + this.#offsets[this.#j]!;
     while (this.#seg < this.#segments.length && !(k < this.#segments[this.#seg]!.n1 - 1e-9)) this.#seg++;
     const s = this.#segments[this.#seg];
     if (s === undefined) return Infinity;
-    this.#k += this.#step;
+    if (++this.#j === this.#offsets.length) {
+      this.#j = 0;
+      this.#base += this.#period;
+    }
     const d = Math.max(0, k - s.n0);
     if (d === 0) return s.t0;
     const tau = (2 * d) / (s.a + Math.sqrt(Math.max(0, s.a * s.a + 2 * s.b * d)));
     return s.t0 + Math.min(tau, s.dur);
   }
+}
+
+/**
+ * Worker `worker`'s share of the arrivals when `workers` workers own `connections` connections,
+ * connection c belonging to worker c mod workers: arrival k goes to the owner of connection
+ * k mod connections. A worker's share of the arrivals is then its share of the connections —
+ * with 3 connections on 2 workers, 2/3 and 1/3, not 1/2 each (review31: the worker with one
+ * connection dropped every other arrival while the other idled).
+ */
+export function arrivalShare(worker: number, workers: number, connections: number): { offsets: number[]; period: number } {
+  const offsets: number[] = [];
+  for (let c = worker; c < connections; c += workers) offsets.push(c);
+  return { offsets, period: connections };
 }

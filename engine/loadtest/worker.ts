@@ -15,7 +15,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { Client, type Dispatcher } from 'undici';
 import type * as hdr from 'hdr-histogram-js';
 import { histogramPairs, latencyHistogram } from './histogram.js';
-import { Arrivals, levelAt } from './schedule.js';
+import { Arrivals, arrivalShare, levelAt } from './schedule.js';
 import type { Stage, WireScenario } from './options.js';
 
 /** What the main thread hands each worker. */
@@ -29,6 +29,8 @@ export interface WorkerInit {
   totalMs: number;
   /** Connections this worker owns; its n-th has the global number index + n·workers. */
   connections: number;
+  /** Connections of all the workers. */
+  totalConnections: number;
   pipelining: number;
   scenarios: WireScenario[];
   timeoutMs: number;
@@ -51,6 +53,8 @@ export interface WorkerSample {
   completed: number;
   dropped: number;
   interrupted: number;
+  /** failed requests whose time is in raw/corrected (timed out, or interrupted at the end) */
+  measuredFailures: number;
   bytesIn: number;
   bytesOut: number;
   status: Record<string, number>;
@@ -65,6 +69,17 @@ export type MainMessage = { type: 'start'; at: number } | { type: 'stop' };
 /** After a failed request, a closed-model slot waits this long before its next one (no busy loop against a dead server). */
 const ERROR_PAUSE_MS = 10;
 
+/** The error of a request that had no complete response within timeoutMs of its send. */
+export const RESPONSE_TIMEOUT = 'RESPONSE_TIMEOUT';
+
+/**
+ * Failures whose time is a latency the run must show (a lower bound of it): a request that timed
+ * out — by the tester's whole-response deadline or undici's header, body or connect timeouts — or
+ * was still in flight when the run ended. Leaving them out made a server that stopped answering
+ * look fast: only the requests that got an answer were measured (review31).
+ */
+const TIMED_OUT = new Set([RESPONSE_TIMEOUT, 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
+
 const origin = performance.timeOrigin;
 /** Wall-clock ms with µs resolution, comparable across threads (the main thread's start time is one). */
 const clock = (): number => origin + performance.now();
@@ -77,8 +92,14 @@ class Slot implements Dispatcher.DispatchHandler {
   status = 0;
   busy = false;
   active = false;
+  /** A request of this slot is out (sent, no outcome yet). */
+  inFlight = false;
+  /** Aborts the request in flight (undici's, given at onConnect). */
+  abort: ((err: Error) => void) | null = null;
   constructor(readonly runner: Runner, readonly client: Client) {}
-  onConnect(): void {}
+  onConnect(abort: (err?: Error) => void): void {
+    this.abort = abort;
+  }
   onHeaders(statusCode: number): boolean {
     this.status = statusCode;
     return true;
@@ -117,6 +138,8 @@ class Runner {
   #completed = 0;
   #dropped = 0;
   #interrupted = 0;
+  /** Failed requests whose time went into the histograms (timed out, interrupted). */
+  #measuredFailures = 0;
   bytesIn = 0;
   #bytesOut = 0;
   #status: Record<string, number> = {};
@@ -197,14 +220,39 @@ class Runner {
   #begin(): void {
     const init = this.#init;
     this.#scheduleTick();
+    this.#sweep();
     if (init.model === 'open') {
-      this.#arrivals = new Arrivals(init.from, init.stages, init.index, init.workers);
+      // This worker's connections are global numbers index + n·workers: its share of the arrivals.
+      const share = arrivalShare(init.index, init.workers, init.totalConnections);
+      this.#arrivals = new Arrivals(init.from, init.stages, share.offsets, share.period);
       this.#nextDue = this.#arrivals.next();
       this.#pump();
     } else {
       this.#control();
       this.#later(() => this.#endSchedule(), this.#startAt + init.totalMs - clock());
     }
+  }
+
+  /**
+   * The whole-response deadline: undici's headersTimeout restarts for each pipelined response and
+   * its bodyTimeout is only the gap between chunks, so a slow body or a request queued behind
+   * slow ones ran on past timeoutMs (review31). Every timeoutMs / 10 (10 to 100 ms) the slots are
+   * swept, and a request out for longer than timeoutMs is aborted: it fails with RESPONSE_TIMEOUT
+   * within that period of its deadline. One timer per worker, not one per request.
+   */
+  #sweep(): void {
+    const every = Math.min(100, Math.max(10, Math.round(this.#init.timeoutMs / 10)));
+    this.#later(() => {
+      if (this.#finished) return;
+      const now = clock();
+      const limit = this.#init.timeoutMs;
+      for (const slot of this.#slots) {
+        if (slot.inFlight && slot.abort !== null && now - slot.sentAt > limit) {
+          slot.abort(Object.assign(new Error(`no complete response within ${limit} ms`), { code: RESPONSE_TIMEOUT }));
+        }
+      }
+      this.#sweep();
+    }, every);
   }
 
   #scheduleTick(): void {
@@ -279,6 +327,8 @@ class Runner {
       while (init.scenarios[i]!.upTo <= r) i++;
     }
     slot.busy = true;
+    slot.inFlight = true;
+    slot.abort = null;
     slot.intended = intended;
     slot.sentAt = now;
     if (this.#init.model === 'open') this.#lag.recordValue(Math.round((now - intended) * 1000));
@@ -292,6 +342,7 @@ class Runner {
     const now = clock();
     this.#inFlight--;
     slot.busy = false;
+    slot.inFlight = false;
     this.#completed++;
     this.#raw.recordValue(Math.round((now - slot.sentAt) * 1000));
     if (this.#init.model === 'open') this.#corrected.recordValue(Math.round((now - slot.intended) * 1000));
@@ -303,11 +354,19 @@ class Runner {
   failed(slot: Slot, err: Error): void {
     this.#inFlight--;
     slot.busy = false;
+    slot.inFlight = false;
+    const code = (err as { code?: string }).code ?? err.name;
+    if (this.#finished || TIMED_OUT.has(code)) {
+      // Its time so far is a latency (a lower bound): the histograms must show the wait.
+      const now = clock();
+      this.#raw.recordValue(Math.round((now - slot.sentAt) * 1000));
+      if (this.#init.model === 'open') this.#corrected.recordValue(Math.round((now - slot.intended) * 1000));
+      this.#measuredFailures++;
+    }
     if (this.#finished) {
       this.#interrupted++;
       return;
     }
-    const code = (err as { code?: string }).code ?? err.name;
     this.#errors[code] = (this.#errors[code] ?? 0) + 1;
     this.#next(slot, true);
   }
@@ -365,7 +424,7 @@ class Runner {
       type: 'sample', index: this.#interval, final, toMs: at - this.#startAt,
       raw: histogramPairs(this.#raw),
       corrected: this.#init.model === 'open' ? histogramPairs(this.#corrected) : null,
-      sent: this.#sent, completed: this.#completed, dropped: this.#dropped, interrupted: this.#interrupted,
+      sent: this.#sent, completed: this.#completed, dropped: this.#dropped, interrupted: this.#interrupted, measuredFailures: this.#measuredFailures,
       bytesIn: this.bytesIn, bytesOut: this.#bytesOut, status: this.#status, errors: this.#errors,
       lag: this.#init.model === 'open' ? histogramPairs(this.#lag) : null,
     };
@@ -373,7 +432,7 @@ class Runner {
     this.#interval++;
     this.#raw.reset();
     this.#corrected.reset();
-    this.#sent = this.#completed = this.#dropped = this.#interrupted = this.bytesIn = this.#bytesOut = 0;
+    this.#sent = this.#completed = this.#dropped = this.#interrupted = this.#measuredFailures = this.bytesIn = this.#bytesOut = 0;
     this.#lag.reset();
     this.#status = {};
     this.#errors = {};

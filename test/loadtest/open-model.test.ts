@@ -54,6 +54,22 @@ describe('open model', () => {
     expect(rows.reduce((a, x) => a + x.sent, 0)).toBe(r.requests.total);
   });
 
+  it('workers that own unequal numbers of connections (3 on 2) still send the whole schedule once (review31)', async () => {
+    // Which arrivals each worker takes (arrival k → the owner of connection k mod 3: 2/3 and 1/3)
+    // is checked exactly in schedule.test.ts; here, that the workers are wired to it: every arrival
+    // is sent once, against a server fast enough that none needs dropping.
+    const own = await startTarget({ delayMs: 1 });
+    try {
+      const r = await loadtest({ url: own.url, rate: 60, connections: 3, durationMs: 1500, workers: 2 });
+      expect(r.settings.workers).toBe(2);
+      expect(r.requests.scheduled).toBe(90);
+      expect(r.requests.total + r.requests.dropped).toBe(90);
+      expect(own.arrivals).toBe(r.requests.total);
+    } finally {
+      await own.close();
+    }
+  });
+
   it('keeps its arrival rate when the server keeps up', async () => {
     const r = await loadtest({ url: fast.url, rate: 300, connections: 50, durationMs: 2000, workers: 2 });
     expect(r.settings.workers).toBe(2);

@@ -4,11 +4,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { Arrivals, levelAt, scheduledArrivals } from '../../engine/loadtest/schedule.js';
+import { Arrivals, arrivalShare, levelAt, scheduledArrivals } from '../../engine/loadtest/schedule.js';
 import type { Stage } from '../../engine/loadtest/options.js';
 
-function all(from: number, stages: Stage[], first = 0, step = 1): number[] {
-  const a = new Arrivals(from, stages, first, step);
+function all(from: number, stages: Stage[], offsets = [0], period = 1): number[] {
+  const a = new Arrivals(from, stages, offsets, period);
   const out: number[] = [];
   for (let t = a.next(); t !== Infinity; t = a.next()) out.push(t);
   return out;
@@ -50,6 +50,30 @@ describe('schedule', () => {
     for (const k of [1, 10, 100, 200, 250, 300, 400, t.length - 1]) expect(integral(0, stages, t[k]!)).toBeCloseTo(k, 1);
   });
 
+  it('workers sharing the schedule by their connections cover it exactly once, each in proportion to its connections (review31)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 40 }), (workers, extra) => {
+        const connections = workers + extra - 1; // every worker owns at least one
+        const stages = [{ durationMs: 1000, target: 600 }];
+        const whole = all(600, stages);
+        const parts = Array.from({ length: workers }, (_, w) => {
+          const { offsets, period } = arrivalShare(w, workers, connections);
+          return all(600, stages, offsets, period);
+        });
+        const merged = parts.flat().sort((a, b) => a - b);
+        expect(merged.length).toBe(whole.length);
+        let same = true;
+        for (let i = 0; i < merged.length; i++) if (Math.abs(merged[i]! - whole[i]!) > 1e-6) same = false;
+        expect(same).toBe(true);
+        parts.forEach((p, w) => {
+          const owned = Math.ceil((connections - w) / workers);
+          expect(Math.abs(p.length - (whole.length * owned) / connections)).toBeLessThanOrEqual(owned);
+        });
+      }),
+      { numRuns: 100 },
+    );
+  });
+
   it('workers sharing the schedule (w of W takes w, w+W, …) cover it exactly once', () => {
     fc.assert(
       fc.property(
@@ -67,7 +91,7 @@ describe('schedule', () => {
           }
           expect(ordered).toBe(true);
           expect(whole.length).toBe(scheduledArrivals(from, stages));
-          const parts = Array.from({ length: workers }, (_, w) => all(from, stages, w, workers));
+          const parts = Array.from({ length: workers }, (_, w) => all(from, stages, [w], workers));
           const merged = parts.flat().sort((a, b) => a - b);
           expect(merged.length).toBe(whole.length);
           let same = true;

@@ -10,8 +10,11 @@
  * corrected p99 ≈ 195 ms and p90 ≈ 100 ms. The bounds below are an order of magnitude looser
  * where the VM's noise can move a figure (it can slow the 2 ms answers, never hide a stall).
  */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadtest, type LoadtestResult } from '../../engine/loadtest/index.js';
+import { expectedInterval, latencyHistogram } from '../../engine/loadtest/histogram.js';
 import { startTarget, type Target } from './helpers.js';
 
 let target: Target;
@@ -71,5 +74,108 @@ describe('coordinated omission', () => {
     expect(r.latency.corrected.p90).toBeGreaterThanOrEqual(20);
     expect(r.latency.correction.method).toBe('intended-start');
     expect(r.generator.scheduleLag).not.toBeNull();
+  });
+
+  it('the expected interval is the median raw latency: the corrected stall matches a hand computation (review31)', () => {
+    // A model without a network (deterministic): 10 connections × 5 s against 1.45 ms ± 0.5 answers
+    // that stall for 200 ms every second. Each connection meets each stall once (a ~200 ms sample)
+    // and answers back to back the other 800 ms. For a request sent at a uniformly random moment,
+    // P(latency > x) = 0.2 × (200 − x) / 200: p90 ≈ 100, p95 ≈ 150, p99 ≈ 190 ms.
+    const raw = latencyHistogram();
+    let seed = 1;
+    const rnd = (): number => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+    for (let conn = 0; conn < 10; conn++) {
+      for (let sec = 0; sec < 5; sec++) {
+        raw.recordValue(Math.round((200 - rnd() * 1.45 + 1.45) * 1000));
+        for (let t = 0; t < 800;) {
+          const l = 1.45 + (rnd() - 0.5);
+          raw.recordValue(Math.round(l * 1000));
+          t += l;
+        }
+      }
+    }
+    const corrected = raw.copyCorrectedForCoordinatedOmission(expectedInterval(raw));
+    const ms = (p: number): number => corrected.getValueAtPercentile(p) / 1000;
+    expect(ms(90)).toBeGreaterThan(95); // with the mean as the interval: 81.8
+    expect(ms(90)).toBeLessThan(105);
+    expect(ms(95)).toBeGreaterThan(145); // with the mean: 141.6
+    expect(ms(95)).toBeLessThan(155);
+    expect(ms(99)).toBeGreaterThan(185);
+  });
+});
+
+describe('requests that get no answer are in the latencies (review31)', () => {
+  /** A server that answers its first `answered` requests at once, then holds every later one until it closes. */
+  async function hangingServer(answered: number): Promise<{ url: string; close(): Promise<void> }> {
+    let n = 0;
+    const server = createServer((req, res) => {
+      req.resume();
+      if (++n <= answered) req.on('end', () => res.end('ok'));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return {
+      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`,
+      close: () => new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+    };
+  }
+
+  it('closed model: a server that stops answering shows in the tail (timed out at timeoutMs), not as a fast server', async () => {
+    const s = await hangingServer(200);
+    try {
+      const r = await loadtest({ url: s.url, connections: 4, durationMs: 1500, workers: 1, timeoutMs: 300, gracefulStopMs: 200 });
+      expect(r.requests.completed).toBe(200);
+      expect(r.errors.RESPONSE_TIMEOUT).toBeGreaterThanOrEqual(4);
+      // Every request sent is in the latencies: answered, timed out, or unanswered at the end.
+      expect(r.requests.measured).toBe(r.requests.total);
+      expect(r.latency.raw.count).toBe(r.requests.total);
+      // Before, the percentiles were those of the 200 fast answers (p99 a few ms).
+      expect(r.latency.raw.max).toBeGreaterThanOrEqual(300);
+      expect(r.latency.raw.p99).toBeGreaterThanOrEqual(150);
+      expect(r.latency.corrected.p99).toBeGreaterThanOrEqual(150);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('open model: the same, measured from the intended start; a request unanswered at the end counts at its time so far', async () => {
+    const s = await hangingServer(50);
+    try {
+      const r = await loadtest({ url: s.url, rate: 100, connections: 50, durationMs: 1500, workers: 1, timeoutMs: 10_000, gracefulStopMs: 200 });
+      expect(r.requests.completed).toBe(50);
+      expect(r.requests.interrupted).toBe(r.requests.total - 50);
+      expect(r.requests.measured).toBe(r.requests.total);
+      expect(r.latency.corrected.p99).toBeGreaterThanOrEqual(150);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('timeoutMs bounds the whole response: a body that trickles in is cut (undici only times the gaps)', async () => {
+    const server = createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'Content-Length': '40' });
+      let sent = 0;
+      const drip = setInterval(() => {
+        if (res.destroyed || ++sent > 40) return void clearInterval(drip);
+        res.write('x');
+      }, 50); // a byte per 50 ms: 2 s for the body, each gap far under the timeout
+      res.on('close', () => clearInterval(drip));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+      const r = await loadtest({ url, connections: 2, durationMs: 1000, workers: 1, timeoutMs: 300, gracefulStopMs: 100 });
+      expect(r.requests.completed).toBe(0);
+      expect(r.errors.RESPONSE_TIMEOUT).toBeGreaterThanOrEqual(2);
+      // Cut within a sweep period (timeoutMs / 10, at least 10 ms) of the deadline: never the 2 s body.
+      expect(r.latency.raw.max).toBeGreaterThanOrEqual(300);
+      expect(r.latency.raw.max).toBeLessThan(1000);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 });
