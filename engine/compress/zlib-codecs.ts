@@ -252,6 +252,23 @@ function fzstdDecode(data: Uint8Array, maxOutputBytes: number, ws: Lz4Workspace)
   return Buffer.concat(parts, total);
 }
 
+/** node:zlib's answer with `info: true`: the output and the engine, which counts the input it read. */
+interface Decoded {
+  buffer: Buffer;
+  engine: { bytesWritten: number };
+}
+
+/**
+ * The output of a deflate (zlib) or brotli stream that used all of its input. node:zlib stops at
+ * the stream's end and drops what follows, so bytes appended to one passed as good (review30);
+ * gzip already refuses them (a second member must be gzip too).
+ */
+function whole(codec: ZlibCodec, r: Decoded, inputBytes: number): Buffer {
+  const read = r.engine.bytesWritten;
+  if (read !== inputBytes) throw new CorruptFrameError(`corrupt ${codec} data: ${inputBytes - read} bytes after the end of the stream`);
+  return r.buffer;
+}
+
 /** Decompresses on the calling thread, stopping at `maxOutputBytes`. */
 /** `ws` hashes zstd content where fzstd decodes it (Node < 22.15). */
 export function zlibDecompressSync(codec: ZlibCodec, data: Uint8Array, maxOutputBytes: number, ws: Lz4Workspace): Buffer {
@@ -259,8 +276,8 @@ export function zlibDecompressSync(codec: ZlibCodec, data: Uint8Array, maxOutput
   try {
     switch (codec) {
       case 'gzip': return zlib.gunzipSync(data, o);
-      case 'deflate': return zlib.inflateSync(data, o);
-      case 'brotli': return zlib.brotliDecompressSync(data, o);
+      case 'deflate': return whole(codec, zlib.inflateSync(data, { ...o, info: true }) as unknown as Decoded, data.length);
+      case 'brotli': return whole(codec, zlib.brotliDecompressSync(data, { ...o, info: true } as zlib.BrotliOptions) as unknown as Decoded, data.length);
       case 'zstd': {
         if (!NATIVE_ZSTD) return fzstdDecode(data, maxOutputBytes, ws);
         // node:zlib decodes the first frame and ignores what follows: decode frame by frame.
@@ -380,8 +397,20 @@ export class ZlibGate {
       const cb: Callback = (err, out) => (err ? reject(asDecodeError(codec, err, maxOutputBytes)) : resolve(out));
       switch (codec) {
         case 'gzip': zlib.gunzip(data, o, cb); break;
-        case 'deflate': zlib.inflate(data, o, cb); break;
-        case 'brotli': zlib.brotliDecompress(data, o, cb); break;
+        case 'deflate':
+        case 'brotli': {
+          const done = (err: Error | null, r: unknown): void => {
+            if (err !== null) return void reject(asDecodeError(codec, err, maxOutputBytes));
+            try {
+              resolve(whole(codec, r as Decoded, data.length));
+            } catch (e) {
+              reject(e);
+            }
+          };
+          if (codec === 'deflate') zlib.inflate(data, { ...o, info: true }, done as never);
+          else zlib.brotliDecompress(data, { ...o, info: true } as zlib.BrotliOptions, done as never);
+          break;
+        }
       }
     }));
   }

@@ -183,6 +183,18 @@ describe('bad input and options', () => {
     expect(codes(() => c.decompressSync(c.compressSync(text, { codec: 'brotli', format: 'native' })))).toBe(ErrorCodes.UNKNOWN_FORMAT);
   });
 
+  it('bytes after the end of a deflate or brotli stream are corrupt, not dropped (review30)', async () => {
+    const deflated = Buffer.concat([zlib.deflateSync(text), Buffer.from('trailing')]);
+    const brotli = Buffer.concat([zlib.brotliCompressSync(text), Buffer.from('xx')]);
+    expect(() => c.decompressSync(deflated)).toThrow(/8 bytes after the end of the stream/);
+    await expect(c.decompress(deflated)).rejects.toBeInstanceOf(CorruptFrameError);
+    expect(() => c.decompressSync(brotli, { codec: 'brotli' })).toThrow(CorruptFrameError);
+    await expect(c.decompress(brotli, { codec: 'brotli' })).rejects.toThrow(/2 bytes after the end of the stream/);
+    // The streams alone still decode.
+    expect(c.decompressSync(zlib.deflateSync(text)).equals(text)).toBe(true);
+    expect((await c.decompress(zlib.brotliCompressSync(text), { codec: 'brotli' })).equals(text)).toBe(true);
+  });
+
   it('hostile bytes under a hint are corrupt frames, not crashes', () => {
     for (const codec of CODECS) expect(codes(() => c.decompressSync(Buffer.from('definitely not compressed'), { codec }))).toMatch(/ERR_HOTPATH_(CORRUPT_FRAME|UNKNOWN_FORMAT)/);
   });
