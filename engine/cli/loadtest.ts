@@ -12,7 +12,7 @@ import { loadtestCsv, loadtestHtml } from '../loadtest/report.js';
 
 export const LOADTEST_USAGE = `usage: hotpath loadtest URL [--rate N | --connections N] [--duration 10s | --stages LIST]
                          [--pipelining N] [--workers N] [--scenarios FILE] [-m METHOD] [-H "name: value"]...
-                         [-b BODY] [--timeout 10s] [--interval 1s] [--no-correct]
+                         [-b BODY] [--timeout 10s] [--graceful-stop 2s] [--interval 1s] [--no-correct]
                          [--json FILE|-] [--csv FILE|-] [--html FILE] [--quiet]
 
 HTTP/1.1 load (undici, keep-alive) from worker threads, latencies in HDR histograms.
@@ -21,7 +21,7 @@ HTTP/1.1 load (undici, keep-alive) from worker threads, latencies in HDR histogr
                    latency is measured from the intended start
   --connections N  closed model (the default, N = 10): each connection sends back to back (as
                    autocannon); latencies are also reported corrected for coordinated omission
-                   (expected interval = mean service time; --no-correct turns that off).
+                   (expected interval = median service time; --no-correct turns that off).
                    Open model: the connections the schedule may use (default 100)
   --duration D     length of the run (default 10s; 500ms, 10s, 1m, 1h)
   --stages LIST    a ramp instead of --duration: DURATION:TARGET,… e.g. "10s:100,30s:100,10s:0";
@@ -32,7 +32,9 @@ HTTP/1.1 load (undici, keep-alive) from worker threads, latencies in HDR histogr
   --workers N      load-generating threads (default: cores - 1, 1 to 4)
   --scenarios FILE JSON array of {method, path, headers, body, weight}; picked by weight
   -m, -H, -b       method, header (repeatable), body of the single request (without --scenarios)
-  --timeout D      a request without its response after D fails (default 10s)
+  --timeout D      a request without its whole response D after its send fails, and counts in
+                   the latencies at D (default 10s)
+  --graceful-stop D  requests in flight when the schedule ends get D to finish (default 2s)
   --interval D     width of one time-series sample (default: duration / 20, 100ms to 1s)
   --json FILE      the full result as JSON (- for stdout); --csv FILE: the time series + a total row;
   --html FILE      a self-contained report with plots
@@ -41,7 +43,7 @@ exit codes: 0 done, 1 no response at all (every request failed) or a generator f
 
 const FLAG_NAMES: Record<string, string> = {
   url: 'URL', rate: '--rate', connections: '--connections', pipelining: '--pipelining', durationMs: '--duration',
-  stages: '--stages', workers: '--workers', timeoutMs: '--timeout', intervalMs: '--interval', method: '--method',
+  stages: '--stages', workers: '--workers', timeoutMs: '--timeout', gracefulStopMs: '--graceful-stop', intervalMs: '--interval', method: '--method',
   headers: '--header', scenarios: '--scenarios', body: '--body',
 };
 
@@ -70,7 +72,7 @@ export async function runLoadtest(args: string[]): Promise<number> {
         rate: { type: 'string' }, connections: { type: 'string', short: 'c' }, duration: { type: 'string', short: 'd' },
         stages: { type: 'string' }, pipelining: { type: 'string', short: 'p' }, workers: { type: 'string', short: 'w' },
         scenarios: { type: 'string' }, method: { type: 'string', short: 'm' }, header: { type: 'string', short: 'H', multiple: true },
-        body: { type: 'string', short: 'b' }, timeout: { type: 'string' }, interval: { type: 'string' }, 'no-correct': { type: 'boolean' },
+        body: { type: 'string', short: 'b' }, timeout: { type: 'string' }, 'graceful-stop': { type: 'string' }, interval: { type: 'string' }, 'no-correct': { type: 'boolean' },
         json: { type: 'string' }, csv: { type: 'string' }, html: { type: 'string' }, quiet: { type: 'boolean', short: 'q' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -104,6 +106,7 @@ export async function runLoadtest(args: string[]): Promise<number> {
     if (values.stages !== undefined) options.stages = parseStages(values.stages, '--stages');
     if (values.timeout !== undefined) options.timeoutMs = parseDuration(values.timeout, '--timeout');
     if (values.interval !== undefined) options.intervalMs = parseDuration(values.interval, '--interval');
+    if (values['graceful-stop'] !== undefined) options.gracefulStopMs = parseDuration(values['graceful-stop'], '--graceful-stop');
     if (values['no-correct'] === true) options.correct = false;
     if (values.scenarios !== undefined) {
       if (values.method !== undefined || values.header !== undefined || values.body !== undefined) throw new TypeError('-m/-H/-b describe the single request: with --scenarios, put them in the file');

@@ -219,6 +219,8 @@ describe('hotpath loadtest: bad input exits 2 with the flag named', () => {
     [['http://127.0.0.1:9/', '--scenarios', '/nonexistent/s.json'], /--scenarios \/nonexistent\/s\.json: cannot read it \(ENOENT\)/],
     [['http://127.0.0.1:9/', '-H', 'novalue'], /--header must be "name: value"/],
     [['http://127.0.0.1:9/', '--bogus'], /Unknown option '--bogus'/],
+    [['http://127.0.0.1:9/', '--graceful-stop', '0.2ms'], /--graceful-stop must be a duration of at least 1 ms/],
+    [['http://127.0.0.1:9/', '--duration', '600h'], /--duration must be at most 2147483647 ms/],
   ];
   for (const [args, message] of cases) {
     it(`${args.join(' ') || '(no URL)'}`, async () => {
