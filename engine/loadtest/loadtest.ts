@@ -231,7 +231,6 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
   const errors: Record<string, number> = {};
   const rows = new Map<number, Row>();
   const timeline: TimelineRow[] = [];
-  let finalRow: Row | null = null;
   const lag = latencyHistogram();
   let maxRss = process.memoryUsage.rss();
   let lastTo = 0;
@@ -250,14 +249,22 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
     }
     return h;
   };
-  const closeRow = (index: number, row: Row): void => {
+  const rowFigures = (row: Row): TimelineRow => {
     const corrected = row.corrected ?? correctRow(row);
     const width = Math.max(1, row.toMs - row.fromMs);
-    const r: TimelineRow = {
+    return {
       fromMs: Math.round(row.fromMs), toMs: Math.round(row.toMs), rps: Math.round((row.completed * 1000 * 10) / width) / 10,
       sent: row.sent, completed: row.completed, dropped: row.dropped, errors: row.errors,
       corrected: percentiles(corrected), raw: percentiles(row.raw),
     };
+  };
+  /** The two rows closed last and their figures' places in `timeline` (a short last row is folded into the one before). */
+  let closedBefore: { row: Row; at: number } | null = null;
+  let closedLast: { row: Row; at: number } | null = null;
+  const closeRow = (index: number, row: Row): void => {
+    const r = rowFigures(row);
+    closedBefore = closedLast;
+    closedLast = { row, at: timeline.length };
     timeline.push(r);
     rows.delete(index);
     maxRss = Math.max(maxRss, process.memoryUsage.rss());
@@ -287,11 +294,15 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
     // A worker's final sample covers its last partial interval (and the graceful stop); the
     // final samples of all workers make one last row.
     const fromMs = s.index * o.intervalMs;
-    let row = s.final ? finalRow : rows.get(s.index);
+    // Every sample, a worker's final one too (its last partial interval and the graceful stop),
+    // belongs to the row of its interval: a worker sends at most one per interval, so a row closes
+    // once every worker has sent one. A worker that ended earlier sends none for the later rows:
+    // they close at the end. (Final samples used to make a row of their own, which overlapped
+    // the rows of workers whose tick came first and left them with one worker's share; review31.)
+    let row = rows.get(s.index);
     if (row === null || row === undefined) {
       row = { fromMs, toMs: s.toMs, got: 0, raw: latencyHistogram(), pairs: [], corrected: o.model === 'open' ? latencyHistogram() : null, sent: 0, completed: 0, dropped: 0, errors: 0 };
-      if (s.final) finalRow = row;
-      else rows.set(s.index, row);
+      rows.set(s.index, row);
     }
     row.fromMs = Math.min(row.fromMs, fromMs);
     row.toMs = Math.max(row.toMs, s.toMs);
@@ -303,7 +314,7 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
     row.completed += s.completed;
     row.dropped += s.dropped;
     row.errors += errs;
-    if (!s.final && row.got === workers.length) closeRow(s.index, row);
+    if (row.got === workers.length) closeRow(s.index, row);
   };
 
   // CPU is counted from the common start (worker start-up and warm-up are not the run's cost).
@@ -365,9 +376,26 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
   } finally {
     await Promise.all(workers.map((w) => w.terminate()));
   }
-  // Rows still open (a worker ended early on abort) and the final row, in time order.
+  // Rows still open (their interval came after some worker had ended, or the run was aborted), in time order.
   for (const [i, row] of [...rows.entries()].sort((a, b) => a[0] - b[0])) closeRow(i, row);
-  if (finalRow !== null && (finalRow as Row).toMs > (finalRow as Row).fromMs) closeRow(-1, finalRow);
+  const prev = closedBefore as { row: Row; at: number } | null;
+  const last = closedLast as { row: Row; at: number } | null;
+  if (prev !== null && last !== null && last.at === prev.at + 1 && last.at === timeline.length - 1 && last.row.toMs - last.row.fromMs < o.intervalMs / 2) {
+    // A last row of a few ms (the schedule ended just after a tick) would plot a spike or a dip
+    // of its own: it is folded into the row before it, which then ends where the run ended.
+    const p = prev.row;
+    const l = last.row;
+    p.toMs = Math.max(p.toMs, l.toMs);
+    p.raw.add(l.raw);
+    p.pairs.push(...l.pairs);
+    if (p.corrected !== null && l.corrected !== null) p.corrected.add(l.corrected);
+    p.sent += l.sent;
+    p.completed += l.completed;
+    p.dropped += l.dropped;
+    p.errors += l.errors;
+    timeline[prev.at] = rowFigures(p);
+    timeline.pop();
+  }
   timeline.sort((a, b) => a.fromMs - b.fromMs);
 
   let corrected: hdr.Histogram;

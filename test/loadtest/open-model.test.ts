@@ -70,6 +70,19 @@ describe('open model', () => {
     }
   });
 
+  it('the timeline: rows in order, none overlapping, none a sliver at the end; they add up to the totals (review31)', async () => {
+    const own = await startTarget({ delayMs: 1 }); // (fast's arrival buckets belong to the test below)
+    for (const model of [{ rate: 200 }, { connections: 4 }]) {
+      const r = await loadtest({ url: own.url, ...model, durationMs: 1000, intervalMs: 250, workers: 2 });
+      const rows = r.timeline;
+      for (let i = 1; i < rows.length; i++) expect(rows[i]!.fromMs, JSON.stringify(rows)).toBeGreaterThanOrEqual(rows[i - 1]!.toMs);
+      for (const row of rows) expect(row.toMs - row.fromMs, JSON.stringify(rows)).toBeGreaterThanOrEqual(125);
+      expect(rows.reduce((a, x) => a + x.completed, 0)).toBe(r.requests.completed);
+      expect(rows.reduce((a, x) => a + x.sent, 0)).toBe(r.requests.total);
+    }
+    await own.close();
+  });
+
   it('keeps its arrival rate when the server keeps up', async () => {
     const r = await loadtest({ url: fast.url, rate: 300, connections: 50, durationMs: 2000, workers: 2 });
     expect(r.settings.workers).toBe(2);
