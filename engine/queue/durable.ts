@@ -202,8 +202,11 @@ interface Active {
   handle: AttemptHandle;
   /** cancel() stopped it: it ends cancelled (not retried, not dead-lettered). */
   cancelled: boolean;
-  /** close() stopped it: it is left to BullMQ's stalled recovery (another process runs it again). */
+  /** close() stopped it: its job went back to wait (another process runs it again). */
   abandoned: boolean;
+  /** The job and the worker's lock token on it (close() hands the job back with them). */
+  job: Job;
+  token: string | undefined;
 }
 
 /** The outcome of a task this process ran for a submitter of this process (the original objects). */
@@ -834,7 +837,7 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
   #startWorker(): void {
     const d = this.#d;
     const keep = this.#o.statusRetention;
-    const worker = new BullWorker(this.name, (job: Job) => this.#process(job), {
+    const worker = new BullWorker(this.name, (job: Job, token?: string) => this.#process(job, token), {
       connection: this.#consumer,
       prefix: d.prefix,
       concurrency: this.concurrency,
@@ -862,7 +865,7 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
   }
 
   /** BullMQ's processor: one attempt of one job on the executor. */
-  async #process(job: Job): Promise<string | null> {
+  async #process(job: Job, token: string | undefined): Promise<string | null> {
     const jobId = job.id!;
     const id = fromJobId(jobId);
     const attempt = job.attemptsStarted;
@@ -886,7 +889,7 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
         value = quick.value;
       } else {
         const handle = quick ?? ex.start(ex.prepare(payload), info);
-        active = { handle, cancelled: false, abandoned: false };
+        active = { handle, cancelled: false, abandoned: false, job, token };
         this.#active.set(jobId, active);
         value = await handle.result;
       }
@@ -906,7 +909,7 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
     const jobId = job.id!;
     this.#counts.failed++;
     if (this.listenerCount('failed') > 0) this.#emit('failed', { id, attempt, error: err } satisfies QueueEvents['failed']);
-    if (active?.abandoned) return bullError(err, false); // closing: BullMQ will not record it; stalled recovery reruns it
+    if (active?.abandoned) return bullError(err, false); // closing: its job is back in wait (or left to stalled recovery)
     if (active?.cancelled) {
       this.#counts.cancelled++;
       if (this.listenerCount('cancelled') > 0) this.#emit('cancelled', { id } satisfies QueueEvents['cancelled']);
@@ -1248,10 +1251,15 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
     const worker = this.#worker;
     if (worker !== undefined) {
       if (!(await within(worker.close(), timeoutMs))) {
-        for (const a of this.#active.values()) {
-          a.abandoned = true;
-          a.handle.stop(new CancelledError('a task (the queue closed)', new ClosedError(`queue "${this.name}"`)));
-        }
+        const given = [...this.#active.values()];
+        for (const a of given) a.abandoned = true;
+        // Their jobs go back to wait now, while the connection is up: another consumer runs them
+        // at once, not after their lock expires (lockDurationMs, then the stalled check), and
+        // no stall is counted against maxStalledCount (review28: a close that gave up twice on a
+        // job, with the default maxStalledCount of 1, failed it). If Redis is unreachable now,
+        // stalled recovery still applies.
+        await Promise.all(given.map((a) => (a.token === undefined ? undefined : within(a.job.moveToWait(a.token).catch(noop), 1000))));
+        for (const a of given) a.handle.stop(new CancelledError('a task (the queue closed)', new ClosedError(`queue "${this.name}"`)));
         await worker.disconnect().catch(noop);
         await within(worker.close(true), 1000);
       }

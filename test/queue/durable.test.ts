@@ -352,6 +352,29 @@ describe.runIf(reachable)('the durable queue on the shared Redis', () => {
     expect(await later.status(h.id)).toMatchObject({ state: 'succeeded' });
   });
 
+  it('a close() that gives up on a running task hands its job back at once: another consumer runs it without waiting for the lock, and no stall is counted (review28)', async () => {
+    const name = uniqueName('abandon');
+    // A lock of a minute and no stall allowed: before, the job sat locked for a minute after the
+    // close, then stalled recovery failed it (stalls 1 > maxStalledCount 0).
+    const durable = { lockDurationMs: 60_000, stalledIntervalMs: 60_000, maxStalledCount: 0 };
+    let started!: () => void;
+    const running = new Promise<void>((r) => (started = r));
+    const a = new DurableQueue<string, string>(name, {
+      handler: (_p, ctx) => {
+        started();
+        return new Promise<string>((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason)));
+      },
+      durable: { prefix: PREFIX, ...durable },
+    }, { redis });
+    const sub = submitter<string, string>(name);
+    const h = await sub.submit('again', { id: 'abandon-1' });
+    await running;
+    await a.close(100); // gives up on the task after 100 ms
+    expect(await sub.status(h.id)).toMatchObject({ state: 'queued' });
+    queue<string, string>(name, (p, ctx) => `${p} on attempt ${ctx.attempt}`, {}, durable);
+    expect(await h.result).toBe('again on attempt 2');
+  });
+
   it('finds an outcome whose message was lost by reading the job (a foreign worker, a foreign removal)', async () => {
     const name = uniqueName('sweep');
     const sub = submitter<string, unknown>(name);
