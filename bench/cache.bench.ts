@@ -133,7 +133,7 @@ if (probe !== undefined) {
     name: 'hotpath cache.get',
     fn: () => dist.cache.get(keys[i++ % 1000]!),
   }, [{
-    name: 'BentoCache get (memory + redis)',
+    name: 'BentoCache get (memory + redis; its memory driver copies values by default: serialize)',
     fn: () => bento.get({ key: keys[i++ % 1000]! }),
   }, {
     name: 'cache-manager get (keyv memory + @keyv/redis)',
@@ -143,7 +143,7 @@ if (probe !== undefined) {
     name: 'hotpath cache.getOrLoad',
     fn: () => dist.cache.getOrLoad(keys[i++ % 1000]!, () => value),
   }, [{
-    name: 'BentoCache getOrSet (memory + redis)',
+    name: 'BentoCache getOrSet (memory + redis; serialize default)',
     fn: () => bento.getOrSet({ key: keys[i++ % 1000]!, factory: () => value }),
   }, {
     name: 'cache-manager wrap (keyv memory + @keyv/redis)',

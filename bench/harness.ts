@@ -55,7 +55,7 @@ export class Suite {
   }
 
   /**
-   * Measures `ours` and each peer in interleaved rounds (A B C, A B C, …; 3 rounds, 1 in quick
+   * Measures `ours` and each peer in interleaved rounds (A B C, B C A, C A B; 3 rounds, 1 in quick
    * mode) and keeps, per case, the round with the median p50 — so a burst of noise on this shared
    * VM does not land on one side only. Prints each peer's ratio against `ours`. With `internal`,
    * both sides are hotpath's own alternatives (e.g. JS vs WASM).
@@ -64,7 +64,9 @@ export class Suite {
     const cases = [ours, ...peers];
     const rounds: CaseResult[][] = cases.map(() => []);
     for (let r = 0; r < (QUICK ? 1 : 3); r++) {
-      for (let i = 0; i < cases.length; i++) {
+      // Each round starts with another case, so no side always runs first (or last) in the process.
+      for (let k = 0; k < cases.length; k++) {
+        const i = (k + r) % cases.length;
         rounds[i]!.push(await this.#one(group, cases[i]!, i === 0 || options.internal ? 'hotpath' : 'peer'));
       }
     }

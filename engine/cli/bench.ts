@@ -216,9 +216,10 @@ function writeReport(dir: string, mdPath: string, quick: boolean): { md: string;
     `\`${relative(process.cwd(), dir).split(sep).join('/') || '.'}/\` (a \`--filter\` run updates its components). Each row is`,
     'hotpath against a peer library measured in the same run, on the same machine. ratio: the',
     "peer's median (p50) time per operation / hotpath's, so > 1 means hotpath is faster; rows",
-    "marked \"as measured\" are ratios the bench computes itself (a latency ratio, where lower is better, is shown inverted so that > 1 always means hotpath is better),",
-    '(e.g. "throughput hotpath / autocannon"). Bench machines here are small shared VMs: compare',
-    'ratios, not absolute figures. Plots: BENCHMARKS.html.',
+    'marked "as measured" are ratios the bench computes itself (e.g. "throughput hotpath /',
+    'autocannon"; a latency ratio, where lower is better, is shown inverted so that > 1 always means',
+    'hotpath is better). Bench machines here are small shared VMs: compare ratios, not absolute',
+    'figures. Plots: BENCHMARKS.html.',
     '',
     '| component | workload | hotpath | peer | ratio | Node | CPU | date |',
     '|---|---|---|---|---:|---|---|---|',
@@ -228,7 +229,7 @@ function writeReport(dir: string, mdPath: string, quick: boolean): { md: string;
     const rows = comparisons(c.file);
     perComponent.push({ c, rows });
     for (const r of rows) {
-      lines.push(`| ${c.component} | ${cell(r.workload)} | ${cell(r.hotpath)} | ${cell(r.peer)} | ${r.ratio.toFixed(2)}${r.note === 'as measured' ? ' (as measured)' : ''} | ${c.run.node} | ${cell(c.run.cpu)} (${c.run.cores} cores) | ${c.run.date.slice(0, 10)} |`);
+      lines.push(`| ${c.component} | ${cell(r.workload)} | ${cell(r.hotpath)} | ${cell(r.peer)} | ${fmtRatioCell(r.ratio)}${r.note === 'as measured' ? ' (as measured)' : ''} | ${c.run.node} | ${cell(c.run.cpu)} (${c.run.cores} cores) | ${c.run.date.slice(0, 10)} |`);
     }
   }
   const figures = perComponent.filter(({ c }) => c.file.extras.some((e) => e.unit !== 'ratio' && e.unit !== 'ratio (lower is better)'));
@@ -315,4 +316,9 @@ function markdown(meta: { date: string; node: string; cpu: string; cores: number
     lines.push('');
   }
   return lines.join('\n');
+}
+
+/** A ratio for the table: two decimals, or two significant digits when that would read 0.00. */
+function fmtRatioCell(r: number): string {
+  return r >= 0.01 || r === 0 ? r.toFixed(2) : r.toPrecision(2);
 }
