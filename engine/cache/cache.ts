@@ -493,6 +493,7 @@ export class Cache extends EventEmitter {
     }
     if (missing.length === 0 || this.#l3 === undefined) return out;
     const epoch = this.#stamps.epoch(); // before the round trip: a clear meanwhile voids the fills
+    const guards = missing.map((i) => this.#fillGuard(keys[i]!));
     let replies: Array<Buffer | null>;
     try {
       replies = await this.#l3.getMany(missing.map((i) => keys[i]!));
@@ -504,7 +505,7 @@ export class Cache extends EventEmitter {
       const i = missing[j]!;
       let f: Found | undefined;
       try {
-        f = await this.#accept(keys[i]!, replies[j] ?? null, now, epoch);
+        f = await this.#accept(keys[i]!, replies[j] ?? null, now, epoch, guards[j]);
       } catch (err) {
         this.emit('l3error', err); // one corrupt entry is a miss here, not a failed batch
         continue;
@@ -574,6 +575,7 @@ export class Cache extends EventEmitter {
     if (this.#inflight.has(key)) this.#deletedDuringLoad.set(key, version);
     const h = this.#hashOf(key);
     const until = now + this.#l3Options.tombstoneMs;
+    if (this.#l2 === undefined && this.#l3 !== undefined) this.#stamps.bump(h.lo); // (see #fillGuard)
     const had = this.#l1?.delete(key, h.lo) === true;
     const hadL2 = this.#l2 !== undefined && this.#l2.delete(key, h.hi, h.lo, now, version, until).deleted;
     if (this.#l3 === undefined) return had || hadL2;
@@ -972,6 +974,7 @@ export class Cache extends EventEmitter {
       return undefined;
     }
     const epoch = this.#stamps.epoch(); // before the round trip: a clear meanwhile voids the fill
+    const guard = this.#fillGuard(key);
     let reply: Buffer | null;
     try {
       reply = await l3.get(key);
@@ -980,7 +983,7 @@ export class Cache extends EventEmitter {
       return undefined;
     }
     try {
-      return await this.#accept(key, reply, now, epoch);
+      return await this.#accept(key, reply, now, epoch, guard);
     } catch (err) {
       if (!rejectCorrupt) {
         this.emit('l3error', err);
@@ -990,8 +993,18 @@ export class Cache extends EventEmitter {
     }
   }
 
+  /**
+   * Without L2, the key's stamp word before a Redis read: an invalidation or a delete of the key
+   * while the reply is on its way bumps it (#onBus, #delete), and the reply then must not fill L1 —
+   * with no L2 there is no tombstone to refuse it, and an entry without a ttl would stay stale for
+   * good (review32). With L2, undefined: L2's version check and tombstones do this.
+   */
+  #fillGuard(key: string): number | undefined {
+    return this.#l2 === undefined ? this.#stamps.stamp(this.#hashOf(key).lo) : undefined;
+  }
+
   /** Decodes a Redis reply and fills the local tiers with it. Corrupt bytes → CorruptValueError. */
-  async #accept(key: string, reply: Buffer | null, now: number, epoch: number): Promise<Found | undefined> {
+  async #accept(key: string, reply: Buffer | null, now: number, epoch: number, guard?: number): Promise<Found | undefined> {
     if (reply === null) {
       this.#s.l3Misses++;
       return undefined;
@@ -1001,6 +1014,7 @@ export class Cache extends EventEmitter {
     let bytes: Uint8Array;
     try {
       entry = decodeEntry(reply, key);
+      this.#stamps.observe(entry.version); // a write here after this read must outrank it
       if (entry.tombstone || now > entry.stale) {
         this.#s.l3Misses++;
         return undefined;
@@ -1016,9 +1030,11 @@ export class Cache extends EventEmitter {
     // Cleared (here, by another thread, or after a bus outage) while the reply was on its way:
     // answer with it — it was current when read — but do not cache it.
     if (epoch !== this.#stamps.epoch()) return found;
-    if (this.#deaf) this.#deafWrites++;
     const h = this.#hashOf(key);
     const { hi, lo } = h;
+    // Invalidated or deleted here meanwhile (no L2): the same — answer, do not cache.
+    if (guard !== undefined && guard !== this.#stamps.stamp(lo)) return found;
+    if (this.#deaf) this.#deafWrites++;
     let stamp = 0;
     if (this.#l2 !== undefined) {
       // Always through L2's set: it refuses the fill when a newer write or a tombstone is there
@@ -1306,6 +1322,8 @@ export class Cache extends EventEmitter {
     }
     const h = this.#hashOf(m.k);
     const { hi, lo } = h;
+    this.#stamps.observe(m.v); // a write here after this message must outrank its version
+    if (this.#l2 === undefined) this.#stamps.bump(lo); // a Redis read of the key in flight must not fill L1 (#fillGuard)
     // Drop our copies older than the message's version (a newer one we hold stays in L2; every
     // thread's L1 rereads it). The tombstone stops a late, older fill from bringing one back.
     // For a set elsewhere the tombstone is one below its version: that very write, read from

@@ -115,6 +115,23 @@ export class StampTable {
     }
   }
 
+  /**
+   * Moves the version clock up to `version` (one seen from another process: a Redis entry, a bus
+   * message), so every write that starts after it here draws a larger one — a hybrid logical
+   * clock. Without it a quiet instance, whose clock is only the wall clock, could give a write
+   * made after it read another instance's value a smaller version within the same millisecond,
+   * and Redis would refuse it (review32). One CAS when it moves, none when it does not.
+   */
+  observe(version: number): void {
+    if (!Number.isSafeInteger(version) || version <= 0) return;
+    const v = BigInt(version);
+    for (;;) {
+      const last = Atomics.load(this.#big, this.#clock);
+      if (last >= v) return;
+      if (Atomics.compareExchange(this.#big, this.#clock, last, v) === last) return;
+    }
+  }
+
   /** The current stamp of the word of a key whose hash has low half `hashLo`. */
   stamp(hashLo: number): number {
     return Atomics.load(this.#i32, this.#base + (hashLo & this.#mask));

@@ -151,6 +151,59 @@ describe.runIf(reachable)('on the shared Redis', () => {
     await b.close();
   });
 
+  it('a write made after reading another instance\'s value outranks it, even within the same millisecond (review32)', async () => {
+    // One frozen millisecond on both: their versions come from their own counters alone. Before,
+    // b's counter (no writes of its own) was behind a's, and b's later write was refused.
+    const ms = (): number => 1_700_000_000_000;
+    const a = await another({}, ms);
+    const b = await another({}, ms);
+    const key = k('hlc');
+    for (const v of ['a1', 'a2', 'a3']) await a.set(key, v);
+    expect(await b.get(key)).toBe('a3');
+    await b.set(key, 'b, later');
+    expect(b.stats().l3!.refusedWrites).toBe(0);
+    const c = await another({ l1: false, l2: false });
+    expect(await c.get(key)).toBe('b, later');
+    await Promise.all([a.close(), b.close(), c.close()]);
+  });
+
+  it('without L2, a Redis read in flight when the key is invalidated answers but does not fill L1 (review32)', async () => {
+    // A value whose compressed form is over 64 KiB: its read decompresses asynchronously, through a
+    // compressor held here until the invalidation has been heard.
+    const chunk = (i: number): string => `${i.toString(36).padStart(6, '0')}${Math.random().toString(36).slice(2, 12)}`;
+    const big = (tag: string): string => tag + Array.from({ length: 30_000 }, (_, i) => chunk(i).repeat(2)).join('');
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let entered!: () => void;
+    const inFlight = new Promise<void>((r) => (entered = r));
+    const real = engine.compressor;
+    const gated = {
+      compress: real.compress.bind(real), compressSync: real.compressSync.bind(real), decompressSync: real.decompressSync.bind(real),
+      decompress: async (data: Uint8Array, o: object) => {
+        entered();
+        await held;
+        return real.decompress(data, o);
+      },
+    };
+    const writer = await another();
+    const reader = new Cache({ name: `r${++seq}`, l2: false, bloom: false }, { runtime: engine.runtime.thread, redis: engine.redis!, redisTimeoutMs: 1000, compressor: gated as never });
+    expect(await reader.ready()).toBe(true);
+    const key = k('noL2');
+    const v1 = big('v1:');
+    await writer.set(key, v1);
+    expect((await raw.getBuffer(`hotpath:c:{${key}}`))!.length).toBeGreaterThan(64 * 1024);
+    const read = reader.get(key);
+    await inFlight; // the reply is here, held in its decompression
+    const heard = new Promise((r) => reader.once('invalidated', r));
+    await writer.set(key, big('v2:'));
+    await heard;
+    release();
+    expect(await read).toBe(v1); // current when it was read: answered…
+    expect(reader.getSync(key)).toBeUndefined(); // …but not cached (before: v1 for good)
+    expect(String(await reader.get(key)).slice(0, 3)).toBe('v2:');
+    await Promise.all([writer.close(), reader.close()]);
+  });
+
   it('the bloom filter skips Redis for keys never written, once trusted', async () => {
     let t = Date.now();
     const b = await another({ bloom: { horizonMs: 10_000, expectedKeys: 10_000 } }, () => t);
