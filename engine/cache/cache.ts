@@ -550,12 +550,31 @@ export class Cache extends EventEmitter {
     this.#storeRemote(key, bytes!, version, expires, stale, now).catch((err: unknown) => this.emit('l3error', err));
   }
 
-  /** set() for each entry (Redis writes pipelined). */
-  async setMany(entries: ReadonlyArray<{ key: string; value: unknown; ttl?: number } | readonly [string, unknown]>): Promise<void> {
+  /**
+   * set() for each entry (Redis writes pipelined). Every entry's shape and key are checked before
+   * any is written, synchronously (a TypeError naming the entry): a bad entry no longer leaves the
+   * ones before it stored (review32). A value that cannot be encoded (or a bad ttl) fails its own
+   * entry only: the others are written and the promise rejects with its error.
+   */
+  setMany(entries: ReadonlyArray<{ key: string; value: unknown; ttl?: number } | readonly [string, unknown]>): Promise<void> {
     if (!Array.isArray(entries)) throw new TypeError('setMany(entries): entries must be an array');
-    await Promise.all(entries.map((e) => Array.isArray(e)
-      ? this.set(e[0] as string, e[1])
-      : this.set((e as { key: string }).key, (e as { value: unknown }).value, (e as { ttl?: number }).ttl !== undefined ? { ttl: (e as { ttl: number }).ttl } : undefined)));
+    const list = entries.map((e: unknown, i) => {
+      if (Array.isArray(e)) {
+        this.#checkKey(e[0], `setMany: entries[${i}][0]`);
+        return { key: e[0] as string, value: e[1] as unknown, options: undefined };
+      }
+      if (e === null || typeof e !== 'object') throw new TypeError(`setMany: entries[${i}] must be [key, value] or { key, value, ttl? }, got ${e === null ? 'null' : typeof e}`);
+      const o = e as { key: unknown; value: unknown; ttl?: unknown };
+      this.#checkKey(o.key, `setMany: entries[${i}].key`);
+      return { key: o.key, value: o.value, options: o.ttl !== undefined ? { ttl: o.ttl as number } : undefined };
+    });
+    return Promise.all(list.map((e) => {
+      try {
+        return this.set(e.key, e.value, e.options);
+      } catch (err) {
+        return Promise.reject(err); // (its own entry only: the others are written; setMany rejects with it)
+      }
+    })).then(() => undefined);
   }
 
   /**
@@ -759,11 +778,20 @@ export class Cache extends EventEmitter {
     if (this.#closed) throw new ClosedError('cache');
   }
 
-  #checkKey(key: unknown): asserts key is string {
+  #checkKey(key: unknown, what?: string): asserts key is string {
     if (typeof key !== 'string' || key.length === 0 || key.length > 16_384) {
-      throw new TypeError(`cache keys must be non-empty strings of at most 16384 chars, got ${typeof key === 'string' ? `a string of ${key.length}` : typeof key}`);
+      throw new TypeError(`${what !== undefined ? `${what}: ` : ''}cache keys must be non-empty strings of at most 16384 chars, got ${typeof key === 'string' ? `a string of ${key.length}` : typeof key}`);
     }
     if (this.#closed) throw new ClosedError('cache');
+  }
+
+  /** `l1.sizeOf(value, key)`, checked. @throws TypeError naming the option for an answer that is not a finite number ≥ 0. */
+  #userSize(value: unknown, key: string): number {
+    const n = this.#sizeOf!(value, key);
+    if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) {
+      throw new TypeError(`options.cache.l1.sizeOf must return a finite number ≥ 0, got ${typeof n === 'string' ? JSON.stringify(n) : String(n)} for key ${JSON.stringify(key)}`);
+    }
+    return n;
   }
 
   #hashOf(key: string): KeyHash {
@@ -800,7 +828,7 @@ export class Cache extends EventEmitter {
     const ttl = options?.ttl ?? this.#spec.ttl;
     nonNegative('options.staleWhileRevalidate', swr);
     nonNegative('options.staleIfError', sie);
-    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) throw new RangeError(`options.timeoutMs must be a positive number of ms, got ${String(timeoutMs)}`);
+    if (!isTimerMs(timeoutMs)) throw new RangeError(`options.timeoutMs must be a positive number of ms up to ${MAX_TIMER_MS}, got ${String(timeoutMs)}`);
     if (ttl !== undefined && (typeof ttl !== 'number' || !(ttl > 0))) throw new RangeError(`options.ttl must be a positive number of ms, got ${String(ttl)}`);
     return { ttl, swr, sie, timeoutMs };
   }
@@ -950,7 +978,7 @@ export class Cache extends EventEmitter {
     this.#s.l2Hits++;
     const l1 = this.#l1;
     if (l1 !== undefined) {
-      const bytes = this.#sizeOf !== undefined ? this.#sizeOf(value, key) : hit.length;
+      const bytes = this.#sizeOf !== undefined ? this.#userSize(value, key) : hit.length;
       this.#fillL1(key, lo, value, bytes, hit.expires, hit.stale, hit.version, hit.stamp, epoch);
     }
     return { value, expires: hit.expires, stale: hit.stale, version: hit.version };
@@ -1045,7 +1073,7 @@ export class Cache extends EventEmitter {
       stamp = r.stamp;
     }
     if (this.#l1 !== undefined) {
-      const size = this.#sizeOf !== undefined ? this.#sizeOf(value, key) : bytes.length;
+      const size = this.#sizeOf !== undefined ? this.#userSize(value, key) : bytes.length;
       this.#fillL1(key, lo, value, size, entry.expires, entry.stale, entry.version, stamp, epoch);
     }
     return found;
@@ -1083,6 +1111,9 @@ export class Cache extends EventEmitter {
       bytes = l3 !== undefined ? this.#codec.encode(value, `the value of ${JSON.stringify(key)}`) : this.#rt.codec.encode(value, `the value of ${JSON.stringify(key)}`);
       if (bytes.length > this.#spec.maxValueBytes) throw new ValueTooLargeError(bytes.length, this.#spec.maxValueBytes, `the value of ${JSON.stringify(key)}`);
     }
+    // The user's size before any tier is written: a sizeOf that throws (or answers nonsense)
+    // leaves nothing stored — before, L2 already held the value (review32).
+    const userSize = this.#l1 !== undefined && this.#sizeOf !== undefined ? this.#userSize(value, key) : undefined;
     if (epochAtStart !== undefined && epochAtStart !== this.#stamps.epoch()) return false; // cleared while loading
     const h = this.#hashOf(key);
     const { hi, lo } = h;
@@ -1105,7 +1136,7 @@ export class Cache extends EventEmitter {
       stamp = 0; // no L2: no stamps (each thread's L1 is its own)
     }
     if (this.#l1 !== undefined) {
-      const size = this.#sizeOf !== undefined ? this.#sizeOf(value, key) : bytes?.length ?? 0;
+      const size = userSize ?? bytes?.length ?? 0;
       // A plain set's version was drawn just now from this process's clock: nothing L1 holds is
       // newer (values from other threads passed L2's version check above) — unless Redis filled
       // L1 with another process's write, or this is a load that began earlier. Only then is L1's
@@ -1394,7 +1425,7 @@ export function checkOptions(options: CacheOptions): {
   nonNegative('options.cache.staleWhileRevalidate', swr);
   nonNegative('options.cache.staleIfError', sie);
   const loaderTimeoutMs = o.loaderTimeoutMs ?? DEFAULTS.loaderTimeoutMs;
-  if (typeof loaderTimeoutMs !== 'number' || !(loaderTimeoutMs > 0)) throw new RangeError(`options.cache.loaderTimeoutMs must be a positive number of ms, got ${String(loaderTimeoutMs)}`);
+  if (!isTimerMs(loaderTimeoutMs)) throw new RangeError(`options.cache.loaderTimeoutMs must be a positive number of ms up to ${MAX_TIMER_MS}, got ${String(loaderTimeoutMs)}`);
   const maxValueBytes = positiveInt('options.cache.maxValueBytes', o.maxValueBytes ?? DEFAULTS.maxValueBytes);
   if (maxValueBytes > 512 * 1024 * 1024) throw new RangeError(`options.cache.maxValueBytes must be at most 512 MiB (Redis's string limit), got ${maxValueBytes}`);
 
@@ -1423,11 +1454,11 @@ export function checkOptions(options: CacheOptions): {
   else if (o.l3 !== undefined) {
     const l = object('options.cache.l3', o.l3);
     for (const k of Object.keys(l)) if (!['timeoutMs', 'compressAbove', 'tombstoneMs', 'lease', 'leaseMs'].includes(k)) throw new TypeError(`options.cache.l3.${k} is not an L3 option`);
-    if (l.timeoutMs !== undefined && (typeof l.timeoutMs !== 'number' || !(l.timeoutMs > 0))) throw new RangeError(`options.cache.l3.timeoutMs must be a positive number of ms, got ${String(l.timeoutMs)}`);
+    if (l.timeoutMs !== undefined && !isTimerMs(l.timeoutMs)) throw new RangeError(`options.cache.l3.timeoutMs must be a positive number of ms up to ${MAX_TIMER_MS}, got ${String(l.timeoutMs)}`);
     if (l.compressAbove !== undefined) nonNegative('options.cache.l3.compressAbove', l.compressAbove);
     if (l.tombstoneMs !== undefined && (typeof l.tombstoneMs !== 'number' || !(l.tombstoneMs > 0))) throw new RangeError(`options.cache.l3.tombstoneMs must be a positive number of ms, got ${String(l.tombstoneMs)}`);
     if (l.lease !== undefined && typeof l.lease !== 'boolean') throw new TypeError(`options.cache.l3.lease must be a boolean, got ${typeof l.lease}`);
-    if (l.leaseMs !== undefined && (typeof l.leaseMs !== 'number' || !(l.leaseMs > 0))) throw new RangeError(`options.cache.l3.leaseMs must be a positive number of ms, got ${String(l.leaseMs)}`);
+    if (l.leaseMs !== undefined && !isTimerMs(l.leaseMs)) throw new RangeError(`options.cache.l3.leaseMs must be a positive number of ms up to ${MAX_TIMER_MS}, got ${String(l.leaseMs)}`);
     l3 = l as L3Options;
   }
   let bloom: CacheBloomOptions | false | undefined;
@@ -1477,4 +1508,14 @@ function readSpec(rt: ThreadRuntime, name: string): Spec | undefined {
   }
   const len = Atomics.load(rt.i32, w + 1);
   return JSON.parse(Buffer.from(new Uint8Array(rt.memory.buffer, r.offset + 8, len).slice()).toString()) as Spec;
+}
+
+/**
+ * The longest delay a Node timer holds (2^31 − 1 ms, about 24.8 days): a longer one — Infinity
+ * too — fires after 1 ms, so a loader "without a limit" timed out at once (review32).
+ */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function isTimerMs(v: unknown): v is number {
+  return typeof v === 'number' && v > 0 && v <= MAX_TIMER_MS;
 }

@@ -743,6 +743,13 @@ export class SharedStore {
     value: Uint8Array | undefined, expires: number, stale: number, version: number, now: number): boolean {
     const i32 = this.#i32;
     const vlen = value === undefined ? 0 : value.length;
+    const sizes = this.#sizes;
+    if (DATA + klen + vlen > sizes[sizes.length - 1]!) {
+      // No class holds it. set() checks sizes before it gets here; a tombstone of a key longer
+      // than maxValueBytes did not, and was written past its block's end (review32).
+      if (found >= 0) this.#removeSlot(stripe, found, false);
+      return false;
+    }
     const cls = this.#classFor(DATA + klen + vlen);
     let j = found;
     if (j >= 0) {

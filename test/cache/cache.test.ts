@@ -54,6 +54,38 @@ describe('basic operations', () => {
     expect(() => fresh({ l1: { maxEntries: 0 } })).toThrow(/options.cache.l1.maxEntries must be a positive integer/);
     expect(() => fresh({ l1: { policy: 'fifo' as never } })).toThrow(/policy/);
     expect(() => fresh({ bogus: 1 } as never)).toThrow(/options.cache.bogus is not a cache option/);
+    // review32: a timeout past what a Node timer holds (Infinity included) fired after 1 ms.
+    expect(() => c.getOrLoad('k', () => 1, { timeoutMs: Infinity })).toThrow(/options\.timeoutMs must be a positive number of ms up to 2147483647/);
+    expect(() => c.getOrLoad('k', () => 1, { timeoutMs: 2 ** 31 })).toThrow(/timeoutMs/);
+    expect(() => fresh({ loaderTimeoutMs: 3e9 })).toThrow(/options\.cache\.loaderTimeoutMs must be a positive number of ms up to/);
+  });
+
+  it('setMany checks every entry\'s shape and key before writing any (review32: a bad second entry left the first stored)', async () => {
+    const c = fresh();
+    expect(() => c.setMany([['ok1', 1], ['', 2]])).toThrow(/setMany: entries\[1\]\[0\]: cache keys must be non-empty strings/);
+    expect(() => c.setMany([['ok1', 1], null as never])).toThrow(/setMany: entries\[1\] must be \[key, value\] or \{ key, value, ttl\? \}, got null/);
+    expect(c.getSync('ok1')).toBeUndefined();
+    // A value that cannot be encoded fails its own entry: the others are written, the call rejects.
+    await expect(c.setMany([['a', 1], ['b', () => 2], { key: 'c', value: 3 }])).rejects.toThrow(/function/);
+    expect([c.getSync('a'), c.getSync('b'), c.getSync('c')]).toEqual([1, undefined, 3]);
+  });
+
+  it('l1.sizeOf must answer a finite size ≥ 0; one that throws or answers nonsense stores nothing (review32)', async () => {
+    const name = `t${++seq}`;
+    const open = (sizeOf: (v: unknown) => unknown): Cache => new Cache({ name, l1: { maxBytes: 1000, sizeOf: sizeOf as never }, l2: { bytes: 1 << 20 } }, { runtime: engine.runtime.thread });
+    const throwing = open(() => {
+      throw new Error('bad sizeOf');
+    });
+    expect(() => throwing.setSync('k', 'v')).toThrow('bad sizeOf');
+    const other = new Cache({ name, l2: { bytes: 1 << 20 } }, { runtime: engine.runtime.thread }); // another thread's view of the same L2
+    expect(other.getSync('k')).toBeUndefined(); // before: L2 held it
+    for (const answer of [-100, '400', NaN, Infinity, undefined]) {
+      const c = open(() => answer);
+      expect(() => c.setSync('k2', 'v'), String(answer)).toThrow(/options\.cache\.l1\.sizeOf must return a finite number ≥ 0/);
+      expect(other.getSync('k2')).toBeUndefined();
+      await c.close();
+    }
+    await Promise.all([throwing.close(), other.close()]);
   });
 
   it('getSync after close() throws ERR_HOTPATH_CLOSED, even for a key L1 holds (the hit path checks it too)', async () => {
