@@ -526,6 +526,7 @@ export class Cache extends EventEmitter {
    */
   set(key: string, value: unknown, options?: SetOptions): Promise<void> {
     this.#checkKey(key);
+    checkDefined(key, value);
     const now = this.#now();
     const life = this.#lifetime(now, options?.ttl, options?.staleMs, 'options');
     const version = this.#version();
@@ -542,6 +543,7 @@ export class Cache extends EventEmitter {
    */
   setSync(key: string, value: unknown, options?: SetOptions): void {
     this.#checkKey(key);
+    checkDefined(key, value);
     const now = this.#now();
     const { expires, stale } = this.#lifetime(now, options?.ttl, options?.staleMs, 'options');
     const version = this.#version();
@@ -1068,7 +1070,10 @@ export class Cache extends EventEmitter {
       // Always through L2's set: it refuses the fill when a newer write or a tombstone is there
       // (checked before the size), and drops an older value when this one is too large for it.
       const r = this.#l2.set(key, hi, lo, bytes, { expires: entry.expires, stale: entry.stale, version: entry.version }, now);
-      if (r.result === 'older') return this.#fromL2(this.#hashOf(key), now, key); // L2 knows better
+      // L2 knows better: its newer value — or, when what it holds is a newer invalidation's
+      // tombstone, this reply, answered but not cached (it was current when read; a miss there
+      // was an answer for a key that existed throughout: review32).
+      if (r.result === 'older') return this.#fromL2(this.#hashOf(key), now, key) ?? found;
       if (r.result !== 'stored') this.#s.l2TooLarge++;
       stamp = r.stamp;
     }
@@ -1518,4 +1523,14 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function isTimerMs(v: unknown): v is number {
   return typeof v === 'number' && v > 0 && v <= MAX_TIMER_MS;
+}
+
+/**
+ * A cache holds values, not absences: `undefined` is what every read answers for a missing key, so
+ * a stored one would read as a miss while getOrLoad took it for a hit and never called its loader
+ * (review32). A loader that answers undefined is not stored either.
+ * @throws TypeError for an undefined value.
+ */
+function checkDefined(key: string, value: unknown): void {
+  if (value === undefined) throw new TypeError(`the value of ${JSON.stringify(key)} is undefined: a cache holds values, not absences (use delete() to remove a key; null is a value)`);
 }
