@@ -51,9 +51,9 @@ export interface Corpus {
 export const PINNED_SHA256: Readonly<Record<string, string>> = {
   'text:brown': '9d1c40fcbc23d61cc086207e4eae7d3dade6033b50fa6591bae2e9cbde82054b',
   'text:js': '509ce2285c6b31918c36947263218558a3229666fbfd2484c2e3e7b508d51b5b',
-  'text:json': 'b824116aa6ccdde173ef8dd25b9302d1967613217125119b3a689fe797b647d7',
+  'text:json': 'b437c9caf57ac450c2b101e28a3a21d6d9ba98b6cb848062aaf64574497d1267',
   'text:md': 'e1f8176a7543e6cf2dfa0e5f19ae3da56bb3a2cc15da0efc19a4cc0967e9d4d5',
-  text: '43ffadd72029edeea86d1e5a44bd1119988afb3f0532f001dece89cd7af513d8',
+  text: '4f5ab7057971f7fdcca325b311684f95cee1dd39744882032ca6aa377b785e5a',
   binary: '6468a61d0b68c219ea3c22b272fa50e28a141eb4ada7e2a858199f1ee02e4504',
   random: '04a679eb54de49864bdb410a50af082be6bf61ed5b2c344371d109191a16ea82',
   zeros: '30e14955ebf1352266dc2ff8067e68104607e750abb9d3b36582b8af909fcb58',
