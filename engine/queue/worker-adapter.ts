@@ -12,7 +12,7 @@ import { Cache } from '../cache/cache.js';
 import { CircuitBreaker } from '../resilience/breaker.js';
 import type { RateLimiter } from '../limiter/types.js';
 import type { HandlerContext, HandlerFunction } from './types.js';
-import { CALL_HEADER } from './executor.js';
+import { CALL_HEADER, RAW_PAYLOAD } from './executor.js';
 
 /** Per-thread views, opened on first use (one ThreadRuntime per worker; keyed so nothing is global). */
 interface Views { limiters: Map<string, Limiter>; breakers: Map<string, CircuitBreaker>; cache: Cache | undefined }
@@ -72,10 +72,12 @@ class WorkerHandlerContext implements HandlerContext {
 export function adaptHandler(fn: HandlerFunction): (call: Buffer, task: TaskContext) => unknown {
   return (call, task) => {
     const attempt = call.readUInt32LE(0);
-    const idLen = call.readUInt16LE(4);
+    const word = call.readUInt16LE(4);
+    const idLen = word & ~RAW_PAYLOAD;
     const id = call.toString('utf8', CALL_HEADER, CALL_HEADER + idLen);
     const start = CALL_HEADER + idLen;
-    const payload = start === call.length ? undefined : task.runtime.codec.decode(call.subarray(start));
+    // A raw payload is the call's own bytes (the call is this worker's copy, out of the ring).
+    const payload = (word & RAW_PAYLOAD) !== 0 ? call.subarray(start) : start === call.length ? undefined : task.runtime.codec.decode(call.subarray(start));
     return fn(payload, new WorkerHandlerContext(id, attempt, task));
   };
 }

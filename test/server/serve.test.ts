@@ -111,6 +111,16 @@ describe('the service', () => {
     expect(await status.json()).toMatchObject({ queue: PROCESS_QUEUE, counts: { queued: 0, running: 0, dead: 0 }, totals: { completed: 1 } });
   });
 
+  it('a /process body over the codec\'s 16 MiB but within the body limit is processed (review34: it was a 413)', async () => {
+    const s = await start({ bodyLimit: 32 << 20 });
+    const body = Buffer.alloc(17 << 20, 'abcdefgh');
+    const res = await fetch(`${s.url}/process`, { method: 'POST', body });
+    expect(res.status).toBe(200);
+    const r = (await res.json()) as { bytes: number; checksum: string };
+    expect(r.bytes).toBe(body.length);
+    expect(r.checksum).toBe(xxh32Bytes(body, 0, body.length).toString(16).padStart(8, '0'));
+  });
+
   it('a full process queue answers 503 with Retry-After, and takes misses again once it drains', async () => {
     const s = await start();
     const q = s.engine.queue<Buffer, unknown>(PROCESS_QUEUE);
