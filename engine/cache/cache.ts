@@ -1024,13 +1024,16 @@ export class Cache extends EventEmitter {
   }
 
   /**
-   * Without L2, the key's stamp word before a Redis read: an invalidation or a delete of the key
-   * while the reply is on its way bumps it (#onBus, #delete), and the reply then must not fill L1 —
-   * with no L2 there is no tombstone to refuse it, and an entry without a ttl would stay stale for
-   * good (review32). With L2, undefined: L2's version check and tombstones do this.
+   * The key's stamp word before a Redis read: whatever changes the key here while the reply is on
+   * its way moves it — with L2 every L2 write and delete (a bus invalidation's tombstone too),
+   * without L2 #onBus and #delete. Without L2 a reply whose key moved is answered (it was current
+   * when read) but not cached: there is no tombstone to refuse it, and an entry without a ttl stayed
+   * stale for good (review32). With L2, a reply refused by a newer tombstone is answered when the
+   * tombstone came during the read (before: a miss, for a key that existed throughout), and not when
+   * it was there before the read began (review34: a delete whose Redis write was dropped).
    */
-  #fillGuard(key: string): number | undefined {
-    return this.#l2 === undefined ? this.#stamps.stamp(this.#hashOf(key).lo) : undefined;
+  #fillGuard(key: string): number {
+    return this.#stamps.stamp(this.#hashOf(key).lo);
   }
 
   /** Decodes a Redis reply and fills the local tiers with it. Corrupt bytes → CorruptValueError. */
@@ -1044,7 +1047,7 @@ export class Cache extends EventEmitter {
     let bytes: Uint8Array;
     try {
       entry = decodeEntry(reply, key);
-      this.#stamps.observe(entry.version); // a write here after this read must outrank it
+      this.#stamps.observe(entry.version, this.#clock.now()); // a write here after this read must outrank it
       if (entry.tombstone || now > entry.stale) {
         this.#s.l3Misses++;
         return undefined;
@@ -1062,18 +1065,21 @@ export class Cache extends EventEmitter {
     if (epoch !== this.#stamps.epoch()) return found;
     const h = this.#hashOf(key);
     const { hi, lo } = h;
-    // Invalidated or deleted here meanwhile (no L2): the same — answer, do not cache.
-    if (guard !== undefined && guard !== this.#stamps.stamp(lo)) return found;
+    // Without L2: deleted or invalidated here meanwhile — the same: answer, do not cache. (With
+    // L2, its version check below decides: a bus message for the very write being read leaves a
+    // tombstone one below it, which lets the reply in.)
+    const moved = guard !== undefined && guard !== this.#stamps.stamp(lo);
+    if (this.#l2 === undefined && moved) return found;
     if (this.#deaf) this.#deafWrites++;
     let stamp = 0;
     if (this.#l2 !== undefined) {
       // Always through L2's set: it refuses the fill when a newer write or a tombstone is there
       // (checked before the size), and drops an older value when this one is too large for it.
       const r = this.#l2.set(key, hi, lo, bytes, { expires: entry.expires, stale: entry.stale, version: entry.version }, now);
-      // L2 knows better: its newer value — or, when what it holds is a newer invalidation's
-      // tombstone, this reply, answered but not cached (it was current when read; a miss there
-      // was an answer for a key that existed throughout: review32).
-      if (r.result === 'older') return this.#fromL2(this.#hashOf(key), now, key) ?? found;
+      // L2 holds a newer version: its value — or, for a tombstone, this reply when the tombstone
+      // came during the read (it was current when read: answered, not cached), nothing when it
+      // was there before the read began (a delete whose Redis write was dropped; review34).
+      if (r.result === 'older') return this.#fromL2(this.#hashOf(key), now, key) ?? (moved ? found : undefined);
       if (r.result !== 'stored') this.#s.l2TooLarge++;
       stamp = r.stamp;
     }
@@ -1358,7 +1364,7 @@ export class Cache extends EventEmitter {
     }
     const h = this.#hashOf(m.k);
     const { hi, lo } = h;
-    this.#stamps.observe(m.v); // a write here after this message must outrank its version
+    this.#stamps.observe(m.v, this.#clock.now()); // a write here after this message must outrank its version
     if (this.#l2 === undefined) this.#stamps.bump(lo); // a Redis read of the key in flight must not fill L1 (#fillGuard)
     // Drop our copies older than the message's version (a newer one we hold stays in L2; every
     // thread's L1 rereads it). The tombstone stops a late, older fill from bringing one back.

@@ -44,6 +44,9 @@ const DEFAULT_WORDS = 1 << 16;
  * The shared stamp words of one cache (see the file comment). Any thread opens it by name;
  * every method is one atomic operation, lock-free and allocation-free.
  */
+/** The furthest ahead of this process's wall clock a version it observes may be: one minute. */
+export const MAX_AHEAD_MS = 60_000;
+
 export class StampTable {
   readonly #i32: Int32Array;
   /** i32 index of stamp word 0. */
@@ -122,8 +125,11 @@ export class StampTable {
    * made after it read another instance's value a smaller version within the same millisecond,
    * and Redis would refuse it (review32). One CAS when it moves, none when it does not.
    */
-  observe(version: number): void {
-    if (!Number.isSafeInteger(version) || version <= 0) return;
+  observe(version: number, nowMs: number): void {
+    // Not from more than MAX_AHEAD_MS in the future: a hostile or broken entry (a version near
+    // 2^53) would otherwise carry every later write of the process past what an entry can hold
+    // (review34). A clock that far ahead of this one is not followed; its writes still compare.
+    if (!Number.isSafeInteger(version) || version <= 0 || version > (Math.floor(nowMs) + MAX_AHEAD_MS) * 1024) return;
     const v = BigInt(version);
     for (;;) {
       const last = Atomics.load(this.#big, this.#clock);

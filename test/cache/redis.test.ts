@@ -10,6 +10,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Cache, RedisConnector, type CacheOptions, type Engine } from '../../engine/index.js';
 import { testEngine } from '../helpers.js';
+import { encodeEntry } from '../../engine/cache/l3.js';
 import { REDIS_URL, canSpawnRedis, sharedRedisReachable, startCluster, startRedis } from '../redis/servers.js';
 
 const reachable = await sharedRedisReachable('cache on Redis');
@@ -165,6 +166,31 @@ describe.runIf(reachable)('on the shared Redis', () => {
     const c = await another({ l1: false, l2: false });
     expect(await c.get(key)).toBe('b, later');
     await Promise.all([a.close(), b.close(), c.close()]);
+  });
+
+  it('a key deleted here is not answered from Redis while Redis still has an older value (its delete dropped) (review34)', async () => {
+    const a = await another({ l1: false });
+    await a.set(k('dropped-delete'), 'old');
+    await a.delete(k('dropped-delete'));
+    // As if the delete had not reached Redis: the old value, at an older version, is back there.
+    await raw.set(`hotpath:c:{${k('dropped-delete')}}`, encodeEntry(1024, 0, Infinity, Infinity, Buffer.from([0x01, 0xa3, 0x6f, 0x6c, 0x64])));
+    expect(await a.get(k('dropped-delete'))).toBeUndefined(); // L2's tombstone, older than the read, says so
+    await a.close();
+  });
+
+  it('a version far in the future (a hostile entry) is not followed: later writes stay readable (review34)', async () => {
+    const a = await another();
+    const b = await another({ l1: false, l2: false });
+    // A tombstone claiming version 2^53 − 1: followed, it pushed every later write of a past what an
+    // entry can hold (readers then got ERR_HOTPATH_CORRUPT_VALUE) and refused its second write of a key.
+    await raw.set(`hotpath:c:{${k('poison')}}`, encodeEntry(Number.MAX_SAFE_INTEGER, 1, Date.now() + 60_000, Date.now() + 60_000, Buffer.alloc(0)));
+    expect(await a.get(k('poison'))).toBeUndefined();
+    for (const v of ['v1', 'v2']) {
+      await a.set(k('after-poison'), v);
+      expect(await b.get(k('after-poison'))).toBe(v);
+    }
+    expect(a.stats().l3!.refusedWrites).toBe(0);
+    await Promise.all([a.close(), b.close()]);
   });
 
   it('a Redis read in flight when the key is invalidated answers its value but does not cache it, with L2 or without (review32)', async () => {
