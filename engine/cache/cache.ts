@@ -24,7 +24,7 @@ import { SYSTEM_CLOCK, type Clock } from '../options.js';
 import { CoarseClock } from '../runtime/coarse-clock.js';
 import { KeyHash } from '../runtime/key-hash.js';
 import type { ThreadRuntime } from '../runtime/thread.js';
-import { ExactViews, ValueCodec } from '../codec/codec.js';
+import { checkEncodable, ExactViews, ValueCodec } from '../codec/codec.js';
 import type { RedisConnector } from '../redis/connector.js';
 import type { Compressor } from '../compress/compressor.js';
 import { L1Store } from './l1.js';
@@ -554,21 +554,35 @@ export class Cache extends EventEmitter {
 
   /**
    * set() for each entry (Redis writes pipelined). Every entry's shape and key are checked before
-   * any is written, synchronously (a TypeError naming the entry): a bad entry no longer leaves the
-   * ones before it stored (review32). A value that cannot be encoded (or a bad ttl) fails its own
-   * entry only: the others are written and the promise rejects with its error.
+   * any is written, synchronously (a TypeError or RangeError naming the entry): key, value
+   * (undefined, or what the codec refuses) and ttl — a bad entry no longer leaves the ones before
+   * it stored (review32, review34). Only a value over maxValueBytes, found when it is encoded, fails
+   * its own entry alone: the others are written and the promise rejects with its error.
    */
   setMany(entries: ReadonlyArray<{ key: string; value: unknown; ttl?: number } | readonly [string, unknown]>): Promise<void> {
     if (!Array.isArray(entries)) throw new TypeError('setMany(entries): entries must be an array');
+    const now = this.#now();
     const list = entries.map((e: unknown, i) => {
+      let key: unknown;
+      let value: unknown;
+      let options: SetOptions | undefined;
       if (Array.isArray(e)) {
         this.#checkKey(e[0], `setMany: entries[${i}][0]`);
-        return { key: e[0] as string, value: e[1] as unknown, options: undefined };
+        [key, value] = e as [string, unknown];
+      } else {
+        if (e === null || typeof e !== 'object') throw new TypeError(`setMany: entries[${i}] must be [key, value] or { key, value, ttl? }, got ${e === null ? 'null' : typeof e}`);
+        const o = e as { key: unknown; value: unknown; ttl?: unknown };
+        this.#checkKey(o.key, `setMany: entries[${i}].key`);
+        key = o.key;
+        value = o.value;
+        options = o.ttl !== undefined ? { ttl: o.ttl as number } : undefined;
+        this.#lifetime(now, options?.ttl, undefined, `setMany: entries[${i}]`); // a bad ttl
       }
-      if (e === null || typeof e !== 'object') throw new TypeError(`setMany: entries[${i}] must be [key, value] or { key, value, ttl? }, got ${e === null ? 'null' : typeof e}`);
-      const o = e as { key: unknown; value: unknown; ttl?: unknown };
-      this.#checkKey(o.key, `setMany: entries[${i}].key`);
-      return { key: o.key, value: o.value, options: o.ttl !== undefined ? { ttl: o.ttl as number } : undefined };
+      checkDefined(key as string, value);
+      // What the codec refuses (a function, a symbol, a WeakMap, …), named by entry; only a value
+      // over maxValueBytes is found when its own set encodes it.
+      checkEncodable(value, `setMany: entries[${i}] value`);
+      return { key: key as string, value, options };
     });
     return Promise.all(list.map((e) => {
       try {

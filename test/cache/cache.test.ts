@@ -68,9 +68,15 @@ describe('basic operations', () => {
     expect(() => c.setMany([['ok1', 1], ['', 2]])).toThrow(/setMany: entries\[1\]\[0\]: cache keys must be non-empty strings/);
     expect(() => c.setMany([['ok1', 1], null as never])).toThrow(/setMany: entries\[1\] must be \[key, value\] or \{ key, value, ttl\? \}, got null/);
     expect(c.getSync('ok1')).toBeUndefined();
-    // A value that cannot be encoded fails its own entry: the others are written, the call rejects.
-    await expect(c.setMany([['a', 1], ['b', () => 2], { key: 'c', value: 3 }])).rejects.toThrow(/function/);
-    expect([c.getSync('a'), c.getSync('b'), c.getSync('c')]).toEqual([1, undefined, 3]);
+    // review34: values and ttls too — a function, undefined, a bad ttl — before anything is written.
+    expect(() => c.setMany([['a', 1], ['b', () => 2]])).toThrow(/setMany: entries\[1\] value is a function/);
+    expect(() => c.setMany([['a', 1], ['b', undefined]])).toThrow(/the value of "b" is undefined/);
+    expect(() => c.setMany([['a', 1], { key: 'b', value: 2, ttl: -5 }])).toThrow(/setMany: entries\[1\]\.ttl must be a positive number/);
+    expect(c.getSync('a')).toBeUndefined();
+    // Only a value over maxValueBytes fails its own entry: the others are written, the call rejects.
+    const small = fresh({ maxValueBytes: 1024 });
+    await expect(small.setMany([['a', 1], ['big', 'x'.repeat(5000)], { key: 'c', value: 3 }])).rejects.toMatchObject({ code: 'ERR_HOTPATH_VALUE_TOO_LARGE' });
+    expect([small.getSync('a'), small.getSync('big'), small.getSync('c')]).toEqual([1, undefined, 3]);
   });
 
   it('l1.sizeOf must answer a finite size ≥ 0; one that throws or answers nonsense stores nothing (review32)', async () => {
