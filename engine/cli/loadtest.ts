@@ -21,7 +21,7 @@ HTTP/1.1 load (undici, keep-alive) from worker threads, latencies in HDR histogr
                    latency is measured from the intended start
   --connections N  closed model (the default, N = 10): each connection sends back to back (as
                    autocannon); latencies are also reported corrected for coordinated omission
-                   (expected interval = median service time; --no-correct turns that off).
+                   (expected interval = mean service time; --no-correct turns that off).
                    Open model: the connections the schedule may use (default 100)
   --duration D     length of the run (default 10s; 500ms, 10s, 1m, 1h)
   --stages LIST    a ramp instead of --duration: DURATION:TARGET,… e.g. "10s:100,30s:100,10s:0";

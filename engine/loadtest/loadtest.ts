@@ -11,8 +11,8 @@
  *    stalls the generator too, so the raw latencies miss everything that would have been sent
  *    during the stall (coordinated omission). The corrected figures add, for every latency L,
  *    the samples a slot would have recorded had it kept its pace: L − I, L − 2I, … > I, with I =
- *    the normal service time (the median of the raw latencies; wrk takes the mean, which the
- *    stalls themselves inflate), as HdrHistogram's copyCorrectedForCoordinatedOmission does.
+ *    the mean service time (the mean of the raw latencies, as wrk does; see expectedInterval for
+ *    why not the median), as HdrHistogram's copyCorrectedForCoordinatedOmission does.
  *    autocannon reports raw latencies only.
  */
 import { Worker } from 'node:worker_threads';
@@ -114,7 +114,7 @@ export interface LoadtestResult {
     raw: Percentiles;
     correction: {
       method: 'intended-start' | 'expected-interval' | 'none';
-      /** closed model: the interval I (ms) used, the median raw latency */
+      /** closed model: the interval I (ms) used, the mean raw latency */
       expectedIntervalMs: number | null;
     };
   };
@@ -236,7 +236,7 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
   let lastTo = 0;
   let doneCount = 0;
 
-  // Closed model: each interval's corrected figures use I = the median raw latency up to its end.
+  // Closed model: each interval's corrected figures use I = the mean raw latency up to its end.
   // Built from the workers' (value, count) pairs: the same histogram as
   // row.raw.copyCorrectedForCoordinatedOmission(I), without copying and walking every bucket of the
   // row (0.3–0.8 ms per interval on this thread, which shares the cores with the load; ~20 µs so).

@@ -71,6 +71,8 @@ const ERROR_PAUSE_MS = 10;
 
 /** The error of a request that had no complete response within timeoutMs of its send. */
 export const RESPONSE_TIMEOUT = 'RESPONSE_TIMEOUT';
+/** The error of a request failed with its connection, closed because another one on it timed out. */
+export const BEHIND_TIMEOUT = 'CONNECTION_CLOSED_BY_TIMEOUT';
 
 /**
  * Failures whose time is a latency the run must show (a lower bound of it): a request that timed
@@ -355,7 +357,10 @@ class Runner {
     this.#inFlight--;
     slot.busy = false;
     slot.inFlight = false;
-    const code = (err as { code?: string }).code ?? err.name;
+    let code = (err as { code?: string }).code ?? err.name;
+    // With pipelining, aborting a timed-out request closes its connection, and the requests behind
+    // it fail too, before their own deadline: not timeouts, and their times are not latencies.
+    if (code === RESPONSE_TIMEOUT && clock() - slot.sentAt < this.#init.timeoutMs) code = BEHIND_TIMEOUT;
     if (this.#finished || TIMED_OUT.has(code)) {
       // Its time so far is a latency (a lower bound): the histograms must show the wait.
       const now = clock();

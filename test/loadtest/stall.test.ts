@@ -76,31 +76,35 @@ describe('coordinated omission', () => {
     expect(r.generator.scheduleLag).not.toBeNull();
   });
 
-  it('the expected interval is the median raw latency: the corrected stall matches a hand computation (review31)', () => {
-    // A model without a network (deterministic): 10 connections × 5 s against 1.45 ms ± 0.5 answers
-    // that stall for 200 ms every second. Each connection meets each stall once (a ~200 ms sample)
-    // and answers back to back the other 800 ms. For a request sent at a uniformly random moment,
-    // P(latency > x) = 0.2 × (200 − x) / 200: p90 ≈ 100, p95 ≈ 150, p99 ≈ 190 ms.
-    const raw = latencyHistogram();
+  it('the expected interval shows a stall in the tail and never puts a stall-free tail below the raw one (review31, review34)', () => {
     let seed = 1;
     const rnd = (): number => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+    // Models without a network (deterministic). 1: 10 connections × 5 s against 1.45 ms ± 0.5
+    // answers that stall for 200 ms every second: each connection meets each stall once and answers
+    // back to back the other 800 ms. For a request sent at a uniformly random moment,
+    // P(latency > x) = 0.2 × (200 − x) / 200: p90 ≈ 100, p99 ≈ 190 ms.
+    const stalled = latencyHistogram();
     for (let conn = 0; conn < 10; conn++) {
       for (let sec = 0; sec < 5; sec++) {
-        raw.recordValue(Math.round((200 - rnd() * 1.45 + 1.45) * 1000));
+        stalled.recordValue(Math.round((200 - rnd() * 1.45 + 1.45) * 1000));
         for (let t = 0; t < 800;) {
           const l = 1.45 + (rnd() - 0.5);
-          raw.recordValue(Math.round(l * 1000));
+          stalled.recordValue(Math.round(l * 1000));
           t += l;
         }
       }
     }
-    const corrected = raw.copyCorrectedForCoordinatedOmission(expectedInterval(raw));
-    const ms = (p: number): number => corrected.getValueAtPercentile(p) / 1000;
-    expect(ms(90)).toBeGreaterThan(95); // with the mean as the interval: 81.8
-    expect(ms(90)).toBeLessThan(105);
-    expect(ms(95)).toBeGreaterThan(145); // with the mean: 141.6
-    expect(ms(95)).toBeLessThan(155);
-    expect(ms(99)).toBeGreaterThan(185);
+    const c1 = stalled.copyCorrectedForCoordinatedOmission(expectedInterval(stalled));
+    const ms = (h: typeof c1, p: number): number => h.getValueAtPercentile(p) / 1000;
+    expect(ms(c1, 99)).toBeGreaterThan(185);
+    expect(ms(c1, 90)).toBeGreaterThan(75); // 82 with the mean: under by a fifth (documented)
+    // 2: no stall, a server slow for some requests (60 % at 0.4 ms, 40 % at 41 ms). The median as
+    // the interval made its corrected p90 and p99 *lower* than the raw ones (review34).
+    const skewed = latencyHistogram();
+    for (let i = 0; i < 600; i++) skewed.recordValue(400);
+    for (let i = 0; i < 400; i++) skewed.recordValue(41_000);
+    const c2 = skewed.copyCorrectedForCoordinatedOmission(expectedInterval(skewed));
+    for (const p of [90, 99, 99.9]) expect(ms(c2, p)).toBeGreaterThanOrEqual(ms(skewed, p));
   });
 });
 
