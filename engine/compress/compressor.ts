@@ -150,8 +150,9 @@ function describeValue(value: unknown): string {
 }
 
 /**
- * The largest output a limit may allow: one Buffer's maximum length (4 GiB on Node 20). A larger
- * `maxOutputBytes` would turn a frame declaring more into Node's untyped ERR_OUT_OF_RANGE.
+ * The largest output a limit may allow: one Buffer's maximum length (4 GiB on Node 20, 2^53 − 1
+ * from Node 22 on). A larger `maxOutputBytes` would turn a frame declaring more into Node's untyped
+ * ERR_OUT_OF_RANGE.
  */
 export const MAX_OUTPUT_LIMIT = bufferConstants.MAX_LENGTH;
 
