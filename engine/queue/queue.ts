@@ -805,7 +805,11 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
       this.#counts.retried++;
       if (this.listenerCount('retried') > 0) this.#emit('retried', { id: t.id, attempt: t.attempts, delayMs: delay } satisfies QueueEvents['retried']);
       if (delay > 0) this.#delay(t, now + delay);
-      else this.#enqueue(t, now, false);
+      else {
+        // As for a new task: a delayed task already due was due first (review34).
+        if (now >= this.#timerAt) this.#promoteDue();
+        this.#enqueue(t, now, false);
+      }
       this.#afterSettle();
       return;
     }

@@ -75,6 +75,13 @@ describe('module handlers', () => {
     const [again] = await q.deadLetters();
     expect(Buffer.from(again!.payload as Uint8Array).equals(Buffer.alloc(300_000, 9))).toBe(true);
     expect(() => engine!.queue('bad-bytes', { handler: JOBS, deadLetterBytes: -1 })).toThrow(/options\.deadLetterBytes/);
+    // What deadLetters() hands out is a copy: changing it changes nothing kept (a binary field over
+    // 1 KiB used to be a view of the kept bytes).
+    await rejection(q.submit({ blob: Buffer.alloc(4096, 7) }, { id: 'obj' }).result);
+    const [first] = (await q.deadLetters()).filter((l) => l.id === 'obj') as Array<{ payload: { blob: Uint8Array } }>;
+    first!.payload.blob.fill(0);
+    const [second] = (await q.deadLetters()).filter((l) => l.id === 'obj') as Array<{ payload: { blob: Uint8Array } }>;
+    expect(second!.payload.blob.every((b) => b === 7)).toBe(true);
   });
 });
 

@@ -434,6 +434,24 @@ describe('delayed tasks (fake timers)', () => {
     expect(m.calls.map((c) => c.payload)).toEqual(['delayed', 'new']);
   });
 
+  it('an immediate retry does not go ahead of a delayed task that is already due (review34)', async () => {
+    vi.useFakeTimers({ now: 0 });
+    const order: unknown[] = [];
+    const m = manual();
+    const q = queue({ concurrency: 1, retry: { attempts: 2, delayMs: 0, backoff: 'fixed', jitter: 'none' }, handler: (p, ctx) => {
+      order.push(`${String(p)}#${ctx.attempt}`);
+      return m.handler(p, ctx);
+    } });
+    q.submit('flaky');
+    q.submit('delayed', { delayMs: 100 });
+    vi.setSystemTime(150); // due; its timer has not fired yet
+    m.calls[0]!.reject(new Error('once')); // retried at once (delayMs 0)
+    await flush();
+    m.calls[1]?.resolve(undefined);
+    await flush();
+    expect(order.slice(0, 3)).toEqual(['flaky#1', 'delayed#1', 'flaky#2']);
+  });
+
   it('a cancelled delayed task never runs', async () => {
     vi.useFakeTimers({ now: 0 });
     const ran: unknown[] = [];
