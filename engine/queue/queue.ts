@@ -284,11 +284,6 @@ class Letters {
     this.#maxBytes = maxBytes;
   }
 
-  /** Bytes of payload held. */
-  get bytes(): number {
-    return this.#bytes;
-  }
-
   set(letter: Letter): void {
     if (this.#limit === 0) return;
     this.delete(letter.id); // a newer letter of the same id goes to the end

@@ -665,8 +665,9 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
   /**
    * What node:http answers itself, before or instead of the handler — a malformed request (400,
    * 431 for headers too large, 413 for chunk extensions), a header or request timeout (408) — is
-   * answered as Node would (the same bytes, under the same condition) and counted: an operator
-   * sees slow or broken clients in the metrics. Other client errors (a reset) only close.
+   * answered as Node would (the same bytes, under the same condition: any other error is Node's
+   * 400, when the socket can still be written — a reset one cannot) and counted: an operator sees
+   * slow or broken clients in the metrics.
    */
   const onClientError = (err: NodeJS.ErrnoException, socket: Socket): void => {
     const code = err.code ?? '';
