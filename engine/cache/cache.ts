@@ -562,6 +562,7 @@ export class Cache extends EventEmitter {
   setMany(entries: ReadonlyArray<{ key: string; value: unknown; ttl?: number } | readonly [string, unknown]>): Promise<void> {
     if (!Array.isArray(entries)) throw new TypeError('setMany(entries): entries must be an array');
     const now = this.#now();
+    const encodes = this.#l2 !== undefined || this.#l3 !== undefined || (this.#l1 !== undefined && this.#spec.l1 !== false && this.#spec.l1.maxBytes !== undefined && this.#sizeOf === undefined);
     const list = entries.map((e: unknown, i) => {
       let key: unknown;
       let value: unknown;
@@ -579,9 +580,18 @@ export class Cache extends EventEmitter {
         this.#lifetime(now, options?.ttl, undefined, `setMany: entries[${i}]`); // a bad ttl
       }
       checkDefined(key as string, value);
-      // What the codec refuses (a function, a symbol, a WeakMap, …), named by entry; only a value
-      // over maxValueBytes is found when its own set encodes it.
-      checkEncodable(value, `setMany: entries[${i}] value`);
+      // What the codec refuses (a function, a symbol, a WeakMap, …), named by entry — when this
+      // cache encodes values at all (an L1-only cache holds live objects, as set() does). Only a
+      // value over maxValueBytes is found when its own set encodes it. (A walk per value: a
+      // setMany of small objects costs ~1.5× a loop of set(); review35.)
+      if (encodes) {
+        try {
+          checkEncodable(value, `setMany: entries[${i}] value`);
+        } catch (err) {
+          if (err instanceof RangeError && /call stack/i.test(err.message)) throw new TypeError(`setMany: entries[${i}] value is nested too deeply to encode`, { cause: err });
+          throw err;
+        }
+      }
       return { key: key as string, value, options };
     });
     return Promise.all(list.map((e) => {
@@ -1038,16 +1048,13 @@ export class Cache extends EventEmitter {
   }
 
   /**
-   * The key's stamp word before a Redis read: whatever changes the key here while the reply is on
-   * its way moves it — with L2 every L2 write and delete (a bus invalidation's tombstone too),
-   * without L2 #onBus and #delete. Without L2 a reply whose key moved is answered (it was current
-   * when read) but not cached: there is no tombstone to refuse it, and an entry without a ttl stayed
-   * stale for good (review32). With L2, a reply refused by a newer tombstone is answered when the
-   * tombstone came during the read (before: a miss, for a key that existed throughout), and not when
-   * it was there before the read began (review34: a delete whose Redis write was dropped).
+   * Without L2, the key's stamp word before a Redis read: #onBus and #delete move it, and a reply
+   * whose key moved is then answered (it was current when read) but not cached — there is no
+   * tombstone to refuse it, and an entry without a ttl stayed stale for good (review32). With L2,
+   * undefined: L2's versions and tombstones decide.
    */
-  #fillGuard(key: string): number {
-    return this.#stamps.stamp(this.#hashOf(key).lo);
+  #fillGuard(key: string): number | undefined {
+    return this.#l2 === undefined ? this.#stamps.stamp(this.#hashOf(key).lo) : undefined;
   }
 
   /** Decodes a Redis reply and fills the local tiers with it. Corrupt bytes → CorruptValueError. */
@@ -1079,21 +1086,20 @@ export class Cache extends EventEmitter {
     if (epoch !== this.#stamps.epoch()) return found;
     const h = this.#hashOf(key);
     const { hi, lo } = h;
-    // Without L2: deleted or invalidated here meanwhile — the same: answer, do not cache. (With
-    // L2, its version check below decides: a bus message for the very write being read leaves a
-    // tombstone one below it, which lets the reply in.)
-    const moved = guard !== undefined && guard !== this.#stamps.stamp(lo);
-    if (this.#l2 === undefined && moved) return found;
+    // Without L2: deleted or invalidated here meanwhile — the same: answer, do not cache (another
+    // key of the same stamp word moving it only costs the fill). With L2 its version check below
+    // decides: a bus message for the very write being read leaves a tombstone one below it.
+    if (this.#l2 === undefined && guard !== undefined && guard !== this.#stamps.stamp(lo)) return found;
     if (this.#deaf) this.#deafWrites++;
     let stamp = 0;
     if (this.#l2 !== undefined) {
       // Always through L2's set: it refuses the fill when a newer write or a tombstone is there
       // (checked before the size), and drops an older value when this one is too large for it.
       const r = this.#l2.set(key, hi, lo, bytes, { expires: entry.expires, stale: entry.stale, version: entry.version }, now);
-      // L2 holds a newer version: its value — or, for a tombstone, this reply when the tombstone
-      // came during the read (it was current when read: answered, not cached), nothing when it
-      // was there before the read began (a delete whose Redis write was dropped; review34).
-      if (r.result === 'older') return this.#fromL2(this.#hashOf(key), now, key) ?? (moved ? found : undefined);
+      // L2 holds a newer version: its value, or a miss for a tombstone. (Answering the reply when
+      // the tombstone came during the read was tried, keyed on the stamp word; but 2^16 keys share
+      // a word, so another key's write could make a deleted value answer: review35. A miss is safe.)
+      if (r.result === 'older') return this.#fromL2(this.#hashOf(key), now, key);
       if (r.result !== 'stored') this.#s.l2TooLarge++;
       stamp = r.stamp;
     }

@@ -41,12 +41,16 @@ const WORDS_AT = 128;
 const DEFAULT_WORDS = 1 << 16;
 
 /**
+ * The furthest ahead of this process's wall clock a version it observes may be: a day. Honest
+ * clocks are skewed by far less (a clock a minute ahead was not followed at first, and another
+ * instance's later writes then lost to it: review35); a hostile version near 2^53 is refused.
+ */
+export const MAX_AHEAD_MS = 24 * 3_600_000;
+
+/**
  * The shared stamp words of one cache (see the file comment). Any thread opens it by name;
  * every method is one atomic operation, lock-free and allocation-free.
  */
-/** The furthest ahead of this process's wall clock a version it observes may be: one minute. */
-export const MAX_AHEAD_MS = 60_000;
-
 export class StampTable {
   readonly #i32: Int32Array;
   /** i32 index of stamp word 0. */

@@ -53,7 +53,7 @@ export function recordCorrected(h: hdr.Histogram, value: number, count: number, 
  * the mean, so a 200 ms stall every second reads p90 ~82 ms where the truth is 100 (p99 ~190 of
  * 190); the median follows the stall better but over-corrects a server that is simply slow for
  * some requests (60 % at 0.4 ms, 40 % at 41 ms: corrected p50 20 ms, and p90 and p99 below the raw
- * ones). The mean never puts the corrected tail below the raw one.
+ * ones). With the mean, the corrected tail stays within one interval of the raw one.
  */
 export function expectedInterval(raw: hdr.Histogram): number {
   return Math.max(1, Math.round(raw.mean));

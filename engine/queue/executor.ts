@@ -319,14 +319,14 @@ class FunctionContext implements HandlerContext {
 /**
  * Wire format of a module handler's call (ENC_BYTES body), read by worker-adapter.ts:
  *   u32 attempt · u16 id length (UTF-8 bytes; bit 15 set: RAW_PAYLOAD) · id · the payload as the
- *   codec encoded it (empty: undefined), or with RAW_PAYLOAD a Uint8Array payload's bytes as they are
+ *   codec encoded it (empty: undefined), or with RAW_PAYLOAD a Buffer payload's bytes as they are
  */
 export const CALL_HEADER = 6;
-/** Flag in the call's id-length word: the payload is a Uint8Array's bytes, not the codec's. */
+/** Flag in the call's id-length word: the payload is a Buffer's bytes, not the codec's. */
 export const RAW_PAYLOAD = 0x8000;
 
 /**
- * A Uint8Array payload of a module handler, kept as a copy of its bytes and sent as they are: no
+ * A Buffer payload of a module handler, kept as a copy of its bytes and sent as they are: no
  * codec round trip (one copy fewer) and no codec size limit — as the pool sends one (review34:
  * `hotpath serve`'s /process misses, whose bodies may be up to its body limit, were refused over
  * 16 MiB when they went through the codec). The handler gets a Buffer.
@@ -354,7 +354,9 @@ class ModuleExecutor extends BaseExecutor {
   prepare(payload: unknown): unknown {
     if (payload === undefined) return EMPTY;
     // A copy: later changes to the caller's buffer change nothing (as with the codec).
-    if (payload instanceof Uint8Array && ArrayBuffer.isView(payload)) return new RawPayload(Buffer.from(payload));
+    // Buffers only: the handler gets a Buffer, as the codec would give it (a plain Uint8Array, which
+    // the codec gives back as a Uint8Array, still goes through it: review35).
+    if (Buffer.isBuffer(payload)) return new RawPayload(Buffer.from(payload));
     try {
       return this.#codec.encode(payload, 'payload');
     } catch (err) {

@@ -73,6 +73,15 @@ describe('basic operations', () => {
     expect(() => c.setMany([['a', 1], ['b', undefined]])).toThrow(/the value of "b" is undefined/);
     expect(() => c.setMany([['a', 1], { key: 'b', value: 2, ttl: -5 }])).toThrow(/setMany: entries\[1\]\.ttl must be a positive number/);
     expect(c.getSync('a')).toBeUndefined();
+    // review35: an L1-only cache holds live objects (set() takes a function inside one): so does
+    // setMany; and a value nested too deeply is a TypeError naming the entry, not a stack overflow.
+    const live = fresh({ l2: false });
+    const withFn = { run: () => 1 };
+    await live.setMany([['fn', withFn]]);
+    expect(live.getSync('fn')).toBe(withFn);
+    let deep: unknown = 1;
+    for (let i = 0; i < 20_000; i++) deep = [deep];
+    expect(() => c.setMany([['deep', deep]])).toThrow(/setMany: entries\[0\] value is nested too deeply to encode/);
     // Only a value over maxValueBytes fails its own entry: the others are written, the call rejects.
     const small = fresh({ maxValueBytes: 1024 });
     await expect(small.setMany([['a', 1], ['big', 'x'.repeat(5000)], { key: 'c', value: 3 }])).rejects.toMatchObject({ code: 'ERR_HOTPATH_VALUE_TOO_LARGE' });

@@ -31,6 +31,13 @@ describe('module handlers', () => {
     expect(r.payload.d.getTime()).toBe(5);
     expect(Buffer.from(r.payload.b).toString()).toBe('hi');
     expect(r.payload.n).toBe(2n ** 70n);
+    // A Buffer payload travels as its bytes and arrives a Buffer; a plain Uint8Array stays one
+    // (review35: raw bytes for every Uint8Array turned them into Buffers).
+    const bufEcho = (await q.submit(Buffer.from('raw')).result) as { payload: Uint8Array };
+    expect(Buffer.isBuffer(bufEcho.payload) && bufEcho.payload.toString()).toBe('raw');
+    const u8Echo = (await q.submit(new Uint8Array([1, 2])).result) as { payload: Uint8Array };
+    expect(Buffer.isBuffer(u8Echo.payload)).toBe(false);
+    expect([...u8Echo.payload]).toEqual([1, 2]);
     const many = q.submitMany([1, 2, 3, undefined]);
     expect((await Promise.all(many.map((h) => h.result))).map((x) => (x as { payload: unknown }).payload)).toEqual([1, 2, 3, undefined]);
   });
