@@ -358,8 +358,9 @@ class Runner {
     slot.busy = false;
     slot.inFlight = false;
     let code = (err as { code?: string }).code ?? err.name;
-    // With pipelining, aborting a timed-out request closes its connection, and the requests behind
-    // it fail too, before their own deadline: not timeouts, and their times are not latencies.
+    // Defensive: should a request on a pipelined connection fail with another's timeout, before its
+    // own deadline, it is not a timeout and its time is not a latency. (undici 7.30 re-sends the
+    // requests queued behind an aborted one instead: review35 could not produce this.)
     if (code === RESPONSE_TIMEOUT && clock() - slot.sentAt < this.#init.timeoutMs) code = BEHIND_TIMEOUT;
     if (this.#finished || TIMED_OUT.has(code)) {
       // Its time so far is a latency (a lower bound): the histograms must show the wait.
