@@ -24,7 +24,7 @@ import { SYSTEM_CLOCK, type Clock } from '../options.js';
 import { CoarseClock } from '../runtime/coarse-clock.js';
 import { KeyHash } from '../runtime/key-hash.js';
 import type { ThreadRuntime } from '../runtime/thread.js';
-import { checkEncodable, ExactViews, ValueCodec } from '../codec/codec.js';
+import { ExactViews, ValueCodec } from '../codec/codec.js';
 import type { RedisConnector } from '../redis/connector.js';
 import type { Compressor } from '../compress/compressor.js';
 import { L1Store } from './l1.js';
@@ -553,20 +553,19 @@ export class Cache extends EventEmitter {
   }
 
   /**
-   * set() for each entry (Redis writes pipelined). Every entry's shape and key are checked before
-   * any is written, synchronously (a TypeError or RangeError naming the entry): key, value
-   * (undefined, or what the codec refuses) and ttl — a bad entry no longer leaves the ones before
-   * it stored (review32, review34). Only a value over maxValueBytes, found when it is encoded, fails
-   * its own entry alone: the others are written and the promise rejects with its error.
+   * set() for each entry (Redis writes pipelined). Every entry is checked — shape, key, value
+   * (undefined, what the codec refuses, over maxValueBytes) and ttl — and every value encoded
+   * before any is written, synchronously (a TypeError / RangeError / ERR_HOTPATH_VALUE_TOO_LARGE
+   * naming the entry): a bad entry leaves nothing stored (review32, review34, review35).
    */
   setMany(entries: ReadonlyArray<{ key: string; value: unknown; ttl?: number } | readonly [string, unknown]>): Promise<void> {
     if (!Array.isArray(entries)) throw new TypeError('setMany(entries): entries must be an array');
     const now = this.#now();
-    const encodes = this.#l2 !== undefined || this.#l3 !== undefined || (this.#l1 !== undefined && this.#spec.l1 !== false && this.#spec.l1.maxBytes !== undefined && this.#sizeOf === undefined);
+    // Everything checked, and every value encoded, before anything is written.
     const list = entries.map((e: unknown, i) => {
       let key: unknown;
       let value: unknown;
-      let options: SetOptions | undefined;
+      let ttl: number | undefined;
       if (Array.isArray(e)) {
         this.#checkKey(e[0], `setMany: entries[${i}][0]`);
         [key, value] = e as [string, unknown];
@@ -576,31 +575,20 @@ export class Cache extends EventEmitter {
         this.#checkKey(o.key, `setMany: entries[${i}].key`);
         key = o.key;
         value = o.value;
-        options = o.ttl !== undefined ? { ttl: o.ttl as number } : undefined;
-        this.#lifetime(now, options?.ttl, undefined, `setMany: entries[${i}]`); // a bad ttl
+        ttl = o.ttl as number | undefined;
       }
       checkDefined(key as string, value);
-      // What the codec refuses (a function, a symbol, a WeakMap, …), named by entry — when this
-      // cache encodes values at all (an L1-only cache holds live objects, as set() does). Only a
-      // value over maxValueBytes is found when its own set encodes it. (A walk per value: a
-      // setMany of small objects costs ~1.5× a loop of set(); review35.)
-      if (encodes) {
-        try {
-          checkEncodable(value, `setMany: entries[${i}] value`);
-        } catch (err) {
-          if (err instanceof RangeError && /call stack/i.test(err.message)) throw new TypeError(`setMany: entries[${i}] value is nested too deeply to encode`, { cause: err });
-          throw err;
-        }
-      }
-      return { key: key as string, value, options };
+      const life = this.#lifetime(now, ttl, undefined, `setMany: entries[${i}]`);
+      const encoded = { bytes: this.#encodeValue(value, `setMany: entries[${i}] value`) };
+      return { key: key as string, value, life, encoded };
     });
-    return Promise.all(list.map((e) => {
-      try {
-        return this.set(e.key, e.value, e.options);
-      } catch (err) {
-        return Promise.reject(err); // (its own entry only: the others are written; setMany rejects with it)
-      }
-    })).then(() => undefined);
+    const writes: Array<Promise<unknown>> = [];
+    for (const e of list) {
+      const version = this.#version();
+      const bytes = this.#storeLocal(e.key, e.value, version, e.life.expires, e.life.stale, now, undefined, e.encoded);
+      if (bytes !== false && this.#l3 !== undefined) writes.push(this.#storeRemote(e.key, bytes!, version, e.life.expires, e.life.stale, now));
+    }
+    return writes.length === 0 ? RESOLVED : Promise.all(writes).then(NOTHING);
   }
 
   /**
@@ -1132,16 +1120,25 @@ export class Cache extends EventEmitter {
    * The synchronous part of a write: encode, L2, L1. Returns the encoded bytes (undefined when no
    * tier needed them), or false when the write lost to a newer version or to a clear().
    */
-  #storeLocal(key: string, value: unknown, version: number, expires: number, stale: number, now: number, epochAtStart?: number): Uint8Array | undefined | false {
+  /**
+   * The bytes the tiers store for `value` (undefined when no tier needs any: an L1-only cache
+   * holds live objects). `what` names the value in errors.
+   * @throws TypeError for what the codec refuses; ERR_HOTPATH_VALUE_TOO_LARGE over maxValueBytes.
+   */
+  #encodeValue(value: unknown, what: string): Uint8Array | undefined {
+    if (this.#l2 === undefined && this.#l3 === undefined && !(this.#l1 !== undefined && this.#spec.l1 !== false && this.#spec.l1.maxBytes !== undefined && this.#sizeOf === undefined)) return undefined;
+    // Values bound for Redis are self-contained; L2-only values may use the engine's shared structures.
+    const bytes = this.#l3 !== undefined ? this.#codec.encode(value, what) : this.#rt.codec.encode(value, what);
+    if (bytes.length > this.#spec.maxValueBytes) throw new ValueTooLargeError(bytes.length, this.#spec.maxValueBytes, what);
+    return bytes;
+  }
+
+  /** `encoded`: the value's bytes from #encodeValue when the caller has them already (setMany). */
+  #storeLocal(key: string, value: unknown, version: number, expires: number, stale: number, now: number, epochAtStart?: number, encoded?: { bytes: Uint8Array | undefined }): Uint8Array | undefined | false {
     if (this.#deaf) this.#deafWrites++;
     const l2 = this.#l2;
     const l3 = this.#l3;
-    let bytes: Uint8Array | undefined;
-    if (l2 !== undefined || l3 !== undefined || (this.#l1 !== undefined && this.#spec.l1 !== false && this.#spec.l1.maxBytes !== undefined && this.#sizeOf === undefined)) {
-      // Values bound for Redis are self-contained; L2-only values may use the engine's shared structures.
-      bytes = l3 !== undefined ? this.#codec.encode(value, `the value of ${JSON.stringify(key)}`) : this.#rt.codec.encode(value, `the value of ${JSON.stringify(key)}`);
-      if (bytes.length > this.#spec.maxValueBytes) throw new ValueTooLargeError(bytes.length, this.#spec.maxValueBytes, `the value of ${JSON.stringify(key)}`);
-    }
+    const bytes = encoded !== undefined ? encoded.bytes : this.#encodeValue(value, `the value of ${JSON.stringify(key)}`);
     // The user's size before any tier is written: a sizeOf that throws (or answers nonsense)
     // leaves nothing stored — before, L2 already held the value (review32).
     const userSize = this.#l1 !== undefined && this.#sizeOf !== undefined ? this.#userSize(value, key) : undefined;
