@@ -21,6 +21,7 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { ClosedError, CorruptValueError, HotpathError, TimeoutError, ValueTooLargeError } from '../errors.js';
 import { SYSTEM_CLOCK, type Clock } from '../options.js';
+import { MAX_TIMER_MS } from '../timer.js';
 import { CoarseClock } from '../runtime/coarse-clock.js';
 import { KeyHash } from '../runtime/key-hash.js';
 import type { ThreadRuntime } from '../runtime/thread.js';
@@ -493,7 +494,7 @@ export class Cache extends EventEmitter {
     }
     if (missing.length === 0 || this.#l3 === undefined) return out;
     const epoch = this.#stamps.epoch(); // before the round trip: a clear meanwhile voids the fills
-    const guards = missing.map((i) => this.#fillGuard(keys[i]!));
+    const guards = this.#l2 === undefined ? missing.map((i) => this.#fillGuard(keys[i]!)) : undefined; // (#fillGuard)
     let replies: Array<Buffer | null>;
     try {
       replies = await this.#l3.getMany(missing.map((i) => keys[i]!));
@@ -505,7 +506,7 @@ export class Cache extends EventEmitter {
       const i = missing[j]!;
       let f: Found | undefined;
       try {
-        f = await this.#accept(keys[i]!, replies[j] ?? null, now, epoch, guards[j]);
+        f = await this.#accept(keys[i]!, replies[j] ?? null, now, epoch, guards?.[j]);
       } catch (err) {
         this.emit('l3error', err); // one corrupt entry is a miss here, not a failed batch
         continue;
@@ -1538,12 +1539,8 @@ function readSpec(rt: ThreadRuntime, name: string): Spec | undefined {
   return JSON.parse(Buffer.from(new Uint8Array(rt.memory.buffer, r.offset + 8, len).slice()).toString()) as Spec;
 }
 
-/**
- * The longest delay a Node timer holds (2^31 − 1 ms, about 24.8 days): a longer one — Infinity
- * too — fires after 1 ms, so a loader "without a limit" timed out at once (review32).
- */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** A timeout a Node timer can hold (review32: Infinity fired after 1 ms, so a loader "without a limit" timed out at once). */
 function isTimerMs(v: unknown): v is number {
   return typeof v === 'number' && v > 0 && v <= MAX_TIMER_MS;
 }

@@ -3,6 +3,7 @@
  * public boundary (`loadtest()` and `hotpath loadtest` both go through {@link resolveOptions}).
  * Caller mistakes throw TypeError / RangeError naming the option; the CLI maps those to exit 2.
  */
+import { MAX_TIMER_MS } from '../timer.js';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 
@@ -156,8 +157,6 @@ export function parseDuration(value: unknown, what: string): number {
   return rounded;
 }
 
-/** The longest delay a Node timer holds (2^31 − 1 ms); longer ones fire after 1 ms. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Parses `--stages`: comma-separated `DURATION:TARGET` pairs, e.g. "10s:100,30s:100,10s:0"

@@ -3,6 +3,7 @@
  * caller's option or argument lives here, shared by the in-memory and the durable queue.
  */
 import { CancelledError } from '../errors.js';
+import { MAX_TIMER_MS } from '../timer.js';
 import {
   MAX_PRIORITY, PRIORITY_LEVELS, type BackoffFunction, type Handler, type QueueOptions, type RetryOptions, type SubmitOptions,
 } from './types.js';
@@ -18,8 +19,6 @@ export const QUEUE_DEFAULTS = {
   retry: { attempts: 1, backoff: 'exponential', delayMs: 100, maxDelayMs: 10_000, jitter: 'full' },
 } as const;
 
-/** The longest delay or timeout accepted (ms): what setTimeout can hold (~24.8 days). */
-export const MAX_DELAY_MS = 2 ** 31 - 1;
 
 export interface ResolvedRetry {
   attempts: number;
@@ -107,8 +106,8 @@ function resolveRetry(r: unknown): ResolvedRetry {
   const attempts = o.attempts === undefined ? d.attempts : int('options.retry.attempts', o.attempts, 1, 1_000_000);
   let backoff: ResolvedRetry['backoff'] = d.backoff;
   if (o.backoff !== undefined) backoff = typeof o.backoff === 'function' ? o.backoff : oneOf('options.retry.backoff', o.backoff, ['fixed', 'exponential'] as const);
-  const delayMs = o.delayMs === undefined ? d.delayMs : int('options.retry.delayMs', o.delayMs, 0, MAX_DELAY_MS);
-  const maxDelayMs = o.maxDelayMs === undefined ? Math.max(d.maxDelayMs, delayMs) : int('options.retry.maxDelayMs', o.maxDelayMs, 0, MAX_DELAY_MS);
+  const delayMs = o.delayMs === undefined ? d.delayMs : int('options.retry.delayMs', o.delayMs, 0, MAX_TIMER_MS);
+  const maxDelayMs = o.maxDelayMs === undefined ? Math.max(d.maxDelayMs, delayMs) : int('options.retry.maxDelayMs', o.maxDelayMs, 0, MAX_TIMER_MS);
   if (maxDelayMs < delayMs) throw new RangeError(`options.retry.maxDelayMs (${maxDelayMs}) must be at least options.retry.delayMs (${delayMs})`);
   const jitter = o.jitter === undefined ? d.jitter : oneOf('options.retry.jitter', o.jitter, ['full', 'decorrelated', 'none'] as const);
   if (o.retryable !== undefined && typeof o.retryable !== 'function') throw new TypeError(`options.retry.retryable must be a function, got ${describe(o.retryable)}`);
@@ -138,9 +137,9 @@ export function resolveQueueOptions(options: unknown): ResolvedQueueOptions {
     concurrency: o.concurrency === undefined ? undefined : int('options.concurrency', o.concurrency, 1, 1_000_000),
     retry: resolveRetry(o.retry),
     maxQueued: o.maxQueued === undefined ? d.maxQueued : int('options.maxQueued', o.maxQueued, 1, 100_000_000),
-    timeout: o.timeout === undefined ? d.timeout : int('options.timeout', o.timeout, 0, MAX_DELAY_MS),
-    killAfterMs: o.killAfterMs === undefined ? d.killAfterMs : int('options.killAfterMs', o.killAfterMs, 0, MAX_DELAY_MS),
-    agingMs: o.agingMs === undefined ? d.agingMs : int('options.agingMs', o.agingMs, 0, MAX_DELAY_MS),
+    timeout: o.timeout === undefined ? d.timeout : int('options.timeout', o.timeout, 0, MAX_TIMER_MS),
+    killAfterMs: o.killAfterMs === undefined ? d.killAfterMs : int('options.killAfterMs', o.killAfterMs, 0, MAX_TIMER_MS),
+    agingMs: o.agingMs === undefined ? d.agingMs : int('options.agingMs', o.agingMs, 0, MAX_TIMER_MS),
     statusRetention: o.statusRetention === undefined ? d.statusRetention : int('options.statusRetention', o.statusRetention, 0, 10_000_000),
     deadLetterRetention: o.deadLetterRetention === undefined ? d.deadLetterRetention : int('options.deadLetterRetention', o.deadLetterRetention, 0, 10_000_000),
     deadLetterBytes: o.deadLetterBytes === undefined ? d.deadLetterBytes : int('options.deadLetterBytes', o.deadLetterBytes, 0, Number.MAX_SAFE_INTEGER),
@@ -192,8 +191,8 @@ export function resolveSubmit(o: SubmitOptions | undefined): ResolvedSubmit {
   return {
     priority: priorityOf(o.priority),
     id,
-    delayMs: o.delayMs === undefined ? 0 : int('options.delayMs', o.delayMs, 0, MAX_DELAY_MS),
-    timeout: o.timeout === undefined ? undefined : int('options.timeout', o.timeout, 0, MAX_DELAY_MS),
+    delayMs: o.delayMs === undefined ? 0 : int('options.delayMs', o.delayMs, 0, MAX_TIMER_MS),
+    timeout: o.timeout === undefined ? undefined : int('options.timeout', o.timeout, 0, MAX_TIMER_MS),
     signal,
   };
 }
@@ -206,7 +205,7 @@ export function backoffDelay(r: ResolvedRetry, attempt: number, error: unknown, 
   if (typeof r.backoff === 'function') {
     const v = r.backoff(attempt, error);
     if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new RangeError(`options.retry.backoff returned ${describe(v)}; it must return a non-negative number of ms`);
-    return Math.min(Math.round(v), MAX_DELAY_MS);
+    return Math.min(Math.round(v), MAX_TIMER_MS);
   }
   const base = r.backoff === 'fixed' ? r.delayMs : Math.min(r.maxDelayMs, r.delayMs * 2 ** Math.min(attempt - 1, 52));
   switch (r.jitter) {

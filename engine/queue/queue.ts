@@ -27,6 +27,7 @@
 import { EventEmitter } from 'node:events';
 import { CancelledError, ClosedError, type HotpathError, QueueFullError } from '../errors.js';
 import type { Clock } from '../options.js';
+import { MAX_TIMER_MS } from '../timer.js';
 import type { ValueCodec } from '../codec/codec.js';
 import type { WorkerPool } from '../runtime/pool.js';
 import type { RateLimiter } from '../limiter/types.js';
@@ -36,7 +37,7 @@ import type { LatencyRecorder } from '../observe/thread-metrics.js';
 import { MAX_HEAP_ENTRIES, TaskHeap } from './heap.js';
 import { createExecutor, FunctionExecutor, Settled, type AttemptHandle, type Executor } from './executor.js';
 import {
-  backoffDelay, MAX_DELAY_MS, resolveQueueOptions, resolveSubmit, type ResolvedQueueOptions, type ResolvedSubmit,
+  backoffDelay, resolveQueueOptions, resolveSubmit, type ResolvedQueueOptions, type ResolvedSubmit,
 } from './options.js';
 import type {
   DeadLetter, ErrorInfo, QueueCounts, QueueEvents, QueueOptions, SubmitOptions, TaskHandle, TaskState, TaskStatus,
@@ -723,7 +724,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     if (this.#timer !== undefined && this.#timerAt <= next.runAt) return;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timerAt = next.runAt;
-    const ms = Math.min(MAX_DELAY_MS, Math.max(0, next.runAt - this.#clock.now()));
+    const ms = Math.min(MAX_TIMER_MS, Math.max(0, next.runAt - this.#clock.now()));
     // Ref'd, like any setTimeout: a delayed task or a pending retry keeps the process alive until it
     // has run (close() ends them).
     this.#timer = setTimeout(this.#onTimer, ms);
