@@ -108,6 +108,16 @@ export interface CodecOptions {
 
 const COMMON = { moreTypes: true, int64AsType: 'bigint' } as const;
 
+/**
+ * How errors name the value being encoded: a string, or a function that builds one — called only
+ * when an error is thrown, so a hot caller (the cache's set, naming the key) builds no string.
+ */
+export type ValueName = string | (() => string);
+
+function nameOf(what: ValueName): string {
+  return typeof what === 'string' ? what : what();
+}
+
 export class ValueCodec {
   readonly maxBytes: number;
   readonly #plain = new Packr({ ...COMMON, useRecords: false });
@@ -165,7 +175,7 @@ export class ValueCodec {
    * @throws TypeError for a function, symbol or own `__proto__` key inside `value` (names the path).
    * @throws ValueTooLargeError over `maxBytes`.
    */
-  encode(value: unknown, what = 'value'): Buffer {
+  encode(value: unknown, what: ValueName = 'value'): Buffer {
     // msgpackr reserves the format byte in its own buffer: no second copy. The subarray it
     // returns stays valid (msgpackr moves on to fresh space for the next value).
     let out: Buffer | undefined;
@@ -184,16 +194,16 @@ export class ValueCodec {
         out = this.#selfContained(value, what);
       } catch (err) {
         if (err instanceof RangeError && /call stack/i.test(err.message)) {
-          throw new TypeError(`${what} is nested too deeply to encode`, { cause: err });
+          throw new TypeError(`${nameOf(what)} is nested too deeply to encode`, { cause: err });
         }
         throw err;
       }
     }
-    if (out.length > this.maxBytes) throw new ValueTooLargeError(out.length, this.maxBytes, what);
+    if (out.length > this.maxBytes) throw new ValueTooLargeError(out.length, this.maxBytes, nameOf(what));
     return out;
   }
 
-  #selfContained(value: unknown, what: string): Buffer {
+  #selfContained(value: unknown, what: ValueName): Buffer {
     const shape = checkEncodable(value, what, this.#walk);
     let out: Buffer;
     if (shape !== 0) {
@@ -320,9 +330,9 @@ function corrupt(err: unknown): CorruptValueError {
  * path as a stack (the path string is built only for an error) and switches on a WeakSet of
  * visited objects only past 10 000 objects (against exponential walks of shared references).
  */
-export function checkEncodable(value: unknown, path = 'value', reuse?: WalkState): number {
+export function checkEncodable(value: unknown, path: ValueName = 'value', reuse?: WalkState): number {
   if (typeof value === 'function' || typeof value === 'symbol') {
-    throw new TypeError(`${path} is a ${typeof value} and cannot be encoded`);
+    throw new TypeError(`${nameOf(path)} is a ${typeof value} and cannot be encoded`);
   }
   if (typeof value !== 'object' || value === null || isLeaf(value)) return 0;
   const st = reuse !== undefined && !reuse.busy ? reuse : newWalkState();
@@ -358,7 +368,7 @@ export interface WalkState {
   keys: Array<string | number>;
   visits: number;
   visited: WeakSet<object> | undefined;
-  root: string;
+  root: ValueName;
 }
 
 /** The name of a kind of object that holds nothing copyable (written as `{}` otherwise), or undefined. */
@@ -377,7 +387,7 @@ function isLeaf(o: object): boolean {
 }
 
 function fail(st: WalkState, key: string | number | undefined, what: string): never {
-  const parts = [st.root, ...st.keys.map(String)];
+  const parts = [nameOf(st.root), ...st.keys.map(String)];
   if (key !== undefined) parts.push(String(key));
   throw new TypeError(`${parts.join('.')} ${what}`);
 }

@@ -80,6 +80,21 @@ describe.each([
     expect(() => codec.encode({ r: new WeakRef({}) })).toThrow(/value\.r is a WeakRef/);
   });
 
+  it('builds a name given as a function only for an error', () => {
+    let calls = 0;
+    const name = () => {
+      calls++;
+      return 'the value of "k"';
+    };
+    expect(codec.decode(codec.encode({ a: [1, 'x'] }, name))).toEqual({ a: [1, 'x'] });
+    expect(calls).toBe(0);
+    expect(() => codec.encode({ a: { f: () => 1 } }, name)).toThrow(/the value of "k"\.a\.f is a function/);
+    expect(() => codec.encode(Symbol('s'), name)).toThrow(/the value of "k" is a symbol/);
+    const small = new ValueCodec({ maxBytes: 64 });
+    expect(() => small.encode('x'.repeat(200), name)).toThrow(/the value of "k"/);
+    expect(calls).toBeGreaterThanOrEqual(3);
+  });
+
   it('decoding hostile bytes cannot pollute prototypes', () => {
     // Hand-written msgpack: {"__proto__": {"polluted": true}, "constructor": {"prototype": {"p": 1}}}
     const map = (entries: Array<[string, Buffer]>): Buffer =>
