@@ -596,7 +596,8 @@ export class Compressor {
   /**
    * Slots in the engine's shared arena, three per worker, each holding one block: the blocks of a
    * parallel compression travel through them instead of through the channel's rings, so a block
-   * costs one copy in and one copy out on this thread and a few bytes of message. Carved on
+   * costs one copy in and one copy out on this thread and a few bytes of message; the worker
+   * compresses it in place (tasks.ts lz4Staged: its output region is in the arena too). Carved on
    * first use (about 3 × workers × blockSize bytes; three per worker keep a worker fed while the
    * calling thread waits for a core on a busy machine); if the arena has no room, blocks go through
    * the rings instead.

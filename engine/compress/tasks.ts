@@ -13,6 +13,8 @@ import type { ThreadRuntime } from '../runtime/thread.js';
 import { CODEC_NAMES } from './formats.js';
 import { Compressor, TASK_HEADER, type Codec } from './compressor.js';
 import { lz4EncodeBlock } from './lz4-frame.js';
+import { lz4Bound } from './workspace.js';
+import { ArenaExhaustedError } from '../errors.js';
 
 // Per thread runtime: one workspace, one compressor per block size in use (usually one).
 const compressors = new WeakMap<ThreadRuntime, Map<number, Compressor>>();
@@ -84,16 +86,62 @@ export function lz4Staged(payload: unknown, ctx: TaskContext): number {
   const dv = new DataView(payload.buffer, payload.byteOffset, 12);
   const offset = dv.getUint32(0, true);
   const length = dv.getUint32(4, true);
-  const mem = new Uint8Array(ctx.runtime.memory.buffer);
-  const block = compressorOf(ctx, 1 << 20).workspace.compressBlock(mem.subarray(offset, offset + length), dv.getUint32(8, true));
+  const acceleration = dv.getUint32(8, true);
+  const out = stagedOutput(ctx, length);
+  let mem = new Uint8Array(ctx.runtime.memory.buffer);
+  let at: number; // where the encoding is
+  let len: number;
+  if (out !== undefined) {
+    // The kernel reads the block where it is staged: no copy into the private workspace.
+    len = ctx.runtime.kernels.lz4Compress(offset, length, out + TABLE_BYTES, out, acceleration);
+    at = out + TABLE_BYTES;
+    mem = new Uint8Array(ctx.runtime.memory.buffer); // (the shared memory never shrinks; a fresh view is cheap)
+  } else {
+    const block = compressorOf(ctx, 1 << 20).workspace.compressBlock(mem.subarray(offset, offset + length), acceleration);
+    len = block.length;
+    at = -1;
+    if (len < length) mem.set(block, offset + 4);
+  }
   // Written in place, as lz4EncodeBlock frames it: u32 length (bit 31: stored), then the bytes.
   const head = new DataView(mem.buffer, offset, 4);
-  if (block.length >= length) {
+  if (len >= length) {
     mem.copyWithin(offset + 4, offset, offset + length); // did not compress: store it
     head.setUint32(0, (0x80000000 | length) >>> 0, true);
     return 4 + length;
   }
-  mem.set(block, offset + 4);
-  head.setUint32(0, block.length, true);
-  return 4 + block.length;
+  if (at >= 0) mem.copyWithin(offset + 4, at, at + len);
+  head.setUint32(0, len, true);
+  return 4 + len;
+}
+
+/** The LZ4 kernel's hash table (4096 × u32), at the start of a worker's staged-output region. */
+const TABLE_BYTES = 16 * 1024;
+/** Slack the kernel may write past its output (wildcopy). */
+const WILD = 32;
+/** Per thread runtime: the staged-output region's offset by capacity (null: the arena had no room). */
+const stagedRegions = new WeakMap<ThreadRuntime, Map<number, number | null>>();
+
+/**
+ * The offset of this worker's region in the shared arena for a staged block of `length` bytes:
+ * the kernel's hash table, then room for the block's worst-case encoding. Named by the worker's
+ * pool slot, so a replacement worker (which takes the slot only once the old thread has exited)
+ * reuses it instead of carving another, and by capacity (a power of two ≥ 64 KiB). Undefined when
+ * the arena has no room: the block then goes through the private workspace (one more copy each
+ * way).
+ */
+function stagedOutput(ctx: TaskContext, length: number): number | undefined {
+  let byCap = stagedRegions.get(ctx.runtime);
+  if (byCap === undefined) stagedRegions.set(ctx.runtime, (byCap = new Map()));
+  const cap = Math.max(64 * 1024, 2 ** Math.ceil(Math.log2(Math.max(1, length))));
+  let at = byCap.get(cap);
+  if (at === undefined) {
+    try {
+      at = ctx.runtime.arena.region(`hotpath:czo:${ctx.slot}:${cap}`, TABLE_BYTES + lz4Bound(cap) + WILD).offset;
+    } catch (err) {
+      if (!(err instanceof ArenaExhaustedError)) throw err;
+      at = null;
+    }
+    byCap.set(cap, at);
+  }
+  return at ?? undefined;
 }

@@ -15,6 +15,8 @@ export interface KernelExports {
   /** Adds `len` bytes at `ptr` to the streaming xxHash32 state (48 bytes) at `state` (wasm/hash.ts). */
   xxh32Update(state: number, ptr: number, len: number): void;
   xxh64(ptr: number, len: number, seed: bigint): bigint;
+  /** One independent LZ4 block from `src` to `dst` (wasm/lz4.ts); `table`: 16 KiB of scratch. */
+  lz4Compress(src: number, srcLen: number, dst: number, table: number, acceleration: number): number;
   counterBump32(ptr: number, times: number): void;
   counterInc(ptr: number, delta: number): void;
   counterAddF(ptr: number, delta: number): void;

@@ -4,6 +4,7 @@
  * errors that come back typed, and hotpath/compress's private runtime.
  */
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEngine, type Engine } from '../../engine/index.js';
@@ -25,6 +26,33 @@ describe('offloaded compression', () => {
       expect(parallel.equals(engine.compressSync(text, { format }))).toBe(true);
       expect((await engine.decompress(parallel)).equals(text)).toBe(true);
     }
+    // The workers compressed the staged blocks where they were (their output regions exist).
+    expect(engine.runtime.regions().some((r) => r.name.startsWith('hotpath:czo:'))).toBe(true);
+  });
+
+  it('staging slots but no room for the workers\' output regions: blocks go through their private workspaces', async () => {
+    const bs = 256 << 10;
+    const e = await createEngine({ workers: 2, memory: 16 << 20, metrics: false, compress: { blockSize: bs } });
+    try {
+      // Leave room for the six staging slots (and their hash state), not for an output region.
+      const staging = 6 * (bs + 64) + 64;
+      e.runtime.region('test:fill', e.runtime.arena.freeBytes - staging - 4096);
+      const big = Buffer.concat([text, text]);
+      const f = await e.compress(big);
+      expect(e.runtime.regions().some((r) => r.name.startsWith('hotpath:cz:'))).toBe(true);
+      expect(e.runtime.regions().some((r) => r.name.startsWith('hotpath:czo:'))).toBe(false);
+      expect(f.equals(e.compressSync(big))).toBe(true);
+    } finally {
+      await e.close();
+    }
+  });
+
+  it('parallel blocks that do not compress are stored, and read back', async () => {
+    // Blocks of random bytes (stored), then text (compressed), in one input.
+    const mixed = Buffer.concat([randomBytes(3 << 20), text]);
+    const f = await engine.compress(mixed, { codec: 'lz4' });
+    expect(f.equals(engine.compressSync(mixed, { codec: 'lz4' }))).toBe(true);
+    expect(engine.decompressSync(f).equals(mixed)).toBe(true);
   });
 
   it('many parallel compressions at once share the staging slots without mixing blocks', async () => {
