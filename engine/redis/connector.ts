@@ -32,6 +32,7 @@ import type { Clock } from '../options.js';
 import { CircuitBreaker, type BreakerOptions, type BreakerState } from '../resilience/breaker.js';
 import { DeadlineQueue } from './deadlines.js';
 import { HearingCheck } from './hearing.js';
+import { MAX_TIMER_MS } from '../timer.js';
 
 /** Where Redis is: a URL (`redis://`, `rediss://`, with `user:pass@`), ioredis options (also for Sentinel), or a Cluster. */
 export type RedisConfig = string | RedisOptions | { cluster: Array<string | { host: string; port: number }>; options?: ClusterOptions };
@@ -167,14 +168,31 @@ export class RedisConnector extends EventEmitter {
   constructor(config: RedisConfig, options: ConnectorOptions = {}) {
     super();
     this.#config = config;
+    // Every option is checked, and the breaker (which checks its own) built, before the client
+    // exists: a bad option must not leave a connection open behind the exception (review37).
+    if (options === null || typeof options !== 'object') throw new TypeError(`connector options must be an object, got ${options === null ? 'null' : typeof options}`);
     this.timeoutMs = options.timeoutMs ?? CONNECTOR_DEFAULTS.timeoutMs;
+    if (typeof this.timeoutMs !== 'number' || !(this.timeoutMs > 0)) {
+      throw new RangeError(`options.timeoutMs must be a positive number of ms (Infinity: none), got ${String(options.timeoutMs)}`);
+    }
     this.#connectTimeoutMs = options.connectTimeoutMs ?? CONNECTOR_DEFAULTS.connectTimeoutMs;
+    if (typeof this.#connectTimeoutMs !== 'number' || !(this.#connectTimeoutMs >= 0 && this.#connectTimeoutMs <= MAX_TIMER_MS)) {
+      throw new RangeError(`options.connectTimeoutMs must be a number of ms from 0 to ${MAX_TIMER_MS}, got ${String(options.connectTimeoutMs)}`);
+    }
     this.#subscriberCheckMs = options.subscriberCheckMs ?? CONNECTOR_DEFAULTS.subscriberCheckMs;
     if (!Number.isInteger(this.#subscriberCheckMs) || this.#subscriberCheckMs < 0) {
       throw new RangeError(`subscriberCheckMs must be a non-negative integer (ms), got ${String(options.subscriberCheckMs)}`);
     }
+    if (options.reconnect !== undefined && (options.reconnect === null || typeof options.reconnect !== 'object')) {
+      throw new TypeError(`options.reconnect must be an object, got ${options.reconnect === null ? 'null' : typeof options.reconnect}`);
+    }
     const minMs = options.reconnect?.minMs ?? CONNECTOR_DEFAULTS.reconnectMinMs;
     const maxMs = options.reconnect?.maxMs ?? CONNECTOR_DEFAULTS.reconnectMaxMs;
+    for (const [name, v] of [['minMs', minMs], ['maxMs', maxMs]] as const) {
+      if (typeof v !== 'number' || !(v >= 1 && v <= MAX_TIMER_MS)) throw new RangeError(`options.reconnect.${name} must be a number of ms from 1 to ${MAX_TIMER_MS}, got ${String(v)}`);
+    }
+    if (minMs > maxMs) throw new RangeError(`options.reconnect.minMs (${minMs}) must not exceed options.reconnect.maxMs (${maxMs})`);
+    this.breaker = new CircuitBreaker('redis', { ...CONNECTOR_DEFAULTS.breaker, ...options.breaker, ...(options.clock ? { clock: options.clock } : {}) });
     const retryStrategy = (this.#retryStrategy = (times: number): number => {
       this.#stats.reconnects++;
       const cap = Math.min(maxMs, minMs * 2 ** Math.min(times, 20));
@@ -220,10 +238,15 @@ export class RedisConnector extends EventEmitter {
       void this.#loadScripts();
     });
     this.client.on('end', () => this.emit('end'));
-    this.breaker = new CircuitBreaker('redis', { ...CONNECTOR_DEFAULTS.breaker, ...options.breaker, ...(options.clock ? { clock: options.clock } : {}) });
     this.breaker.on('state', (to: BreakerState, from: BreakerState) => {
-      if (to === 'half-open') void this.#probe(); // first: a throwing listener must not skip it
-      this.emit('breaker', to, from);
+      try {
+        this.emit('breaker', to, from);
+      } finally {
+        // After the event (review37): a probe that fails at once (the client not ready) opens the
+        // breaker again, and listeners must hear open→half-open before half-open→open. In the
+        // finally: a throwing listener must not skip the probe.
+        if (to === 'half-open') queueMicrotask(() => void this.#probe());
+      }
     });
   }
 
@@ -428,6 +451,12 @@ export class RedisConnector extends EventEmitter {
       this.breaker.success(); // Redis is up and answering
       return new RedisCommandError(`Redis ${what}: ${(err as Error).message}`, err);
     }
+    if (isCrossSlot(err)) {
+      // ioredis refused to send it (keys of several slots in one command on a Cluster): the
+      // caller's mistake, not an outage — it must not open the breaker for everyone (review37).
+      this.#stats.replyErrors++;
+      return new RedisCommandError(`Redis ${what}: ${(err as Error).message}`, err);
+    }
     this.#stats.failures++;
     this.breaker.failure();
     return new RedisUnavailableError(`Redis ${what} failed: ${(err as Error)?.message ?? String(err)}`, err);
@@ -454,7 +483,10 @@ export class RedisConnector extends EventEmitter {
     return {
       name,
       sha,
-      run: (keys, args, options = {}) => this.#guarded(`script ${name}`, () => this.#evalsha(sha, source, keys, args, options.direct === true), options.timeoutMs),
+      run: (keys, args, options = {}) => {
+        if (this.client instanceof Cluster) sameSlot(keys, `script ${name}`);
+        return this.#guarded(`script ${name}`, () => this.#evalsha(sha, source, keys, args, options.direct === true), options.timeoutMs);
+      },
     };
   }
 
@@ -814,6 +846,10 @@ export class RedisConnector extends EventEmitter {
     for (const w of [...this.#subscribeWaiters]) w.fail(new RedisUnavailableError('the Redis connector is closed'));
     this.emit('closed');
     this.breaker.dispose();
+    // Commands issued in this tick are still in ioredis's auto-pipeline, and QUIT is written at
+    // once: it would overtake them and they would fail (review37). One turn flushes the pipeline;
+    // Redis then answers them before QUIT.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     await Promise.all([this.client, this.#subscriber].map(async (c) => {
       if (c === undefined) return;
       if (c.status === 'ready') {
@@ -837,6 +873,25 @@ function dropConnection(c: Redis): void {
 
 function isReplyError(err: unknown): boolean {
   return err instanceof Error && (err.name === 'ReplyError' || err.constructor?.name === 'ReplyError');
+}
+
+/** ioredis's own refusal of a command whose keys span slots on a Cluster (it sends nothing). */
+function isCrossSlot(err: unknown): boolean {
+  return err instanceof Error && /should belong to the same slot|same slots allocation group|CROSSSLOT/.test(err.message);
+}
+
+/**
+ * Throws a TypeError when `keys` span more than one hash slot: on a Cluster one command (a script)
+ * runs on one node, so its keys must share a slot (use a hash tag: `{user:42}:a`, `{user:42}:b`).
+ */
+function sameSlot(keys: string[], what: string): void {
+  if (keys.length < 2) return;
+  const first = calculateSlot(keys[0]!);
+  for (let i = 1; i < keys.length; i++) {
+    if (calculateSlot(keys[i]!) !== first) {
+      throw new TypeError(`${what}: on a Redis Cluster the keys of one call must share a hash slot (use a {hash tag}), got ${JSON.stringify(keys[0])} and ${JSON.stringify(keys[i])}`);
+    }
+  }
 }
 
 /**

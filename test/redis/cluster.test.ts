@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import calculateSlot from 'cluster-key-slot';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createEngine, RedisConnector } from '../../engine/index.js';
+import { createEngine, ErrorCodes, RedisConnector } from '../../engine/index.js';
 import { canSpawnRedis, holdingProxy, startCluster, type RedisProcess } from './servers.js';
 
 const spawnable = canSpawnRedis('redis cluster');
@@ -46,6 +46,18 @@ describe.runIf(spawnable)('a 3-master Redis Cluster', () => {
   it('runs scripts on hash-tagged keys on every master', async () => {
     const s = r.defineScript('test-cluster', "redis.call('SET', KEYS[1], ARGV[1]); redis.call('SET', KEYS[2], ARGV[1]); return redis.call('GET', KEYS[2])");
     for (const t of tags) expect(await s.run([`hotpath:{${t}}:a`, `hotpath:{${t}}:b`], [t])).toBe(t);
+  });
+
+  it('keys of several slots in one call are the caller\'s mistake: a TypeError or a command error, never a tripped breaker (review37)', async () => {
+    const s = r.defineScript('test-cross', "return redis.call('GET', KEYS[1])");
+    const [a, b] = [`hotpath:{${tags[0]}}:x`, `hotpath:{${tags[1]}}:y`];
+    expect(() => s.run([a, b], [])).toThrow(/share a hash slot/);
+    // A command ioredis itself refuses to send (its keys span slots): not an outage.
+    for (let i = 0; i < 10; i++) {
+      await expect(r.command('DEL', [a, b])).rejects.toMatchObject({ code: ErrorCodes.REDIS_ERROR });
+    }
+    expect(r.breaker.state).toBe('closed');
+    expect(await r.command('PING')).toBe('PONG');
   });
 
   it('splits MGET by slot and answers in key order', async () => {

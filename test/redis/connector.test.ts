@@ -352,3 +352,55 @@ describe.runIf(spawnable)('RedisConnector on its own server', () => {
     }
   }, 30_000);
 });
+
+describe.runIf(spawnable)('RedisConnector: events, close and construction (review37)', () => {
+  it('breaker events arrive in the order of the states: a probe that fails at once comes after its half-open', async () => {
+    const server = await startRedis();
+    const r = await RedisConnector.connect(server.url, { timeoutMs: 50, breaker: { resetMs: 100 } });
+    try {
+      const seen: Array<[string, string]> = [];
+      let halfOpens = 0;
+      const twice = new Promise<void>((resolve) => r.on('breaker', (to: string) => {
+        seen.push([to, r.breaker.state]); // the state as the listener sees it
+        if (to === 'half-open' && ++halfOpens === 2) resolve();
+      }));
+      await server.kill();
+      for (let i = 0; i < 50 && r.breaker.state !== 'open'; i++) await r.command('PING').catch(() => undefined);
+      await twice; // each probe meets a client that is not ready: it fails at once
+      for (const [to, state] of seen) expect(state).toBe(to);
+      expect(seen.slice(0, 4).map(([to]) => to)).toEqual(['open', 'half-open', 'open', 'half-open']);
+    } finally {
+      await r.close();
+      await server.stop();
+    }
+  });
+
+  it('close() lets the commands issued before it in the same tick finish', async () => {
+    const server = await startRedis();
+    const r = await RedisConnector.connect(server.url, { timeoutMs: 1000 });
+    const sets = Array.from({ length: 20 }, (_, i) => r.command('SET', [`close-order:${i}`, 'v']).then(() => 'ok', (err: Error) => err.message));
+    const closed = r.close();
+    expect(await Promise.all(sets)).toEqual(Array(20).fill('ok'));
+    await closed;
+    const check = await RedisConnector.connect(server.url, { timeoutMs: 1000 });
+    try {
+      expect(await check.command('EXISTS', Array.from({ length: 20 }, (_, i) => `close-order:${i}`))).toBe(20);
+    } finally {
+      await check.close();
+      await server.stop();
+    }
+  });
+
+  it('bad options throw before any connection is opened', async () => {
+    const sockets = (): number => process.getActiveResourcesInfo().filter((x) => x === 'TCPSocketWrap' || x === 'TCPWRAP').length;
+    const before = sockets();
+    const url = 'redis://127.0.0.1:6379';
+    expect(() => new RedisConnector(url, { breaker: { resetMs: -1 } })).toThrow(RangeError);
+    expect(() => new RedisConnector(url, { timeoutMs: 'soon' as never })).toThrow(/options\.timeoutMs/);
+    expect(() => new RedisConnector(url, { connectTimeoutMs: -5 })).toThrow(/options\.connectTimeoutMs/);
+    expect(() => new RedisConnector(url, { reconnect: { minMs: 0 } })).toThrow(/options\.reconnect\.minMs/);
+    expect(() => new RedisConnector(url, { reconnect: { minMs: 500, maxMs: 100 } })).toThrow(/must not exceed/);
+    expect(() => new RedisConnector(url, null as never)).toThrow(TypeError);
+    expect(sockets()).toBe(before);
+  });
+});
