@@ -2,7 +2,7 @@
  * createEngine(): wires one runtime (shared memory, kernels, workers) for the components.
  * Convenience wiring, not a god object: every component is usable on its own.
  */
-import { ClosedError } from './errors.js';
+import { ArenaExhaustedError, ClosedError } from './errors.js';
 import { resolveOptions, type Clock, type EngineOptions } from './options.js';
 import { Runtime } from './runtime/runtime.js';
 import { kernelModule } from './runtime/wasm.js';
@@ -210,6 +210,16 @@ export class Engine {
       return known as Queue<P, R> | DurableQueue<P, R>;
     }
     if (known !== undefined && !known.closed) throw new TypeError(`queue ${JSON.stringify(name)} already exists; get it with engine.queue(name) or close it first`);
+    if (options !== null && typeof options === 'object' && options.handler !== undefined && typeof options.handler !== 'function') {
+      // A module handler's ctx.cache attaches, on its worker, to the cache this thread builds:
+      // built here, so the handler finds it without the caller touching engine.cache first
+      // (review38). Without room in the arena for its L2, ctx.cache says so when used.
+      try {
+        void this.cache;
+      } catch (err) {
+        if (!(err instanceof ArenaExhaustedError)) throw err;
+      }
+    }
     const times = this.#queueMetrics();
     const context = {
       pool: this.runtime.pool,

@@ -20,7 +20,7 @@ export interface ServeConfig {
   adminToken: string | undefined;
   /** Proxy addresses whose X-Forwarded-For is believed (HOTPATH_TRUST_PROXY, comma-separated; --trust-proxy). */
   trustProxy: string[];
-  /** /process limit per client: requests per second and burst. Default 100 and 100. */
+  /** /process limit per client: requests per second (default 100) and burst (default: the limit per second). */
   limitPerSecond: number;
   limitBurst: number;
   /** L1 entries of the cache (HOTPATH_CACHE_L1_ENTRIES). Default 10 000. */
@@ -247,5 +247,9 @@ export function resolveServeConfig(
     if (raw === undefined) continue;
     out[k] = value(k, raw, `--${f.flag}`);
   }
+  // The burst follows the rate unless some layer set it (as the library's limiters do: `burst`
+  // defaults to `limit`): a limit of 5/s alone must not leave a burst of 100 (review38).
+  const burstSet = fromFile.limitBurst != null || (env.HOTPATH_LIMIT_BURST ?? '').trim() !== '' || (FIELDS.limitBurst.flag !== undefined && flags[FIELDS.limitBurst.flag] !== undefined);
+  if (!burstSet) out.limitBurst = out.limitPerSecond;
   return out as unknown as ServeConfig;
 }

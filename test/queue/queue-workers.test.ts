@@ -111,6 +111,13 @@ describe('ctx: the process\'s one shared state', () => {
     expect(await q.submit({ read: 'from-main', write: 'from-worker' }).result).toEqual({ hello: 'worker' });
     expect(engine.cache.getSync('from-worker')).toMatchObject({ seen: { hello: 'worker' } });
   });
+
+  it('ctx.cache works in a handler module before the main thread has touched engine.cache (review38)', async () => {
+    engine = await testEngine();
+    const q = engine.queue('cachers-first', { handler: JOBS, handlerExport: 'cacheRoundTrip' });
+    expect(await q.submit({ read: 'nothing-yet', write: 'first-write' }).result).toBeUndefined();
+    expect(engine.cache.getSync('first-write')).toMatchObject({ seen: undefined });
+  });
 });
 
 describe('stopping work on a worker', () => {

@@ -39,7 +39,11 @@ describe('configuration', () => {
     const file = join(dir, 'hotpath.json');
     writeFileSync(file, JSON.stringify({ port: 9000, host: '127.0.0.2', limitPerSecond: 5, trustProxy: ['10.0.0.1'] }));
     const c = resolveServeConfig(file, { HOTPATH_PORT: '9100', HOTPATH_HOST: '', HOTPATH_REDIS_URL: '' }, { port: '9200' });
-    expect(c).toMatchObject({ port: 9200, host: '127.0.0.2', limitPerSecond: 5, trustProxy: ['10.0.0.1'], redisUrl: undefined, limitBurst: 100 });
+    // The burst follows the limit unless a layer sets it (review38: a limit of 5 kept a burst of 100).
+    expect(c).toMatchObject({ port: 9200, host: '127.0.0.2', limitPerSecond: 5, trustProxy: ['10.0.0.1'], redisUrl: undefined, limitBurst: 5 });
+    expect(resolveServeConfig(undefined, { HOTPATH_LIMIT_PER_SECOND: '7' })).toMatchObject({ limitPerSecond: 7, limitBurst: 7 });
+    expect(resolveServeConfig(file, { HOTPATH_LIMIT_BURST: '40' })).toMatchObject({ limitPerSecond: 5, limitBurst: 40 });
+    expect(resolveServeConfig({ limitBurst: 9 }, { HOTPATH_LIMIT_PER_SECOND: '50' })).toMatchObject({ limitPerSecond: 50, limitBurst: 9 });
     expect(resolveServeConfig(undefined, { HOTPATH_TRUST_PROXY: '10.0.0.1, 10.0.0.2' }).trustProxy).toEqual(['10.0.0.1', '10.0.0.2']);
     expect(resolveServeConfig(undefined)).toEqual(SERVE_DEFAULTS);
   });
