@@ -106,6 +106,7 @@ export const DEFAULTS = {
 const KNOWN = new Set(['workers', 'memory', 'clock', 'channel', 'workerResourceLimits', 'closeTimeoutMs', 'startTimeoutMs', 'metrics', 'metricsCapacity', 'redis', 'redisTimeoutMs', 'redisConnectTimeoutMs', 'redisSubscriberCheckMs', 'compress', 'cache']);
 const KNOWN_COMPRESS = new Set(['offloadBytes', 'blockSize', 'zlibConcurrency', 'maxOutputBytes']);
 const KNOWN_CHANNEL = new Set(['ringBytes', 'spinUs', 'spinWorkers']);
+const RESOURCE_LIMITS = new Set(['maxOldGenerationSizeMb', 'maxYoungGenerationSizeMb', 'codeRangeSizeMb', 'stackSizeMb']);
 
 /** Validated engine settings. */
 export interface EngineSettings {
@@ -182,6 +183,14 @@ export function resolveOptions(options: EngineOptions | undefined): EngineSettin
   let resourceLimits: ResourceLimits | undefined;
   if (o.workerResourceLimits !== undefined) {
     resourceLimits = plainObject('options.workerResourceLimits', o.workerResourceLimits) as ResourceLimits;
+    // Node's Worker takes these four; anything else was silently ignored, and a bad value made
+    // every worker die at start-up (review36).
+    for (const [k, v] of Object.entries(resourceLimits)) {
+      if (!RESOURCE_LIMITS.has(k)) throw new TypeError(`options.workerResourceLimits.${k} is not a known limit (${[...RESOURCE_LIMITS].join(', ')})`);
+      if (v !== undefined && (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v))) {
+        throw new RangeError(`options.workerResourceLimits.${k} must be a positive number (MB), got ${String(v)}`);
+      }
+    }
   }
   const closeTimeoutMs = o.closeTimeoutMs === undefined ? DEFAULTS.closeTimeoutMs : int('closeTimeoutMs', o.closeTimeoutMs, 0, 2 ** 31 - 1);
   const startTimeoutMs = o.startTimeoutMs === undefined ? DEFAULTS.startTimeoutMs : int('startTimeoutMs', o.startTimeoutMs, 1, 2 ** 31 - 1);

@@ -43,6 +43,12 @@ import { distUrl } from './paths.js';
  * Pool slots for `workers` workers: two spare, so a replacement can attach before the main thread
  * has recycled its dead predecessor's slot (see the top of this file).
  */
+/**
+ * The request id space: ids run from 1 to `max` and wrap. Mutable only so that a test can reach the
+ * wrap without 2^31 calls (test/runtime/pool.test.ts); not exported from the package.
+ */
+export const ID_SPACE = { max: 0x7fffffff };
+
 export function poolSlots(workers: number): number {
   return workers + 2;
 }
@@ -163,6 +169,8 @@ export class WorkerPool {
   readonly #slots: Slot[] = [];
   #ready: Slot[] = [];
   readonly #pending = new Map<number, Pending>();
+  /** Calls given up on (their signal aborted) after they were sent: their ids wait for the answer, by slot. */
+  readonly #abandoned = new Map<number, Slot>();
   readonly #backlog: Backlogged[] = [];
   readonly #tasks: TaskDefinition[] = [];
   readonly #taskIds = new Map<string, number>();
@@ -251,6 +259,19 @@ export class WorkerPool {
     // piscina emits 'error' for a worker's uncaught exception when it ran no piscina task
     // (ours never do): the exit that follows is what we act on, so only keep it from throwing.
     piscina.on('error', noop);
+    // Until the pool has started, a worker's error is kept: a worker that dies while starting is
+    // not replaced by piscina, and the start fails at once with its cause (review36: it waited
+    // the whole startTimeoutMs, then said "timed out").
+    let startError: unknown;
+    let diedStarting = 0;
+    const onStartError = (err: unknown): void => {
+      startError ??= err;
+    };
+    const onStartDestroy = (): void => {
+      diedStarting++;
+    };
+    piscina.on('error', onStartError);
+    piscina.on('workerDestroy', onStartDestroy);
 
     this.#starting = true;
     this.#activate();
@@ -258,12 +279,18 @@ export class WorkerPool {
     try {
       while (this.#ready.length < o.workers) {
         if (this.#state === CLOSED) throw new ClosedError('worker pool');
+        if (diedStarting > 0 && piscina.threads.length < o.workers) {
+          const why = startError instanceof Error ? startError.message : 'it exited before it was ready';
+          throw new WorkerExitedError(`worker threads died while starting (${diedStarting} exits; piscina does not replace them): ${why}`, undefined, startError);
+        }
         if (performance.now() > deadline) throw new TimeoutError(`starting ${o.workers} worker threads`, o.startTimeoutMs);
         await new Promise((r) => setTimeout(r, 1));
         this.#refreshSlots();
       }
     } finally {
       this.#starting = false;
+      piscina.off('error', onStartError);
+      piscina.off('workerDestroy', onStartDestroy);
     }
   }
 
@@ -344,11 +371,21 @@ export class WorkerPool {
   /**
    * Runs task `task` with `payload` on a worker. `payload` travels as raw bytes when it is a
    * Uint8Array (it arrives as a Buffer), else through the engine's value codec; the result likewise.
+   * A Uint8Array payload is read again if the task is sent again (its worker died before taking
+   * it): do not change or transfer it until the result settles — as with a stream's write().
    * Rejects with ERR_HOTPATH_TASK_FAILED (the task threw; `cause` is its error),
    * ERR_HOTPATH_WORKER_EXITED (its worker died), ERR_HOTPATH_UNKNOWN_TASK or ERR_HOTPATH_CLOSED.
    */
   run(task: string, payload?: unknown, options?: RunOptions): Promise<unknown> {
+    // Checked before anything is sent (review36: a bad signal threw from addEventListener after
+    // the task had gone out, and its failure was then an unhandled rejection).
+    if (options !== undefined && (options === null || typeof options !== 'object')) {
+      return Promise.reject(new TypeError(`run options must be an object, got ${options === null ? 'null' : typeof options}`));
+    }
     const signal = options?.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      return Promise.reject(new TypeError(`options.signal must be an AbortSignal, got ${signal === null ? 'null' : typeof signal}`));
+    }
     if (signal?.aborted) return Promise.reject(new CancelledError(`task "${task}"`, signal.reason));
     const started = this.#start(task, payload);
     if (typeof started === 'object') return started;
@@ -440,8 +477,11 @@ export class WorkerPool {
   /** The next request id not in use (ids wrap at 2^31; a very long-lived task keeps its id). */
   #takeId(): number {
     let id = this.#nextId;
-    while (this.#pending.has(id)) id = id === 0x7fffffff ? 1 : id + 1;
-    this.#nextId = id === 0x7fffffff ? 1 : id + 1;
+    // Not an id in use, nor one whose abandoned call may still answer (review36: the new call
+    // would take the old one's answer).
+    const max = ID_SPACE.max;
+    while (this.#pending.has(id) || this.#abandoned.has(id)) id = id >= max ? 1 : id + 1;
+    this.#nextId = id >= max ? 1 : id + 1;
     return id;
   }
 
@@ -464,6 +504,8 @@ export class WorkerPool {
       if (p.slot !== null) {
         p.slot.inflight--;
         p.slot.req.send(KIND_INTERRUPT, id, 0, null); // the task's ctx.signal aborts
+        // Its answer may still come: the id is not reused until then (or until its worker is gone).
+        this.#abandoned.set(id, p.slot);
       }
       // The worker may still run it; its answer is then dropped (no entry left to settle).
       p.reject(new CancelledError(`task "${p.task}"`, signal.reason));
@@ -499,7 +541,12 @@ export class WorkerPool {
 
   #settle(tag: number, id: number, u8: Uint8Array, off: number, len: number): void {
     const p = this.#pending.get(id);
-    if (p === undefined) return; // cancelled, or rejected when its worker was declared dead
+    if (p === undefined) {
+      // Cancelled, or rejected when its worker was declared dead. An abandoned call's answer
+      // frees its id (its "started" notice comes first and does not).
+      if ((tag & 15) !== KIND_STARTED && this.#abandoned.size > 0) this.#abandoned.delete(id);
+      return;
+    }
     if ((tag & 15) === KIND_STARTED) {
       const f = p.onStart;
       p.onStart = undefined;
@@ -640,6 +687,7 @@ export class WorkerPool {
     resend.sort((a, b) => a[1].ordinal - b[1].ordinal);
     for (const [id, p] of resend) this.#backlog.push({ id, taskId: p.taskId, enc: p.enc, body: p.body });
     this.#checkDrained();
+    for (const [id, s] of this.#abandoned) if (s === slot) this.#abandoned.delete(id); // no answer will come
     slot.req.close();
     slot.reqRing.reset();
     slot.resRing.reset();
@@ -695,6 +743,7 @@ export class WorkerPool {
     }
     for (const [, p] of this.#pending) p.reject(new ClosedError('worker pool'));
     this.#pending.clear();
+    this.#abandoned.clear();
     this.#backlog.length = 0;
     this.#state = CLOSED;
     Atomics.store(this.#i32, this.#base + P_CLOSING, 1);

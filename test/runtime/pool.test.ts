@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClosedError, ErrorCodes, TaskFailedError, type Engine } from '../../engine/index.js';
+import { ID_SPACE } from '../../engine/runtime/pool.js';
 import { testEngine } from '../helpers.js';
 
 let engine: Engine;
@@ -180,5 +181,34 @@ describe('back-pressure', () => {
     const script = new URL('../fixtures/abort-then-exit.mjs', import.meta.url).pathname;
     const { stdout } = await promisify(execFile)(process.execPath, [script], { timeout: 20_000 });
     expect(stdout.trim()).toBe(ErrorCodes.CANCELLED);
+  });
+});
+
+describe('run() bad input and id reuse (review36)', () => {
+  it('a signal that is not an AbortSignal, or options that are not an object, reject with a TypeError and send nothing', async () => {
+    const before = engine.runtime.pool.inflight;
+    await expect(engine.run('echo', 1, { signal: {} as never })).rejects.toThrow(/options\.signal must be an AbortSignal/);
+    await expect(engine.runtime.pool.run('echo', 1, 'fast' as never)).rejects.toThrow(TypeError);
+    expect(engine.runtime.pool.inflight).toBe(before);
+  });
+
+  it('an id given up on while its task still runs is not reused until the answer comes', async () => {
+    const e = await testEngine({ workers: 1 });
+    const saved = ID_SPACE.max;
+    try {
+      ID_SPACE.max = 16; // ids wrap after 16 calls
+      const ac = new AbortController();
+      const old = e.run('wait', 300, { signal: ac.signal }); // id 1; ignores its signal: answers 300 at ~300 ms
+      await e.run('echo', 'after'); // id 2: answered once the one worker has started the wait
+      ac.abort();
+      await expect(old).rejects.toMatchObject({ code: ErrorCodes.CANCELLED });
+      for (let k = 0; k < 14; k++) expect(await e.run('echo', k)).toBe(k); // ids 3 .. 16: the next one wraps
+      // Id 1 would be next: while the abandoned call may still answer, it is skipped — else this
+      // call took the abandoned call's answer (300) at ~300 ms.
+      expect(await e.run('wait', 500)).toBe(500);
+    } finally {
+      ID_SPACE.max = saved;
+      await e.close();
+    }
   });
 });

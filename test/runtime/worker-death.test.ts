@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { ErrorCodes, WorkerExitedError, type Engine } from '../../engine/index.js';
+import { createEngine, ErrorCodes, WorkerExitedError, type Engine } from '../../engine/index.js';
 import { testEngine } from '../helpers.js';
 
 let engine: Engine | undefined;
@@ -81,4 +81,21 @@ it('a worker that dies with its request ring full leaves nothing behind to corru
   for (let i = 0; i < 20; i++) burst.push(e.run('echo', { i, fill }));
   expect(await Promise.all(burst)).toEqual(['blocked', ...Array.from({ length: 20 }, (_, i) => ({ i, fill }))]);
   expect(e.runtime.pool.exits).toBe(1);
+});
+
+describe('workers that cannot start (review36)', () => {
+  it('createEngine rejects at once with the workers\' own error, not after startTimeoutMs', async () => {
+    const t0 = performance.now();
+    const err = await createEngine({ workers: 2, memory: 16 << 20, startTimeoutMs: 60_000, workerResourceLimits: { maxOldGenerationSizeMb: 1, maxYoungGenerationSizeMb: 1 } })
+      .then(() => undefined, (e: unknown) => e as WorkerExitedError);
+    expect(err).toBeInstanceOf(WorkerExitedError);
+    expect(err!.message).toMatch(/died while starting/);
+    expect(err!.cause).toBeDefined();
+    expect(performance.now() - t0).toBeLessThan(30_000); // the old code waited the whole 60 s
+  });
+
+  it('workerResourceLimits are checked by name and value', async () => {
+    await expect(createEngine({ workerResourceLimits: { maxOldGenSizeMb: 64 } as never })).rejects.toThrow(/workerResourceLimits\.maxOldGenSizeMb is not a known limit/);
+    await expect(createEngine({ workerResourceLimits: { stackSizeMb: -1 } })).rejects.toThrow(/workerResourceLimits\.stackSizeMb must be a positive number/);
+  });
 });
