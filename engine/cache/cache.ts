@@ -34,7 +34,7 @@ import { StampTable } from './stamps.js';
 import { SharedBloom } from './bloom.js';
 import { FlightTable } from './flight.js';
 import {
-  BUS_CHANNEL, FLAG_COMPRESSED, FLAG_TOMBSTONE, RedisTier, decodeEntry, encodeEntry, isUnavailable, parseBusMessage,
+  FLAG_COMPRESSED, FLAG_TOMBSTONE, RedisTier, decodeEntry, encodeEntry, isUnavailable, parseBusMessage,
   type BusMessage, type StoredEntry,
 } from './l3.js';
 
@@ -359,7 +359,7 @@ export class Cache extends EventEmitter {
    * once it hears again).
    */
   #listen(redis: RedisConnector, attempt: number): void {
-    this.#unsubscribe = redis.subscribe(BUS_CHANNEL, (message) => this.#onBus(message)).then(
+    this.#unsubscribe = redis.subscribe(this.#l3!.busChannel, (message) => this.#onBus(message)).then(
       (off) => {
         if (this.#closed) {
           void off();

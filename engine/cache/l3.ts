@@ -26,7 +26,7 @@ export const ENTRY_MAGIC = 0xc7;
 export const HEADER_BYTES = 26;
 export const FLAG_TOMBSTONE = 1;
 export const FLAG_COMPRESSED = 2;
-/** The pub/sub channel of invalidations. */
+/** The pub/sub channel of invalidations (after the client's keyPrefix: RedisTier.busChannel). */
 export const BUS_CHANNEL = 'hotpath:c:bus';
 
 /** A decoded entry header and its payload (a view into the reply). */
@@ -82,8 +82,9 @@ export function decodeEntry(buf: Buffer, key: string): StoredEntry {
   };
 }
 
-// KEYS[1] the entry; ARGV[1] the new entry, ARGV[2] PX (0 = none), ARGV[3] the bus message ('' = none).
-// Returns 1 stored, 0 refused (a version as new or newer is there: one version is one write).
+// KEYS[1] the entry; ARGV[1] the new entry, ARGV[2] PX (0 = none), ARGV[3] the bus message ('' = none),
+// ARGV[4] the bus channel. Returns 1 stored, 0 refused (a version as new or newer is there: one
+// version is one write).
 const SET_IF_NEWER = `
 local cur = redis.call('GET', KEYS[1])
 if cur and string.byte(cur, 1) == 0xC7 and string.len(cur) >= 9 then
@@ -95,7 +96,7 @@ if cur and string.byte(cur, 1) == 0xC7 and string.len(cur) >= 9 then
   if a >= b then return 0 end
 end
 if ARGV[2] == '0' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
-if ARGV[3] ~= '' then redis.call('PUBLISH', '${BUS_CHANNEL}', ARGV[3]) end
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[3]) end
 return 1
 `;
 
@@ -137,12 +138,18 @@ export class RedisTier {
   readonly #setScript: Script;
   readonly #unleaseScript: Script;
   readonly #timeoutMs: number;
+  /**
+   * The invalidation channel: BUS_CHANNEL after the client's keyPrefix, so caches of applications
+   * with different prefixes on one Redis do not hear (and clear on) each other's messages.
+   */
+  readonly busChannel: string;
   /** Gets asked for in this tick, sent as one MGET by #flushGets. */
   #gets: PendingGet[] = [];
 
   constructor(redis: RedisConnector, timeoutMs: number) {
     this.#redis = redis;
     this.#timeoutMs = timeoutMs;
+    this.busChannel = `${redis.keyPrefix}${BUS_CHANNEL}`;
     this.#setScript = redis.defineScript('hotpath-cache-set', SET_IF_NEWER);
     this.#unleaseScript = redis.defineScript('hotpath-cache-unlease', UNLEASE);
   }
@@ -192,7 +199,7 @@ export class RedisTier {
   /** Stores `entry` unless a newer version is there; publishes `message` when stored. */
   async put(key: string, entry: Buffer, pxMs: number, message: string): Promise<boolean> {
     const px = Number.isFinite(pxMs) ? Math.max(1, Math.ceil(pxMs)) : 0;
-    return (await this.#setScript.run([redisKey(key)], [entry, px, message], { timeoutMs: this.#timeoutMs })) === 1;
+    return (await this.#setScript.run([redisKey(key)], [entry, px, message, this.busChannel], { timeoutMs: this.#timeoutMs })) === 1;
   }
 
   /** Takes the load lease of `key` for `ttlMs` (SET NX PX); true when this caller holds it. */
@@ -214,13 +221,19 @@ export class RedisTier {
     const client = this.#redis.client;
     const cluster = this.#redis.isCluster;
     const nodes = cluster && 'nodes' in client && typeof client.nodes === 'function' ? client.nodes('master') : [client];
+    // SCAN patterns are not prefixed by ioredis, keys are: scan for the prefixed names, and hand
+    // UNLINK the names without the prefix its connection adds (review38: with a keyPrefix,
+    // clear() scanned for — and could delete — another application's unprefixed entries).
+    const prefix = this.#redis.keyPrefix;
     let removed = 0;
     try {
       for (const node of nodes) {
+        const nodePrefix = (node.options as { keyPrefix?: string }).keyPrefix ?? '';
         let cursor = '0';
         do {
-          const [next, keys] = (await withTimeout(node.scan(cursor, 'MATCH', 'hotpath:c:{*', 'COUNT', 1000), this.#timeoutMs * 20, 'clear')) as [string, string[]];
+          const [next, found] = (await withTimeout(node.scan(cursor, 'MATCH', `${globEscape(prefix)}hotpath:c:{*`, 'COUNT', 1000), this.#timeoutMs * 20, 'clear')) as [string, string[]];
           cursor = next;
+          const keys = found.filter((k) => k.startsWith(nodePrefix)).map((k) => k.slice(nodePrefix.length));
           if (keys.length === 0) continue;
           // On a Cluster one UNLINK may only name keys of one slot.
           const groups = cluster ? groupBySlot(keys) : [keys];
@@ -230,9 +243,14 @@ export class RedisTier {
     } catch (err) {
       throw err instanceof HotpathError ? err : new RedisUnavailableError(`Redis clear failed: ${(err as Error).message}`, err);
     }
-    await this.#redis.publish(BUS_CHANNEL, message, { timeoutMs: this.#timeoutMs });
+    await this.#redis.publish(this.busChannel, message, { timeoutMs: this.#timeoutMs });
     return removed;
   }
+}
+
+/** `s` with the glob specials of a SCAN MATCH pattern escaped (a keyPrefix may hold any of them). */
+function globEscape(s: string): string {
+  return s.replace(/[*?[\]\\]/g, '\\$&');
 }
 
 function groupBySlot(keys: string[]): string[][] {

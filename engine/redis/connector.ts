@@ -306,6 +306,17 @@ export class RedisConnector extends EventEmitter {
   }
 
   /**
+   * The ioredis `keyPrefix` the client puts before every key ('' when none). Channels and SCAN
+   * patterns are not keys, so ioredis leaves them alone: components that name channels or scan
+   * for their keys add it themselves, so two applications with different prefixes on one Redis
+   * stay apart.
+   */
+  get keyPrefix(): string {
+    const o = this.client.options as { keyPrefix?: string; redisOptions?: { keyPrefix?: string } };
+    return o.keyPrefix ?? o.redisOptions?.keyPrefix ?? '';
+  }
+
+  /**
    * A new client to the same Redis (URL, options, Sentinel or Cluster) with `overrides` on top of
    * the connector's own settings — for libraries that need connections of their own with other
    * settings (BullMQ's workers need `maxRetriesPerRequest: null` and an offline queue). On a

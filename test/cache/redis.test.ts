@@ -317,6 +317,39 @@ describe.runIf(reachable)('on the shared Redis', () => {
   });
 });
 
+describe.runIf(reachable)('two applications with different ioredis keyPrefixes on one Redis (review38)', () => {
+  it('keep apart: clear() deletes its own prefixed entries only, and the other does not hear it', async () => {
+    const url = new URL(REDIS_URL);
+    const redis = (p: string): { host: string; port: number; keyPrefix: string } => ({ host: url.hostname, port: Number(url.port || 6379), keyPrefix: `${prefix}${p}:` });
+    const a = await testEngine({ workers: 1, redis: redis('A'), redisTimeoutMs: 1000, cache: { l2: { bytes: 1 << 20 } } });
+    const b = await testEngine({ workers: 1, redis: redis('B'), redisTimeoutMs: 1000, cache: { l2: { bytes: 1 << 20 } } });
+    const raw = new Redis(REDIS_URL);
+    try {
+      expect(await a.cache.ready()).toBe(true);
+      expect(await b.cache.ready()).toBe(true);
+      await a.cache.set('k', 'from A');
+      await b.cache.set('k', 'from B');
+      expect((await raw.keys(`${prefix}*:hotpath:c:{k}`)).sort()).toEqual([`${prefix}A:hotpath:c:{k}`, `${prefix}B:hotpath:c:{k}`]);
+      // B hears its own channel: a write of its own relayed through it arrives; A's clear must not.
+      let heardB = 0;
+      const offB = await b.redis!.subscribe(`${prefix}B:hotpath:c:bus`, () => heardB++);
+      await a.cache.clear();
+      await b.cache.set('k2', 'B again'); // a message on B's channel, after A's clear's message
+      for (let i = 0; i < 200 && heardB === 0; i++) await new Promise((r) => setImmediate(r));
+      expect(heardB).toBeGreaterThan(0);
+      expect(await raw.keys(`${prefix}*:hotpath:c:{k}`)).toEqual([`${prefix}B:hotpath:c:{k}`]);
+      expect(b.cache.getSync('k')).toBe('from B'); // B's local tiers were not cleared by A
+      expect(await a.cache.get('k')).toBeUndefined();
+      await offB();
+    } finally {
+      await b.cache.clear().catch(() => undefined);
+      raw.disconnect();
+      await a.close();
+      await b.close();
+    }
+  });
+});
+
 describe.runIf(spawnable)('Redis going away', () => {
   it('a cache created while Redis is down subscribes once it is back, and drops what it cached meanwhile', async () => {
     const server = await startRedis();
