@@ -58,12 +58,16 @@ export async function main(argv: string[]): Promise<number> {
     try {
       ({ values } = parseArgs({
         args: rest,
-        options: { quick: { type: 'boolean', default: false }, filter: { type: 'string' }, out: { type: 'string', default: DEFAULT_OUT }, 'report-only': { type: 'boolean', default: false } },
+        options: { quick: { type: 'boolean', default: false }, filter: { type: 'string' }, out: { type: 'string', default: DEFAULT_OUT }, 'report-only': { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h' } },
         strict: true,
       }));
     } catch (err) {
       console.error(`hotpath bench: ${(err as Error).message}\n\n${USAGE}`);
       return 2;
+    }
+    if (values.help === true) {
+      console.log(USAGE);
+      return 0;
     }
     return runBenches({ quick: values.quick, out: values.out, reportOnly: values['report-only'], ...(values.filter !== undefined ? { filter: values.filter } : {}) });
   }

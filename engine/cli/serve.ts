@@ -29,7 +29,8 @@ HOTPATH_PROXY_CACHE_MAX_BYTES;
 empty = unset) > --config FILE (JSON) > defaults. --http2: cleartext h2c, or with --cert/--key HTTP/2
 over TLS (HTTP/1.1 still answered).
 Stops on SIGTERM / SIGINT: no new connections, requests in flight finish, then the engine closes.
-exit codes: 0 stopped cleanly, 1 failed to start, 2 a usage or configuration error`;
+exit codes: 0 stopped cleanly, 1 failed to start or the shutdown timeout cut accepted requests,
+2 a usage or configuration error`;
 
 export async function runServe(args: string[]): Promise<number> {
   let values: Record<string, unknown>;
