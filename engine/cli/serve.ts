@@ -97,7 +97,7 @@ export async function runServe(args: string[]): Promise<number> {
       service.close().then(
         () => {
           // Requests cut by the shutdown timeout were accepted and not answered: not a clean exit.
-          log.info({ accepted: service.accepted, served: service.served, cut: service.cut }, 'stopped');
+          log.info({ accepted: service.accepted, served: service.served, abandoned: service.abandoned, cut: service.cut }, 'stopped');
           resolve(service.cut > 0 ? 1 : 0);
         },
         (err: unknown) => {

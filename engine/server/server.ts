@@ -64,6 +64,12 @@ export interface Service {
   readonly served: number;
   /** Requests still in flight when close() hit shutdownTimeoutMs and cut their connections. */
   readonly cut: number;
+  /**
+   * Requests whose response was not sent in full because the client went away first (it closed
+   * or reset the connection or stream; a load tester ending its run does): accepted = served +
+   * abandoned + cut + inflight.
+   */
+  readonly abandoned: number;
   /** Graceful shutdown (idempotent). */
   close(): Promise<void>;
   /**
@@ -327,6 +333,8 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
   let served = 0;
   let accepted = 0;
   let cut = 0;
+  let cutting = false;
+  let gone = 0; // the `abandoned` count (a name the abandoned() check below already has)
   let closing: Promise<void> | undefined;
   let idle: (() => void) | undefined;
 
@@ -711,6 +719,8 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
       if (res.writableFinished && (h2StreamOf(req)?.rstCode ?? 0) === 0) {
         served++;
         countAnswer(routeIndex(req.url), res.statusCode);
+      } else if (!cutting) {
+        gone++; // (those the shutdown timeout cut are counted in `cut`)
       }
       histogram.record(performance.now() - t0);
       if (inflight === 0) idle?.();
@@ -849,6 +859,7 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
         const timer = setTimeout(() => {
           log.warn({ inflight }, 'shutdown timeout: closing the connections still open');
           cut = inflight;
+          cutting = true;
           closeAll();
         }, cfg.shutdownTimeoutMs);
         // Stop accepting; the callback runs once every connection is gone. http.Server#close
@@ -934,6 +945,9 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     },
     get accepted() {
       return accepted;
+    },
+    get abandoned() {
+      return gone;
     },
     get cut() {
       return cut;

@@ -393,6 +393,19 @@ describe('graceful shutdown', () => {
     service = undefined;
     expect(s.cut).toBe(1);
     expect(s.accepted - s.served).toBe(1);
+    expect(s.abandoned).toBe(0); // cut, not abandoned
+  });
+
+  it('a request whose client leaves before its answer is counted as abandoned: accepted = served + abandoned + cut (review38)', async () => {
+    const s = await start({});
+    const req = httpRequest(`${s.url}/process`, { method: 'POST', headers: { 'Content-Length': '1000' } });
+    req.on('error', () => undefined);
+    req.write('a body that never ends');
+    while (s.inflight === 0) await new Promise((r) => setImmediate(r));
+    req.destroy(); // the client goes away mid-body
+    while (s.inflight > 0) await new Promise((r) => setImmediate(r));
+    expect(s.abandoned).toBe(1);
+    expect(s.accepted).toBe(s.served + s.abandoned + s.cut);
   });
 
   it('SIGTERM under load: no new connections, every accepted request answered, the engine closed, exit 0', async () => {
