@@ -27,6 +27,8 @@
 import { setImmediate, setInterval, clearInterval, setTimeout, clearTimeout } from 'node:timers';
 import { performance } from 'node:perf_hooks';
 import type { ResourceLimits } from 'node:worker_threads';
+import { isAbsolute } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
 import { CancelledError, ClosedError, HotpathError, TaskFailedError, UnknownTaskError, WorkerExitedError, TimeoutError } from '../errors.js';
 import type { Arena } from './arena.js';
@@ -352,8 +354,8 @@ export class WorkerPool {
    */
   register(name: string, moduleUrl: string | URL, exportName = 'default', adapter?: { module: string | URL; export: string }): number {
     if (typeof name !== 'string' || name.length === 0) throw new TypeError(`task name must be a non-empty string, got ${String(name)}`);
-    const module = String(moduleUrl);
-    const adapt = adapter === undefined ? undefined : { module: String(adapter.module), export: adapter.export };
+    const module = moduleHref(moduleUrl, 'moduleUrl');
+    const adapt = adapter === undefined ? undefined : { module: moduleHref(adapter.module, 'adapter.module'), export: adapter.export };
     const known = this.#taskIds.get(name);
     if (known !== undefined) {
       const t = this.#tasks[known]!;
@@ -760,3 +762,21 @@ export class WorkerPool {
 }
 
 function noop(): void {}
+
+/**
+ * The module a worker imports, as an absolute URL: a URL, a string that is one (file:, data:,
+ * node:), or an absolute path. A relative string would resolve against the worker's own file
+ * and fail only when the task first runs (review36): refused here.
+ * @throws TypeError naming `what`.
+ */
+function moduleHref(m: unknown, what: string): string {
+  if (m instanceof URL) return m.href;
+  if (typeof m === 'string') {
+    if (isAbsolute(m)) return pathToFileURL(m).href;
+    if (URL.canParse(m)) {
+      const u = new URL(m);
+      if (u.protocol === 'file:' || u.protocol === 'data:' || u.protocol === 'node:') return u.href;
+    }
+  }
+  throw new TypeError(`${what} must be a module URL (new URL('./job.js', import.meta.url)) or an absolute path, got ${typeof m === 'string' ? JSON.stringify(m) : typeof m}`);
+}

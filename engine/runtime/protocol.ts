@@ -90,13 +90,23 @@ export interface WireError {
   message: string;
   code?: string;
   stack?: string;
+  /** The error's own `cause`, as a wire error (at most CAUSE_DEPTH deep). */
+  cause?: WireError;
 }
+
+/** How many `cause` links a task's error keeps across the channel. */
+const CAUSE_DEPTH = 4;
+
+/** The built-in error classes a task's error is rebuilt as when its name says so. */
+const BUILTIN_ERRORS: Record<string, ErrorConstructor> = {
+  Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError,
+};
 
 /**
  * Never throws, whatever was thrown (an object without a prototype, a throwing getter or
  * toString, a huge message): the worker loop must survive any task.
  */
-export function toWireError(err: unknown): WireError {
+export function toWireError(err: unknown, depth = 0): WireError {
   const text = (v: unknown, max: number): string => {
     try {
       return String(v).slice(0, max);
@@ -107,10 +117,13 @@ export function toWireError(err: unknown): WireError {
   try {
     if (err instanceof Error) {
       const code = (err as { code?: unknown }).code;
+      // The cause too (review36: it was dropped), bounded: a cycle of causes ends at the depth.
+      const cause = depth < CAUSE_DEPTH && err.cause !== undefined ? toWireError(err.cause, depth + 1) : undefined;
       return {
         name: text(err.name, 200), message: text(err.message, 64 * 1024),
         ...(typeof code === 'string' ? { code: code.slice(0, 200) } : {}),
         ...(typeof err.stack === 'string' ? { stack: err.stack.slice(0, 64 * 1024) } : {}),
+        ...(cause !== undefined ? { cause } : {}),
       };
     }
   } catch {
@@ -119,9 +132,14 @@ export function toWireError(err: unknown): WireError {
   return { name: 'Error', message: `a task threw a non-Error: ${text(err, 1000)}` };
 }
 
+/**
+ * The error a task threw, rebuilt on this side: a built-in class by its name (a TypeError stays
+ * a TypeError), else an Error with that name; its code, stack and cause chain kept.
+ */
 export function fromWireError(w: WireError): Error {
-  const e = new Error(w.message);
-  e.name = w.name;
+  const Ctor = Object.hasOwn(BUILTIN_ERRORS, w.name) ? BUILTIN_ERRORS[w.name]! : Error;
+  const e = new Ctor(w.message, w.cause !== undefined ? { cause: fromWireError(w.cause) } : undefined);
+  if (e.name !== w.name) e.name = w.name;
   if (w.code !== undefined) (e as Error & { code?: string }).code = w.code;
   if (w.stack !== undefined) e.stack = w.stack;
   return e;

@@ -185,6 +185,24 @@ describe('back-pressure', () => {
 });
 
 describe('run() bad input and id reuse (review36)', () => {
+  it('register() takes a module URL or an absolute path; a relative one is refused at once', async () => {
+    expect(() => engine.runtime.pool.register('rel', './job.mjs')).toThrow(/moduleUrl must be a module URL .* got "\.\/job\.mjs"/);
+    expect(() => engine.runtime.pool.register('http', 'https://example.com/job.mjs')).toThrow(TypeError);
+    engine.runtime.pool.register('byPath', new URL('../fixtures/tasks.mjs', import.meta.url).pathname, 'wait');
+    expect(await engine.run('byPath', 1)).toBe(1);
+  });
+
+  it('a task\'s error keeps its class and its cause chain across the channel', async () => {
+    engine.runtime.pool.register('failWithCause', new URL('../fixtures/tasks.mjs', import.meta.url), 'failWithCause');
+    const err = await engine.run('failWithCause', 'bad input').then(() => undefined, (e: unknown) => e as TaskFailedError);
+    expect(err).toBeInstanceOf(TaskFailedError);
+    const thrown = err!.cause as Error & { cause?: Error & { code?: string } };
+    expect(thrown).toBeInstanceOf(TypeError);
+    expect(thrown.message).toBe('bad input');
+    expect(thrown.cause).toBeInstanceOf(RangeError);
+    expect(thrown.cause).toMatchObject({ message: 'the root', code: 'E_ROOT' });
+  });
+
   it('a signal that is not an AbortSignal, or options that are not an object, reject with a TypeError and send nothing', async () => {
     const before = engine.runtime.pool.inflight;
     await expect(engine.run('echo', 1, { signal: {} as never })).rejects.toThrow(/options\.signal must be an AbortSignal/);
