@@ -88,14 +88,13 @@ export function lz4Staged(payload: unknown, ctx: TaskContext): number {
   const length = dv.getUint32(4, true);
   const acceleration = dv.getUint32(8, true);
   const out = stagedOutput(ctx, length);
-  let mem = new Uint8Array(ctx.runtime.memory.buffer);
+  const mem = new Uint8Array(ctx.runtime.memory.buffer); // (the engine's memory is fixed: never grown)
   let at: number; // where the encoding is
   let len: number;
   if (out !== undefined) {
     // The kernel reads the block where it is staged: no copy into the private workspace.
     len = ctx.runtime.kernels.lz4Compress(offset, length, out + TABLE_BYTES, out, acceleration);
     at = out + TABLE_BYTES;
-    mem = new Uint8Array(ctx.runtime.memory.buffer); // (the shared memory never shrinks; a fresh view is cheap)
   } else {
     const block = compressorOf(ctx, 1 << 20).workspace.compressBlock(mem.subarray(offset, offset + length), acceleration);
     len = block.length;
