@@ -3,11 +3,12 @@
  * Convenience wiring, not a god object: every component is usable on its own.
  */
 import { ArenaExhaustedError, ClosedError } from './errors.js';
-import { resolveOptions, type Clock, type EngineOptions } from './options.js';
+import { resolveOptions, type Clock, type EngineOptions, type EngineSettings } from './options.js';
 import { Runtime } from './runtime/runtime.js';
 import { kernelModule } from './runtime/wasm.js';
 import type { WorkerPool } from './runtime/pool.js';
 import { Metrics } from './observe/metrics.js';
+import { HISTOGRAM_TASK, HISTOGRAM_TASK_MODULE } from './observe/histogram-task.js';
 import type { MetricsTable } from './observe/table.js';
 import { RedisConnector } from './redis/connector.js';
 import { Limiter, type LimiterOptions } from './limiter/limiter.js';
@@ -321,7 +322,8 @@ export class Engine {
   /**
    * Closes the engine: closes its queues (each waits up to `closeTimeoutMs` for its tasks, then
    * rejects the rest with ERR_HOTPATH_CLOSED), the cache, then waits up to `closeTimeoutMs` for
-   * worker tasks in flight, rejects the rest with ERR_HOTPATH_CLOSED, stops the workers. Idempotent; afterwards no handle is left open.
+   * worker tasks in flight, rejects the rest with ERR_HOTPATH_CLOSED, stops the workers, and takes the engine's metrics out of
+   * the application's registry when `metrics` was one. Idempotent; afterwards no handle is left open.
    */
   close(): Promise<void> {
     this.#closed ??= Promise.all([...this.#queues.values()].map((q) => q.close(this.#closeTimeoutMs).catch(() => undefined)))
@@ -332,6 +334,9 @@ export class Engine {
         for (const lb of [...this.#balancers]) lb.close();
       })
       .then(() => Promise.all([this.runtime.close(this.#closeTimeoutMs), this.redis?.close()]))
+      // Out of the application's registry (metrics: <Registry>), so another engine can register
+      // there (review36: the collectors stayed, and the next createEngine on it threw).
+      .finally(() => this.metrics.close())
       .then(() => undefined);
     return this.#closed;
   }
@@ -354,61 +359,66 @@ export async function createEngine(options?: EngineOptions): Promise<Engine> {
   let pool: WorkerPool | undefined;
   const compressor = new Compressor({ module: kernelModule(), pool: () => Promise.resolve(pool!) }, settings.compress, 'options.compress');
   const runtime = await Runtime.create(settings.runtime);
-  pool = runtime.pool;
-  Compressor.registerTasks(pool);
+  // Anything that throws from here on closes what was started: the worker threads, the Redis
+  // client, and the metrics registered in the application's registry (review36: a createEngine
+  // that threw after this line left its workers running).
   let redis: RedisConnector | undefined;
-  if (settings.redis !== undefined) {
-    try {
+  let metrics: Metrics | undefined;
+  try {
+    pool = runtime.pool;
+    Compressor.registerTasks(pool);
+    if (settings.redis !== undefined) {
       redis = await RedisConnector.connect(settings.redis, {
         timeoutMs: settings.redisTimeoutMs,
         connectTimeoutMs: settings.redisConnectTimeoutMs,
         subscriberCheckMs: settings.redisSubscriberCheckMs,
         clock: settings.clock,
       });
-    } catch (err) {
-      await runtime.close(0);
-      throw err;
     }
+    metrics = createMetrics(runtime, settings.metrics, redis);
+    return new Engine(runtime, settings.clock, settings.closeTimeoutMs, metrics, redis, settings.redisTimeoutMs, compressor, settings.cache);
+  } catch (err) {
+    metrics?.close();
+    await Promise.all([runtime.close(0), redis?.close()]).catch(() => undefined);
+    throw err;
   }
+}
+
+/** The engine's metrics: the registry, the worker histograms task, the runtime's collectors. */
+function createMetrics(runtime: Runtime, option: EngineSettings['metrics'], redis: RedisConnector | undefined): Metrics {
   const table: MetricsTable | undefined = runtime.thread.metrics.table;
-  const metrics = new Metrics(
-    table,
-    settings.metrics === true ? undefined : settings.metrics,
-    async () => {
-      try {
-        const answers = await runtime.pool.broadcast('histograms');
-        return answers.filter((h): h is Record<string, string> => h !== null && typeof h === 'object' && !(h instanceof Error));
-      } catch {
-        return []; // closed: the main thread's own histograms are still reported
-      }
-    },
-    settings.metrics === true,
-  );
   const p = runtime.pool;
-  metrics.collect('hotpath_tasks_inflight', 'Tasks sent to the worker pool and not yet answered.', 'gauge', () => p.inflight);
-  metrics.collect('hotpath_workers', 'Worker threads attached to the channel.', 'gauge', () => p.threads);
-  metrics.collect('hotpath_worker_exits_total', 'Worker threads that died and were replaced.', 'counter', () => p.exits);
-  metrics.collect('hotpath_arena_free_bytes', 'Bytes of the shared arena not yet given to a region.', 'gauge', () => runtime.arena.freeBytes);
-  if (redis !== undefined) {
-    const r = redis;
-    const states = { closed: 0, 'half-open': 1, open: 2 } as const;
-    metrics.collect('hotpath_redis_breaker_state', 'Redis circuit breaker: 0 closed, 1 half-open, 2 open.', 'gauge', () => states[r.breaker.state]);
-    metrics.collect('hotpath_redis_up', '1 when the Redis connection is ready.', 'gauge', () => (r.client.status === 'ready' ? 1 : 0));
-    metrics.collect('hotpath_redis_commands_total', 'Redis commands by result.', 'counter', () => {
-      const s = r.stats();
-      const failed = s.failures - s.timeouts;
-      return [
-        { value: s.commands - s.failures - s.replyErrors, labels: { result: 'ok' } },
-        { value: s.replyErrors, labels: { result: 'reply_error' } },
-        { value: s.timeouts, labels: { result: 'timeout' } },
-        { value: Math.max(0, failed), labels: { result: 'failed' } },
-        { value: s.rejected, labels: { result: 'rejected_open' } },
-      ];
-    });
+  if (table !== undefined) p.register(HISTOGRAM_TASK, HISTOGRAM_TASK_MODULE, 'histograms');
+  const metrics = new Metrics(table, option === true ? undefined : option, (skip) => p.broadcastEach(HISTOGRAM_TASK, undefined, skip), option === true);
+  try {
+    metrics.collect('hotpath_tasks_inflight', 'Tasks sent to the worker pool and not yet answered.', 'gauge', () => p.inflight);
+    metrics.collect('hotpath_workers', 'Worker threads attached to the channel.', 'gauge', () => p.threads);
+    metrics.collect('hotpath_worker_exits_total', 'Worker threads that died and were replaced.', 'counter', () => p.exits);
+    metrics.collect('hotpath_arena_free_bytes', 'Bytes of the shared arena not yet given to a region.', 'gauge', () => runtime.arena.freeBytes);
+    if (redis !== undefined) {
+      const r = redis;
+      const states = { closed: 0, 'half-open': 1, open: 2 } as const;
+      metrics.collect('hotpath_redis_breaker_state', 'Redis circuit breaker: 0 closed, 1 half-open, 2 open.', 'gauge', () => states[r.breaker.state]);
+      metrics.collect('hotpath_redis_up', '1 when the Redis connection is ready.', 'gauge', () => (r.client.status === 'ready' ? 1 : 0));
+      metrics.collect('hotpath_redis_commands_total', 'Redis commands by result.', 'counter', () => {
+        const s = r.stats();
+        const failed = s.failures - s.timeouts;
+        return [
+          { value: s.commands - s.failures - s.replyErrors, labels: { result: 'ok' } },
+          { value: s.replyErrors, labels: { result: 'reply_error' } },
+          { value: s.timeouts, labels: { result: 'timeout' } },
+          { value: Math.max(0, failed), labels: { result: 'failed' } },
+          { value: s.rejected, labels: { result: 'rejected_open' } },
+        ];
+      });
+    }
+    if (metrics.registry !== undefined) {
+      metrics.counter('hotpath_limiter_decisions_total', 'Rate limiter decisions by result (allowed, denied) and source (local, redis, lease, insurance).', ['limiter', 'result', 'source']);
+      metrics.gauge('hotpath_limiter_fallback', '1 while the limiter decides by its insurance policy because Redis is unavailable.', ['limiter']);
+    }
+  } catch (err) {
+    metrics.close();
+    throw err;
   }
-  if (metrics.registry !== undefined) {
-    metrics.counter('hotpath_limiter_decisions_total', 'Rate limiter decisions by result (allowed, denied) and source (local, redis, lease, insurance).', ['limiter', 'result', 'source']);
-    metrics.gauge('hotpath_limiter_fallback', '1 while the limiter decides by its insurance policy because Redis is unavailable.', ['limiter']);
-  }
-  return new Engine(runtime, settings.clock, settings.closeTimeoutMs, metrics, redis, settings.redisTimeoutMs, compressor, settings.cache);
+  return metrics;
 }

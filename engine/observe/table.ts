@@ -40,7 +40,12 @@ export const KIND_COUNTER = 1;
 export const KIND_GAUGE = 2;
 const HEADER = 64;
 const KEY_BYTES = 128;
-const KEY_MAX = KEY_BYTES - 2;
+/** The longest series key (UTF-8 bytes). */
+export const KEY_MAX = KEY_BYTES - 2;
+/** find(): the table is full and the series is not in it. */
+export const NO_ROOM = -1;
+/** find(): the series key is longer than KEY_MAX bytes. */
+export const KEY_TOO_LONG = -2;
 
 /**
  * f64 elements from one stripe to the next: the capacity rounded up to a 64-byte line, so no two
@@ -129,13 +134,28 @@ export class MetricsTable {
 
   /**
    * Byte address of series `key` (created on first use) in the shared stripe.
-   * @throws RangeError when full or the key is too long.
+   * @throws RangeError when full or the key is too long (see {@link find} for the form that does not throw).
    * @throws TypeError when the series exists as the other kind (a counter's adds go to stripes a
    *   gauge's value never sums: they would be lost without a word).
    */
   address(kind: number, key: string): number {
+    const at = this.find(kind, key);
+    if (at === NO_ROOM) throw new RangeError(`the shared metrics table is full (${this.capacity} series); raise the metricsCapacity option`);
+    if (at === KEY_TOO_LONG) throw new RangeError(`metric series key ${printable(key)} is ${encoder.encode(key).length} bytes; at most ${KEY_MAX}`);
+    return at;
+  }
+
+  /**
+   * Byte address of series `key` (created on first use), or {@link NO_ROOM} when the table is full
+   * and `key` is not in it, or {@link KEY_TOO_LONG} when its UTF-8 form exceeds 126 bytes. A full
+   * table is seen without taking the lock, so a thread asking again and again for series that do
+   * not fit costs a map miss and one atomic load per call.
+   * @throws TypeError when the series exists as the other kind.
+   */
+  find(kind: number, key: string): number {
     let i = this.#index.get(key);
     if (i === undefined) i = this.#lookupOrAppend(kind, key);
+    if (i < 0) return i;
     const stored = this.#u8[this.#keys + i * KEY_BYTES]!;
     if (stored !== kind) {
       const name = key.split('\u0000')[0];
@@ -188,22 +208,23 @@ export class MetricsTable {
     this.#seen = count;
   }
 
+  /** The series index of `key`, appended if new; NO_ROOM or KEY_TOO_LONG when it cannot be. */
   #lookupOrAppend(kind: number, key: string): number {
     this.#refresh();
     const hit = this.#index.get(key);
     if (hit !== undefined) return hit;
-    const bytes = encoder.encode(key);
-    if (bytes.length > KEY_MAX) throw new RangeError(`metric series key is ${bytes.length} bytes; at most ${KEY_MAX}: ${key.slice(0, 60)}…`);
     const lock = this.#base >>> 2;
+    // Full already: no lock, no encoding (a high-cardinality label past capacity asks every call).
+    if (Atomics.load(this.#i32, lock + 1) >= this.capacity) return NO_ROOM;
+    const bytes = encoder.encode(key);
+    if (bytes.length > KEY_MAX) return KEY_TOO_LONG;
     lockWord(this.#i32, lock);
     try {
       this.#refresh();
       const raced = this.#index.get(key);
       if (raced !== undefined) return raced;
       const count = Atomics.load(this.#i32, lock + 1);
-      if (count >= this.capacity) {
-        throw new RangeError(`the shared metrics table is full (${this.capacity} series); raise the metricsCapacity option`);
-      }
+      if (count >= this.capacity) return NO_ROOM;
       const at = this.#keys + count * KEY_BYTES;
       this.#u8[at] = kind;
       this.#u8[at + 1] = bytes.length;
@@ -216,4 +237,11 @@ export class MetricsTable {
       unlockWord(this.#i32, lock);
     }
   }
+}
+
+/** A series key as Prometheus would print it (`name{"v1","v2"}`): no NUL separators in messages. */
+export function printable(key: string): string {
+  const [name, ...values] = key.split('\u0000');
+  const shown = values.map((v) => JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v));
+  return values.length === 0 ? name! : `${name}{${shown.join(',')}}`;
 }

@@ -6,7 +6,7 @@
  * thread's lives inside `Metrics`. With metrics off, every method returns a no-op.
  */
 import * as hdr from 'hdr-histogram-js';
-import { KIND_COUNTER, KIND_GAUGE, type MetricsTable } from './table.js';
+import { KEY_MAX, KEY_TOO_LONG, KIND_COUNTER, KIND_GAUGE, printable, type MetricsTable } from './table.js';
 
 /** Separates the name and label values inside a series key. */
 export const SEP = '\u0000';
@@ -57,14 +57,60 @@ export function checkName(name: string, labelNames: readonly string[]): void {
   }
 }
 
+/**
+ * The counter of series refused because the table was full or their key too long. Every thread
+ * creates it when it attaches (the main thread first, before any worker or user series), so it
+ * is always in the table.
+ */
+export const DROPPED_SERIES = 'hotpath_metrics_series_dropped_total';
+
+/**
+ * Tables this thread has warned about: one warning per engine and thread (a label with unbounded
+ * values would warn on every call; the main thread has two recorders over one table).
+ */
+const warned = new WeakSet<MetricsTable>();
+
 export class ThreadMetrics {
   readonly enabled: boolean;
   readonly table: MetricsTable | undefined;
   readonly #histograms = new Map<string, hdr.Histogram>();
+  /** Address of the DROPPED_SERIES counter (stripe 0 word), -1 without a table. */
+  readonly #dropped: number;
 
   constructor(table: MetricsTable | undefined) {
     this.table = table;
     this.enabled = table !== undefined;
+    let dropped = -1;
+    if (table !== undefined) {
+      // Created before any other series of this thread; the main thread attaches first, so it
+      // fits unless something else filled the table first (then drops go uncounted).
+      dropped = table.find(KIND_COUNTER, DROPPED_SERIES);
+      if (dropped < 0) dropped = -1;
+    }
+    this.#dropped = dropped;
+  }
+
+  /**
+   * The address of series `key`, or -1 when it does not fit (table full, key too long): the
+   * series is dropped, counted in DROPPED_SERIES, and the first drop of this thread warns. A
+   * label with unbounded values must not make the instrumented call itself throw (review36: one
+   * such label broke engine.limiter() and request handlers once the table was full).
+   */
+  #address(kind: number, name: string, key: string): number {
+    const table = this.table!;
+    const at = table.find(kind, key);
+    if (at >= 0) return at;
+    if (this.#dropped >= 0) table.add(this.#dropped, 1); // the shared word: rare, so an atomic add
+    if (!warned.has(table)) {
+      warned.add(table);
+      const why = at === KEY_TOO_LONG
+        ? `its series key is longer than ${KEY_MAX} bytes (shorten the label values)`
+        : `the shared metrics table is full (${table.capacity} series; raise the metricsCapacity option, or drop the label with unbounded values)`;
+      process.emitWarning(`metric series ${printable(key)} of ${name} dropped: ${why}. Further drops are counted in ${DROPPED_SERIES} without a warning.`, {
+        code: 'HOTPATH_METRICS_SERIES_DROPPED',
+      });
+    }
+    return -1;
   }
 
   /** The counter family `name`. Every thread that names it shares its series. */
@@ -73,10 +119,18 @@ export class ThreadMetrics {
     const table = this.table;
     if (table === undefined) return { name, ...NOOP, labels: () => NOOP };
     const child = (values: readonly string[]): CounterChild => {
-      const at = table.address(KIND_COUNTER, seriesKey(name, labelNames, values));
+      const at = this.#address(KIND_COUNTER, name, seriesKey(name, labelNames, values));
       const bad = (n: number): never => {
         throw new RangeError(`counter ${name}: inc() takes a non-negative integer, got ${n} (use a histogram for durations)`);
       };
+      if (at < 0) {
+        // Dropped (table full or key too long): the adds go nowhere, bad arguments still throw.
+        return {
+          inc(n = 1): void {
+            if (!Number.isSafeInteger(n) || n < 0) bad(n);
+          },
+        };
+      }
       const cell = table.counterCell(at);
       if (cell >= 0) {
         // This thread's own cell (table.ts: stripes): a plain add, no lock, no call, no allocation.
@@ -116,11 +170,15 @@ export class ThreadMetrics {
     const table = this.table;
     if (table === undefined) return { name, ...NOOP, labels: () => NOOP };
     const child = (values: readonly string[]): GaugeChild => {
-      const at = table.address(KIND_GAUGE, seriesKey(name, labelNames, values));
+      const at = this.#address(KIND_GAUGE, name, seriesKey(name, labelNames, values));
       const int = (v: number, op: string): number => {
         if (!Number.isSafeInteger(v)) throw new RangeError(`gauge ${name}: ${op}() takes an integer, got ${v}`);
         return v;
       };
+      if (at < 0) {
+        // Dropped: the updates go nowhere, bad arguments still throw.
+        return { inc: (n = 1) => void int(n, 'inc'), dec: (n = 1) => void int(n, 'dec'), set: (v: number) => void int(v, 'set') };
+      }
       return {
         inc: (n = 1) => table.add(at, int(n, 'inc')),
         dec: (n = 1) => table.add(at, -int(n, 'dec')),

@@ -327,11 +327,24 @@ export class WorkerPool {
    * with their answers. A worker that dies meanwhile contributes its error instead.
    */
   async broadcast(task: string, payload?: unknown): Promise<unknown[]> {
+    return Promise.all(this.broadcastEach(task, payload).map((x) => x.answer.catch((err: unknown) => err)));
+  }
+
+  /**
+   * Runs `task` once on every attached worker whose pool slot `skip` does not exclude, and gives
+   * each slot's answer as a promise of its own (rejected when that worker dies meanwhile), so one
+   * slow or stuck worker delays no other's answer.
+   * @throws ClosedError, UnknownTaskError; TypeError for a payload the codec refuses.
+   */
+  broadcastEach(task: string, payload?: unknown, skip?: (slot: number) => boolean): Array<{ slot: number; answer: Promise<unknown> }> {
     if (this.#state === CLOSED || this.#closing !== undefined) throw new ClosedError('worker pool');
     const taskId = this.#taskIds.get(task);
     if (taskId === undefined) throw new UnknownTaskError(task);
+    if (Atomics.load(this.#i32, this.#base + P_GENERATION) !== this.#generation) this.#refreshSlots();
     const [enc, body] = encodePayload(this.#codec, payload);
-    const answers = this.#ready.map((slot) => {
+    const out: Array<{ slot: number; answer: Promise<unknown> }> = [];
+    for (const slot of this.#ready) {
+      if (skip?.(slot.index) === true) continue;
       const id = this.#takeId();
       let resolve!: (v: unknown) => void;
       let reject!: (e: unknown) => void;
@@ -339,12 +352,13 @@ export class WorkerPool {
         resolve = res;
         reject = rej;
       });
+      p.catch(() => undefined); // a caller that stops listening (a timed-out scrape) leaves nothing unhandled
       this.#pending.set(id, { resolve, reject, promise: p, slot: null, task, taskId, enc, body, ordinal: 0, pinned: true, interrupted: false, onStart: undefined });
       this.#dispatch(slot, id, taskId, enc, body);
-      return p.catch((err: unknown) => err);
-    });
-    this.#activate();
-    return Promise.all(answers);
+      out.push({ slot: slot.index, answer: p });
+    }
+    if (out.length > 0) this.#activate();
+    return out;
   }
 
   /**

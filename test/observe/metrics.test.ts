@@ -1,8 +1,28 @@
-import { execFileSync, spawnSync } from 'node:child_process';
-import { Registry } from 'prom-client';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { Counter, Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Engine } from '../../engine/index.js';
-import { testEngine } from '../helpers.js';
+import type { Engine, EngineOptions } from '../../engine/index.js';
+import { rejection, testEngine } from '../helpers.js';
+
+const METRICS_TASKS = new URL('../fixtures/metrics-tasks.mjs', import.meta.url).href;
+
+/** A test engine with the metrics fixture tasks registered too. */
+async function metricsEngine(options: EngineOptions = {}): Promise<Engine> {
+  const e = await testEngine(options);
+  for (const name of ['metricsRecord', 'metricsBlock', 'metricsExit', 'metricsCount']) e.runtime.pool.register(name, METRICS_TASKS, name);
+  return e;
+}
+
+/** A new worker answers (after a death): asks `whoami` until a thread other than `dead` does. */
+async function replaced(e: Engine, dead: unknown): Promise<unknown> {
+  for (let i = 0; i < 1000; i++) {
+    const who = await e.run('whoami').catch(() => undefined);
+    if (who !== undefined && who !== dead) return who;
+  }
+  throw new Error('no replacement worker answered');
+}
 
 let engine: Engine;
 beforeAll(async () => {
@@ -92,6 +112,148 @@ describe('histograms', () => {
     expect(p99).toBeLessThan(1.0);
     expect(sample(text, 'test_latency_seconds_sum')).toBeCloseTo(3 * 500.5, 0);
   });
+
+  it('a scrape waits a short while for a worker blocked in a synchronous task, then counts what it sent last', async () => {
+    const e = await metricsEngine({ workers: 1 });
+    const flag = e.runtime.arena.region('test:metrics-block', 8);
+    const release = (): void => {
+      Atomics.store(e.runtime.thread.i32, flag.offset >>> 2, 1);
+      Atomics.notify(e.runtime.thread.i32, flag.offset >>> 2);
+    };
+    try {
+      e.metrics.histogram('test_blocked_seconds', 'x');
+      await e.run('metricsRecord', { name: 'test_blocked_seconds', values: [1, 2, 3] });
+      expect(sample(await e.metrics.text(), 'test_blocked_seconds_count')).toBe(3);
+      await e.run('metricsRecord', { name: 'test_blocked_seconds', values: [4] }); // after its last answer
+      let started!: () => void;
+      const running = new Promise<void>((r) => (started = r));
+      const call = e.runtime.pool.call('metricsBlock', flag.offset, () => started());
+      await running;
+      const t0 = performance.now();
+      const text = await e.metrics.text();
+      // SCRAPE_WAIT_MS is 250; the margin is for a loaded 2-core machine. Before: never returned.
+      expect(performance.now() - t0).toBeLessThan(1500);
+      expect(sample(text, 'test_blocked_seconds_count')).toBe(3);
+      // The blocked worker holds one histogram request; a second scrape does not send another.
+      const inflight = e.runtime.pool.inflight;
+      expect(inflight).toBe(2); // metricsBlock and one request
+      expect(sample(await e.metrics.text(), 'test_blocked_seconds_count')).toBe(3);
+      expect(e.runtime.pool.inflight).toBe(inflight);
+      release();
+      expect(await call.result).toBe('released');
+      // Released: the request it held answers, and the next scrape has the recording made after it.
+      expect(sample(await e.metrics.text(), 'test_blocked_seconds_count')).toBe(4);
+    } finally {
+      release();
+      await e.close();
+    }
+  });
+
+  it('while one worker is stuck, the other workers\' histograms still refresh at each scrape', async () => {
+    const e = await metricsEngine({ workers: 2 });
+    const flag = e.runtime.arena.region('test:metrics-block-2', 8);
+    const release = (): void => {
+      Atomics.store(e.runtime.thread.i32, flag.offset >>> 2, 1);
+      Atomics.notify(e.runtime.thread.i32, flag.offset >>> 2);
+    };
+    try {
+      e.metrics.histogram('test_fresh_seconds', 'x');
+      let started!: () => void;
+      const running = new Promise<void>((r) => (started = r));
+      const call = e.runtime.pool.call('metricsBlock', flag.offset, () => started());
+      await running;
+      expect(sample(await e.metrics.text(), 'test_fresh_seconds_count')).toBe(0); // the stuck one does not answer
+      // The free worker (the pool picks the one with less in flight) records after that scrape.
+      expect(await e.run('metricsRecord', { name: 'test_fresh_seconds', values: [7, 8] })).toBe(2);
+      expect(sample(await e.metrics.text(), 'test_fresh_seconds_count')).toBe(2);
+      release();
+      expect(await call.result).toBe('released');
+    } finally {
+      release();
+      await e.close();
+    }
+  });
+
+  it('a summary\'s _count and _sum never go backwards when workers die and are replaced', async () => {
+    const e = await metricsEngine({ workers: 1 });
+    try {
+      e.metrics.histogram('test_replaced_seconds', 'x');
+      const ms = Array.from({ length: 100 }, (_, i) => i + 1);
+      let expected = 0;
+      let expectedSum = 0;
+      let worker = await e.run('whoami');
+      // Two deaths: with 3 slots for 1 worker, a replacement lands on the dead one's slot or on
+      // another, and both must count the dead worker once.
+      for (let round = 0; round < 3; round++) {
+        await e.run('metricsRecord', { name: 'test_replaced_seconds', values: ms });
+        expected += ms.length;
+        expectedSum += 5.05; // 1..100 ms
+        const before = await e.metrics.text();
+        expect(sample(before, 'test_replaced_seconds_count')).toBe(expected);
+        expect(sample(before, 'test_replaced_seconds_sum')).toBeCloseTo(expectedSum, 2);
+        if (round === 2) break;
+        expect((await rejection(e.run('metricsExit'))).code).toBe('ERR_HOTPATH_WORKER_EXITED');
+        const after = await e.metrics.text();
+        expect(sample(after, 'test_replaced_seconds_count')).toBe(expected);
+        expect(sample(after, 'test_replaced_seconds_sum')).toBeCloseTo(expectedSum, 2);
+        worker = await replaced(e, worker);
+        // The replacement answers (its slot may be the dead one's): the dead one still counts once.
+        expect(sample(await e.metrics.text(), 'test_replaced_seconds_count')).toBe(expected);
+        expect(sample(await e.metrics.text(), 'test_replaced_seconds_count')).toBe(expected);
+      }
+    } finally {
+      await e.close();
+    }
+  });
+});
+
+describe('series that do not fit the table', () => {
+  it('past metricsCapacity a new series is dropped and counted, and nothing else breaks', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (w: Error & { code?: string }): void => {
+      if (w.code === 'HOTPATH_METRICS_SERIES_DROPPED') warnings.push(w);
+    };
+    process.on('warning', onWarning);
+    const e = await metricsEngine({ workers: 1, metricsCapacity: 16 });
+    try {
+      const users = e.metrics.counter('test_users_total', 'Per user.', ['user']);
+      // The dropped-series counter takes one of the 16 series: u0..u14 fit, u15..u39 do not.
+      for (let i = 0; i < 40; i++) users.labels(`u${i}`).inc();
+      let text = await e.metrics.text();
+      expect(text.split('\n').filter((l) => l.startsWith('test_users_total{')).length).toBe(15);
+      expect(sample(text, 'test_users_total{user="u14"}')).toBe(1);
+      expect(sample(text, 'hotpath_metrics_series_dropped_total')).toBe(25);
+      // A worker's series past capacity: dropped and counted too, the task does not fail.
+      expect(await e.run('metricsCount', { name: 'test_users_total', labels: ['user'], values: ['w'] })).toBe('counted');
+      // Calls that create series of their own still work.
+      const limiter = e.limiter('test_after_full', { limit: 5, window: 1000 });
+      expect(limiter.allowSync('k').allowed).toBe(true);
+      expect(() => users.labels('late').inc()).not.toThrow();
+      expect(() => users.labels('late').inc(-1)).toThrow(RangeError); // a bad argument is still one
+      text = await e.metrics.text();
+      expect(sample(text, 'hotpath_metrics_series_dropped_total')).toBeGreaterThanOrEqual(28);
+      expect(text).not.toMatch(/test_users_total\{user="(late|w|u15)"\}/);
+      await new Promise((r) => setImmediate(r)); // process warnings are emitted on the next tick
+      expect(warnings).toHaveLength(1); // once per engine and thread
+      expect(warnings[0]!.message).toMatch(/test_users_total\{"u15"\} of test_users_total dropped: the shared metrics table is full \(16 series; raise the metricsCapacity option/);
+      expect(warnings[0]!.message).not.toContain('\u0000');
+    } finally {
+      process.off('warning', onWarning);
+      await e.close();
+    }
+  });
+
+  it('a series key over 126 bytes is dropped and counted, not thrown', async () => {
+    const c = engine.metrics.counter('test_long_total', 'Long labels.', ['v']);
+    const before = sample(await engine.metrics.text(), 'hotpath_metrics_series_dropped_total')!;
+    expect(() => c.labels('x'.repeat(200)).inc()).not.toThrow();
+    expect(() => c.labels('é'.repeat(60)).inc()).not.toThrow(); // 120 bytes of UTF-8 + name: too long
+    c.labels('y'.repeat(100)).inc(); // fits
+    const text = await engine.metrics.text();
+    expect(sample(text, 'hotpath_metrics_series_dropped_total')).toBe(before + 2);
+    expect(sample(text, `test_long_total{v="${'y'.repeat(100)}"}`)).toBe(1);
+    expect(text).not.toContain('x'.repeat(200));
+  });
 });
 
 describe('exposition', () => {
@@ -120,6 +282,39 @@ describe('exposition', () => {
     } finally {
       await e.close();
     }
+  });
+
+  it('close() takes the engine\'s metrics out of the application\'s registry, so another engine can use it', async () => {
+    const registry = new Registry();
+    const mine = new Counter({ name: 'test_app_own_total', help: 'The application\'s own.', registers: [registry] });
+    mine.inc(2);
+    const a = await testEngine({ metrics: registry });
+    a.metrics.counter('test_engine_total', 'x').inc();
+    expect(registry.getMetricsAsArray().some((m) => m.name === 'hotpath_workers')).toBe(true);
+    // A second engine on it while the first is open: a TypeError naming the metric and the option.
+    const clash = await rejection(testEngine({ metrics: registry }));
+    expect(clash.name).toBe('TypeError');
+    expect(clash.message).toMatch(/already registered in the prom-client registry given as options\.metrics/);
+    await a.close();
+    expect(registry.getMetricsAsArray().map((m) => m.name)).toEqual(['test_app_own_total']);
+    const b = await testEngine({ metrics: registry });
+    try {
+      b.metrics.counter('test_engine_total', 'x').inc(4);
+      const text = await registry.metrics();
+      expect(sample(text, 'test_engine_total')).toBe(4);
+      expect(sample(text, 'test_app_own_total')).toBe(2);
+      expect(sample(text, 'hotpath_workers')).toBe(2);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('a createEngine that fails after its workers started stops them (the process exits by itself)', async () => {
+    const script = fileURLToPath(new URL('../fixtures/metrics-failed-create.mjs', import.meta.url));
+    const { stdout } = await promisify(execFile)(process.execPath, [script], { timeout: 20_000 });
+    const results = JSON.parse(stdout) as string[];
+    expect(results).toHaveLength(2);
+    for (const r of results) expect(r).toMatch(/^TypeError: metric \w+ is already registered .*options\.metrics/);
   });
 
   it('text() still answers after close (the main thread\'s own series)', async () => {

@@ -57,11 +57,13 @@ describe('metrics table stripes', () => {
   });
 
   it('many series of both kinds in one table: every one reads exactly what was added to it', () => {
-    // Capacity 61: not a multiple of 8, so the stripes' padding is exercised; 60 series fill it.
+    // Capacity 61: not a multiple of 8, so the stripes' padding is exercised; 60 series (and the
+    // dropped-series counter) fill it.
     const memory = createSharedMemory(8 << 20);
     const module = kernelModule();
     const rts = [1, 2, 3, 0].map((stripe, i) => new ThreadRuntime(memory, module, `test:scratch:${i}`, 4096, { capacity: 61, stripes: STRIPES, stripe }, i === 0));
-    const expected = new Map<string, { kind: number; value: number }>();
+    // The first series of every table: the counter of dropped series (thread-metrics.ts).
+    const expected = new Map<string, { kind: number; value: number }>([['hotpath_metrics_series_dropped_total', { kind: KIND_COUNTER, value: 0 }]]);
     for (let n = 0; n < 60; n++) {
       const counter = n % 3 !== 0;
       const key = counter ? `test_c${n}_total` : `test_g${n}`;
