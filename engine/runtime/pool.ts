@@ -161,7 +161,7 @@ const CLOSED = 3;
 
 /** The built-in tasks every pool registers (see tasks.ts; workers link them statically). */
 const BUILTIN = distUrl('engine/runtime/tasks.js').href;
-const BUILTIN_TASKS = ['noop', 'echo', 'hash32', 'sleep', 'histograms'];
+const BUILTIN_TASKS = ['noop', 'echo', 'hash32', 'sleep']; // (the metrics' histogram task is observe/histogram-task.ts)
 
 export class WorkerPool {
   readonly #opts: PoolOptions;

@@ -4,7 +4,6 @@
  *  - echo:   answers its payload.
  *  - hash32: xxHash32 (WASM) of a Buffer or string payload, computed in the worker.
  *  - sleep:  resolves after `payload` ms (an async task, for tests of in-flight work).
- *  - histograms: this worker's HDR histograms, encoded (the main thread merges them at scrape).
  */
 import type { TaskContext } from './worker.js';
 
@@ -20,10 +19,6 @@ export function hash32(payload: unknown, ctx: TaskContext): number {
   if (typeof payload === 'string') return ctx.runtime.hasher.hash(payload);
   if (payload instanceof Uint8Array) return ctx.runtime.hasher.hashBytes(payload);
   throw new TypeError('hash32 expects a string or a Buffer');
-}
-
-export function histograms(_payload: unknown, ctx: TaskContext): Record<string, string> {
-  return ctx.runtime.metrics.encodeHistograms();
 }
 
 export function sleep(payload: unknown): Promise<undefined> {
