@@ -43,7 +43,7 @@ export interface LatencyRecorder {
   record(ms: number): void;
 }
 
-const NOOP = { inc(): void {}, dec(): void {}, set(): void {}, record(): void {} };
+const NOOP = { record(): void {} };
 
 /** Metric and label names as Prometheus accepts them. */
 const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
@@ -117,14 +117,17 @@ export class ThreadMetrics {
   counter(name: string, labelNames: readonly string[] = []): SharedCounter {
     checkName(name, labelNames);
     const table = this.table;
-    if (table === undefined) return { name, ...NOOP, labels: () => NOOP };
     const child = (values: readonly string[]): CounterChild => {
-      const at = this.#address(KIND_COUNTER, name, seriesKey(name, labelNames, values));
+      // With metrics off (no table) as for a dropped series: the adds go nowhere, but wrong label
+      // counts and bad arguments throw as they would with metrics on (review36: a program that
+      // worked with metrics off could throw once they were turned on).
+      const key = seriesKey(name, labelNames, values);
+      const at = table === undefined ? -1 : this.#address(KIND_COUNTER, name, key);
       const bad = (n: number): never => {
         throw new RangeError(`counter ${name}: inc() takes a non-negative integer, got ${n} (use a histogram for durations)`);
       };
-      if (at < 0) {
-        // Dropped (table full or key too long): the adds go nowhere, bad arguments still throw.
+      if (at < 0 || table === undefined) {
+        // Dropped (table full or key too long), or metrics off.
         return {
           inc(n = 1): void {
             if (!Number.isSafeInteger(n) || n < 0) bad(n);
@@ -168,15 +171,15 @@ export class ThreadMetrics {
   gauge(name: string, labelNames: readonly string[] = []): SharedGauge {
     checkName(name, labelNames);
     const table = this.table;
-    if (table === undefined) return { name, ...NOOP, labels: () => NOOP };
     const child = (values: readonly string[]): GaugeChild => {
-      const at = this.#address(KIND_GAUGE, name, seriesKey(name, labelNames, values));
+      const key = seriesKey(name, labelNames, values);
+      const at = table === undefined ? -1 : this.#address(KIND_GAUGE, name, key);
       const int = (v: number, op: string): number => {
         if (!Number.isSafeInteger(v)) throw new RangeError(`gauge ${name}: ${op}() takes an integer, got ${v}`);
         return v;
       };
-      if (at < 0) {
-        // Dropped: the updates go nowhere, bad arguments still throw.
+      if (at < 0 || table === undefined) {
+        // Dropped, or metrics off: the updates go nowhere, bad arguments still throw.
         return { inc: (n = 1) => void int(n, 'inc'), dec: (n = 1) => void int(n, 'dec'), set: (v: number) => void int(v, 'set') };
       }
       return {

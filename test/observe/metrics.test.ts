@@ -333,6 +333,14 @@ describe('exposition', () => {
       expect(await e.metrics.text()).toBe('');
       expect(e.runtime.regions().some((r) => r.name === 'hotpath:metrics')).toBe(false);
       expect(await e.run('countHits', { n: 10, route: '/off' })).toBe(10);
+      // Mistakes throw as they would with metrics on (review36): a program that works with them
+      // off must not start throwing once they are turned on.
+      const c = e.metrics.counter('test_off_labelled_total', 'x', ['route']);
+      expect(() => c.inc()).toThrow(/has labels/);
+      expect(() => c.labels('a', 'b')).toThrow(/takes 1 label values/);
+      expect(() => c.labels('/').inc(1.5)).toThrow(RangeError);
+      expect(() => e.metrics.gauge('test_off_gauge', 'x').set(0.5)).toThrow(RangeError);
+      c.labels('/').inc(2); // fine, and goes nowhere
     } finally {
       await e.close();
     }
