@@ -2,7 +2,7 @@
  * createEngine(): wires one runtime (shared memory, kernels, workers) for the components.
  * Convenience wiring, not a god object: every component is usable on its own.
  */
-import { ArenaExhaustedError, ClosedError } from './errors.js';
+import { ClosedError } from './errors.js';
 import { resolveOptions, type Clock, type EngineOptions, type EngineSettings } from './options.js';
 import { Runtime } from './runtime/runtime.js';
 import { kernelModule } from './runtime/wasm.js';
@@ -161,7 +161,20 @@ export class Engine {
       redisTimeoutMs: this.#redisTimeoutMs,
       compressor: this.compressor,
     });
+    try {
+      this.#cacheMetrics(cache);
+    } catch (err) {
+      // (review40: the cache was kept before its metrics failed: the first access threw, the
+      // second answered a cache without metrics.)
+      void cache.close().catch(() => undefined);
+      throw err;
+    }
     this.#cache = cache;
+    return cache;
+  }
+
+  /** The cache's collectors. @throws TypeError when the application's registry already holds one of the names. */
+  #cacheMetrics(cache: Cache): void {
     this.metrics.collect('hotpath_cache_requests_total', 'Cache lookups by tier and result (this process\'s main thread; L2 and L3 are shared).', 'counter', () => {
       const s = cache.stats();
       const rows: Array<{ value: number; labels: Record<string, string> }> = [];
@@ -189,7 +202,6 @@ export class Engine {
     this.metrics.collect('hotpath_cache_redis_dropped_writes_total', 'Cache writes to Redis given up because Redis was unavailable.', 'counter', () => cache.stats().l3?.droppedWrites ?? 0);
     this.metrics.collect('hotpath_cache_bloom_skips_total', 'Redis lookups skipped because the bloom filter knew the key was never written.', 'counter', () => cache.stats().l3?.bloomSkips ?? 0);
     this.metrics.collect('hotpath_cache_loads_total', 'getOrLoad loader runs.', 'counter', () => cache.stats().loads);
-    return cache;
   }
 
   /**
@@ -211,15 +223,12 @@ export class Engine {
       return known as Queue<P, R> | DurableQueue<P, R>;
     }
     if (known !== undefined && !known.closed) throw new TypeError(`queue ${JSON.stringify(name)} already exists; get it with engine.queue(name) or close it first`);
-    if (options !== null && typeof options === 'object' && options.handler !== undefined && typeof options.handler !== 'function') {
-      // A module handler's ctx.cache attaches, on its worker, to the cache this thread builds:
-      // built here, so the handler finds it without the caller touching engine.cache first
-      // (review38). Without room in the arena for its L2, ctx.cache says so when used.
-      try {
-        void this.cache;
-      } catch (err) {
-        if (!(err instanceof ArenaExhaustedError)) throw err;
-      }
+    if (options !== null && typeof options === 'object' && options.handler !== undefined && typeof options.handler !== 'function' && this.#cache === undefined) {
+      // A module handler's ctx.cache attaches, on its worker, to the engine's cache: its settings
+      // are published here so the handler finds them without the caller touching engine.cache
+      // first (review38). Only the settings: its shared memory is carved by the first thread that
+      // uses it, and Redis is not touched (review40: building it here cost 8 MiB and a connection).
+      Cache.declare(this.runtime.thread, this.#cacheOptions);
     }
     const times = this.#queueMetrics();
     const context = {

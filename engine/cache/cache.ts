@@ -392,11 +392,24 @@ export class Cache extends EventEmitter {
   }
 
   /**
+   * Publishes the shared settings of a cache with `options` (validated as the constructor does)
+   * without building it: a worker's `Cache.open` then finds it, and the first thread that opens it
+   * carves its shared memory (L2, stamps, single-flight slots). For a queue's handler modules,
+   * whose `ctx.cache` must work whether or not the main thread ever uses the cache, without
+   * reserving its L2 (8 MiB by default) or subscribing to Redis until someone does (review40).
+   * @throws TypeError / RangeError naming a bad option; ERR_HOTPATH_REGION_CONFLICT as the constructor.
+   */
+  static declare(runtime: ThreadRuntime, options: CacheOptions = {}): void {
+    publishSpec(runtime, checkOptions(options).spec);
+  }
+
+  /**
    * Attaches to the cache `name` another thread of this engine created (its L1 is this thread's
    * own; L2 is shared). For workers: a task's `ctx.runtime`. Without Redis.
    * @throws ERR_HOTPATH_REGION_CONFLICT (via RangeError message) when no such cache exists.
    */
   static open(runtime: ThreadRuntime, name = DEFAULTS.name): Cache {
+    // (Its L2, stamps and single-flight slots are carved here if no thread has yet: see declare.)
     const spec = readSpec(runtime, name);
     if (spec === undefined) throw new RangeError(`no cache named ${JSON.stringify(name)} exists in this engine (create it on the main thread first)`);
     return new Cache({

@@ -284,6 +284,18 @@ describe('exposition', () => {
     }
   });
 
+  it('engine.cache whose metric name the application registry already holds throws every time, never half-built (review40)', async () => {
+    const registry = new Registry();
+    new Counter({ name: 'hotpath_cache_requests_total', help: 'the application\'s own', registers: [registry] });
+    const e = await testEngine({ metrics: registry });
+    try {
+      expect(() => e.cache).toThrow(/hotpath_cache_requests_total is already registered/);
+      expect(() => e.cache).toThrow(/hotpath_cache_requests_total is already registered/);
+    } finally {
+      await e.close();
+    }
+  });
+
   it('close() takes the engine\'s metrics out of the application\'s registry, so another engine can use it', async () => {
     const registry = new Registry();
     const mine = new Counter({ name: 'test_app_own_total', help: 'The application\'s own.', registers: [registry] });

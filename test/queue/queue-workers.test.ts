@@ -115,7 +115,12 @@ describe('ctx: the process\'s one shared state', () => {
   it('ctx.cache works in a handler module before the main thread has touched engine.cache (review38)', async () => {
     engine = await testEngine();
     const q = engine.queue('cachers-first', { handler: JOBS, handlerExport: 'cacheRoundTrip' });
+    // Only the cache's settings are published by queue(): its L2 is carved by the first thread
+    // that uses it (review40: building the whole cache reserved 8 MiB for handlers that never use it).
+    const l2 = (): boolean => engine!.runtime.regions().some((r) => r.name === 'hotpath:cache:default:l2');
+    expect(l2()).toBe(false);
     expect(await q.submit({ read: 'nothing-yet', write: 'first-write' }).result).toBeUndefined();
+    expect(l2()).toBe(true);
     expect(engine.cache.getSync('first-write')).toMatchObject({ seen: undefined });
   });
 });
