@@ -495,7 +495,14 @@ export class RedisConnector extends EventEmitter {
       name,
       sha,
       run: (keys, args, options = {}) => {
-        if (this.client instanceof Cluster) sameSlot(keys, `script ${name}`);
+        if (this.client instanceof Cluster) {
+          // The slot of the key Redis sees: after the keyPrefix ioredis adds (review40: a prefix
+          // that is itself a hash tag puts every key in one slot).
+          const bad = crossSlot(keys, this.keyPrefix);
+          if (bad !== undefined) {
+            return Promise.reject(new TypeError(`script ${name}: on a Redis Cluster the keys of one call must share a hash slot (use a {hash tag}), got ${JSON.stringify(bad[0])} and ${JSON.stringify(bad[1])}`));
+          }
+        }
         return this.#guarded(`script ${name}`, () => this.#evalsha(sha, source, keys, args, options.direct === true), options.timeoutMs);
       },
     };
@@ -892,17 +899,17 @@ function isCrossSlot(err: unknown): boolean {
 }
 
 /**
- * Throws a TypeError when `keys` span more than one hash slot: on a Cluster one command (a script)
- * runs on one node, so its keys must share a slot (use a hash tag: `{user:42}:a`, `{user:42}:b`).
+ * Two of `keys` that fall in different hash slots once `prefix` is put before them, or undefined:
+ * on a Cluster one command (a script) runs on one node, so its keys must share a slot (a hash
+ * tag: `{user:42}:a`, `{user:42}:b`).
  */
-function sameSlot(keys: string[], what: string): void {
-  if (keys.length < 2) return;
-  const first = calculateSlot(keys[0]!);
+function crossSlot(keys: string[], prefix: string): [string, string] | undefined {
+  if (keys.length < 2) return undefined;
+  const first = calculateSlot(prefix + keys[0]!);
   for (let i = 1; i < keys.length; i++) {
-    if (calculateSlot(keys[i]!) !== first) {
-      throw new TypeError(`${what}: on a Redis Cluster the keys of one call must share a hash slot (use a {hash tag}), got ${JSON.stringify(keys[0])} and ${JSON.stringify(keys[i])}`);
-    }
+    if (calculateSlot(prefix + keys[i]!) !== first) return [keys[0]!, keys[i]!];
   }
+  return undefined;
 }
 
 /**

@@ -496,7 +496,10 @@ export class WorkerPool {
     // Not an id in use, nor one whose abandoned call may still answer (review36: the new call
     // would take the old one's answer).
     const max = ID_SPACE.max;
-    while (this.#pending.has(id) || this.#abandoned.has(id)) id = id >= max ? 1 : id + 1;
+    for (let tried = 0; this.#pending.has(id) || this.#abandoned.has(id); tried++) {
+      if (tried >= max) throw new RangeError(`no request id is free: ${max} calls are in flight or abandoned and unanswered`);
+      id = id >= max ? 1 : id + 1;
+    }
     this.#nextId = id >= max ? 1 : id + 1;
     return id;
   }

@@ -92,6 +92,8 @@ export interface WireError {
   stack?: string;
   /** The error's own `cause`, as a wire error (at most CAUSE_DEPTH deep). */
   cause?: WireError;
+  /** A cause that is a primitive (a string, a number, null …), as it was. */
+  causeValue?: string | number | boolean | bigint | null;
 }
 
 /** How many `cause` links a task's error keeps across the channel. */
@@ -118,12 +120,26 @@ export function toWireError(err: unknown, depth = 0): WireError {
     if (err instanceof Error) {
       const code = (err as { code?: unknown }).code;
       // The cause too (review36: it was dropped), bounded: a cycle of causes ends at the depth.
-      const cause = depth < CAUSE_DEPTH && err.cause !== undefined ? toWireError(err.cause, depth + 1) : undefined;
+      // Read on its own: a cause getter that throws loses the cause, not the error (review40).
+      let cause: WireError | undefined;
+      let causeValue: { v: string | number | boolean | bigint | null } | undefined;
+      try {
+        const c: unknown = err.cause;
+        if (depth < CAUSE_DEPTH && c !== undefined) {
+          if (c instanceof Error) cause = toWireError(c, depth + 1);
+          else if (c === null || typeof c === 'number' || typeof c === 'boolean' || typeof c === 'bigint') causeValue = { v: c };
+          else if (typeof c === 'string') causeValue = { v: c.slice(0, 64 * 1024) };
+          else cause = { name: 'Error', message: `(a cause that is not an Error) ${text(c, 1000)}` }; // an object: its text
+        }
+      } catch {
+        cause = undefined; // dropped
+      }
       return {
         name: text(err.name, 200), message: text(err.message, 64 * 1024),
         ...(typeof code === 'string' ? { code: code.slice(0, 200) } : {}),
         ...(typeof err.stack === 'string' ? { stack: err.stack.slice(0, 64 * 1024) } : {}),
         ...(cause !== undefined ? { cause } : {}),
+        ...(causeValue !== undefined ? { causeValue: causeValue.v } : {}),
       };
     }
   } catch {
@@ -138,7 +154,7 @@ export function toWireError(err: unknown, depth = 0): WireError {
  */
 export function fromWireError(w: WireError): Error {
   const Ctor = Object.hasOwn(BUILTIN_ERRORS, w.name) ? BUILTIN_ERRORS[w.name]! : Error;
-  const e = new Ctor(w.message, w.cause !== undefined ? { cause: fromWireError(w.cause) } : undefined);
+  const e = new Ctor(w.message, w.cause !== undefined ? { cause: fromWireError(w.cause) } : 'causeValue' in w ? { cause: w.causeValue } : undefined);
   if (e.name !== w.name) e.name = w.name;
   if (w.code !== undefined) (e as Error & { code?: string }).code = w.code;
   if (w.stack !== undefined) e.stack = w.stack;

@@ -51,7 +51,14 @@ describe.runIf(spawnable)('a 3-master Redis Cluster', () => {
   it('keys of several slots in one call are the caller\'s mistake: a TypeError or a command error, never a tripped breaker (review37)', async () => {
     const s = r.defineScript('test-cross', "return redis.call('GET', KEYS[1])");
     const [a, b] = [`hotpath:{${tags[0]}}:x`, `hotpath:{${tags[1]}}:y`];
-    expect(() => s.run([a, b], [])).toThrow(/share a hash slot/);
+    await expect(s.run([a, b], [])).rejects.toThrow(/share a hash slot/);
+    // With a keyPrefix that is itself a hash tag, every key lands in its slot: allowed.
+    const tagged = await RedisConnector.connect({ cluster: cluster.urls, options: { keyPrefix: '{pfx}:' } }, { timeoutMs: 1000, connectTimeoutMs: 10_000 });
+    try {
+      expect(await tagged.defineScript('test-cross', "return redis.call('GET', KEYS[1])").run(['x', 'y'], [])).toBeNull();
+    } finally {
+      await tagged.close();
+    }
     // A command ioredis itself refuses to send (its keys span slots): not an outage.
     for (let i = 0; i < 10; i++) {
       await expect(r.command('DEL', [a, b])).rejects.toMatchObject({ code: ErrorCodes.REDIS_ERROR });

@@ -185,6 +185,21 @@ describe('back-pressure', () => {
 });
 
 describe('run() bad input and id reuse (review36)', () => {
+  it('an awkward cause (a throwing getter, a primitive, an object) never costs the error its class or code (review40)', async () => {
+    engine.runtime.pool.register('failWithOddCause', new URL('../fixtures/tasks.mjs', import.meta.url), 'failWithOddCause');
+    const thrown = async (kind: string): Promise<Error & { code?: string; cause?: unknown }> =>
+      ((await engine.run('failWithOddCause', kind).then(() => undefined, (e: unknown) => e)) as TaskFailedError).cause as Error & { code?: string; cause?: unknown };
+    for (const kind of ['getter', 'string', 'null', 'object']) {
+      const e = await thrown(kind);
+      expect(e).toBeInstanceOf(TypeError);
+      expect(e).toMatchObject({ message: 'outer', code: 'E_OUTER' });
+    }
+    expect((await thrown('getter')).cause).toBeUndefined();
+    expect((await thrown('string')).cause).toBe('just a string');
+    expect((await thrown('null')).cause).toBeNull();
+    expect(String(((await thrown('object')).cause as Error).message)).toMatch(/not an Error/);
+  });
+
   it('register() takes a module URL or an absolute path; a relative one is refused at once', async () => {
     expect(() => engine.runtime.pool.register('rel', './job.mjs')).toThrow(/moduleUrl must be a module URL .* got "\.\/job\.mjs"/);
     expect(() => engine.runtime.pool.register('http', 'https://example.com/job.mjs')).toThrow(TypeError);
