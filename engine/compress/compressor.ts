@@ -697,11 +697,13 @@ export class Compressor {
               const mem = new Uint8Array(pool.arena.memory.buffer);
               mem.set(block, slot);
               staging!.hash(hash, slot, block.length);
-              const msg = new Uint8Array(12);
+              const msg = new Uint8Array(16);
               const dv = new DataView(msg.buffer);
               dv.setUint32(0, slot, true);
               dv.setUint32(4, block.length, true);
               dv.setUint32(8, r.acceleration, true);
+              dv.setUint32(12, bs, true); // the worker's output region is sized for the block size, once
+
               const len = await this.#untilAnswered(pool.call(TASK_LZ4_STAGED, msg), signal);
               blocks[i] = mem.slice(slot, slot + len);
             }

@@ -77,17 +77,19 @@ export function lz4Block(payload: unknown, ctx: TaskContext): Uint8Array {
 
 /**
  * One block staged in the shared arena by Compressor#parallelLz4: payload = u32 offset, u32
- * length, u32 acceleration. Compresses the block and writes its framed encoding (u32 length,
+ * length, u32 acceleration, u32 the compressor's block size. Compresses the block and writes its framed encoding (u32 length,
  * data; never more than 4 + length bytes) over it; answers that encoding's length. The slot is
  * this task's alone until it answers (the channel's publish orders the bytes both ways).
  */
 export function lz4Staged(payload: unknown, ctx: TaskContext): number {
-  if (!(payload instanceof Uint8Array) || payload.length !== 12) throw new TypeError('lz4Staged: malformed payload');
-  const dv = new DataView(payload.buffer, payload.byteOffset, 12);
+  if (!(payload instanceof Uint8Array) || payload.length !== 16) throw new TypeError('lz4Staged: malformed payload');
+  const dv = new DataView(payload.buffer, payload.byteOffset, 16);
   const offset = dv.getUint32(0, true);
   const length = dv.getUint32(4, true);
   const acceleration = dv.getUint32(8, true);
-  const out = stagedOutput(ctx, length);
+  const blockSize = dv.getUint32(12, true);
+  if (length > blockSize) throw new TypeError('lz4Staged: a block longer than its block size');
+  const out = stagedOutput(ctx, blockSize);
   const mem = new Uint8Array(ctx.runtime.memory.buffer); // (the engine's memory is fixed: never grown)
   let at: number; // where the encoding is
   let len: number;
@@ -117,30 +119,30 @@ export function lz4Staged(payload: unknown, ctx: TaskContext): number {
 const TABLE_BYTES = 16 * 1024;
 /** Slack the kernel may write past its output (wildcopy). */
 const WILD = 32;
-/** Per thread runtime: the staged-output region's offset by capacity (null: the arena had no room). */
+/** Per thread runtime: the staged-output region's offset by block size (null: the arena had no room). */
 const stagedRegions = new WeakMap<ThreadRuntime, Map<number, number | null>>();
 
 /**
- * The offset of this worker's region in the shared arena for a staged block of `length` bytes:
- * the kernel's hash table, then room for the block's worst-case encoding. Named by the worker's
- * pool slot, so a replacement worker (which takes the slot only once the old thread has exited)
- * reuses it instead of carving another, and by capacity (a power of two ≥ 64 KiB). Undefined when
- * the arena has no room: the block then goes through the private workspace (one more copy each
- * way).
+ * The offset of this worker's region in the shared arena for the staged blocks of a compressor
+ * of `blockSize`: the kernel's hash table, then room for a block's worst-case encoding. Named by
+ * the worker's pool slot, so a replacement worker (which takes the slot only once the old thread
+ * has exited) reuses it instead of carving another, and by the block size (one region per worker
+ * for the engine's compressor; review40: one per power of two of the blocks' lengths took up to
+ * 2 × the block size per worker, for good). Undefined when the arena has no room: the block then
+ * goes through the private workspace (one more copy each way).
  */
-function stagedOutput(ctx: TaskContext, length: number): number | undefined {
-  let byCap = stagedRegions.get(ctx.runtime);
-  if (byCap === undefined) stagedRegions.set(ctx.runtime, (byCap = new Map()));
-  const cap = Math.max(64 * 1024, 2 ** Math.ceil(Math.log2(Math.max(1, length))));
-  let at = byCap.get(cap);
+function stagedOutput(ctx: TaskContext, blockSize: number): number | undefined {
+  let bySize = stagedRegions.get(ctx.runtime);
+  if (bySize === undefined) stagedRegions.set(ctx.runtime, (bySize = new Map()));
+  let at = bySize.get(blockSize);
   if (at === undefined) {
     try {
-      at = ctx.runtime.arena.region(`hotpath:czo:${ctx.slot}:${cap}`, TABLE_BYTES + lz4Bound(cap) + WILD).offset;
+      at = ctx.runtime.arena.region(`hotpath:czo:${ctx.slot}:${blockSize}`, TABLE_BYTES + lz4Bound(blockSize) + WILD).offset;
     } catch (err) {
       if (!(err instanceof ArenaExhaustedError)) throw err;
       at = null;
     }
-    byCap.set(cap, at);
+    bySize.set(blockSize, at);
   }
   return at ?? undefined;
 }

@@ -47,6 +47,16 @@ describe('offloaded compression', () => {
     }
   });
 
+  it('each worker carves one output region, whatever the lengths of the last blocks (review40)', async () => {
+    for (const tail of [1, 1000, 70_000, 300_000, 700_000]) {
+      const input = text.subarray(0, 2 * (1 << 20) + tail);
+      expect((await engine.compress(input, { codec: 'lz4' })).equals(engine.compressSync(input, { codec: 'lz4' }))).toBe(true);
+    }
+    const czo = engine.runtime.regions().filter((r) => r.name.startsWith('hotpath:czo:'));
+    expect(czo.length).toBeGreaterThan(0);
+    expect(czo.length).toBeLessThanOrEqual(2); // one per worker (two workers)
+  });
+
   it('parallel blocks that do not compress are stored, and read back', async () => {
     // Blocks of random bytes (stored), then text (compressed), in one input.
     const mixed = Buffer.concat([randomBytes(3 << 20), text]);
