@@ -501,8 +501,11 @@ export class Limiter implements RateLimiter {
       return;
     }
     const bySlot = new Map<number, Pending[]>();
+    // The slot of the key Redis sees, after ioredis's keyPrefix (a prefix that is a hash tag puts
+    // every key in one slot: one batch, not one per key's own slot).
+    const keyPrefix = this.#redis!.keyPrefix;
     for (const item of items) {
-      const slot = calculateSlot(hashTagged(this.#prefix, item.key));
+      const slot = calculateSlot(keyPrefix + hashTagged(this.#prefix, item.key));
       const group = bySlot.get(slot);
       if (group === undefined) bySlot.set(slot, [item]);
       else group.push(item);

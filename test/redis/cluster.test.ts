@@ -152,6 +152,21 @@ describe.runIf(spawnable)('a 3-master Redis Cluster', () => {
     }
   });
 
+  it('with a keyPrefix that is a hash tag, the limiter sends a tick\'s decisions as one script call (review40)', async () => {
+    const e = await createEngine({ workers: 1, memory: 16 << 20, channel: { ringBytes: 65536 }, redis: { cluster: cluster.urls, options: { keyPrefix: '{lim}:' } }, redisConnectTimeoutMs: 10_000, redisTimeoutMs: 1000 });
+    try {
+      const l = e.limiter('cl-prefixed', { algorithm: 'gcra', limit: 5, window: 60_000 });
+      expect((await l.allow('warm')).allowed).toBe(true);
+      const before = e.redis!.stats().commands;
+      const got = await Promise.all(Array.from({ length: 64 }, (_, i) => l.allow(`k${i}`)));
+      expect(got.every((d) => d.allowed)).toBe(true);
+      expect(l.fallback).toBe(false);
+      expect(e.redis!.stats().commands - before).toBe(1); // every key in {lim}'s slot: one batch
+    } finally {
+      await e.close();
+    }
+  });
+
   it('the distributed limiter runs on every master: its keys spread over the slots', async () => {
     const e = await createEngine({ workers: 1, memory: 16 << 20, channel: { ringBytes: 65536 }, redis: { cluster: cluster.urls }, redisConnectTimeoutMs: 10_000, redisTimeoutMs: 1000 });
     try {
