@@ -13,6 +13,16 @@
  */
 import { do_not_optimize } from 'mitata';
 import { LRUCache } from 'lru-cache';
+// Loaded before anything is measured, as an application would: @keyv/redis brings @redis/client,
+// whose `class VerbatimString extends String` made V8 stop inlining `s.charCodeAt(i)` process-wide
+// — hotpath's key hash went 13 → 65 ns and setSync 143 → 204 ns until the hashing loops called
+// the captured function instead (runtime/key-hash.ts). The in-process rows run with it loaded.
+import { BentoCache, bentostore } from 'bentocache';
+import { memoryDriver } from 'bentocache/drivers/memory';
+import { redisDriver } from 'bentocache/drivers/redis';
+import { createCache } from 'cache-manager';
+import { Keyv } from 'keyv';
+import KeyvRedis from '@keyv/redis';
 import { Cache, createEngine } from '../engine/index.js';
 import { QUICK, REDIS_URL, redisOrSkip, Suite } from './harness.js';
 
@@ -104,17 +114,7 @@ await l1Hits(10_000, 600_000);
 // --- With Redis ------------------------------------------------------------------------------------
 const probe = await redisOrSkip('cache on Redis');
 if (probe !== undefined) {
-  // The tiered peers are loaded here, after the in-process rows: loading @keyv/redis (its
-  // @redis/client) made hotpath's setSync in this process ~40 % slower (143 → 204 ns in an
-  // isolated mitata run, .scratch/setmitata.mjs with IMPORTS=@redis/client; lru-cache 75 → 83 ns),
-  // for a reason not pinned down (no prototype, protector or diagnostics-channel change). The
-  // in-process rows compare against lru-cache, which needs none of them.
-  const { BentoCache, bentostore } = await import('bentocache');
-  const { memoryDriver } = await import('bentocache/drivers/memory');
-  const { redisDriver } = await import('bentocache/drivers/redis');
-  const { createCache } = await import('cache-manager');
-  const { Keyv } = await import('keyv');
-  const { default: KeyvRedis } = await import('@keyv/redis');
+
   const url = new URL(REDIS_URL);
   const connection = { host: url.hostname, port: Number(url.port || 6379) };
   const dist = await createEngine({ workers: 1, redis: REDIS_URL, redisTimeoutMs: 1000, cache: { l2: { bytes: 16 << 20 } } });

@@ -84,6 +84,8 @@ import { RegionConflictError } from '../errors.js';
 import { openTableRegion } from '../limiter/table-region.js';
 import type { ThreadRuntime } from '../runtime/thread.js';
 import type { StampTable } from './stamps.js';
+/** String.prototype.charCodeAt, called as `charCodeAt.call(s, i)`: see runtime/key-hash.ts for why. */
+const charCodeAt: (this: string, index: number) => number = String.prototype.charCodeAt;
 
 /** Sizing of a {@link SharedStore}. */
 export interface L2Options {
@@ -1224,10 +1226,10 @@ function unlock(i32: Int32Array, at: number): void {
 export function utf8Length(s: string): number {
   let n = 0;
   for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
+    const c = charCodeAt.call(s, i);
     if (c < 0x80) n += 1;
     else if (c < 0x800) n += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (charCodeAt.call(s, i + 1) & 0xfc00) === 0xdc00) {
       n += 4;
       i++;
     } else n += 3;
@@ -1239,7 +1241,7 @@ export function utf8Length(s: string): number {
 function utf8Write(u8: Uint8Array, off: number, s: string): number {
   let p = off;
   for (let i = 0; i < s.length; i++) {
-    let c = s.charCodeAt(i);
+    let c = charCodeAt.call(s, i);
     if (c < 0x80) {
       u8[p++] = c;
     } else if (c < 0x800) {
@@ -1247,7 +1249,7 @@ function utf8Write(u8: Uint8Array, off: number, s: string): number {
       u8[p++] = 0x80 | (c & 63);
     } else {
       if (c >= 0xd800 && c <= 0xdfff) {
-        const d = i + 1 < s.length ? s.charCodeAt(i + 1) : 0;
+        const d = i + 1 < s.length ? charCodeAt.call(s, i + 1) : 0;
         if (c <= 0xdbff && (d & 0xfc00) === 0xdc00) {
           c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
           i++;
@@ -1273,7 +1275,7 @@ function keyEquals(u8: Uint8Array, off: number, len: number, s: string): boolean
   let p = off;
   const n = s.length;
   for (let i = 0; i < n; i++) {
-    let c = s.charCodeAt(i);
+    let c = charCodeAt.call(s, i);
     if (c < 0x80) {
       if (p >= end || u8[p++] !== c) return false;
       continue;
@@ -1284,7 +1286,7 @@ function keyEquals(u8: Uint8Array, off: number, len: number, s: string): boolean
       continue;
     }
     if (c >= 0xd800 && c <= 0xdfff) {
-      const d = i + 1 < n ? s.charCodeAt(i + 1) : 0;
+      const d = i + 1 < n ? charCodeAt.call(s, i + 1) : 0;
       if (c <= 0xdbff && (d & 0xfc00) === 0xdc00) {
         c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
         i++;

@@ -10,6 +10,8 @@
  * 1 KiB). README "Hashing" quotes the figures.
  */
 import type { KernelExports } from './wasm.js';
+/** String.prototype.charCodeAt, called as `charCodeAt.call(s, i)`: see runtime/key-hash.ts for why. */
+const charCodeAt: (this: string, index: number) => number = String.prototype.charCodeAt;
 
 const P1 = 0x9e3779b1 | 0;
 const P2 = 0x85ebca77 | 0;
@@ -91,16 +93,16 @@ export function xxh32Ascii(s: string, seed = 0): number {
     let v4 = (seed - P1) | 0;
     const limit = len - 16;
     do {
-      c0 = s.charCodeAt(p); c1 = s.charCodeAt(p + 1); c2 = s.charCodeAt(p + 2); c3 = s.charCodeAt(p + 3);
+      c0 = charCodeAt.call(s, p); c1 = charCodeAt.call(s, p + 1); c2 = charCodeAt.call(s, p + 2); c3 = charCodeAt.call(s, p + 3);
       or |= c0 | c1 | c2 | c3;
       v1 = round(v1, c0 | (c1 << 8) | (c2 << 16) | (c3 << 24));
-      c0 = s.charCodeAt(p + 4); c1 = s.charCodeAt(p + 5); c2 = s.charCodeAt(p + 6); c3 = s.charCodeAt(p + 7);
+      c0 = charCodeAt.call(s, p + 4); c1 = charCodeAt.call(s, p + 5); c2 = charCodeAt.call(s, p + 6); c3 = charCodeAt.call(s, p + 7);
       or |= c0 | c1 | c2 | c3;
       v2 = round(v2, c0 | (c1 << 8) | (c2 << 16) | (c3 << 24));
-      c0 = s.charCodeAt(p + 8); c1 = s.charCodeAt(p + 9); c2 = s.charCodeAt(p + 10); c3 = s.charCodeAt(p + 11);
+      c0 = charCodeAt.call(s, p + 8); c1 = charCodeAt.call(s, p + 9); c2 = charCodeAt.call(s, p + 10); c3 = charCodeAt.call(s, p + 11);
       or |= c0 | c1 | c2 | c3;
       v3 = round(v3, c0 | (c1 << 8) | (c2 << 16) | (c3 << 24));
-      c0 = s.charCodeAt(p + 12); c1 = s.charCodeAt(p + 13); c2 = s.charCodeAt(p + 14); c3 = s.charCodeAt(p + 15);
+      c0 = charCodeAt.call(s, p + 12); c1 = charCodeAt.call(s, p + 13); c2 = charCodeAt.call(s, p + 14); c3 = charCodeAt.call(s, p + 15);
       or |= c0 | c1 | c2 | c3;
       v4 = round(v4, c0 | (c1 << 8) | (c2 << 16) | (c3 << 24));
       p += 16;
@@ -111,14 +113,14 @@ export function xxh32Ascii(s: string, seed = 0): number {
   }
   h = (h + len) | 0;
   while (p + 4 <= len) {
-    c0 = s.charCodeAt(p); c1 = s.charCodeAt(p + 1); c2 = s.charCodeAt(p + 2); c3 = s.charCodeAt(p + 3);
+    c0 = charCodeAt.call(s, p); c1 = charCodeAt.call(s, p + 1); c2 = charCodeAt.call(s, p + 2); c3 = charCodeAt.call(s, p + 3);
     or |= c0 | c1 | c2 | c3;
     h = (h + Math.imul(c0 | (c1 << 8) | (c2 << 16) | (c3 << 24), P3)) | 0;
     h = Math.imul(rotl(h, 17), P4);
     p += 4;
   }
   while (p < len) {
-    c0 = s.charCodeAt(p);
+    c0 = charCodeAt.call(s, p);
     or |= c0;
     h = (h + Math.imul(c0, P5)) | 0;
     h = Math.imul(rotl(h, 11), P1);
