@@ -96,7 +96,15 @@ export function windowTake(
       if (sliding != 0) {
         const p = atomic.load<i64>(s + 16);
         const pi = idxOf(p);
-        if (pi > n - 1) continue; // cur moved on after we read it
+        if (pi > n - 1) {
+          // prev already names window n (or later): cur moved on after we read it, or a thread
+          // whose clock is in a later window raised prev and then lost its CAS on cur (and, denied
+          // on its retry, never rolled cur). Adopt the later window, as for a cur ahead of us —
+          // only retrying here spun for ever until another thread rolled the key (review41).
+          n = pi + 1;
+          rel = (n - 1) * W;
+          continue;
+        }
         if (pi == n - 1) prev = countOf(p);
       }
     } else if (ci == n - 1) {
