@@ -61,11 +61,18 @@ export class ClosedError extends HotpathError {
 export class ArenaExhaustedError extends HotpathError {
   readonly requested: number;
   readonly available: number;
-  constructor(name: string, requested: number, available: number, total: number) {
+  /**
+   * `registryFull`: every entry of the arena's region registry is taken (a fixed number of named
+   * regions, whatever `memory` is): raising `memory` does not help then.
+   */
+  constructor(name: string, requested: number, available: number, total: number, registryFull?: { capacity: number }) {
     super(
       ErrorCodes.ARENA_EXHAUSTED,
-      `shared memory arena exhausted: region "${name}" needs ${requested} bytes, ` +
-        `${available} of ${total} bytes are free; raise the \`memory\` option of createEngine()`,
+      registryFull !== undefined
+        ? `shared memory arena exhausted: region "${name}" cannot be registered, all ${registryFull.capacity} named regions ` +
+          'are taken (each limiter takes 2–4, each cache 3–5): use fewer limiters or caches — e.g. one limiter keyed by route and client instead of one per route; raising `memory` does not help'
+        : `shared memory arena exhausted: region "${name}" needs ${requested} bytes, ` +
+          `${available} of ${total} bytes are free; raise the \`memory\` option of createEngine()`,
     );
     this.requested = requested;
     this.available = available;

@@ -8,7 +8,7 @@
  * while Redis is unavailable, and goes back to Redis by itself when the connector's breaker
  * closes. Optional quota leases take tokens from Redis in batches and spend them locally.
  */
-import { RegionConflictError } from '../errors.js';
+import { ArenaExhaustedError, RegionConflictError } from '../errors.js';
 import { SYSTEM_CLOCK, type Clock } from '../options.js';
 import { CoarseClock } from '../runtime/coarse-clock.js';
 import type { ThreadRuntime } from '../runtime/thread.js';
@@ -16,8 +16,8 @@ import calculateSlot from 'cluster-key-slot';
 import { hashTagged, type RedisConnector, type Script } from '../redis/connector.js';
 import type { CounterChild, GaugeChild } from '../observe/thread-metrics.js';
 import { AdaptiveLimit, type AdaptiveOptions, type AdaptiveSettings } from './adaptive.js';
-import { GcraTable, gcraTimeBase } from './gcra-table.js';
-import { WindowTable } from './window-table.js';
+import { GcraTable, gcraTableBytes, gcraTimeBase } from './gcra-table.js';
+import { WindowTable, windowTableBytes } from './window-table.js';
 import { LeaseTable } from './lease-table.js';
 import { GCRA_SCRIPT, RESET_SCRIPT, WINDOW_SCRIPT } from './redis-scripts.js';
 import { openTableRegion } from './table-region.js';
@@ -229,6 +229,30 @@ const BATCH = 128;
  * Publishes the limiter's spec in shared memory (so a worker can open it by name) or checks that
  * an existing one matches.
  */
+/**
+ * The checks of a limiter's options that depend on where it decides (before anything is shared).
+ * @throws RangeError when Redis's Lua cannot hold its arithmetic exactly; TypeError for a lease
+ *   without distributed mode.
+ */
+function checkForRedis(o: ReturnType<typeof resolveLimiterOptions>, deps: LimiterDeps): void {
+  const spec = o.spec;
+  if (deps.redis !== undefined && o.distributed) {
+    if (spec.algorithm === 'token-bucket' || spec.algorithm === 'gcra') {
+      const { tau, scale } = gcraTimeBase({ limit: spec.limit, windowMs: spec.windowMs, burst: spec.burst });
+      if (Number(tau) * 2 >= LUA_EXACT || scale * spec.windowMs >= LUA_EXACT) {
+        throw new RangeError(`options.burst ${spec.burst} with limit ${spec.limit} per ${spec.windowMs} ms needs integers beyond 2^53 in Redis's Lua; choose a limit and window with a larger common divisor`);
+      }
+    } else {
+      const maxLimit = spec.adaptive?.max ?? spec.limit;
+      if (maxLimit * spec.windowMs * 2 >= LUA_EXACT) {
+        throw new RangeError(`options.limit × options.window (${maxLimit} × ${spec.windowMs}) must stay below 2^52 for Redis's Lua arithmetic`);
+      }
+    }
+  } else if (o.lease !== undefined && deps.redis !== undefined) {
+    throw new TypeError('options.lease needs distributed mode (options.distributed is false)');
+  }
+}
+
 function publishSpec(rt: ThreadRuntime, name: string, spec: LimiterSpec | undefined): LimiterSpec {
   const text = spec === undefined ? '' : JSON.stringify(spec);
   const bytes = new TextEncoder().encode(text);
@@ -293,6 +317,20 @@ export class Limiter implements RateLimiter {
     this.name = checkName(name);
     const rt = deps.runtime;
     const o = resolveLimiterOptions(options);
+    // Everything that can refuse these options is checked before the spec is published: a spec
+    // published for options that then failed made the name unusable for the life of the process,
+    // even with good options (review41). (Opening by name reads the spec its creator checked.)
+    if (options !== undefined) {
+      checkForRedis(o, deps);
+      const s = o.spec;
+      const capacity = powerOfTwo(s.maxKeys);
+      const bucket = s.algorithm === 'token-bucket' || s.algorithm === 'gcra';
+      if (bucket) gcraTimeBase({ limit: s.limit, windowMs: s.windowMs, burst: s.burst }); // its RangeError, before publishing
+      const need = (bucket ? gcraTableBytes(capacity) : windowTableBytes(capacity)) + 4096;
+      if (rt.arena.find(`hotpath:ls:${name}`) === undefined && rt.arena.freeBytes < need) {
+        throw new ArenaExhaustedError(`hotpath:l:${name}`, need, rt.arena.freeBytes, rt.arena.totalBytes);
+      }
+    }
     const spec = publishSpec(rt, name, options === undefined ? undefined : o.spec);
     this.spec = spec;
     this.algorithm = spec.algorithm;
@@ -320,16 +358,9 @@ export class Limiter implements RateLimiter {
       this.#redis = deps.redis;
       if (bucket) {
         const { T, tau, scale } = gcraTimeBase({ limit: spec.limit, windowMs: spec.windowMs, burst: spec.burst });
-        if (Number(tau) * 2 >= LUA_EXACT || scale * spec.windowMs >= LUA_EXACT) {
-          throw new RangeError(`options.burst ${spec.burst} with limit ${spec.limit} per ${spec.windowMs} ms needs integers beyond 2^53 in Redis's Lua; choose a limit and window with a larger common divisor`);
-        }
         this.#script = deps.redis.defineScript('hotpath:limiter:gcra:v5', GCRA_SCRIPT);
         this.#scriptArgs = [T, Number(tau), scale];
       } else {
-        const maxLimit = spec.adaptive?.max ?? spec.limit;
-        if (maxLimit * spec.windowMs * 2 >= LUA_EXACT) {
-          throw new RangeError(`options.limit × options.window (${maxLimit} × ${spec.windowMs}) must stay below 2^52 for Redis's Lua arithmetic`);
-        }
         this.#script = deps.redis.defineScript('hotpath:limiter:window:v5', WINDOW_SCRIPT);
         this.#scriptArgs = [spec.windowMs];
       }
@@ -339,7 +370,6 @@ export class Limiter implements RateLimiter {
       }
     } else {
       this.#scriptArgs = [];
-      if (o.lease !== undefined && deps.redis !== undefined) throw new TypeError('options.lease needs distributed mode (options.distributed is false)');
     }
     this.#coarse?.onIdle(this.#flushCounts);
     if (o.metrics && rt.metrics.enabled) {

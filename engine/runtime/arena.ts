@@ -151,9 +151,8 @@ export class Arena {
       const bump = Atomics.load(this.#i32, this.#h + H_BUMP) >>> 0;
       const end = this.totalBytes;
       const offset = roundUp(bump, align);
-      if (count >= capacity || offset + size > end) {
-        throw new ArenaExhaustedError(name, size, Math.max(0, end - offset), end);
-      }
+      if (count >= capacity) throw new ArenaExhaustedError(name, size, Math.max(0, end - offset), end, { capacity });
+      if (offset + size > end) throw new ArenaExhaustedError(name, size, Math.max(0, end - offset), end);
       const entry = ARENA_BASE + HEADER + count * ENTRY;
       const e = entry >>> 2;
       this.#i32[e] = offset;

@@ -196,3 +196,36 @@ describe('adaptive', () => {
     expect(() => l.recordSuccess()).toThrow(/applies to algorithm 'adaptive' only/);
   });
 });
+
+describe('options that fail leave nothing behind (review41)', () => {
+  it('a limiter whose options are refused after validation (no room, time base) can be created again with good ones', async () => {
+    const e = await createEngine({ workers: 1, memory: 32 << 20, metrics: false });
+    try {
+      expect(() => e.limiter('big', { maxKeys: 1 << 22 })).toThrow(expect.objectContaining({ code: 'ERR_HOTPATH_ARENA_EXHAUSTED' }));
+      expect(e.limiter('big', { maxKeys: 1024, limit: 5 }).allowSync('k').allowed).toBe(true);
+      expect(() => e.limiter('fine', { limit: 999_999_937, window: 86_400_000 })).toThrow(RangeError);
+      expect(e.limiter('fine', { limit: 1000, window: 1000 }).allowSync('k').allowed).toBe(true);
+    } finally {
+      await e.close();
+    }
+  });
+
+  it('a full region registry says so, instead of advising more memory', async () => {
+    const e = await createEngine({ workers: 1, memory: 64 << 20, metrics: false });
+    try {
+      let err: unknown;
+      for (let n = 0; n < 2000 && err === undefined; n++) {
+        try {
+          e.limiter(`route-${n}`, { limit: 10, maxKeys: 16 });
+        } catch (x) {
+          err = x;
+        }
+      }
+      expect(err).toMatchObject({ code: 'ERR_HOTPATH_ARENA_EXHAUSTED' });
+      expect((err as Error).message).toMatch(/named regions are taken/);
+      expect((err as Error).message).not.toMatch(/raise the `memory` option/);
+    } finally {
+      await e.close();
+    }
+  });
+});
