@@ -277,6 +277,21 @@ describe.runIf(shared)('distributed limiter on Redis', () => {
   });
 });
 
+describe.runIf(shared)('leases with a full lease table (review41)', () => {
+  it('a key whose grant finds no room does not burn a lease per request: it asks Redis for its cost', async () => {
+    const e = await createEngine({ workers: 1, memory: 32 << 20, redis: REDIS_URL, redisTimeoutMs: 1000, metrics: false });
+    try {
+      const l = e.limiter(`lease-full-${run}`, { algorithm: 'fixed-window', limit: 1000, window: 3_600_000, maxKeys: 64, lease: { tokens: 50, ttlMs: 60_000 } });
+      for (let i = 0; i < 300; i++) await l.allow(`other-${i}`); // far more keys with live leases than the table holds
+      let admitted = 0;
+      for (let i = 0; i < 1000; i++) if ((await l.allow('victim')).allowed) admitted++;
+      expect(admitted).toBeGreaterThanOrEqual(950); // at most one lease (50) lost; was 20 of 1000
+    } finally {
+      await e.close();
+    }
+  });
+});
+
 describe.runIf(shared)('close() while decisions are in flight', () => {
   it('every pending allow() settles with a decision (insurance), none rejects or hangs', async () => {
     const e = await createEngine({ ...small, redis: REDIS_URL, redisTimeoutMs: 2000 });
