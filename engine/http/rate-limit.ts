@@ -40,7 +40,7 @@ export interface RateLimitOptions<Req = unknown> {
    * Behind a proxy, configure the framework's `trust proxy` / `trustProxy` so `ip` is the client's.
    */
   key?: (req: Req) => string;
-  /** What a request costs, in tokens; must return a positive finite number. Default 1. */
+  /** What a request costs, in tokens: a positive integer, at most the limiter's burst (or limit). Default 1. */
   cost?: (req: Req) => number;
   /** Return true to let a request through without consulting the limiter (and without headers). */
   skip?: (req: Req) => boolean;
@@ -328,8 +328,10 @@ function compile<Req>(limiter: RateLimiter, options: RateLimitOptions<Req>, ipOf
       let cost = 1;
       if (costFn !== undefined) {
         const n: unknown = costFn(req);
-        if (typeof n !== 'number' || !(n > 0) || !Number.isFinite(n)) {
-          throw new RangeError(`options.cost must return a positive finite number, got ${describe(n)}`);
+        // The limiter takes whole tokens, at most its capacity (review41: the docs said any
+        // positive number, and 1.5 then failed inside the limiter with another message).
+        if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1) {
+          throw new RangeError(`options.cost must return a positive integer, got ${describe(n)}`);
         }
         cost = n;
       }
