@@ -226,10 +226,6 @@ interface Pending {
 const BATCH = 128;
 
 /**
- * Publishes the limiter's spec in shared memory (so a worker can open it by name) or checks that
- * an existing one matches.
- */
-/**
  * The checks of a limiter's options that depend on where it decides (before anything is shared).
  * @throws RangeError when Redis's Lua cannot hold its arithmetic exactly; TypeError for a lease
  *   without distributed mode.
@@ -253,6 +249,10 @@ function checkForRedis(o: ReturnType<typeof resolveLimiterOptions>, deps: Limite
   }
 }
 
+/**
+ * Publishes the limiter's spec in shared memory (so a worker can open it by name) or checks that
+ * an existing one matches.
+ */
 function publishSpec(rt: ThreadRuntime, name: string, spec: LimiterSpec | undefined): LimiterSpec {
   const text = spec === undefined ? '' : JSON.stringify(spec);
   const bytes = new TextEncoder().encode(text);
