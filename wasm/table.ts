@@ -4,8 +4,8 @@
 // and one overflow slot shared by keys that found no room. Each slot starts with
 //   +0 i64 key   (0 = empty, -1 = being reclaimed)
 //   +8 i64 state (0 = never used; otherwise the kernel's word, non-negative)
-// and the kernel's further words. Where the header keeps `capacity` and `maxProbe` (u32 each)
-// is the kernel's choice (`capAt`, `capAt + 4`).
+// and the kernel's further words. Where the header keeps `capacity`, `maxProbe` and the probe
+// seed (u32 each) is the kernel's choice (`capAt`, `capAt + 4`, `capAt + 8`).
 //
 // Lookup probes linearly from the key's hash for at most maxProbe slots: the key's own slot wins;
 // else the first empty slot is claimed by CAS 0 -> key. A slot whose state is non-zero and
@@ -21,6 +21,16 @@
 // table has free slots: size it (the limiter's maxKeys) above the number of keys active at once.
 
 export const RECLAIMING: i64 = -1;
+
+/** murmur3's 32-bit finalizer: every bit of the input moves the probe start. */
+@inline function fmix32(h: u32): u32 {
+  h ^= h >>> 16;
+  h *= 0x85ebca6b;
+  h ^= h >>> 13;
+  h *= 0xc2b2ae35;
+  h ^= h >>> 16;
+  return h;
+}
 export const HEADER: usize = 64;
 
 @inline export function overflowSlot(table: usize, capAt: usize, slotSize: usize): usize {
@@ -32,7 +42,10 @@ export const HEADER: usize = 64;
   const capacity = load<u32>(table + capAt);
   const mask = capacity - 1;
   const maxProbe = load<u32>(table + capAt + 4);
-  const start = (<u32>key ^ <u32>(key >>> 32)) & mask;
+  // The probe start mixes in the table's random seed (set when the table was created): a client
+  // who knows the key hash (fixed, public) cannot aim keys at one key's probe window and crowd it
+  // into the shared overflow slot (review41: 133 requests denied a chosen key).
+  const start = fmix32(<u32>key ^ <u32>(key >>> 32) ^ load<u32>(table + capAt + 8)) & mask;
   let reclaimable: usize = 0;
   for (let p: u32 = 0; p < maxProbe; p++) {
     const s = table + HEADER + (<usize>((start + p) & mask)) * slotSize;

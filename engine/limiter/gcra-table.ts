@@ -12,6 +12,7 @@
 import type { ThreadRuntime } from '../runtime/thread.js';
 import { KeyHash, openTableRegion } from './table-region.js';
 import type { Decision } from './types.js';
+import { randomInt } from 'node:crypto';
 
 export interface GcraParams {
   limit: number;
@@ -97,6 +98,7 @@ export class GcraTable {
         big[3] = BigInt(scale);
         u32[8] = capacity;
         u32[9] = MAX_PROBE;
+        u32[10] = randomInt(0x100000000); // the probe seed (wasm/table.ts findSlot)
       },
       (big, u32) => big[1] === BigInt(T) && big[2] === tau && big[3] === BigInt(scale) && u32[8] === capacity);
   }

@@ -4,6 +4,7 @@
  */
 import type { ThreadRuntime } from '../runtime/thread.js';
 import { KeyHash, openTableRegion } from './table-region.js';
+import { randomInt } from 'node:crypto';
 
 const HEADER = 64;
 const SLOT = 16;
@@ -23,6 +24,7 @@ export class LeaseTable {
         big[0] = BigInt(Math.floor(epochMs));
         u32[4] = capacity;
         u32[5] = MAX_PROBE;
+        u32[6] = randomInt(0x100000000); // the probe seed (wasm/table.ts findSlot)
       },
       (_big, u32) => u32[4] === capacity);
   }

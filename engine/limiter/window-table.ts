@@ -7,6 +7,7 @@
 import type { ThreadRuntime } from '../runtime/thread.js';
 import { KeyHash, openTableRegion } from './table-region.js';
 import type { Decision } from './types.js';
+import { randomInt } from 'node:crypto';
 
 const HEADER = 64;
 const SLOT = 32;
@@ -42,6 +43,7 @@ export class WindowTable {
         big[1] = BigInt(windowMs);
         u32[4] = capacity;
         u32[5] = MAX_PROBE;
+        u32[6] = randomInt(0x100000000); // the probe seed (wasm/table.ts findSlot)
       },
       (big, u32) => big[1] === BigInt(windowMs) && u32[4] === capacity);
   }

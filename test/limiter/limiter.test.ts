@@ -229,3 +229,34 @@ describe('options that fail leave nothing behind (review41)', () => {
     }
   });
 });
+
+describe('the local table\'s probe start is seeded (review41)', () => {
+  it('keys crafted to share a key\'s unseeded probe start no longer crowd it into the overflow slot', async () => {
+    let t = 1_800_000_000_000;
+    const clock = { now: (): number => t };
+    const e = await createEngine({ workers: 1, memory: 64 << 20, clock, metrics: false });
+    try {
+      const { KeyHash } = await import('../../engine/runtime/key-hash.js');
+      const h = new KeyHash();
+      const mask = 65_536 - 1; // the default maxKeys
+      const startOf = (k: string): number => {
+        h.set(k);
+        return ((h.hi ^ h.lo) >>> 0) & mask; // the probe start before the seed
+      };
+      const l = e.limiter('dos', { algorithm: 'fixed-window', limit: 100, window: 60_000 });
+      const victim = '203.0.113.7';
+      const crafted: string[] = [];
+      for (let i = 0; crafted.length < 33; i++) {
+        const k = `2001:db8::${i.toString(16)}`;
+        if (startOf(k) === startOf(victim)) crafted.push(k);
+      }
+      for (const k of crafted.slice(0, 32)) l.allowSync(k); // fill the victim's probe window
+      while (l.allowSync(crafted[32]!).allowed); // drain the overflow slot through a homeless key
+      t += 30_000;
+      // Before the seed: denied for the rest of the window (retryAfterMs 30 000).
+      expect(l.allowSync(victim)).toMatchObject({ allowed: true, remaining: 99 });
+    } finally {
+      await e.close();
+    }
+  });
+});
