@@ -37,6 +37,23 @@ function sample(text: string, series: string): number | undefined {
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
+/**
+ * Blocks one worker in a synchronous task (metricsBlock) until `release()`; resolves once the task
+ * is running. `result` is the task's answer ('released').
+ */
+async function blockAWorker(e: Engine, region: string): Promise<{ result: Promise<unknown>; release: () => void }> {
+  const flag = e.runtime.arena.region(region, 8);
+  const release = (): void => {
+    Atomics.store(e.runtime.thread.i32, flag.offset >>> 2, 1);
+    Atomics.notify(e.runtime.thread.i32, flag.offset >>> 2);
+  };
+  let started!: () => void;
+  const running = new Promise<void>((r) => (started = r));
+  const call = e.runtime.pool.call('metricsBlock', flag.offset, () => started());
+  await running;
+  return { result: call.result, release };
+}
+
 describe('shared counters', () => {
   it('bumped from the main thread and two workers at once, they sum exactly', async () => {
     const hits = engine.metrics.counter('test_hits_total', 'Hits by route.', ['route']);
@@ -115,20 +132,13 @@ describe('histograms', () => {
 
   it('a scrape waits a short while for a worker blocked in a synchronous task, then counts what it sent last', async () => {
     const e = await metricsEngine({ workers: 1 });
-    const flag = e.runtime.arena.region('test:metrics-block', 8);
-    const release = (): void => {
-      Atomics.store(e.runtime.thread.i32, flag.offset >>> 2, 1);
-      Atomics.notify(e.runtime.thread.i32, flag.offset >>> 2);
-    };
+    let blocked: Awaited<ReturnType<typeof blockAWorker>> | undefined;
     try {
       e.metrics.histogram('test_blocked_seconds', 'x');
       await e.run('metricsRecord', { name: 'test_blocked_seconds', values: [1, 2, 3] });
       expect(sample(await e.metrics.text(), 'test_blocked_seconds_count')).toBe(3);
       await e.run('metricsRecord', { name: 'test_blocked_seconds', values: [4] }); // after its last answer
-      let started!: () => void;
-      const running = new Promise<void>((r) => (started = r));
-      const call = e.runtime.pool.call('metricsBlock', flag.offset, () => started());
-      await running;
+      blocked = await blockAWorker(e, 'test:metrics-block');
       const t0 = performance.now();
       const text = await e.metrics.text();
       // SCRAPE_WAIT_MS is 250; the margin is for a loaded 2-core machine. Before: never returned.
@@ -139,37 +149,30 @@ describe('histograms', () => {
       expect(inflight).toBe(2); // metricsBlock and one request
       expect(sample(await e.metrics.text(), 'test_blocked_seconds_count')).toBe(3);
       expect(e.runtime.pool.inflight).toBe(inflight);
-      release();
-      expect(await call.result).toBe('released');
+      blocked.release();
+      expect(await blocked.result).toBe('released');
       // Released: the request it held answers, and the next scrape has the recording made after it.
       expect(sample(await e.metrics.text(), 'test_blocked_seconds_count')).toBe(4);
     } finally {
-      release();
+      blocked?.release();
       await e.close();
     }
   });
 
   it('while one worker is stuck, the other workers\' histograms still refresh at each scrape', async () => {
     const e = await metricsEngine({ workers: 2 });
-    const flag = e.runtime.arena.region('test:metrics-block-2', 8);
-    const release = (): void => {
-      Atomics.store(e.runtime.thread.i32, flag.offset >>> 2, 1);
-      Atomics.notify(e.runtime.thread.i32, flag.offset >>> 2);
-    };
+    let blocked: Awaited<ReturnType<typeof blockAWorker>> | undefined;
     try {
       e.metrics.histogram('test_fresh_seconds', 'x');
-      let started!: () => void;
-      const running = new Promise<void>((r) => (started = r));
-      const call = e.runtime.pool.call('metricsBlock', flag.offset, () => started());
-      await running;
+      blocked = await blockAWorker(e, 'test:metrics-block-2');
       expect(sample(await e.metrics.text(), 'test_fresh_seconds_count')).toBe(0); // the stuck one does not answer
       // The free worker (the pool picks the one with less in flight) records after that scrape.
       expect(await e.run('metricsRecord', { name: 'test_fresh_seconds', values: [7, 8] })).toBe(2);
       expect(sample(await e.metrics.text(), 'test_fresh_seconds_count')).toBe(2);
-      release();
-      expect(await call.result).toBe('released');
+      blocked.release();
+      expect(await blocked.result).toBe('released');
     } finally {
-      release();
+      blocked?.release();
       await e.close();
     }
   });
