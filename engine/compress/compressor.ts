@@ -304,7 +304,7 @@ export class Compressor {
 
   /** The calling thread's LZ4 workspace (created on first use). */
   get workspace(): Lz4Workspace {
-    this.#ws ??= new Lz4Workspace(this.#module);
+    this.#ws ??= new Lz4Workspace();
     return this.#ws;
   }
 

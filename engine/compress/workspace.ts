@@ -1,6 +1,7 @@
 /**
  * The LZ4 kernels' working memory: a thread-private WebAssembly.Memory with its own instance of
- * the kernel module. Compression needs buffers as large as a block (up to 4 MiB in and out), which
+ * the kernel module (the build for a plain memory, privateKernelModule: copies in and out are
+ * memcpy, not the relaxed atomic copies V8 makes for a SharedArrayBuffer). Compression needs buffers as large as a block (up to 4 MiB in and out), which
  * do not belong in the engine's fixed shared arena: nothing here is shared between threads. The
  * memory grows to the largest block seen on this thread and stays there (at most about
  * 2 × 4 MiB + 64 KiB + 128 KiB per thread); inputs larger than a block are processed block by
@@ -18,7 +19,7 @@
  * Every call copies its input in and its output out, so the workspace holds no state between
  * calls and one workspace serves any number of interleaved streams on its thread.
  */
-import { instantiateKernels } from '../runtime/wasm.js';
+import { instantiateKernels, privateKernelModule } from '../runtime/wasm.js';
 
 /** Raw exports of the kernels this workspace uses (see wasm/lz4.ts, wasm/hash.ts). */
 interface Lz4Kernels {
@@ -44,6 +45,17 @@ const HASH64_STATE_BYTES = 96;
 /** Most bytes the workspace hashes per copy when hashing a buffer it does not hold. */
 const HASH_CHUNK = 1 << 20;
 
+/** Whether `module` imports a shared memory: it links against a shared one and not a plain one. */
+function importsSharedMemory(module: WebAssembly.Module): boolean {
+  try {
+    new WebAssembly.Instance(module, { env: { memory: new WebAssembly.Memory({ initial: 1, maximum: 65536 }), abort() {} } });
+    return false;
+  } catch (err) {
+    if (err instanceof WebAssembly.LinkError) return true;
+    throw err;
+  }
+}
+
 /** The worst-case compressed size of one LZ4 block of `n` bytes (LZ4_compressBound). */
 export function lz4Bound(n: number): number {
   return n + Math.floor(n / 255) + 16;
@@ -60,10 +72,22 @@ export class Lz4Workspace {
   #inCap = 0;
   #outCap = 0;
 
-  constructor(module: WebAssembly.Module) {
-    this.#memory = new WebAssembly.Memory({ initial: (IN >>> 16) + 1, maximum: 65536, shared: true });
+  /**
+   * @param module the kernels; by default the build for a plain (not shared) memory, which
+   *   nothing else needs to see and which V8 copies into and out of at memcpy speed (see
+   *   privateKernelModule). A module built for shared memory (kernelModule()) gets a shared one.
+   */
+  constructor(module: WebAssembly.Module = privateKernelModule()) {
+    const initial = (IN >>> 16) + 1;
+    const shared = module !== privateKernelModule() && importsSharedMemory(module);
+    this.#memory = new WebAssembly.Memory({ initial, maximum: 65536, shared });
     this.#k = instantiateKernels(module, this.#memory) as unknown as Lz4Kernels;
     this.#u8 = new Uint8Array(this.#memory.buffer);
+  }
+
+  /** Whether this workspace's memory is a SharedArrayBuffer (slower copies in and out). */
+  get shared(): boolean {
+    return this.#memory.buffer instanceof SharedArrayBuffer;
   }
 
   /** Bytes of private memory this workspace holds. */

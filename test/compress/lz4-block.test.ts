@@ -9,7 +9,10 @@ import { kernelModule } from '../../engine/runtime/wasm.js';
 import { Lz4Workspace, lz4Bound } from '../../engine/compress/workspace.js';
 import { literalBlock, referenceDecode } from './lz4-reference.js';
 
-const ws = new Lz4Workspace(kernelModule());
+// The workspace the codec uses: the kernels built for a plain (not shared) memory.
+const ws = new Lz4Workspace();
+// The same kernels built for the engine's shared memory: the two builds must agree byte for byte.
+const wsShared = new Lz4Workspace(kernelModule());
 
 /** The WASM decoder's answer as the reference gives it (a copy, or the error code). */
 function wasmDecode(block: Uint8Array, cap: number, window?: Uint8Array): Uint8Array | number {
@@ -63,6 +66,33 @@ describe('LZ4 block: compress then decode', () => {
       // Buffer.equals: a deep toEqual over megabytes takes seconds.
       expect(back instanceof Uint8Array && Buffer.from(back).equals(data)).toBe(true);
     }
+  });
+
+  it('the shared-memory build of the kernels gives the same blocks, decodes and hashes as the private one', () => {
+    expect(ws.shared).toBe(false);
+    expect(wsShared.shared).toBe(true);
+    fc.assert(
+      fc.property(fc.oneof(structured, fc.uint8Array({ maxLength: 3000 })), fc.integer({ min: 1, max: 40 }), (data, acceleration) => {
+        const a = ws.compressBlock(data, acceleration).slice();
+        expect(wsShared.compressBlock(data, acceleration).slice()).toEqual(a);
+        const back = wsShared.decompressBlock(a, data.length);
+        expect(back instanceof Uint8Array ? back.slice() : back).toEqual(data);
+        expect(wsShared.xxh32(data, acceleration)).toBe(ws.xxh32(data, acceleration));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('grows for a larger block and works after growing (a plain memory replaces its buffer on growth)', () => {
+    const small = new Lz4Workspace();
+    const bytesBefore = small.bytes;
+    const big = new Uint8Array(4 << 20).fill(65);
+    big[12345] = 7;
+    const block = small.compressBlock(big, 1).slice();
+    expect(small.bytes).toBeGreaterThan(bytesBefore);
+    const back = small.decompressBlock(block, big.length);
+    expect(back instanceof Uint8Array && Buffer.from(back).equals(big)).toBe(true);
+    expect(small.xxh32(big)).toBe(wsShared.xxh32(big));
   });
 
   it('the smallest inputs: 0 to 13 bytes are literals only (the format reserves the last 5 and MFLIMIT 12)', () => {

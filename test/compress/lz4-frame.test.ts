@@ -6,14 +6,13 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
-import { kernelModule } from '../../engine/runtime/wasm.js';
 import { Lz4Workspace } from '../../engine/compress/workspace.js';
 import { LZ4_FRAME_DEFAULTS, lz4FrameDecode, lz4FrameEncode } from '../../engine/compress/lz4-frame.js';
 import { Lz4CompressStream, Lz4DecompressStream } from '../../engine/compress/stream.js';
 import { ErrorCodes } from '../../engine/errors.js';
 import { haveTool, runTool } from './tools.js';
 
-const ws = new Lz4Workspace(kernelModule());
+const ws = new Lz4Workspace();
 const LIMIT = { maxOutputBytes: 1 << 30 };
 
 /** Deterministic test data: text-like with repeats, then noise, `n` bytes. */
