@@ -8,6 +8,7 @@
  * ## Region layout (all offsets in bytes from the region start; i32 unless noted)
  * ```
  * +0     header: u32 layout, bytes, maxValueBytes, pageSize, slots, stripes, pages, classes
+ *        +32 u32 seed hi, +36 u32 seed lo (random, drawn by the thread that creates the store)
  *        +40 ready flag 'L2S1' (openTableRegion)
  * +64    counters: entries, tombstones, bytes (of blocks in use), evictions, expired, refused
  * +128   allocator line: lock, tick (evictions so far), free pages, free-page cursor
@@ -28,6 +29,14 @@
  *          +8 f64 expires  +16 f64 stale  +24 f64 version   +32 key (UTF-8), then value bytes
  *          free blocks reuse +4/+8 as next/prev of their class's doubly linked free list
  * ```
+ *
+ * ## Seeded slots
+ * A key's stripe and home slot come from its KeyHash mixed with the store's random seed
+ * (`fmix(hi ^ seedHi)`, `fmix(lo ^ seedLo)`, a bijection: the index stores and compares the mixed
+ * pair). KeyHash itself is fixed and public, so without the seed a client choosing the keys of a
+ * cache (keys made of request data) could compute offline keys that share one segment and home,
+ * and make every get and set of a chosen key walk a full probe chain, or evict it. The stamp
+ * table keeps the caller's unmixed `lo` (L1 reads stamps with it).
  *
  * ## Protocols
  * - Writers (set/delete/clear, eviction) take the stripe lock of the key: stripe = hash hi &
@@ -80,9 +89,11 @@
  * change is published, and `clear()` bumps the epoch after emptying the store. `get` loads the
  * stamp before it reads the slot and returns it with the hit (see stamps.ts for why).
  */
+import { getRandomValues } from 'node:crypto';
 import { RegionConflictError } from '../errors.js';
 import { openTableRegion } from '../limiter/table-region.js';
 import type { ThreadRuntime } from '../runtime/thread.js';
+import { fmix } from '../runtime/key-hash.js';
 import type { StampTable } from './stamps.js';
 /** String.prototype.charCodeAt, called as `charCodeAt.call(s, i)`: see runtime/key-hash.ts for why. */
 const charCodeAt: (this: string, index: number) => number = String.prototype.charCodeAt;
@@ -175,6 +186,9 @@ const READ_ATTEMPTS = 256;
 const RESERVED = 0x7fffffff;
 
 // region offsets
+/** u32 indexes of the seeds in the header. */
+const H_SEED_HI = 8;
+const H_SEED_LO = 9;
 const COUNTERS = 64;
 const ALLOC = 128;
 const CLASSES = 192;
@@ -303,6 +317,9 @@ export class SharedStore {
   readonly #pageSize: number;
   readonly #pages: number;
   readonly #stripeMask: number;
+  /** The store's seeds (header +32, +36): see "Seeded slots". */
+  readonly #seedHi: number;
+  readonly #seedLo: number;
   readonly #segShift: number;
   readonly #segMask: number;
   /** Block size and blocks per page of each class. */
@@ -330,6 +347,8 @@ export class SharedStore {
     this.#pageSize = p.pageSize;
     this.#pages = p.pages;
     this.#stripeMask = p.stripes - 1;
+    this.#seedHi = Atomics.load(rt.i32, (offset >>> 2) + H_SEED_HI);
+    this.#seedLo = Atomics.load(rt.i32, (offset >>> 2) + H_SEED_LO);
     const segment = p.slots / p.stripes;
     this.#segShift = Math.log2(segment);
     this.#segMask = segment - 1;
@@ -364,6 +383,9 @@ export class SharedStore {
       (_big, u32) => {
         // Zero is a valid empty store (fresh arena memory is zeroed): only the header to write.
         for (let i = 0; i < header.length; i++) u32[i] = header[i]!;
+        const seeds = getRandomValues(new Uint32Array(2));
+        u32[H_SEED_HI] = seeds[0]!;
+        u32[H_SEED_LO] = seeds[1]!;
         Atomics.store(rt.i32, ((u32.byteOffset + ALLOC) >>> 2) + A_FREE_PAGES, p.pages);
       },
       (_big, u32) => header.every((v, i) => u32[i] === v));
@@ -387,6 +409,20 @@ export class SharedStore {
     return SharedStore.open(rt, name, { bytes: r.bytes, maxValueBytes, ...(stamps ? { stamps } : {}) });
   }
 
+  /**
+   * Where `hi`/`lo` (a KeyHash) lives in this store: its stripe and its home slot inside the
+   * stripe's segment, after the store's seed is mixed in (see "Seeded slots"). For tests that
+   * need keys sharing a segment or a home.
+   * @internal
+   */
+  slotOf(hi: number, lo: number): { stripe: number; home: number; segmentSlots: number } {
+    return {
+      stripe: fmix(hi ^ this.#seedHi) & this.#stripeMask,
+      home: fmix(lo ^ this.#seedLo) & this.#segMask,
+      segmentSlots: this.#segMask + 1,
+    };
+  }
+
   /** The smallest `bytes` accepted for `maxValueBytes` (default sizing when undefined). */
   static minimumBytes(maxValueBytes?: number): number {
     let bytes = 512 * 1024;
@@ -402,6 +438,8 @@ export class SharedStore {
    */
   get(key: string, hi: number, lo: number, now: number, into?: L2Scratch): L2Hit | undefined {
     const stamp = this.#stamps === undefined ? 0 : this.#stamps.stamp(lo);
+    hi = fmix(hi ^ this.#seedHi);
+    lo = fmix(lo ^ this.#seedLo);
     const i32 = this.#i32;
     const stripe = hi & this.#stripeMask;
     const base = this.#index + ((stripe << this.#segShift) << 3);
@@ -485,17 +523,19 @@ export class SharedStore {
    * stamp after the call (bumped when anything changed).
    */
   set(key: string, hi: number, lo: number, bytes: Uint8Array, meta: L2Meta, now: number): { result: L2SetResult; stamp: number } {
-    const stripe = hi & this.#stripeMask;
+    const mh = fmix(hi ^ this.#seedHi);
+    const ml = fmix(lo ^ this.#seedLo);
+    const stripe = mh & this.#stripeMask;
     const klen = utf8Length(key);
     this.#lock(stripe);
     try {
-      const j = this.#find(key, klen, hi, lo, stripe);
+      const j = this.#find(key, klen, mh, ml, stripe);
       if (j >= 0 && this.#blocks(j, meta.version, now, true)) return this.#refuse('older', lo);
       if (klen + bytes.length > this.maxValueBytes) {
         if (j >= 0 && this.#state(j) === VALUE) this.#removeSlot(stripe, j, false);
         return this.#refuse('too-large', lo, true);
       }
-      if (!this.#put(stripe, j, key, klen, hi, lo, VALUE, bytes, meta.expires, meta.stale, meta.version, now)) {
+      if (!this.#put(stripe, j, key, klen, mh, ml, VALUE, bytes, meta.expires, meta.stale, meta.version, now)) {
         return this.#refuse('no-room', lo, true);
       }
       return { result: 'stored', stamp: this.#bump(lo) };
@@ -512,19 +552,21 @@ export class SharedStore {
    * hold the value even when L2 no longer does).
    */
   delete(key: string, hi: number, lo: number, now: number, version?: number, tombstoneUntil?: number): { deleted: boolean; stamp: number } {
-    const stripe = hi & this.#stripeMask;
+    const mh = fmix(hi ^ this.#seedHi);
+    const ml = fmix(lo ^ this.#seedLo);
+    const stripe = mh & this.#stripeMask;
     const klen = utf8Length(key);
     this.#lock(stripe);
     try {
-      let j = this.#find(key, klen, hi, lo, stripe);
+      let j = this.#find(key, klen, mh, ml, stripe);
       if (version !== undefined && j >= 0 && this.#blocks(j, version, now)) {
         return { deleted: false, stamp: this.#currentStamp(lo) };
       }
       const deleted = j >= 0 && this.#state(j) === VALUE && now <= this.#f64[(this.#block(j) >>> 3) + 2]!;
       if (version !== undefined && tombstoneUntil !== undefined && tombstoneUntil >= now) {
-        if (!this.#put(stripe, j, key, klen, hi, lo, TOMB, undefined, tombstoneUntil, tombstoneUntil, version, now)) {
+        if (!this.#put(stripe, j, key, klen, mh, ml, TOMB, undefined, tombstoneUntil, tombstoneUntil, version, now)) {
           // No room even for a tombstone: at least the value goes.
-          j = this.#find(key, klen, hi, lo, stripe);
+          j = this.#find(key, klen, mh, ml, stripe);
           if (j >= 0) this.#removeSlot(stripe, j, false);
         }
       } else if (j >= 0) {

@@ -282,14 +282,51 @@ describe('hash collisions', () => {
     expect(t.s.verify()).toEqual([]);
   });
 
+  it('keys crafted offline to share one segment and home (KeyHash is public) spread out: the store mixes in its random seed', () => {
+    // What a client who picks cache keys could do against an unseeded index: search for keys
+    // whose KeyHash puts them in the victim's stripe and home. 2 MiB: 256 stripes of 64 slots,
+    // so 14 bits to match: ~16k hashes a key. Before the seed, these 96 keys filled the victim's
+    // segment (64 slots): the store evicted 32+ entries, the victim among the candidates, and
+    // every get walked the whole chain.
+    const t = store(2 << 20);
+    const h = new KeyHash();
+    h.set('victim');
+    const stripeBits = 255;
+    const homeBits = 63;
+    const [vStripe, vHome] = [h.hi & stripeBits, h.lo & homeBits];
+    const crafted: string[] = [];
+    for (let i = 0; crafted.length < 96; i++) {
+      const k = `x${i}`;
+      h.set(k);
+      if ((h.hi & stripeBits) === vStripe && (h.lo & homeBits) === vHome) crafted.push(k);
+    }
+    expect(t.s.slotOf(0, 0).segmentSlots).toBe(64);
+    expect(t.set('victim', bytesOf('v'))).toBe('stored');
+    for (const k of crafted) expect(t.set(k, bytesOf(k))).toBe('stored');
+    expect(t.s.stats().evictions).toBe(0);
+    expect(text(t.get('victim')?.bytes)).toBe('v');
+    // Under the seed they fall in many stripes, not one.
+    const stripes = new Set(crafted.map((k) => { h.set(k); return t.s.slotOf(h.hi, h.lo).stripe; }));
+    expect(stripes.size).toBeGreaterThan(48);
+    expect(t.s.verify()).toEqual([]);
+  });
+
   it('different hashes sharing a home slot interleave correctly through deletes (model check)', () => {
     const s = SharedStore.open(rt, `test:l2:chain:${n++}`, { bytes: 512 << 10 });
+    // The store mixes its random seed into every hash: find lo values whose homes are h, h+1, h+2.
+    const base = s.slotOf(0, 0).home;
+    const adjacent: number[] = [0];
+    for (let k = 1; k <= 2; k++) {
+      let lo = 1;
+      while (s.slotOf(0, lo).home !== ((base + k) & (s.slotOf(0, 0).segmentSlots - 1))) lo++;
+      adjacent.push(lo);
+    }
     fc.assert(fc.property(fc.array(fc.tuple(fc.nat(40), fc.boolean()), { minLength: 1, maxLength: 200 }), (ops) => {
       s.clear();
       const evictions = s.stats().evictions;
       const model = new Map<string, number>();
-      // 40 keys over 3 homes in one stripe (hi 0): long, overlapping probe chains.
-      const hashOf = (id: number): [number, number] => [0, id % 3];
+      // 40 keys over 3 adjacent homes in one stripe (hi 0): long, overlapping probe chains.
+      const hashOf = (id: number): [number, number] => [0, adjacent[id % 3]!];
       ops.forEach(([id, del], step) => {
         const key = `key${id}`;
         if (del) {
