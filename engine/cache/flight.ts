@@ -11,17 +11,22 @@
  *          +12 reserved
  * deadline SLOTS × f64    ms timestamp after which a waiter may take the slot over (its owner died
  *                         or overran its loader timeout); written before state is published
+ * seed     i32            random, odd; set by the first thread to open the table (CAS 0 → seed)
  * ```
- * A key maps to exactly one slot (`lo & (SLOTS-1)`), so two threads can never both own one key:
+ * A key maps to exactly one slot (`fmix(lo ^ seed) & (SLOTS-1)`: keys crafted offline from the
+ * public KeyHash cannot be aimed at another key's slot to keep it busy), so two threads can never both own one key:
  * the claim is one CAS 0 → -1. When the slot holds another key, the caller loads without
  * cross-thread de-duplication (counted; with 4096 slots and few loads in flight at once, rare).
  * Release: zero the hash, store state 0, `Atomics.notify` everyone waiting on the slot.
  */
+import { randomInt } from 'node:crypto';
+import { fmix } from '../runtime/key-hash.js';
 import type { ThreadRuntime } from '../runtime/thread.js';
 
 const SLOTS = 4096;
 const SLOT_BYTES = 16;
-const BYTES = SLOTS * SLOT_BYTES + SLOTS * 8;
+const SEED_AT = SLOTS * SLOT_BYTES + SLOTS * 8;
+const BYTES = SEED_AT + 64;
 
 /** What `claim` found. */
 export type Claim =
@@ -38,6 +43,7 @@ export class FlightTable {
   /** f64 index of deadline 0. */
   readonly #deadlines: number;
   #nextToken: number;
+  readonly #seed: number;
 
   constructor(rt: ThreadRuntime, name: string) {
     const r = rt.arena.region(`hotpath:cache:${name}:flight`, BYTES, 64);
@@ -46,6 +52,9 @@ export class FlightTable {
     this.#f64 = new Float64Array(rt.memory.buffer);
     this.#base = r.offset >>> 2;
     this.#deadlines = (r.offset + SLOTS * SLOT_BYTES) >>> 3;
+    const seedAt = (r.offset + SEED_AT) >>> 2;
+    Atomics.compareExchange(this.#i32, seedAt, 0, (randomInt(0x40000000) << 1) | 1);
+    this.#seed = Atomics.load(this.#i32, seedAt);
     // Tokens only need to differ between the claims a waiter could confuse: odd, started at a
     // random point per thread, so a slot freed and re-claimed by another thread changes value.
     this.#nextToken = ((Math.random() * 0x3fffffff) | 1) >>> 0;
@@ -55,7 +64,7 @@ export class FlightTable {
    * Claims `hi/lo`'s slot for a load that may take until `deadline` (ms), or reports who holds it.
    */
   claim(hi: number, lo: number, now: number, deadline: number): Claim {
-    const slot = lo & (SLOTS - 1);
+    const slot = fmix(lo ^ this.#seed) & (SLOTS - 1);
     const w = this.#base + slot * 4;
     for (let spins = 0; spins < 1000; spins++) {
       const state = Atomics.load(this.#i32, w);
