@@ -94,10 +94,18 @@ export interface WireError {
   cause?: WireError;
   /** A cause that is a primitive (a string, a number, null …), as it was. */
   causeValue?: string | number | boolean | bigint | null;
+  /** An AggregateError's `errors` (at most AGGREGATE_MAX of them; see `errorsOmitted`). */
+  errors?: WireError[];
+  /** How many of an AggregateError's `errors` did not cross (over AGGREGATE_MAX or the budget). */
+  errorsOmitted?: number;
 }
 
 /** How many `cause` links a task's error keeps across the channel. */
 const CAUSE_DEPTH = 4;
+/** How many of an AggregateError's `errors` cross the channel. */
+const AGGREGATE_MAX = 16;
+/** Most errors in one wire error, all causes and aggregated errors counted (nesting multiplies). */
+const WIRE_NODES = 64;
 
 /** The built-in error classes a task's error is rebuilt as when its name says so. */
 const BUILTIN_ERRORS: Record<string, ErrorConstructor> = {
@@ -108,7 +116,8 @@ const BUILTIN_ERRORS: Record<string, ErrorConstructor> = {
  * Never throws, whatever was thrown (an object without a prototype, a throwing getter or
  * toString, a huge message): the worker loop must survive any task.
  */
-export function toWireError(err: unknown, depth = 0): WireError {
+export function toWireError(err: unknown, depth = 0, budget = { left: WIRE_NODES }): WireError {
+  budget.left--;
   const text = (v: unknown, max: number): string => {
     try {
       return String(v).slice(0, max);
@@ -126,7 +135,7 @@ export function toWireError(err: unknown, depth = 0): WireError {
       try {
         const c: unknown = err.cause;
         if (depth < CAUSE_DEPTH && c !== undefined) {
-          if (c instanceof Error) cause = toWireError(c, depth + 1);
+          if (c instanceof Error) cause = budget.left > 0 ? toWireError(c, depth + 1, budget) : undefined;
           else if (c === null || typeof c === 'number' || typeof c === 'boolean' || typeof c === 'bigint') causeValue = { v: c };
           else if (typeof c === 'string') causeValue = { v: c.slice(0, 64 * 1024) };
           else cause = { name: 'Error', message: `(a cause that is not an Error) ${text(c, 1000)}` }; // an object: its text
@@ -134,12 +143,34 @@ export function toWireError(err: unknown, depth = 0): WireError {
       } catch {
         cause = undefined; // dropped
       }
+      // An AggregateError's errors (Promise.any, a batch of failures): bounded like causes, and a
+      // getter or iterator that throws drops them, not the error.
+      let errors: WireError[] | undefined;
+      let omitted = 0;
+      try {
+        const list: unknown = (err as { errors?: unknown }).errors;
+        if (err instanceof AggregateError && Array.isArray(list) && depth < CAUSE_DEPTH) {
+          errors = [];
+          for (let i = 0; i < list.length; i++) {
+            if (i >= AGGREGATE_MAX || budget.left <= 0) {
+              omitted = list.length - i;
+              break;
+            }
+            const e: unknown = list[i];
+            errors.push(e instanceof Error ? toWireError(e, depth + 1, budget) : { name: 'Error', message: `(not an Error) ${text(e, 1000)}` });
+          }
+        }
+      } catch {
+        errors = undefined;
+      }
       return {
         name: text(err.name, 200), message: text(err.message, 64 * 1024),
         ...(typeof code === 'string' ? { code: code.slice(0, 200) } : {}),
         ...(typeof err.stack === 'string' ? { stack: err.stack.slice(0, 64 * 1024) } : {}),
         ...(cause !== undefined ? { cause } : {}),
         ...(causeValue !== undefined ? { causeValue: causeValue.v } : {}),
+        ...(errors !== undefined ? { errors } : {}),
+        ...(omitted > 0 ? { errorsOmitted: omitted } : {}),
       };
     }
   } catch {
@@ -150,11 +181,19 @@ export function toWireError(err: unknown, depth = 0): WireError {
 
 /**
  * The error a task threw, rebuilt on this side: a built-in class by its name (a TypeError stays
- * a TypeError), else an Error with that name; its code, stack and cause chain kept.
+ * a TypeError), else an Error with that name; its code, stack and cause chain kept; an
+ * AggregateError with its `errors` (the first 16; `errorsOmitted` counts the rest).
  */
 export function fromWireError(w: WireError): Error {
-  const Ctor = Object.hasOwn(BUILTIN_ERRORS, w.name) ? BUILTIN_ERRORS[w.name]! : Error;
-  const e = new Ctor(w.message, w.cause !== undefined ? { cause: fromWireError(w.cause) } : 'causeValue' in w ? { cause: w.causeValue } : undefined);
+  const options = w.cause !== undefined ? { cause: fromWireError(w.cause) } : 'causeValue' in w ? { cause: w.causeValue } : undefined;
+  let e: Error;
+  if (w.errors !== undefined || w.name === 'AggregateError') {
+    e = new AggregateError((w.errors ?? []).map(fromWireError), w.message, options);
+    if (w.errorsOmitted !== undefined) (e as Error & { errorsOmitted?: number }).errorsOmitted = w.errorsOmitted;
+  } else {
+    const Ctor = Object.hasOwn(BUILTIN_ERRORS, w.name) ? BUILTIN_ERRORS[w.name]! : Error;
+    e = new Ctor(w.message, options);
+  }
   if (e.name !== w.name) e.name = w.name;
   if (w.code !== undefined) (e as Error & { code?: string }).code = w.code;
   if (w.stack !== undefined) e.stack = w.stack;

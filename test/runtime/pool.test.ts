@@ -200,6 +200,27 @@ describe('run() bad input and id reuse (review36)', () => {
     expect(String(((await thrown('object')).cause as Error).message)).toMatch(/not an Error/);
   });
 
+  it('an AggregateError crosses with its errors (the first 16), its cause, and the count of the rest', async () => {
+    engine.runtime.pool.register('failAggregate', new URL('../fixtures/tasks.mjs', import.meta.url), 'failAggregate');
+    const thrownBy = async (n: number): Promise<AggregateError & { errorsOmitted?: number }> => {
+      const err = await engine.run('failAggregate', n).then(() => undefined, (e: unknown) => e as TaskFailedError);
+      expect(err).toBeInstanceOf(TaskFailedError);
+      return err!.cause as AggregateError & { errorsOmitted?: number };
+    };
+    const few = await thrownBy(3);
+    expect(few).toBeInstanceOf(AggregateError);
+    expect(few.message).toBe('all 3 failed');
+    expect(few.errors).toHaveLength(3);
+    expect(few.errors[0]).toBeInstanceOf(RangeError);
+    expect(few.errors[0]).toMatchObject({ message: 'attempt 0', code: 'E_0' });
+    expect(String((few.errors[1] as Error).message)).toMatch(/not an Error.*a string/);
+    expect((few.cause as Error).message).toBe('why');
+    expect(few.errorsOmitted).toBeUndefined();
+    const many = await thrownBy(1000);
+    expect(many.errors).toHaveLength(16);
+    expect(many.errorsOmitted).toBe(984);
+  });
+
   it('register() takes a module URL or an absolute path; a relative one is refused at once', async () => {
     expect(() => engine.runtime.pool.register('rel', './job.mjs')).toThrow(/moduleUrl must be a module URL .* got "\.\/job\.mjs"/);
     expect(() => engine.runtime.pool.register('http', 'https://example.com/job.mjs')).toThrow(TypeError);
