@@ -191,6 +191,11 @@ function checkName(name: unknown): string {
   if (typeof name !== 'string' || name.length === 0 || Buffer.byteLength(name) > NAME_MAX_BYTES) {
     throw new TypeError(`limiter name must be a non-empty string of at most ${NAME_MAX_BYTES} UTF-8 bytes, got ${describe(name)}`);
   }
+  // Its Redis keys are `hotpath:l:<name>:{<key>}`: with a brace in names, limiter "a" with key
+  // "x}:{y" and limiter "a:{x}" with key "y" would share the key hotpath:l:a:{x}:{y}.
+  if (name.includes('{') || name.includes('}')) {
+    throw new TypeError(`limiter name must not contain "{" or "}" (its Redis keys are hash-tagged hotpath:l:<name>:{<key>}), got ${describe(name)}`);
+  }
   return name;
 }
 

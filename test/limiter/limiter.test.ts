@@ -129,6 +129,9 @@ describe('options', () => {
     ];
     for (const [options, message] of bad) expect(() => engine.limiter(`bad-${n++}`, options as never)).toThrow(message);
     expect(() => engine.limiter('', {})).toThrow(/limiter name/);
+    // Braces would let two limiters share Redis keys: "a" with key "x}:{y" and "a:{x}" with key "y".
+    expect(() => engine.limiter('a:{x}', {})).toThrow(/must not contain "\{" or "\}"/);
+    expect(() => engine.limiter('api}', {})).toThrow(TypeError);
   });
 
   it('one name, one shape: reopening with other options is a typed conflict; without options it finds the limiter', () => {
