@@ -79,9 +79,11 @@ export class AdaptiveLimit {
   current(nowMs: number): number {
     const i32 = this.#i32;
     const at = this.#at;
-    const idx = Math.floor((nowMs - this.#epoch) / this.settings.intervalMs);
+    // The index as an i32 that wraps (after 2^31 intervals: 24.8 days at intervalMs 1), compared
+    // by difference: a raw `idx > seen` saw every call after the wrap as a new interval.
+    const idx = Math.floor((nowMs - this.#epoch) / this.settings.intervalMs) | 0;
     const seen = Atomics.load(i32, at + 1);
-    if (idx > seen && Atomics.compareExchange(i32, at + 1, seen, idx) === seen) this.#evaluate();
+    if (((idx - seen) | 0) > 0 && Atomics.compareExchange(i32, at + 1, seen, idx) === seen) this.#evaluate();
     return Atomics.load(i32, at);
   }
 

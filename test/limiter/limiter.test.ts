@@ -194,6 +194,29 @@ describe('adaptive', () => {
     expect(l.allowSync('k')).toMatchObject({ allowed: false, limit: 20 });
   });
 
+  it('keeps one evaluation per interval after the interval index wraps (2^31 intervals: 24.8 days at 1 ms)', async () => {
+    let t = 1_700_000_000_000;
+    const e = await createEngine({ workers: 1, memory: 16 << 20, metrics: false, clock: { now: () => t } });
+    try {
+      const l = e.limiter('wrap', {
+        algorithm: 'adaptive', limit: 100, window: 1000,
+        adaptive: { min: 20, max: 1000, increase: 10, backoff: 0.5, minSamples: 1, intervalMs: 1 },
+      });
+      t += 2 ** 31 - 2; // two intervals before the wrap
+      for (let step = 0; step < 4; step++) {
+        const before = l.limit;
+        l.recordSuccess();
+        l.recordSuccess(); // the same interval: no second evaluation
+        expect(l.limit).toBe(before);
+        t += 1;
+        expect(l.limit).toBe(before + 10); // the next interval closes the one with successes
+        expect(l.limit).toBe(before + 10);
+      }
+    } finally {
+      await e.close();
+    }
+  });
+
   it('record* on another algorithm is a typed mistake', () => {
     const l = engine.limiter(`plain-${n++}`, { limit: 5 });
     expect(() => l.recordSuccess()).toThrow(/applies to algorithm 'adaptive' only/);
