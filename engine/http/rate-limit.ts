@@ -303,10 +303,13 @@ function compile<Req>(limiter: RateLimiter, options: RateLimitOptions<Req>, ipOf
   // RateLimit-Policy changes only when the limit does (adaptive limiters); keep the last one.
   let policyLimit = NaN;
   let policy = '';
+  let policyQ = 0;
   const policyFor = (limit: number): string => {
     if (limit !== policyLimit) {
       policyLimit = limit;
-      policy = `${name};${quotaParams(limit, windowMs)}`;
+      const [q, w] = quotaParams(limit, windowMs);
+      policyQ = q;
+      policy = `${name};q=${q};w=${w}`;
     }
     return policy;
   };
@@ -346,10 +349,14 @@ function compile<Req>(limiter: RateLimiter, options: RateLimitOptions<Req>, ipOf
         // Retry-After value instead, because the draft (§ Server Behavior) says Retry-After
         // SHOULD NOT point earlier than t, and that is when this client may come back.
         const resetS = retry ?? Math.ceil(d.resetMs / 1000);
-        let item = `${name};r=${sfInt(Math.floor(d.remaining))}`;
+        const p = policyFor(d.limit);
+        // r at most q: a token bucket with a burst above its limit can have more left than the
+        // policy's quota, and a remaining over the quota reads as a broken header. The client
+        // is told less than it may do, never more.
+        let item = `${name};r=${Math.min(sfInt(Math.floor(d.remaining)), policyQ)}`;
         // t is optional: left out when the limiter cannot say (a non-finite duration).
         if (Number.isFinite(resetS)) item += `;t=${sfInt(resetS)}`;
-        out.push('RateLimit-Policy', policyFor(d.limit), 'RateLimit', item);
+        out.push('RateLimit-Policy', p, 'RateLimit', item);
       }
       // A request that can never be allowed (its cost over the limiter's capacity) has a
       // non-finite retryAfterMs: retrying does not help, so no Retry-After.
@@ -377,10 +384,10 @@ function retryAfterSeconds(ms: number): number {
  * window is not, the same rate is stated over the window rounded up to whole seconds, with `q`
  * rounded down (e.g. 10 per 500 ms → q=20;w=1), so a client that follows it stays within the limit.
  */
-function quotaParams(limit: number, windowMs: number): string {
-  if (windowMs % 1000 === 0) return `q=${sfInt(Math.floor(limit))};w=${sfInt(windowMs / 1000)}`;
+function quotaParams(limit: number, windowMs: number): [q: number, w: number] {
+  if (windowMs % 1000 === 0) return [sfInt(Math.floor(limit)), sfInt(windowMs / 1000)];
   const w = Math.ceil(windowMs / 1000);
-  return `q=${sfInt(Math.floor((limit * w * 1000) / windowMs))};w=${sfInt(w)}`;
+  return [sfInt(Math.floor((limit * w * 1000) / windowMs)), sfInt(w)];
 }
 
 /** An sf-integer: clamped to 0..10^15-1 (a negative or huge value would make the field invalid). */

@@ -382,3 +382,27 @@ describe('fastify rate-limit hook with an async onSend hook', () => {
     expect(handled()).toBe(1);
   });
 });
+
+describe('a token bucket with a burst above its limit', () => {
+  it('reports r at most q: the policy says 10 a second, the burst lets 50 through, RateLimit says r ≤ 10', async () => {
+    const { createEngine } = await import('../../engine/index.js');
+    const engine = await createEngine({ workers: 1, metrics: false });
+    try {
+      const limiter = engine.limiter('burst', { algorithm: 'token-bucket', limit: 10, window: 1000, burst: 50 });
+      const { url } = await expressHarness.start(limiter);
+      const seen: number[] = [];
+      for (let i = 0; i < 45; i++) {
+        const r = await get(url);
+        expect(r.status).toBe(200);
+        expect(r.headers.get('ratelimit-policy')).toBe('"burst";q=10;w=1');
+        seen.push(Number(/;r=(\d+)/.exec(r.headers.get('ratelimit') ?? '')![1]));
+      }
+      // 49, 48 … left in the bucket: reported as 10 until fewer than 10 are left.
+      expect(Math.max(...seen)).toBe(10);
+      expect(seen[0]).toBe(10);
+      expect(seen[44]).toBeLessThanOrEqual(10);
+    } finally {
+      await engine.close();
+    }
+  });
+});
