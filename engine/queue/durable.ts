@@ -218,12 +218,28 @@ const OURS = Symbol('hotpath.durable');
 function noop(): void {}
 
 /**
+ * Names a job id must not have: a job's key is `<prefix>:<queue>:<jobId>`, so a job id equal to
+ * one of the queue's own key names (BullMQ's QueueKeys, e.g. `meta`, `events`, `id`) landed on
+ * that key (WRONGTYPE, or the queue's metadata read as a job); `metrics` and `dead` own key
+ * families of their own (`…:metrics:failed`, the dead-letter queue `…:dead:…`) that a job's
+ * auxiliary keys (`<jobId>:failed`, `<jobId>:lock`) would meet.
+ */
+const RESERVED_JOB_IDS = new Set([
+  '', 'active', 'wait', 'waiting-children', 'paused', 'id', 'delayed', 'prioritized', 'stalled-check',
+  'completed', 'failed', 'stalled', 'repeat', 'limiter', 'meta', 'events', 'pc', 'marker', 'de',
+  'metrics', 'dead',
+]);
+
+/**
  * A BullMQ job id for task id `id`. BullMQ refuses ids that are integers or hold ':', and we
- * need ids it accepts for every id the in-memory queue accepts: those (and ids starting with '~')
- * become '~' + base64url(id); every other id is used as is. Injective; see fromJobId.
+ * need ids it accepts for every id the in-memory queue accepts: those, ids starting with '~' and
+ * the names of the queue's own keys (RESERVED_JOB_IDS) become '~' + base64url(id); every other id
+ * is used as is. Injective; see fromJobId.
  */
 export function toJobId(id: string): string {
-  if (id.includes(':') || id.startsWith('~') || `${parseInt(id, 10)}` === id) return `~${Buffer.from(id, 'utf8').toString('base64url')}`;
+  if (id.includes(':') || id.startsWith('~') || `${parseInt(id, 10)}` === id || RESERVED_JOB_IDS.has(id)) {
+    return `~${Buffer.from(id, 'utf8').toString('base64url')}`;
+  }
   return id;
 }
 

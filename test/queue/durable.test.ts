@@ -108,6 +108,17 @@ describe.runIf(reachable)('the durable queue on the shared Redis', () => {
     expect(parseReason('job stalled more than allowable limit')).toEqual({ name: 'Error', message: 'job stalled more than allowable limit' });
   });
 
+  it('runs tasks whose ids are names of the queue\'s own keys (meta, events, id, dead …) as any other (review42)', async () => {
+    // Before, a job id equal to a BullMQ key name landed on that key: "meta" was cancelled (its
+    // job read as removed), "events" and "id" failed with WRONGTYPE.
+    const q = queue<string, string>(uniqueName('ids'), (p) => `done ${p}`);
+    const ids = ['meta', 'events', 'id', 'wait', 'dead', 'metrics', 'limiter', 'de', 'plain'];
+    const handles = await Promise.all(ids.map((id) => q.submit(id, { id })));
+    expect(await Promise.all(handles.map((h) => h.result.catch((e: Error) => e.message)))).toEqual(ids.map((id) => `done ${id}`));
+    for (const id of ids) expect((await q.status(id))?.state).toBe('succeeded');
+    for (const id of ids) expect(toJobId(id) === id).toBe(id === 'plain');
+  });
+
   it('round-trips payloads and results through the value codec', async () => {
     const q = queue(uniqueName('codec'), (p: any) => ({ echo: p, at: new Date(0), n: 2n ** 70n, bytes: Buffer.from('hi') }));
     const payload = { m: new Map([[1, { s: new Set(['a']) }]]), b: Buffer.from([1, 2, 3]), big: -(10n ** 25n), u: undefined, d: new Date(5) };
