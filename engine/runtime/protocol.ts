@@ -112,71 +112,102 @@ const BUILTIN_ERRORS: Record<string, ErrorConstructor> = {
   Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError,
 };
 
-/**
- * Never throws, whatever was thrown (an object without a prototype, a throwing getter or
- * toString, a huge message): the worker loop must survive any task.
- */
-export function toWireError(err: unknown, depth = 0, budget = { left: WIRE_NODES }): WireError {
-  budget.left--;
-  const text = (v: unknown, max: number): string => {
-    try {
-      return String(v).slice(0, max);
-    } catch {
-      return '(unprintable)';
-    }
-  };
+/** `String(v)` cut to `max` characters; never throws. */
+function text(v: unknown, max: number): string {
   try {
-    if (err instanceof Error) {
-      const code = (err as { code?: unknown }).code;
-      // The cause too (review36: it was dropped), bounded: a cycle of causes ends at the depth.
-      // Read on its own: a cause getter that throws loses the cause, not the error (review40).
-      let cause: WireError | undefined;
-      let causeValue: { v: string | number | boolean | bigint | null } | undefined;
-      try {
-        const c: unknown = err.cause;
-        if (depth < CAUSE_DEPTH && c !== undefined) {
-          if (c instanceof Error) cause = budget.left > 0 ? toWireError(c, depth + 1, budget) : undefined;
-          else if (c === null || typeof c === 'number' || typeof c === 'boolean' || typeof c === 'bigint') causeValue = { v: c };
-          else if (typeof c === 'string') causeValue = { v: c.slice(0, 64 * 1024) };
-          else cause = { name: 'Error', message: `(a cause that is not an Error) ${text(c, 1000)}` }; // an object: its text
+    return String(v).slice(0, max);
+  } catch {
+    return '(unprintable)';
+  }
+}
+
+/** An error's own fields (no cause, no errors); undefined when reading them threw. */
+function shallowWire(err: Error): WireError | undefined {
+  try {
+    const code = (err as { code?: unknown }).code;
+    return {
+      name: text(err.name, 200), message: text(err.message, 64 * 1024),
+      ...(typeof code === 'string' ? { code: code.slice(0, 200) } : {}),
+      ...(typeof err.stack === 'string' ? { stack: err.stack.slice(0, 64 * 1024) } : {}),
+    };
+  } catch {
+    return undefined; // a getter threw
+  }
+}
+
+/**
+ * The wire picture of what a task threw: the error, its `cause` chain (CAUSE_DEPTH deep) and an
+ * AggregateError's `errors` (AGGREGATE_MAX of each), at most WIRE_NODES errors in all. The budget
+ * is spent breadth-first, so an error's own causes and errors cross before any of theirs
+ * (review42: depth-first, the first nested aggregate took the whole budget and the root lost its
+ * later errors). `errorsOmitted` counts an AggregateError's errors that did not cross.
+ *
+ * Never throws, whatever was thrown (an object without a prototype, a throwing getter or
+ * toString, a huge message): the worker loop must survive any task. A getter that throws loses
+ * what it guards (the cause, the errors, or the error's own fields), not the rest.
+ */
+export function toWireError(err: unknown): WireError {
+  const fallback = (): WireError => ({ name: 'Error', message: `a task threw a non-Error: ${text(err, 1000)}` });
+  if (!(err instanceof Error)) return fallback();
+  const root = shallowWire(err);
+  if (root === undefined) return fallback();
+  let left = WIRE_NODES - 1;
+  const queue: Array<{ err: Error; depth: number; w: WireError }> = [{ err, depth: 0, w: root }];
+  for (let q = 0; q < queue.length; q++) {
+    const { err: e, depth, w } = queue[q]!;
+    // The cause (review36: it was dropped). Read on its own: a cause getter that throws loses
+    // the cause, not the error (review40).
+    try {
+      const c: unknown = e.cause;
+      if (depth < CAUSE_DEPTH && c !== undefined) {
+        if (c instanceof Error) {
+          const cw = left > 0 ? shallowWire(c) : undefined;
+          if (cw !== undefined) {
+            left--;
+            w.cause = cw;
+            queue.push({ err: c, depth: depth + 1, w: cw });
+          }
+        } else if (c === null || typeof c === 'number' || typeof c === 'boolean' || typeof c === 'bigint') {
+          w.causeValue = c;
+        } else if (typeof c === 'string') {
+          w.causeValue = c.slice(0, 64 * 1024);
+        } else {
+          w.cause = { name: 'Error', message: `(a cause that is not an Error) ${text(c, 1000)}` }; // an object: its text
         }
-      } catch {
-        cause = undefined; // dropped
       }
-      // An AggregateError's errors (Promise.any, a batch of failures): bounded like causes, and a
-      // getter or iterator that throws drops them, not the error.
-      let errors: WireError[] | undefined;
-      let omitted = 0;
-      try {
-        const list: unknown = (err as { errors?: unknown }).errors;
-        if (err instanceof AggregateError && Array.isArray(list) && depth < CAUSE_DEPTH) {
-          errors = [];
-          for (let i = 0; i < list.length; i++) {
-            if (i >= AGGREGATE_MAX || budget.left <= 0) {
-              omitted = list.length - i;
-              break;
+    } catch {
+      delete w.cause;
+      delete w.causeValue;
+    }
+    // An AggregateError's errors (Promise.any, a batch of failures): a getter or iterator that
+    // throws drops them, not the error.
+    try {
+      const list: unknown = (e as { errors?: unknown }).errors;
+      if (e instanceof AggregateError && Array.isArray(list)) {
+        const errors: WireError[] = [];
+        let i = 0;
+        if (depth < CAUSE_DEPTH) {
+          for (; i < list.length && i < AGGREGATE_MAX && left > 0; i++) {
+            const x: unknown = list[i];
+            left--;
+            const xw = x instanceof Error ? shallowWire(x) : undefined;
+            if (xw !== undefined) {
+              errors.push(xw);
+              queue.push({ err: x as Error, depth: depth + 1, w: xw });
+            } else {
+              errors.push({ name: 'Error', message: x instanceof Error ? '(an error whose fields could not be read)' : `(not an Error) ${text(x, 1000)}` });
             }
-            const e: unknown = list[i];
-            errors.push(e instanceof Error ? toWireError(e, depth + 1, budget) : { name: 'Error', message: `(not an Error) ${text(e, 1000)}` });
           }
         }
-      } catch {
-        errors = undefined;
+        w.errors = errors;
+        if (list.length > i) w.errorsOmitted = list.length - i;
       }
-      return {
-        name: text(err.name, 200), message: text(err.message, 64 * 1024),
-        ...(typeof code === 'string' ? { code: code.slice(0, 200) } : {}),
-        ...(typeof err.stack === 'string' ? { stack: err.stack.slice(0, 64 * 1024) } : {}),
-        ...(cause !== undefined ? { cause } : {}),
-        ...(causeValue !== undefined ? { causeValue: causeValue.v } : {}),
-        ...(errors !== undefined ? { errors } : {}),
-        ...(omitted > 0 ? { errorsOmitted: omitted } : {}),
-      };
+    } catch {
+      delete w.errors;
+      delete w.errorsOmitted;
     }
-  } catch {
-    // a getter threw: fall through
   }
-  return { name: 'Error', message: `a task threw a non-Error: ${text(err, 1000)}` };
+  return root;
 }
 
 /**

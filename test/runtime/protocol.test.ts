@@ -10,18 +10,42 @@ function count(w: WireError): number {
 }
 
 describe('wire errors', () => {
-  it('nested AggregateErrors (16 × 16 × 16 …) stay within 64 errors in all, and say how many were left out', () => {
+  it('nested AggregateErrors (16 × 16 × 16) stay within 64 errors in all, and say how many were left out', () => {
     const nest = (level: number): Error =>
       level === 0
         ? new RangeError('leaf', { cause: new Error('leaf cause') })
         : new AggregateError(Array.from({ length: 16 }, () => nest(level - 1)), `level ${level}`, { cause: new TypeError(`cause ${level}`) });
-    const w = toWireError(nest(4));
+    const w = toWireError(nest(3));
     expect(count(w)).toBeLessThanOrEqual(64);
-    expect(w.errorsOmitted).toBeGreaterThan(0);
+    // The root's 16 all cross; the budget runs out a level down, which says so.
+    expect(w.errors).toHaveLength(16);
+    const omitted = (x: WireError): number => (x.errorsOmitted ?? 0) + (x.errors ?? []).reduce((n, e) => n + omitted(e), 0);
+    expect(omitted(w)).toBeGreaterThan(0);
     const back = fromWireError(w) as AggregateError;
     expect(back).toBeInstanceOf(AggregateError);
-    expect(back.message).toBe('level 4');
+    expect(back.message).toBe('level 3');
     expect(back.errors[0]).toBeInstanceOf(AggregateError);
+  });
+
+  it('spends the budget breadth-first: the root keeps all its errors before any of theirs cross (review42)', () => {
+    // Promise.any over 5 attempts, each failing with 16 errors: depth-first, the first four
+    // attempts took the budget and the fifth was left out.
+    const attempts = Array.from({ length: 5 }, (_, a) => new AggregateError(Array.from({ length: 16 }, (_, i) => new Error(`attempt ${a} sub ${i}`)), `attempt ${a} failed`));
+    const w = toWireError(new AggregateError(attempts, 'all 5 attempts failed'));
+    expect(count(w)).toBe(64);
+    expect(w.errors).toHaveLength(5);
+    expect(w.errorsOmitted).toBeUndefined();
+    const kept = w.errors!.map((e) => e.errors!.length);
+    expect(kept.reduce((a, b) => a + b, 0)).toBe(64 - 1 - 5);
+    w.errors!.forEach((e, i) => expect(e.errorsOmitted ?? 0).toBe(16 - kept[i]!));
+    // An AggregateError at the depth limit says how many errors it could not bring.
+    let deep: Error = new AggregateError([new Error('a'), new Error('b'), new Error('c')], 'deep aggregate');
+    for (let d = 0; d < 4; d++) deep = new Error(`wrapper ${d}`, { cause: deep });
+    let r = fromWireError(toWireError(deep));
+    while (r.cause instanceof Error) r = r.cause;
+    expect(r).toBeInstanceOf(AggregateError);
+    expect((r as AggregateError).errors).toEqual([]);
+    expect((r as Error & { errorsOmitted?: number }).errorsOmitted).toBe(3);
   });
 
   it('an errors getter that throws drops the errors, not the error', () => {
