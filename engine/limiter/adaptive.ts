@@ -13,8 +13,12 @@
  * climbs linearly to `max`; each bad interval cuts the limit by (1 − backoff).
  *
  * State lives in shared memory, so every thread of the engine feeds and reads one limit:
- *   +0 i32 limit   +4 i32 interval index   +8 i32 successes   +12 i32 failures   +16 i32 slow
- *   +24 f64 epochMs   +40 ready flag
+ *   +0 i32 limit   +8 i32 successes   +12 i32 failures   +16 i32 slow   +24 f64 epochMs
+ *   +32 i64 interval index   +40 ready flag
+ * The interval index is 64-bit: as an i32 it wrapped after 2^31 intervals (24.8 days at
+ * intervalMs 1), and compared by i32 difference it then froze for as long again after an idle gap
+ * that long (review42). Each thread remembers the last interval it saw, so a call within it reads
+ * no index at all.
  * Counters are atomic adds; the thread that moves the interval index (one CAS) takes the
  * counters with atomic exchanges and writes the new limit. A sample landing between the CAS and
  * the exchanges counts toward the interval that ended — at most one sample per thread.
@@ -59,6 +63,10 @@ export class AdaptiveLimit {
   readonly settings: AdaptiveSettings;
   readonly #i32: Int32Array;
   readonly #at: number; // i32 index of the region
+  readonly #i64: BigInt64Array;
+  readonly #at64: number; // i64 index of the interval index
+  /** The interval this thread last brought the shared index up to, or found it past. */
+  #lastIdx = Number.NaN;
   readonly #epoch: number;
 
   constructor(rt: ThreadRuntime, name: string, settings: AdaptiveSettings, epochMs: number) {
@@ -66,25 +74,37 @@ export class AdaptiveLimit {
     const offset = openTableRegion(rt, name, 64, READY,
       (big, u32) => {
         u32[0] = settings.initial;
-        u32[1] = 0;
+        big[4] = 0n; // the interval index (+32)
         new Float64Array(big.buffer, big.byteOffset + 24, 1)[0] = epochMs;
       },
       () => true);
     this.#i32 = rt.i32;
     this.#at = offset >>> 2;
+    this.#i64 = new BigInt64Array(rt.memory.buffer, 0, rt.memory.buffer.byteLength >>> 3);
+    this.#at64 = (offset + 32) >>> 3;
     this.#epoch = new Float64Array(rt.memory.buffer, offset + 24, 1)[0]!;
   }
 
   /** The limit in force at `nowMs` (closing the interval first if it has ended). */
   current(nowMs: number): number {
-    const i32 = this.#i32;
-    const at = this.#at;
-    // The index as an i32 that wraps (after 2^31 intervals: 24.8 days at intervalMs 1), compared
-    // by difference: a raw `idx > seen` saw every call after the wrap as a new interval.
-    const idx = Math.floor((nowMs - this.#epoch) / this.settings.intervalMs) | 0;
-    const seen = Atomics.load(i32, at + 1);
-    if (((idx - seen) | 0) > 0 && Atomics.compareExchange(i32, at + 1, seen, idx) === seen) this.#evaluate();
-    return Atomics.load(i32, at);
+    const idx = Math.floor((nowMs - this.#epoch) / this.settings.intervalMs);
+    if (idx !== this.#lastIdx) this.#advance(idx);
+    return Atomics.load(this.#i32, this.#at);
+  }
+
+  /** Moves the shared interval index up to `idx`; the thread whose CAS moves it evaluates. */
+  #advance(idx: number): void {
+    if (!Number.isSafeInteger(idx)) return; // a clock reading that is not a time
+    this.#lastIdx = idx;
+    const want = BigInt(idx);
+    for (;;) {
+      const seen = Atomics.load(this.#i64, this.#at64);
+      if (want <= seen) return;
+      if (Atomics.compareExchange(this.#i64, this.#at64, seen, want) === seen) {
+        this.#evaluate();
+        return;
+      }
+    }
   }
 
   success(nowMs: number): void {

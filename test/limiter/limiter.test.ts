@@ -217,6 +217,31 @@ describe('adaptive', () => {
     }
   });
 
+  it('keeps adapting after an idle gap of 2^31 intervals or more (review42: it froze for weeks)', async () => {
+    let t = 1_700_000_000_000;
+    const e = await createEngine({ workers: 1, memory: 16 << 20, metrics: false, clock: { now: () => t } });
+    try {
+      const l = e.limiter('gap', {
+        algorithm: 'adaptive', limit: 100, window: 1000,
+        adaptive: { min: 20, max: 10_000, increase: 10, backoff: 0.5, minSamples: 1, intervalMs: 1 },
+      });
+      const goodIntervals = (n: number): number => {
+        for (let i = 0; i < n; i++) {
+          l.recordSuccess();
+          t += 1;
+        }
+        return l.limit;
+      };
+      expect(goodIntervals(5)).toBe(150);
+      t += 30 * 86_400_000; // 30 days idle: 2.6e9 intervals of 1 ms
+      expect(goodIntervals(5)).toBe(200);
+      t += 86_400_000;
+      expect(goodIntervals(5)).toBe(250);
+    } finally {
+      await e.close();
+    }
+  });
+
   it('record* on another algorithm is a typed mistake', () => {
     const l = engine.limiter(`plain-${n++}`, { limit: 5 });
     expect(() => l.recordSuccess()).toThrow(/applies to algorithm 'adaptive' only/);
