@@ -17,7 +17,9 @@
  * OUT      outCap + WILD output block (immediately after WINDOW)
  * ```
  * Every call copies its input in and its output out, so the workspace holds no state between
- * calls and one workspace serves any number of interleaved streams on its thread.
+ * calls and one workspace serves any number of interleaved streams on its thread. A view a call
+ * returns is valid until the next call: copy it out before passing it back in (a call that grows
+ * the plain memory detaches the buffer under that view).
  */
 import { instantiateKernels, privateKernelModule } from '../runtime/wasm.js';
 
