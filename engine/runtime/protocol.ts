@@ -148,11 +148,17 @@ function shallowWire(err: Error): WireError | undefined {
  */
 export function toWireError(err: unknown): WireError {
   const fallback = (): WireError => ({ name: 'Error', message: `a task threw a non-Error: ${text(err, 1000)}` });
-  if (!(err instanceof Error)) return fallback();
-  const root = shallowWire(err);
+  let isError: boolean;
+  try {
+    isError = err instanceof Error; // a revoked proxy, or a getPrototypeOf trap, throws here (review43)
+  } catch {
+    return fallback();
+  }
+  if (!isError) return fallback();
+  const root = shallowWire(err as Error);
   if (root === undefined) return fallback();
   let left = WIRE_NODES - 1;
-  const queue: Array<{ err: Error; depth: number; w: WireError }> = [{ err, depth: 0, w: root }];
+  const queue: Array<{ err: Error; depth: number; w: WireError }> = [{ err: err as Error, depth: 0, w: root }];
   for (let q = 0; q < queue.length; q++) {
     const { err: e, depth, w } = queue[q]!;
     // The cause (review36: it was dropped). Read on its own: a cause getter that throws loses
@@ -171,7 +177,8 @@ export function toWireError(err: unknown): WireError {
           w.causeValue = c;
         } else if (typeof c === 'string') {
           w.causeValue = c.slice(0, 64 * 1024);
-        } else {
+        } else if (left > 0) {
+          left--; // a wire error like any other: within the budget (review43: 16 × 16 of them made 128)
           w.cause = { name: 'Error', message: `(a cause that is not an Error) ${text(c, 1000)}` }; // an object: its text
         }
       }

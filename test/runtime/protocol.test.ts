@@ -48,6 +48,20 @@ describe('wire errors', () => {
     expect((r as Error & { errorsOmitted?: number }).errorsOmitted).toBe(3);
   });
 
+  it('never throws: a revoked proxy or a throwing getPrototypeOf trap (review43)', () => {
+    const { proxy, revoke } = Proxy.revocable(new Error('x'), {});
+    revoke();
+    expect(toWireError(proxy).message).toMatch(/non-Error/);
+    expect(toWireError(new Proxy(new Error('y'), { getPrototypeOf() { throw new Error('trap'); } })).message).toMatch(/non-Error/);
+  });
+
+  it('causes that are objects count against the budget too (review43: 16 × 16 of them made 128)', () => {
+    const leaf = (): Error => new Error('leaf', { cause: { not: 'an error' } });
+    const agg = (kids: Error[]): AggregateError => new AggregateError(kids, 'agg', { cause: { not: 'an error' } });
+    const tree = agg(Array.from({ length: 16 }, () => agg(Array.from({ length: 16 }, leaf))));
+    expect(count(toWireError(tree))).toBeLessThanOrEqual(64);
+  });
+
   it('an errors getter that throws drops the errors, not the error', () => {
     const agg = new AggregateError([new Error('x')], 'outer');
     Object.defineProperty(agg, 'errors', { get() { throw new Error('no'); } });
