@@ -176,6 +176,9 @@ export const MAX_ID_LENGTH = 256;
  * Validates per-task options.
  * @throws TypeError / RangeError naming the option.
  */
+/** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
 const NO_OPTIONS: ResolvedSubmit = Object.freeze({ priority: PRIORITY_LEVELS.normal, id: undefined, delayMs: 0, timeout: undefined, signal: undefined });
 
 export function resolveSubmit(o: SubmitOptions | undefined): ResolvedSubmit {
@@ -185,6 +188,12 @@ export function resolveSubmit(o: SubmitOptions | undefined): ResolvedSubmit {
   const id = o.id;
   if (id !== undefined && (typeof id !== 'string' || id.length === 0 || id.length > MAX_ID_LENGTH)) {
     throw new TypeError(`options.id must be a non-empty string of at most ${MAX_ID_LENGTH} characters, got ${describe(id)}`);
+  }
+  // A lone surrogate has no UTF-8 form: Redis (the durable queue) would store U+FFFD in its place,
+  // so two ids could meet and an id could not be found again (review43). Refused in both modes,
+  // so an id that works in memory works durably.
+  if (id !== undefined && LONE_SURROGATE.test(id)) {
+    throw new TypeError(`options.id must be well-formed UTF-16 (no lone surrogate), got ${describe(id)}`);
   }
   const signal = o.signal;
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError(`options.signal must be an AbortSignal, got ${describe(signal)}`);

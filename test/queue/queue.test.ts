@@ -647,6 +647,9 @@ describe('bad input → typed errors, synchronously', () => {
     expect(() => q.submit(1, { delayMs: -5 })).toThrow(/options.delayMs/);
     expect(() => q.submit(1, { id: '' })).toThrow(/options.id/);
     expect(() => q.submit(1, { id: 7 as unknown as string })).toThrow(/options.id/);
+    // Lone surrogates have no UTF-8 form (Redis would store U+FFFD): refused in memory as durably.
+    for (const bad of ['x:\ud800', 'z\udc00', '\ud800']) expect(() => q.submit(1, { id: bad })).toThrow(/well-formed/);
+    expect(() => q.submit(1, { id: 'pair \ud83d\ude00' })).not.toThrow();
     expect(() => q.submit(1, { signal: {} as AbortSignal })).toThrow(/options.signal/);
     expect(() => q.submit(1, { attempts: 3 } as never)).toThrow(/options.attempts is not a submit option/);
     expect(() => q.submitMany([1], { id: 'x' } as never)).toThrow(/options.id cannot be shared/);
