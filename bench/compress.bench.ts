@@ -2,7 +2,8 @@
  * Compression benchmarks, each against its peer in the same run, on the corpus of bench/corpus.ts
  * (about 8.3 MB of prose, JavaScript, JSON and Markdown, plus binary, random and zero parts):
  *
- *  1. LZ4 on the calling thread: hotpath compressSync / decompressSync (LZ4 frame) vs lz4js.
+ *  1. LZ4 on the calling thread: hotpath compressSync / decompressSync (LZ4 frame) vs lz4js;
+ *     internal rows: the frame vs the bare block kernel, the workspace on a plain vs a shared memory.
  *  2. LZ4 against the real `lz4` tool: compressed size vs `lz4 -1` (per part), and speed against
  *     `lz4 -b1` (its in-memory benchmark).
  *  3. zstd decompression vs fzstd; deflate level 1 vs node:zlib; LZ4 vs deflate as context.
@@ -26,6 +27,8 @@ import { do_not_optimize } from 'mitata';
 import { decompress as fzstdDecompress } from 'fzstd';
 import { createEngine, type Engine } from '../engine/index.js';
 import { Compressor, compressSync, decompressSync, Lz4Workspace } from '../engine/compress/index.js';
+import { lz4FrameDecode, lz4FrameEncode } from '../engine/compress/lz4-frame.js';
+import { kernelModule } from '../engine/runtime/wasm.js';
 import { checkCorpus, loadCorpus } from './corpus.js';
 import { QUICK, Suite } from './harness.js';
 
@@ -248,6 +251,27 @@ async function main(): Promise<void> {
       fn: () => {
         for (const b of blocks) do_not_optimize(ws.decompressBlock(b.packed, b.src.length));
       },
+    }], { internal: true });
+
+    // The workspace's memory: the kernels built for a plain memory (what the codec uses) against
+    // the same kernels on a shared memory (what it used until 2026-11-24): V8 copies into and
+    // out of a SharedArrayBuffer with relaxed atomic stores, byte by byte when the two sides are
+    // aligned differently (README, Architecture, "Compression workspace").
+    const sharedWs = new Lz4Workspace(kernelModule());
+    const limits = { maxOutputBytes: 1 << 30 };
+    await suite.compare(`LZ4 frame decode, ${MB} MB: workspace on a plain memory vs a shared one (internal)`, {
+      name: 'lz4FrameDecode, plain-memory workspace',
+      fn: () => do_not_optimize(lz4FrameDecode(ws, ours, limits)),
+    }, [{
+      name: 'lz4FrameDecode, shared-memory workspace',
+      fn: () => do_not_optimize(lz4FrameDecode(sharedWs, ours, limits)),
+    }], { internal: true });
+    await suite.compare(`LZ4 frame encode, ${MB} MB: workspace on a plain memory vs a shared one (internal)`, {
+      name: 'lz4FrameEncode, plain-memory workspace',
+      fn: () => do_not_optimize(lz4FrameEncode(ws, text)),
+    }, [{
+      name: 'lz4FrameEncode, shared-memory workspace',
+      fn: () => do_not_optimize(lz4FrameEncode(sharedWs, text)),
     }], { internal: true });
   }
 
