@@ -121,15 +121,27 @@ function text(v: unknown, max: number): string {
   }
 }
 
-/** An error's own fields (no cause, no errors); undefined when reading them threw. */
-function shallowWire(err: Error): WireError | undefined {
+/**
+ * Characters of message and stack one wire error may carry in all (its causes and errors
+ * included): 64 errors of 64 Ki characters each, 3 bytes apiece in UTF-8, passed the codec's
+ * 16 MiB limit, and the caller then got "cannot be sent back" instead (review44).
+ */
+const WIRE_TEXT = 1 << 20;
+
+/** An error's own fields (no cause, no errors), its text within `budget`; undefined when reading them threw. */
+function shallowWire(err: Error, budget: { chars: number }): WireError | undefined {
   try {
     const code = (err as { code?: unknown }).code;
-    return {
-      name: text(err.name, 200), message: text(err.message, 64 * 1024),
-      ...(typeof code === 'string' ? { code: code.slice(0, 200) } : {}),
-      ...(typeof err.stack === 'string' ? { stack: err.stack.slice(0, 64 * 1024) } : {}),
-    };
+    const stack: unknown = err.stack; // read once: a getter may answer differently the second time (review44)
+    const message = text(err.message, Math.min(64 * 1024, budget.chars));
+    budget.chars -= message.length;
+    const w: WireError = { name: text(err.name, 200), message };
+    if (typeof code === 'string') w.code = code.slice(0, 200);
+    if (typeof stack === 'string' && budget.chars > 0) {
+      w.stack = stack.slice(0, Math.min(64 * 1024, budget.chars));
+      budget.chars -= w.stack.length;
+    }
+    return w;
   } catch {
     return undefined; // a getter threw
   }
@@ -155,7 +167,8 @@ export function toWireError(err: unknown): WireError {
     return fallback();
   }
   if (!isError) return fallback();
-  const root = shallowWire(err as Error);
+  const budget = { chars: WIRE_TEXT };
+  const root = shallowWire(err as Error, budget);
   if (root === undefined) return fallback();
   let left = WIRE_NODES - 1;
   const queue: Array<{ err: Error; depth: number; w: WireError }> = [{ err: err as Error, depth: 0, w: root }];
@@ -167,7 +180,7 @@ export function toWireError(err: unknown): WireError {
       const c: unknown = e.cause;
       if (depth < CAUSE_DEPTH && c !== undefined) {
         if (c instanceof Error) {
-          const cw = left > 0 ? shallowWire(c) : undefined;
+          const cw = left > 0 ? shallowWire(c, budget) : undefined;
           if (cw !== undefined) {
             left--;
             w.cause = cw;
@@ -187,7 +200,9 @@ export function toWireError(err: unknown): WireError {
       delete w.causeValue;
     }
     // An AggregateError's errors (Promise.any, a batch of failures): a getter or iterator that
-    // throws drops them, not the error.
+    // throws drops them, not the error — and gives back the budget its entries took.
+    const queuedBefore = queue.length;
+    const leftBefore = left;
     try {
       const list: unknown = (e as { errors?: unknown }).errors;
       if (e instanceof AggregateError && Array.isArray(list)) {
@@ -195,14 +210,24 @@ export function toWireError(err: unknown): WireError {
         let i = 0;
         if (depth < CAUSE_DEPTH) {
           for (; i < list.length && i < AGGREGATE_MAX && left > 0; i++) {
-            const x: unknown = list[i];
             left--;
-            const xw = x instanceof Error ? shallowWire(x) : undefined;
+            // Each entry on its own: one unreadable entry (a revoked proxy) becomes a placeholder
+            // instead of taking its siblings with it (review44).
+            let x: unknown;
+            let isErr = false;
+            try {
+              x = list[i];
+              isErr = x instanceof Error;
+            } catch {
+              errors.push({ name: 'Error', message: '(an entry that could not be read)' });
+              continue;
+            }
+            const xw = isErr ? shallowWire(x as Error, budget) : undefined;
             if (xw !== undefined) {
               errors.push(xw);
               queue.push({ err: x as Error, depth: depth + 1, w: xw });
             } else {
-              errors.push({ name: 'Error', message: x instanceof Error ? '(an error whose fields could not be read)' : `(not an Error) ${text(x, 1000)}` });
+              errors.push({ name: 'Error', message: isErr ? '(an error whose fields could not be read)' : `(not an Error) ${text(x, 1000)}` });
             }
           }
         }
@@ -212,6 +237,8 @@ export function toWireError(err: unknown): WireError {
     } catch {
       delete w.errors;
       delete w.errorsOmitted;
+      queue.length = queuedBefore;
+      left = leftBefore;
     }
   }
   return root;

@@ -62,6 +62,30 @@ describe('wire errors', () => {
     expect(count(toWireError(tree))).toBeLessThanOrEqual(64);
   });
 
+  it('stays small enough to send: 64 errors of 64 Ki 3-byte characters encode under the codec limit (review44)', async () => {
+    const { ValueCodec } = await import('../../engine/codec/codec.js');
+    const big = (i: number): Error => new Error('€'.repeat(64 * 1024), { cause: new Error(`c${i}`) });
+    const tree = new AggregateError(Array.from({ length: 16 }, (_, i) => new AggregateError(Array.from({ length: 16 }, (_, k) => big(k)), '€'.repeat(64 * 1024), { cause: big(i) })), 'root');
+    const w = toWireError(tree);
+    expect(count(w)).toBe(64);
+    expect(new ValueCodec().encode(w).length).toBeLessThan(16 << 20);
+  });
+
+  it('one unreadable entry of errors becomes a placeholder; its siblings cross (review44)', () => {
+    const { proxy, revoke } = Proxy.revocable(new Error('gone'), {});
+    revoke();
+    const w = toWireError(new AggregateError([new Error('a'), proxy, new Error('b')], 'three'));
+    expect(w.errors!.map((e) => e.message)).toEqual(['a', '(an entry that could not be read)', 'b']);
+  });
+
+  it('reads stack once (a getter that answers a string, then undefined, keeps the error an error)', () => {
+    const e = new Error('real message', { cause: new Error('c') });
+    let reads = 0;
+    Object.defineProperty(e, 'stack', { get: () => (reads++ === 0 ? 'a stack' : undefined) });
+    const w = toWireError(e);
+    expect(w).toMatchObject({ message: 'real message', stack: 'a stack', cause: { message: 'c' } });
+  });
+
   it('an errors getter that throws drops the errors, not the error', () => {
     const agg = new AggregateError([new Error('x')], 'outer');
     Object.defineProperty(agg, 'errors', { get() { throw new Error('no'); } });
