@@ -60,7 +60,7 @@ import { ValueCodec } from '../codec/codec.js';
 import { withTimeout, type RedisConnector } from '../redis/connector.js';
 import type { LatencyRecorder } from '../observe/thread-metrics.js';
 import { createExecutor, FunctionExecutor, Settled, type AttemptHandle, type Executor } from './executor.js';
-import { backoffDelay, resolveQueueOptions, resolveSubmit, type ResolvedQueueOptions, type ResolvedSubmit } from './options.js';
+import { backoffDelay, isWellFormedId, resolveQueueOptions, resolveSubmit, type ResolvedQueueOptions, type ResolvedSubmit } from './options.js';
 import { errorInfo } from './queue.js';
 import { MAX_PRIORITY, type DeadLetter, type ErrorInfo, type QueueCounts, type QueueEvents, type QueueOptions, type SubmitOptions, type TaskHandle, type TaskState, type TaskStatus } from './types.js';
 
@@ -1047,6 +1047,8 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
    */
   async cancel(id: string): Promise<boolean> {
     if (typeof id !== 'string' || id.length === 0) throw new TypeError(`cancel(id): id must be a non-empty string, got ${describe(id)}`);
+    // No task has such an id (submit refuses it), and Redis would read it as another's (review44).
+    if (!isWellFormedId(id)) return false;
     const jobId = toJobId(id);
     const active = this.#active.get(jobId);
     if (active !== undefined) {
@@ -1091,6 +1093,8 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
    */
   async status(id: string): Promise<TaskStatus | undefined> {
     if (typeof id !== 'string' || id.length === 0) throw new TypeError(`status(id): id must be a non-empty string, got ${describe(id)}`);
+    // No task has such an id (submit refuses it), and Redis would read it as another's (review44).
+    if (!isWellFormedId(id)) return undefined;
     const jobId = toJobId(id);
     const [job, state, dead] = await this.#call('status', () => Promise.all([this.#queue.getJob(jobId), this.#queue.getJobState(jobId), this.#deadQueue.getJob(jobId)]));
     if (job === undefined) {
@@ -1170,6 +1174,8 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
   async requeue(id: string): Promise<TaskHandle<R> | undefined> {
     if (typeof id !== 'string' || id.length === 0) throw new TypeError(`requeue(id): id must be a non-empty string, got ${describe(id)}`);
     this.#checkOpen();
+    // No task has such an id (submit refuses it), and Redis would read it as another's (review44).
+    if (!isWellFormedId(id)) return undefined;
     const jobId = toJobId(id);
     const dead = await this.#call('getJob', () => this.#deadQueue.getJob(jobId));
     let d: { p?: string; pr: number };

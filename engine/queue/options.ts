@@ -179,6 +179,11 @@ export const MAX_ID_LENGTH = 256;
 /** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
+/** Whether `id` could be a task's id: no lone surrogate (submit refuses those, see resolveSubmit). */
+export function isWellFormedId(id: string): boolean {
+  return !LONE_SURROGATE.test(id);
+}
+
 const NO_OPTIONS: ResolvedSubmit = Object.freeze({ priority: PRIORITY_LEVELS.normal, id: undefined, delayMs: 0, timeout: undefined, signal: undefined });
 
 export function resolveSubmit(o: SubmitOptions | undefined): ResolvedSubmit {

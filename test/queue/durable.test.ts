@@ -119,6 +119,17 @@ describe.runIf(reachable)('the durable queue on the shared Redis', () => {
     for (const id of ids) expect(toJobId(id) === id).toBe(id === 'plain');
   });
 
+  it('status, cancel and requeue of an id with a lone surrogate find nothing — not the task whose id Redis would read it as (review44)', async () => {
+    const q = queue<number, string>(uniqueName('lone'), () => 'ran');
+    const h = await q.submit(1, { id: 'z\ufffd', delayMs: 600_000 });
+    expect(await q.status('z\ud800')).toBeUndefined();
+    expect(await q.cancel('z\ud800')).toBe(false);
+    expect(await q.requeue('z\ud800')).toBeUndefined();
+    expect((await q.status('z\ufffd'))?.state).toBe('delayed');
+    expect(await q.cancel('z\ufffd')).toBe(true);
+    await expect(h.result).rejects.toMatchObject({ code: 'ERR_HOTPATH_CANCELLED' });
+  });
+
   it('round-trips payloads and results through the value codec', async () => {
     const q = queue(uniqueName('codec'), (p: any) => ({ echo: p, at: new Date(0), n: 2n ** 70n, bytes: Buffer.from('hi') }));
     const payload = { m: new Map([[1, { s: new Set(['a']) }]]), b: Buffer.from([1, 2, 3]), big: -(10n ** 25n), u: undefined, d: new Date(5) };
