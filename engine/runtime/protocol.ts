@@ -112,14 +112,25 @@ const BUILTIN_ERRORS: Record<string, ErrorConstructor> = {
   Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError,
 };
 
-/** `String(v)` cut to `max` characters; never throws. */
+/** `s` cut to at most `max` UTF-16 units (≥ 0), never between the two halves of a surrogate pair. */
+function cut(s: string, max: number): string {
+  const n = Math.max(0, max);
+  if (s.length <= n) return s;
+  const c = s.charCodeAt(n - 1);
+  return s.slice(0, c >= 0xd800 && c <= 0xdbff ? n - 1 : n);
+}
+
+/** `String(v)` cut to `max` characters; never throws, never longer than `max` (review45). */
 function text(v: unknown, max: number): string {
   try {
-    return String(v).slice(0, max);
+    return cut(String(v), max);
   } catch {
-    return '(unprintable)';
+    return cut('(unprintable)', max);
   }
 }
+
+/** Bigint causes up to this many bits cross as bigints; a larger one is described instead (review45: 140 M bits made the error unsendable). */
+const BIGINT_BITS = 1024n;
 
 /**
  * Characters of message and stack one wire error may carry in all (its causes and errors
@@ -132,13 +143,21 @@ const WIRE_TEXT = 1 << 20;
 function shallowWire(err: Error, budget: { chars: number }): WireError | undefined {
   try {
     const code = (err as { code?: unknown }).code;
-    const stack: unknown = err.stack; // read once: a getter may answer differently the second time (review44)
+    // Read once (a getter may answer differently the second time, review44), and on its own: V8
+    // formats a stack lazily from the message, so an unprintable message makes reading it throw,
+    // which must cost the stack only, not the error (review45).
+    let stack: unknown;
+    try {
+      stack = err.stack;
+    } catch {
+      stack = undefined;
+    }
     const message = text(err.message, Math.min(64 * 1024, budget.chars));
     budget.chars -= message.length;
     const w: WireError = { name: text(err.name, 200), message };
-    if (typeof code === 'string') w.code = code.slice(0, 200);
+    if (typeof code === 'string') w.code = cut(code, 200);
     if (typeof stack === 'string' && budget.chars > 0) {
-      w.stack = stack.slice(0, Math.min(64 * 1024, budget.chars));
+      w.stack = cut(stack, Math.min(64 * 1024, budget.chars));
       budget.chars -= w.stack.length;
     }
     return w;
@@ -186,10 +205,13 @@ export function toWireError(err: unknown): WireError {
             w.cause = cw;
             queue.push({ err: c, depth: depth + 1, w: cw });
           }
-        } else if (c === null || typeof c === 'number' || typeof c === 'boolean' || typeof c === 'bigint') {
+        } else if (typeof c === 'bigint') {
+          const limit = 1n << BIGINT_BITS;
+          w.causeValue = c < limit && c > -limit ? c : `(a bigint of more than ${BIGINT_BITS} bits)`;
+        } else if (c === null || typeof c === 'number' || typeof c === 'boolean') {
           w.causeValue = c;
         } else if (typeof c === 'string') {
-          w.causeValue = c.slice(0, 64 * 1024);
+          w.causeValue = cut(c, 64 * 1024);
         } else if (left > 0) {
           left--; // a wire error like any other: within the budget (review43: 16 × 16 of them made 128)
           w.cause = { name: 'Error', message: `(a cause that is not an Error) ${text(c, 1000)}` }; // an object: its text
@@ -203,6 +225,7 @@ export function toWireError(err: unknown): WireError {
     // throws drops them, not the error — and gives back the budget its entries took.
     const queuedBefore = queue.length;
     const leftBefore = left;
+    const charsBefore = budget.chars;
     try {
       const list: unknown = (e as { errors?: unknown }).errors;
       if (e instanceof AggregateError && Array.isArray(list)) {
@@ -239,6 +262,7 @@ export function toWireError(err: unknown): WireError {
       delete w.errorsOmitted;
       queue.length = queuedBefore;
       left = leftBefore;
+      budget.chars = charsBefore;
     }
   }
   return root;

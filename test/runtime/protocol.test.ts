@@ -86,6 +86,31 @@ describe('wire errors', () => {
     expect(w).toMatchObject({ message: 'real message', stack: 'a stack', cause: { message: 'c' } });
   });
 
+  it('review45: text never over budget, huge bigints described, unprintable messages keep the error, dropped lists return their text, pairs not cut', () => {
+    // An unprintable message when under 13 characters of budget were left: the budget went
+    // negative and the next message crossed whole.
+    const unprintable = { toString() { throw new Error('no'); } };
+    const big = (): Error => new Error('r'.repeat(64 * 1024));
+    const odd = new Error('x');
+    Object.defineProperty(odd, 'message', { value: unprintable });
+    const tree = new AggregateError([...Array.from({ length: 15 }, big), odd, new Error('s'.repeat(5_000_000))], 'r'.repeat(64 * 1024));
+    const w = toWireError(tree);
+    const chars = (x: WireError): number => x.message.length + (x.stack?.length ?? 0) + (x.cause ? chars(x.cause) : 0) + (x.errors ?? []).reduce((n, e) => n + chars(e), 0);
+    expect(chars(w)).toBeLessThanOrEqual(1 << 20);
+    expect(w.errors!.every((e) => e.message.length <= 64 * 1024)).toBe(true);
+    // A bigint cause of 140 M bits is described, not sent.
+    expect(toWireError(new Error('boom', { cause: 1n << 140_000_000n })).causeValue).toMatch(/bigint of more than 1024 bits/);
+    expect(toWireError(new Error('ok', { cause: 2n ** 100n })).causeValue).toBe(2n ** 100n);
+    // An unprintable message makes V8's lazy stack throw: the error stays an error with its code and cause.
+    const e = Object.assign(new Error('m', { cause: 'the real cause' }), { code: 'E_MINE' });
+    Object.defineProperty(e, 'message', { value: unprintable });
+    expect(toWireError(e)).toMatchObject({ message: '(unprintable)', code: 'E_MINE', causeValue: 'the real cause' });
+    // A 64 Ki cut never splits a surrogate pair.
+    const pairs = toWireError(new Error('a' + '😀'.repeat(40_000)));
+    const last = pairs.message.charCodeAt(pairs.message.length - 1);
+    expect(last >= 0xd800 && last <= 0xdbff).toBe(false);
+  });
+
   it('an errors getter that throws drops the errors, not the error', () => {
     const agg = new AggregateError([new Error('x')], 'outer');
     Object.defineProperty(agg, 'errors', { get() { throw new Error('no'); } });
