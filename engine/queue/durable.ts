@@ -326,6 +326,8 @@ function resolveDurable(d: unknown, cluster: boolean): ResolvedDurable {
   const o = d as DurableOptions;
   const prefix = o.prefix ?? D.prefix;
   if (typeof prefix !== 'string' || prefix.length === 0 || prefix.length > 200) throw new TypeError(`options.durable.prefix must be a non-empty string of at most 200 characters, got ${describe(prefix)}`);
+  // BullMQ's scripts write the raw bytes of a lone surrogate, ioredis writes U+FFFD: two names of one key (review45).
+  if (!isWellFormedId(prefix)) throw new TypeError(`options.durable.prefix must be well-formed UTF-16 (no lone surrogate), got ${describe(prefix)}`);
   if (cluster && !/\{[^{}]+\}/.test(prefix)) throw new TypeError(`options.durable.prefix must hold a hash tag ({…}) on a Redis Cluster, got ${describe(prefix)}`);
   if (o.consume !== undefined && typeof o.consume !== 'boolean') throw new TypeError(`options.durable.consume must be a boolean, got ${describe(o.consume)}`);
   const lockDurationMs = intOption('lockDurationMs', o.lockDurationMs, 100, 2 ** 31 - 1, D.lockDurationMs);
@@ -412,8 +414,8 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
    */
   constructor(name: string, options: DurableQueueOptions<P, R>, deps: DurableDeps) {
     super();
-    if (typeof name !== 'string' || name.length === 0 || name.length > 200 || name.includes(':')) {
-      throw new TypeError(`queue name must be a non-empty string of at most 200 characters without ':', got ${describe(name)}`);
+    if (typeof name !== 'string' || name.length === 0 || name.length > 200 || name.includes(':') || !isWellFormedId(name)) {
+      throw new TypeError(`queue name must be a non-empty string of at most 200 characters, well-formed UTF-16, without ':', got ${describe(name)}`);
     }
     if (typeof options !== 'object' || options === null) throw new TypeError(`queue options must be an object with a handler, got ${describe(options)}`);
     if (deps === undefined || deps.redis === undefined) throw new TypeError('deps.redis is required: the durable queue runs on the engine\'s Redis');

@@ -37,7 +37,7 @@ import type { LatencyRecorder } from '../observe/thread-metrics.js';
 import { MAX_HEAP_ENTRIES, TaskHeap } from './heap.js';
 import { createExecutor, FunctionExecutor, Settled, type AttemptHandle, type Executor } from './executor.js';
 import {
-  backoffDelay, resolveQueueOptions, resolveSubmit, type ResolvedQueueOptions, type ResolvedSubmit,
+  backoffDelay, isWellFormedId, resolveQueueOptions, resolveSubmit, type ResolvedQueueOptions, type ResolvedSubmit,
 } from './options.js';
 import type {
   DeadLetter, ErrorInfo, QueueCounts, QueueEvents, QueueOptions, SubmitOptions, TaskHandle, TaskState, TaskStatus,
@@ -446,7 +446,10 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
    */
   constructor(name: string, options: QueueOptions<P, R>, deps: QueueDeps = {}) {
     super();
-    if (typeof name !== 'string' || name.length === 0 || name.length > 200) throw new TypeError(`queue name must be a non-empty string of at most 200 characters, got ${String(name)}`);
+    // Well-formed, as the durable queue needs (a lone surrogate has no UTF-8 form): one rule for both modes.
+    if (typeof name !== 'string' || name.length === 0 || name.length > 200 || !isWellFormedId(name)) {
+      throw new TypeError(`queue name must be a non-empty string of at most 200 characters, well-formed UTF-16, got ${String(name)}`);
+    }
     const o = resolveQueueOptions(options);
     if (o.durable) throw new TypeError('options.durable needs the durable queue: use engine.queue(name, { durable: true, … }) on an engine with Redis');
     this.name = name;

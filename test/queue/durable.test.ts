@@ -355,6 +355,9 @@ describe.runIf(reachable)('the durable queue on the shared Redis', () => {
     expect(() => q.submit(1, { bogus: 1 } as never)).toThrow(/bogus/);
     expect(() => queue(uniqueName('bad'), () => 1, { retry: { attempts: -1 } })).toThrow(/options.retry.attempts/);
     expect(() => queue('a:b', () => 1)).toThrow(/':'/);
+    // A lone surrogate: BullMQ's scripts write its raw bytes, ioredis U+FFFD — two names of one key (review45).
+    expect(() => queue('q\ud800', () => 1)).toThrow(/well-formed/);
+    expect(() => queue(uniqueName('bad'), () => 1, {}, { prefix: '{p\udc00}' })).toThrow(/options.durable.prefix must be well-formed/);
     expect(() => queue(uniqueName('bad'), () => 1, { agingMs: 100 })).toThrow(/options.agingMs/);
     expect(() => queue(uniqueName('bad'), () => 1, {}, { lockDurationMs: 5 })).toThrow(/options.durable.lockDurationMs/);
     expect(() => queue(uniqueName('bad'), () => 1, {}, { nope: 1 } as never)).toThrow(/options.durable.nope/);

@@ -635,6 +635,7 @@ describe('bad input → typed errors, synchronously', () => {
     expect(() => new Queue('x', { handler: h, timeout: -1 })).toThrow(/options.timeout/);
     expect(() => new Queue('x', { handler: h, colour: 'red' } as QueueOptions)).toThrow(/options.colour is not a queue option/);
     expect(() => new Queue('', { handler: h })).toThrow(/queue name/);
+    expect(() => new Queue('q\ud800', { handler: h })).toThrow(/well-formed/);
     expect(() => new Queue('x', { handler: new URL('file:///job.js') })).toThrow(/needs an engine/);
   });
 
