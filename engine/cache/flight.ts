@@ -14,7 +14,8 @@
  * seed     i32            random, odd; set by the first thread to open the table (CAS 0 → seed)
  * ```
  * A key maps to exactly one slot (`fmix(lo ^ seed) & (SLOTS-1)`: keys crafted offline from the
- * public KeyHash cannot be aimed at another key's slot to keep it busy), so two threads can never both own one key:
+ * public KeyHash cannot be aimed at another key's slot to keep it busy), so two threads can never
+ * both own one key:
  * the claim is one CAS 0 → -1. When the slot holds another key, the caller loads without
  * cross-thread de-duplication (counted; with 4096 slots and few loads in flight at once, rare).
  * Release: zero the hash, store state 0, `Atomics.notify` everyone waiting on the slot.

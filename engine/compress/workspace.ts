@@ -1,8 +1,9 @@
 /**
  * The LZ4 kernels' working memory: a thread-private WebAssembly.Memory with its own instance of
  * the kernel module (the build for a plain memory, privateKernelModule: copies in and out are
- * memcpy, not the relaxed atomic copies V8 makes for a SharedArrayBuffer). Compression needs buffers as large as a block (up to 4 MiB in and out), which
- * do not belong in the engine's fixed shared arena: nothing here is shared between threads. The
+ * memcpy, not the relaxed atomic copies V8 makes for a SharedArrayBuffer). Compression needs
+ * buffers as large as a block (up to 4 MiB in and out), which do not belong in the engine's fixed
+ * shared arena: nothing here is shared between threads. The
  * memory grows to the largest block seen on this thread and stays there (at most about
  * 2 × 4 MiB + 64 KiB + 128 KiB per thread); inputs larger than a block are processed block by
  * block, so a 1 GiB input needs no more.
