@@ -227,7 +227,9 @@ function noop(): void {}
 const RESERVED_JOB_IDS = new Set([
   '', 'active', 'wait', 'waiting-children', 'paused', 'id', 'delayed', 'prioritized', 'stalled-check',
   'completed', 'failed', 'stalled', 'repeat', 'limiter', 'meta', 'events', 'pc', 'marker', 'de',
-  'metrics', 'dead', 'dn', 'priority', 'delay', // dn: deduplication keys; priority, delay: keys older BullMQ versions had (still deleted by obliterate and a migration)
+  // dn: deduplication keys; priority, delay: keys of older BullMQ versions (still deleted by
+  // obliterate and a migration).
+  'metrics', 'dead', 'dn', 'priority', 'delay',
 ]);
 
 /**
