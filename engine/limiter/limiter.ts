@@ -8,6 +8,7 @@
  * while Redis is unavailable, and goes back to Redis by itself when the connector's breaker
  * closes. Optional quota leases take tokens from Redis in batches and spend them locally.
  */
+import { isWellFormed } from '../text.js';
 import { ArenaExhaustedError, RegionConflictError } from '../errors.js';
 import { SYSTEM_CLOCK, type Clock } from '../options.js';
 import { CoarseClock } from '../runtime/coarse-clock.js';
@@ -193,6 +194,9 @@ function checkName(name: unknown): string {
   }
   // Its Redis keys are `hotpath:l:<name>:{<key>}`: with a brace in names, limiter "a" with key
   // "x}:{y" and limiter "a:{x}" with key "y" would share the key hotpath:l:a:{x}:{y}.
+  // Well-formed too: Redis and the arena keep names as UTF-8, where "n\ud800" and "n\ufffd" are one
+  // name (review46: two limiters then shared every Redis key).
+  if (!isWellFormed(name)) throw new TypeError(`limiter name must be well-formed UTF-16 (no lone surrogate), got ${describe(name)}`);
   if (name.includes('{') || name.includes('}')) {
     throw new TypeError(`limiter name must not contain "{" or "}" (its Redis keys are hash-tagged hotpath:l:<name>:{<key>}), got ${describe(name)}`);
   }

@@ -2,6 +2,7 @@
  * The queue's option defaults and their one validation (DESIGN convention 2): every check of a
  * caller's option or argument lives here, shared by the in-memory and the durable queue.
  */
+import { isWellFormed } from '../text.js';
 import { CancelledError } from '../errors.js';
 import { MAX_TIMER_MS } from '../timer.js';
 import {
@@ -176,12 +177,9 @@ export const MAX_ID_LENGTH = 256;
  * Validates per-task options.
  * @throws TypeError / RangeError naming the option.
  */
-/** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
 /** Whether `id` could be a task's id: no lone surrogate (submit refuses those, see resolveSubmit). */
 export function isWellFormedId(id: string): boolean {
-  return !LONE_SURROGATE.test(id);
+  return isWellFormed(id);
 }
 
 const NO_OPTIONS: ResolvedSubmit = Object.freeze({ priority: PRIORITY_LEVELS.normal, id: undefined, delayMs: 0, timeout: undefined, signal: undefined });
@@ -197,7 +195,7 @@ export function resolveSubmit(o: SubmitOptions | undefined): ResolvedSubmit {
   // A lone surrogate has no UTF-8 form: Redis (the durable queue) would store U+FFFD in its place,
   // so two ids could meet and an id could not be found again (review43). Refused in both modes,
   // so an id that works in memory works durably.
-  if (id !== undefined && LONE_SURROGATE.test(id)) {
+  if (id !== undefined && !isWellFormed(id)) {
     throw new TypeError(`options.id must be well-formed UTF-16 (no lone surrogate), got ${describe(id)}`);
   }
   const signal = o.signal;

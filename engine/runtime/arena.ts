@@ -21,6 +21,7 @@
  * freed (they live as long as the engine), so a reader only loads `count` and scans.
  * Fresh memory is zeroed and never reused, so every new region starts all zero bytes.
  */
+import { isWellFormed } from '../text.js';
 import { ArenaExhaustedError, RegionConflictError } from '../errors.js';
 import { lockWord, unlockWord } from './lock.js';
 
@@ -129,6 +130,8 @@ export class Arena {
     if (nameBytes.length === 0 || nameBytes.length > NAME_MAX) {
       throw new RangeError(`region name must be 1..${NAME_MAX} UTF-8 bytes, got ${JSON.stringify(name)}`);
     }
+    // Names are kept as UTF-8: "n\ud800" and "n\ufffd" would be one region (review46).
+    if (!isWellFormed(name)) throw new RangeError(`region name must be well-formed UTF-16 (no lone surrogate), got ${JSON.stringify(name)}`);
     if (!Number.isInteger(bytes) || bytes <= 0 || bytes > 0xffff_0000) {
       throw new RangeError(`region "${name}": bytes must be a positive integer, got ${bytes}`);
     }

@@ -137,7 +137,7 @@ const BIGINT_BITS = 1024n;
  * included): 64 errors of 64 Ki characters each, 3 bytes apiece in UTF-8, passed the codec's
  * 16 MiB limit, and the caller then got "cannot be sent back" instead (review44).
  */
-const WIRE_TEXT = 1 << 20;
+const WIRE_TEXT = 1 << 20; // messages, stacks, string causes and placeholders alike
 
 /** An error's own fields (no cause, no errors), its text within `budget`; undefined when reading them threw. */
 function shallowWire(err: Error, budget: { chars: number }): WireError | undefined {
@@ -164,6 +164,13 @@ function shallowWire(err: Error, budget: { chars: number }): WireError | undefin
   } catch {
     return undefined; // a getter threw
   }
+}
+
+/** A wire error standing for something that is not a readable Error; its text counts against `budget` (review46). */
+function placeholder(message: string, budget: { chars: number }): WireError {
+  const m = cut(message, budget.chars);
+  budget.chars -= m.length;
+  return { name: 'Error', message: m };
 }
 
 /**
@@ -211,10 +218,11 @@ export function toWireError(err: unknown): WireError {
         } else if (c === null || typeof c === 'number' || typeof c === 'boolean') {
           w.causeValue = c;
         } else if (typeof c === 'string') {
-          w.causeValue = cut(c, 64 * 1024);
+          w.causeValue = cut(c, Math.min(64 * 1024, budget.chars)); // text like a message: within the budget (review46)
+          budget.chars -= w.causeValue.length;
         } else if (left > 0) {
           left--; // a wire error like any other: within the budget (review43: 16 × 16 of them made 128)
-          w.cause = { name: 'Error', message: `(a cause that is not an Error) ${text(c, 1000)}` }; // an object: its text
+          w.cause = placeholder(`(a cause that is not an Error) ${text(c, 1000)}`, budget); // an object: its text
         }
       }
     } catch {
@@ -242,7 +250,7 @@ export function toWireError(err: unknown): WireError {
               x = list[i];
               isErr = x instanceof Error;
             } catch {
-              errors.push({ name: 'Error', message: '(an entry that could not be read)' });
+              errors.push(placeholder('(an entry that could not be read)', budget));
               continue;
             }
             const xw = isErr ? shallowWire(x as Error, budget) : undefined;
@@ -250,7 +258,7 @@ export function toWireError(err: unknown): WireError {
               errors.push(xw);
               queue.push({ err: x as Error, depth: depth + 1, w: xw });
             } else {
-              errors.push({ name: 'Error', message: isErr ? '(an error whose fields could not be read)' : `(not an Error) ${text(x, 1000)}` });
+              errors.push(placeholder(isErr ? '(an error whose fields could not be read)' : `(not an Error) ${text(x, 1000)}`, budget));
             }
           }
         }

@@ -132,6 +132,8 @@ describe('options', () => {
     // Braces would let two limiters share Redis keys: "a" with key "x}:{y" and "a:{x}" with key "y".
     expect(() => engine.limiter('a:{x}', {})).toThrow(/must not contain "\{" or "\}"/);
     expect(() => engine.limiter('api}', {})).toThrow(TypeError);
+    // A lone surrogate: Redis and the arena keep names as UTF-8, where 'n\ud800' is 'n\ufffd' (review46).
+    expect(() => engine.limiter('n\ud800', {})).toThrow(/well-formed/);
   });
 
   it('one name, one shape: reopening with other options is a typed conflict; without options it finds the limiter', () => {

@@ -63,6 +63,8 @@ describe('Arena', () => {
     a.region('t', 64);
     expect(() => a.region('t', 128)).toThrow(RegionConflictError);
     expect(() => a.region('', 8)).toThrow(RangeError);
+    // Names are kept as UTF-8: a lone surrogate would make 'n\ud800' and 'n\ufffd' one region.
+    expect(() => a.region('n\ud800', 8)).toThrow(/well-formed/);
     expect(() => a.region('x'.repeat(49), 8)).toThrow(/1\.\.48/);
     expect(() => a.region('ok', 0)).toThrow(/positive integer/);
     expect(() => a.region('ok', 1.5)).toThrow(RangeError);

@@ -111,6 +111,16 @@ describe('wire errors', () => {
     expect(last >= 0xd800 && last <= 0xdbff).toBe(false);
   });
 
+  it('placeholders and string causes count against the text budget too (review46)', () => {
+    const big = (): Error => new Error('m'.repeat(64 * 1024), { cause: 'c'.repeat(64 * 1024) });
+    const odd = (): unknown => ({ toString: () => 'o'.repeat(5000) });
+    const tree = new AggregateError([...Array.from({ length: 8 }, big), ...Array.from({ length: 8 }, odd)], 'root', { cause: { not: 'an error' } });
+    const w = toWireError(tree);
+    const chars = (x: WireError): number => x.message.length + (x.stack?.length ?? 0) + (typeof x.causeValue === 'string' ? x.causeValue.length : 0)
+      + (x.cause ? chars(x.cause) : 0) + (x.errors ?? []).reduce((n, e) => n + chars(e), 0);
+    expect(chars(w)).toBeLessThanOrEqual(1 << 20);
+  });
+
   it('an errors getter that throws drops the errors, not the error', () => {
     const agg = new AggregateError([new Error('x')], 'outer');
     Object.defineProperty(agg, 'errors', { get() { throw new Error('no'); } });
