@@ -40,6 +40,7 @@
  * Time comes from `clock.now()` (ms); the reset timer is a global `setTimeout`, unref'd, so tests
  * drive it with fake timers. Recording is O(1).
  */
+import { isWellFormed } from '../text.js';
 import { EventEmitter } from 'node:events';
 import { CancelledError, ErrorCodes, HotpathError, RegionConflictError, TimeoutError } from '../errors.js';
 import type { Clock } from '../options.js';
@@ -146,8 +147,14 @@ export interface BreakerStats {
 
 type Config = Required<Omit<BreakerOptions, 'timeoutMs' | 'clock' | 'isFailure'>> & { timeoutMs: number | undefined };
 
-function validate(name: string, options: BreakerOptions): Config {
+/** A breaker's name: a non-empty string of well-formed UTF-16 (shared breakers name a region, kept as UTF-8). */
+function checkBreakerName(name: unknown): asserts name is string {
   if (typeof name !== 'string' || name.length === 0) throw new TypeError(`breaker name must be a non-empty string, got ${String(name)}`);
+  if (!isWellFormed(name)) throw new TypeError(`breaker name must be well-formed UTF-16 (no lone surrogate), got ${JSON.stringify(name)}`);
+}
+
+function validate(name: string, options: BreakerOptions): Config {
+  checkBreakerName(name);
   if (options === null || typeof options !== 'object') throw new TypeError('breaker options must be an object');
   const int = (key: keyof typeof BREAKER_DEFAULTS, min: number, max = 2 ** 31 - 1): number => {
     const v = options[key] ?? BREAKER_DEFAULTS[key];
@@ -235,6 +242,7 @@ export class CircuitBreaker extends EventEmitter {
    *   with other thresholds; ERR_HOTPATH_ARENA_EXHAUSTED when the arena is full.
    */
   static shared(runtime: ThreadRuntime, name: string, options?: BreakerOptions): CircuitBreaker {
+    checkBreakerName(name); // before the region: its message names the breaker, not the region (review47)
     const wanted = options === undefined ? undefined : validate(name, options);
     const r = runtime.arena.region(`breaker:${name}`, BREAKER_WORDS * 4, 64);
     const words = runtime.i32;

@@ -214,7 +214,13 @@ export function toWireError(err: unknown): WireError {
           }
         } else if (typeof c === 'bigint') {
           const limit = 1n << BIGINT_BITS;
-          w.causeValue = c < limit && c > -limit ? c : `(a bigint of more than ${BIGINT_BITS} bits)`;
+          if (c < limit && c > -limit) {
+            w.causeValue = c;
+          } else {
+            const d = cut(`(a bigint of more than ${BIGINT_BITS} bits)`, budget.chars); // text: within the budget (review47)
+            budget.chars -= d.length;
+            w.causeValue = d;
+          }
         } else if (c === null || typeof c === 'number' || typeof c === 'boolean') {
           w.causeValue = c;
         } else if (typeof c === 'string') {

@@ -86,6 +86,8 @@ describe('engine.breaker', () => {
     expect(() => engine.breaker('bad', { errorRate: 2 })).toThrow(RangeError);
     expect(() => engine.breaker('bad', { halfOpenProbes: 5000 })).toThrow(/halfOpenProbes/);
     expect(() => engine.breaker('', {})).toThrow(TypeError);
+    // A lone surrogate: the region name is UTF-8; the message names the breaker (review47).
+    expect(() => engine.breaker('b\ud800')).toThrow(/breaker name must be well-formed/);
     expect(() => engine.breaker('bad', { isFailure: 3 as never })).toThrow(/isFailure/);
   });
 

@@ -119,6 +119,9 @@ describe('wire errors', () => {
     const chars = (x: WireError): number => x.message.length + (x.stack?.length ?? 0) + (typeof x.causeValue === 'string' ? x.causeValue.length : 0)
       + (x.cause ? chars(x.cause) : 0) + (x.errors ?? []).reduce((n, e) => n + chars(e), 0);
     expect(chars(w)).toBeLessThanOrEqual(1 << 20);
+    // The description of a huge bigint cause is text too (review47).
+    const bigs = new AggregateError([...Array.from({ length: 8 }, () => new Error('m'.repeat(128 * 1024))), ...Array.from({ length: 16 }, () => new Error('b', { cause: 1n << 2000n }))], 'root');
+    expect(chars(toWireError(bigs))).toBeLessThanOrEqual(1 << 20);
   });
 
   it('an errors getter that throws drops the errors, not the error', () => {
