@@ -448,7 +448,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     super();
     // Well-formed, as the durable queue needs (a lone surrogate has no UTF-8 form): one rule for both modes.
     if (typeof name !== 'string' || name.length === 0 || name.length > 200 || !isWellFormedId(name)) {
-      throw new TypeError(`queue name must be a non-empty string of at most 200 characters, well-formed UTF-16, got ${String(name)}`);
+      throw new TypeError(`queue name must be a non-empty string of at most 200 characters, well-formed UTF-16, got ${typeof name === 'string' ? JSON.stringify(name) : String(name)}`);
     }
     const o = resolveQueueOptions(options);
     if (o.durable) throw new TypeError('options.durable needs the durable queue: use engine.queue(name, { durable: true, … }) on an engine with Redis');
