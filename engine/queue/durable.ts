@@ -49,6 +49,7 @@
  * which get an Error with that name, code and message (the process that ran the task gives its
  * own submitters the original error object).
  */
+import { isWellFormed } from '../text.js';
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { setTimeout, clearTimeout } from 'node:timers';
@@ -60,7 +61,7 @@ import { ValueCodec } from '../codec/codec.js';
 import { withTimeout, type RedisConnector } from '../redis/connector.js';
 import type { LatencyRecorder } from '../observe/thread-metrics.js';
 import { createExecutor, FunctionExecutor, Settled, type AttemptHandle, type Executor } from './executor.js';
-import { backoffDelay, isWellFormedId, resolveQueueOptions, resolveSubmit, type ResolvedQueueOptions, type ResolvedSubmit } from './options.js';
+import { backoffDelay, resolveQueueOptions, resolveSubmit, type ResolvedQueueOptions, type ResolvedSubmit } from './options.js';
 import { errorInfo } from './queue.js';
 import { MAX_PRIORITY, type DeadLetter, type ErrorInfo, type QueueCounts, type QueueEvents, type QueueOptions, type SubmitOptions, type TaskHandle, type TaskState, type TaskStatus } from './types.js';
 
@@ -329,7 +330,7 @@ function resolveDurable(d: unknown, cluster: boolean): ResolvedDurable {
   const prefix = o.prefix ?? D.prefix;
   if (typeof prefix !== 'string' || prefix.length === 0 || prefix.length > 200) throw new TypeError(`options.durable.prefix must be a non-empty string of at most 200 characters, got ${describe(prefix)}`);
   // BullMQ's scripts write the raw bytes of a lone surrogate, ioredis writes U+FFFD: two names of one key (review45).
-  if (!isWellFormedId(prefix)) throw new TypeError(`options.durable.prefix must be well-formed UTF-16 (no lone surrogate), got ${describe(prefix)}`);
+  if (!isWellFormed(prefix)) throw new TypeError(`options.durable.prefix must be well-formed UTF-16 (no lone surrogate), got ${describe(prefix)}`);
   if (cluster && !/\{[^{}]+\}/.test(prefix)) throw new TypeError(`options.durable.prefix must hold a hash tag ({…}) on a Redis Cluster, got ${describe(prefix)}`);
   if (o.consume !== undefined && typeof o.consume !== 'boolean') throw new TypeError(`options.durable.consume must be a boolean, got ${describe(o.consume)}`);
   const lockDurationMs = intOption('lockDurationMs', o.lockDurationMs, 100, 2 ** 31 - 1, D.lockDurationMs);
@@ -416,7 +417,7 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
    */
   constructor(name: string, options: DurableQueueOptions<P, R>, deps: DurableDeps) {
     super();
-    if (typeof name !== 'string' || name.length === 0 || name.length > 200 || name.includes(':') || !isWellFormedId(name)) {
+    if (typeof name !== 'string' || name.length === 0 || name.length > 200 || name.includes(':') || !isWellFormed(name)) {
       throw new TypeError(`queue name must be a non-empty string of at most 200 characters, well-formed UTF-16, without ':', got ${describe(name)}`);
     }
     if (typeof options !== 'object' || options === null) throw new TypeError(`queue options must be an object with a handler, got ${describe(options)}`);
@@ -1052,7 +1053,7 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
   async cancel(id: string): Promise<boolean> {
     if (typeof id !== 'string' || id.length === 0) throw new TypeError(`cancel(id): id must be a non-empty string, got ${describe(id)}`);
     // No task has such an id (submit refuses it), and Redis would read it as another's (review44).
-    if (!isWellFormedId(id)) return false;
+    if (!isWellFormed(id)) return false;
     const jobId = toJobId(id);
     const active = this.#active.get(jobId);
     if (active !== undefined) {
@@ -1098,7 +1099,7 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
   async status(id: string): Promise<TaskStatus | undefined> {
     if (typeof id !== 'string' || id.length === 0) throw new TypeError(`status(id): id must be a non-empty string, got ${describe(id)}`);
     // No task has such an id (submit refuses it), and Redis would read it as another's (review44).
-    if (!isWellFormedId(id)) return undefined;
+    if (!isWellFormed(id)) return undefined;
     const jobId = toJobId(id);
     const [job, state, dead] = await this.#call('status', () => Promise.all([this.#queue.getJob(jobId), this.#queue.getJobState(jobId), this.#deadQueue.getJob(jobId)]));
     if (job === undefined) {
@@ -1179,7 +1180,7 @@ export class DurableQueue<P = unknown, R = unknown> extends EventEmitter {
     if (typeof id !== 'string' || id.length === 0) throw new TypeError(`requeue(id): id must be a non-empty string, got ${describe(id)}`);
     this.#checkOpen();
     // No task has such an id (submit refuses it), and Redis would read it as another's (review44).
-    if (!isWellFormedId(id)) return undefined;
+    if (!isWellFormed(id)) return undefined;
     const jobId = toJobId(id);
     const dead = await this.#call('getJob', () => this.#deadQueue.getJob(jobId));
     let d: { p?: string; pr: number };

@@ -173,17 +173,12 @@ export interface ResolvedSubmit {
 /** The longest id accepted (characters). */
 export const MAX_ID_LENGTH = 256;
 
+const NO_OPTIONS: ResolvedSubmit = Object.freeze({ priority: PRIORITY_LEVELS.normal, id: undefined, delayMs: 0, timeout: undefined, signal: undefined });
+
 /**
  * Validates per-task options.
  * @throws TypeError / RangeError naming the option.
  */
-/** Whether `id` could be a task's id: no lone surrogate (submit refuses those, see resolveSubmit). */
-export function isWellFormedId(id: string): boolean {
-  return isWellFormed(id);
-}
-
-const NO_OPTIONS: ResolvedSubmit = Object.freeze({ priority: PRIORITY_LEVELS.normal, id: undefined, delayMs: 0, timeout: undefined, signal: undefined });
-
 export function resolveSubmit(o: SubmitOptions | undefined): ResolvedSubmit {
   if (o === undefined) return NO_OPTIONS;
   if (typeof o !== 'object' || o === null) throw new TypeError(`submit options must be an object, got ${describe(o)}`);

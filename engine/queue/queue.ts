@@ -24,6 +24,7 @@
  *
  * Guarantee: at most once per attempt, in memory. A task is lost only with its process.
  */
+import { isWellFormed } from '../text.js';
 import { EventEmitter } from 'node:events';
 import { CancelledError, ClosedError, type HotpathError, QueueFullError } from '../errors.js';
 import type { Clock } from '../options.js';
@@ -37,7 +38,7 @@ import type { LatencyRecorder } from '../observe/thread-metrics.js';
 import { MAX_HEAP_ENTRIES, TaskHeap } from './heap.js';
 import { createExecutor, FunctionExecutor, Settled, type AttemptHandle, type Executor } from './executor.js';
 import {
-  backoffDelay, isWellFormedId, resolveQueueOptions, resolveSubmit, type ResolvedQueueOptions, type ResolvedSubmit,
+  backoffDelay, resolveQueueOptions, resolveSubmit, type ResolvedQueueOptions, type ResolvedSubmit,
 } from './options.js';
 import type {
   DeadLetter, ErrorInfo, QueueCounts, QueueEvents, QueueOptions, SubmitOptions, TaskHandle, TaskState, TaskStatus,
@@ -447,7 +448,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
   constructor(name: string, options: QueueOptions<P, R>, deps: QueueDeps = {}) {
     super();
     // Well-formed, as the durable queue needs (a lone surrogate has no UTF-8 form): one rule for both modes.
-    if (typeof name !== 'string' || name.length === 0 || name.length > 200 || !isWellFormedId(name)) {
+    if (typeof name !== 'string' || name.length === 0 || name.length > 200 || !isWellFormed(name)) {
       throw new TypeError(`queue name must be a non-empty string of at most 200 characters, well-formed UTF-16, got ${typeof name === 'string' ? JSON.stringify(name) : String(name)}`);
     }
     const o = resolveQueueOptions(options);

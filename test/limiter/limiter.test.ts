@@ -196,52 +196,51 @@ describe('adaptive', () => {
     expect(l.allowSync('k')).toMatchObject({ allowed: false, limit: 20 });
   });
 
-  it('keeps one evaluation per interval after the interval index wraps (2^31 intervals: 24.8 days at 1 ms)', async () => {
+  /** An engine on a fake clock with one adaptive limiter of 1 ms intervals (+10 after a good one). */
+  async function fastAdaptive(run: (l: ReturnType<Engine['limiter']>, advance: (ms: number) => void) => void): Promise<void> {
     let t = 1_700_000_000_000;
     const e = await createEngine({ workers: 1, memory: 16 << 20, metrics: false, clock: { now: () => t } });
     try {
-      const l = e.limiter('wrap', {
+      const l = e.limiter('fast', {
         algorithm: 'adaptive', limit: 100, window: 1000,
-        adaptive: { min: 20, max: 1000, increase: 10, backoff: 0.5, minSamples: 1, intervalMs: 1 },
+        adaptive: { min: 20, max: 10_000, increase: 10, backoff: 0.5, minSamples: 1, intervalMs: 1 },
       });
-      t += 2 ** 31 - 2; // two intervals before the wrap
+      run(l, (ms) => (t += ms));
+    } finally {
+      await e.close();
+    }
+  }
+
+  it('keeps one evaluation per interval after the interval index wraps (2^31 intervals: 24.8 days at 1 ms)', async () => {
+    await fastAdaptive((l, advance) => {
+      advance(2 ** 31 - 2); // two intervals before the wrap
       for (let step = 0; step < 4; step++) {
         const before = l.limit;
         l.recordSuccess();
         l.recordSuccess(); // the same interval: no second evaluation
         expect(l.limit).toBe(before);
-        t += 1;
+        advance(1);
         expect(l.limit).toBe(before + 10); // the next interval closes the one with successes
         expect(l.limit).toBe(before + 10);
       }
-    } finally {
-      await e.close();
-    }
+    });
   });
 
   it('keeps adapting after an idle gap of 2^31 intervals or more (review42: it froze for weeks)', async () => {
-    let t = 1_700_000_000_000;
-    const e = await createEngine({ workers: 1, memory: 16 << 20, metrics: false, clock: { now: () => t } });
-    try {
-      const l = e.limiter('gap', {
-        algorithm: 'adaptive', limit: 100, window: 1000,
-        adaptive: { min: 20, max: 10_000, increase: 10, backoff: 0.5, minSamples: 1, intervalMs: 1 },
-      });
+    await fastAdaptive((l, advance) => {
       const goodIntervals = (n: number): number => {
         for (let i = 0; i < n; i++) {
           l.recordSuccess();
-          t += 1;
+          advance(1);
         }
         return l.limit;
       };
       expect(goodIntervals(5)).toBe(150);
-      t += 30 * 86_400_000; // 30 days idle: 2.6e9 intervals of 1 ms
+      advance(30 * 86_400_000); // 30 days idle: 2.6e9 intervals of 1 ms
       expect(goodIntervals(5)).toBe(200);
-      t += 86_400_000;
+      advance(86_400_000);
       expect(goodIntervals(5)).toBe(250);
-    } finally {
-      await e.close();
-    }
+    });
   });
 
   it('record* on another algorithm is a typed mistake', () => {
