@@ -795,10 +795,15 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
           first = false;
           session.setTimeout(config.keepAliveTimeoutMs);
         }
-        stream.once('close', () => open--);
+        // The keep-alive time counts from the last stream's close: the inactivity timer is not
+        // re-armed after it fires, so a timeout let pass while a stream was open (below) left an
+        // idle session open for good (a Node 24 CI run hung here once).
+        stream.once('close', () => {
+          if (--open === 0 && !session.closed && !session.destroyed) session.setTimeout(config.keepAliveTimeoutMs);
+        });
       });
       // ('timeout' with on(): setTimeout's own callback is a once-listener, and a timeout while a
-      // stream is open is let pass.)
+      // stream is open is let pass: the stream's close re-arms it.)
       session.on('timeout', () => {
         if (open !== 0 || session.closed || session.destroyed) return;
         session.close(); // GOAWAY; the socket goes once the peer has had a moment to read it
