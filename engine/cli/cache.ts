@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
+import { GuardedConnector } from '../redis/guarded.js';
 
 export const CACHE_USAGE = `usage: hotpath cache status|clear|warm [--url URL] [--token TOKEN] [--redis URL] [--file FILE]
 
@@ -119,7 +120,7 @@ export async function runCacheCommand(args: string[]): Promise<number> {
 }
 
 async function onRedis(url: string, action: 'status' | 'clear'): Promise<number> {
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false });
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false, Connector: GuardedConnector });
   redis.on('error', () => undefined);
   try {
     await redis.connect();

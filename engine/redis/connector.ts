@@ -25,12 +25,11 @@ import calculateSlot from 'cluster-key-slot';
 import { Cluster, Command, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 // ioredis's own test of whether a call goes into its auto-pipeline (not re-exported at the top).
 import { shouldUseAutoPipelining } from 'ioredis/built/autoPipelining.js';
-// The connector a plain connection runs on each (re)connect; the Cluster's subscriber rotates it over the nodes.
-import { StandaloneConnector } from 'ioredis/built/connectors/index.js';
 import { HotpathError, RedisCommandError, RedisUnavailableError } from '../errors.js';
 import type { Clock } from '../options.js';
 import { CircuitBreaker, type BreakerOptions, type BreakerState } from '../resilience/breaker.js';
 import { DeadlineQueue } from './deadlines.js';
+import { adoptConnector, GuardedConnector, guardedConnectorFor } from './guarded.js';
 import { HearingCheck } from './hearing.js';
 import { MAX_TIMER_MS } from '../timer.js';
 
@@ -224,13 +223,15 @@ export class RedisConnector extends EventEmitter {
           ...(seed?.username ? { username: decodeURIComponent(seed.username) } : {}),
           ...(seed?.password ? { password: decodeURIComponent(seed.password) } : {}),
           ...(seed?.protocol === 'rediss:' ? { tls: {} } : {}),
+          Connector: GuardedConnector, // every node's sockets (guarded.ts)
           ...config.options?.redisOptions,
         },
       });
     } else if (typeof config === 'string') {
-      this.client = new Redis(config, common);
+      this.client = new Redis(config, { ...common, Connector: GuardedConnector });
     } else {
-      this.client = new Redis({ ...common, ...config });
+      // A Connector of the caller's own wins (then its sockets are its business).
+      this.client = adoptConnector(new Redis({ ...common, Connector: guardedConnectorFor(config), ...config }));
     }
     this.client.on('error', (err: Error) => this.emit('redisError', err)); // never an unhandled 'error'
     this.client.on('ready', () => {
@@ -336,7 +337,7 @@ export class RedisConnector extends EventEmitter {
       if (enableAutoPipelining !== undefined) clusterLevel.enableAutoPipelining = enableAutoPipelining;
       return this.client.duplicate([], { ...clusterLevel, redisOptions: { ...this.client.options.redisOptions, ...overrides } });
     }
-    return this.client.duplicate(overrides);
+    return adoptConnector(this.client.duplicate(overrides));
   }
 
   stats(): ConnectorStats {
@@ -664,7 +665,7 @@ export class RedisConnector extends EventEmitter {
     // autoResubscribe is off: the 'ready' handler below resubscribes exactly what #handlers lists.
     const sub: Redis = this.client instanceof Cluster
       ? this.#clusterSubscriber(this.client)
-      : this.client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: false, enableAutoPipelining: false });
+      : adoptConnector(this.client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: false, enableAutoPipelining: false }));
     sub.on('error', (err: Error) => this.emit('redisError', err));
     // Subscribers must know when messages may have been missed: 'subscriber' 'down' when the
     // connection drops (once per outage, not per failed reconnect), 'up' once it is ready and our
@@ -833,12 +834,8 @@ export class RedisConnector extends EventEmitter {
       return nodes[turn++ % nodes.length]!;
     };
     // The connector ioredis runs on every (re)connect, here with the next node's address.
-    class RotatingConnector extends StandaloneConnector {
-      constructor(options: unknown) {
-        super(options as ConstructorParameters<typeof StandaloneConnector>[0]);
-      }
-
-      override connect(emit: Parameters<StandaloneConnector['connect']>[0]): ReturnType<StandaloneConnector['connect']> {
+    class RotatingConnector extends GuardedConnector {
+      override connect(emit: Parameters<GuardedConnector['connect']>[0]): ReturnType<GuardedConnector['connect']> {
         Object.assign(this.options, next());
         return super.connect(emit);
       }

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import calculateSlot from 'cluster-key-slot';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createEngine, ErrorCodes, RedisConnector } from '../../engine/index.js';
 import { canSpawnRedis, holdingProxy, startCluster, type RedisProcess } from './servers.js';
@@ -79,6 +79,26 @@ describe.runIf(spawnable)('a 3-master Redis Cluster', () => {
     await r.publish('hotpath:test:cluster-chan', 'across');
     expect(await got).toBe('across');
     await unsubscribe();
+  });
+
+  it('a node\'s socket that errors twice is no uncaught exception (guarded.ts); the node reconnects', async () => {
+    const c = await RedisConnector.connect({ cluster: cluster.urls }, { timeoutMs: 1000, connectTimeoutMs: 10_000, reconnect: { minMs: 10, maxMs: 50 } });
+    try {
+      const nodes = (c.client as Cluster).nodes('master');
+      expect(nodes).toHaveLength(3);
+      for (const node of nodes) {
+        const first = new Promise((resolve) => node.stream.once('error', resolve));
+        node.stream.destroy(new Error('first (test)'));
+        await first;
+        expect(() => node.stream.emit('error', new Error('tlsv1 alert decode error (test)'))).not.toThrow();
+      }
+      const s = c.defineScript('test-cluster-guard', "return redis.call('SET', KEYS[1], ARGV[1])");
+      await vi.waitFor(async () => {
+        for (const t of tags) expect(await s.run([`hotpath:{${t}}:guard`], [t])).toBe('OK');
+      }, { timeout: 5000 });
+    } finally {
+      await c.close();
+    }
   });
 
   it('a dropped subscriber connection is announced (down, then up), resubscribed on the next node, and hears again', async () => {

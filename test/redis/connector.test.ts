@@ -404,3 +404,49 @@ describe.runIf(spawnable)('RedisConnector: events, close and construction (revie
     expect(sockets()).toBe(before);
   });
 });
+
+describe.runIf(spawnable)('RedisConnector: a socket that errors more than once', () => {
+  // ioredis listens for a socket's first 'error' only; Node can emit a second on a TLS socket
+  // (an OpenSSL error read after the failure, emitted directly: see engine/redis/guarded.ts).
+  // This does the same: destroy(err) (the first error, emitted on the next tick), then a plain
+  // emit once it is out. Without a listener the second is thrown from emit() — an uncaught
+  // exception in an application.
+  const twoErrors = async (stream: NodeJS.EventEmitter & { destroy(err: Error): void }): Promise<void> => {
+    const first = new Promise((resolve) => stream.once('error', resolve));
+    stream.destroy(Object.assign(new Error('first (test)'), { code: 'ECONNRESET' }));
+    await first;
+    stream.emit('error', Object.assign(new Error('tlsv1 alert decode error (test)'), { code: 'ERR_SSL_TLSV1_ALERT_DECODE_ERROR' }));
+  };
+  const ready = (c: { status: string; once(e: string, l: () => void): unknown }): Promise<void> =>
+    c.status === 'ready' ? Promise.resolve() : new Promise((resolve) => c.once('ready', () => resolve()));
+
+  it('is not an uncaught exception, on the command connection or a duplicate, and both reconnect', async () => {
+    const server = await startRedis();
+    const r = await RedisConnector.connect(server.url, { timeoutMs: 1000, reconnect: { minMs: 10, maxMs: 20 } });
+    const dup = r.duplicateClient({ enableOfflineQueue: true, maxRetriesPerRequest: null });
+    const dupErrors: Error[] = [];
+    dup.on('error', (err: Error) => dupErrors.push(err));
+    try {
+      expect(r.available).toBe(true);
+      await ready(dup);
+      type Stream = NodeJS.EventEmitter & { destroy(err: Error): void };
+      const clientStream = (r.client as unknown as { stream: Stream }).stream;
+      const dupStream = (dup as unknown as { stream: Stream }).stream;
+      // (events.once would reject on the 'error' the clients emit first)
+      const back = [r.client, dup].map((c) => new Promise((resolve) => c.once('ready', resolve)));
+      await twoErrors(clientStream);
+      await twoErrors(dupStream);
+      expect(dupErrors.map((e) => e.message)).toEqual(['first (test)']); // ioredis reported the first
+      // The first error is still ioredis's to handle: both close that socket and connect again.
+      await Promise.all(back);
+      expect((r.client as unknown as { stream: unknown }).stream).not.toBe(clientStream);
+      expect(await dup.ping()).toBe('PONG');
+      expect((dup as unknown as { stream: unknown }).stream).not.toBe(dupStream);
+      expect(await r.command('PING')).toBe('PONG');
+    } finally {
+      dup.disconnect();
+      await r.close();
+      await server.stop();
+    }
+  });
+});
