@@ -4,7 +4,8 @@
  * exports. `--json -` / `--csv -` write to stdout; the summary then goes to stderr, so stdout
  * stays parseable.
  */
-import { writeFileSync } from 'node:fs';
+import { accessSync, constants, statSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadtest, type LoadtestResult } from '../loadtest/loadtest.js';
 import { parseDuration, parseStages, readScenarios, type LoadtestOptions } from '../loadtest/options.js';
@@ -35,7 +36,8 @@ HTTP/1.1 load (undici, keep-alive) from worker threads, latencies in HDR histogr
   --timeout D      a request without its whole response D after its send fails, and counts in
                    the latencies at D (default 10s)
   --graceful-stop D  requests in flight when the schedule ends get D to finish (default 2s)
-  --interval D     width of one time-series sample (default: duration / 20, 100ms to 1s)
+  --interval D     width of one time-series sample (default: duration / 20, 100ms to 1s;
+                   at least 10ms)
   --json FILE      the full result as JSON (- for stdout); --csv FILE: the time series + a total row;
   --html FILE      a self-contained report with plots
   --quiet          no summary, no progress line
@@ -93,6 +95,11 @@ export async function runLoadtest(args: string[]): Promise<number> {
     }
     if (values.html === '-') throw new TypeError('--html needs a file name (the report is a page, not a stream)');
     if (values.json === '-' && values.csv === '-') throw new TypeError('--json - and --csv - would share stdout: give one of them a file');
+    // Checked before the run, not after it (review48: a bad --json path threw away a whole run).
+    for (const f of ['json', 'csv', 'html'] as const) {
+      const file = values[f];
+      if (file !== undefined && file !== '-') checkWritable(file, `--${f}`);
+    }
     options = { url: positionals[0]! };
     const rate = number(values.rate, '--rate', false);
     if (rate !== undefined) options.rate = rate;
@@ -164,23 +171,23 @@ export async function runLoadtest(args: string[]): Promise<number> {
     process.off('SIGINT', onSigint);
   }
   if (live) process.stderr.write('\r\x1b[2K');
-  try {
-    if (values.json !== undefined) {
-      const text = JSON.stringify(result, null, 2) + '\n';
-      if (values.json === '-') process.stdout.write(text);
-      else writeFileSync(values.json, text);
+  // Each output on its own: one that cannot be written (the disk filled, the directory went
+  // away during the run) does not cost the others or the summary.
+  let unwritten = 0;
+  const output = (flag: string, file: string, text: () => string): void => {
+    try {
+      if (file === '-') process.stdout.write(text());
+      else writeFileSync(file, text());
+    } catch (err) {
+      unwritten++;
+      console.error(`hotpath loadtest: cannot write ${flag} ${file}: ${(err as Error).message}`);
     }
-    if (values.csv !== undefined) {
-      const text = loadtestCsv(result);
-      if (values.csv === '-') process.stdout.write(text);
-      else writeFileSync(values.csv, text);
-    }
-    if (values.html !== undefined) writeFileSync(values.html, loadtestHtml(result));
-  } catch (err) {
-    console.error(`hotpath loadtest: cannot write the report: ${(err as Error).message}`);
-    return 1;
-  }
+  };
+  if (values.json !== undefined) output('--json', values.json, () => JSON.stringify(result, null, 2) + '\n');
+  if (values.csv !== undefined) output('--csv', values.csv, () => loadtestCsv(result));
+  if (values.html !== undefined) output('--html', values.html, () => loadtestHtml(result));
   for (const line of summary(result)) say(line);
+  if (unwritten > 0) return 1;
   if (result.requests.completed === 0) {
     const q = result.requests;
     const why = [
@@ -191,6 +198,23 @@ export async function runLoadtest(args: string[]): Promise<number> {
     return 1;
   }
   return 0;
+}
+
+/** Throws a TypeError naming `flag` unless `file` can be written (an existing file, or a new one in a writable directory). */
+function checkWritable(file: string, flag: string): void {
+  const path = resolve(file);
+  let target = path;
+  try {
+    if (statSync(path).isDirectory()) throw new TypeError(`${flag} ${file} is a directory`);
+  } catch (err) {
+    if (err instanceof TypeError) throw err;
+    target = dirname(path); // does not exist yet: its directory must
+  }
+  try {
+    accessSync(target, constants.W_OK);
+  } catch (err) {
+    throw new TypeError(`${flag} ${file} cannot be written (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}${target === path ? '' : ` for ${target}`})`, { cause: err });
+  }
 }
 
 function summary(r: LoadtestResult): string[] {
@@ -213,5 +237,6 @@ function summary(r: LoadtestResult): string[] {
   }
   if (r.generator.scheduleLag !== null) lines.push(`  schedule lag (generator) p50 ${r.generator.scheduleLag.p50} ms, p99 ${r.generator.scheduleLag.p99} ms, max ${r.generator.scheduleLag.max} ms`);
   if (r.requests.errors > 0) lines.push(`  errors: ${Object.entries(r.errors).map(([k, v]) => `${k} ×${v}`).join(', ')}`);
+  if (q.resent > 0) lines.push(`  ${q.resent} requests written again by undici after their connection closed under them (pipelined behind a failed one): the server may have seen up to ${q.total + q.resent}`);
   return lines;
 }

@@ -85,6 +85,12 @@ export interface LoadtestResult {
     scheduled: number;
     /** requests sent */
     total: number;
+    /**
+     * requests undici wrote a second time (or more), on a new connection, because the one they
+     * were pipelined on closed before their response (`pipelining` > 1 only; POSTs too). The
+     * server may have received them more than once: it saw up to `total + resent`.
+     */
+    resent: number;
     /** responses received (any status) */
     completed: number;
     /** open model: arrivals that found no free connection slot at their intended start */
@@ -226,7 +232,7 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
   const file = distUrl('engine/loadtest/worker.js');
   const totalRaw = latencyHistogram();
   const totalCorrected = latencyHistogram();
-  const totals = { sent: 0, completed: 0, dropped: 0, interrupted: 0, measuredFailures: 0, bytesIn: 0, bytesOut: 0, errors: 0 };
+  const totals = { sent: 0, resent: 0, completed: 0, dropped: 0, interrupted: 0, measuredFailures: 0, bytesIn: 0, bytesOut: 0, errors: 0 };
   const statusCodes: Record<string, number> = {};
   const errors: Record<string, number> = {};
   const rows = new Map<number, Row>();
@@ -280,6 +286,7 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
     if (corrected !== null) totalCorrected.add(corrected);
     const errs = Object.values(s.errors).reduce((a, b) => a + b, 0);
     totals.sent += s.sent;
+    totals.resent += s.resent;
     totals.completed += s.completed;
     totals.dropped += s.dropped;
     totals.interrupted += s.interrupted;
@@ -426,7 +433,7 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
     duration: { scheduledMs: o.totalMs, actualMs: Math.round(lastTo) },
     requests: {
       scheduled: o.model === 'open' ? scheduledArrivals(o.from, o.stages) : totals.sent,
-      total: totals.sent, completed: totals.completed, dropped: totals.dropped, errors: totals.errors, interrupted: totals.interrupted,
+      total: totals.sent, resent: totals.resent, completed: totals.completed, dropped: totals.dropped, errors: totals.errors, interrupted: totals.interrupted,
       measured: totals.completed + totals.measuredFailures,
     },
     throughput: { rps: Math.round((totals.completed / seconds) * 10) / 10, bytesPerSec: Math.round(totals.bytesIn / seconds) },

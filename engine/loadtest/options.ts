@@ -134,6 +134,25 @@ export interface ResolvedOptions {
   scenarios: WireScenario[];
 }
 
+/**
+ * Bounds on what one run may ask for, each a clear RangeError instead of a generator that runs
+ * out of memory or falls behind its own schedule (review48: 10 M connections exhausted the heap
+ * after 54 s; a pipelining of 1e9 grew to 4 GB; 1e9 requests/s blocked the worker's event loop
+ * counting drops one by one, 21 s for a 1 s run, and its latencies were the loop's).
+ */
+export const LIMITS = {
+  /** A host has at most ~64 k ports to one destination: more connections cannot be opened. */
+  connections: 65_536,
+  pipelining: 1024,
+  /** connections × pipelining: one slot object each, in every worker. */
+  slots: 1 << 20,
+  /** Requests/s of the open model: above this one generator host drops more than it sends. */
+  rate: 1_000_000,
+  workers: 64,
+  /** A narrower time-series interval than this is not kept by Node's 1 ms timers: rows fell behind. */
+  intervalMs: 10,
+} as const;
+
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/;
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
@@ -215,47 +234,111 @@ function checkScenarios(list: unknown[], what: string): void {
     for (const k of Object.keys(o)) {
       if (!['method', 'path', 'headers', 'body', 'weight'].includes(k)) throw new TypeError(`${at} has an unknown field ${JSON.stringify(k)} (fields: method, path, headers, body, weight)`);
     }
-    if (o.method !== undefined && (typeof o.method !== 'string' || !TOKEN.test(o.method))) throw new TypeError(`${at}.method must be an HTTP method, got ${JSON.stringify(o.method)}`);
+    checkMethod(o.method, `${at}.method`);
     // undici's own rule (a request target of visible characters: no space, no control, nothing
     // past U+00FF), checked here so a bad path is a usage error, not an error per request.
     if (o.path !== undefined && (typeof o.path !== 'string' || !o.path.startsWith('/') || !PATH.test(o.path))) {
       throw new TypeError(`${at}.path must be a string starting with '/', without spaces or control characters (percent-encode them), got ${JSON.stringify(o.path)}`);
     }
     if (o.headers !== undefined) checkHeaders(o.headers, `${at}.headers`);
+    checkBody(o.body, o.headers, `${at}`);
     if (o.weight !== undefined && (typeof o.weight !== 'number' || !Number.isFinite(o.weight) || o.weight <= 0)) throw new RangeError(`${at}.weight must be a positive number, got ${JSON.stringify(o.weight)}`);
   });
 }
 
+/** A method undici sends on a kept-alive connection: a token, not CONNECT (a tunnel, not a request). */
+function checkMethod(m: unknown, what: string): void {
+  if (m === undefined) return;
+  if (typeof m !== 'string' || !TOKEN.test(m)) throw new TypeError(`${what} must be an HTTP method, got ${JSON.stringify(m)}`);
+  if (m.toUpperCase() === 'CONNECT') throw new TypeError(`${what} CONNECT opens a tunnel and cannot be load-tested as a request`);
+}
+
+/**
+ * Headers undici refuses on every request (each one would fail at send time: review48), and those
+ * the tester sets itself. The framing is undici's: it writes content-length from the body.
+ */
+const REFUSED_HEADERS: Record<string, string> = {
+  'transfer-encoding': 'undici frames the body itself (content-length)',
+  'keep-alive': 'connections are kept alive by the tester',
+  upgrade: 'protocol upgrades are not load-tested',
+  expect: 'undici does not send Expect (100-continue) requests',
+};
+
+/** The body as the wire carries it (a string as is, anything else as JSON), or null. */
+function bodyText(body: unknown): string | null {
+  if (body === undefined || body === null) return null;
+  return typeof body === 'string' ? body : JSON.stringify(body);
+}
+
+/**
+ * A body is a string, or a JSON value (sent as JSON). Bytes, functions, symbols and bigints are
+ * refused here: JSON.stringify turned a Buffer into {"type":"Buffer",…} and a function into
+ * nothing, and the run then sent something else than was meant (review48). A content-length
+ * header must be the body's length in bytes.
+ */
+function checkBody(body: unknown, headers: unknown, at: string): void {
+  const what = `${at}${at.endsWith(']') ? '.body' : ''}`.replace(/^options$/, 'options.body');
+  if (body !== undefined && body !== null && typeof body !== 'string') {
+    if (typeof body === 'function' || typeof body === 'symbol' || typeof body === 'bigint' || ArrayBuffer.isView(body) || body instanceof ArrayBuffer) {
+      throw new TypeError(`${what} must be a string or a JSON value (objects, arrays, numbers, booleans), got ${ArrayBuffer.isView(body) || body instanceof ArrayBuffer ? 'bytes (pass a string)' : `a ${typeof body}`}`);
+    }
+    let text: string | undefined;
+    try {
+      text = JSON.stringify(body);
+    } catch (err) {
+      throw new TypeError(`${what} cannot be sent as JSON: ${(err as Error).message}`, { cause: err });
+    }
+    if (text === undefined) throw new TypeError(`${what} has no JSON form`);
+  }
+  if (headers === null || typeof headers !== 'object') return;
+  for (const [k, v] of Object.entries(headers)) {
+    if (k.toLowerCase() !== 'content-length') continue;
+    const text = bodyText(body);
+    const length = text === null ? 0 : Buffer.byteLength(text);
+    if (String(v).trim() !== String(length)) throw new TypeError(`${what.replace(/\.body$/, '')}.headers.${k} is ${JSON.stringify(v)} but the body is ${length} bytes (leave it out: it is set from the body)`);
+  }
+}
+
 function checkHeaders(h: unknown, what: string): void {
   if (h === null || typeof h !== 'object' || Array.isArray(h)) throw new TypeError(`${what} must be an object of header: value strings`);
+  const seen = new Set<string>();
   for (const [k, v] of Object.entries(h)) {
     if (!TOKEN.test(k)) throw new TypeError(`${what} has an invalid header name ${JSON.stringify(k)}`);
+    const lower = k.toLowerCase();
+    if (REFUSED_HEADERS[lower] !== undefined) throw new TypeError(`${what}.${k} is not allowed: ${REFUSED_HEADERS[lower]}`);
+    if (seen.has(lower) && (lower === 'host' || lower === 'content-length')) throw new TypeError(`${what} has ${lower} twice (as ${JSON.stringify(k)} too)`);
+    seen.add(lower);
     // undici's rule for a header value: tab, visible ASCII, space and bytes 0x80–0xFF (latin1).
     if (typeof v !== 'string' || /[^\t\x20-\x7e\x80-\xff]/.test(v)) throw new TypeError(`${what}.${k} must be a string of printable latin1 characters (no CR, LF, other control characters, or characters past U+00FF), got ${JSON.stringify(v)}`);
   }
 }
 
-function positiveInt(v: unknown, what: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new RangeError(`${what} must be a positive integer, got ${JSON.stringify(v)}`);
+function positiveInt(v: unknown, what: string, max: number, min = 1): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new RangeError(`${what} must be a ${min === 0 ? 'whole number ≥ 0' : 'positive integer'}, got ${JSON.stringify(v)}`);
+  if (v > max) throw new RangeError(`${what} must be at most ${max}, got ${v}`);
   return v;
 }
 
+/** The options `loadtest()` knows: anything else is a typo, refused (as in a scenario). */
+const KNOWN_OPTIONS = new Set([
+  'url', 'rate', 'connections', 'pipelining', 'durationMs', 'stages', 'scenarios', 'method', 'headers', 'body',
+  'workers', 'timeoutMs', 'gracefulStopMs', 'intervalMs', 'correct', 'onProgress', 'signal',
+]);
+
 function toWire(list: Scenario[], url: URL): WireScenario[] {
-  const total = list.reduce((a, s) => a + (s.weight ?? 1), 0);
+  // Relative to the largest: weights near the largest double would add up to Infinity (review48:
+  // two of 1e308 sent every request to the second).
+  const top = list.reduce((a, s) => Math.max(a, s.weight ?? 1), 0);
+  const total = list.reduce((a, s) => a + (s.weight ?? 1) / top, 0);
   let acc = 0;
   return list.map((s, i) => {
-    acc += s.weight ?? 1;
+    acc += (s.weight ?? 1) / top;
     const headers: string[] = [];
-    let body: string | null = null;
     const own = Object.keys(s.headers ?? {}).map((k) => k.toLowerCase());
-    for (const [k, v] of Object.entries(s.headers ?? {})) headers.push(k, v);
-    if (s.body !== undefined && s.body !== null) {
-      if (typeof s.body === 'string') body = s.body;
-      else {
-        body = JSON.stringify(s.body);
-        if (!own.includes('content-type')) headers.push('content-type', 'application/json');
-      }
-    }
+    // content-length is undici's to write (checked equal to the body's in checkBody).
+    for (const [k, v] of Object.entries(s.headers ?? {})) if (k.toLowerCase() !== 'content-length') headers.push(k, v);
+    const body = bodyText(s.body);
+    if (body !== null && typeof s.body !== 'string' && !own.includes('content-type')) headers.push('content-type', 'application/json');
     // The last bound is exactly 1 so a random number in [0, 1) always finds a scenario.
     return { method: (s.method ?? 'GET').toUpperCase(), path: s.path ?? `${url.pathname}${url.search}`, headers, body, upTo: i === list.length - 1 ? 1 : acc / total };
   });
@@ -267,6 +350,9 @@ function toWire(list: Scenario[], url: URL): WireScenario[] {
  */
 export function resolveOptions(options: LoadtestOptions): ResolvedOptions {
   if (options === null || typeof options !== 'object') throw new TypeError('options must be an object with at least a url');
+  for (const k of Object.keys(options)) {
+    if (!KNOWN_OPTIONS.has(k)) throw new TypeError(`options has an unknown field ${JSON.stringify(k)} (fields: ${[...KNOWN_OPTIONS].join(', ')})`);
+  }
   let url: URL;
   try {
     url = new URL(String(options.url));
@@ -283,9 +369,10 @@ export function resolveOptions(options: LoadtestOptions): ResolvedOptions {
     if (typeof r !== 'number' || !Number.isFinite(r) || r < 0 || (r === 0 && !hasStages)) {
       throw new RangeError(`options.rate must be a positive number of requests/s${hasStages ? ' (or 0: the start of the stages)' : ''}, got ${JSON.stringify(r)}`);
     }
+    if (r > LIMITS.rate) throw new RangeError(`options.rate must be at most ${LIMITS.rate} requests/s, got ${r}`);
   }
   if (hasStages && options.durationMs !== undefined) throw new TypeError('options.durationMs and options.stages are exclusive: the stages give the duration');
-  const pipelining = options.pipelining === undefined ? DEFAULTS.pipelining : positiveInt(options.pipelining, 'options.pipelining');
+  const pipelining = options.pipelining === undefined ? DEFAULTS.pipelining : positiveInt(options.pipelining, 'options.pipelining', LIMITS.pipelining);
   let stages: Stage[];
   let from: number;
   if (hasStages) {
@@ -295,13 +382,16 @@ export function resolveOptions(options: LoadtestOptions): ResolvedOptions {
       const durationMs = parseDuration(s.durationMs, `options.stages[${i}].durationMs`);
       if (typeof s.target !== 'number' || !Number.isFinite(s.target) || s.target < 0) throw new RangeError(`options.stages[${i}].target must be a number ≥ 0, got ${JSON.stringify(s.target)}`);
       if (!open && !Number.isInteger(s.target)) throw new RangeError(`options.stages[${i}].target must be a whole number of connections (closed model), got ${s.target}`);
+      const max = open ? LIMITS.rate : LIMITS.connections;
+      if (s.target > max) throw new RangeError(`options.stages[${i}].target must be at most ${max} ${open ? 'requests/s' : 'connections'}, got ${s.target}`);
       return { durationMs, target: s.target };
     });
     if (open) from = options.rate!;
-    else from = options.connections === undefined ? 0 : positiveInt(options.connections, 'options.connections');
+    // The ramp starts here, and may start at 0 (the default).
+    else from = options.connections === undefined ? 0 : positiveInt(options.connections, 'options.connections', LIMITS.connections, 0);
   } else {
     const d = options.durationMs === undefined ? DEFAULTS.durationMs : parseDuration(options.durationMs, 'options.durationMs');
-    const level = open ? options.rate! : options.connections === undefined ? DEFAULTS.closedConnections : positiveInt(options.connections, 'options.connections');
+    const level = open ? options.rate! : options.connections === undefined ? DEFAULTS.closedConnections : positiveInt(options.connections, 'options.connections', LIMITS.connections);
     stages = [{ durationMs: d, target: level }];
     from = level;
   }
@@ -310,9 +400,12 @@ export function resolveOptions(options: LoadtestOptions): ResolvedOptions {
   if (!open && Math.max(from, ...stages.map((s) => s.target)) === 0) throw new RangeError('options.stages never open a connection: every target is 0');
   if (open && Math.max(from, ...stages.map((s) => s.target)) === 0) throw new RangeError('options.stages never send a request: every rate is 0');
   const connections = open
-    ? options.connections === undefined ? DEFAULTS.openConnections : positiveInt(options.connections, 'options.connections')
+    ? options.connections === undefined ? DEFAULTS.openConnections : positiveInt(options.connections, 'options.connections', LIMITS.connections)
     : Math.max(from, ...stages.map((s) => s.target));
-  let workers = options.workers === undefined ? DEFAULTS.workers() : positiveInt(options.workers, 'options.workers');
+  if (connections * pipelining > LIMITS.slots) {
+    throw new RangeError(`options.connections × options.pipelining must be at most ${LIMITS.slots} requests in flight, got ${connections} × ${pipelining}`);
+  }
+  let workers = options.workers === undefined ? DEFAULTS.workers() : positiveInt(options.workers, 'options.workers', LIMITS.workers);
   // Every worker owns at least one connection.
   workers = Math.min(workers, connections);
   const timeoutMs = options.timeoutMs === undefined ? DEFAULTS.timeoutMs : parseDuration(options.timeoutMs, 'options.timeoutMs');
@@ -320,6 +413,7 @@ export function resolveOptions(options: LoadtestOptions): ResolvedOptions {
   const intervalMs = options.intervalMs === undefined
     ? Math.min(1000, Math.max(100, Math.round(totalMs / 20 / 100) * 100))
     : parseDuration(options.intervalMs, 'options.intervalMs');
+  if (intervalMs < LIMITS.intervalMs) throw new RangeError(`options.intervalMs must be at least ${LIMITS.intervalMs} ms (Node's timers cannot keep narrower samples on time), got ${intervalMs}`);
   if (options.correct !== undefined && typeof options.correct !== 'boolean') throw new TypeError(`options.correct must be a boolean, got ${JSON.stringify(options.correct)}`);
   if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw new TypeError('options.onProgress must be a function');
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new TypeError('options.signal must be an AbortSignal');
@@ -333,8 +427,9 @@ export function resolveOptions(options: LoadtestOptions): ResolvedOptions {
     if (options.method !== undefined) one.method = options.method;
     if (options.headers !== undefined) one.headers = options.headers;
     if (options.body !== undefined) one.body = options.body;
-    if (options.method !== undefined && (typeof options.method !== 'string' || !TOKEN.test(options.method))) throw new TypeError(`options.method must be an HTTP method, got ${JSON.stringify(options.method)}`);
+    checkMethod(options.method, 'options.method');
     if (options.headers !== undefined) checkHeaders(options.headers, 'options.headers');
+    checkBody(options.body, options.headers, 'options');
     list = [one];
   }
   return {

@@ -50,6 +50,7 @@ export function loadtestHtml(result: LoadtestResult): string {
   const staticRows: Array<[string, string, string]> = [
     ['throughput.rps', 'throughput (responses/s)', String(result.throughput.rps)],
     ['requests.total', 'requests sent', String(result.requests.total)],
+    ['requests.resent', 'written again after their connection closed', String(result.requests.resent)],
     ['requests.dropped', 'dropped (open model)', String(result.requests.dropped)],
     ['requests.errors', 'errors', String(result.requests.errors)],
     ['latency.corrected.p50', 'corrected p50 (ms)', String(c.p50)],

@@ -50,6 +50,8 @@ export interface WorkerSample {
   /** open model: latencies from the intended start, µs; closed model: null (corrected on the main thread) */
   corrected: Float64Array | null;
   sent: number;
+  /** requests undici wrote again on a new connection (see Slot.onConnect) */
+  resent: number;
   completed: number;
   dropped: number;
   interrupted: number;
@@ -98,9 +100,21 @@ class Slot implements Dispatcher.DispatchHandler {
   inFlight = false;
   /** Aborts the request in flight (undici's, given at onConnect). */
   abort: ((err: Error) => void) | null = null;
+  /** The scenario of the request in flight. */
+  scenario = 0;
+  /** How many times undici has written the request in flight. */
+  writes = 0;
   constructor(readonly runner: Runner, readonly client: Client) {}
+  /**
+   * undici calls this each time it writes the request. More than once: the connection closed
+   * with this request pipelined behind the one that failed, and undici wrote it again on the
+   * next connection (client-h1.js onHttpSocketClose re-queues the running requests; POSTs too,
+   * since pipelined requests are marked idempotent). The server may then see it twice: counted
+   * (review48: with a server closing connections, it saw 3.9× the requests reported).
+   */
   onConnect(abort: (err?: Error) => void): void {
     this.abort = abort;
+    if (++this.writes > 1) this.runner.resent(this);
   }
   onHeaders(statusCode: number): boolean {
     this.status = statusCode;
@@ -137,6 +151,7 @@ class Runner {
   #raw = latencyHistogram();
   #corrected = latencyHistogram();
   #sent = 0;
+  #resent = 0;
   #completed = 0;
   #dropped = 0;
   #interrupted = 0;
@@ -161,6 +176,11 @@ class Runner {
       // undici holds a socket "blocking" after a request until its response headers arrive, and
       // never pipelines after a non-idempotent one: both would turn pipelining off.
       ...(pipelined ? { blocking: false, idempotent: true } : {}),
+      // Keep the connection: undici closes it after a HEAD, and after a GET or DELETE with a body,
+      // unless told not to (against servers that answer those wrongly) — each such request paid
+      // a new TCP connection, and --pipelining did nothing for them (review48). A `connection:
+      // close` header of the scenario still closes it (undici reads headers after this).
+      reset: false,
     }));
     this.#bodyBytes = init.scenarios.map((s) => (s.body === null ? 0 : Buffer.byteLength(s.body)));
     for (let n = 0; n < init.connections; n++) {
@@ -331,6 +351,8 @@ class Runner {
     slot.busy = true;
     slot.inFlight = true;
     slot.abort = null;
+    slot.scenario = i;
+    slot.writes = 0;
     slot.intended = intended;
     slot.sentAt = now;
     if (this.#init.model === 'open') this.#lag.recordValue(Math.round((now - intended) * 1000));
@@ -338,6 +360,12 @@ class Runner {
     this.#sent++;
     this.#bytesOut += this.#bodyBytes[i]!;
     slot.client.dispatch(this.#requests[i]!, slot);
+  }
+
+  /** undici wrote `slot`'s request again (see Slot.onConnect): its bytes went out again. */
+  resent(slot: Slot): void {
+    this.#resent++;
+    this.#bytesOut += this.#bodyBytes[slot.scenario]!;
   }
 
   completed(slot: Slot): void {
@@ -430,7 +458,7 @@ class Runner {
       type: 'sample', index: this.#interval, final, toMs: at - this.#startAt,
       raw: histogramPairs(this.#raw),
       corrected: this.#init.model === 'open' ? histogramPairs(this.#corrected) : null,
-      sent: this.#sent, completed: this.#completed, dropped: this.#dropped, interrupted: this.#interrupted, measuredFailures: this.#measuredFailures,
+      sent: this.#sent, resent: this.#resent, completed: this.#completed, dropped: this.#dropped, interrupted: this.#interrupted, measuredFailures: this.#measuredFailures,
       bytesIn: this.bytesIn, bytesOut: this.#bytesOut, status: this.#status, errors: this.#errors,
       lag: this.#init.model === 'open' ? histogramPairs(this.#lag) : null,
     };
@@ -438,7 +466,7 @@ class Runner {
     this.#interval++;
     this.#raw.reset();
     this.#corrected.reset();
-    this.#sent = this.#completed = this.#dropped = this.#interrupted = this.#measuredFailures = this.bytesIn = this.#bytesOut = 0;
+    this.#sent = this.#resent = this.#completed = this.#dropped = this.#interrupted = this.#measuredFailures = this.bytesIn = this.#bytesOut = 0;
     this.#lag.reset();
     this.#status = {};
     this.#errors = {};

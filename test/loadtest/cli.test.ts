@@ -221,6 +221,13 @@ describe('hotpath loadtest: bad input exits 2 with the flag named', () => {
     [['http://127.0.0.1:9/', '--bogus'], /Unknown option '--bogus'/],
     [['http://127.0.0.1:9/', '--graceful-stop', '0.2ms'], /--graceful-stop must be a duration of at least 1 ms/],
     [['http://127.0.0.1:9/', '--duration', '600h'], /--duration must be at most 2147483647 ms/],
+    // review48: each of these ran the whole run first, then failed (or failed every request).
+    [['http://127.0.0.1:9/', '--json', '/nonexistent/dir/x.json'], /--json \/nonexistent\/dir\/x\.json cannot be written \(ENOENT/],
+    [['http://127.0.0.1:9/', '--html', tmpdir()], /--html .* is a directory/],
+    [['http://127.0.0.1:9/', '-m', 'CONNECT'], /--method CONNECT opens a tunnel/],
+    [['http://127.0.0.1:9/', '-H', 'Expect: 100-continue'], /--header\.Expect is not allowed/],
+    [['http://127.0.0.1:9/', '-p', '2000'], /--pipelining must be at most 1024/],
+    [['http://127.0.0.1:9/', '--interval', '1ms'], /--interval must be at least 10 ms/],
   ];
   for (const [args, message] of cases) {
     it(`${args.join(' ') || '(no URL)'}`, async () => {

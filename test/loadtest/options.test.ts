@@ -4,6 +4,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { loadtest, parseDuration, parseStages, readScenarios } from '../../engine/loadtest/index.js';
 import { resolveOptions } from '../../engine/loadtest/options.js';
@@ -64,9 +65,34 @@ describe('loadtest options', () => {
       [{ scenarios: [{ path: '/', verb: 'GET' }] }, /unknown field "verb"/],
       [{ timeoutMs: -1 }, /options\.timeoutMs/],
       [{ correct: 'yes' }, /options\.correct must be a boolean/],
+      // review48: each of these ran a whole run and failed every request (or sent something else).
+      [{ rte: 5 }, /options has an unknown field "rte"/],
+      [{ body: Buffer.from('hello') }, /options\.body must be a string or a JSON value .*bytes/],
+      [{ body: () => 1 }, /options\.body must be a string or a JSON value .*function/],
+      [{ body: 5n }, /options\.body must be a string or a JSON value .*bigint/],
+      [{ body: ((): object => { const o: Record<string, unknown> = {}; o.self = o; return o; })() }, /options\.body cannot be sent as JSON/],
+      [{ scenarios: [{ path: '/', body: new Uint8Array(3) }] }, /options\.scenarios\[0\]\.body must be a string or a JSON value/],
+      [{ method: 'CONNECT' }, /options\.method CONNECT opens a tunnel/],
+      [{ scenarios: [{ method: 'connect' }] }, /options\.scenarios\[0\]\.method CONNECT/],
+      [{ headers: { Expect: '100-continue' } }, /options\.headers\.Expect is not allowed/],
+      [{ headers: { 'transfer-encoding': 'chunked' } }, /options\.headers\.transfer-encoding is not allowed/],
+      [{ scenarios: [{ headers: { upgrade: 'websocket' } }] }, /options\.scenarios\[0\]\.headers\.upgrade is not allowed/],
+      [{ headers: { 'keep-alive': 'timeout=5' } }, /keep-alive is not allowed/],
+      [{ body: 'abc', headers: { 'content-length': '5' } }, /options\.headers\.content-length is "5" but the body is 3 bytes/],
+      [{ scenarios: [{ headers: { 'Content-Length': '2' } }] }, /options\.scenarios\[0\]\.headers\.Content-Length is "2" but the body is 0 bytes/],
+      [{ headers: { Host: 'a', host: 'b' } }, /options\.headers has host twice/],
+      // review48: bounds instead of a run that exhausts memory or falls behind its own schedule.
+      [{ connections: 65_537 }, /options\.connections must be at most 65536/],
+      [{ pipelining: 1025 }, /options\.pipelining must be at most 1024/],
+      [{ connections: 2000, pipelining: 1000 }, /options\.connections × options\.pipelining must be at most 1048576/],
+      [{ rate: 1e9 }, /options\.rate must be at most 1000000/],
+      [{ rate: 0, stages: [{ durationMs: 1000, target: 2e6 }] }, /options\.stages\[0\]\.target must be at most 1000000 requests\/s/],
+      [{ stages: [{ durationMs: 1000, target: 1e7 }] }, /options\.stages\[0\]\.target must be at most 65536 connections/],
+      [{ workers: 65 }, /options\.workers must be at most 64/],
+      [{ intervalMs: 5 }, /options\.intervalMs must be at least 10 ms/],
     ];
     for (const [extra, message] of cases) {
-      expect(() => resolveOptions({ url: URL_OK, ...extra } as never), JSON.stringify(extra)).toThrow(message);
+      expect(() => resolveOptions({ url: URL_OK, ...extra } as never), inspect(extra)).toThrow(message);
     }
   });
 
@@ -111,5 +137,13 @@ describe('loadtest options', () => {
     expect(resolveOptions({ url: URL_OK, rate: 5 }).connections).toBe(100);
     // every worker owns at least one connection
     expect(resolveOptions({ url: URL_OK, connections: 2, workers: 4 }).workers).toBe(2);
+    // review48: weights that add up past the largest double sent everything to the last one.
+    const huge = resolveOptions({ url: URL_OK, scenarios: [{ path: '/a', weight: 1e308 }, { path: '/b', weight: 1e308 }] });
+    expect(huge.scenarios.map((w) => w.upTo)).toEqual([0.5, 1]);
+    // a matching content-length passes, and is left for undici to write (not sent twice)
+    const cl = resolveOptions({ url: URL_OK, method: 'POST', body: 'héllo', headers: { 'Content-Length': '6' } });
+    expect(cl.scenarios[0]!.headers).toEqual([]);
+    // review48: the closed-model ramp starts at --connections, 0 included (as documented)
+    expect(resolveOptions({ url: URL_OK, connections: 0, stages: [{ durationMs: 1000, target: 4 }] }).from).toBe(0);
   });
 });

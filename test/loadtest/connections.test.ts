@@ -1,0 +1,76 @@
+/**
+ * What the load tester does with its connections, against real servers on 127.0.0.1: a request
+ * undici writes again after its connection closed is counted (requests.resent), and HEAD (or a
+ * GET with a body) keeps its connection alive like any other request (review48).
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadtest } from '../../engine/loadtest/index.js';
+
+interface Counting {
+  url: string;
+  requests: number;
+  sockets: number;
+  server: Server;
+}
+
+async function serve(closeEach: boolean): Promise<Counting> {
+  const c: Counting = { url: '', requests: 0, sockets: 0, server: undefined as never };
+  c.server = createServer((req, res) => {
+    c.requests++;
+    req.resume();
+    req.on('end', () => {
+      if (closeEach) res.setHeader('connection', 'close');
+      res.end('ok');
+    });
+  });
+  c.server.on('connection', () => c.sockets++);
+  c.server.keepAliveTimeout = 60_000;
+  await new Promise<void>((resolve) => c.server.listen(0, '127.0.0.1', resolve));
+  c.url = `http://127.0.0.1:${(c.server.address() as AddressInfo).port}/`;
+  return c;
+}
+
+let open: Counting | undefined;
+afterEach(async () => {
+  if (open === undefined) return;
+  open.server.closeAllConnections();
+  await new Promise<void>((resolve) => open!.server.close(() => resolve()));
+  open = undefined;
+});
+
+describe('loadtest connections', () => {
+  it('counts the requests undici writes again when a pipelined connection closes under them', async () => {
+    // Every response closes its connection: the requests pipelined behind it are written again
+    // on the next one. The server then sees more requests than were sent once each.
+    open = await serve(true);
+    const r = await loadtest({ url: open.url, connections: 2, pipelining: 4, durationMs: 400, workers: 1, gracefulStopMs: 1000 });
+    expect(r.requests.completed).toBeGreaterThan(10);
+    expect(r.requests.resent).toBeGreaterThan(0);
+    // Before: requests.total alone, 3.9× below what the server saw.
+    expect(open.requests).toBeGreaterThan(r.requests.total);
+    expect(open.requests).toBeLessThanOrEqual(r.requests.total + r.requests.resent);
+  });
+
+  it('without pipelining nothing is written twice', async () => {
+    open = await serve(true);
+    const r = await loadtest({ url: open.url, connections: 2, durationMs: 300, workers: 1, gracefulStopMs: 1000 });
+    expect(r.requests.resent).toBe(0);
+    expect(open.requests).toBe(r.requests.total);
+  });
+
+  it.each([
+    ['HEAD', undefined],
+    ['GET', 'a body'],
+    ['DELETE', '{"id":1}'],
+  ])('%s (body %s) keeps its connections alive', async (method, body) => {
+    // undici closes the connection after these unless told otherwise: each request paid a new one.
+    open = await serve(false);
+    const r = await loadtest({ url: open.url, method, ...(body === undefined ? {} : { body }), connections: 2, durationMs: 300, workers: 1 });
+    expect(r.requests.completed).toBeGreaterThan(20);
+    expect(r.requests.errors).toBe(0);
+    expect(open.requests).toBe(r.requests.total);
+    expect(open.sockets).toBeLessThanOrEqual(2);
+  });
+});
