@@ -176,11 +176,13 @@ class Runner {
       // undici holds a socket "blocking" after a request until its response headers arrive, and
       // never pipelines after a non-idempotent one: both would turn pipelining off.
       ...(pipelined ? { blocking: false, idempotent: true } : {}),
-      // Keep the connection: undici closes it after a HEAD, and after a GET or DELETE with a body,
-      // unless told not to (against servers that answer those wrongly) — each such request paid
-      // a new TCP connection, and --pipelining did nothing for them (review48). A `connection:
-      // close` header of the scenario still closes it (undici reads headers after this).
-      reset: false,
+      // Keep the connection after a GET or DELETE with a body: undici closes it unless told not
+      // to, and each such request paid a new TCP connection, --pipelining doing nothing for them
+      // (review48). A `connection: close` header of the scenario still closes it (undici reads
+      // headers after this). Not for HEAD: a server that wrongly sends a body with its answer
+      // would have that body parsed as the next response, failing whatever request came next
+      // (review51); undici's close after each HEAD is what keeps that harmless.
+      ...(s.method === 'HEAD' ? {} : { reset: false }),
     }));
     this.#bodyBytes = init.scenarios.map((s) => (s.body === null ? 0 : Buffer.byteLength(s.body)));
     for (let n = 0; n < init.connections; n++) {

@@ -40,7 +40,12 @@ export class GuardedConnector extends StandaloneConnector {
   }
 }
 
-/** ioredis's Sentinel connector, its sockets to the master guarded. */
+/**
+ * ioredis's Sentinel connector, its sockets guarded: the master's (connect), and the sentinels'
+ * own — the clients it opens to ask them for the master and to hear of failovers, plain ioredis
+ * clients made by its (TypeScript-private) connectToSentinel, which get our connector too
+ * (review51: a failover detector's socket to a sentinel threw its second error).
+ */
 export class GuardedSentinelConnector extends SentinelConnector {
   constructor(options: unknown) {
     super(options as ConstructorParameters<typeof SentinelConnector>[0]);
@@ -49,6 +54,14 @@ export class GuardedSentinelConnector extends SentinelConnector {
   override connect(emit: ConnectArg): ReturnType<SentinelConnector['connect']> {
     return super.connect(emit).then(guard);
   }
+}
+
+type ToSentinel = (this: unknown, endpoint: unknown, options?: Record<string, unknown>) => unknown;
+const toSentinel = (SentinelConnector.prototype as unknown as { connectToSentinel?: ToSentinel }).connectToSentinel;
+if (typeof toSentinel === 'function') {
+  (GuardedSentinelConnector.prototype as unknown as { connectToSentinel: ToSentinel }).connectToSentinel = function (endpoint, options) {
+    return toSentinel.call(this, endpoint, { Connector: GuardedConnector, ...options });
+  };
 }
 
 /** The guarded connector for `options` (Sentinel when it names sentinels). */

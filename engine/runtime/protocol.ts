@@ -217,9 +217,13 @@ export function toWireError(err: unknown): WireError {
           if (c < limit && c > -limit) {
             w.causeValue = c;
           } else {
-            const d = cut(`(a bigint of more than ${BIGINT_BITS} bits)`, budget.chars); // text: within the budget (review47)
-            budget.chars -= d.length;
-            w.causeValue = d;
+            // Text within the budget (review47), and whole or not at all: cut short (to '' once
+            // the budget is spent) it read as a string cause that was never there (review51).
+            const d = `(a bigint of more than ${BIGINT_BITS} bits)`;
+            if (d.length <= budget.chars) {
+              budget.chars -= d.length;
+              w.causeValue = d;
+            }
           }
         } else if (c === null || typeof c === 'number' || typeof c === 'boolean') {
           w.causeValue = c;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { connect as tlsConnect, TLSSocket } from 'node:tls';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { RedisConnector } from '../../engine/index.js';
 import { canSpawnRedis, ping, sparePort, startRedis, type RedisProcess } from './servers.js';
 
@@ -110,6 +110,25 @@ describe.runIf(spawnable)('Sentinel', () => {
         stream.emit('error', new Error('first (test)'));
         stream.emit('error', new Error('second (test)'));
       }).not.toThrow();
+    } finally {
+      await r.close();
+    }
+  });
+
+  it('the sockets to the sentinels themselves (the failover detector\'s) survive a second error too', async () => {
+    // review51: ioredis opens its own clients to the sentinels; GuardedSentinelConnector gives
+    // them our connector. Reached through ioredis internals (connector.failoverDetector).
+    const r = await RedisConnector.connect({ sentinels: [{ host: '127.0.0.1', port: sentinelPort }], name: 'mymaster', failoverDetector: true }, { timeoutMs: 1000, connectTimeoutMs: 5000 });
+    try {
+      expect(r.available).toBe(true);
+      type Detector = { sentinels: Array<{ client: Redis }> };
+      const detector = (): Detector | undefined => (r.client as unknown as { connector: { failoverDetector?: Detector } }).connector.failoverDetector;
+      await vi.waitFor(() => expect(detector()?.sentinels.length).toBeGreaterThan(0), { timeout: 5000 });
+      const stream = detector()!.sentinels[0]!.client.stream;
+      const first = new Promise((resolve) => stream.once('error', resolve));
+      stream.destroy(new Error('first (test)'));
+      await first;
+      expect(() => stream.emit('error', new Error('tlsv1 alert decode error (test)'))).not.toThrow();
     } finally {
       await r.close();
     }

@@ -122,6 +122,13 @@ describe('wire errors', () => {
     // The description of a huge bigint cause is text too (review47).
     const bigs = new AggregateError([...Array.from({ length: 8 }, () => new Error('m'.repeat(128 * 1024))), ...Array.from({ length: 16 }, () => new Error('b', { cause: 1n << 2000n }))], 'root');
     expect(chars(toWireError(bigs))).toBeLessThanOrEqual(1 << 20);
+    // Once the budget is spent, the description is left out, not cut to '' (review51: the cause
+    // then read as an empty string); each bigint cause is whole or absent.
+    const spent = toWireError(new AggregateError(Array.from({ length: 16 }, () => new Error('m'.repeat(70_000), { cause: 1n << 2000n })), 'agg'));
+    const causes = spent.errors!.map((e) => e.causeValue);
+    expect(causes.every((c) => c === undefined || c === '(a bigint of more than 1024 bits)')).toBe(true);
+    expect(causes).toContain(undefined);
+    expect(chars(spent)).toBeLessThanOrEqual(1 << 20);
   });
 
   it('an errors getter that throws drops the errors, not the error', () => {
