@@ -214,7 +214,7 @@ function checkBackend(b: BackendOptions, where: string): Required<Pick<BackendOp
 /** See the file comment. Create with `engine.balancer(options)` or `new Balancer(options)`. */
 export class Balancer extends EventEmitter {
   readonly name: string;
-  readonly algorithm: BalancerAlgorithm;
+  #algorithm: BalancerAlgorithm;
   readonly #clock: Clock;
   readonly #random: () => number;
   readonly #health: ResolvedHealth | undefined;
@@ -230,7 +230,8 @@ export class Balancer extends EventEmitter {
   #rr = 0;
   #ejected = 0;
   #nextReadmit = Infinity;
-  readonly #ring: HashRing | undefined;
+  #ring: HashRing | undefined;
+  readonly #ringOptions: HashRingOptions | undefined;
   readonly #sessions = new Map<string, string>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
@@ -278,7 +279,8 @@ export class Balancer extends EventEmitter {
     this.#breaker = options.breaker === false ? undefined : (options.breaker ?? {});
     if (this.#breaker !== undefined) new CircuitBreaker('check', this.#breaker).dispose(); // validates once, here
     this.name = name;
-    this.algorithm = algorithm;
+    this.#algorithm = algorithm;
+    this.#ringOptions = options.ring;
     this.#clock = options.clock ?? { now: Date.now };
     this.#random = options.random ?? Math.random;
     this.#ring = algorithm === 'consistent-hash' ? new HashRing(options.ring) : undefined;
@@ -296,6 +298,39 @@ export class Balancer extends EventEmitter {
     for (const c of checked) this.#insert(c);
     this.#rebuild();
     if (this.#health !== undefined) this.#schedule(0);
+  }
+
+  /** The algorithm in use (see the file comment; {@link setAlgorithm} changes it). */
+  get algorithm(): BalancerAlgorithm {
+    return this.#algorithm;
+  }
+
+  /**
+   * Switches to another algorithm in place. The backends keep what is known of them — health,
+   * ejections, breakers, latency estimates, calls in flight — and sticky sessions stay: a new
+   * balancer would start every backend up and fresh, and send calls to one known to be down.
+   * @throws TypeError on an unknown algorithm; RangeError when a backend's weight is over
+   *   MAX_RING_WEIGHT for `consistent-hash` (then nothing has changed).
+   */
+  setAlgorithm(algorithm: BalancerAlgorithm): void {
+    if (!BALANCER_ALGORITHMS.includes(algorithm)) {
+      throw new TypeError(`algorithm must be one of ${BALANCER_ALGORITHMS.join(', ')}; got ${String(algorithm)}`);
+    }
+    if (algorithm === this.#algorithm) return;
+    let ring: HashRing | undefined;
+    if (algorithm === 'consistent-hash') {
+      // Built whole before anything changes: the ring may refuse a weight or its limits.
+      ring = new HashRing(this.#ringOptions);
+      for (const e of this.#all.values()) {
+        if (e.weight > MAX_RING_WEIGHT) throw new RangeError(`backend ${JSON.stringify(e.id)}: weight ${e.weight} is over ${MAX_RING_WEIGHT}, the most consistent-hash takes`);
+        ring.add(e.id, e.weight);
+      }
+    }
+    this.#ring?.close?.();
+    this.#ring = ring;
+    this.#algorithm = algorithm;
+    this.#rr = 0;
+    for (const e of this.#up) e.current = 0;
   }
 
   /**
@@ -509,7 +544,7 @@ export class Balancer extends EventEmitter {
     const exclude = options?.exclude;
     const up = this.#up;
     const n = up.length;
-    switch (this.algorithm) {
+    switch (this.#algorithm) {
       case 'round-robin': {
         for (let i = 0; i < n; i++) {
           const e = up[this.#rr++ % n]!;
@@ -614,7 +649,7 @@ export class Balancer extends EventEmitter {
         return e;
       }
     }
-    const e = this.#choose(this.algorithm === 'consistent-hash' && options.key === undefined ? { ...options, key: session } : options);
+    const e = this.#choose(this.#algorithm === 'consistent-hash' && options.key === undefined ? { ...options, key: session } : options);
     e.inflight++;
     this.#sessions.delete(session);
     if (this.#sessions.size >= this.#maxSessions) this.#sessions.delete(this.#sessions.keys().next().value!);

@@ -4,7 +4,7 @@
  * and shuts down gracefully on SIGTERM / SIGINT.
  */
 import { parseArgs } from 'node:util';
-import { unwatchFile, watchFile } from 'node:fs';
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { pino } from 'pino';
 import { resolveServeConfig, SERVE_FLAGS } from '../server/config.js';
 import { startService } from '../server/server.js';
@@ -44,9 +44,13 @@ export async function runServe(args: string[]): Promise<number> {
     console.log(SERVE_USAGE);
     return 0;
   }
+  const file = values.config as string | undefined;
+  // The file's text as it is before it is read for the configuration: compared again once the
+  // watcher runs (below), so an edit made while the service starts is not lost.
+  const loadedText = file === undefined ? undefined : readText(file);
   let config;
   try {
-    config = resolveServeConfig(values.config as string | undefined, process.env, values);
+    config = resolveServeConfig(file, process.env, values, { readFiles: true });
   } catch (err) {
     console.error(`hotpath serve: ${(err as Error).message}`);
     return 2;
@@ -63,13 +67,11 @@ export async function runServe(args: string[]): Promise<number> {
   log.info({ url: service.url, workers: service.engine.runtime.pool.threads, redis: config.redisUrl !== undefined, admin: config.adminToken !== undefined, ...(config.upstreams.length > 0 ? { upstreams: config.upstreams } : {}) }, `listening on ${service.url}`);
   // The config file is watched (polled: editors often replace the file rather than write it):
   // a valid change is applied live where it can be; an invalid one is logged and ignored.
-  const file = values.config as string | undefined;
   if (file !== undefined) {
     // What was last said to need a restart (JSON of the fields and their values): said once, not
     // again at every later reload that still carries it.
     let warned = '';
-    watchFile(file, { interval: 250 }, (now, before) => {
-      if (now.mtimeMs === before.mtimeMs && now.size === before.size) return;
+    const reload = (): void => {
       let next;
       try {
         next = resolveServeConfig(file, process.env, values);
@@ -88,7 +90,16 @@ export async function runServe(args: string[]): Promise<number> {
       const pending = JSON.stringify(needRestart.map((k) => [k, next[k]]));
       if (needRestart.length > 0 && pending !== warned) log.warn({ file, needRestart }, 'config changes that need a restart were not applied');
       warned = needRestart.length > 0 ? pending : '';
+    };
+    watchFile(file, { interval: 250 }, (now, before) => {
+      if (now.mtimeMs === before.mtimeMs && now.size === before.size) return;
+      reload();
     });
+    // The watcher compares with the file as it finds it now: a change made while the service was
+    // starting (after the file was read, before the watcher) would never be seen. Checked once,
+    // by content (an mtime can miss a quick edit): a change is applied or rejected as any other.
+    // (Should the watcher see the same change too, the second reload changes nothing.)
+    if (readText(file) !== loadedText) reload();
   }
   return new Promise<number>((resolve) => {
     const stop = (signal: string): void => {
@@ -121,6 +132,15 @@ export async function runServe(args: string[]): Promise<number> {
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
   });
+}
+
+/** A file's text, or undefined when it cannot be read (that is for the configuration to report). */
+function readText(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
 }
 
 const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };

@@ -5,6 +5,7 @@
  */
 import { isIP } from 'node:net';
 import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import { BALANCER_ALGORITHMS } from '../balance/balancer.js';
 
 export interface ServeConfig {
@@ -83,12 +84,12 @@ export const SERVE_DEFAULTS: ServeConfig = {
 };
 
 /** Where each field may come from: its config-file key, its environment variable, its flag. */
-const FIELDS: Record<keyof ServeConfig, { env?: string; flag?: string; kind: 'string' | 'int' | 'list' | 'bool' | 'urls' | 'algorithm' | 'path' | 'redis'; min?: number; max?: number }> = {
-  host: { env: 'HOTPATH_HOST', flag: 'host', kind: 'string' },
+const FIELDS: Record<keyof ServeConfig, { env?: string; flag?: string; kind: 'string' | 'host' | 'token' | 'int' | 'list' | 'bool' | 'urls' | 'algorithm' | 'path' | 'redis'; min?: number; max?: number }> = {
+  host: { env: 'HOTPATH_HOST', flag: 'host', kind: 'host' },
   port: { env: 'HOTPATH_PORT', flag: 'port', kind: 'int', min: 0, max: 65535 },
   workers: { env: 'HOTPATH_WORKERS', flag: 'workers', kind: 'int', min: 1, max: 64 },
   redisUrl: { env: 'HOTPATH_REDIS_URL', flag: 'redis', kind: 'redis' },
-  adminToken: { env: 'HOTPATH_ADMIN_TOKEN', flag: 'admin-token', kind: 'string' },
+  adminToken: { env: 'HOTPATH_ADMIN_TOKEN', flag: 'admin-token', kind: 'token' },
   trustProxy: { env: 'HOTPATH_TRUST_PROXY', flag: 'trust-proxy', kind: 'list' },
   limitPerSecond: { env: 'HOTPATH_LIMIT_PER_SECOND', kind: 'int', min: 1, max: 1e9 },
   limitBurst: { env: 'HOTPATH_LIMIT_BURST', kind: 'int', min: 1, max: 1e9 },
@@ -137,6 +138,26 @@ function value(field: keyof ServeConfig, raw: unknown, source: string): unknown 
     // An empty value from a file or a flag is a mistake (an unset shell variable, say): an empty
     // admin token would turn the admin API on with no way in.
     if (raw === '') throw new TypeError(`${source} must not be empty (leave it out instead)`);
+    return raw;
+  }
+  if (f.kind === 'host') {
+    if (typeof raw !== 'string' || raw.trim() === '') throw new TypeError(`${source} must be a host name or an IP address, got ${show(raw)}`);
+    // Trimmed, as the other fields are: ' 127.0.0.1' from a shell is not a name to look up. A
+    // port here (or a URL) would fail at listen, as a name that does not resolve: refused now.
+    const h = raw.trim();
+    if (isIP(h) !== 0) return h;
+    if (/^\[.*\]$/.test(h) && isIP(h.slice(1, -1)) === 6) throw new TypeError(`${source} must be an IP address without brackets (${h.slice(1, -1)}), got ${show(raw)}`);
+    if (/^[^:/]+:\d*$/.test(h) || /^\[.*\]:\d*$/.test(h)) throw new TypeError(`${source} must be a host without a port (the port is a setting of its own: HOTPATH_PORT, --port), got ${show(raw)}`);
+    if (!/^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_.])?$/.test(h)) throw new TypeError(`${source} must be a host name or an IP address, got ${show(raw)}`);
+    return h;
+  }
+  if (f.kind === 'token') {
+    if (typeof raw !== 'string') throw new TypeError(`${source} must be a string, got ${show(raw)}`);
+    if (raw === '') throw new TypeError(`${source} must not be empty (leave it out instead)`);
+    // A token no client can present would lock the admin API as an empty one would: Node strips
+    // blanks around a header value (a trailing space never arrives), and a header's bytes are
+    // read as latin1 (a UTF-8 'ä' a client sends is not the 'ä' configured). Visible ASCII only.
+    if (!/^[\x21-\x7e]+$/.test(raw)) throw new TypeError(`${source} must be visible ASCII characters only (no blanks, no accents or other non-ASCII): a client could not send it in an Authorization header`);
     return raw;
   }
   if (f.kind === 'redis') {
@@ -200,6 +221,16 @@ function value(field: keyof ServeConfig, raw: unknown, source: string): unknown 
   return n;
 }
 
+/** Options of {@link resolveServeConfig}. */
+export interface ResolveOptions {
+  /**
+   * Read the TLS certificate and key files and check they make a usable pair (at start: a missing
+   * file is a configuration error naming its setting, exit 2, not a failure to start). Off for a
+   * reload, where they need a restart anyway and a file being renewed must not block other changes.
+   */
+  readFiles?: boolean;
+}
+
 /**
  * Resolves the configuration. `file` is a JSON object (keys as in ServeConfig) or a path to one;
  * `env` is usually process.env; `flags` the parsed command-line flags.
@@ -209,8 +240,11 @@ export function resolveServeConfig(
   file: string | Record<string, unknown> | undefined,
   env: Record<string, string | undefined> = {},
   flags: Record<string, unknown> = {},
+  options: ResolveOptions = {},
 ): ServeConfig {
   const out: Record<string, unknown> = { ...SERVE_DEFAULTS };
+  /** Where each field set by a layer came from (the last layer that set it), for messages. */
+  const from: Partial<Record<keyof ServeConfig, string>> = {};
   let fromFile: Record<string, unknown> = {};
   let fileName = 'the config file';
   if (typeof file === 'string') {
@@ -234,22 +268,46 @@ export function resolveServeConfig(
     if (!Object.hasOwn(FIELDS, k)) throw new TypeError(`${fileName}: "${k}" is not a setting (known: ${Object.keys(FIELDS).join(', ')})`);
     if (v === null) continue;
     out[k] = value(k as keyof ServeConfig, v, `${fileName}: ${k}`);
+    from[k as keyof ServeConfig] = `${fileName}: ${k}`;
   }
   for (const [k, f] of Object.entries(FIELDS) as Array<[keyof ServeConfig, (typeof FIELDS)[keyof ServeConfig]]>) {
     if (f.env === undefined) continue;
     const raw = env[f.env];
     if (raw === undefined || raw.trim() === '') continue; // empty (or blank) means unset
     out[k] = value(k, raw, f.env);
+    from[k] = f.env;
   }
   for (const [k, f] of Object.entries(FIELDS) as Array<[keyof ServeConfig, (typeof FIELDS)[keyof ServeConfig]]>) {
     if (f.flag === undefined) continue;
     const raw = flags[f.flag];
     if (raw === undefined) continue;
     out[k] = value(k, raw, `--${f.flag}`);
+    from[k] = `--${f.flag}`;
   }
   // The burst follows the rate unless some layer set it (as the library's limiters do: `burst`
   // defaults to `limit`): a limit of 5/s alone must not leave a burst of 100 (review38).
   const burstSet = fromFile.limitBurst != null || (env.HOTPATH_LIMIT_BURST ?? '').trim() !== '' || (FIELDS.limitBurst.flag !== undefined && flags[FIELDS.limitBurst.flag] !== undefined);
   if (!burstSet) out.limitBurst = out.limitPerSecond;
+  // A certificate without its key (or a key alone) would be a failure to start: named here.
+  if ((out.cert === undefined) !== (out.key === undefined)) {
+    const [set, missing] = out.cert !== undefined ? ['cert', 'key'] as const : ['key', 'cert'] as const;
+    throw new TypeError(`${from[set]} is set but ${missing === 'key' ? 'the key is' : 'the certificate is'} not: TLS needs both (${FIELDS[missing].env}, --${FIELDS[missing].flag} or "${missing}" in the config file)`);
+  }
+  if (options.readFiles === true && out.cert !== undefined && out.key !== undefined) {
+    const read = (k: 'cert' | 'key'): Buffer => {
+      try {
+        return readFileSync(out[k] as string);
+      } catch (err) {
+        throw new TypeError(`${from[k]}: cannot read ${JSON.stringify(out[k])}: ${(err as Error).message}`);
+      }
+    };
+    const cert = read('cert');
+    const key = read('key');
+    try {
+      createSecureContext({ cert, key });
+    } catch (err) {
+      throw new TypeError(`${from.cert} and ${from.key}: not a usable certificate and key: ${(err as Error).message}`);
+    }
+  }
   return out as unknown as ServeConfig;
 }

@@ -84,7 +84,10 @@ export interface Proxy {
    * X-Forwarded-Host/-Proto are kept). Rejects with ProxyError for the answers it makes itself.
    */
   handle(req: IncomingMessage, res: ServerResponse, client: string, peerTrusted: boolean): Promise<void>;
-  /** Applies new upstreams / algorithm / timeouts (upstreams added and removed in place). */
+  /**
+   * Applies new upstreams / algorithm / timeouts: upstreams added and removed, and the algorithm
+   * changed, in place (what is known of each upstream stays); a new health path is a new balancer.
+   */
   configure(next: ProxySettings): void;
   readonly balancer: Balancer;
   close(): Promise<void>;
@@ -337,12 +340,16 @@ export function createProxy(engine: Engine, settings: ProxySettings, log: Logger
       return lb;
     },
     configure(next: ProxySettings): void {
-      if (next.upstreamAlgorithm !== s.upstreamAlgorithm || next.upstreamHealthPath !== s.upstreamHealthPath) {
+      if (next.upstreamHealthPath !== s.upstreamHealthPath) {
+        // Another health check is a balancer of its own: its upstreams start up and are checked anew.
         const old = lb;
         lb = makeBalancer(next);
         lb.on('state', (b: Backend, to: string, from: string) => log.warn({ upstream: b.id, from, to }, 'upstream state changed'));
         old.close();
       } else {
+        // Changed in place: what is known of the upstreams (down, ejected, breaker open) stays —
+        // a new balancer would send requests to one known to be down (review49).
+        lb.setAlgorithm(next.upstreamAlgorithm as BalancerAlgorithm);
         const want = new Set(next.upstreams);
         for (const b of lb.backends()) if (!want.has(b.id)) lb.remove(b.id);
         for (const url of next.upstreams) if (!lb.backends().some((b) => b.id === url)) lb.add({ id: url, url });

@@ -13,9 +13,9 @@
  *                      then forwarded to an upstream picked by the balancer (GETs cached by their
  *                      Cache-Control). Without upstreams: 404.
  *
- * Graceful shutdown (`close()`): stop accepting, close idle keep-alive connections, let requests
- * in flight finish (up to shutdownTimeoutMs; responses then carry `Connection: close`), close the
- * engine.
+ * Graceful shutdown (`close()`): stop accepting, let requests in flight finish (up to
+ * shutdownTimeoutMs; responses then carry `Connection: close`), close idle connections (kept alive,
+ * or that have sent nothing yet) after a short grace, close the engine.
  */
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -179,6 +179,23 @@ function refuseBody(req: IncomingMessage): void {
   else stream.once('finish', close);
 }
 
+/**
+ * Requests that came with `Expect: 100-continue` (the server's 'checkContinue' event) and have not
+ * been invited to send their body yet. The 100 is sent when the body is about to be read — after
+ * the rate limit and the Content-Length check — so a request refused before (413, 429, 404 …)
+ * gets its final status alone, and its client never sends the body (RFC 9110 §10.1.1). Node would
+ * otherwise answer 100 at once, before any of it was decided.
+ */
+const expecting = new WeakMap<IncomingMessage, ServerResponse>();
+
+/** Sends the 100 Continue `req` waits for, if it waits for one (once). */
+function invite(req: IncomingMessage): void {
+  const res = expecting.get(req);
+  if (res === undefined) return;
+  expecting.delete(req);
+  if (!res.headersSent && !res.destroyed) res.writeContinue();
+}
+
 /** Whether `req` comes with a body still to read (a length above 0, chunked, or an HTTP/2 stream not ended). */
 function hasBody(req: IncomingMessage): boolean {
   const len = req.headers['content-length'];
@@ -213,6 +230,7 @@ function readBody(req: IncomingMessage, limit: number, done: (body: Buffer) => v
     refuseBody(req);
     return;
   }
+  invite(req);
   const chunks: Buffer[] = [];
   let size = 0;
   let settled = false;
@@ -585,6 +603,7 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     const headers = Array.isArray(got) || got === false ? got : await got;
     if (headers === false) return; // 429 answered
     for (let i = 0; i < headers.length; i += 2) res.setHeader(headers[i]!, headers[i + 1]!);
+    invite(req); // the body goes upstream as it comes
     await p.handle(req, res, clientAddress(req, trusted), trusted.has(plainAddress(req.socket.remoteAddress ?? '')));
   }
 
@@ -689,9 +708,29 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     socket.destroy(err);
   };
 
+  /**
+   * HTTP/1 connections with no request in progress, each with its bytesRead when it became so: a
+   * connection still at that count has sent nothing since — no request has begun on it — and a
+   * shutdown closes it after the grace (closeIdle). node:http's closeIdleConnections covers a
+   * connection between two requests, but counts a new one as busy from its start (a guard of its
+   * own against clients that connect and send nothing), so a client that had connected and not
+   * sent a byte held the shutdown until the header timeout (review49); a request whose headers
+   * are partly received has read bytes, and is left to finish. Here: every connection of an
+   * HTTP/1 or TLS server until its first request (TLS: the TCP socket until it sends a
+   * handshake, then the TLS socket), and the HTTP/1.1 connections of the HTTP/2 TLS port
+   * whenever they have no request being answered (node:http2 tracks no idle state for them).
+   */
+  const idleSince = new Map<Socket, number>();
+  /** A new connection: idle until it sends its first byte. */
+  const untilIdle = (socket: Socket): void => {
+    idleSince.set(socket, 0);
+    socket.once('close', () => idleSince.delete(socket));
+  };
+
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     inflight++;
     accepted++;
+    idleSince.delete(req.socket);
     const t0 = performance.now();
     // HTTP/2 has no Connection header (it is connection-specific); its shutdown is a GOAWAY.
     if (closing !== undefined && req.httpVersionMajor < 2) res.setHeader('Connection', 'close');
@@ -714,7 +753,10 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     // One listener per request ('close' follows 'finish' when the response was sent in full).
     res.on('close', () => {
       inflight--;
-      if (fb !== undefined && --fb.busy === 0) armFallback(req.socket, fb, config.keepAliveTimeoutMs);
+      if (fb !== undefined && --fb.busy === 0) {
+        armFallback(req.socket, fb, config.keepAliveTimeoutMs);
+        if (!req.socket.destroyed) idleSince.set(req.socket, req.socket.bytesRead);
+      }
       // (An HTTP/2 response the client reset, or that was destroyed, may still read as finished.)
       if (res.writableFinished && (h2StreamOf(req)?.rstCode ?? 0) === 0) {
         served++;
@@ -763,6 +805,7 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
       h2.on('secureConnection', (socket: Socket & { alpnProtocol?: string | false }) => {
         if (socket.alpnProtocol === 'h2') return;
         const fb: FallbackDeadline = { busy: 0, timer: undefined };
+        untilIdle(socket);
         fbs.set(socket, fb);
         armFallback(socket, fb, config.headersTimeoutMs);
         socket.once('close', () => clearTimeout(fb.timer));
@@ -823,16 +866,26 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     h1.requestTimeout = config.requestTimeoutMs;
     h1.keepAliveTimeout = config.keepAliveTimeoutMs;
     h1.on('clientError', onClientError);
+    if (tls !== undefined) h1.on('secureConnection', untilIdle);
     server = h1;
   }
+  // Expect: 100-continue: the handler decides, and sends the 100 when it reads the body (invite).
+  // (node:http2's compatibility layer has the same event, HTTP/1.1 on its TLS port too.)
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    expecting.set(req, res);
+    handler(req, res);
+  });
   // Connections of an HTTP/1.1 server (also under HTTP/2 with allowHTTP1): closed on shutdown.
   const sockets = new Set<Socket>();
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
+    // (h2c: a session begins with the connection, and closes on its GOAWAY when it has no stream.)
+    if (!config.http2 || tls !== undefined) untilIdle(socket);
   });
   const closeIdle = (): void => {
     if ('closeIdleConnections' in server) server.closeIdleConnections();
+    for (const [socket, read] of idleSince) if (socket.bytesRead === read) socket.destroy();
     for (const session of sessions) session.close(); // GOAWAY: open streams finish, no new ones
   };
   const closeAll = (): void => {

@@ -89,6 +89,44 @@ describe.each(BALANCER_ALGORITHMS)('every algorithm: %s', (algorithm) => {
   });
 });
 
+describe('setAlgorithm', () => {
+  it.each(BALANCER_ALGORITHMS)('to %s in place: a backend known down stays down, calls in flight stay counted (review49)', async (to) => {
+    vi.useFakeTimers();
+    const flip = flipCheck();
+    const from: BalancerAlgorithm = to === 'round-robin' ? 'least-connections' : 'round-robin';
+    const lb = lbOf(from, { health: { check: flip.check, intervalMs: 1000, fall: 1, rise: 1 } });
+    flip.down.add('b');
+    await vi.advanceTimersByTimeAsync(0);
+    const held = pickOf(lb, 0);
+    lb.setAlgorithm(to);
+    expect(lb.algorithm).toBe(to);
+    expect(lb.backends().find((b) => b.id === 'b')!.state).toBe('down');
+    expect(lb.backends().find((b) => b.id === held.id)!.inflight).toBe(1);
+    lb.release(held);
+    const seen = new Set<string>();
+    for (let i = 0; i < 300; i++) {
+      const b = pickOf(lb, i);
+      seen.add(b.id);
+      lb.release(b);
+    }
+    expect([...seen].sort()).toEqual(['a', 'c']);
+    flip.down.clear(); // and it comes back as before: the health checks went on
+    await vi.advanceTimersByTimeAsync(1000);
+    for (let i = 0; i < 300; i++) seen.add(pickOf(lb, i).id);
+    expect(seen.has('b')).toBe(true);
+    lb.close();
+  });
+
+  it('refuses an unknown algorithm, and a backend too heavy for the ring, changing nothing', () => {
+    const lb = new Balancer({ algorithm: 'weighted', backends: [{ id: 'a', weight: 1 }, { id: 'b', weight: 1e6 }], health: false, outlier: false, breaker: false });
+    expect(() => lb.setAlgorithm('fastest' as never)).toThrow(TypeError);
+    expect(() => lb.setAlgorithm('consistent-hash')).toThrow(RangeError);
+    expect(lb.algorithm).toBe('weighted');
+    expect(['a', 'b']).toContain(lb.pick().id);
+    lb.close();
+  });
+});
+
 describe('round-robin', () => {
   it('is exact: in order, each backend once per round', () => {
     const lb = lbOf('round-robin');

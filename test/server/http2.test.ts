@@ -133,6 +133,25 @@ describe('hotpath serve over HTTP/2', () => {
     expect(s.inflight).toBe(0);
   });
 
+  it('Expect: 100-continue over the body limit: 413 without a 100 first; within it: the 100, then the answer (review49)', async () => {
+    const s = await start({ bodyLimit: 1000 });
+    client = connect(s.url);
+    const session = client;
+    const ask = (length: number, body?: string): Promise<{ informational: unknown[]; status: number }> => new Promise((resolve, reject) => {
+      const req = session.request({ ':method': 'POST', ':path': '/process', expect: '100-continue', 'content-length': String(length) });
+      const informational: unknown[] = [];
+      let status = 0;
+      req.on('headers', (h) => informational.push(h[':status'])); // 1xx
+      req.on('continue', () => req.end(body));
+      req.on('response', (h) => (status = Number(h[':status'])));
+      req.on('error', reject);
+      req.resume();
+      req.on('close', () => resolve({ informational, status }));
+    });
+    expect(await ask(2000)).toEqual({ informational: [], status: 413 });
+    expect(await ask(5, 'small')).toEqual({ informational: [100], status: 200 });
+  });
+
   it('a session with no stream open is closed after the keep-alive time; a connection that sends nothing after the header time (review29)', async () => {
     const s = await start({ headersTimeoutMs: 300, keepAliveTimeoutMs: 200 });
     client = connect(s.url);

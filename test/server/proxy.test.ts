@@ -325,6 +325,26 @@ describe('proxy mode', () => {
     expect(JSON.parse(Buffer.concat(chunks).toString()).body).toBe('eleven byte');
   });
 
+  it('a live change of the algorithm keeps what is known of the upstreams: one known down gets no request (review49)', async () => {
+    const good = await upstream('good');
+    const dead = await upstream('dead');
+    await dead.close();
+    const s = await start({ upstreams: [good.url, dead.url], upstreamAlgorithm: 'least-connections' });
+    // The health checks mark it down (fall: 2 failed checks, 2 s apart): polled on /ready.
+    for (;;) {
+      const ready = (await get('/ready')).json() as { upstreams: Array<{ url: string; state: string }> };
+      if (ready.upstreams.find((u) => u.url === dead.url)?.state === 'down') break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    for (const algorithm of ['round-robin', 'p2c-ewma', 'consistent-hash', 'weighted']) {
+      expect(s.reconfigure({ ...s.config, upstreamAlgorithm: algorithm }).applied).toEqual(['upstreamAlgorithm']);
+      const ready = (await get('/ready')).json() as { upstreams: Array<{ url: string; state: string }> };
+      expect(ready.upstreams.map((u) => [u.url, u.state])).toEqual([[good.url, 'up'], [dead.url, 'down']]);
+      // Bodies: never failed over, so a pick of the dead one would be a 502.
+      for (let i = 0; i < 4; i++) expect((await get(`/w/${algorithm}/${i}`, { method: 'POST', body: 'x' })).status).toBe(200);
+    }
+  });
+
   it('proxy mode off and on again by reloads', async () => {
     const a = await upstream('a');
     await start({ upstreams: [a.url] });

@@ -5,6 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -101,5 +102,57 @@ describe('live configuration', () => {
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
     }
+  });
+
+  it('serve --config FILE: a change made while the service is starting is applied once it runs (review49)', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'hotpath-reload-')), 'hotpath.json');
+    writeFileSync(file, JSON.stringify({ limitPerSecond: 5 }));
+    // A "Redis" that holds the start-up: its first connection says the file has been read (the
+    // engine starts after the configuration), and the file is changed then; the connection is
+    // then dropped (the service starts with Redis down, after its connect attempts).
+    const sockets = new Set<Socket>();
+    const redis = createNetServer((sock) => {
+      sockets.add(sock);
+      sock.on('error', () => undefined);
+      if (sockets.size === 1) {
+        writeFileSync(file, JSON.stringify({ limitPerSecond: 7 }));
+        redis.close();
+        for (const x of sockets) x.destroy();
+      } else {
+        sock.destroy();
+      }
+    });
+    await new Promise<void>((r) => redis.listen(0, '127.0.0.1', r));
+    const redisUrl = `redis://127.0.0.1:${(redis.address() as AddressInfo).port}`;
+    const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--workers', '1', '--config', file], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, HOTPATH_REDIS_URL: redisUrl } });
+    const logs: Array<Record<string, unknown>> = [];
+    let onListening!: (url: string) => void;
+    const listening = new Promise<string>((r) => (onListening = r));
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (l) => {
+      const e = JSON.parse(l) as Record<string, unknown>;
+      logs.push(e);
+      if (String(e.msg).startsWith('listening')) onListening(String(e.url));
+    });
+    // Exited, and every line it wrote read.
+    const exited = Promise.all([new Promise<number | null>((r) => child.once('exit', r)), new Promise((r) => lines.once('close', r))]);
+    try {
+      const url = await listening;
+      expect(sockets.size).toBeGreaterThan(0); // the change was made during the start-up
+      // The limit in force is the file's new one (the re-check runs as the service starts, in the
+      // same turn as its "listening" line: answered after it).
+      const res = await fetch(`${url}/process`, { method: 'POST', body: 'x' });
+      await res.arrayBuffer();
+      expect(res.headers.get('ratelimit-policy')).toBe('"process";q=7;w=1');
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+      redis.close();
+    }
+    const msgs = logs.map((e) => String(e.msg));
+    const reloaded = logs.find((e) => e.msg === 'config reloaded');
+    expect(reloaded?.applied).toEqual(['limitPerSecond', 'limitBurst']); // (the burst follows the limit)
+    expect(msgs.indexOf('config reloaded')).toBeGreaterThan(msgs.findIndex((m) => m.startsWith('listening')));
+    expect(msgs.indexOf('config reloaded')).toBeLessThan(msgs.indexOf('shutting down'));
   });
 });

@@ -14,7 +14,7 @@ import { resolveServeConfig, SERVE_DEFAULTS, type ServeConfig } from '../../engi
 import { clientAddress, MAX_LIMITER_SHAPES, PROCESS_MAX_QUEUED, PROCESS_QUEUE, startService, type Service } from '../../engine/server/server.js';
 import { xxh32Bytes } from '../../engine/runtime/hash.js';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { silentLog } from '../helpers.js';
 import { REDIS_URL, sharedRedisReachable } from '../redis/servers.js';
 
@@ -380,9 +380,127 @@ describe('edges found in review', () => {
     expect(() => resolveServeConfig(undefined, {}, { 'admin-token': '' })).toThrow('--admin-token must not be empty');
     expect(() => resolveServeConfig({ toString: 5 })).toThrow(/"toString" is not a setting/);
   });
+
+  it('an admin token no client can present is refused, naming its source: blanks, non-ASCII (review49)', () => {
+    expect(() => resolveServeConfig(undefined, { HOTPATH_ADMIN_TOKEN: 'tok ' })).toThrow(/^HOTPATH_ADMIN_TOKEN must be visible ASCII characters only/);
+    expect(() => resolveServeConfig(undefined, { HOTPATH_ADMIN_TOKEN: 'pässwort' })).toThrow(/^HOTPATH_ADMIN_TOKEN must be visible ASCII/);
+    expect(() => resolveServeConfig(undefined, {}, { 'admin-token': ' tok' })).toThrow(/^--admin-token must be visible ASCII/);
+    expect(() => resolveServeConfig({ adminToken: 'a\tb' })).toThrow(/^the config file: adminToken must be visible ASCII/);
+    expect(resolveServeConfig(undefined, { HOTPATH_ADMIN_TOKEN: 'A-z_0.9~+/=!' }).adminToken).toBe('A-z_0.9~+/=!');
+  });
+
+  it('a host is trimmed, and refused with a port; TLS needs both a certificate and its key (review49)', () => {
+    expect(resolveServeConfig(undefined, { HOTPATH_HOST: ' 127.0.0.1' }).host).toBe('127.0.0.1');
+    expect(resolveServeConfig(undefined, {}, { host: '::1' }).host).toBe('::1');
+    expect(() => resolveServeConfig(undefined, { HOTPATH_HOST: '127.0.0.1:8080' })).toThrow(/^HOTPATH_HOST must be a host without a port/);
+    expect(() => resolveServeConfig({ host: 'localhost:80' })).toThrow(/^the config file: host must be a host without a port/);
+    expect(() => resolveServeConfig(undefined, {}, { host: 'http://x' })).toThrow(/^--host must be a host name or an IP address/);
+    expect(() => resolveServeConfig(undefined, {}, { host: '[::1]' })).toThrow(/^--host must be an IP address without brackets/);
+    expect(() => resolveServeConfig(undefined, { HOTPATH_TLS_CERT: 'cert.pem' })).toThrow(/^HOTPATH_TLS_CERT is set but the key is not/);
+    expect(() => resolveServeConfig({ key: 'key.pem' })).toThrow(/^the config file: key is set but the certificate is not/);
+  });
+
+  it('serve: a bad host, a certificate without its key, an unreadable --cert or a bad admin token exit 2 naming the setting, before anything starts (review49)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hotpath-serve-'));
+    const key = join(dir, 'key.pem');
+    writeFileSync(key, 'not a key');
+    const cases: Array<[Record<string, string>, string[], RegExp]> = [
+      [{ HOTPATH_HOST: '127.0.0.1:8080' }, [], /HOTPATH_HOST must be a host without a port/],
+      [{ HOTPATH_TLS_CERT: key }, [], /HOTPATH_TLS_CERT is set but the key is not/],
+      [{}, ['--cert', join(dir, 'missing.pem'), '--key', key], /--cert: cannot read ".*missing\.pem"/],
+      [{}, ['--cert', key, '--key', key], /--cert and --key: not a usable certificate and key/],
+      [{ HOTPATH_ADMIN_TOKEN: 'tok ' }, [], /HOTPATH_ADMIN_TOKEN must be visible ASCII/],
+    ];
+    for (const [env, args, message] of cases) {
+      const r = spawnSync(process.execPath, [BIN, 'serve', '--port', '0', '--workers', '1', ...args], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 30_000 });
+      expect({ status: r.status, stderr: r.stderr }).toMatchObject({ status: 2, stderr: expect.stringMatching(message) });
+      expect(r.stdout).toBe(''); // nothing started, nothing logged
+    }
+  });
+});
+
+/** Sends raw bytes; resolves with everything the server answers until it closes the connection. */
+function raw(url: string, text: string): Promise<string> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const sock = netConnect(Number(u.port), u.hostname, () => sock.write(text));
+    const chunks: Buffer[] = [];
+    sock.on('data', (c: Buffer) => chunks.push(c));
+    sock.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+    sock.on('error', reject);
+  });
+}
+
+/** A POST with Expect: 100-continue through node:http (which sends the body on the 100 only). */
+function postExpecting(url: string, body: string): Promise<{ status: number; continued: boolean }> {
+  return new Promise((resolve, reject) => {
+    let continued = false;
+    const req = httpRequest(url, { method: 'POST', headers: { Expect: '100-continue', 'Content-Length': Buffer.byteLength(body) } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, continued }));
+    });
+    req.on('continue', () => {
+      continued = true;
+      req.end(body);
+    });
+    req.on('error', reject);
+  });
+}
+
+describe('Expect: 100-continue', () => {
+  it('a body over the limit by its Content-Length, or a client over its rate limit, gets its final status without a 100; an allowed request gets the 100, then its answer (review49)', async () => {
+    const s = await start({ bodyLimit: 1000, limitPerSecond: 1000, limitBurst: 1000 });
+    const big = await raw(s.url, 'POST /process HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2000\r\n\r\n');
+    expect(big).toMatch(/^HTTP\/1\.1 413 /); // not "HTTP/1.1 100 Continue" first
+    expect(big).toMatch(/\r\nConnection: close\r\n/i);
+    expect(await postExpecting(`${s.url}/process`, 'within the limit')).toEqual({ status: 200, continued: true });
+    s.reconfigure({ ...s.config, limitPerSecond: 1, limitBurst: 1 }); // a new limiter: its bucket starts full (1)
+    expect(await postExpecting(`${s.url}/process`, 'the one allowed')).toEqual({ status: 200, continued: true });
+    const denied = await raw(s.url, 'POST /process HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n');
+    expect(denied).toMatch(/^HTTP\/1\.1 429 /);
+    expect(denied).not.toContain('100 Continue');
+    // A route that reads no body answers without a 100 as well.
+    expect(await raw(s.url, 'POST /health HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n')).toMatch(/^HTTP\/1\.1 405 /);
+  });
 });
 
 describe('graceful shutdown', () => {
+  it('a connection that has sent nothing is closed after the grace, as an idle one is; one whose request headers are partly in is not cut (review49)', async () => {
+    // Header and shutdown timeouts far beyond the test's: only the grace may close the silent one.
+    const s = await start({ headersTimeoutMs: 600_000, shutdownTimeoutMs: 600_000 });
+    const port = Number(new URL(s.url).port);
+    const accepted: Socket[] = [];
+    s.server.on('connection', (sock: Socket) => accepted.push(sock));
+    const silent = netConnect(port, '127.0.0.1');
+    const partial = netConnect(port, '127.0.0.1');
+    silent.on('error', () => undefined);
+    partial.on('error', () => undefined);
+    try {
+      partial.write('GET /health HTTP/1.1\r\nHost: x\r\n');
+      // Both connections accepted, and the partial headers read by the server.
+      while (accepted.length < 2 || !accepted.some((x) => x.bytesRead > 0)) await new Promise((r) => setImmediate(r));
+      const silentClosed = new Promise<string>((r) => silent.once('close', () => r('closed')));
+      const closed = s.close();
+      // Generous: the grace is 500 ms; the header timeout (what closed it before) 10 minutes.
+      expect(await Promise.race([silentClosed, new Promise((r) => setTimeout(() => r('still open'), 20_000).unref())])).toBe('closed');
+      expect(partial.destroyed).toBe(false);
+      const answer = new Promise<string>((resolve) => {
+        const chunks: Buffer[] = [];
+        partial.on('data', (c: Buffer) => chunks.push(c));
+        partial.once('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+      });
+      partial.write('\r\n'); // the rest of its headers
+      const text = await answer;
+      expect(text).toMatch(/^HTTP\/1\.1 200 /);
+      expect(text).toMatch(/\r\nConnection: close\r\n/i);
+      await closed;
+      expect(s.served).toBe(1);
+    } finally {
+      silent.destroy();
+      partial.destroy();
+    }
+  });
+
   it('a request still in flight at the shutdown timeout is cut and counted (serve then exits 1: review29)', async () => {
     const s = await start({ shutdownTimeoutMs: 200 });
     const req = httpRequest(`${s.url}/process`, { method: 'POST', headers: { 'Content-Length': '1000' } });
