@@ -5,15 +5,17 @@
  *
  * Model. Every resource the pool knows is one `Entry` in one state: IDLE (in the idle deque),
  * VALIDATING (taken for a waiter, `validate` running), BORROWED (a caller holds it) or GONE
- * (destroyed). Creates in flight are a count (`pending`). Callers that cannot be served at once
- * wait in one FIFO deque; a waiter leaves it served, timed out, aborted, or rejected by drain()
- * or by the create breaker. One invariant drives everything (`#fill`): the pool tries to hold
+ * (destroyed). Creates in flight are a count (`pending`), and so are creates past their timeout
+ * that have not settled yet (`late`: they still hold a slot of `max`). Callers that cannot be
+ * served at once wait in one FIFO deque; a waiter leaves it served, timed out, aborted, or
+ * rejected by drain() or by the create breaker. One invariant drives everything (`#fill`): the pool tries to hold
  *
  *     target = min(max, max(min, borrowed + validating + waiting))
  *
  * resources (idle + borrowed + validating + pending), creating the difference — unless it is
- * backing off after a failed create (then at most one create is in flight: a probe) or the
- * breaker refuses.
+ * backing off after a failed create (then at most one create is in flight: a probe), the breaker
+ * refuses, or `late` creates fill the rest of `max`. A resource made for a waiter that `validate`
+ * refuses at once counts as a failed create too.
  *
  * Creates that fail are retried with capped exponential back-off (`createRetry`), through a
  * CircuitBreaker: once it opens (by default after 5 failures in a row), the pool stops calling
@@ -24,8 +26,9 @@
  * destroy is reported on `'destroyError'`.
  *
  * Time: `clock.now()` (ms) for ages (idle, lifetime, held); timers are the global ones, unref'd,
- * so vitest fake timers drive them. Idle eviction, lifetime expiry of idle resources and leak
- * detection run in one periodic sweep every `min(1000, ⌈smallest of idleMs, maxLifetimeMs,
+ * so vitest fake timers drive them, and the shared deadline of default-timeout waiters is read
+ * from `performance.now()`, monotonic like those timers (a wall-clock step moves neither). Idle
+ * eviction, lifetime expiry of idle resources and leak detection run in one periodic sweep every `min(1000, ⌈smallest of idleMs, maxLifetimeMs,
  * leakDetectionMs⌉ / 2)` ms, so each fires up to one interval late (idle eviction up to two: the
  * sweep, not release(), stamps when a resource went idle).
  *
@@ -40,6 +43,7 @@ import type { Metrics } from '../observe/metrics.js';
 import type { CounterChild, GaugeChild, LatencyRecorder } from '../observe/thread-metrics.js';
 import { SYSTEM_CLOCK, type Clock } from '../options.js';
 import { CircuitBreaker, type BreakerOptions, type BreakerState } from '../resilience/breaker.js';
+import { MAX_TIMER_MS } from '../timer.js';
 import { Deque } from './deque.js';
 
 /** Capped exponential back-off of `create` after failures. */
@@ -54,23 +58,31 @@ export interface PoolCreateRetryOptions {
 
 /** Options of {@link createPool}. `create` is required; every other field is optional. */
 export interface PoolOptions<T> {
-  /** Makes one resource (may be async). Each call must return a distinct value (an object). Required. */
+  /**
+   * Makes one resource (may be async). Each call must return a distinct object; anything else
+   * (undefined, null, a primitive, one the pool holds) fails that create like a throw. Required.
+   */
   create: () => T | Promise<T>;
   /** Frees one resource (may be async). A throw or rejection is reported on `'destroyError'`. Default: nothing. */
   destroy?: (resource: T) => unknown;
   /**
    * Checked on every borrow (sync or async): `true` lends the resource; anything else — false, a
    * throw, a rejection — destroys it and the caller gets another (idle or newly created), still
-   * first in line. Default: none (no check).
+   * first in line. A resource refused as soon as it was made for a waiter also counts as a failed
+   * create (back-off and breaker, as if `create` had failed). Default: none (no check).
    */
   validate?: (resource: T) => boolean | Promise<boolean>;
   /** Resources kept at all times, created in the background (at start and after each destroy). Default 0. */
   min?: number;
   /** Most resources at once (idle + borrowed + being created). Default 10. */
   max?: number;
-  /** How long `acquire()` waits before rejecting with ERR_HOTPATH_POOL_TIMEOUT (ms; Infinity: forever). Default 30000. */
+  /** How long `acquire()` waits before rejecting with ERR_HOTPATH_POOL_TIMEOUT (ms, at most 2^31 − 1; Infinity: forever). Default 30000. */
   acquireTimeoutMs?: number;
-  /** A `create` that has not settled after this long counts as failed (ms; Infinity: no limit); its late result is destroyed. Default 30000. */
+  /**
+   * A `create` that has not settled after this long counts as failed (ms, at most 2^31 − 1;
+   * Infinity: no limit). It still holds its slot of `max` until it settles (the backend is still
+   * making it), and its late result is destroyed. Default 30000.
+   */
   createTimeoutMs?: number;
   /**
    * Callers that may wait in line at once; one more is refused at once with
@@ -79,9 +91,9 @@ export interface PoolOptions<T> {
    */
   maxWaiters?: number;
   /**
-   * An async `validate` that has not settled after this long counts as a refusal (ms; Infinity: no
-   * limit): the resource is destroyed and the caller gets another, instead of a slot held forever.
-   * Default 5000.
+   * An async `validate` that has not settled after this long counts as a refusal (ms, at most
+   * 2^31 − 1; Infinity: no limit): the resource is destroyed and the caller gets another, instead
+   * of a slot held forever. Default 5000.
    */
   validateTimeoutMs?: number;
   /** An idle resource unused this long is destroyed, unless that would go below `min` (ms; Infinity: never). Default 30000. */
@@ -108,7 +120,7 @@ export interface PoolOptions<T> {
    * or `false` for none (back-off only; callers then wait for their timeout). Default: a breaker with its default options.
    */
   breaker?: BreakerOptions | CircuitBreaker | false;
-  /** How long `drain()` waits for borrowed resources before destroying them anyway (ms). Default 30000. */
+  /** How long `drain()` waits for borrowed resources before destroying them anyway (ms, at most 2^31 − 1; Infinity: forever). Default 30000. */
   drainTimeoutMs?: number;
   /** The pool's name: in error messages and the `pool` label of its metrics. Default 'default'. */
   name?: string;
@@ -126,7 +138,7 @@ export interface PoolOptions<T> {
 export interface AcquireOptions {
   /** Gives up waiting: the acquire rejects with ERR_HOTPATH_CANCELLED (cause: the signal's reason). */
   signal?: AbortSignal;
-  /** This call's timeout instead of `acquireTimeoutMs` (ms; Infinity: forever). */
+  /** This call's timeout instead of `acquireTimeoutMs` (ms, at most 2^31 − 1; Infinity: forever). */
   timeoutMs?: number;
 }
 
@@ -142,7 +154,7 @@ export interface UseOptions extends AcquireOptions {
 
 /** Options of {@link Pool.drain}. */
 export interface DrainOptions {
-  /** How long to wait for borrowed resources (ms). Default: the pool's `drainTimeoutMs`. */
+  /** How long to wait for borrowed resources (ms, at most 2^31 − 1; Infinity: forever). Default: the pool's `drainTimeoutMs`. */
   timeoutMs?: number;
 }
 
@@ -184,6 +196,11 @@ export interface PoolStats {
   validating: number;
   /** Creates in flight. */
   pending: number;
+  /**
+   * Creates past `createTimeoutMs` still running: failed for the pool, they hold a slot toward
+   * `max` until they settle (their late result is destroyed).
+   */
+  lateCreates: number;
   /** Callers waiting in line. */
   waiters: number;
   min: number;
@@ -197,7 +214,7 @@ export interface PoolStats {
   leaks: number;
   /** Borrowed resources that drain() destroyed at its deadline. */
   forced: number;
-  /** Failed creates in a row right now. */
+  /** Failed creates in a row right now (a new resource `validate` refused at once counts as one). */
   consecutiveCreateFailures: number;
   /** The create breaker's state, undefined with `breaker: false`. */
   breaker: BreakerState | undefined;
@@ -221,11 +238,14 @@ export const POOL_DEFAULTS = {
   createRetry: { delayMs: 100, maxDelayMs: 10_000, jitter: true },
 } as const;
 
-const MAX_TIMER = 2 ** 31 - 1;
 const IDLE = 0;
 const BORROWED = 1;
 const VALIDATING = 2;
 const GONE = 3;
+/** States of one create: in flight, settled in time, past createTimeoutMs (still running). */
+const RUNNING = 0;
+const SETTLED = 1;
+const TIMED_OUT = 2;
 
 class Entry<T> {
   state = IDLE;
@@ -239,6 +259,13 @@ class Entry<T> {
   /** Where it was acquired (an object whose `stack` V8 formats lazily), with leak detection. */
   site: { stack?: string } | undefined = undefined;
   leakReported = false;
+  /**
+   * The breaker ticket of the create that made it while that create's success is unconfirmed
+   * (-1 once settled). A resource made for a waiter goes straight to `validate`; refused there, it
+   * counts as a failed create (back-off, breaker), else a backend whose every new resource is
+   * refused would be hit by a create per microtask, starving the event loop (timeouts never fire).
+   */
+  ticket = -1;
   constructor(readonly resource: T, readonly createdAt: number) {}
 }
 
@@ -246,7 +273,11 @@ class Waiter<T> {
   resolve!: (value: T) => void;
   reject!: (err: unknown) => void;
   timer: ReturnType<typeof setTimeout> | undefined = undefined;
-  /** Date.now() past which it times out (waiters with the default timeout, which share one timer). */
+  /**
+   * performance.now() past which it times out (waiters with the default timeout, which share one
+   * timer): monotonic like the timers themselves, so a step of the wall clock (NTP, VM resume)
+   * neither delays nor hastens a timeout.
+   */
   deadline = 0;
   onAbort: (() => void) | undefined = undefined;
   /** In the waiter deque (false while its resource is validated, and once settled). */
@@ -323,6 +354,11 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
   /** Callers whose resource `validate` is checking (drain rejects them at once). */
   readonly #checking = new Set<Waiter<T>>();
   #pending = 0;
+  /**
+   * Creates past `createTimeoutMs` that have not settled yet: failed for the pool, but the backend
+   * is still making them, so they count toward `max` (not toward serving anyone) until they settle.
+   */
+  #late = 0;
   #destroying = 0;
   /** Failed creates in a row; > 0 means back-off mode. */
   #failures = 0;
@@ -416,7 +452,7 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
       if (options === null || typeof options !== 'object') throw new TypeError('acquire options must be an object');
       signal = options.signal;
       if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError('options.signal must be an AbortSignal');
-      if (options.timeoutMs !== undefined) timeoutMs = checkMs('timeoutMs', options.timeoutMs);
+      if (options.timeoutMs !== undefined) timeoutMs = checkTimerMs('timeoutMs', options.timeoutMs);
     }
     if (this.#closing) return Promise.reject(new ClosedError(`pool "${this.name}"`));
     if (signal?.aborted === true) return Promise.reject(new CancelledError(`pool "${this.name}" acquire`, signal.reason));
@@ -429,9 +465,11 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
     if (this.#live === 0 && this.#validate === undefined && this.#idle.length > 0) {
       const destroyed = this.#destroyed;
       const e = this.#takeIdle();
+      // Lent before #fill runs: taken from idle but not yet borrowed, `e` is counted nowhere, and
+      // #fill would create one too many (more than `max` would exist).
+      if (e !== undefined) this.#lend(e, site);
       if (destroyed !== this.#destroyed) this.#fill(); // expired ones were dropped: replace them
       if (e !== undefined) {
-        this.#lend(e, site);
         this.#m?.acquire.record(0);
         return Promise.resolve(e.resource);
       }
@@ -456,11 +494,11 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
       if (timeoutMs === this.#acquireTimeoutMs && timeoutMs !== Number.POSITIVE_INFINITY) {
         // The default timeout: waiters' deadlines then come in arrival order, so one timer for
         // the earliest serves them all (a timer per waiter was a fifth of a contended acquire).
-        w.deadline = Date.now() + timeoutMs;
+        w.deadline = performance.now() + timeoutMs;
         this.#expiring.push(w);
         if (this.#expiryTimer === undefined) this.#armExpiry(timeoutMs);
       } else if (timeoutMs !== Number.POSITIVE_INFINITY) {
-        w.timer = setTimeout(() => this.#timeOut(w), Math.min(timeoutMs, MAX_TIMER));
+        w.timer = setTimeout(() => this.#timeOut(w), timeoutMs);
         w.timer.unref?.();
       }
       if (signal !== undefined) {
@@ -531,7 +569,7 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
       if (options === null || typeof options !== 'object') throw new TypeError('use options must be an object');
       signal = options.signal;
       if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError('options.signal must be an AbortSignal');
-      if (options.timeoutMs !== undefined) timeoutMs = checkMs('timeoutMs', options.timeoutMs);
+      if (options.timeoutMs !== undefined) timeoutMs = checkTimerMs('timeoutMs', options.timeoutMs);
     }
     if (this.#closing) return Promise.reject(new ClosedError(`pool "${this.name}"`));
     if (signal?.aborted === true) return Promise.reject(new CancelledError(`pool "${this.name}" acquire`, signal.reason));
@@ -577,7 +615,7 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
    * @throws TypeError / RangeError (synchronously) for a bad timeoutMs.
    */
   drain(options?: DrainOptions): Promise<void> {
-    const timeoutMs = options?.timeoutMs === undefined ? this.#drainTimeoutMs : checkMs('timeoutMs', options.timeoutMs);
+    const timeoutMs = options?.timeoutMs === undefined ? this.#drainTimeoutMs : checkTimerMs('timeoutMs', options.timeoutMs);
     if (this.#drained !== undefined) return this.#drained;
     this.#closing = true;
     if (this.#sweepTimer !== undefined) clearInterval(this.#sweepTimer);
@@ -611,7 +649,7 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
     if (timeoutMs !== Number.POSITIVE_INFINITY) {
       // Not unref'd: the caller asked for a bounded wait, and a hanging destroy must not let the
       // process exit (or an `await pool.drain()` at top level end unsettled) before it.
-      this.#drainTimer = setTimeout(() => this.#forceDrain(), Math.min(timeoutMs, MAX_TIMER));
+      this.#drainTimer = setTimeout(() => this.#forceDrain(), timeoutMs);
     }
     this.#checkDrained();
     return this.#drained;
@@ -636,6 +674,7 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
       borrowed: this.#borrowed,
       validating: this.#validating,
       pending: this.#pending,
+      lateCreates: this.#late,
       waiters: this.#live,
       min: this.#min,
       max: this.#max,
@@ -666,7 +705,10 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
     this.#fill();
   }
 
-  /** The next idle resource to lend (LIFO or FIFO); ones past their lifetime are destroyed on the way. */
+  /**
+   * The next idle resource to lend (LIFO or FIFO); ones past their lifetime are destroyed on the
+   * way. The caller must lend (or validate) the one returned before anything counts resources.
+   */
   #takeIdle(): Entry<T> | undefined {
     for (;;) {
       const e = this.#fifo ? this.#idle.shift() : this.#idle.pop();
@@ -694,6 +736,8 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
 
   /** Runs `validate` on `e` for `w`; on refusal destroys it and puts `w` back at the head of the line. */
   #check(w: Waiter<T>, e: Entry<T>): void {
+    const ticket = e.ticket; // ≥ 0: just made, its create's success hangs on this verdict
+    e.ticket = -1;
     e.state = VALIDATING;
     this.#validating++;
     this.#checking.add(w);
@@ -705,7 +749,7 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
     try {
       verdict = this.#validate!(e.resource);
     } catch (err) {
-      this.#checked(w, e, false, err);
+      this.#checked(w, e, false, err, ticket);
       return;
     }
     if (verdict !== null && typeof verdict === 'object' && typeof (verdict as { then?: unknown }).then === 'function') {
@@ -716,22 +760,23 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
         if (done) return;
         done = true;
         if (timer !== undefined) clearTimeout(timer);
-        this.#checked(w, e, ok, err);
+        this.#checked(w, e, ok, err, ticket);
       };
       const ms = this.#validateTimeoutMs;
       if (ms !== Number.POSITIVE_INFINITY) {
-        timer = setTimeout(() => settle(false, new TimeoutError(`pool "${this.name}" validate`, ms)), Math.min(ms, MAX_TIMER));
+        timer = setTimeout(() => settle(false, new TimeoutError(`pool "${this.name}" validate`, ms)), ms);
         timer.unref?.();
       }
       Promise.resolve(verdict).then((ok) => settle(ok === true, undefined), (err: unknown) => settle(false, err));
     } else {
-      this.#checked(w, e, verdict === true, undefined);
+      this.#checked(w, e, verdict === true, undefined, ticket);
     }
   }
 
-  #checked(w: Waiter<T>, e: Entry<T>, ok: boolean, err: unknown): void {
+  #checked(w: Waiter<T>, e: Entry<T>, ok: boolean, err: unknown, ticket: number): void {
     this.#validating--;
     this.#checking.delete(w);
+    if (ticket >= 0 && ok) this.#createSucceeded(ticket);
     if (!ok) {
       this.#validationFailures++;
       this.#m?.validationFailed.inc();
@@ -747,6 +792,12 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
       // Listeners ('destroy', then 'validationFailed') run once the counts are consistent.
       void this.#destroyEntry(e);
       this.#emit('validationFailed', e.resource, err);
+      if (ticket >= 0) {
+        // Refused as soon as it was made: the create failed in effect. Retrying at once would
+        // spin (a create and a validate that settle in microtasks never let a timer fire).
+        this.#backOff(new PoolCreateError(`pool "${this.name}": validate refused a newly created resource${err === undefined ? '' : `: ${errText(err)}`}`,
+          err === undefined ? undefined : { cause: err }), ticket, false);
+      }
       this.#settleOrRefill();
       return;
     }
@@ -793,14 +844,14 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
 
   /** The shared timer of the default-timeout waiters, due in `ms`. */
   #armExpiry(ms: number): void {
-    this.#expiryTimer = setTimeout(() => this.#expire(), Math.min(Math.max(1, ms), MAX_TIMER));
+    this.#expiryTimer = setTimeout(() => this.#expire(), Math.max(1, ms));
     this.#expiryTimer.unref?.();
   }
 
   /** Times out the default-timeout waiters whose deadline passed; re-arms for the next one. */
   #expire(): void {
     this.#expiryTimer = undefined;
-    const now = Date.now();
+    const now = performance.now();
     const q = this.#expiring;
     for (let w = q.peek(); w !== undefined; w = q.peek()) {
       if (!w.settled && w.deadline > now) {
@@ -895,7 +946,10 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
     while (!this.#closing) {
       const inUse = this.#borrowed + this.#validating;
       const target = Math.min(this.#max, Math.max(this.#min, inUse + this.#live));
-      if (this.#idle.length + inUse + this.#pending >= target) return;
+      const have = this.#idle.length + inUse + this.#pending;
+      // Creates past their timeout serve nobody but still hold a slot until they settle: the
+      // backend never sees more than `max` resources and creates at once.
+      if (have >= target || have + this.#late >= this.#max) return;
       if (this.#retryTimer !== undefined) return; // backing off
       if (this.#failures > 0 && this.#pending > 0) return; // after a failure: one probe at a time
       const b = this.#breaker;
@@ -915,22 +969,28 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
   #startCreate(ticket: number): void {
     this.#pending++;
     this.#m?.pending.inc();
-    let done = false;
+    let state = RUNNING;
     let timer: ReturnType<typeof setTimeout> | undefined;
+    /** A create that settles after its timeout gives its slot back (see #fill); its resource is not ours. */
+    const late = (resource: T | undefined): void => {
+      state = SETTLED;
+      this.#late--;
+      if (resource !== undefined) void this.#callDestroy(resource);
+      this.#settleOrRefill();
+    };
     const ok = (resource: T): void => {
-      if (done) {
-        void this.#callDestroy(resource); // settled after its timeout: not ours any more
-        return;
-      }
-      done = true;
+      if (state === TIMED_OUT) return late(isResource(resource) ? resource : undefined);
+      if (state !== RUNNING) return;
+      state = SETTLED;
       if (timer !== undefined) clearTimeout(timer);
       this.#pending--;
       this.#m?.pending.dec();
       this.#onCreated(resource, ticket);
     };
     const fail = (err: unknown): void => {
-      if (done) return;
-      done = true;
+      if (state === TIMED_OUT) return late(undefined);
+      if (state !== RUNNING) return;
+      state = SETTLED;
       if (timer !== undefined) clearTimeout(timer);
       this.#pending--;
       this.#m?.pending.dec();
@@ -938,7 +998,14 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
     };
     const ms = this.#createTimeoutMs;
     if (ms !== Number.POSITIVE_INFINITY) {
-      timer = setTimeout(() => fail(new TimeoutError(`pool "${this.name}" create`, ms)), Math.min(ms, MAX_TIMER));
+      timer = setTimeout(() => {
+        if (state !== RUNNING) return;
+        state = TIMED_OUT;
+        this.#pending--;
+        this.#m?.pending.dec();
+        this.#late++;
+        this.#onCreateFailed(new TimeoutError(`pool "${this.name}" create`, ms), ticket);
+      }, ms);
       timer.unref?.();
     }
     let made: T | Promise<T>;
@@ -952,42 +1019,74 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
   }
 
   #onCreated(resource: T, ticket: number): void {
+    if (!isResource(resource)) {
+      // undefined (a create that forgot to return), null or a primitive: lent, it would fail its
+      // borrower far from the cause (and two equal primitives are one Map key). Nothing to destroy.
+      this.#onCreateFailed(new PoolCreateError(
+        `pool "${this.name}": options.create returned ${resource === null || resource === undefined ? String(resource) : `a ${typeof resource}`} (it must return an object, a new one each call)`,
+      ), ticket);
+      return;
+    }
     if (this.#all.has(resource)) {
       // Counting it twice would corrupt every count; refuse it as a failed create instead.
       this.#onCreateFailed(new TypeError(`pool "${this.name}": options.create returned a resource the pool already holds (each call must return a new value)`), ticket);
       return;
     }
-    this.#failures = 0;
-    if (this.#retryTimer !== undefined) {
-      clearTimeout(this.#retryTimer);
-      this.#retryTimer = undefined;
-    }
-    this.#breaker?.success(ticket);
     const e = new Entry(resource, this.#clock.now());
     this.#all.set(resource, e);
     this.#created++;
     this.#m?.created.inc();
     this.#m?.idle.inc();
     if (this.#closing) {
+      this.#createSucceeded(ticket);
       this.#emit('create', resource);
       void this.#destroyEntry(e);
       this.#checkDrained();
       return;
     }
+    // Made for a waiter, with a `validate`: the dispatch below validates it at once, and the
+    // verdict decides whether this create succeeded (see Entry.ticket). Otherwise it did now.
+    if (this.#validate !== undefined && this.#live > 0 && this.#idle.length === 0) e.ticket = ticket;
+    else this.#createSucceeded(ticket);
     this.#idle.push(e);
     // Emitted once the counts include it, so a listener that calls back into the pool sees it.
     this.#emit('create', resource);
     this.#dispatch();
+    if (e.ticket >= 0) {
+      // Not validated after all (a listener took the waiter): it stays idle, a good create.
+      const t = e.ticket;
+      e.ticket = -1;
+      this.#createSucceeded(t);
+    }
+  }
+
+  /** A create succeeded (and the resource passed its first `validate`, if it went straight there): back-off ends. */
+  #createSucceeded(ticket: number): void {
+    this.#failures = 0;
+    if (this.#retryTimer !== undefined) {
+      clearTimeout(this.#retryTimer);
+      this.#retryTimer = undefined;
+    }
+    this.#breaker?.success(ticket);
   }
 
   #onCreateFailed(err: unknown, ticket: number): void {
+    this.#createFailures++;
+    this.#m?.createFailed.inc();
+    this.#backOff(err, ticket, true);
+  }
+
+  /**
+   * Counts a failed create (or a new resource `validate` refused at once): the breaker hears of
+   * it, waiters are failed if nothing can serve them any more, and the next create waits out the
+   * back-off — a timer, so a backend that fails at once cannot keep the pool in a microtask loop.
+   */
+  #backOff(err: unknown, ticket: number, createError: boolean): void {
     this.#failures++;
     this.#failSeq++;
     this.#lastError = err;
-    this.#createFailures++;
-    this.#m?.createFailed.inc();
     this.#breaker?.failure(ticket);
-    this.#emit('createError', err);
+    if (createError) this.#emit('createError', err);
     if (this.#closing) {
       this.#checkDrained();
       return;
@@ -1006,7 +1105,9 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;
       this.#dispatch();
-    }, Math.min(Math.max(0, ms), MAX_TIMER));
+      // Clamped, not refused: the breaker's retryAfterMs may exceed a timer's range; firing early
+      // is harmless (#fill asks the breaker again and re-arms).
+    }, Math.min(Math.max(0, ms), MAX_TIMER_MS));
     this.#retryTimer.unref?.();
   }
 
@@ -1183,12 +1284,30 @@ function siteStack(site: { stack?: string } | undefined): string {
   return nl < 0 ? s : `acquired at:${s.slice(nl)}`;
 }
 
+/** What `create` must return: an object (a function too), each one a distinct Map key. */
+function isResource(v: unknown): boolean {
+  return (typeof v === 'object' && v !== null) || typeof v === 'function';
+}
+
 function errText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** A duration the sweep compares ages with (never a timer of its own): any positive number of ms. */
 function checkMs(key: string, v: unknown): number {
   if (typeof v !== 'number' || !(v > 0)) throw new RangeError(`options.${key} must be a positive number of ms or Infinity, got ${String(v)}`);
+  return v;
+}
+
+/**
+ * A duration that becomes a timer: at most MAX_TIMER_MS (a longer Node timer fires after 1 ms,
+ * and a clamped one early — an acquire asked to wait 100 days would give up after 24.8), or
+ * Infinity (no timer at all). Refused like every other timer option of the engine.
+ */
+function checkTimerMs(key: string, v: unknown): number {
+  if (typeof v !== 'number' || !(v > 0) || (v > MAX_TIMER_MS && v !== Number.POSITIVE_INFINITY)) {
+    throw new RangeError(`options.${key} must be a positive number of ms up to ${MAX_TIMER_MS} (about 24.8 days) or Infinity, got ${String(v)}`);
+  }
   return v;
 }
 
@@ -1222,8 +1341,9 @@ function checkOptions<T>(options: PoolOptions<T>): Checked {
   const min = int('min', 0);
   const max = int('max', 1);
   if (min > max) throw new RangeError(`options.min (${min}) must not exceed options.max (${max})`);
-  const ms = (key: 'acquireTimeoutMs' | 'createTimeoutMs' | 'validateTimeoutMs' | 'idleMs' | 'maxLifetimeMs' | 'leakDetectionMs' | 'drainTimeoutMs'): number =>
-    checkMs(key, options[key] ?? POOL_DEFAULTS[key]);
+  const ms = (key: 'idleMs' | 'maxLifetimeMs' | 'leakDetectionMs'): number => checkMs(key, options[key] ?? POOL_DEFAULTS[key]);
+  const timerMs = (key: 'acquireTimeoutMs' | 'createTimeoutMs' | 'validateTimeoutMs' | 'drainTimeoutMs'): number =>
+    checkTimerMs(key, options[key] ?? POOL_DEFAULTS[key]);
   if (options.fifo !== undefined && typeof options.fifo !== 'boolean') throw new TypeError(`options.fifo must be a boolean, got ${typeof options.fifo}`);
   const name = options.name ?? POOL_DEFAULTS.name;
   if (typeof name !== 'string' || name.length === 0) throw new TypeError(`options.name must be a non-empty string, got ${String(name)}`);
@@ -1249,15 +1369,15 @@ function checkOptions<T>(options: PoolOptions<T>): Checked {
   if (options.clock !== undefined && typeof options.clock?.now !== 'function') throw new TypeError('options.clock.now must be a function');
   return {
     name, min, max,
-    acquireTimeoutMs: ms('acquireTimeoutMs'),
-    createTimeoutMs: ms('createTimeoutMs'),
-    validateTimeoutMs: ms('validateTimeoutMs'),
+    acquireTimeoutMs: timerMs('acquireTimeoutMs'),
+    createTimeoutMs: timerMs('createTimeoutMs'),
+    validateTimeoutMs: timerMs('validateTimeoutMs'),
     maxWaiters: maxWaiters(options.maxWaiters),
     idleMs: ms('idleMs'),
     maxLifetimeMs: ms('maxLifetimeMs'),
     fifo: options.fifo ?? POOL_DEFAULTS.fifo,
     leakDetectionMs: ms('leakDetectionMs'),
-    drainTimeoutMs: ms('drainTimeoutMs'),
+    drainTimeoutMs: timerMs('drainTimeoutMs'),
     createRetry: { delayMs, maxDelayMs, jitter },
   };
 }

@@ -357,6 +357,10 @@ describe('validation', () => {
     await vi.advanceTimersByTimeAsync(199);
     expect(p.stats().validating).toBe(1);
     await vi.advanceTimersByTimeAsync(1);
+    // #1 was made for this caller: refused at once, it counts as a failed create, so #2 comes
+    // after the back-off (the first delay: 100 ms, jittered over [50, 100]).
+    expect(p.stats()).toMatchObject({ validationFailures: 1, consecutiveCreateFailures: 1 });
+    await vi.advanceTimersByTimeAsync(100);
     const r = await got;
     expect(r.id).toBe(2); // the first was destroyed after its validate timed out
     expect(p.destroyed.map((x) => x.id)).toEqual([1]);
