@@ -49,8 +49,9 @@ export async function runServe(args: string[]): Promise<number> {
   // watcher runs (below), so an edit made while the service starts is not lost.
   const loadedText = file === undefined ? undefined : readText(file);
   let config;
+  const read: { cert?: Buffer; key?: Buffer } = {};
   try {
-    config = resolveServeConfig(file, process.env, values, { readFiles: true });
+    config = resolveServeConfig(file, process.env, values, { readFiles: true, read });
   } catch (err) {
     console.error(`hotpath serve: ${(err as Error).message}`);
     return 2;
@@ -59,7 +60,7 @@ export async function runServe(args: string[]): Promise<number> {
   const log = pino({ name: 'hotpath', base: { pid: process.pid } }, process.stdout.isTTY === true ? prettyStream() : process.stdout);
   let service;
   try {
-    service = await startService(config, log);
+    service = await startService(config, log, { tls: read });
   } catch (err) {
     log.error({ err }, 'failed to start');
     return 1;

@@ -229,6 +229,12 @@ export interface ResolveOptions {
    * reload, where they need a restart anyway and a file being renewed must not block other changes.
    */
   readFiles?: boolean;
+  /**
+   * With readFiles: filled with the bytes read, to be handed to startService (`{ tls }`) — a
+   * file that can be read once only (a pipe, `--cert <(…)`) would be empty the second time
+   * (review52).
+   */
+  read?: { cert?: Buffer; key?: Buffer };
 }
 
 /**
@@ -307,6 +313,10 @@ export function resolveServeConfig(
       createSecureContext({ cert, key });
     } catch (err) {
       throw new TypeError(`${from.cert} and ${from.key}: not a usable certificate and key: ${(err as Error).message}`);
+    }
+    if (options.read !== undefined) {
+      options.read.cert = cert;
+      options.read.key = key;
     }
   }
   return out as unknown as ServeConfig;

@@ -22,6 +22,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { constants as h2constants, createSecureServer, createServer as createH2cServer, type Http2Server, type Http2Session, type Http2Stream } from 'node:http2';
 import { readFileSync } from 'node:fs';
 import { Server as NetServer, type Socket } from 'node:net';
+import { createSecureContext } from 'node:tls';
 import { hash, timingSafeEqual, createHash } from 'node:crypto';
 import { createReadStream, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -275,16 +276,24 @@ function dur(ms: number): string {
   return `${whole}${frac < 10 ? '.0' : '.'}${frac}`;
 }
 
+/** Options of {@link startService}. */
+export interface StartOptions {
+  /** The TLS certificate and key already read (resolveServeConfig's `read`): not read again. */
+  tls?: { cert?: Buffer; key?: Buffer };
+}
+
 /**
  * Starts the service: an engine (embedded, or on Redis when configured) and the HTTP server.
  * @throws what createEngine throws; the listen error (EADDRINUSE …).
  */
-export async function startService(config: ServeConfig, log: Logger): Promise<Service> {
-  // TLS files first: a missing one fails before any thread starts.
+export async function startService(config: ServeConfig, log: Logger, options: StartOptions = {}): Promise<Service> {
+  // TLS first: a missing file or an unusable pair fails before any thread starts (a failure
+  // after createEngine left its threads running: the process never exited, review52).
   let tls: { cert: Buffer; key: Buffer } | undefined;
   if (config.cert !== undefined || config.key !== undefined) {
     if (config.cert === undefined || config.key === undefined) throw new TypeError('TLS needs both --cert and --key (HOTPATH_TLS_CERT, HOTPATH_TLS_KEY)');
-    tls = { cert: readFileSync(config.cert), key: readFileSync(config.key) };
+    tls = { cert: options.tls?.cert ?? readFileSync(config.cert), key: options.tls?.key ?? readFileSync(config.key) };
+    createSecureContext(tls);
   }
   const engine = await createEngine({
     ...(config.workers !== undefined ? { workers: config.workers } : {}),
@@ -709,22 +718,34 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
   };
 
   /**
-   * HTTP/1 connections with no request in progress, each with its bytesRead when it became so: a
-   * connection still at that count has sent nothing since — no request has begun on it — and a
+   * HTTP/1 connections that have had no request yet, each with its bytesRead when it was opened
+   * (TLS: when its handshake ended): a connection still at that count has sent nothing, and a
    * shutdown closes it after the grace (closeIdle). node:http's closeIdleConnections covers a
    * connection between two requests, but counts a new one as busy from its start (a guard of its
    * own against clients that connect and send nothing), so a client that had connected and not
    * sent a byte held the shutdown until the header timeout (review49); a request whose headers
    * are partly received has read bytes, and is left to finish. Here: every connection of an
-   * HTTP/1 or TLS server until its first request (TLS: the TCP socket until it sends a
-   * handshake, then the TLS socket), and the HTTP/1.1 connections of the HTTP/2 TLS port
-   * whenever they have no request being answered (node:http2 tracks no idle state for them).
+   * HTTP/1 or TLS server, and the HTTP/1.1 connections of the HTTP/2 TLS port, until their first
+   * request (TLS: the TCP socket until it sends a handshake, then the TLS socket). Not between
+   * two requests on the HTTP/2 TLS port (node:http2 keeps no parser state for them to read): a
+   * byte count taken when a response ended already included a pipelined next request's first
+   * bytes, and that request was cut (review52); their keep-alive deadline closes them instead.
    */
   const idleSince = new Map<Socket, number>();
-  /** A new connection: idle until it sends its first byte. */
+  /** Set once the shutdown's grace is over: connections that become secure later get one of their own. */
+  let graceOver = false;
+  /** A new connection (or one whose TLS handshake just ended): idle until it sends a byte. */
   const untilIdle = (socket: Socket): void => {
-    idleSince.set(socket, 0);
+    const read = socket.bytesRead;
+    idleSince.set(socket, read);
     socket.once('close', () => idleSince.delete(socket));
+    if (graceOver) {
+      // A handshake that ended after the grace (closeIdle ran before): the same grace, then
+      // closed if it has still sent nothing (it held the shutdown for the header timeout, review52).
+      setTimeout(() => {
+        if (idleSince.get(socket) === read && socket.bytesRead === read) socket.destroy();
+      }, SHUTDOWN_GRACE_MS).unref();
+    }
   };
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
@@ -753,10 +774,7 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     // One listener per request ('close' follows 'finish' when the response was sent in full).
     res.on('close', () => {
       inflight--;
-      if (fb !== undefined && --fb.busy === 0) {
-        armFallback(req.socket, fb, config.keepAliveTimeoutMs);
-        if (!req.socket.destroyed) idleSince.set(req.socket, req.socket.bytesRead);
-      }
+      if (fb !== undefined && --fb.busy === 0) armFallback(req.socket, fb, config.keepAliveTimeoutMs);
       // (An HTTP/2 response the client reset, or that was destroyed, may still read as finished.)
       if (res.writableFinished && (h2StreamOf(req)?.rstCode ?? 0) === 0) {
         served++;
@@ -884,6 +902,7 @@ export async function startService(config: ServeConfig, log: Logger): Promise<Se
     if (!config.http2 || tls !== undefined) untilIdle(socket);
   });
   const closeIdle = (): void => {
+    graceOver = true;
     if ('closeIdleConnections' in server) server.closeIdleConnections();
     for (const [socket, read] of idleSince) if (socket.bytesRead === read) socket.destroy();
     for (const session of sessions) session.close(); // GOAWAY: open streams finish, no new ones

@@ -6,7 +6,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { connect, constants, type ClientHttp2Session } from 'node:http2';
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -224,5 +224,101 @@ describe('hotpath serve over HTTP/2', () => {
     expect(res.status).toBe(200);
     await closing;
     service = undefined;
+  });
+});
+
+describe.runIf(hasOpenssl || process.env.CI === 'true')('graceful shutdown over TLS (review52)', () => {
+  const pair = (): { cert: string; key: string } => {
+    const dir = mkdtempSync(join(tmpdir(), 'hotpath-tls-'));
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+    return { cert, key };
+  };
+  const closedWithin = (socket: { once(e: 'close', l: () => void): unknown }, ms: number): Promise<string> =>
+    Promise.race([new Promise<string>((r) => socket.once('close', () => r('closed'))), new Promise<string>((r) => setTimeout(() => r('still open'), ms).unref())]);
+
+  it('HTTP/1.1 on the HTTP/2 TLS port: a pipelined request whose first bytes came with the one before is answered, not cut', async () => {
+    const { cert, key } = pair();
+    const s = await start({ cert, key, headersTimeoutMs: 600_000, keepAliveTimeoutMs: 600_000, shutdownTimeoutMs: 600_000 });
+    const ca = readFileSync(cert);
+    const port = Number(new URL(s.url).port);
+    const open = async (): Promise<TLSSocket> => {
+      const socket = tlsConnect({ port, host: '127.0.0.1', ca, ALPNProtocols: ['http/1.1'] });
+      socket.on('error', () => undefined);
+      await new Promise((r) => socket.once('secureConnect', r));
+      return socket;
+    };
+    const marker = await open(); // silent: its close says the grace is over
+    const busy = await open();
+    let text = '';
+    busy.setEncoding('utf8');
+    busy.on('data', (d: string) => (text += d));
+    busy.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /hea'); // the second request's first bytes with the first
+    while (!text.includes('\r\n\r\n')) await new Promise((r) => setImmediate(r));
+    const closing = s.close();
+    expect(await closedWithin(marker, 20_000)).toBe('closed');
+    expect(busy.destroyed).toBe(false); // before: closed with the idle ones (its bytes were counted as "idle")
+    const ended = new Promise((r) => busy.once('close', r));
+    busy.write('lth HTTP/1.1\r\nHost: x\r\n\r\n');
+    await ended;
+    expect(text.match(/HTTP\/1\.1 200 /g)).toHaveLength(2);
+    await closing;
+    service = undefined;
+  });
+
+  it('a TLS handshake that ends after the grace, then sends nothing, is closed after a grace of its own', async () => {
+    const { cert, key } = pair();
+    // HTTPS (HTTP/1), header and shutdown timeouts far beyond the test's: only a grace may close it.
+    const s = await startService({ ...SERVE_DEFAULTS, port: 0, workers: 1, cert, key, headersTimeoutMs: 600_000, shutdownTimeoutMs: 600_000 }, silentLog);
+    service = s;
+    const port = Number(new URL(s.url).port);
+    const accepted: Array<{ bytesRead: number }> = [];
+    s.server.on('connection', (sock: { bytesRead: number }) => accepted.push(sock));
+    // A relay that passes the client's first bytes at once and holds the rest of its handshake.
+    let release: () => void = () => {};
+    const relay = createNetServer((down) => {
+      const up = netConnect(port, '127.0.0.1');
+      down.on('error', () => undefined);
+      up.on('error', () => undefined);
+      up.pipe(down);
+      let first = true;
+      const held: Buffer[] = [];
+      let open = false;
+      release = () => {
+        open = true;
+        for (const c of held) up.write(c);
+      };
+      down.on('data', (c: Buffer) => {
+        if (open) up.write(c);
+        else if (first) {
+          first = false;
+          up.write(c.subarray(0, 10)); // the server has read bytes: a handshake under way
+          held.push(c.subarray(10));
+        } else held.push(c);
+      });
+      down.on('close', () => up.destroy());
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    try {
+      const marker = netConnect(port, '127.0.0.1'); // silent: its close says the grace is over
+      marker.on('error', () => undefined);
+      const late = tlsConnect({ port: (relay.address() as AddressInfo).port, host: '127.0.0.1', ca: readFileSync(cert), ALPNProtocols: ['http/1.1'] });
+      late.on('error', () => undefined);
+      // Both connected, and the server has read the late one's first bytes.
+      while (accepted.length < 2 || !accepted.some((x) => x.bytesRead > 0)) await new Promise((r) => setImmediate(r));
+      const closing = s.close();
+      expect(await closedWithin(marker, 20_000)).toBe('closed');
+      expect(late.destroyed).toBe(false); // mid-handshake: left to finish
+      const secure = new Promise((r) => late.once('secureConnect', r));
+      release();
+      await secure;
+      // Before: held the shutdown for the header timeout (here 10 minutes).
+      expect(await closedWithin(late, 20_000)).toBe('closed');
+      await closing;
+      service = undefined;
+    } finally {
+      relay.close();
+    }
   });
 });

@@ -400,6 +400,23 @@ describe('edges found in review', () => {
     expect(() => resolveServeConfig({ key: 'key.pem' })).toThrow(/^the config file: key is set but the certificate is not/);
   });
 
+  it.runIf(spawnSync('openssl', ['version'], { stdio: 'ignore' }).status === 0 || process.env.CI === 'true')('the certificate and key are read once: what the configuration read is what the service serves with (review52: a pipe read twice was empty)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hotpath-serve-'));
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+    const read: { cert?: Buffer; key?: Buffer } = {};
+    const config = resolveServeConfig(undefined, {}, { cert, key, port: '0', workers: '1' }, { readFiles: true, read });
+    expect(read.cert?.toString('latin1')).toMatch(/BEGIN CERTIFICATE/);
+    writeFileSync(cert, ''); // as a pipe would be at a second read
+    writeFileSync(key, '');
+    const s = await startService(config, silentLog, { tls: read });
+    service = s;
+    expect(s.url).toMatch(/^https:/);
+    // An unusable pair fails before the engine (and its threads) start: nothing left running.
+    await expect(startService(config, silentLog)).rejects.toThrow(/PEM|no start line|key/i);
+  });
+
   it('serve: a bad host, a certificate without its key, an unreadable --cert or a bad admin token exit 2 naming the setting, before anything starts (review49)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'hotpath-serve-'));
     const key = join(dir, 'key.pem');
