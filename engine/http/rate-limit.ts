@@ -42,7 +42,10 @@ export interface RateLimitOptions<Req = unknown> {
   key?: (req: Req) => string;
   /** What a request costs, in tokens: a positive integer, at most the limiter's burst (or limit). Default 1. */
   cost?: (req: Req) => number;
-  /** Return true to let a request through without consulting the limiter (and without headers). */
+  /**
+   * Return true to let a request through without consulting the limiter (and without headers).
+   * Synchronous, and a boolean: anything else (a Promise from an async function) is an error.
+   */
   skip?: (req: Req) => boolean;
   /**
    * Send `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers-10, see the
@@ -319,7 +322,13 @@ function compile<Req>(limiter: RateLimiter, options: RateLimitOptions<Req>, ipOf
     sync,
 
     decide(req) {
-      if (skipFn !== undefined && skipFn(req)) return undefined;
+      if (skipFn !== undefined) {
+        const skip: unknown = skipFn(req);
+        // A boolean only: an async skip returned a Promise, which is truthy, and every request
+        // went through unlimited, silently (review55). Fail closed, as a bad key or cost does.
+        if (typeof skip !== 'boolean') throw new TypeError(`options.skip must return a boolean, got ${describe(skip)}`);
+        if (skip) return undefined;
+      }
       let key: string;
       if (keyFn === undefined) {
         key = ipOf(req);
@@ -419,5 +428,6 @@ function describe(v: unknown): string {
   if (typeof v === 'bigint') return `${v}n`;
   if (typeof v === 'function') return 'a function';
   if (v === null || typeof v !== 'object') return String(v);
+  if (typeof (v as { then?: unknown }).then === 'function') return 'a Promise'; // an async callback: they must be synchronous
   return Array.isArray(v) ? 'an array' : 'an object';
 }

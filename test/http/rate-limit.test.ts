@@ -320,6 +320,19 @@ describe.each([expressHarness, fastifyHarness])('$name rate-limit middleware', (
     expect(handled()).toBe(1);
   });
 
+  it('a skip that returns anything but a boolean (an async one: a Promise) is an error, not a pass (review55)', async () => {
+    const limiter = new CountingLimiter('api', 1);
+    const { url, handled } = await h.start(limiter, {
+      skip: (async () => false) as unknown as (req: unknown) => boolean,
+    });
+    for (let i = 0; i < 3; i++) {
+      const r = await get(url);
+      expect(r.status).toBe(500); // before: 200 every time, the limiter never asked
+      expect((r.body as { message: string }).message).toBe('options.skip must return a boolean, got a Promise');
+    }
+    expect(handled()).toBe(0);
+  });
+
   it('hands a rejection of limiter.allow to the error handler and keeps serving', async () => {
     const limiter = new CountingLimiter('api', 100);
     limiter.failWith = new Error('engine is closed');
