@@ -12,3 +12,14 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 export function isWellFormed(s: string): boolean {
   return !LONE_SURROGATE.test(s);
 }
+
+const LONE_SURROGATES = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/**
+ * `s` with each lone surrogate replaced by U+FFFD, as UTF-8 stores it (String.prototype
+ * .toWellFormed, which Node 20's TypeScript lib does not declare). Returns `s` itself when it is
+ * well-formed.
+ */
+export function toWellFormed(s: string): string {
+  return isWellFormed(s) ? s : s.replace(LONE_SURROGATES, '\uFFFD');
+}

@@ -140,13 +140,14 @@ export class Metrics {
   collect(name: string, help: string, type: 'gauge' | 'counter', read: () => number | PromValue[]): void {
     checkName(name, []);
     if (this.registry === undefined) return;
-    this.#register({
+    const metric = {
       name, help, type,
       get: async () => {
         const v = read();
-        return { name, help, type, values: typeof v === 'number' ? [{ value: v, labels: {} }] : v, aggregator: 'sum' };
+        return { name: metric.name, help, type, values: typeof v === 'number' ? [{ value: v, labels: {} }] : v, aggregator: 'sum' };
       },
-    });
+    };
+    this.#register(metric);
   }
 
   /** The Prometheus text exposition (empty string when metrics are off). */
@@ -194,10 +195,14 @@ export class Metrics {
       return;
     }
     if (this.registry !== undefined) {
-      this.#register({
+      // get() answers with the registered object's name as it is at the scrape: an OpenMetrics
+      // registry renames a counter's object (drops `_total`) and appends `_total` to each sample,
+      // so a name of our own made `x_total_total` (review55).
+      const metric = {
         name: f.name, help: f.help, type: f.type,
-        get: async () => ({ name: f.name, help: f.help, type: f.type, values: await this.#values(f), aggregator: 'sum' }),
-      });
+        get: async () => ({ name: metric.name, help: f.help, type: f.type, values: await this.#values(f), aggregator: 'sum' }),
+      };
+      this.#register(metric);
     }
     this.#families.set(f.name, f);
   }

@@ -7,6 +7,7 @@
  */
 import * as hdr from 'hdr-histogram-js';
 import { KEY_MAX, KEY_TOO_LONG, KIND_COUNTER, KIND_GAUGE, printable, type MetricsTable } from './table.js';
+import { toWellFormed } from '../text.js';
 
 /** Separates the name and label values inside a series key. */
 export const SEP = '\u0000';
@@ -241,7 +242,10 @@ export function seriesKey(name: string, labelNames: readonly string[], values: r
   }
   let key = name;
   for (const v of values) {
-    const s = String(v);
+    // As the table stores it: UTF-8, where a lone surrogate is U+FFFD. Two spellings of one
+    // stored key made two series that print alike — the thread that made the series cached the
+    // original, another decoded the stored bytes, missed, and added a second (review55).
+    const s = toWellFormed(String(v));
     if (s.includes(SEP)) throw new TypeError(`${name}: a label value cannot contain NUL`);
     key += SEP + s;
   }

@@ -68,6 +68,20 @@ describe('shared counters', () => {
     expect(new Set(await Promise.all(Array.from({ length: 20 }, () => engine.run('whoami')))).size).toBe(2);
   });
 
+  it('a label value with a lone surrogate is one series across threads, as UTF-8 stores it (review55)', async () => {
+    const e = await metricsEngine({ workers: 1 });
+    try {
+      const c = e.metrics.counter('test_lone_total', 'x', ['who']);
+      expect(await e.runtime.pool.call('metricsCount', { name: 'test_lone_total', labels: ['who'], values: ['path<lone>'] }).result).toBe('counted');
+      c.labels('path\uD800').inc(3);
+      c.labels('path\uFFFD').inc(4); // the same key once stored
+      const lines = (await e.metrics.text()).split('\n').filter((l) => l.startsWith('test_lone_total{'));
+      expect(lines).toEqual(['test_lone_total{who="path\uFFFD"} 8']); // before: two lines that print alike
+    } finally {
+      await e.close();
+    }
+  });
+
   it('a worker\'s counts outlive it, and its replacement\'s add to them', async () => {
     const e = await testEngine({ workers: 1 });
     try {
@@ -285,6 +299,29 @@ describe('exposition', () => {
     } finally {
       await e.close();
     }
+  });
+
+  it('an OpenMetrics registry names our counters as its own: x_total, not x_total_total (review55)', async () => {
+    const registry = new Registry(Registry.OPENMETRICS_CONTENT_TYPE);
+    const e = await testEngine({ metrics: registry });
+    try {
+      const theirs = new Counter({ name: 'native_requests_total', help: 'x', registers: [registry] });
+      theirs.inc(2);
+      e.metrics.counter('test_mine_total', 'x', ['route']).labels('/a').inc(3);
+      e.metrics.collect('test_collected_total', 'x', 'counter', () => 4);
+      for (let i = 0; i < 2; i++) { // a second scrape: the registry renames its objects each time
+        const text = await registry.metrics();
+        expect(text).toContain('# TYPE native_requests counter\n');
+        expect(text).toContain('native_requests_total 2');
+        expect(text).toContain('# TYPE test_mine counter\n');
+        expect(text).toContain('test_mine_total{route="/a"} 3');
+        expect(text).toContain('test_collected_total 4');
+        expect(text).not.toMatch(/_total_total/);
+      }
+    } finally {
+      await e.close();
+    }
+    expect(registry.getSingleMetric('test_mine_total')).toBeUndefined(); // close() still finds what it registered
   });
 
   it('engine.cache whose metric name the application registry already holds throws every time, never half-built (review40)', async () => {
