@@ -262,9 +262,11 @@ interface Decoded {
 }
 
 /**
- * The output of a deflate (zlib) or brotli stream that used all of its input. node:zlib stops at
- * the stream's end and drops what follows, so bytes appended to one passed as good (review30);
- * gzip already refuses them (a second member must be gzip too).
+ * The output of a gzip, deflate (zlib) or brotli stream that used all of its input. node:zlib
+ * stops at the stream's end and drops what follows, so bytes appended to one passed as good
+ * (review30). gzip reads on into further members, and refuses bytes that are not one — unless
+ * they begin with a zero byte: then it stops and drops them too (review54: `\0\0` and any text
+ * after a gzip member decoded with exit 0; the gzip tool warns "trailing garbage ignored").
  */
 function whole(codec: ZlibCodec, r: Decoded, inputBytes: number): Buffer {
   const read = r.engine.bytesWritten;
@@ -278,7 +280,7 @@ export function zlibDecompressSync(codec: ZlibCodec, data: Uint8Array, maxOutput
   const o = { maxOutputLength: maxOutputBytes };
   try {
     switch (codec) {
-      case 'gzip': return zlib.gunzipSync(data, o);
+      case 'gzip': return whole(codec, zlib.gunzipSync(data, { ...o, info: true }) as unknown as Decoded, data.length);
       case 'deflate': return whole(codec, zlib.inflateSync(data, { ...o, info: true }) as unknown as Decoded, data.length);
       case 'brotli': return whole(codec, zlib.brotliDecompressSync(data, { ...o, info: true } as zlib.BrotliOptions) as unknown as Decoded, data.length);
       case 'zstd': {
@@ -397,24 +399,17 @@ export class ZlibGate {
     }
     const o = { maxOutputLength: maxOutputBytes };
     return this.#run(() => new Promise<Buffer>((resolve, reject) => {
-      const cb: Callback = (err, out) => (err ? reject(asDecodeError(codec, err, maxOutputBytes)) : resolve(out));
-      switch (codec) {
-        case 'gzip': zlib.gunzip(data, o, cb); break;
-        case 'deflate':
-        case 'brotli': {
-          const done = (err: Error | null, r: unknown): void => {
-            if (err !== null) return void reject(asDecodeError(codec, err, maxOutputBytes));
-            try {
-              resolve(whole(codec, r as Decoded, data.length));
-            } catch (e) {
-              reject(e);
-            }
-          };
-          if (codec === 'deflate') zlib.inflate(data, { ...o, info: true }, done as never);
-          else zlib.brotliDecompress(data, { ...o, info: true } as zlib.BrotliOptions, done as never);
-          break;
+      const done = (err: Error | null, r: unknown): void => {
+        if (err !== null) return void reject(asDecodeError(codec, err, maxOutputBytes));
+        try {
+          resolve(whole(codec, r as Decoded, data.length));
+        } catch (e) {
+          reject(e);
         }
-      }
+      };
+      if (codec === 'gzip') zlib.gunzip(data, { ...o, info: true }, done as never);
+      else if (codec === 'deflate') zlib.inflate(data, { ...o, info: true }, done as never);
+      else zlib.brotliDecompress(data, { ...o, info: true } as zlib.BrotliOptions, done as never);
     }));
   }
 }

@@ -195,6 +195,21 @@ describe('bad input and options', () => {
     expect((await c.decompress(zlib.brotliCompressSync(text), { codec: 'brotli' })).equals(text)).toBe(true);
   });
 
+  it('bytes after a gzip member that begin with a zero are corrupt too, not dropped (review54)', async () => {
+    // node:zlib reads on into a further member, but stops at a zero byte and drops the rest.
+    const member = zlib.gzipSync(text);
+    for (const tail of [Buffer.from([0]), Buffer.from([0, 0]), Buffer.from('\0\0anything')]) {
+      const data = Buffer.concat([member, tail]);
+      expect(() => c.decompressSync(data)).toThrow(new RegExp(`${tail.length} bytes after the end of the stream`));
+      await expect(c.decompress(data)).rejects.toBeInstanceOf(CorruptFrameError);
+    }
+    expect(codes(() => c.decompressSync(Buffer.concat([member, Buffer.from('xyz')])))).toBe(ErrorCodes.CORRUPT_FRAME); // refused before too
+    // Concatenated members are one gzip stream (as the gzip tool reads them).
+    const two = Buffer.concat([member, member]);
+    expect(c.decompressSync(two).equals(Buffer.concat([text, text]))).toBe(true);
+    expect((await c.decompress(two)).equals(Buffer.concat([text, text]))).toBe(true);
+  });
+
   it('hostile bytes under a hint are corrupt frames, not crashes', () => {
     for (const codec of CODECS) expect(codes(() => c.decompressSync(Buffer.from('definitely not compressed'), { codec }))).toMatch(/ERR_HOTPATH_(CORRUPT_FRAME|UNKNOWN_FORMAT)/);
   });
