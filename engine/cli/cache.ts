@@ -14,8 +14,9 @@ or HOTPATH_ADMIN_TOKEN):
   status   the cache's statistics (tiers, hits, misses, entries) as JSON
   clear    empties every tier
   warm     loads entries from --file (JSON: [{"key", "value", "ttl"?}, ...]), up to 500 entries and
-           512 KiB per request, with
-           a progress bar on a terminal
+           512 KiB per request, with a progress bar on a terminal. Every entry is checked first
+           (a bad one: exit 2, nothing sent); should the server still refuse a request, the
+           error says how many entries were warmed before it
 With --redis URL, on Redis directly (keys hotpath:c:*): status counts the keys, clear deletes them
 (other instances' local tiers keep their copies until they expire); warm needs a running server.
 exit codes: 0 done, 1 the server or Redis failed, 2 a usage error`;
@@ -26,7 +27,7 @@ const BATCH_BYTES = 512 * 1024;
 export async function runCacheCommand(args: string[]): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args, allowPositionals: true, strict: true, options: { url: { type: 'string' }, token: { type: 'string' }, redis: { type: 'string' }, file: { type: 'string' }, help: { type: 'boolean' } } });
+    parsed = parseArgs({ args, allowPositionals: true, strict: true, options: { url: { type: 'string' }, token: { type: 'string' }, redis: { type: 'string' }, file: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
   } catch (err) {
     console.error(`hotpath cache: ${(err as Error).message}\n\n${CACHE_USAGE}`);
     return 2;
@@ -82,6 +83,13 @@ export async function runCacheCommand(args: string[]): Promise<number> {
         console.error(`hotpath cache warm: ${values.file} must hold a JSON array of {"key", "value", "ttl"?}`);
         return 2;
       }
+      // The whole file is checked before anything is sent: the server checks each request on its
+      // own, so a bad entry in a later batch would fail only after the earlier ones were written.
+      const bad = entries.findIndex((e) => invalidEntry(e) !== undefined);
+      if (bad >= 0) {
+        console.error(`hotpath cache warm: ${values.file}: entry ${bad}: ${invalidEntry(entries[bad])}; nothing was sent`);
+        return 2;
+      }
       let done = 0;
       const tty = process.stderr.isTTY === true;
       // Batches of at most BATCH entries and BATCH_BYTES of JSON (the server's body limit is 1 MiB
@@ -100,8 +108,20 @@ export async function runCacheCommand(args: string[]): Promise<number> {
         bytes += size;
       }
       if (batch.length > 0) batches.push(batch);
+      let start = 0; // the file index of the batch's first entry
       for (const b of batches) {
-        const r = (await call('POST', '/admin/cache/warm', { entries: b })) as { warmed: number };
+        let r: { warmed: number };
+        try {
+          r = (await call('POST', '/admin/cache/warm', { entries: b })) as { warmed: number };
+        } catch (err) {
+          // The server checks a whole request before writing any of it: the entries before this
+          // batch are in, this one's are not. Its "entry I" is an index within the batch.
+          if (tty) process.stderr.write('\n');
+          const msg = (err as Error).message.replace(/\bentry (\d+):/, (_, i: string) => `entry ${start + Number(i)} of ${values.file}:`);
+          console.error(`hotpath cache warm: entries ${start}-${start + b.length - 1} refused (${msg}); ${done} of ${entries.length} entries${start > 0 ? ` (0-${start - 1})` : ''} were warmed before it, none after`);
+          return 1;
+        }
+        start += b.length;
         done += r.warmed;
         if (tty) {
           const width = 30;
@@ -117,6 +137,19 @@ export async function runCacheCommand(args: string[]): Promise<number> {
     console.error(`hotpath cache ${action}: ${(err as Error).message}`);
     return 1;
   }
+}
+
+/**
+ * Why the server's warm route would refuse this entry (the rules of engine/server/server.ts's
+ * POST /admin/cache/warm, mirrored: an object with a non-empty string "key", a "value", and a
+ * "ttl" that is absent or a positive number of ms); undefined when it is fine.
+ */
+function invalidEntry(e: unknown): string | undefined {
+  const o = e !== null && typeof e === 'object' && !Array.isArray(e) ? (e as Record<string, unknown>) : undefined;
+  if (o === undefined || typeof o.key !== 'string' || o.key.length === 0) return '"key" must be a non-empty string';
+  if (!('value' in o)) return '"value" is missing';
+  if (o.ttl !== undefined && (typeof o.ttl !== 'number' || !(o.ttl > 0))) return '"ttl" must be a positive number of ms';
+  return undefined;
 }
 
 async function onRedis(url: string, action: 'status' | 'clear'): Promise<number> {

@@ -11,14 +11,17 @@
  *  - LZ4 (the default) streams both ways (createCompressStream / createDecompressStream), so its
  *    input never has to fit in memory; the other formats read their whole input and go through
  *    the async compress / decompress (worker threads for large inputs).
+ *  - An output file gets the input file's permission bits and access/modification times (as the
+ *    lz4, gzip and zstd tools do), set on the temporary file before it takes the output's name.
  *  - decompress stops at --max-output bytes. Default: none for LZ4, which streams (as `lz4 -d`,
- *    memory stays at a block); 256 MiB (the library's) for the formats decoded in memory.
+ *    memory stays at a block); 256 MiB (the library's) for the formats decoded in memory, which
+ *    also cannot go past one Buffer's maximum length (MAX_OUTPUT_LIMIT: 4 GiB on Node 20).
  *  - Exit codes: 0 done, 1 a data or I/O error (one line on stderr naming the error code),
  *    2 a usage error.
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, unlinkSync, type Stats } from 'node:fs';
-import { link, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { chmod, link, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -26,13 +29,23 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import {
   compress, createCompressStream, createDecompressStream, decompress, resolveCompressOptions, COMPRESS_DEFAULTS, type Codec,
 } from '../compress/index.js';
+import { MAX_OUTPUT_LIMIT } from '../compress/compressor.js';
 
 type CodecName = Codec | 'hotpath';
 
 /** The suffix each codec writes; decompress strips any of them. */
 const SUFFIXES: Readonly<Record<CodecName, string>> = { lz4: '.lz4', zstd: '.zst', gzip: '.gz', deflate: '.zz', brotli: '.br', hotpath: '.hpz' };
 const CODEC_NAMES = Object.keys(SUFFIXES) as CodecName[];
-const LZ4_MAGIC = [0x04, 0x22, 0x4d, 0x18] as const;
+const LZ4_MAGIC = 0x184d2204;
+/** Skippable frames (LZ4's and zstd's: 0x184D2A50–0x184D2A5F) carry no output; the magic after them says the format. */
+const SKIPPABLE_MAGIC = 0x184d2a50;
+const SKIPPABLE_MASK = 0xfffffff0;
+/**
+ * How far decompress buffers leading skippable frames looking for the magic behind them. Past
+ * this the input is streamed as LZ4 (`lz4 -d` reads such a file; only LZ4 streams, so memory stays
+ * bounded): a zstd file behind over 1 MiB of skippable frames needs `--codec zstd`.
+ */
+const PEEK_LIMIT = 1024 * 1024;
 
 /** A mistake in the command line: exit 2. */
 class UsageError extends Error {}
@@ -122,8 +135,11 @@ function plan(positionals: string[], toStdout: boolean, force: boolean, derive: 
   return { input, target, force };
 }
 
-/** Checks what can be checked before any work: the input exists, the output may be written. */
-async function preflight(p: Plan, what: 'compressed' | 'decompressed'): Promise<void> {
+/**
+ * Checks what can be checked before any work: the input exists, the output may be written.
+ * Returns the input's Stats when it is a regular file (the output file takes its mode and times).
+ */
+async function preflight(p: Plan, what: 'compressed' | 'decompressed'): Promise<Stats | undefined> {
   let inStat: Stats | undefined;
   if (p.input !== undefined) {
     inStat = await stat(p.input);
@@ -131,11 +147,12 @@ async function preflight(p: Plan, what: 'compressed' | 'decompressed'): Promise<
   } else if (process.stdin.isTTY && !p.force) {
     throw new UsageError('refusing to read from a terminal: give FILE, or pipe the data in (-f to insist)');
   }
+  const regular = inStat?.isFile() === true ? inStat : undefined;
   if (p.target.kind === 'stdout') {
     if (what === 'compressed' && process.stdout.isTTY && !p.force) {
       throw new UsageError('refusing to write compressed data to a terminal: give OUT, or redirect stdout (-f to insist)');
     }
-    return;
+    return regular;
   }
   let outStat: Stats | undefined;
   try {
@@ -143,11 +160,12 @@ async function preflight(p: Plan, what: 'compressed' | 'decompressed'): Promise<
   } catch (err) {
     if ((err as { code?: string }).code !== 'ENOENT') throw err;
   }
-  if (outStat === undefined) return;
+  if (outStat === undefined) return regular;
   if (inStat !== undefined && outStat.dev === inStat.dev && outStat.ino === inStat.ino) {
     throw new UsageError(`${JSON.stringify(p.input)} would be both the input and the output`);
   }
   if (!p.force) throw alreadyExists(p.target.path);
+  return regular;
 }
 
 function alreadyExists(path: string): Error {
@@ -167,7 +185,13 @@ function stdoutSink(): Sink {
 
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
-function fileSink(path: string, force: boolean): Sink {
+/**
+ * `like`: the input file, whose permission bits and atime/mtime the output takes (lz4, gzip and
+ * zstd keep them: a 0600 secret must not come out 0644). The temporary file is created with the
+ * permission bits already (less the umask), so the data is never readable by more than the input
+ * was; the exact mode and the times are set just before the move, on the file that takes the name.
+ */
+function fileSink(path: string, force: boolean, like?: Stats): Sink {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
   let ws: ReturnType<typeof createWriteStream> | undefined;
   // Interrupted: remove the temporary file, then die of the signal as if nobody had caught it.
@@ -189,11 +213,16 @@ function fileSink(path: string, force: boolean): Sink {
   };
   return {
     stream() {
-      ws = createWriteStream(tmp, { flags: 'wx' });
+      ws = createWriteStream(tmp, { flags: 'wx', ...(like !== undefined ? { mode: like.mode & 0o777 } : {}) });
       return ws;
     },
     async commit() {
       await closed();
+      if (like !== undefined) {
+        // Best effort, as the tools (a file system without modes or times must not fail the run).
+        await chmod(tmp, like.mode & 0o7777).catch(() => {});
+        await utimes(tmp, like.atimeMs / 1000, like.mtimeMs / 1000).catch(() => {});
+      }
       if (force) {
         await rename(tmp, path);
       } else {
@@ -221,8 +250,8 @@ function fileSink(path: string, force: boolean): Sink {
   };
 }
 
-async function write(p: Plan, produce: (out: Writable) => Promise<void>): Promise<void> {
-  const sink = p.target.kind === 'stdout' ? stdoutSink() : fileSink(p.target.path, p.force);
+async function write(p: Plan, like: Stats | undefined, produce: (out: Writable) => Promise<void>): Promise<void> {
+  const sink = p.target.kind === 'stdout' ? stdoutSink() : fileSink(p.target.path, p.force, like);
   try {
     await produce(sink.stream());
     await sink.commit();
@@ -258,8 +287,10 @@ async function compressCommand(argv: string[]): Promise<number> {
   const codecName = name as CodecName;
   const isLz4 = codecName === 'lz4' || codecName === 'hotpath';
   const level = values.level === undefined ? undefined : integerArg(values.level as string, '-l');
-  // `lz4 --fast=N` compresses with acceleration N + 1 (lz4frame.c: level −N → N + 1): the same here,
-  // so `--fast N` writes the bytes the lz4 tool writes.
+  // `lz4 --fast=N` compresses with acceleration N + 1 (lz4frame.c: level −N → N + 1): the same here.
+  // The bytes match `lz4 -B6 --fast=N` (1 MiB blocks) only for inputs over 256 KiB: the lz4 tool
+  // shrinks the block size to a smaller input (a different header) and below 64 KiB compresses
+  // with a 16-bit hash table (different blocks). Either decodes with the other tool.
   const fast = values.fast === undefined ? undefined : integerArg(values.fast as string, '--fast');
   if (fast !== undefined && (fast < 1 || fast > 65536)) throw new UsageError(`--fast must be an integer from 1 to 65536 (as lz4 --fast=N), got ${fast}`);
   const acceleration = fast === undefined ? undefined : fast + 1;
@@ -280,14 +311,14 @@ async function compressCommand(argv: string[]): Promise<number> {
   }
 
   const p = plan(positionals, values.stdout as boolean, values.force as boolean, (file) => file + SUFFIXES[codecName]);
-  await preflight(p, 'compressed');
+  const like = await preflight(p, 'compressed');
   if (codecName === 'lz4') {
     // One LZ4 frame, a block at a time: the input never has to fit in memory.
-    await write(p, (out) => pipeline(source(p), createCompressStream(acceleration !== undefined ? { acceleration } : {}), out));
+    await write(p, like, (out) => pipeline(source(p), createCompressStream(acceleration !== undefined ? { acceleration } : {}), out));
   } else {
     const data = await readAll(p);
     const packed = await compress(data, options);
-    await write(p, (out) => pipeline([packed], out));
+    await write(p, like, (out) => pipeline([packed], out));
   }
   return 0;
 }
@@ -314,22 +345,43 @@ async function decompressCommand(argv: string[]): Promise<number> {
     return suffix === undefined ? undefined : file.slice(0, -suffix.length);
   });
   if (hint === undefined && p.input?.endsWith(SUFFIXES.brotli)) hint = 'brotli'; // raw brotli has no magic
-  await preflight(p, 'decompressed');
+  const like = await preflight(p, 'decompressed');
 
-  // Look at the first bytes: an LZ4 frame streams, anything else is read whole.
+  // Look at the first bytes: an LZ4 frame streams, anything else is read whole. Leading
+  // skippable frames are looked past (buffered, up to PEEK_LIMIT): LZ4 behind them streams too.
   const it = source(p)[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   const head: Buffer[] = [];
   let headBytes = 0;
   let ended = false;
-  if (hint === undefined || hint === 'lz4') {
-    while (headBytes < 4) {
+  let first = Buffer.alloc(0);
+  /** Reads until the head holds `n` bytes; false at the end of the input. */
+  const fill = async (n: number): Promise<boolean> => {
+    while (headBytes < n && !ended) {
       const r = await it.next();
       if (r.done === true) {
         ended = true;
+      } else {
+        head.push(r.value);
+        headBytes += r.value.length;
+      }
+    }
+    if (first.length !== headBytes) first = Buffer.concat(head, headBytes);
+    return headBytes >= n;
+  };
+  let streamLz4 = hint === 'lz4';
+  if (hint === undefined) {
+    for (let off = 0; await fill(off + 4);) {
+      const magic = first.readUInt32LE(off);
+      if (magic === LZ4_MAGIC) {
+        streamLz4 = true;
         break;
       }
-      head.push(r.value);
-      headBytes += r.value.length;
+      if ((magic & SKIPPABLE_MASK) >>> 0 !== SKIPPABLE_MAGIC || !(await fill(off + 8))) break;
+      off += 8 + first.readUInt32LE(off + 4);
+      if (off + 4 > PEEK_LIMIT) {
+        streamLz4 = true;
+        break;
+      }
     }
   }
   async function* rest(): AsyncGenerator<Buffer> {
@@ -345,14 +397,18 @@ async function decompressCommand(argv: string[]): Promise<number> {
       if (!done) await it.return?.();
     }
   }
-  const first = Buffer.concat(head, headBytes);
-  if (hint === 'lz4' || LZ4_MAGIC.every((b, i) => first[i] === b)) {
-    await write(p, (out) => pipeline(rest(), createDecompressStream(limit === undefined ? {} : { maxOutputBytes: limit }), out));
+  if (streamLz4) {
+    await write(p, like, (out) => pipeline(rest(), createDecompressStream(limit === undefined ? {} : { maxOutputBytes: limit }), out));
   } else {
+    // Decoded in memory: the output is one Buffer, so the limit cannot pass its maximum length (the
+    // library would throw a RangeError, exit 1, for what is a mistake in the command line).
+    if (maxOutputBytes > MAX_OUTPUT_LIMIT) {
+      throw new UsageError(`--max-output: at most ${MAX_OUTPUT_LIMIT} bytes (one Buffer's maximum on Node ${process.versions.node}) for data decoded in memory (every format but LZ4, which streams), got ${maxOutputBytes}`);
+    }
     const chunks: Buffer[] = [];
     for await (const chunk of rest()) chunks.push(chunk);
     const data = await decompress(Buffer.concat(chunks), { maxOutputBytes, ...(hint !== undefined ? { codec: hint } : {}) });
-    await write(p, (out) => pipeline([data], out));
+    await write(p, like, (out) => pipeline([data], out));
   }
   return 0;
 }

@@ -18,7 +18,10 @@ Runs Node with --cpu-prof (its main thread and every worker thread write a .cpup
 they exit; default: a new temporary directory), then prints the profiles and the top N functions
 (default 20) by self time over all of them. --seconds N sends SIGTERM after
 N seconds (the program must exit on it, as hotpath serve does; a process killed outright writes no
-profile). Open a .cpuprofile in Chrome DevTools (Performance) or VS Code.
+profile). A bare \`node\` is the Node running hotpath; a path (/opt/node24/bin/node) runs as given.
+SIGINT and SIGTERM sent to hotpath profile are passed on to the command (Ctrl-C in a terminal
+reaches it directly); the profiles are reported when it exits.
+Open a .cpuprofile in Chrome DevTools (Performance) or VS Code.
 exit codes: the command's own, or 2 for a usage error`;
 
 interface ProfileNode {
@@ -49,13 +52,28 @@ export function selfTimes(profiles: CpuProfile[]): Array<{ name: string; us: num
   return [...by].map(([name, us]) => ({ name, us })).sort((a, b) => b.us - a.us);
 }
 
+/**
+ * Whether a SIGINT received now is most likely the terminal's Ctrl-C: this process (and so its
+ * child, spawned in the same process group) is the terminal's foreground process group
+ * (/proc/self/stat: pgrp = tpgid). Where /proc is not there, a terminal on stdin says the same.
+ */
+function ctrlC(): boolean {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // state ppid pgrp session tty_nr tpgid …
+    return Number(fields[2]) === Number(fields[5]);
+  } catch {
+    return process.stdin.isTTY === true;
+  }
+}
+
 export async function runProfile(args: string[]): Promise<number> {
   const split = args.indexOf('--');
   const own = split < 0 ? args : args.slice(0, split);
   const command = split < 0 ? [] : args.slice(split + 1);
   let values: { dir?: string; top?: string; seconds?: string; help?: boolean };
   try {
-    ({ values } = parseArgs({ args: own, options: { dir: { type: 'string' }, top: { type: 'string' }, seconds: { type: 'string' }, help: { type: 'boolean' } }, strict: true }));
+    ({ values } = parseArgs({ args: own, options: { dir: { type: 'string' }, top: { type: 'string' }, seconds: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
   } catch (err) {
     console.error(`hotpath profile: ${(err as Error).message}\n\n${PROFILE_USAGE}`);
     return 2;
@@ -70,22 +88,40 @@ export async function runProfile(args: string[]): Promise<number> {
     console.error(`hotpath profile: ${command.length === 0 ? 'no command after --' : '--top must be a positive integer and --seconds a number in (0, 2000000]'}\n\n${PROFILE_USAGE}`);
     return 2;
   }
-  const dir = values.dir === undefined ? mkdtempSync(join(tmpdir(), 'hotpath-profile-')) : resolve(values.dir);
-  mkdirSync(dir, { recursive: true });
-  const before = new Set(readdirSync(dir));
-  // `node …` runs this Node (process.execPath) with the flags first; a script runs under it.
+  let dir: string;
+  let before: Set<string>;
+  try {
+    dir = values.dir === undefined ? mkdtempSync(join(tmpdir(), 'hotpath-profile-')) : resolve(values.dir);
+    mkdirSync(dir, { recursive: true });
+    before = new Set(readdirSync(dir));
+  } catch (err) {
+    // --dir naming a file (EEXIST from mkdir, ENOTDIR under it), or one that cannot be made: one
+    // line, as for any other mistake in the command line, not a stack trace.
+    const code = (err as { code?: string }).code;
+    const notDir = code === 'EEXIST' || code === 'ENOTDIR';
+    console.error(`hotpath profile: --dir ${values.dir ?? '(temporary)'}: ${notDir ? 'not a directory' : (err as Error).message}`);
+    return 2;
+  }
+  // Node's flags go first. A bare `node` (no path) means this Node, process.execPath, as a script
+  // runs under it; a path to a node (another version, say) is run as given.
   const first = command[0]!;
-  const isNode = first === 'node' || first === process.execPath || /(^|\/)node(\.exe)?$/.test(first);
+  const isNode = first === process.execPath || /(^|[\\/])node(\.exe)?$/.test(first);
+  const exe = isNode && /[\\/]/.test(first) ? first : process.execPath;
   if (!isNode && !/\.(c|m)?js$/.test(first)) {
     console.error(`hotpath profile: the command must be node or a .js/.mjs/.cjs script (Node takes --cpu-prof only on its command line), got ${JSON.stringify(first)}`);
     return 2;
   }
   const argv = ['--cpu-prof', `--cpu-prof-dir=${dir}`, ...(isNode ? command.slice(1) : command)];
-  const child = spawn(process.execPath, argv, { stdio: 'inherit' });
+  const child = spawn(exe, argv, { stdio: 'inherit' });
   const timer = seconds === undefined ? undefined : setTimeout(() => child.kill('SIGTERM'), seconds * 1000);
-  // Ctrl-C reaches the whole process group: the child stops (and writes its profiles); this
-  // process stays to report them. A SIGTERM sent to this process is passed on to the child.
-  const onInt = (): void => undefined;
+  // This process stays to report the profiles once the child has exited (on its own or on a
+  // signal). A SIGTERM or SIGINT sent to this process (kill -INT PID, a supervisor) is passed on to
+  // the child — except a SIGINT while both are in the terminal's foreground process group: that is
+  // Ctrl-C, which the terminal already sent the child, and a second one would be a second Ctrl-C
+  // (hotpath serve, for one, then exits without draining).
+  const onInt = (): void => {
+    if (!ctrlC()) child.kill('SIGINT');
+  };
   const onTerm = (): void => void child.kill('SIGTERM');
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);

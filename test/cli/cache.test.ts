@@ -1,5 +1,7 @@
 /** `hotpath cache status|clear|warm` against a running service's admin API, and on Redis directly. */
 import { spawn } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,6 +53,73 @@ describe('hotpath cache', () => {
     expect(wrong.err).toMatch(/HTTP 401/);
     expect((await cli(['status', '--url', s.url])).code).toBe(2); // no token
     expect((await cli(['purge'])).code).toBe(2);
+  });
+
+  it('warm checks the whole file before sending anything: a bad entry is named by its index in the file, exit 2 (review54)', async () => {
+    service = await startService({ ...SERVE_DEFAULTS, port: 0, workers: 1, adminToken: 'tok' }, silentLog);
+    const dir = mkdtempSync(join(tmpdir(), 'hotpath-cache-'));
+    const entries: unknown[] = Array.from({ length: 1200 }, (_, i) => ({ key: `w${i}`, value: `v${i}` }));
+    entries[1100] = { key: '', value: 1 };
+    writeFileSync(join(dir, 'bad.json'), JSON.stringify(entries));
+    entries[1100] = { key: 'w1100', value: 1 };
+    entries[3] = { key: 'w3' };
+    entries[7] = { key: 'w7', value: 1, ttl: -5 };
+    writeFileSync(join(dir, 'bad2.json'), JSON.stringify(entries));
+    const env = { HOTPATH_ADMIN_TOKEN: 'tok' };
+    const [badKey, badValue] = await Promise.all([
+      cli(['warm', '--url', service.url, '--file', join(dir, 'bad.json')], env),
+      cli(['warm', '--url', service.url, '--file', join(dir, 'bad2.json')], env),
+    ]);
+    expect(badKey.code).toBe(2);
+    expect(badKey.err).toMatch(/entry 1100: "key" must be a non-empty string; nothing was sent/);
+    expect(badValue.code).toBe(2);
+    expect(badValue.err).toMatch(/entry 3: "value" is missing/); // the first bad one
+    expect(service.engine.cache.getSync('w0')).toBeUndefined();
+    expect(service.engine.cache.getSync('w1099')).toBeUndefined();
+  });
+
+  it('warm: a request the server still refuses says how many entries went in before it and which ones it held (review54)', async () => {
+    // A body limit the second request passes over: the first 500 entries are written, then 413.
+    service = await startService({ ...SERVE_DEFAULTS, port: 0, workers: 1, adminToken: 'tok', bodyLimit: 200 * 1024 }, silentLog);
+    const file = join(mkdtempSync(join(tmpdir(), 'hotpath-cache-')), 'entries.json');
+    const entries: unknown[] = Array.from({ length: 700 }, (_, i) => ({ key: `b${i}`, value: i }));
+    entries[600] = { key: 'b600', value: 'x'.repeat(300 * 1024) };
+    writeFileSync(file, JSON.stringify(entries));
+    const r = await cli(['warm', '--url', service.url, '--file', file], { HOTPATH_ADMIN_TOKEN: 'tok' });
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/entries 500-699 refused \(.*HTTP 413.*\); 500 of 700 entries \(0-499\) were warmed before it, none after/);
+    expect(service.engine.cache.getSync('b499')).toBe(499);
+    expect(service.engine.cache.getSync('b500')).toBeUndefined();
+  });
+
+  it('warm: an "entry I" in the server\'s refusal is given as the file index', async () => {
+    // A server whose rules differ from the client's (another version): it refuses the second
+    // request's entry 7, which is the file's entry 507.
+    let calls = 0;
+    const fake: Server = createServer((req, res) => {
+      req.resume().on('end', () => {
+        calls++;
+        res.writeHead(calls === 1 ? 200 : 400, { 'Content-Type': 'application/json' });
+        res.end(JSON.stringify(calls === 1 ? { warmed: 500 } : { error: 'entry 7: "key" is too long' }));
+      });
+    });
+    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+    try {
+      const file = join(mkdtempSync(join(tmpdir(), 'hotpath-cache-')), 'entries.json');
+      writeFileSync(file, JSON.stringify(Array.from({ length: 1200 }, (_, i) => ({ key: `f${i}`, value: i }))));
+      const r = await cli(['warm', '--url', `http://127.0.0.1:${(fake.address() as AddressInfo).port}`, '--file', file], { HOTPATH_ADMIN_TOKEN: 'tok' });
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(/entries 500-999 refused \(.*HTTP 400 .*entry 507 of .*entries\.json: \\"key\\" is too long.*\); 500 of 1200 entries \(0-499\) were warmed before it/);
+      expect(calls).toBe(2);
+    } finally {
+      await new Promise((resolve) => fake.close(resolve));
+    }
+  });
+
+  it('-h is --help', async () => {
+    const r = await cli(['-h']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^usage: hotpath cache/);
   });
 
   it.runIf(reachable)('--redis: counts and deletes the shared tier\'s keys directly', async () => {

@@ -3,7 +3,8 @@
  * loads dist/: the suite runs after `npm run build`) against the lz4 and zstd tools.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { constants as bufferConstants } from 'node:buffer';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -126,8 +127,86 @@ describe.concurrent('hotpath compress / decompress', () => {
     expect(tool(d, 'lz4', ['-d', '-c'], r.stdout).equals(DATA)).toBe(true);
     const plain = await hotpath(d, ['compress', '-c', 'data']);
     expect(r.stdout.length).toBeGreaterThan(plain.stdout.length); // faster, less compression
-    // The lz4 tool's --fast=N is acceleration N + 1: the same bytes (review30: they differed).
+    // The lz4 tool's --fast=N is acceleration N + 1 (review30: it differed). Same bytes as
+    // `lz4 -B6 --fast=N` (1 MiB blocks) for inputs over 256 KiB, as the README says (DATA: 300 000).
     expect(r.stdout.equals(tool(d, 'lz4', ['--fast=8', '-c', 'data']))).toBe(true);
+  });
+
+  itWith('lz4')('--fast N: the bytes of lz4 -B6 --fast=N on a large file, not of plain lz4 --fast=N (4 MiB blocks there)', async ({ expect }) => {
+    const d = tempDir();
+    writeFileSync(join(d, 'big'), BIG);
+    const r = await hotpath(d, ['compress', '--fast', '3', '-c', 'big']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.equals(tool(d, 'lz4', ['-B6', '--fast=3', '-c', 'big']))).toBe(true);
+    expect(r.stdout.equals(tool(d, 'lz4', ['--fast=3', '-c', 'big']))).toBe(false);
+  });
+
+  itWith('lz4')('the output file keeps the input file\'s mode and times, as lz4 and gzip do (review54: 0600 became 0644)', async ({ expect }) => {
+    const d = withData();
+    chmodSync(join(d, 'data'), 0o600);
+    utimesSync(join(d, 'data'), 1_000_000_000, 1_234_567_890);
+    writeFileSync(join(d, 'other'), DATA);
+    chmodSync(join(d, 'other'), 0o664); // group-writable: more than the usual umask lets through
+    const results = await Promise.all([
+      hotpath(d, ['compress', 'data']),
+      hotpath(d, ['compress', '--codec', 'gzip', 'other']),
+    ]);
+    for (const r of results) expect(r.code).toBe(0);
+    const check = (f: string): void => {
+      const st = statSync(join(d, f));
+      expect([f, st.mode & 0o7777]).toEqual([f, 0o600]);
+      expect([f, st.mtimeMs, st.atimeMs]).toEqual([f, 1_234_567_890_000, 1_000_000_000_000]);
+    };
+    check('data.lz4'); // before decompress reads it (and moves its atime)
+    utimesSync(join(d, 'data.lz4'), 1_000_000_000, 1_234_567_890);
+    const unpacked = await Promise.all([hotpath(d, ['decompress', 'data.lz4', 'data.out']), hotpath(d, ['decompress', 'other.gz', 'other.out'])]);
+    for (const r of unpacked) expect(r.code).toBe(0);
+    check('data.out');
+    for (const f of ['other.gz', 'other.out']) expect([f, statSync(join(d, f)).mode & 0o7777]).toEqual([f, 0o664]);
+    expect(readFileSync(join(d, 'data.out')).equals(DATA)).toBe(true);
+  });
+
+  itWith('lz4')('an LZ4 file that starts with a skippable frame streams: 257 MiB out, past the in-memory 256 MiB limit (review54)', async ({ expect }) => {
+    const d = tempDir();
+    const size = 257 << 20;
+    const packed = tool(d, 'sh', ['-c', `head -c ${size} /dev/zero | lz4 -q -c`]);
+    writeFileSync(join(d, 'skip.lz4'), Buffer.concat([Buffer.from([0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0]), Buffer.from('abcd'), packed]));
+    expect(tool(d, 'sh', ['-c', 'lz4 -dc skip.lz4 | wc -c']).toString().trim()).toBe(String(size));
+    const r = await new Promise<{ code: number | null; bytes: number; stderr: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, [BIN, 'decompress', '-c', 'skip.lz4'], { cwd: d, stdio: ['ignore', 'pipe', 'pipe'] });
+      let bytes = 0;
+      let stderr = '';
+      child.stdout.on('data', (c: Buffer) => (bytes += c.length)); // counted, not kept
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, bytes, stderr }));
+    });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.bytes).toBe(size);
+  });
+
+  itWith('zstd')('a zstd file behind a skippable frame is still recognised as zstd', async ({ expect }) => {
+    const d = tempDir();
+    const packed = tool(d, 'zstd', ['-q', '-c'], DATA);
+    writeFileSync(join(d, 'skip.zst'), Buffer.concat([Buffer.from([0x5f, 0x2a, 0x4d, 0x18, 2, 0, 0, 0, 0xaa, 0xbb]), packed]));
+    const r = await hotpath(d, ['decompress', '-c', 'skip.zst']);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.equals(DATA)).toBe(true);
+  });
+
+  it('--max-output above one Buffer\'s maximum is a usage error naming it for data decoded in memory; LZ4 streams and takes it (review54)', async ({ expect }) => {
+    const d = withData();
+    await Promise.all([hotpath(d, ['compress', '--codec', 'gzip', 'data']), hotpath(d, ['compress', 'data'])]);
+    const over = String(bufferConstants.MAX_LENGTH + 1);
+    const gz = await hotpath(d, ['decompress', '--max-output', over, '-c', 'data.gz']);
+    expect(gz.code).toBe(2);
+    expect(gz.stderr).toMatch(/^hotpath decompress: --max-output/);
+    if (bufferConstants.MAX_LENGTH < Number.MAX_SAFE_INTEGER) {
+      const lz4 = await hotpath(d, ['decompress', '--max-output', over, '-c', 'data.lz4']);
+      expect(lz4.code).toBe(0);
+      expect(lz4.stdout.equals(DATA)).toBe(true);
+    }
   });
 
   it('stdin to stdout both ways with - and -c (4 MiB piped)', async ({ expect }) => {
