@@ -15,7 +15,8 @@
  * resources (idle + borrowed + validating + pending), creating the difference — unless it is
  * backing off after a failed create (then at most one create is in flight: a probe), the breaker
  * refuses, or `late` creates fill the rest of `max`. A resource made for a waiter that `validate`
- * refuses at once counts as a failed create too.
+ * refuses at once counts as a failed create for the back-off (not for the breaker, which heard of
+ * the create's success: a hung validate must not hold its half-open probe).
  *
  * Creates that fail are retried with capped exponential back-off (`createRetry`), through a
  * CircuitBreaker: once it opens (by default after 5 failures in a row), the pool stops calling
@@ -69,7 +70,10 @@ export interface PoolOptions<T> {
    * Checked on every borrow (sync or async): `true` lends the resource; anything else — false, a
    * throw, a rejection — destroys it and the caller gets another (idle or newly created), still
    * first in line. A resource refused as soon as it was made for a waiter also counts as a failed
-   * create (back-off and breaker, as if `create` had failed). Default: none (no check).
+   * create for the back-off (the next create waits, one probe at a time; the breaker is not
+   * told). While the pool backs off after a failure, a new resource whose `validate` is still
+   * running is that probe: no other create starts until it settles (`validateTimeoutMs` bounds
+   * that wait; with Infinity, a validate that never settles holds it). Default: none (no check).
    */
   validate?: (resource: T) => boolean | Promise<boolean>;
   /** Resources kept at all times, created in the background (at start and after each destroy). Default 0. */
@@ -238,6 +242,8 @@ export const POOL_DEFAULTS = {
   createRetry: { delayMs: 100, maxDelayMs: 10_000, jitter: true },
 } as const;
 
+/** #backOff's ticket for a failure the breaker is not told of (a fresh resource validate refused). */
+const NO_TICKET = -1;
 const IDLE = 0;
 const BORROWED = 1;
 const VALIDATING = 2;
@@ -260,12 +266,13 @@ class Entry<T> {
   site: { stack?: string } | undefined = undefined;
   leakReported = false;
   /**
-   * The breaker ticket of the create that made it while that create's success is unconfirmed
-   * (-1 once settled). A resource made for a waiter goes straight to `validate`; refused there, it
-   * counts as a failed create (back-off, breaker), else a backend whose every new resource is
-   * refused would be hit by a create per microtask, starving the event loop (timeouts never fire).
+   * Made for a waiter and sent straight to `validate`: until it passes, its create does not end
+   * the back-off, and a refusal continues it as a failed create would — else a backend whose
+   * every new resource is refused would be hit by a create per microtask, starving the event
+   * loop (timeouts never fire). The breaker is not involved: it heard of the create's success
+   * at once (a validate that hangs must not hold its half-open probe, review53).
    */
-  ticket = -1;
+  fresh = false;
   constructor(readonly resource: T, readonly createdAt: number) {}
 }
 
@@ -359,6 +366,11 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
    * is still making them, so they count toward `max` (not toward serving anyone) until they settle.
    */
   #late = 0;
+  /**
+   * Fresh resources (Entry.fresh) being validated: while the pool backs off, one of them is the
+   * probe, as a create in flight is (review53: six were made per round with six waiters).
+   */
+  #unconfirmed = 0;
   #destroying = 0;
   /** Failed creates in a row; > 0 means back-off mode. */
   #failures = 0;
@@ -736,8 +748,9 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
 
   /** Runs `validate` on `e` for `w`; on refusal destroys it and puts `w` back at the head of the line. */
   #check(w: Waiter<T>, e: Entry<T>): void {
-    const ticket = e.ticket; // ≥ 0: just made, its create's success hangs on this verdict
-    e.ticket = -1;
+    const fresh = e.fresh; // just made: whether the back-off ends hangs on this verdict
+    e.fresh = false;
+    if (fresh) this.#unconfirmed++;
     e.state = VALIDATING;
     this.#validating++;
     this.#checking.add(w);
@@ -749,7 +762,7 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
     try {
       verdict = this.#validate!(e.resource);
     } catch (err) {
-      this.#checked(w, e, false, err, ticket);
+      this.#checked(w, e, false, err, fresh);
       return;
     }
     if (verdict !== null && typeof verdict === 'object' && typeof (verdict as { then?: unknown }).then === 'function') {
@@ -760,7 +773,7 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
         if (done) return;
         done = true;
         if (timer !== undefined) clearTimeout(timer);
-        this.#checked(w, e, ok, err, ticket);
+        this.#checked(w, e, ok, err, fresh);
       };
       const ms = this.#validateTimeoutMs;
       if (ms !== Number.POSITIVE_INFINITY) {
@@ -769,14 +782,17 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
       }
       Promise.resolve(verdict).then((ok) => settle(ok === true, undefined), (err: unknown) => settle(false, err));
     } else {
-      this.#checked(w, e, verdict === true, undefined, ticket);
+      this.#checked(w, e, verdict === true, undefined, fresh);
     }
   }
 
-  #checked(w: Waiter<T>, e: Entry<T>, ok: boolean, err: unknown, ticket: number): void {
+  #checked(w: Waiter<T>, e: Entry<T>, ok: boolean, err: unknown, fresh: boolean): void {
     this.#validating--;
     this.#checking.delete(w);
-    if (ticket >= 0 && ok) this.#createSucceeded(ticket);
+    if (fresh) {
+      this.#unconfirmed--;
+      if (ok) this.#endBackOff();
+    }
     if (!ok) {
       this.#validationFailures++;
       this.#m?.validationFailed.inc();
@@ -792,11 +808,11 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
       // Listeners ('destroy', then 'validationFailed') run once the counts are consistent.
       void this.#destroyEntry(e);
       this.#emit('validationFailed', e.resource, err);
-      if (ticket >= 0) {
-        // Refused as soon as it was made: the create failed in effect. Retrying at once would
-        // spin (a create and a validate that settle in microtasks never let a timer fire).
+      if (fresh) {
+        // Refused as soon as it was made: for the back-off, the create failed. Retrying at once
+        // would spin (a create and a validate that settle in microtasks never let a timer fire).
         this.#backOff(new PoolCreateError(`pool "${this.name}": validate refused a newly created resource${err === undefined ? '' : `: ${errText(err)}`}`,
-          err === undefined ? undefined : { cause: err }), ticket, false);
+          err === undefined ? undefined : { cause: err }), NO_TICKET, false);
       }
       this.#settleOrRefill();
       return;
@@ -823,6 +839,9 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
       return;
     }
     this.#hand(w, e);
+    // A fresh resource passed: the back-off just ended (its timer cleared), so the creates the
+    // other waiters need start now, not at a timer that is no longer there.
+    if (fresh && this.#live > 0) this.#dispatch();
   }
 
   /**
@@ -951,7 +970,7 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
       // backend never sees more than `max` resources and creates at once.
       if (have >= target || have + this.#late >= this.#max) return;
       if (this.#retryTimer !== undefined) return; // backing off
-      if (this.#failures > 0 && this.#pending > 0) return; // after a failure: one probe at a time
+      if (this.#failures > 0 && this.#pending + this.#unconfirmed > 0) return; // after a failure: one probe at a time
       const b = this.#breaker;
       // The breaker's ticket goes with the create: its outcome then moves the breaker only in the
       // phase it was admitted in (a create started while closed that fails during another caller's
@@ -975,7 +994,9 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
     const late = (resource: T | undefined): void => {
       state = SETTLED;
       this.#late--;
-      if (resource !== undefined) void this.#callDestroy(resource);
+      // Not one the pool holds (a factory that hands out a cached object): that one may be lent
+      // right now (review53); the on-time path refuses such a duplicate without destroying it.
+      if (resource !== undefined && !this.#all.has(resource)) void this.#callDestroy(resource);
       this.#settleOrRefill();
     };
     const ok = (resource: T): void => {
@@ -1037,37 +1058,36 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
     this.#created++;
     this.#m?.created.inc();
     this.#m?.idle.inc();
+    this.#breaker?.success(ticket); // the create succeeded: the breaker hears it now, whatever validate says
     if (this.#closing) {
-      this.#createSucceeded(ticket);
+      this.#endBackOff();
       this.#emit('create', resource);
       void this.#destroyEntry(e);
       this.#checkDrained();
       return;
     }
     // Made for a waiter, with a `validate`: the dispatch below validates it at once, and the
-    // verdict decides whether this create succeeded (see Entry.ticket). Otherwise it did now.
-    if (this.#validate !== undefined && this.#live > 0 && this.#idle.length === 0) e.ticket = ticket;
-    else this.#createSucceeded(ticket);
+    // verdict decides whether the back-off ends (see Entry.fresh). Otherwise it ends now.
+    if (this.#validate !== undefined && this.#live > 0 && this.#idle.length === 0) e.fresh = true;
+    else this.#endBackOff();
     this.#idle.push(e);
     // Emitted once the counts include it, so a listener that calls back into the pool sees it.
     this.#emit('create', resource);
     this.#dispatch();
-    if (e.ticket >= 0) {
+    if (e.fresh) {
       // Not validated after all (a listener took the waiter): it stays idle, a good create.
-      const t = e.ticket;
-      e.ticket = -1;
-      this.#createSucceeded(t);
+      e.fresh = false;
+      this.#endBackOff();
     }
   }
 
-  /** A create succeeded (and the resource passed its first `validate`, if it went straight there): back-off ends. */
-  #createSucceeded(ticket: number): void {
+  /** A create succeeded (and its resource passed its first `validate`, if it went straight there): the back-off ends. */
+  #endBackOff(): void {
     this.#failures = 0;
     if (this.#retryTimer !== undefined) {
       clearTimeout(this.#retryTimer);
       this.#retryTimer = undefined;
     }
-    this.#breaker?.success(ticket);
   }
 
   #onCreateFailed(err: unknown, ticket: number): void {
@@ -1077,15 +1097,16 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
   }
 
   /**
-   * Counts a failed create (or a new resource `validate` refused at once): the breaker hears of
-   * it, waiters are failed if nothing can serve them any more, and the next create waits out the
-   * back-off — a timer, so a backend that fails at once cannot keep the pool in a microtask loop.
+   * Counts a failed create (or a new resource `validate` refused at once, with NO_TICKET: the
+   * breaker is not told), waiters are failed if nothing can serve them any more, and the next
+   * create waits out the back-off — a timer, so a backend that fails at once cannot keep the pool
+   * in a microtask loop.
    */
   #backOff(err: unknown, ticket: number, createError: boolean): void {
     this.#failures++;
     this.#failSeq++;
     this.#lastError = err;
-    this.#breaker?.failure(ticket);
+    if (ticket !== NO_TICKET) this.#breaker?.failure(ticket);
     if (createError) this.#emit('createError', err);
     if (this.#closing) {
       this.#checkDrained();
@@ -1186,8 +1207,9 @@ export class Pool<T> extends EventEmitter<PoolEvents<T>> {
     else this.#dispatch();
   }
 
+  /** drain() resolves once nothing is out, being checked, made (late creates too: review53) or destroyed. */
   #checkDrained(): void {
-    if (this.#onDrained !== undefined && this.#borrowed + this.#validating + this.#pending + this.#destroying === 0) this.#onDrained();
+    if (this.#onDrained !== undefined && this.#borrowed + this.#validating + this.#pending + this.#late + this.#destroying === 0) this.#onDrained();
   }
 
   #forceDrain(): void {

@@ -65,33 +65,111 @@ describe('a validate that refuses every new resource', () => {
     });
   }
 
-  it('opens the create breaker: the caller gets ERR_HOTPATH_POOL_CREATE_FAILED, and a resource that passes closes the back-off', async () => {
+  it('backs off with one probe at a time however many wait, and a resource that passes ends the back-off; the breaker is not told (review53)', async () => {
     let accept = false;
     let creates = 0;
     const p = track(createPool<Res>({
       create: () => {
         if (++creates > 50) throw new Error('spinning'); // as above: fail, not hang, if it spins
-        return { id: creates };
+        return Promise.resolve({ id: creates });
       },
-      validate: (r) => {
+      validate: async (r) => {
         if (!accept) throw new Error(`ping ${r.id} failed`);
         return true;
       },
+      max: 6,
       breaker: { consecutiveFailures: 3, resetMs: 1000 },
-      createRetry: { delayMs: 10, jitter: false },
+      createRetry: { delayMs: 100, maxDelayMs: 100, jitter: false }, // a round every 100 ms
     }));
-    const got = rejection(p.acquire({ timeoutMs: 10_000 }));
-    await vi.advanceTimersByTimeAsync(30); // creates at 0, 10, 30: three refusals in a row
-    const err = await got;
-    expect(err.code).toBe(ErrorCodes.POOL_CREATE_FAILED);
-    expect(err.cause).toBeInstanceOf(PoolCreateError);
-    expect(((err.cause as Error).cause as Error).message).toBe('ping 3 failed');
-    expect(creates).toBe(3);
+    const waiting = Array.from({ length: 6 }, () => p.acquire({ timeoutMs: 10_000 }));
+    for (const w of waiting) w.catch(() => undefined);
+    await flush();
+    // Six creates at once (nothing had failed yet), six refusals: then one probe per round.
+    expect(creates).toBe(6);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(creates).toBe(7); // before: six more every round (a fresh resource under validation was no probe)
+    await vi.advanceTimersByTimeAsync(100);
+    expect(creates).toBe(8);
+    // Refusals are validation failures, not create failures: the breaker stays closed, and
+    // callers wait (their own timeout) instead of failing with ERR_HOTPATH_POOL_CREATE_FAILED.
+    expect(p.stats()).toMatchObject({ breaker: 'closed', createFailures: 0, validationFailures: 8 });
     accept = true;
-    await vi.advanceTimersByTimeAsync(1000); // the breaker half-opens: one probe
-    const r = await p.acquire();
-    expect(r.id).toBe(4);
+    await vi.advanceTimersByTimeAsync(100); // the next probe passes: the back-off ends, the rest are made at once
+    const got = await Promise.all(waiting);
+    expect(got.map((r) => r.id).sort((a, b) => a - b)).toEqual([9, 10, 11, 12, 13, 14]);
     expect(p.stats()).toMatchObject({ consecutiveCreateFailures: 0, breaker: 'closed' });
+    for (const r of got) p.release(r);
+  });
+
+  it('a fresh resource whose validate hangs does not hold a shared breaker\'s half-open probe (review53)', async () => {
+    const { CircuitBreaker } = await import('../../engine/resilience/breaker.js');
+    const breaker = new CircuitBreaker('db', { consecutiveFailures: 1, resetMs: 100 });
+    breaker.failure(breaker.acquire()); // an outage opened it
+    expect(breaker.state).toBe('open');
+    let creates = 0;
+    const p = track(createPool<Res>({
+      create: () => ({ id: ++creates }),
+      validate: (r) => (r.id === 1 ? new Promise<boolean>(() => {}) : true), // the first one's check never ends
+      validateTimeoutMs: Number.POSITIVE_INFINITY,
+      breaker,
+      max: 3,
+    }));
+    await vi.advanceTimersByTimeAsync(100); // half-open
+    const stuck = p.acquire({ timeoutMs: 60_000 });
+    stuck.catch(() => undefined);
+    await flush();
+    expect(creates).toBe(1);
+    expect(breaker.state).toBe('closed'); // the probe create succeeded: closed at once
+    const r = await p.acquire({ timeoutMs: 1000 }); // before: timed out, the breaker half-open for good
+    expect(r.id).toBe(2);
+    p.release(r);
+    breaker.dispose();
+  });
+});
+
+describe('creates past their timeout', () => {
+  it('drain() waits for them to settle (bounded by its own timeout), and a late result the pool holds is not destroyed (review53)', async () => {
+    const shared = { id: 0 };
+    const destroyed: Res[] = [];
+    let creates = 0;
+    const p = createPool<Res>({
+      // The first create answers at once; the second, late, with the same (cached) object.
+      create: () => (++creates === 1 ? shared : new Promise<Res>((r) => setTimeout(() => r(shared), 400))),
+      destroy: (r) => void destroyed.push(r),
+      createTimeoutMs: 50,
+      max: 2,
+      breaker: false,
+    });
+    const a = await p.acquire();
+    expect(a).toBe(shared);
+    const b = p.acquire({ timeoutMs: 100 });
+    b.catch(() => undefined);
+    await vi.advanceTimersByTimeAsync(60);
+    expect(p.stats().lateCreates).toBe(1);
+    await vi.advanceTimersByTimeAsync(340); // the late create answers with the object A holds
+    expect(destroyed).toEqual([]); // before: destroyed while lent
+    expect(p.stats().lateCreates).toBe(0);
+    p.release(a);
+    // A late create still running at drain: drain waits for it.
+    let slowDone = false;
+    const q = createPool<Res>({
+      create: () => new Promise<Res>((r) => setTimeout(() => { slowDone = true; r({ id: 9 }); }, 400)),
+      createTimeoutMs: 50,
+      max: 1,
+      breaker: false,
+    });
+    const c = q.acquire({ timeoutMs: 60 });
+    c.catch(() => undefined);
+    await vi.advanceTimersByTimeAsync(60);
+    expect(q.stats().lateCreates).toBe(1);
+    let drained = false;
+    const d = q.drain({ timeoutMs: 10_000 }).then(() => (drained = true));
+    await vi.advanceTimersByTimeAsync(100);
+    expect(drained).toBe(false); // before: resolved here, the connection still being made
+    await vi.advanceTimersByTimeAsync(300);
+    await d;
+    expect(slowDone).toBe(true);
+    await p.drain({ timeoutMs: 1 });
   });
 });
 
