@@ -266,12 +266,22 @@ interface Decoded {
  * stops at the stream's end and drops what follows, so bytes appended to one passed as good
  * (review30). gzip reads on into further members, and refuses bytes that are not one — unless
  * they begin with a zero byte: then it stops and drops them too (review54: `\0\0` and any text
- * after a gzip member decoded with exit 0; the gzip tool warns "trailing garbage ignored").
+ * after a gzip member decoded). As the gzip tool, a gzip stream may end in zero bytes only
+ * (block padding, as tape or dd leave: `gzip -d` accepts it silently, review56); anything else
+ * after it is corrupt, as there.
  */
-function whole(codec: ZlibCodec, r: Decoded, inputBytes: number): Buffer {
+function whole(codec: ZlibCodec, r: Decoded, input: Uint8Array): Buffer {
   const read = r.engine.bytesWritten;
-  if (read !== inputBytes) throw new CorruptFrameError(`corrupt ${codec} data: ${inputBytes - read} bytes after the end of the stream`);
+  if (read !== input.length && !(codec === 'gzip' && zeros(input, read))) {
+    throw new CorruptFrameError(`corrupt ${codec} data: ${input.length - read} bytes after the end of the stream`);
+  }
   return r.buffer;
+}
+
+/** Whether `bytes` from `from` to the end are all zero. */
+function zeros(bytes: Uint8Array, from: number): boolean {
+  for (let i = from; i < bytes.length; i++) if (bytes[i] !== 0) return false;
+  return true;
 }
 
 /** Decompresses on the calling thread, stopping at `maxOutputBytes`. */
@@ -280,9 +290,9 @@ export function zlibDecompressSync(codec: ZlibCodec, data: Uint8Array, maxOutput
   const o = { maxOutputLength: maxOutputBytes };
   try {
     switch (codec) {
-      case 'gzip': return whole(codec, zlib.gunzipSync(data, { ...o, info: true }) as unknown as Decoded, data.length);
-      case 'deflate': return whole(codec, zlib.inflateSync(data, { ...o, info: true }) as unknown as Decoded, data.length);
-      case 'brotli': return whole(codec, zlib.brotliDecompressSync(data, { ...o, info: true } as zlib.BrotliOptions) as unknown as Decoded, data.length);
+      case 'gzip': return whole(codec, zlib.gunzipSync(data, { ...o, info: true }) as unknown as Decoded, data);
+      case 'deflate': return whole(codec, zlib.inflateSync(data, { ...o, info: true }) as unknown as Decoded, data);
+      case 'brotli': return whole(codec, zlib.brotliDecompressSync(data, { ...o, info: true } as zlib.BrotliOptions) as unknown as Decoded, data);
       case 'zstd': {
         if (!NATIVE_ZSTD) return fzstdDecode(data, maxOutputBytes, ws);
         // node:zlib decodes the first frame and ignores what follows: decode frame by frame.
@@ -402,7 +412,7 @@ export class ZlibGate {
       const done = (err: Error | null, r: unknown): void => {
         if (err !== null) return void reject(asDecodeError(codec, err, maxOutputBytes));
         try {
-          resolve(whole(codec, r as Decoded, data.length));
+          resolve(whole(codec, r as Decoded, data));
         } catch (e) {
           reject(e);
         }

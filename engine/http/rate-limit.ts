@@ -326,7 +326,10 @@ function compile<Req>(limiter: RateLimiter, options: RateLimitOptions<Req>, ipOf
         const skip: unknown = skipFn(req);
         // A boolean only: an async skip returned a Promise, which is truthy, and every request
         // went through unlimited, silently (review55). Fail closed, as a bad key or cost does.
-        if (typeof skip !== 'boolean') throw new TypeError(`options.skip must return a boolean, got ${describe(skip)}`);
+        if (typeof skip !== 'boolean') {
+          quiet(skip);
+          throw new TypeError(`options.skip must return a boolean, got ${describe(skip)}`);
+        }
         if (skip) return undefined;
       }
       let key: string;
@@ -334,7 +337,10 @@ function compile<Req>(limiter: RateLimiter, options: RateLimitOptions<Req>, ipOf
         key = ipOf(req);
       } else {
         const k: unknown = keyFn(req);
-        if (typeof k !== 'string') throw new TypeError(`options.key must return a string, got ${describe(k)}`);
+        if (typeof k !== 'string') {
+          quiet(k);
+          throw new TypeError(`options.key must return a string, got ${describe(k)}`);
+        }
         key = k;
       }
       let cost = 1;
@@ -343,6 +349,7 @@ function compile<Req>(limiter: RateLimiter, options: RateLimitOptions<Req>, ipOf
         // The limiter takes whole tokens, at most its capacity (review41: the docs said any
         // positive number, and 1.5 then failed inside the limiter with another message).
         if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1) {
+          quiet(n);
           throw new RangeError(`options.cost must return a positive integer, got ${describe(n)}`);
         }
         cost = n;
@@ -421,6 +428,20 @@ function optionalBoolean(name: string, v: unknown): boolean | undefined {
     throw new TypeError(`options.${name} must be a boolean, got ${describe(v)}`);
   }
   return v;
+}
+
+/**
+ * A callback's answer that is a thenable (an async callback) is refused; its rejection, should it
+ * come, must not be an unhandled one — Node would end the process (review56).
+ */
+function quiet(v: unknown): void {
+  if (v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as { then?: unknown }).then === 'function') {
+    try {
+      (v as PromiseLike<unknown>).then(undefined, () => {});
+    } catch {
+      // a thenable whose then throws: nothing pending to handle
+    }
+  }
 }
 
 function describe(v: unknown): string {

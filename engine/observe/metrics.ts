@@ -140,14 +140,13 @@ export class Metrics {
   collect(name: string, help: string, type: 'gauge' | 'counter', read: () => number | PromValue[]): void {
     checkName(name, []);
     if (this.registry === undefined) return;
-    const metric = {
+    this.#register({
       name, help, type,
       get: async () => {
         const v = read();
-        return { name: metric.name, help, type, values: typeof v === 'number' ? [{ value: v, labels: {} }] : v, aggregator: 'sum' };
+        return { name: this.#exposedName(name, type), help, type, values: typeof v === 'number' ? [{ value: v, labels: {} }] : v, aggregator: 'sum' };
       },
-    };
-    this.#register(metric);
+    });
   }
 
   /** The Prometheus text exposition (empty string when metrics are off). */
@@ -169,6 +168,17 @@ export class Metrics {
       if (registry.getSingleMetric(name) === (metric as never)) registry.removeSingleMetric(name);
     }
     this.#registered.clear();
+  }
+
+  /**
+   * The family name a scrape prints: an OpenMetrics registry appends `_total` to each counter
+   * sample itself (and names the family without it), so there a counter's name loses its `_total`
+   * (review55: `x_total_total`). Read from the registry's content type at each scrape, not from
+   * the object prom-client renames in OpenMetrics mode and never renames back (review56: a
+   * registry switched back to the Prometheus format then printed counters without `_total`).
+   */
+  #exposedName(name: string, type: string): string {
+    return type === 'counter' && (this.registry?.contentType as string | undefined) === Registry.OPENMETRICS_CONTENT_TYPE ? name.replace(/_total$/, '') : name;
   }
 
   #register(metric: { name: string; [more: string]: unknown }): void {
@@ -195,14 +205,10 @@ export class Metrics {
       return;
     }
     if (this.registry !== undefined) {
-      // get() answers with the registered object's name as it is at the scrape: an OpenMetrics
-      // registry renames a counter's object (drops `_total`) and appends `_total` to each sample,
-      // so a name of our own made `x_total_total` (review55).
-      const metric = {
+      this.#register({
         name: f.name, help: f.help, type: f.type,
-        get: async () => ({ name: metric.name, help: f.help, type: f.type, values: await this.#values(f), aggregator: 'sum' }),
-      };
-      this.#register(metric);
+        get: async () => ({ name: this.#exposedName(f.name, f.type), help: f.help, type: f.type, values: await this.#values(f), aggregator: 'sum' }),
+      });
     }
     this.#families.set(f.name, f);
   }

@@ -333,6 +333,29 @@ describe.each([expressHarness, fastifyHarness])('$name rate-limit middleware', (
     expect(handled()).toBe(0);
   });
 
+  it('an async skip, key or cost that rejects is refused and its rejection handled: no unhandled rejection (review56)', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      for (const which of ['skip', 'key', 'cost'] as const) {
+        const limiter = new CountingLimiter('api', 10);
+        const failing = async (): Promise<never> => {
+          throw new Error(`${which} rejected`);
+        };
+        const { url } = await h.start(limiter, { [which]: failing } as never);
+        const r = await get(url);
+        expect(r.status).toBe(500);
+        expect((r.body as { message: string }).message).toMatch(new RegExp(`^options\\.${which} must return .*, got a Promise`));
+      }
+      // Unhandled rejections are reported once the microtasks of a turn are done: one turn.
+      await new Promise((r) => setImmediate(r));
+      expect(unhandled).toEqual([]); // before: Node 20 ended the process on the first one
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('hands a rejection of limiter.allow to the error handler and keeps serving', async () => {
     const limiter = new CountingLimiter('api', 100);
     limiter.failWith = new Error('engine is closed');

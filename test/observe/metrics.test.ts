@@ -318,6 +318,13 @@ describe('exposition', () => {
         expect(text).toContain('test_collected_total 4');
         expect(text).not.toMatch(/_total_total/);
       }
+      // Switched back to the Prometheus format (a server answering by Accept), our counters keep
+      // their _total (review56: the name prom-client left on the object was printed).
+      registry.setContentType(Registry.PROMETHEUS_CONTENT_TYPE as never);
+      const text = await registry.metrics();
+      expect(text).toContain('# TYPE test_mine_total counter\n');
+      expect(text).toContain('test_mine_total{route="/a"} 3');
+      expect(text).toContain('test_collected_total 4');
     } finally {
       await e.close();
     }
