@@ -771,8 +771,15 @@ export async function startService(config: ServeConfig, log: Logger, options: St
         res.once('close', () => clearTimeout(slow));
       }
     }
-    // One listener per request ('close' follows 'finish' when the response was sent in full).
-    res.on('close', () => {
+    // Once per request: the response's 'close' ('close' follows 'finish' when the response was
+    // sent in full) — or the request's, for an HTTP/1 response that never got its socket: one
+    // pipelined behind a response that closed the connection (`Connection: close`, as during a
+    // shutdown) is dropped by node:http without a 'close' of its own, and stayed in flight for
+    // good; the shutdown then waited for its timeout and exited 1 (review56).
+    let ended = false;
+    const end = (): void => {
+      if (ended) return;
+      ended = true;
       inflight--;
       if (fb !== undefined && --fb.busy === 0) armFallback(req.socket, fb, config.keepAliveTimeoutMs);
       // (An HTTP/2 response the client reset, or that was destroyed, may still read as finished.)
@@ -784,7 +791,13 @@ export async function startService(config: ServeConfig, log: Logger, options: St
       }
       histogram.record(performance.now() - t0);
       if (inflight === 0) idle?.();
-    });
+    };
+    res.on('close', end);
+    if (req.httpVersionMajor < 2) {
+      req.once('close', () => {
+        if (res.socket === null && !res.writableFinished) end();
+      });
+    }
     let answer: void | Promise<void>;
     try {
       answer = route(req, res, t0);
@@ -844,6 +857,10 @@ export async function startService(config: ServeConfig, log: Logger, options: St
     h2.on('session', (session: Http2Session) => {
       sessions.add(session);
       session.once('close', () => sessions.delete(session));
+      // A session whose handshake ended after the shutdown's grace (closeIdle's GOAWAY went to
+      // the sessions there were): a grace of its own, then a GOAWAY — its streams finish, and
+      // one with none closes (review56: it held the shutdown until the header timeout).
+      if (graceOver) setTimeout(() => session.close(), SHUTDOWN_GRACE_MS).unref();
       // No stream timeout: node:http2's setTimeout is an inactivity timeout that would cut a
       // handler still working (a CPU profile, a slow task). But a session with no stream open —
       // one that never sent a request, or is done with its last — is closed after the keep-alive

@@ -267,6 +267,59 @@ describe.runIf(hasOpenssl || process.env.CI === 'true')('graceful shutdown over 
     service = undefined;
   });
 
+  it('an HTTP/2 session whose TLS handshake ends after the grace gets a GOAWAY after a grace of its own (review56)', async () => {
+    const { cert, key } = pair();
+    const s = await start({ cert, key, headersTimeoutMs: 600_000, keepAliveTimeoutMs: 600_000, shutdownTimeoutMs: 600_000 });
+    const port = Number(new URL(s.url).port);
+    const accepted: Array<{ bytesRead: number }> = [];
+    s.server.on('connection', (sock: { bytesRead: number }) => accepted.push(sock));
+    let release: () => void = () => {};
+    const relay = createNetServer((down) => {
+      const up = netConnect(port, '127.0.0.1');
+      down.on('error', () => undefined);
+      up.on('error', () => undefined);
+      up.pipe(down);
+      let first = true;
+      let open = false;
+      const held: Buffer[] = [];
+      release = () => {
+        open = true;
+        for (const c of held) up.write(c);
+      };
+      down.on('data', (c: Buffer) => {
+        if (open) up.write(c);
+        else if (first) {
+          first = false;
+          up.write(c.subarray(0, 10));
+          held.push(c.subarray(10));
+        } else held.push(c);
+      });
+      down.on('close', () => up.destroy());
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    try {
+      const marker = netConnect(port, '127.0.0.1'); // silent: its close says the grace is over
+      marker.on('error', () => undefined);
+      const relayPort = (relay.address() as AddressInfo).port;
+      const session = connect(`https://127.0.0.1:${relayPort}`, {
+        createConnection: () => tlsConnect({ port: relayPort, host: '127.0.0.1', ca: readFileSync(cert), ALPNProtocols: ['h2'] }),
+      });
+      session.on('error', () => undefined);
+      while (accepted.length < 2 || !accepted.some((x) => x.bytesRead > 0)) await new Promise((r) => setImmediate(r));
+      const closing = s.close();
+      expect(await closedWithin(marker, 20_000)).toBe('closed');
+      const connected = new Promise((r) => session.once('connect', r));
+      release();
+      await connected;
+      // Before: no GOAWAY ever came (closeIdle had run); the shutdown waited for its timeout.
+      expect(await closedWithin(session, 20_000)).toBe('closed');
+      await closing;
+      service = undefined;
+    } finally {
+      relay.close();
+    }
+  });
+
   it('a TLS handshake that ends after the grace, then sends nothing, is closed after a grace of its own', async () => {
     const { cert, key } = pair();
     // HTTPS (HTTP/1), header and shutdown timeouts far beyond the test's: only a grace may close it.

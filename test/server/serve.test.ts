@@ -518,6 +518,36 @@ describe('graceful shutdown', () => {
     }
   });
 
+  it('a pipelined request dropped behind a Connection: close answer during shutdown does not stay in flight (review56)', async () => {
+    const s = await start({ shutdownTimeoutMs: 600_000, headersTimeoutMs: 600_000, keepAliveTimeoutMs: 600_000, limitPerSecond: 1000, limitBurst: 1000 });
+    const port = Number(new URL(s.url).port);
+    // A POST in flight when the shutdown begins (its body arrives later), and a kept-alive connection.
+    const post = netConnect(port, '127.0.0.1');
+    post.on('error', () => undefined);
+    post.write('POST /process HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf');
+    const pipe = netConnect(port, '127.0.0.1');
+    pipe.on('error', () => undefined);
+    let piped = '';
+    pipe.setEncoding('latin1');
+    pipe.on('data', (d: string) => (piped += d));
+    while (s.inflight === 0) await new Promise((r) => setImmediate(r));
+    const closing = s.close();
+    // Two pipelined requests: the first is answered with Connection: close, the second dropped.
+    const pipeClosed = new Promise((r) => pipe.once('close', r));
+    pipe.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+    await pipeClosed;
+    expect(piped.match(/HTTP\/1\.1 200 /g)).toHaveLength(1);
+    expect(piped).toMatch(/\r\nConnection: close\r\n/i);
+    post.write('sixsix'); // the POST ends (10 bytes in all): nothing is in flight any more
+    const done = await Promise.race([closing.then(() => 'closed'), new Promise((r) => setTimeout(() => r('still closing'), 20_000).unref())]);
+    expect(done).toBe('closed'); // before: waited for the shutdown timeout (cut: 1, exit 1)
+    service = undefined;
+    expect(s.cut).toBe(0);
+    expect(s.inflight).toBe(0);
+    expect(s.accepted).toBe(s.served + s.abandoned + s.cut);
+    post.destroy();
+  });
+
   it('a request still in flight at the shutdown timeout is cut and counted (serve then exits 1: review29)', async () => {
     const s = await start({ shutdownTimeoutMs: 200 });
     const req = httpRequest(`${s.url}/process`, { method: 'POST', headers: { 'Content-Length': '1000' } });
