@@ -748,6 +748,8 @@ export async function startService(config: ServeConfig, log: Logger, options: St
     }
   };
 
+  /** Per HTTP/1 connection, the ends of its requests whose responses wait behind another (see handler). */
+  const pipelined = new WeakMap<object, Set<() => void>>();
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     inflight++;
     accepted++;
@@ -772,14 +774,17 @@ export async function startService(config: ServeConfig, log: Logger, options: St
       }
     }
     // Once per request: the response's 'close' ('close' follows 'finish' when the response was
-    // sent in full) — or the request's, for an HTTP/1 response that never got its socket: one
-    // pipelined behind a response that closed the connection (`Connection: close`, as during a
-    // shutdown) is dropped by node:http without a 'close' of its own, and stayed in flight for
-    // good; the shutdown then waited for its timeout and exited 1 (review56).
+    // sent in full) — or, for an HTTP/1 response still queued behind an earlier one on its
+    // connection (pipelining), the connection's: node:http drops such a response without a
+    // 'close' of its own when the connection closes first (behind an answer with `Connection:
+    // close`, as during a shutdown), and it stayed in flight for good; the shutdown then waited
+    // for its timeout and exited 1 (review56). Not the request's 'close': a pipelined request's
+    // comes once its body is read, long before its answer (review58).
     let ended = false;
     const end = (): void => {
       if (ended) return;
       ended = true;
+      if (queued !== undefined) queued.delete(end);
       inflight--;
       if (fb !== undefined && --fb.busy === 0) armFallback(req.socket, fb, config.keepAliveTimeoutMs);
       // (An HTTP/2 response the client reset, or that was destroyed, may still read as finished.)
@@ -793,10 +798,18 @@ export async function startService(config: ServeConfig, log: Logger, options: St
       if (inflight === 0) idle?.();
     };
     res.on('close', end);
-    if (req.httpVersionMajor < 2) {
-      req.once('close', () => {
-        if (res.socket === null && !res.writableFinished) end();
-      });
+    let queued: Set<() => void> | undefined;
+    if (req.httpVersionMajor < 2 && res.socket === null) {
+      // Queued behind another response: ended by the connection's close if it is never sent.
+      queued = pipelined.get(req.socket);
+      if (queued === undefined) {
+        const set = (queued = new Set());
+        pipelined.set(req.socket, set);
+        req.socket.once('close', () => {
+          for (const drop of [...set]) drop();
+        });
+      }
+      queued.add(end);
     }
     let answer: void | Promise<void>;
     try {

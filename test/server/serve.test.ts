@@ -548,6 +548,25 @@ describe('graceful shutdown', () => {
     post.destroy();
   });
 
+  it('pipelined requests with bodies are served and counted as served, each once (review58)', async () => {
+    const s = await start({ limitPerSecond: 1000, limitBurst: 1000 });
+    const port = Number(new URL(s.url).port);
+    const sock = netConnect(port, '127.0.0.1');
+    sock.on('error', () => undefined);
+    let text = '';
+    sock.setEncoding('latin1');
+    sock.on('data', (d: string) => (text += d));
+    const body = (i: number): string => `pipelined body ${i}`;
+    sock.write([0, 1, 2].map((i) => `POST /process HTTP/1.1\r\nHost: x\r\nContent-Length: ${body(i).length}\r\n\r\n${body(i)}`).join(''));
+    while ((text.match(/HTTP\/1\.1 200 /g) ?? []).length < 3 || s.inflight > 0) await new Promise((r) => setImmediate(r));
+    // Before: the 2nd and 3rd were counted abandoned once their bodies were read, and never served.
+    expect(s.served).toBe(3);
+    expect(s.abandoned).toBe(0);
+    const metrics = await (await fetch(`${s.url}/metrics`)).text();
+    expect(metrics).toContain('hotpath_http_requests_total{route="/process",status="200"} 3');
+    sock.destroy();
+  });
+
   it('a request still in flight at the shutdown timeout is cut and counted (serve then exits 1: review29)', async () => {
     const s = await start({ shutdownTimeoutMs: 200 });
     const req = httpRequest(`${s.url}/process`, { method: 'POST', headers: { 'Content-Length': '1000' } });
