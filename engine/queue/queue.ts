@@ -515,7 +515,9 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     const o = resolveSubmit(options);
     this.#checkOpen();
     if (this.#queued + this.#delayedLive + payloads.length > this.#o.maxQueued) throw new QueueFullError(this.name, this.#o.maxQueued);
-    const prepared = payloads.map((p) => this.#executor.prepare(p)); // every payload checked before any is queued
+    // Every payload checked before any is queued. Array.from: a hole of a sparse array is an
+    // undefined payload (as submit(undefined)), not skipped (review57).
+    const prepared = Array.from(payloads, (p) => this.#executor.prepare(p));
     return prepared.map((p) => this.#accept(p, o, this.#autoKey()) as TaskHandle<R>);
   }
 
@@ -562,7 +564,13 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
       t.onAbort = () => this.#cancelTask(t, new CancelledError(`task "${t.id}"`, signal.reason));
       signal.addEventListener('abort', t.onAbort, { once: true });
     }
-    if (this.listenerCount('queued') > 0) this.#emit('queued', { id: t.id, priority: t.priority, delayMs: o.delayMs } satisfies QueueEvents['queued']);
+    if (this.listenerCount('queued') > 0) {
+      this.#emit('queued', { id: t.id, priority: t.priority, delayMs: o.delayMs } satisfies QueueEvents['queued']);
+      // The listener may have cancelled it (then it ran anyway, review57), or looked a task up,
+      // which builds the index of generated ids from the live tasks — this one not yet among them.
+      if (t.state !== QUEUED) return t.handle;
+      if (typeof key === 'number') this.#autoIndex?.set(key, t);
+    }
     if (o.delayMs > 0) this.#delay(t, now + o.delayMs);
     else this.#enqueue(t, now);
     return t.handle;
@@ -578,7 +586,13 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     t.queuedAt = now;
     // A delayed task (or retry) already due whose timer has not fired yet was due before `t`
     // arrived: it is queued first, so `t` cannot take its slot.
-    if (inline && now >= this.#timerAt) this.#promoteDue();
+    if (inline && now >= this.#timerAt) {
+      this.#promoteDue();
+      // A due task's handler, started there (a function handler runs at once), may have cancelled
+      // `t` or looked a task up (the index of generated ids is built without `t`): review57.
+      if (t.state >= SUCCEEDED) return;
+      if (typeof t.key === 'number') this.#autoIndex?.set(t.key, t);
+    }
     if (inline && this.#running < this.concurrency && this.#queued === 0 && !this.#paused && this.#closing === undefined) {
       t.slot = this.#takeSlot(t);
       this.#start(t, now);
@@ -787,7 +801,10 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     }
     t.error = err;
     this.#counts.failed++;
-    if (this.listenerCount('failed') > 0) this.#emit('failed', { id: t.id, attempt: t.attempts, error: err } satisfies QueueEvents['failed']);
+    if (this.listenerCount('failed') > 0) {
+      this.#emit('failed', { id: t.id, attempt: t.attempts, error: err } satisfies QueueEvents['failed']);
+      if (this.#cancelledMeanwhile(t, now)) return;
+    }
     const r = this.#o.retry;
     let retry = false;
     let delay = 0;
@@ -803,7 +820,10 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     if (retry) {
       t.lastDelay = delay;
       this.#counts.retried++;
-      if (this.listenerCount('retried') > 0) this.#emit('retried', { id: t.id, attempt: t.attempts, delayMs: delay } satisfies QueueEvents['retried']);
+      if (this.listenerCount('retried') > 0) {
+        this.#emit('retried', { id: t.id, attempt: t.attempts, delayMs: delay } satisfies QueueEvents['retried']);
+        if (this.#cancelledMeanwhile(t, now)) return;
+      }
       if (delay > 0) this.#delay(t, now + delay);
       else {
         // As for a new task: a delayed task already due was due first (review34).
@@ -815,6 +835,18 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     }
     this.#giveUp(t, now);
     this.#afterSettle();
+  }
+
+  /**
+   * A 'failed' or 'retried' listener cancelled `t` (cancel() returned true: the task is between
+   * attempts, with none to stop): it ends cancelled there, neither retried nor dead-lettered
+   * (review57: the next attempt ran; with none left, a dead letter said "cancelled").
+   */
+  #cancelledMeanwhile(t: Task, now: number): boolean {
+    if (!t.cancelRequested) return false;
+    this.#endCancelled(t, t.error, now);
+    this.#afterSettle();
+    return true;
   }
 
   /** The task failed for good: dead-lettered (the record exists before its result rejects). */

@@ -528,6 +528,83 @@ describe('ids, back-pressure, flow', () => {
 });
 
 describe('edges found in review', () => {
+  it('a task cancelled from a queued listener, or by a due task started while it is accepted, never runs (review57)', async () => {
+    let runs = 0;
+    const q = queue({ handler: () => void runs++ });
+    q.on('queued', (e: { id: string }) => {
+      if (e.id === 'x') expect(q.cancel('x')).toBe(true);
+    });
+    const h = q.submit(1, { id: 'x' });
+    expect((await rejection(h.result)).code).toBe(ErrorCodes.CANCELLED); // before: ran, and fulfilled
+    expect(runs).toBe(0);
+    expect(q.status('x')?.state).toBe('cancelled');
+    expect(q.totals()).toMatchObject({ cancelled: 1, completed: 0 });
+    // A delayed task already due is started when the next task is accepted: its handler cancels that task.
+    vi.useFakeTimers({ now: 0 });
+    const seen: unknown[] = [];
+    const r = queue({ handler: (p) => {
+      seen.push(p);
+      if (p === 'due') r.cancel('late');
+    } }, 'r');
+    r.submit('due', { delayMs: 10 });
+    vi.setSystemTime(20); // due, its timer not fired yet
+    const late = r.submit('X', { id: 'late' });
+    expect((await rejection(late.result)).code).toBe(ErrorCodes.CANCELLED);
+    await flush();
+    expect(seen).toEqual(['due']); // before: the cancelled task ran too, with payload undefined
+  });
+
+  it('a task cancelled from a failed or retried listener is neither retried nor dead-lettered (review57)', async () => {
+    for (const event of ['failed', 'retried'] as const) {
+      let calls = 0;
+      const q = queue({ retry: { attempts: 2, backoff: 'fixed', delayMs: 0, jitter: 'none' }, handler: () => {
+        calls++;
+        throw new Error('boom');
+      } }, `c-${event}`);
+      q.on(event, (e: { id: string }) => void q.cancel(e.id));
+      const h = q.submit(1, { id: 'x' });
+      expect((await rejection(h.result)).code).toBe(ErrorCodes.CANCELLED);
+      await flush();
+      expect(calls).toBe(1); // before: attempt 2 ran
+      expect(q.status('x')?.state).toBe('cancelled');
+      expect(await q.deadLetters()).toEqual([]);
+    }
+    // With no attempt left (attempts: 1), a cancel from 'failed' is not a dead letter either.
+    const one = queue({ handler: () => {
+      throw new Error('boom');
+    } }, 'one');
+    one.on('failed', (e: { id: string }) => void one.cancel(e.id));
+    expect((await rejection(one.submit(1, { id: 'y' }).result)).code).toBe(ErrorCodes.CANCELLED);
+    expect(await one.deadLetters()).toEqual([]);
+    expect(one.totals()).toMatchObject({ dead: 0, cancelled: 1 });
+  });
+
+  it('a task with a generated id stays findable when a queued listener looks a task up first (review57)', async () => {
+    const m = manual();
+    const q = queue({ handler: m.handler });
+    let first: string | undefined;
+    q.on('queued', (e: { id: string }) => {
+      first ??= e.id;
+      q.status(e.id); // builds the index of generated ids, before this task is in it
+    });
+    const h = q.submit('p');
+    await flush();
+    expect(m.calls).toHaveLength(1);
+    expect(q.status(h.id)?.state).toBe('running'); // before: undefined
+    expect(q.cancel(h.id)).toBe(true);
+  });
+
+  it('submitMany submits a hole of a sparse array as an undefined payload (review57)', async () => {
+    const got: unknown[] = [];
+    const q = queue({ handler: (p) => void got.push(p) });
+    // eslint-disable-next-line no-sparse-arrays
+    const handles = q.submitMany([1, , 3]);
+    expect(handles).toHaveLength(3);
+    expect(handles[1]).toBeDefined();
+    await Promise.all(handles.map((x) => x.result));
+    expect(got).toEqual([1, undefined, 3]);
+  });
+
   it('delayed tasks due at the same time keep their submission order (FIFO), and so do retries', async () => {
     vi.useFakeTimers({ now: 0 });
     const order: unknown[] = [];
