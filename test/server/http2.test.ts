@@ -235,6 +235,37 @@ describe.runIf(hasOpenssl || process.env.CI === 'true')('graceful shutdown over 
     execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
     return { cert, key };
   };
+  /**
+   * A relay to `port` that passes a client's first 10 bytes at once (the server has read bytes: a
+   * handshake under way) and holds the rest until `release()`.
+   */
+  const holdingRelay = async (port: number): Promise<{ relay: ReturnType<typeof createNetServer>; release: () => void }> => {
+    let release: () => void = () => {};
+    const relay = createNetServer((down) => {
+      const up = netConnect(port, '127.0.0.1');
+      down.on('error', () => undefined);
+      up.on('error', () => undefined);
+      up.pipe(down);
+      let first = true;
+      let open = false;
+      const held: Buffer[] = [];
+      release = () => {
+        open = true;
+        for (const c of held) up.write(c);
+      };
+      down.on('data', (c: Buffer) => {
+        if (open) up.write(c);
+        else if (first) {
+          first = false;
+          up.write(c.subarray(0, 10));
+          held.push(c.subarray(10));
+        } else held.push(c);
+      });
+      down.on('close', () => up.destroy());
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    return { relay, release: () => release() };
+  };
   const closedWithin = (socket: { once(e: 'close', l: () => void): unknown }, ms: number): Promise<string> =>
     Promise.race([new Promise<string>((r) => socket.once('close', () => r('closed'))), new Promise<string>((r) => setTimeout(() => r('still open'), ms).unref())]);
 
@@ -273,30 +304,7 @@ describe.runIf(hasOpenssl || process.env.CI === 'true')('graceful shutdown over 
     const port = Number(new URL(s.url).port);
     const accepted: Array<{ bytesRead: number }> = [];
     s.server.on('connection', (sock: { bytesRead: number }) => accepted.push(sock));
-    let release: () => void = () => {};
-    const relay = createNetServer((down) => {
-      const up = netConnect(port, '127.0.0.1');
-      down.on('error', () => undefined);
-      up.on('error', () => undefined);
-      up.pipe(down);
-      let first = true;
-      let open = false;
-      const held: Buffer[] = [];
-      release = () => {
-        open = true;
-        for (const c of held) up.write(c);
-      };
-      down.on('data', (c: Buffer) => {
-        if (open) up.write(c);
-        else if (first) {
-          first = false;
-          up.write(c.subarray(0, 10));
-          held.push(c.subarray(10));
-        } else held.push(c);
-      });
-      down.on('close', () => up.destroy());
-    });
-    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    const { relay, release } = await holdingRelay(port);
     try {
       const marker = netConnect(port, '127.0.0.1'); // silent: its close says the grace is over
       marker.on('error', () => undefined);
@@ -328,31 +336,7 @@ describe.runIf(hasOpenssl || process.env.CI === 'true')('graceful shutdown over 
     const port = Number(new URL(s.url).port);
     const accepted: Array<{ bytesRead: number }> = [];
     s.server.on('connection', (sock: { bytesRead: number }) => accepted.push(sock));
-    // A relay that passes the client's first bytes at once and holds the rest of its handshake.
-    let release: () => void = () => {};
-    const relay = createNetServer((down) => {
-      const up = netConnect(port, '127.0.0.1');
-      down.on('error', () => undefined);
-      up.on('error', () => undefined);
-      up.pipe(down);
-      let first = true;
-      const held: Buffer[] = [];
-      let open = false;
-      release = () => {
-        open = true;
-        for (const c of held) up.write(c);
-      };
-      down.on('data', (c: Buffer) => {
-        if (open) up.write(c);
-        else if (first) {
-          first = false;
-          up.write(c.subarray(0, 10)); // the server has read bytes: a handshake under way
-          held.push(c.subarray(10));
-        } else held.push(c);
-      });
-      down.on('close', () => up.destroy());
-    });
-    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    const { relay, release } = await holdingRelay(port);
     try {
       const marker = netConnect(port, '127.0.0.1'); // silent: its close says the grace is over
       marker.on('error', () => undefined);
