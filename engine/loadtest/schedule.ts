@@ -31,8 +31,9 @@ export function scheduledArrivals(from: number, stages: readonly Stage[]): numbe
     n += ((start + s.target) / 2) * (s.durationMs / 1000);
     start = s.target;
   }
-  // Arrival k exists when k < N(T); guard the float sum against 399.99999… for 400.
-  return Math.ceil(n - 1e-9);
+  // Arrival k exists when k < N(T); guard the float sum against 399.99999… for 400. Not below 0:
+  // a schedule of rate 0 throughout gave ceil(−1e−9) = −0 (a property test met it in CI).
+  return Math.max(0, Math.ceil(n - 1e-9));
 }
 
 interface Segment {

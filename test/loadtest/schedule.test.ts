@@ -74,6 +74,11 @@ describe('schedule', () => {
     );
   });
 
+  it('a schedule of rate 0 throughout has 0 arrivals, not −0', () => {
+    // fast-check found it (seed −695274543): Math.ceil(−1e−9) is −0.
+    expect(Object.is(scheduledArrivals(0, [{ durationMs: 1, target: 0 }]), 0)).toBe(true);
+  });
+
   it('workers sharing the schedule (w of W takes w, w+W, …) cover it exactly once', () => {
     fc.assert(
       fc.property(
