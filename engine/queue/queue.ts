@@ -408,10 +408,18 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
   readonly #named = new Map<string, Task>();
   /**
    * Live tasks with a generated id, by number: built on the first lookup of such an id (a scan of
-   * the slots and the delayed heap) and kept from then on, so a queue whose generated ids are never
-   * looked up pays nothing for them.
+   * the slots, the delayed heap and #transit) and kept from then on, so a queue whose generated ids
+   * are never looked up pays nothing for them. (An index kept from the start costs a Map set and
+   * delete per task: it doubled the cost of a submit into a 100k backlog.)
    */
   #autoIndex: Map<number, Task> | undefined;
+  /**
+   * Live tasks with a generated id that are in neither a slot nor the delayed heap while user code
+   * runs (a listener, a retry predicate, a due task's handler): a task being accepted, or between
+   * two attempts. Tracked only while there is no index; the index's scan takes them in
+   * (review59: cancel() from such a listener returned false).
+   */
+  readonly #transit: Task[] = [];
   /** Finished tasks' status (the newest statusRetention). */
   readonly #finished: FinishedRing;
   /** Dead letters (the newest deadLetterRetention, within deadLetterBytes). */
@@ -430,6 +438,8 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
   #nextId = 0;
   #delaySeq = 0;
   #pumping = false;
+  /** submitMany is accepting its batch: nothing starts until every task of it is queued. */
+  #batching = false;
   #pumpScheduled = false;
   readonly #resumePump = (): void => {
     this.#pumpScheduled = false;
@@ -505,8 +515,9 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
   }
 
   /**
-   * Queues several tasks with the same options (no `id`): all or none. Tasks for the workers go
-   * out in one batch (one wake-up of each worker).
+   * Queues several tasks with the same options (no `id`): all or none, every one accepted before
+   * any starts (so a handler that closes the queue finds the whole batch queued: review57). Tasks
+   * for the workers go out in one batch (one wake-up of each worker).
    * @throws as submit(); ERR_HOTPATH_QUEUE_FULL when they do not all fit (none is queued then).
    */
   submitMany(payloads: readonly P[], options?: Omit<SubmitOptions, 'id'>): Array<TaskHandle<R>> {
@@ -518,7 +529,14 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     // Every payload checked before any is queued. Array.from: a hole of a sparse array is an
     // undefined payload (as submit(undefined)), not skipped (review57).
     const prepared = Array.from(payloads, (p) => this.#executor.prepare(p));
-    return prepared.map((p) => this.#accept(p, o, this.#autoKey()) as TaskHandle<R>);
+    const outer = this.#batching;
+    this.#batching = true;
+    try {
+      return prepared.map((p) => this.#accept(p, o, this.#autoKey()) as TaskHandle<R>);
+    } finally {
+      this.#batching = outer;
+      if (!outer) this.#pump();
+    }
   }
 
   #checkOpen(): void {
@@ -551,9 +569,21 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     if (typeof key === 'string') {
       this.#named.set(key, t);
       this.#finished.forget(key); // a finished task of the same id: its record is superseded
+    } else if (this.#autoIndex !== undefined) {
+      this.#autoIndex.set(key, t);
     } else {
-      this.#autoIndex?.set(key, t);
+      this.#transit.push(t);
+      try {
+        return this.#place(t, o, now);
+      } finally {
+        this.#transit.pop();
+      }
     }
+    return this.#place(t, o, now);
+  }
+
+  /** The rest of #accept: counts `t`, tells the listeners, and delays, queues or starts it. */
+  #place(t: Task, o: ResolvedSubmit, now: number): TaskHandle {
     this.#counts.submitted++;
     const signal = o.signal;
     if (signal !== undefined) {
@@ -566,10 +596,8 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     }
     if (this.listenerCount('queued') > 0) {
       this.#emit('queued', { id: t.id, priority: t.priority, delayMs: o.delayMs } satisfies QueueEvents['queued']);
-      // The listener may have cancelled it (then it ran anyway, review57), or looked a task up,
-      // which builds the index of generated ids from the live tasks — this one not yet among them.
+      // The listener may have cancelled it (then it ran anyway, review57).
       if (t.state !== QUEUED) return t.handle;
-      if (typeof key === 'number') this.#autoIndex?.set(key, t);
     }
     if (o.delayMs > 0) this.#delay(t, now + o.delayMs);
     else this.#enqueue(t, now);
@@ -589,11 +617,10 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     if (inline && now >= this.#timerAt) {
       this.#promoteDue();
       // A due task's handler, started there (a function handler runs at once), may have cancelled
-      // `t` or looked a task up (the index of generated ids is built without `t`): review57.
+      // `t` (review57).
       if (t.state >= SUCCEEDED) return;
-      if (typeof t.key === 'number') this.#autoIndex?.set(t.key, t);
     }
-    if (inline && this.#running < this.concurrency && this.#queued === 0 && !this.#paused && this.#closing === undefined) {
+    if (inline && this.#running < this.concurrency && this.#queued === 0 && !this.#paused && this.#closing === undefined && !this.#batching) {
       t.slot = this.#takeSlot(t);
       this.#start(t, now);
       return;
@@ -665,7 +692,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
    * long backlog of sync handlers does not hold the event loop.
    */
   #pump(): void {
-    if (this.#paused || this.#pumping) return;
+    if (this.#paused || this.#pumping || this.#batching) return;
     this.#pumping = true;
     try {
       let now = -1;
@@ -801,6 +828,21 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     }
     t.error = err;
     this.#counts.failed++;
+    if (this.#autoIndex !== undefined || typeof t.key !== 'number') {
+      this.#retryOrGiveUp(t, err, now);
+      return;
+    }
+    // Between two attempts `t` is in neither a slot nor the delayed heap: listeners find it here.
+    this.#transit.push(t);
+    try {
+      this.#retryOrGiveUp(t, err, now);
+    } finally {
+      this.#transit.pop();
+    }
+  }
+
+  /** The rest of #attemptFailed: the 'failed' listeners, then a retry or the end. */
+  #retryOrGiveUp(t: Task, err: unknown, now: number): void {
     if (this.listenerCount('failed') > 0) {
       this.#emit('failed', { id: t.id, attempt: t.attempts, error: err } satisfies QueueEvents['failed']);
       if (this.#cancelledMeanwhile(t, now)) return;
@@ -826,8 +868,12 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
       }
       if (delay > 0) this.#delay(t, now + delay);
       else {
-        // As for a new task: a delayed task already due was due first (review34).
-        if (now >= this.#timerAt) this.#promoteDue();
+        // As for a new task: a delayed task already due was due first (review34). Its handler,
+        // started there, may cancel `t` (review59: the next attempt ran all the same).
+        if (now >= this.#timerAt) {
+          this.#promoteDue();
+          if (this.#cancelledMeanwhile(t, now)) return;
+        }
         this.#enqueue(t, now, false);
       }
       this.#afterSettle();
@@ -962,6 +1008,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     if (this.#autoIndex === undefined) {
       const index = new Map<number, Task>();
       for (const t of this.#liveTasks()) if (typeof t.key === 'number') index.set(t.key, t);
+      for (const t of this.#transit) if (t.state < SUCCEEDED) index.set(t.key as number, t);
       this.#autoIndex = index;
     }
     return this.#autoIndex.get(key);

@@ -594,6 +594,103 @@ describe('edges found in review', () => {
     expect(q.cancel(h.id)).toBe(true);
   });
 
+  it('a task with a generated id is found from a queued, failed or retried listener, where the first lookup happens (review59)', async () => {
+    // queued: cancel() from the listener is the queue's first lookup of a generated id.
+    let runs = 0;
+    const q = queue({ handler: () => void runs++ }, 'gq');
+    let inListener: string | undefined;
+    q.once('queued', (e: { id: string }) => {
+      inListener = q.status(e.id)?.state;
+      expect(q.cancel(e.id)).toBe(true); // before: false, and the task ran
+    });
+    const h = q.submit(7);
+    expect(inListener).toBe('queued');
+    expect((await rejection(h.result)).code).toBe(ErrorCodes.CANCELLED);
+    expect(runs).toBe(0);
+    // failed / retried: the task is between two attempts (in neither a slot nor the delayed heap).
+    for (const event of ['failed', 'retried'] as const) {
+      vi.useFakeTimers({ now: 0 });
+      let calls = 0;
+      const r = queue({ retry: { attempts: 3, backoff: 'fixed', delayMs: 20, jitter: 'none' }, handler: () => {
+        calls++;
+        throw new Error('boom');
+      } }, `g-${event}`);
+      let cancelled: boolean | undefined;
+      r.once(event, (e: { id: string }) => {
+        expect(r.status(e.id)).toBeDefined(); // before: undefined
+        cancelled = r.cancel(e.id);
+      });
+      const t = r.submit(1);
+      expect(cancelled).toBe(true); // before: false, and attempts 2 and 3 ran, then a dead letter
+      expect((await rejection(t.result)).code).toBe(ErrorCodes.CANCELLED);
+      await vi.advanceTimersByTimeAsync(100);
+      expect(calls).toBe(1);
+      expect(r.status(t.id)?.state).toBe('cancelled');
+      expect(await r.deadLetters()).toEqual([]);
+      vi.useRealTimers();
+    }
+    // While it waits for its retry (delayed), looked up first then: found too.
+    vi.useFakeTimers({ now: 0 });
+    const w = queue({ retry: { attempts: 2, backoff: 'fixed', delayMs: 20, jitter: 'none' }, handler: () => {
+      throw new Error('boom');
+    } }, 'g-wait');
+    const t = w.submit(1);
+    await flush();
+    expect(w.status(t.id)?.state).toBe('delayed');
+    expect(w.cancel(t.id)).toBe(true);
+    expect((await rejection(t.result)).code).toBe(ErrorCodes.CANCELLED);
+  });
+
+  it('with a retry delay of 0, a cancel() by a due delayed task started between two attempts stops the next attempt (review59)', async () => {
+    vi.useFakeTimers({ now: 0 });
+    const seen: string[] = [];
+    let cancelled: boolean | undefined;
+    let failFirst!: (e: Error) => void;
+    const q = queue({ concurrency: 1, retry: { attempts: 3, backoff: 'fixed', delayMs: 0, jitter: 'none' }, handler: (p: unknown, ctx) => {
+      seen.push(`${String(p)}#${ctx.attempt}`);
+      if (p === 'd') {
+        cancelled = q.cancel('r');
+        return undefined;
+      }
+      if (ctx.attempt === 1) return new Promise((_, reject) => (failFirst = reject));
+      return 'ran after its cancel';
+    } });
+    q.submit('d', { id: 'd', delayMs: 5 });
+    const h = q.submit('r', { id: 'r' });
+    expect(seen).toEqual(['r#1']);
+    vi.setSystemTime(10); // 'd' is due; its timer has not fired yet
+    failFirst(new Error('x'));
+    expect((await rejection(h.result)).code).toBe(ErrorCodes.CANCELLED);
+    await flush();
+    expect(cancelled).toBe(true);
+    expect(seen).toEqual(['r#1', 'd#1']); // before: 'r#2' ran too
+    expect(q.totals()).toMatchObject({ cancelled: 1, completed: 1 });
+  });
+
+  it('submitMany accepts its whole batch before any task starts: a handler that closes the queue finds it queued (review57)', async () => {
+    for (const grace of [0, 1000]) {
+      const runs: unknown[] = [];
+      let closing: Promise<void> | undefined;
+      const q = queue<number>({ concurrency: 2, handler: (p) => {
+        runs.push(p);
+        if (p === 0) closing = q.close(grace);
+        return p;
+      } }, `b${grace}`);
+      const hs = q.submitMany([0, 1, 2, 3, 4]);
+      const outcomes = await Promise.all(hs.map((h) => h.result.then((v) => v, (e: { code?: string }) => e.code)));
+      await closing;
+      if (grace === 0) {
+        // close(0): everything accepted and not finished ends closed; nothing starts after it.
+        expect(outcomes).toEqual(Array(5).fill(ErrorCodes.CLOSED)); // before: 1–4 ran and fulfilled
+        expect(runs).toEqual([0]);
+      } else {
+        // A grace: the batch, accepted before close(), runs in it.
+        expect(outcomes).toEqual([0, 1, 2, 3, 4]); // before: 1–4 rejected ERR_HOTPATH_CLOSED at once
+        expect(runs).toEqual([0, 1, 2, 3, 4]);
+      }
+    }
+  });
+
   it('submitMany submits a hole of a sparse array as an undefined payload (review57)', async () => {
     const got: unknown[] = [];
     const q = queue({ handler: (p) => void got.push(p) });
