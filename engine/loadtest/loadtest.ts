@@ -45,6 +45,8 @@ export interface TimelineRow {
   /** responses completed in the interval / its width */
   rps: number;
   sent: number;
+  /** requests written again on a new connection in the interval (see requests.resent) */
+  resent: number;
   completed: number;
   dropped: number;
   errors: number;
@@ -211,6 +213,7 @@ interface Row {
   pairs: Float64Array[];
   corrected: hdr.Histogram | null;
   sent: number;
+  resent: number;
   completed: number;
   dropped: number;
   errors: number;
@@ -260,7 +263,7 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
     const width = Math.max(1, row.toMs - row.fromMs);
     return {
       fromMs: Math.round(row.fromMs), toMs: Math.round(row.toMs), rps: Math.round((row.completed * 1000 * 10) / width) / 10,
-      sent: row.sent, completed: row.completed, dropped: row.dropped, errors: row.errors,
+      sent: row.sent, resent: row.resent, completed: row.completed, dropped: row.dropped, errors: row.errors,
       corrected: percentiles(corrected), raw: percentiles(row.raw),
     };
   };
@@ -308,7 +311,7 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
     // the rows of workers whose tick came first and left them with one worker's share; review31.)
     let row = rows.get(s.index);
     if (row === null || row === undefined) {
-      row = { fromMs, toMs: s.toMs, got: 0, raw: latencyHistogram(), pairs: [], corrected: o.model === 'open' ? latencyHistogram() : null, sent: 0, completed: 0, dropped: 0, errors: 0 };
+      row = { fromMs, toMs: s.toMs, got: 0, raw: latencyHistogram(), pairs: [], corrected: o.model === 'open' ? latencyHistogram() : null, sent: 0, resent: 0, completed: 0, dropped: 0, errors: 0 };
       rows.set(s.index, row);
     }
     row.fromMs = Math.min(row.fromMs, fromMs);
@@ -318,6 +321,7 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
     if (corrected !== null) row.corrected!.add(corrected);
     else row.pairs.push(s.raw); // closed model: corrected when the row closes
     row.sent += s.sent;
+    row.resent += s.resent;
     row.completed += s.completed;
     row.dropped += s.dropped;
     row.errors += errs;
@@ -397,6 +401,7 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
     p.pairs.push(...l.pairs);
     if (p.corrected !== null && l.corrected !== null) p.corrected.add(l.corrected);
     p.sent += l.sent;
+    p.resent += l.resent;
     p.completed += l.completed;
     p.dropped += l.dropped;
     p.errors += l.errors;

@@ -4,11 +4,14 @@
  */
 import type { LoadtestResult, Percentiles } from './loadtest.js';
 
-/** The CSV columns, in order (one row per interval, `kind` = interval, then one `total` row). */
+/**
+ * The CSV columns, in order (one row per interval, `kind` = interval, then one `total` row).
+ * `resent` came last (added after the others: their positions did not move).
+ */
 export const CSV_COLUMNS = [
   'kind', 'from_ms', 'to_ms', 'rps', 'sent', 'completed', 'dropped', 'errors',
   'corrected_p50_ms', 'corrected_p90_ms', 'corrected_p99_ms', 'corrected_p999_ms', 'corrected_max_ms',
-  'raw_p50_ms', 'raw_p90_ms', 'raw_p99_ms', 'raw_p999_ms', 'raw_max_ms',
+  'raw_p50_ms', 'raw_p90_ms', 'raw_p99_ms', 'raw_p999_ms', 'raw_max_ms', 'resent',
 ] as const;
 
 function lat(p: Percentiles): number[] {
@@ -22,10 +25,10 @@ function lat(p: Percentiles): number[] {
 export function loadtestCsv(result: LoadtestResult): string {
   const rows: Array<Array<string | number>> = [CSV_COLUMNS as unknown as string[]];
   for (const r of result.timeline) {
-    rows.push(['interval', r.fromMs, r.toMs, r.rps, r.sent, r.completed, r.dropped, r.errors, ...lat(r.corrected), ...lat(r.raw)]);
+    rows.push(['interval', r.fromMs, r.toMs, r.rps, r.sent, r.completed, r.dropped, r.errors, ...lat(r.corrected), ...lat(r.raw), r.resent]);
   }
   rows.push(['total', 0, result.duration.actualMs, result.throughput.rps, result.requests.total, result.requests.completed,
-    result.requests.dropped, result.requests.errors, ...lat(result.latency.corrected), ...lat(result.latency.raw)]);
+    result.requests.dropped, result.requests.errors, ...lat(result.latency.corrected), ...lat(result.latency.raw), result.requests.resent]);
   return rows.map((r) => r.join(',')).join('\n') + '\n';
 }
 

@@ -113,12 +113,14 @@ describe('hotpath loadtest: exports', () => {
       expect(Number(r[col('completed')])).toBe(t.completed);
       expect(Number(r[col('corrected_p99_ms')])).toBe(t.corrected.p99);
       expect(Number(r[col('raw_max_ms')])).toBe(t.raw.max);
+      expect(Number(r[col('resent')])).toBe(t.resent);
     });
     const total = rows.at(-1)!;
     expect(total[col('kind')]).toBe('total');
     expect(Number(total[col('rps')])).toBe(result.throughput.rps);
     expect(Number(total[col('corrected_p99_ms')])).toBe(result.latency.corrected.p99);
     expect(Number(total[col('raw_p99_ms')])).toBe(result.latency.raw.p99);
+    expect(Number(total[col('resent')])).toBe(result.requests.resent);
   });
 
   it('the summary on stdout names the model and both percentile rows', () => {

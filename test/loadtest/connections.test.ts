@@ -7,7 +7,7 @@
 import { createServer, type Server } from 'node:http';
 import { createServer as netServer, type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadtest } from '../../engine/loadtest/index.js';
+import { CSV_COLUMNS, loadtest, loadtestCsv } from '../../engine/loadtest/index.js';
 
 interface Counting {
   url: string;
@@ -52,6 +52,12 @@ describe('loadtest connections', () => {
     // Before: requests.total alone, 3.9× below what the server saw.
     expect(open.requests).toBeGreaterThan(r.requests.total);
     expect(open.requests).toBeLessThanOrEqual(r.requests.total + r.requests.resent);
+    // The time series and its CSV carry them too (the CSV had no column for them: review48).
+    expect(r.timeline.reduce((a, row) => a + row.resent, 0)).toBe(r.requests.resent);
+    const csv = loadtestCsv(r).trimEnd().split('\n').map((l) => l.split(','));
+    const at = CSV_COLUMNS.indexOf('resent');
+    expect(csv.slice(1, -1).reduce((a, row) => a + Number(row[at]), 0)).toBe(r.requests.resent);
+    expect(Number(csv.at(-1)![at])).toBe(r.requests.resent);
   });
 
   it('without pipelining nothing is written twice', async () => {
