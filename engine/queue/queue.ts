@@ -367,20 +367,35 @@ class FinishedRing {
 /** A plain, serialisable picture of an error. */
 export function errorInfo(err: unknown): ErrorInfo {
   if (err instanceof Error) {
-    const code = (err as { code?: unknown }).code;
-    return {
-      name: err.name, message: err.message,
-      ...(typeof code === 'string' ? { code } : {}),
-      ...(typeof err.stack === 'string' ? { stack: err.stack } : {}),
-    };
+    // Each field read on its own: a getter that throws costs that field, never the task (review60:
+    // a throwing `code` getter left the task unsettled and submit() threw after accepting it).
+    const name = field(err, 'name');
+    const info: ErrorInfo = { name: typeof name === 'string' ? name : 'Error', message: printable(field(err, 'message')) };
+    const code = field(err, 'code');
+    if (typeof code === 'string') info.code = code;
+    const stack = field(err, 'stack');
+    if (typeof stack === 'string') info.stack = stack;
+    return info;
   }
-  let message: string;
+  return { name: 'Error', message: printable(err) };
+}
+
+/** `err[key]`, or undefined when reading it throws. */
+function field(err: Error, key: string): unknown {
   try {
-    message = String(err);
+    return (err as unknown as Record<string, unknown>)[key];
   } catch {
-    message = '(unprintable)';
+    return undefined;
   }
-  return { name: 'Error', message };
+}
+
+/** `String(v)`, or a placeholder when that throws. */
+function printable(v: unknown): string {
+  try {
+    return String(v);
+  } catch {
+    return '(unprintable)';
+  }
 }
 
 export class Queue<P = unknown, R = unknown> extends EventEmitter {
@@ -414,10 +429,10 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
    */
   #autoIndex: Map<number, Task> | undefined;
   /**
-   * Live tasks with a generated id that are in neither a slot nor the delayed heap while user code
-   * runs (a listener, a retry predicate, a due task's handler): a task being accepted, or between
-   * two attempts. Tracked only while there is no index; the index's scan takes them in
-   * (review59: cancel() from such a listener returned false).
+   * Tasks with a generated id between two attempts — in neither a slot nor the delayed heap — while
+   * user code runs ('failed' and 'retried' listeners, retry.retryable, a back-off function).
+   * Tracked only while there is no index; the index's scan takes them in (review59: cancel() from
+   * such a listener returned false).
    */
   readonly #transit: Task[] = [];
   /** Finished tasks' status (the newest statusRetention). */
@@ -440,6 +455,10 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
   #pumping = false;
   /** submitMany is accepting its batch: nothing starts until every task of it is queued. */
   #batching = false;
+  /** Tasks of a submitMany batch not accepted yet: maxQueued counts them (review60). */
+  #reserved = 0;
+  /** close() has ended every task it found: nothing starts any more, and nothing is queued. */
+  #swept = false;
   #pumpScheduled = false;
   readonly #resumePump = (): void => {
     this.#pumpScheduled = false;
@@ -449,7 +468,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
   /** close() of a paused queue: waiting for the running attempts only. */
   #stillWaiters: Array<() => void> = [];
   readonly #counts = { submitted: 0, completed: 0, failed: 0, retried: 0, dead: 0, cancelled: 0 };
-  readonly #onTimer = (): void => this.#promoteDue();
+  readonly #onTimer = (): void => this.#promoteDue(true);
 
   /**
    * Use `engine.queue(name, options)`; standalone, pass the dependencies yourself.
@@ -507,7 +526,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
       if (known !== undefined) return known.handle;
     }
     this.#checkOpen();
-    if (this.#queued + this.#delayedLive >= this.#o.maxQueued) {
+    if (this.#queued + this.#delayedLive + this.#reserved >= this.#o.maxQueued) {
       if (throwWhenFull) throw new QueueFullError(this.name, this.#o.maxQueued);
       return false;
     }
@@ -525,15 +544,24 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     if (options !== undefined && (options as SubmitOptions).id !== undefined) throw new TypeError('submitMany: options.id cannot be shared by several tasks; use submit() per id');
     const o = resolveSubmit(options);
     this.#checkOpen();
-    if (this.#queued + this.#delayedLive + payloads.length > this.#o.maxQueued) throw new QueueFullError(this.name, this.#o.maxQueued);
+    if (this.#queued + this.#delayedLive + this.#reserved + payloads.length > this.#o.maxQueued) throw new QueueFullError(this.name, this.#o.maxQueued);
     // Every payload checked before any is queued. Array.from: a hole of a sparse array is an
     // undefined payload (as submit(undefined)), not skipped (review57).
     const prepared = Array.from(payloads, (p) => this.#executor.prepare(p));
     const outer = this.#batching;
     this.#batching = true;
+    // The batch's tasks not accepted yet hold their places against maxQueued: a 'queued' listener's
+    // submit cannot take them (review60).
+    let left = prepared.length;
+    this.#reserved += left;
     try {
-      return prepared.map((p) => this.#accept(p, o, this.#autoKey()) as TaskHandle<R>);
+      return prepared.map((p) => {
+        this.#reserved--;
+        left--;
+        return this.#accept(p, o, this.#autoKey()) as TaskHandle<R>;
+      });
     } finally {
+      this.#reserved -= left;
       this.#batching = outer;
       if (!outer) this.#pump();
     }
@@ -569,21 +597,9 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     if (typeof key === 'string') {
       this.#named.set(key, t);
       this.#finished.forget(key); // a finished task of the same id: its record is superseded
-    } else if (this.#autoIndex !== undefined) {
-      this.#autoIndex.set(key, t);
     } else {
-      this.#transit.push(t);
-      try {
-        return this.#place(t, o, now);
-      } finally {
-        this.#transit.pop();
-      }
+      this.#autoIndex?.set(key, t);
     }
-    return this.#place(t, o, now);
-  }
-
-  /** The rest of #accept: counts `t`, tells the listeners, and delays, queues or starts it. */
-  #place(t: Task, o: ResolvedSubmit, now: number): TaskHandle {
     this.#counts.submitted++;
     const signal = o.signal;
     if (signal !== undefined) {
@@ -594,13 +610,30 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
       t.onAbort = () => this.#cancelTask(t, new CancelledError(`task "${t.id}"`, signal.reason));
       signal.addEventListener('abort', t.onAbort, { once: true });
     }
-    if (this.listenerCount('queued') > 0) {
-      this.#emit('queued', { id: t.id, priority: t.priority, delayMs: o.delayMs } satisfies QueueEvents['queued']);
-      // The listener may have cancelled it (then it ran anyway, review57).
-      if (t.state !== QUEUED) return t.handle;
+    if (this.#swept || (o.delayMs > 0 && this.#closing !== undefined)) {
+      // The rest of a submitMany batch that a 'queued' listener closed: accepted, so it settles as
+      // close() settles what it finds — a delayed task at once, any task once close() has swept
+      // (review60: it ran in the closed queue, or never settled).
+      this.#endCancelled(t, new ClosedError(`queue "${this.name}"`), now);
+      return t.handle;
     }
-    if (o.delayMs > 0) this.#delay(t, now + o.delayMs);
-    else this.#enqueue(t, now);
+    if (this.listenerCount('queued') === 0) {
+      if (o.delayMs > 0) this.#delay(t, now + o.delayMs);
+      else this.#enqueue(t, now);
+      return t.handle;
+    }
+    // A 'queued' listener runs with `t` already in its place (queued or delayed, not started): it
+    // finds it (status, cancel, close see it), and what it submits comes after it (review59,
+    // review60: `t` was placed after the listener, so a listener's close() missed it, and its
+    // submits started first). Then what can start starts.
+    if (o.delayMs > 0) {
+      this.#delay(t, now + o.delayMs);
+    } else {
+      if (now >= this.#timerAt) this.#promoteDue(false); // due before `t` (see #enqueue)
+      this.#enqueue(t, now, false);
+    }
+    this.#emit('queued', { id: t.id, priority: t.priority, delayMs: o.delayMs } satisfies QueueEvents['queued']);
+    this.#pump();
     return t.handle;
   }
 
@@ -612,19 +645,26 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
    */
   #enqueue(t: Task, now: number, inline = true): void {
     t.queuedAt = now;
-    // A delayed task (or retry) already due whose timer has not fired yet was due before `t`
-    // arrived: it is queued first, so `t` cannot take its slot.
     if (inline && now >= this.#timerAt) {
-      this.#promoteDue();
-      // A due task's handler, started there (a function handler runs at once), may have cancelled
-      // `t` (review57).
-      if (t.state >= SUCCEEDED) return;
+      // A delayed task (or retry) already due whose timer has not fired yet was due before `t`
+      // arrived: it is queued first, `t` behind it, and only then does anything start — so no
+      // handler runs while `t` is in neither the heap nor a slot (review57: one cancelled it and
+      // it ran all the same; review59: one looked it up and did not find it).
+      this.#promoteDue(false);
+      this.#push(t, now);
+      this.#pump();
+      return;
     }
     if (inline && this.#running < this.concurrency && this.#queued === 0 && !this.#paused && this.#closing === undefined && !this.#batching) {
       t.slot = this.#takeSlot(t);
       this.#start(t, now);
       return;
     }
+    this.#push(t, now);
+  }
+
+  /** Puts `t` in the heap (queued), or fails it when the heap is full. */
+  #push(t: Task, now: number): void {
     if (this.#heap.size >= this.#heap.maxEntries) this.#compact();
     if (this.#heap.size >= this.#heap.maxEntries) {
       // Only reachable through retries past maxQueued (the heap holds 2 × maxQueued + concurrency):
@@ -692,7 +732,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
    * long backlog of sync handlers does not hold the event loop.
    */
   #pump(): void {
-    if (this.#paused || this.#pumping || this.#batching) return;
+    if (this.#paused || this.#pumping || this.#batching || this.#swept) return;
     this.#pumping = true;
     try {
       let now = -1;
@@ -775,8 +815,8 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     this.#timer = setTimeout(this.#onTimer, ms);
   }
 
-  /** Moves every delayed task that is due to the queue. */
-  #promoteDue(): void {
+  /** Moves every delayed task that is due to the queue; then starts what it can unless `pump` is false. */
+  #promoteDue(pump = true): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer); // (called early by #enqueue: its timer has not fired)
     this.#timer = undefined;
     this.#timerAt = Infinity;
@@ -788,7 +828,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
       this.#enqueue(t, t.runAt, false); // #pump below starts what it can, in heap order
     }
     this.#arm();
-    this.#pump();
+    if (pump) this.#pump();
   }
 
   // ------------------------------------------------------------------ outcomes
@@ -832,7 +872,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
       this.#retryOrGiveUp(t, err, now);
       return;
     }
-    // Between two attempts `t` is in neither a slot nor the delayed heap: listeners find it here.
+    // Between two attempts `t` is in neither a slot nor the delayed heap: lookups find it here.
     this.#transit.push(t);
     try {
       this.#retryOrGiveUp(t, err, now);
@@ -858,6 +898,8 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
         retry = false; // a throwing predicate or back-off function ends the retries; keep its error
         t.error = new AggregateError([err, predicateError], `task "${t.id}": retry.retryable or retry.backoff threw: ${(predicateError as Error)?.message}`);
       }
+      // The predicate or the back-off function may have cancelled it (review60: the next attempt ran).
+      if (this.#cancelledMeanwhile(t, now)) return;
     }
     if (retry) {
       t.lastDelay = delay;
@@ -866,14 +908,19 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
         this.#emit('retried', { id: t.id, attempt: t.attempts, delayMs: delay } satisfies QueueEvents['retried']);
         if (this.#cancelledMeanwhile(t, now)) return;
       }
+      if (this.#closing !== undefined) {
+        // close() was called by the predicate, the back-off function or a 'retried' listener: the
+        // retry is not scheduled, and the task ends as close() ends a delayed one (review60: the
+        // retry ran in the closed queue).
+        this.#endCancelled(t, new ClosedError(`queue "${this.name}"`), now);
+        this.#afterSettle();
+        return;
+      }
       if (delay > 0) this.#delay(t, now + delay);
       else {
-        // As for a new task: a delayed task already due was due first (review34). Its handler,
-        // started there, may cancel `t` (review59: the next attempt ran all the same).
-        if (now >= this.#timerAt) {
-          this.#promoteDue();
-          if (this.#cancelledMeanwhile(t, now)) return;
-        }
+        // As for a new task: a delayed task already due was due first (review34); nothing starts
+        // before `t` is queued too (#afterSettle starts what can start).
+        if (now >= this.#timerAt) this.#promoteDue(false);
         this.#enqueue(t, now, false);
       }
       this.#afterSettle();
@@ -884,9 +931,10 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
   }
 
   /**
-   * A 'failed' or 'retried' listener cancelled `t` (cancel() returned true: the task is between
-   * attempts, with none to stop): it ends cancelled there, neither retried nor dead-lettered
-   * (review57: the next attempt ran; with none left, a dead letter said "cancelled").
+   * A 'failed' or 'retried' listener, the retry predicate or the back-off function cancelled `t`
+   * (cancel() returned true: the task is between attempts, with none to stop): it ends cancelled
+   * there, neither retried nor dead-lettered (review57: the next attempt ran; with none left, a
+   * dead letter said "cancelled").
    */
   #cancelledMeanwhile(t: Task, now: number): boolean {
     if (!t.cancelRequested) return false;
@@ -1133,6 +1181,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
       ]);
       clearTimeout(timer);
     }
+    this.#swept = true; // from here nothing starts, and a task still being accepted ends closed (#accept)
     for (const t of this.#liveTasks()) this.#closeTask(t);
     if (this.#running > 0) await this.drain(); // stopped attempts settle within killAfterMs
     this.#closed = true;

@@ -691,6 +691,161 @@ describe('edges found in review', () => {
     }
   });
 
+  it('a cancel() made by retry.retryable or a back-off function stops the task there (review60)', async () => {
+    for (const where of ['retryable', 'backoff'] as const) {
+      // (A back-off function is only asked when the predicate says retry.)
+      for (const retries of where === 'backoff' ? [true] : [true, false]) {
+        let calls = 0;
+        const q: Queue = queue({
+          retry: {
+            attempts: 3, delayMs: 0, jitter: 'none',
+            retryable: () => {
+              if (where === 'retryable') expect(q.cancel('x')).toBe(true);
+              return retries;
+            },
+            backoff: where === 'backoff'
+              ? () => {
+                expect(q.cancel('x')).toBe(true);
+                return 0;
+              }
+              : 'fixed',
+          },
+          handler: () => {
+            calls++;
+            throw new Error('boom');
+          },
+        }, `p-${where}-${retries}`);
+        const h = q.submit(1, { id: 'x' });
+        expect((await rejection(h.result)).code).toBe(ErrorCodes.CANCELLED);
+        await flush();
+        expect(calls).toBe(1); // before: attempt 2 ran
+        expect(q.status('x')?.state).toBe('cancelled');
+        expect(await q.deadLetters()).toEqual([]); // before (no retry): a dead letter saying "cancelled"
+      }
+    }
+  });
+
+  it('close() from a queued listener settles the task as close() promises, batch or not (review60)', async () => {
+    const outcome = (h: TaskHandle): Promise<unknown> => h.result.then((v) => v, (e: { code?: string }) => e.code);
+    for (const [grace, delayMs] of [[0, 0], [0, 20], [1000, 0], [1000, 20]] as const) {
+      const ran: unknown[] = [];
+      let closing: Promise<void> | undefined;
+      const q = queue({ handler: (p) => void ran.push(p) }, `ql-${grace}-${delayMs}`);
+      q.once('queued', () => (closing = q.close(grace)));
+      const h = q.submit('x', { delayMs });
+      // before: close() missed the task (placed after the listener): it never settled, or ran after close(0)
+      expect(await outcome(h)).toBe(grace > 0 && delayMs === 0 ? undefined : ErrorCodes.CLOSED);
+      await closing;
+      expect(ran).toEqual(grace > 0 && delayMs === 0 ? ['x'] : []);
+      expect(q.counts()).toMatchObject({ queued: 0, delayed: 0, running: 0 });
+    }
+    // A batch whose third task's listener closes the queue: the rest of the batch follows close().
+    for (const grace of [0, 1000]) {
+      const ran: unknown[] = [];
+      let closing: Promise<void> | undefined;
+      const q = queue<number>({ concurrency: 2, handler: (p) => void ran.push(p) }, `qb-${grace}`);
+      let n = 0;
+      q.on('queued', () => {
+        if (++n === 3) closing = q.close(grace);
+      });
+      const hs = q.submitMany([0, 1, 2, 3, 4]);
+      const got = await Promise.all(hs.map(outcome));
+      await closing;
+      // before: close(0) let tasks 3 and 4 run in the closed queue
+      expect(got).toEqual(grace === 0 ? Array(5).fill(ErrorCodes.CLOSED) : Array(5).fill(undefined));
+      expect(ran).toEqual(grace === 0 ? [] : [0, 1, 2, 3, 4]);
+    }
+  });
+
+  it('close() from a retried listener, or from a due task started in the retry path, ends the retry closed (review60)', async () => {
+    vi.useFakeTimers({ now: 0 });
+    for (const delayMs of [0, 20]) {
+      let attempts = 0;
+      const q = queue({ retry: { attempts: 3, backoff: 'fixed', delayMs, jitter: 'none' }, handler: () => {
+        attempts++;
+        throw new Error('boom');
+      } }, `rl-${delayMs}`);
+      q.once('retried', () => void q.close(0));
+      const h = q.submit(1);
+      expect((await rejection(h.result)).code).toBe(ErrorCodes.CLOSED);
+      await vi.advanceTimersByTimeAsync(100);
+      expect(attempts).toBe(1); // before: attempt 2 ran in the closed queue
+    }
+    // A delayed task already due when a retry of delay 0 is queued is queued first, but starts
+    // only once the retry is queued too: its handler's close(0) finds both.
+    const seen: string[] = [];
+    let failFirst!: (e: Error) => void;
+    const q: Queue = queue({ concurrency: 1, retry: { attempts: 3, backoff: 'fixed', delayMs: 0, jitter: 'none' }, handler: (p: unknown, ctx) => {
+      seen.push(`${String(p)}#${ctx.attempt}`);
+      if (p === 'd') {
+        void q.close(0);
+        return undefined;
+      }
+      if (ctx.attempt === 1) return new Promise((_, reject) => (failFirst = reject));
+      return 'ran after close';
+    } }, 'rd');
+    q.submit('d', { id: 'd', delayMs: 5 });
+    const r = q.submit('r', { id: 'r' });
+    vi.setSystemTime(Date.now() + 10); // 'd' is due; its timer has not fired yet
+    failFirst(new Error('x'));
+    expect((await rejection(r.result)).code).toBe(ErrorCodes.CLOSED);
+    await flush();
+    expect(seen).toEqual(['r#1', 'd#1']); // before: 'r#2' ran after close(0)
+  });
+
+  it('a queued listener runs with its task already queued: what it submits starts after it (review60)', async () => {
+    const order: unknown[] = [];
+    const q = queue({ handler: (p) => void order.push(p) });
+    q.once('queued', (e: { id: string }) => {
+      expect(q.status(e.id)?.state).toBe('queued');
+      q.submit('a');
+      q.submitMany(['b', 'c']);
+    });
+    await q.submit('t').result;
+    await q.drain();
+    expect(order).toEqual(['t', 'a', 'b', 'c']); // before: a, b, c, then t
+  });
+
+  it('maxQueued counts the rest of a submitMany batch while its queued listeners run (review60)', () => {
+    const m = manual();
+    const q = queue({ maxQueued: 3, handler: m.handler });
+    q.submit('running'); // takes the one slot
+    const refused: unknown[] = [];
+    q.on('queued', () => {
+      try {
+        q.submit('extra');
+      } catch (err) {
+        refused.push((err as { code?: string }).code);
+      }
+    });
+    q.submitMany([1, 2, 3]);
+    expect(refused).toEqual(Array(3).fill(ErrorCodes.QUEUE_FULL)); // before: the first two got in
+    expect(q.counts().queued).toBe(3);
+  });
+
+  it('a handler error whose getters throw still fails its task, with what could be read (review60)', async () => {
+    const evil = (): Error => {
+      const e = new Error('evil');
+      Object.defineProperty(e, 'code', { get() {
+        throw new Error('getter');
+      } });
+      return e;
+    };
+    for (const sync of [true, false]) {
+      const q = queue({ handler: () => {
+        if (sync) throw evil();
+        return Promise.reject(evil());
+      } }, `evil-${sync}`);
+      const h = q.submit(1, { id: 'x' }); // before (sync): submit() threw after accepting the task
+      const err = await h.result.then(() => undefined, (e: Error) => e);
+      expect(err?.message).toBe('evil'); // before (async): never settled
+      expect(q.status('x')?.state).toBe('dead');
+      const [letter] = await q.deadLetters();
+      expect(letter?.error).toMatchObject({ name: 'Error', message: 'evil' });
+      expect(letter?.error.code).toBeUndefined();
+    }
+  });
+
   it('submitMany submits a hole of a sparse array as an undefined payload (review57)', async () => {
     const got: unknown[] = [];
     const q = queue({ handler: (p) => void got.push(p) });
