@@ -235,6 +235,8 @@ export class Balancer extends EventEmitter {
   readonly #sessions = new Map<string, string>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
+  /** Aborted by close(): health checks in flight end at once. */
+  readonly #stopChecks = new AbortController();
   /** One coarse clock for every backend's breaker (their windows' buckets). */
   #coarse: CoarseClock | undefined;
 
@@ -460,6 +462,7 @@ export class Balancer extends EventEmitter {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#stopChecks.abort(); // checks in flight end now
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     for (const e of this.#all.values()) e.breaker?.dispose();
@@ -732,7 +735,9 @@ export class Balancer extends EventEmitter {
     this.#nextReadmit = next;
     if (back.length > 0) {
       this.#rebuild();
-      for (const e of back) this.#emit('state', e, e.healthy ? 'up' : 'down', 'ejected');
+      // One that went down while ejected already said so (ejected → down): it stays down, with
+      // nothing new to tell (review61: a second 'ejected → down').
+      for (const e of back) if (e.healthy) this.#emit('state', e, 'up', 'ejected');
     }
   }
 
@@ -754,14 +759,14 @@ export class Balancer extends EventEmitter {
     await Promise.all([...this.#all.values()].map(async (e) => {
       if (e.checking) return;
       e.checking = true;
-      const ok = await probe(e, h);
+      const ok = await probe(e, h, this.#stopChecks.signal);
       e.checking = false;
       if (this.#closed || this.#all.get(e.id) !== e) return;
       e.checksInRow = ok ? Math.max(0, e.checksInRow) + 1 : Math.min(0, e.checksInRow) - 1;
       if (!e.healthy && e.checksInRow >= h.rise) this.#setHealthy(e, true);
       else if (e.healthy && -e.checksInRow >= h.fall) this.#setHealthy(e, false);
     }));
-    this.#emit('checked');
+    if (!this.#closed) this.#emit('checked'); // (not after 'close': review61)
   }
 
   #setHealthy(e: Entry, healthy: boolean): void {

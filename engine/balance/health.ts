@@ -73,19 +73,29 @@ export function resolveHealth(o: HealthOptions, where = 'options.health'): Resol
 }
 
 /** Runs one check of `target`; resolves true (healthy) or false, never rejects, within timeoutMs. */
-export function probe(target: CheckTarget, h: ResolvedHealth): Promise<boolean> {
+export function probe(target: CheckTarget, h: ResolvedHealth, stop?: AbortSignal): Promise<boolean> {
   const ac = new AbortController();
   return new Promise<boolean>((done) => {
     let settled = false;
+    const onStop = (): void => finish(false);
     const finish = (ok: boolean): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      stop?.removeEventListener('abort', onStop);
       ac.abort();
       done(ok);
     };
     const timer = setTimeout(() => finish(false), h.timeoutMs);
     timer.unref?.();
+    // The balancer closed: the check ends now, its signal aborted (review61: it ran to its end).
+    if (stop !== undefined) {
+      if (stop.aborted) {
+        finish(false);
+        return;
+      }
+      stop.addEventListener('abort', onStop, { once: true });
+    }
     let p: Promise<boolean>;
     try {
       if (typeof h.check === 'function') {

@@ -339,6 +339,27 @@ describe('health checks', () => {
     lb.close();
     srv.close();
   });
+  it('close() ends a check in flight (its signal aborts) and no checked event follows close (review61)', async () => {
+    vi.useFakeTimers();
+    const seen: string[] = [];
+    let started!: () => void;
+    const running = new Promise<void>((r) => (started = r));
+    const lb = new Balancer({ backends: [{ id: 'a' }], breaker: false, outlier: false, health: {
+      intervalMs: 10_000, timeoutMs: 1000,
+      check: (_b, signal) => new Promise<boolean>((resolve) => {
+        started();
+        signal.addEventListener('abort', () => seen.push('aborted'));
+        setTimeout(() => resolve(true), 300);
+      }),
+    } });
+    lb.on('checked', () => seen.push('checked'));
+    lb.on('close', () => seen.push('close'));
+    await vi.advanceTimersByTimeAsync(0);
+    await running;
+    lb.close();
+    await vi.advanceTimersByTimeAsync(500);
+    expect(seen).toEqual(['aborted', 'close']); // before: close, then the check ran on: checked
+  });
 });
 
 describe('passive outlier ejection', () => {
@@ -366,6 +387,28 @@ describe('passive outlier ejection', () => {
     lb.pick();
     expect(lb.backends()[0]!.state).toBe('up');
     expect(events).toEqual(['a:ejected', 'a:up', 'a:ejected', 'a:up']);
+  });
+
+  it('a backend that goes down while ejected says so once: its readmission, still down, tells nothing (review61)', async () => {
+    vi.useFakeTimers({ now: 0 });
+    const flip = flipCheck();
+    const lb = new Balancer({ backends: three, breaker: false, outlier: { consecutiveFailures: 2, ejectMs: 1000 }, health: { check: flip.check, intervalMs: 100, fall: 1, rise: 1 } });
+    const events: string[] = [];
+    lb.on('state', (b: Backend, to: string, from: string) => events.push(`${b.id}:${from}->${to}`));
+    await vi.advanceTimersByTimeAsync(0);
+    lb.report('a', { ok: false });
+    lb.report('a', { ok: false });
+    flip.down.add('a');
+    await vi.advanceTimersByTimeAsync(100);
+    expect(lb.backends()[0]!.state).toBe('down');
+    await vi.advanceTimersByTimeAsync(1000); // the ejection ends; a is still down
+    lb.pick();
+    expect(lb.backends()[0]!.state).toBe('down');
+    flip.down.clear();
+    await vi.advanceTimersByTimeAsync(100);
+    // before: a second 'ejected->down' at the readmission
+    expect(events).toEqual(['a:up->ejected', 'a:ejected->down', 'a:down->up']);
+    lb.close();
   });
 });
 
