@@ -214,7 +214,11 @@ class Attempt implements AttemptHandle {
 
 /** A worker's error comes back as ERR_HOTPATH_TASK_FAILED; the handler's own error is its cause. */
 function unwrapError(err: unknown): unknown {
-  return err instanceof TaskFailedError && err.cause instanceof Error ? err.cause : err;
+  try {
+    return err instanceof TaskFailedError && err.cause instanceof Error ? err.cause : err;
+  } catch {
+    return err; // a Proxy whose prototype cannot be read (review63: the task never settled)
+  }
 }
 
 export class FunctionExecutor extends BaseExecutor {
@@ -253,9 +257,14 @@ export class FunctionExecutor extends BaseExecutor {
     } catch (err) {
       return new Settled(false, err);
     }
-    if (r === null || (typeof r !== 'object' && typeof r !== 'function') || typeof (r as PromiseLike<unknown>).then !== 'function') return new Settled(true, r);
-    // A thenable: adopted into a real promise (even one whose then() throws).
-    const result = r instanceof Promise ? r : Promise.resolve(r);
+    let result: Promise<unknown>;
+    try {
+      if (r === null || (typeof r !== 'object' && typeof r !== 'function') || typeof (r as PromiseLike<unknown>).then !== 'function') return new Settled(true, r);
+      // A thenable: adopted into a real promise (even one whose then() throws).
+      result = r instanceof Promise ? r : Promise.resolve(r);
+    } catch (err) {
+      return new Settled(false, err); // a revoked Proxy, say: reading `then` threw (review63)
+    }
     const a = new Attempt(info, killAfterMs);
     a.attach({ result, interrupt: () => ctx.abort(), kill: () => false });
     return a;

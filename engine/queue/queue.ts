@@ -366,7 +366,7 @@ class FinishedRing {
 
 /** A plain, serialisable picture of an error. */
 export function errorInfo(err: unknown): ErrorInfo {
-  if (err instanceof Error) {
+  if (isError(err)) {
     // Each field read on its own: a getter that throws costs that field, never the task (review60:
     // a throwing `code` getter left the task unsettled and submit() threw after accepting it).
     const name = field(err, 'name');
@@ -380,6 +380,15 @@ export function errorInfo(err: unknown): ErrorInfo {
   return { name: 'Error', message: printable(err) };
 }
 
+/** `err instanceof Error`, false when even that throws (a revoked Proxy: review63). */
+function isError(err: unknown): err is Error {
+  try {
+    return err instanceof Error;
+  } catch {
+    return false;
+  }
+}
+
 /** `err[key]`, or undefined when reading it throws. */
 function field(err: Error, key: string): unknown {
   try {
@@ -387,6 +396,11 @@ function field(err: Error, key: string): unknown {
   } catch {
     return undefined;
   }
+}
+
+/** An error's message (or the thrown value) as text, whatever it is. */
+function describe(err: unknown): string {
+  return printable(isError(err) ? field(err, 'message') : err);
 }
 
 /** `String(v)`, or a placeholder when that throws. */
@@ -630,7 +644,12 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
       this.#delay(t, now + o.delayMs);
     } else {
       if (now >= this.#timerAt) this.#promoteDue(false); // due before `t` (see #enqueue)
-      this.#enqueue(t, now, false);
+      // A task that would have started inside submit() (a slot free, nothing queued) goes to the
+      // head of the queue: it still starts first, before whatever the listener submits, of any
+      // priority (review63).
+      const first = this.#running < this.concurrency && this.#queued === 0 && !this.#paused && this.#closing === undefined && !this.#batching;
+      t.queuedAt = now;
+      this.#push(t, now, first);
     }
     this.#emit('queued', { id: t.id, priority: t.priority, delayMs: o.delayMs } satisfies QueueEvents['queued']);
     this.#pump();
@@ -663,8 +682,8 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     this.#push(t, now);
   }
 
-  /** Puts `t` in the heap (queued), or fails it when the heap is full. */
-  #push(t: Task, now: number): void {
+  /** Puts `t` in the heap (queued; `head`: before every other task), or fails it when the heap is full. */
+  #push(t: Task, now: number, head = false): void {
     if (this.#heap.size >= this.#heap.maxEntries) this.#compact();
     if (this.#heap.size >= this.#heap.maxEntries) {
       // Only reachable through retries past maxQueued (the heap holds 2 × maxQueued + concurrency):
@@ -675,7 +694,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     }
     t.state = QUEUED;
     t.slot = this.#takeSlot(t);
-    const key = this.#o.agingMs > 0 ? t.priority + (now - this.#epoch) / this.#o.agingMs : t.priority;
+    const key = head ? -Number.MAX_VALUE : this.#o.agingMs > 0 ? t.priority + (now - this.#epoch) / this.#o.agingMs : t.priority;
     this.#heap.push(key, t.slot);
     this.#queued++;
   }
@@ -896,10 +915,17 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
         if (retry) delay = backoffDelay(r, t.attempts, err, t.lastDelay, this.#random);
       } catch (predicateError) {
         retry = false; // a throwing predicate or back-off function ends the retries; keep its error
-        t.error = new AggregateError([err, predicateError], `task "${t.id}": retry.retryable or retry.backoff threw: ${(predicateError as Error)?.message}`);
+        // (Unless it cancelled the task first: the cancel's reason stands, review63.)
+        if (!t.cancelRequested) t.error = new AggregateError([err, predicateError], `task "${t.id}": retry.retryable or retry.backoff threw: ${describe(predicateError)}`);
       }
       // The predicate or the back-off function may have cancelled it (review60: the next attempt ran).
       if (this.#cancelledMeanwhile(t, now)) return;
+      // …or closed the queue: the retry is not scheduled, nor counted (review63).
+      if (retry && this.#closing !== undefined) {
+        this.#endCancelled(t, new ClosedError(`queue "${this.name}"`), now);
+        this.#afterSettle();
+        return;
+      }
     }
     if (retry) {
       t.lastDelay = delay;
@@ -909,9 +935,8 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
         if (this.#cancelledMeanwhile(t, now)) return;
       }
       if (this.#closing !== undefined) {
-        // close() was called by the predicate, the back-off function or a 'retried' listener: the
-        // retry is not scheduled, and the task ends as close() ends a delayed one (review60: the
-        // retry ran in the closed queue).
+        // close() was called by a 'retried' listener: the retry is not scheduled, and the task
+        // ends as close() ends a delayed one (review60: the retry ran in the closed queue).
         this.#endCancelled(t, new ClosedError(`queue "${this.name}"`), now);
         this.#afterSettle();
         return;
@@ -1118,7 +1143,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     const live = this.#findLive(key);
     if (live !== undefined) return live.handle as TaskHandle<R>;
     this.#checkOpen();
-    if (this.#queued + this.#delayedLive >= this.#o.maxQueued) throw new QueueFullError(this.name, this.#o.maxQueued);
+    if (this.#queued + this.#delayedLive + this.#reserved >= this.#o.maxQueued) throw new QueueFullError(this.name, this.#o.maxQueued);
     const handle = this.#accept(d.kept, resolveSubmit({ priority: d.priority }), key);
     this.#dead.delete(id);
     return handle as TaskHandle<R>;

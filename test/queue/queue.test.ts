@@ -846,6 +846,71 @@ describe('edges found in review', () => {
     }
   });
 
+  it('a task a queued listener would let start first still starts first, whatever the priority of what the listener submits (review63)', async () => {
+    const order: string[] = [];
+    const q = queue<string>({ handler: (p) => void order.push(p) });
+    q.once('queued', () => {
+      q.submit('u', { priority: 'critical' });
+    });
+    q.submit('t', { priority: 'low' });
+    // Both ran inside submit() (no-op handlers, one slot): t first (before: u, then t).
+    expect(order).toEqual(['t', 'u']);
+  });
+
+  it('a cancel() in retry.retryable that then throws still ends the task cancelled; a close() there counts no retry (review63)', async () => {
+    const q: Queue = queue({ retry: { attempts: 3, backoff: 'fixed', delayMs: 0, jitter: 'none', retryable: () => {
+      q.cancel('x');
+      throw new Error('predicate');
+    } }, handler: () => {
+      throw new Error('boom');
+    } }, 'ct');
+    const h = q.submit(1, { id: 'x' });
+    expect((await rejection(h.result)).code).toBe(ErrorCodes.CANCELLED); // before: the AggregateError
+    const retried: unknown[] = [];
+    const c: Queue = queue({ retry: { attempts: 3, backoff: 'fixed', delayMs: 0, jitter: 'none', retryable: () => {
+      void c.close(0);
+      return true;
+    } }, handler: () => {
+      throw new Error('boom');
+    } }, 'cc');
+    c.on('retried', (e) => retried.push(e));
+    expect((await rejection(c.submit(1).result)).code).toBe(ErrorCodes.CLOSED);
+    expect(retried).toEqual([]); // before: a 'retried' event for a retry never scheduled
+    expect(c.totals().retried).toBe(0);
+  });
+
+  it('requeue() counts the rest of a submitMany batch against maxQueued too (review63)', async () => {
+    const q = queue({ maxQueued: 3, handler: (p) => {
+      if (p === 'bad') throw new Error('bad');
+    } });
+    await q.submit('bad', { id: 'd' }).result.catch(() => undefined);
+    q.pause();
+    let requeued: Promise<unknown> | undefined;
+    q.once('queued', () => (requeued = q.requeue('d')));
+    q.submitMany(['a', 'b', 'c']);
+    expect((await rejection(requeued!)).code).toBe(ErrorCodes.QUEUE_FULL); // before: accepted, 4 queued
+    expect(q.counts().queued).toBe(3);
+  });
+
+  it('a handler that throws or rejects with a revoked Proxy fails its task, which settles (review63)', async () => {
+    const revoked = (): unknown => {
+      const { proxy, revoke } = Proxy.revocable({}, {});
+      revoke();
+      return proxy;
+    };
+    for (const sync of [true, false]) {
+      const q = queue({ handler: () => {
+        if (sync) throw revoked();
+        return Promise.reject(revoked());
+      } }, `px-${sync}`);
+      const h = q.submit(1, { id: 'x' }); // before (sync): submit() threw after accepting the task
+      const settled = await h.result.then(() => 'fulfilled', () => 'rejected'); // before (async): never settled
+      expect(settled).toBe('rejected');
+      expect(q.status('x')?.state).toBe('dead');
+      expect((await q.deadLetters())[0]?.error.message).toBe('(unprintable)');
+    }
+  });
+
   it('submitMany submits a hole of a sparse array as an undefined payload (review57)', async () => {
     const got: unknown[] = [];
     const q = queue({ handler: (p) => void got.push(p) });
