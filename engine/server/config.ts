@@ -26,6 +26,12 @@ export interface ServeConfig {
   limitBurst: number;
   /** L1 entries of the cache (HOTPATH_CACHE_L1_ENTRIES). Default 10 000. */
   cacheL1Entries: number;
+  /**
+   * Most bytes the cache's L1 holds on the serving thread (the encoded size of each entry: the
+   * proxy's stored answers and /process results), evicting by its policy past it; at least
+   * proxyCacheMaxBytes. Default 256 MiB (HOTPATH_CACHE_L1_MAX_BYTES). Needs a restart.
+   */
+  cacheL1MaxBytes: number;
   /** Largest request body (bytes). Default 1 MiB (HOTPATH_BODY_LIMIT). */
   bodyLimit: number;
   /** node:http headersTimeout / requestTimeout / keepAliveTimeout (ms). */
@@ -50,7 +56,10 @@ export interface ServeConfig {
    * address, so a client stays on its upstream). Default 'p2c-ewma' (HOTPATH_UPSTREAM_ALGORITHM, --balance).
    */
   upstreamAlgorithm: string;
-  /** The proxy's wait for an upstream's response headers, and between body chunks (ms). Default 30 000. */
+  /**
+   * The proxy's wait for an upstream's response headers, and between body chunks (ms); a request
+   * body's upload time is not counted (proxy.ts watchBody). Default 30 000.
+   */
   upstreamTimeoutMs: number;
   /** Active health check of the upstreams: HTTP GET on this path; unset = a TCP connect (HOTPATH_UPSTREAM_HEALTH_PATH). */
   upstreamHealthPath: string | undefined;
@@ -68,6 +77,7 @@ export const SERVE_DEFAULTS: ServeConfig = {
   limitPerSecond: 100,
   limitBurst: 100,
   cacheL1Entries: 10_000,
+  cacheL1MaxBytes: 256 * 1024 * 1024,
   bodyLimit: 1024 * 1024,
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 30_000,
@@ -94,6 +104,7 @@ const FIELDS: Record<keyof ServeConfig, { env?: string; flag?: string; kind: 'st
   limitPerSecond: { env: 'HOTPATH_LIMIT_PER_SECOND', kind: 'int', min: 1, max: 1e9 },
   limitBurst: { env: 'HOTPATH_LIMIT_BURST', kind: 'int', min: 1, max: 1e9 },
   cacheL1Entries: { env: 'HOTPATH_CACHE_L1_ENTRIES', kind: 'int', min: 1, max: 1e8 },
+  cacheL1MaxBytes: { env: 'HOTPATH_CACHE_L1_MAX_BYTES', kind: 'int', min: 1024, max: 64 * 1024 * 1024 * 1024 },
   bodyLimit: { env: 'HOTPATH_BODY_LIMIT', kind: 'int', min: 0, max: 1024 * 1024 * 1024 },
   headersTimeoutMs: { kind: 'int', min: 1, max: 3_600_000 },
   requestTimeoutMs: { kind: 'int', min: 0, max: 3_600_000 },
@@ -294,6 +305,10 @@ export function resolveServeConfig(
   // defaults to `limit`): a limit of 5/s alone must not leave a burst of 100 (review38).
   const burstSet = fromFile.limitBurst != null || (env.HOTPATH_LIMIT_BURST ?? '').trim() !== '' || (FIELDS.limitBurst.flag !== undefined && flags[FIELDS.limitBurst.flag] !== undefined);
   if (!burstSet) out.limitBurst = out.limitPerSecond;
+  // An answer the proxy may cache must fit in the L1 that holds it: else none that large is kept.
+  if ((out.proxyCacheMaxBytes as number) > (out.cacheL1MaxBytes as number)) {
+    throw new RangeError(`${from.proxyCacheMaxBytes ?? 'proxyCacheMaxBytes'} (${String(out.proxyCacheMaxBytes)}) must not be larger than ${from.cacheL1MaxBytes ?? 'cacheL1MaxBytes'} (${String(out.cacheL1MaxBytes)}): no answer that large could be kept in the cache's L1`);
+  }
   // A certificate without its key (or a key alone) would be a failure to start: named here.
   if ((out.cert === undefined) !== (out.key === undefined)) {
     const [set, missing] = out.cert !== undefined ? ['cert', 'key'] as const : ['key', 'cert'] as const;

@@ -6,14 +6,18 @@
  *
  * - Bodies stream both ways; nothing is buffered except a response being cached.
  * - GET responses are cached by their Cache-Control (`s-maxage` or `max-age`; never with no-store,
- *   no-cache, private, Set-Cookie, Vary or Authorization on the request), up to
- *   `proxyCacheMaxBytes`, keyed by method, host and URL; a hit answers `X-Cache: HIT` with `Age`.
+ *   no-cache, private, Set-Cookie, Vary, nor for a request with Authorization or no-store), up to
+ *   `proxyCacheMaxBytes` each (the cache's L1 is bounded in bytes: `cacheL1MaxBytes`), keyed by
+ *   method, host and URL; a hit answers `X-Cache: HIT` with `Age` and its MISS's `Via`.
  * - Failover: a request with no body (GET, HEAD, a bodiless DELETE …) that fails before its
  *   response starts (connection refused or reset, a 502/503/504 from the upstream, a timeout) is
- *   tried on another upstream, up to 3 in all. A request with a body is sent once: its body is a
- *   stream that cannot be replayed.
+ *   tried on another upstream, up to 3 in all; when no other gives an answer, the last upstream's
+ *   own 502/503/504 is passed on. A request with a body is sent once: its body is a stream that
+ *   cannot be replayed.
  * - Errors: no upstream may take the request → 503; an upstream refused, reset or sent a broken
- *   response → 502; it did not answer within `upstreamTimeoutMs` → 504. Each with a JSON body
+ *   response → 502; it did not answer within `upstreamTimeoutMs` → 504 (for a request with a body,
+ *   the time spent waiting on the client's upload is not counted: see watchBody; a body that
+ *   stalls that long is the client's 408). Each with a JSON body
  *   `{ error, code }`. An upstream that dies after its response started cannot be reported to the
  *   client any more: the client's connection is cut (a truncated response is never passed off as
  *   complete).
@@ -21,6 +25,7 @@
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
+import { constants as h2constants, type Http2Stream } from 'node:http2';
 import type { Engine } from '../engine.js';
 import type { Balancer, Backend, BalancerAlgorithm } from '../balance/balancer.js';
 import { ErrorCodes, HotpathError, NoBackendError, type ErrorCode } from '../errors.js';
@@ -51,6 +56,23 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 /** Statuses from an upstream that mean "try another one" for a replayable request. */
 const RETRY_STATUS = new Set([502, 503, 504]);
 const MAX_ATTEMPTS = 3;
+
+/**
+ * `res` goes out while the body of `req` has not all been read: the connection cannot take another
+ * request after it (its next bytes would be the rest of the body, which nobody reads: the client's
+ * next request was never answered, review61). HTTP/1: `Connection: close` (before the headers);
+ * HTTP/2: the stream is closed with NO_ERROR once the answer is complete (as server.ts refuseBody).
+ */
+function closeAfterAnswer(req: IncomingMessage, res: ServerResponse): void {
+  const stream = (req as unknown as { stream?: Http2Stream }).stream;
+  if (stream === undefined) {
+    res.setHeader('Connection', 'close');
+    return;
+  }
+  stream.once('finish', () => {
+    if (!stream.closed && !stream.destroyed) stream.close(h2constants.NGHTTP2_NO_ERROR);
+  });
+}
 
 /** A request the proxy answers itself with `status` (4xx/5xx) and a JSON body naming `code`. */
 export class ProxyError extends HotpathError {
@@ -144,7 +166,11 @@ export function createProxy(engine: Engine, settings: ProxySettings, log: Logger
     // The key holds what the upstream sees of the request's origin, so no header it builds links
     // from can differ between two requests of one key.
     const cacheKey = lookup ? `proxy:${fwdProto}://${fwdHost}${url}` : '';
-    const revalidate = /no-cache|no-store/i.test(String(req.headers['cache-control'] ?? ''));
+    const requestCc = lookup ? req.headers['cache-control'] : undefined;
+    // A request's no-store: nothing of its answer is stored (RFC 9111 §5.2.1.5); like no-cache,
+    // it skips the lookup too.
+    const noStore = requestCc !== undefined && /no-store/i.test(requestCc);
+    const revalidate = noStore || (requestCc !== undefined && /no-cache/i.test(requestCc));
     if (lookup && !revalidate) {
       let found = cache.getSync(cacheKey) as Stored | undefined;
       if (found === undefined && engine.redis !== undefined) found = (await cache.get(cacheKey)) as Stored | undefined;
@@ -152,6 +178,8 @@ export function createProxy(engine: Engine, settings: ProxySettings, log: Logger
       if (found !== undefined && typeof found === 'object' && Buffer.isBuffer(found.body)) {
         res.statusCode = found.status;
         for (const [k, v] of found.headers) res.setHeader(k, v);
+        // (Stored with the Via the MISS answered with; an entry stored before had none.)
+        if (!res.hasHeader('via')) res.setHeader('Via', '1.1 hotpath');
         res.setHeader('Age', String(Math.max(0, Math.floor((engine.clock.now() - found.at) / 1000))));
         res.setHeader('X-Cache', 'HIT');
         res.setHeader('Content-Length', found.body.length);
@@ -182,72 +210,147 @@ export function createProxy(engine: Engine, settings: ProxySettings, log: Logger
     // (RFC 9110 §9.2.2) without a body; any bodiless request whose connection was refused.
     const idempotent = IDEMPOTENT.has(method) && !hasBody;
     const attempts = hasBody ? 1 : Math.min(MAX_ATTEMPTS, Math.max(1, lb.backends().length));
-    // One deadline for the whole request, failovers included.
+    // One deadline for the whole request, failovers included — for a request with a body (sent
+    // once), the time the proxy waits on its upstream only: see watchBody.
     const deadline = performance.now() + s.upstreamTimeoutMs;
     const tried = new Set<string>();
     let last: ProxyError | undefined;
-    for (let i = 0; i < attempts; i++) {
-      if (isGone()) return;
-      const left = deadline - performance.now();
-      if (left <= 0) break;
-      let b: Backend;
-      try {
-        b = lb.pick({ key: client, exclude: tried });
-      } catch (err) {
-        if (err instanceof NoBackendError) {
-          if (last !== undefined) break;
-          throw new ProxyError(503, `no upstream can take the request: ${err.message}`, ErrorCodes.NO_BACKEND);
+    // A 502/503/504 answer kept (unread) while another upstream is tried: passed on when none
+    // gives an answer (the upstream's own status, Retry-After and body, not a 502 of ours).
+    let held: { answer: Dispatcher.ResponseData; b: Backend; t0: number } | undefined;
+    const storeKey = method === 'GET' && !noStore ? cacheKey : '';
+    const looked = (method === 'HEAD' || method === 'GET') && cacheKey !== '';
+    try {
+      for (let i = 0; i < attempts; i++) {
+        if (isGone()) return;
+        const left = deadline - performance.now();
+        if (left <= 0) break;
+        let b: Backend;
+        try {
+          b = lb.pick({ key: client, exclude: tried });
+        } catch (err) {
+          if (err instanceof NoBackendError) {
+            if (last !== undefined) break;
+            throw new ProxyError(503, `no upstream can take the request: ${err.message}`, ErrorCodes.NO_BACKEND);
+          }
+          throw err;
         }
-        throw err;
-      }
-      tried.add(b.id);
-      const t0 = performance.now();
-      let answer: Dispatcher.ResponseData;
-      // Our own timer for the response headers: undici's headersTimeout ticks in whole seconds.
-      let timedOut = false;
-      const ac = new AbortController();
-      setAttempt(ac);
-      const timer = setTimeout(() => {
-        timedOut = true;
-        ac.abort();
-      }, left);
-      try {
-        answer = await agent.request({
-          origin: b.url!, path: url, method: method as Dispatcher.HttpMethod, headers,
-          body: hasBody ? req : undefined,
-          signal: ac.signal,
-          headersTimeout: s.upstreamTimeoutMs + 1000, bodyTimeout: s.upstreamTimeoutMs,
-        });
-      } catch (err) {
-        if (isGone()) {
-          lb.release(b);
-          return; // the client is gone
+        tried.add(b.id);
+        const t0 = performance.now();
+        let answer: Dispatcher.ResponseData;
+        // Our own timer for the response headers: undici's headersTimeout ticks in whole seconds
+        // (and, for a body, covers the client's upload: it is off then, review61).
+        // `expired`: whose wait ran out — the upstream's, or the client's (its body stalled).
+        let expired: 'upstream' | 'client' | undefined;
+        const ac = new AbortController();
+        setAttempt(ac);
+        const timer = setTimeout(() => {
+          if (expired !== undefined) return; // (re-armed by a late chunk before the abort landed)
+          expired = hasBody && req.readableFlowing === true && !req.readableEnded ? 'client' : 'upstream';
+          ac.abort();
+        }, hasBody ? s.upstreamTimeoutMs : left);
+        const unwatch = hasBody ? watchBody(req, timer) : undefined;
+        try {
+          answer = await agent.request({
+            origin: b.url!, path: url, method: method as Dispatcher.HttpMethod, headers,
+            body: hasBody ? req : undefined,
+            signal: ac.signal,
+            headersTimeout: hasBody ? 0 : s.upstreamTimeoutMs + 1000, bodyTimeout: s.upstreamTimeoutMs,
+          });
+        } catch (err) {
+          if (isGone()) {
+            lb.release(b);
+            return; // the client is gone
+          }
+          if (expired === 'client') {
+            lb.release(b); // the client's body stalled: nothing to do with the upstream
+            throw new ProxyError(408, `the request body stalled: nothing of it arrived for ${s.upstreamTimeoutMs} ms`, ErrorCodes.TIMEOUT);
+          }
+          if (expired === undefined && isClientError(err)) {
+            lb.release(b); // the request itself is at fault, not the upstream
+            throw new ProxyError(400, `the request cannot be forwarded: ${(err as Error).message}`, ErrorCodes.BAD_REQUEST);
+          }
+          if (expired === undefined && hasBody && !req.readableEnded && isReset(err)) {
+            // Reset while the body was being sent: an upstream that refuses a body with an early
+            // answer (413 + Connection: close) resets the connection when the rest arrives, and
+            // the reset often beats its answer (never read then). Not counted: it may have answered.
+            lb.release(b);
+            last = new ProxyError(502, `upstream ${b.id} closed the connection while the request body was being sent (it may have refused the body): ${(err as { code?: string }).code} ${(err as Error).message}`, ErrorCodes.UPSTREAM_FAILED);
+            break;
+          }
+          lb.report(b, { ok: false, latencyMs: performance.now() - t0 });
+          last = expired !== undefined ? timeout(b.id) : classify(err, b.id);
+          if (!idempotent && !(isRefused(err) && !hasBody)) break;
+          continue;
+        } finally {
+          clearTimeout(timer);
+          unwatch?.();
         }
-        if (!timedOut && isClientError(err)) {
-          lb.release(b); // the request itself is at fault, not the upstream
-          throw new ProxyError(400, `the request cannot be forwarded: ${(err as Error).message}`, ErrorCodes.BAD_REQUEST);
+        if (RETRY_STATUS.has(answer.statusCode) && idempotent && i + 1 < attempts) {
+          lb.report(b, { ok: false, latencyMs: performance.now() - t0 });
+          if (held !== undefined) void held.answer.body.dump().catch(() => undefined);
+          held = { answer, b, t0 };
+          last = new ProxyError(502, `upstream ${b.id} answered ${answer.statusCode}`, ErrorCodes.UPSTREAM_FAILED);
+          continue;
         }
-        lb.report(b, { ok: false, latencyMs: performance.now() - t0 });
-        last = timedOut ? timeout(b.id) : classify(err, b.id);
-        if (!idempotent && !(isRefused(err) && !hasBody)) break;
-        continue;
-      } finally {
-        clearTimeout(timer);
+        if (held !== undefined) {
+          void held.answer.body.dump().catch(() => undefined);
+          held = undefined;
+        }
+        await relay(answer, b, t0, storeKey, looked, req, res, isGone, hasBody, false);
+        return;
       }
-      if (RETRY_STATUS.has(answer.statusCode) && idempotent && i + 1 < attempts) {
-        lb.report(b, { ok: false, latencyMs: performance.now() - t0 });
-        await answer.body.dump().catch(() => undefined);
-        last = new ProxyError(502, `upstream ${b.id} answered ${answer.statusCode}`, ErrorCodes.UPSTREAM_FAILED);
-        continue;
+      if (held !== undefined) {
+        // No other upstream gave an answer: the last one's own is passed on (already counted).
+        const h = held;
+        held = undefined;
+        await relay(h.answer, h.b, h.t0, '', looked, req, res, isGone, hasBody, true);
+        return;
       }
-      await relay(answer, b, t0, method === 'GET' ? cacheKey : '', method === 'HEAD' || method === 'GET' ? cacheKey !== '' : false, res, isGone);
-      return;
+    } finally {
+      held?.answer.body.destroy();
     }
     throw last ?? timeout(tried.size > 0 ? [...tried].join(', ') : 'none');
   }
 
-  /** Streams an upstream answer to the client (and into the cache when it may be cached). */
-  async function relay(answer: Dispatcher.ResponseData, b: Backend, t0: number, storeKey: string, looked: boolean, res: ServerResponse, isGone: () => boolean): Promise<void> {
+  /**
+   * Moves the timer of a request with a body along with its body, so the deadline measures only
+   * the time the proxy waits on its upstream (review61: a slow upload was an upstream's 504 and
+   * failure): it runs from the pick until undici starts reading the body (connect, queue); then
+   * restarts with each chunk the client sends — while undici holds the body back (the upstream
+   * does not take it: it paused the stream) the wait is the upstream's, while it reads it the
+   * client's (answered 408, not counted) — and once more when the body has all been read, for the
+   * response headers. Listeners on the body only: a request without one pays nothing.
+   * @returns the function that detaches them.
+   */
+  function watchBody(req: IncomingMessage, timer: ReturnType<typeof setTimeout>): () => void {
+    let reading = false;
+    const refresh = (): void => {
+      timer.refresh();
+    };
+    const onResume = (): void => {
+      timer.refresh();
+      // 'data' only once undici reads (its own listener made the stream flow): ours would start it.
+      if (!reading) {
+        reading = true;
+        req.on('data', refresh);
+      }
+    };
+    req.on('resume', onResume);
+    req.on('end', refresh);
+    return () => {
+      req.off('resume', onResume);
+      req.off('end', refresh);
+      req.off('data', refresh);
+    };
+  }
+
+  /**
+   * Streams an upstream answer to the client (and into the cache when it may be cached).
+   * `accounted`: the answer was reported to the balancer already (a failover's last answer).
+   */
+  async function relay(answer: Dispatcher.ResponseData, b: Backend, t0: number, storeKey: string, looked: boolean,
+    req: IncomingMessage, res: ServerResponse, isGone: () => boolean, hasBody: boolean, accounted: boolean): Promise<void> {
     const status = answer.statusCode;
     const kept: Array<[string, string | string[]]> = [];
     const connectionListed = String(answer.headers.connection ?? '').toLowerCase().split(',').map((x) => x.trim());
@@ -258,7 +361,12 @@ export function createProxy(engine: Engine, settings: ProxySettings, log: Logger
     res.statusCode = status;
     for (const [k, v] of kept) res.setHeader(k, v);
     const via = answer.headers.via;
-    res.setHeader('Via', `${via !== undefined ? `${Array.isArray(via) ? via.join(', ') : via}, ` : ''}1.1 hotpath`);
+    const viaOut = `${via !== undefined ? `${Array.isArray(via) ? via.join(', ') : via}, ` : ''}1.1 hotpath`;
+    res.setHeader('Via', viaOut);
+    // An answer that begins before the request's body has all been read (an upstream refusing an
+    // upload early, 413 + Connection: close): the rest of the body may never be read — the
+    // connection closes after the answer rather than wait for it (review61).
+    if (hasBody && !req.readableEnded) closeAfterAnswer(req, res);
     // Freshness left: the upstream's max-age minus the Age it reports (a cache in front of it).
     const upstreamAge = Number(answer.headers.age ?? 0);
     const ageMs = Number.isFinite(upstreamAge) && upstreamAge > 0 ? upstreamAge * 1000 : 0;
@@ -268,6 +376,7 @@ export function createProxy(engine: Engine, settings: ProxySettings, log: Logger
     let size = 0;
     let tooBig = false;
     let failed = false;
+    let neutral = false;
     try {
       for await (const chunk of answer.body as AsyncIterable<Buffer>) {
         if (chunks !== undefined && !tooBig) {
@@ -292,21 +401,27 @@ export function createProxy(engine: Engine, settings: ProxySettings, log: Logger
       }
     } catch (err) {
       failed = true;
+      // Reset while the request's body was still being sent: as in forward, not counted.
+      if (hasBody && !req.readableEnded && isReset(err)) neutral = true;
       if (!isGone()) log.warn({ upstream: b.id, err: (err as Error).message }, 'upstream response broke off');
     }
     if (isGone() || res.destroyed) {
-      lb.release(b); // the client left: says nothing about the upstream
+      if (!accounted) lb.release(b); // the client left: says nothing about the upstream
       answer.body.destroy();
       return;
     }
     if (failed) {
-      lb.report(b, { ok: false, latencyMs: performance.now() - t0 });
+      if (!accounted && neutral) lb.release(b);
+      else if (!accounted) lb.report(b, { ok: false, latencyMs: performance.now() - t0 });
       res.destroy(); // the client must not take a truncated body for a whole one
       return;
     }
-    lb.report(b, { ok: status < 500, latencyMs: performance.now() - t0 });
+    if (!accounted) lb.report(b, { ok: status < 500, latencyMs: performance.now() - t0 });
     if (chunks !== undefined && !tooBig) {
-      const stored: Stored = { status, headers: kept.filter(([k]) => k !== 'age'), body: Buffer.concat(chunks, size), at: engine.clock.now() - ageMs };
+      // Stored with the Via this answer went out with: a HIT is a message of this proxy too.
+      const headers = kept.filter(([k]) => k !== 'age');
+      headers.push(['via', viaOut]);
+      const stored: Stored = { status, headers, body: Buffer.concat(chunks, size), at: engine.clock.now() - ageMs };
       await cache.set(storeKey, stored, { ttl: fresh }).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'proxy cache write failed'));
     }
     res.end();
@@ -315,6 +430,12 @@ export function createProxy(engine: Engine, settings: ProxySettings, log: Logger
   function isClientError(err: unknown): boolean {
     const code = (err as { code?: string }).code;
     return code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_NOT_SUPPORTED' || code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH';
+  }
+
+  /** A connection reset or a write into a closed one (EPIPE). */
+  function isReset(err: unknown): boolean {
+    const code = (err as { code?: string }).code;
+    return code === 'ECONNRESET' || code === 'EPIPE';
   }
 
   function isRefused(err: unknown): boolean {

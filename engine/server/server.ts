@@ -86,7 +86,7 @@ export interface Service {
 const PROXY_KEYS: ReadonlyArray<keyof ServeConfig> = ['upstreams', 'upstreamAlgorithm', 'upstreamTimeoutMs', 'upstreamHealthPath', 'proxyCacheMaxBytes'];
 
 /** Settings fixed for the life of a service (the engine, the socket, the cache's size). */
-const RESTART_ONLY: ReadonlyArray<keyof ServeConfig> = ['host', 'port', 'workers', 'redisUrl', 'http2', 'cert', 'key'];
+const RESTART_ONLY: ReadonlyArray<keyof ServeConfig> = ['host', 'port', 'workers', 'redisUrl', 'http2', 'cert', 'key', 'cacheL1MaxBytes'];
 
 /** Distinct /process limits a service takes live before it needs a restart. */
 export const MAX_LIMITER_SHAPES = 16;
@@ -153,13 +153,13 @@ interface FallbackDeadline {
   timer: ReturnType<typeof setTimeout> | undefined;
 }
 
-/** The HTTP/2 stream of a request (undefined for HTTP/1). */
 /**
  * How long, at most, a shutdown keeps idle keep-alive connections open once the requests in
  * flight are answered, for requests already on their way over them (ms).
  */
 const SHUTDOWN_GRACE_MS = 500;
 
+/** The HTTP/2 stream of a request (undefined for HTTP/1). */
 function h2StreamOf(req: IncomingMessage): Http2Stream | undefined {
   return (req as unknown as { stream?: Http2Stream }).stream;
 }
@@ -298,7 +298,9 @@ export async function startService(config: ServeConfig, log: Logger, options: St
   const engine = await createEngine({
     ...(config.workers !== undefined ? { workers: config.workers } : {}),
     ...(config.redisUrl !== undefined ? { redis: config.redisUrl } : {}),
-    cache: { l1: { maxEntries: config.cacheL1Entries } },
+    // Bounded in bytes too: the proxy stores answers of up to proxyCacheMaxBytes each, and
+    // maxEntries of them alone came to gigabytes (review61).
+    cache: { l1: { maxEntries: config.cacheL1Entries, maxBytes: config.cacheL1MaxBytes } },
   });
   // Misses go through a queue of the engine's: its depth, durations and failures show in the
   // metrics and under /admin/queue/process, and one body's concurrent misses share one task (the
@@ -667,6 +669,14 @@ export async function startService(config: ServeConfig, log: Logger, options: St
     if (res.headersSent || (req.destroyed && (err as { code?: unknown } | null)?.code === 'ECONNRESET')) {
       res.destroy();
       return;
+    }
+    // The body is not all read — an upstream that failed mid-body (the rest of it is never read:
+    // undici destroyed the request stream), a request refused before its body: the connection
+    // closes after this answer (HTTP/1), or the client's next request on it was never answered
+    // (review61). A body received whole but not read is dropped by node:http as usual.
+    if (hasBody(req) && !req.readableEnded && (!req.complete || req.destroyed)) {
+      if (req.httpVersionMajor < 2) res.setHeader('Connection', 'close');
+      refuseBody(req);
     }
     if (err instanceof HttpError) {
       // HTTP/2 has no Connection header (it is connection-specific).

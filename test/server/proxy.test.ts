@@ -3,8 +3,9 @@
  * streaming, caching by Cache-Control, failover, a killed upstream mid-request, 502/503/504,
  * rate limits, hot reload of the upstream list, and configuration errors.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { resolveServeConfig, SERVE_DEFAULTS, type ServeConfig } from '../../engine/server/config.js';
@@ -363,7 +364,183 @@ describe('proxy mode', () => {
     expect(() => resolveServeConfig(undefined, {}, { balance: 'random' })).toThrow(/--balance must be one of round-robin/);
     expect(() => resolveServeConfig({ upstreamHealthPath: 'health' })).toThrow(/upstreamHealthPath must be a path starting with/);
   });
+
+  it('a slow upload is not the upstream’s timeout: the deadline counts the waits on the upstream only (review61)', async () => {
+    const a = await upstream('a');
+    // Never reads past its first chunk, and never answers.
+    const stuck = await upstream('stuck', (req) => void req.once('data', () => req.pause()));
+    await start({ upstreams: [a.url], upstreamTimeoutMs: 400 });
+    // The body in 8 parts 60 ms apart: longer than the timeout in all, each wait far shorter (a
+    // loaded VM has 340 ms of slack per gap).
+    const slow = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = httpRequest(`${service!.url}/upload`, { method: 'POST', headers: { 'content-length': '800' } }, (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (c: string) => (text += c)).on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      });
+      req.on('error', reject);
+      void (async () => {
+        for (let i = 0; i < 8; i++) {
+          if (i > 0) await sleep(60);
+          req.write('x'.repeat(100));
+        }
+        req.end();
+      })();
+    });
+    expect(slow.status).toBe(200);
+    expect(JSON.parse(slow.text)).toMatchObject({ upstream: 'a', body: 'x'.repeat(800) });
+    // A client whose body stops: its own timeout (408), its connection closed, not the upstream's.
+    const stalled = rawUpload(service!.url, 'POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n', Buffer.alloc(100, 120));
+    const head = await stalled.head;
+    expect(head).toMatch(/^HTTP\/1.1 408 /);
+    expect(head).toMatch(/\r\nconnection: close\r\n/i);
+    expect(head).toMatch(/ERR_HOTPATH_TIMEOUT/);
+    await stalled.closed;
+    expect((await get('/ready')).json().upstreams).toEqual([{ url: a.url, state: 'up', breaker: 'closed' }]);
+    expect(await service!.engine.metrics.text()).not.toMatch(/hotpath_balancer_calls_total\{balancer="upstreams",backend="[^"]+",result="failed"\} [1-9]/);
+    // An upstream that stops taking the body is the upstream's timeout (504), and counted.
+    service!.reconfigure({ ...service!.config, upstreams: [stuck.url] });
+    const held = rawUpload(service!.url, `POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: ${64 << 20}\r\n\r\n`, Buffer.alloc(64 << 20, 120));
+    expect(await held.head).toMatch(/^HTTP\/1.1 504 /);
+    held.socket.destroy();
+    expect(await service!.engine.metrics.text()).toMatch(/hotpath_balancer_calls_total\{balancer="upstreams",backend="[^"]+",result="failed"\} 1\n/);
+  });
+
+  it('an upstream that dies mid-body: the 502 closes the connection, whose rest of a body is never read (review61)', async () => {
+    const dying = await upstream('dying', (req) => {
+      let got = 0;
+      req.on('data', (c: Buffer) => {
+        got += c.length;
+        if (got > 64 * 1024) req.socket.destroy();
+      });
+    });
+    await start({ upstreams: [dying.url] });
+    // A quarter of the body, the rest held back: it cannot have been read whole.
+    const up = rawUpload(service!.url, `POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: ${1 << 20}\r\n\r\n`, Buffer.alloc(256 * 1024, 97), 16 * 1024);
+    const head = await up.head;
+    expect(head).toMatch(/^HTTP\/1.1 502 /);
+    // Kept alive, the client's next request on it was never answered (its bytes were read as body).
+    expect(head).toMatch(/\r\nconnection: close\r\n/i);
+    await up.closed;
+    expect((await get('/health')).status).toBe(200);
+  });
+
+  it('bounds the proxy cache’s L1 in bytes, not only in entries (review61)', async () => {
+    const origin = await upstream('big', (req, res) => {
+      res.setHeader('cache-control', 'max-age=60');
+      res.end(Buffer.alloc(50_000, req.url!.length));
+    });
+    await start({ upstreams: [origin.url], proxyCacheMaxBytes: 64 * 1024, cacheL1MaxBytes: 256 * 1024 });
+    for (let i = 0; i < 12; i++) expect((await get(`/obj/${i}`)).headers['x-cache']).toBe('MISS');
+    const l1 = service!.engine.cache.stats().l1!;
+    expect(l1.bytes).toBeLessThanOrEqual(256 * 1024);
+    expect(l1.entries).toBeGreaterThan(0);
+    // The setting: its default, the environment, a value refused with its name, and one that is
+    // smaller than the largest answer the proxy may store.
+    expect(SERVE_DEFAULTS.cacheL1MaxBytes).toBe(256 * 1024 * 1024);
+    expect(resolveServeConfig(undefined, { HOTPATH_CACHE_L1_MAX_BYTES: '1048576' }).cacheL1MaxBytes).toBe(1024 * 1024);
+    expect(() => resolveServeConfig(undefined, { HOTPATH_CACHE_L1_MAX_BYTES: '64m' })).toThrow(/^HOTPATH_CACHE_L1_MAX_BYTES must be an integer between 1024 and \d+, got "64m"$/);
+    expect(() => resolveServeConfig({ cacheL1MaxBytes: 100 })).toThrow(/cacheL1MaxBytes must be an integer between 1024/);
+    expect(() => resolveServeConfig(undefined, { HOTPATH_CACHE_L1_MAX_BYTES: '65536' })).toThrow(/proxyCacheMaxBytes \(1048576\) must not be larger than HOTPATH_CACHE_L1_MAX_BYTES \(65536\)/);
+    expect(() => resolveServeConfig(undefined, { HOTPATH_CACHE_L1_MAX_BYTES: '65536', HOTPATH_PROXY_CACHE_MAX_BYTES: '0' })).not.toThrow();
+  });
+
+  it('an upstream refusing an upload early (413, Connection: close) is not counted as failing, whatever reaches the client (review61)', async () => {
+    const a = await upstream('refuses', (_req, res) => {
+      res.writeHead(413, { connection: 'close', 'content-type': 'text/plain' });
+      res.end('too big');
+    });
+    await start({ upstreams: [a.url], limitPerSecond: 1e6, limitBurst: 1e6 });
+    for (let i = 0; i < 8; i++) {
+      // The body goes on arriving after the answer (the upstream resets the connection then); a
+      // quarter of it, the rest held back.
+      const up = rawUpload(service!.url, `POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: ${1 << 20}\r\n\r\n`, Buffer.alloc(256 * 1024, 97), 16 * 1024);
+      const head = await up.head;
+      // The 413 when undici read it before the reset of its next write; else a 502 (undici drops
+      // the connection on a failed write: the answer waiting in it is lost). See README Limits.
+      expect(['HTTP/1.1 413 Payload Too Large', 'HTTP/1.1 502 Bad Gateway']).toContain(head.split('\r\n')[0]);
+      expect(head).toMatch(/\r\nconnection: close\r\n/i);
+      await up.closed;
+    }
+    expect((await get('/ready')).json().upstreams).toEqual([{ url: a.url, state: 'up', breaker: 'closed' }]);
+    expect(await service!.engine.metrics.text()).not.toMatch(/hotpath_balancer_calls_total\{balancer="upstreams",backend="[^"]+",result="failed"\} [1-9]/);
+  });
+
+  it('stores nothing of the answer to a request with Cache-Control: no-store (RFC 9111 §5.2.1.5, review61)', async () => {
+    let n = 0;
+    const origin = await upstream('cc', (_req, res) => {
+      res.setHeader('cache-control', 'max-age=60');
+      res.end(`answer ${++n}`);
+    });
+    await start({ upstreams: [origin.url] });
+    const first = await get('/report', { headers: { 'cache-control': 'no-store' } });
+    expect([first.headers['x-cache'], first.text]).toEqual(['MISS', 'answer 1']);
+    const second = await get('/report');
+    expect([second.headers['x-cache'], second.text]).toEqual(['MISS', 'answer 2']);
+    const third = await get('/report'); // the plain request's answer is stored
+    expect([third.headers['x-cache'], third.text]).toEqual(['HIT', 'answer 2']);
+  });
+
+  it('an upstream’s own 503 is passed on when no other upstream answers (review61)', async () => {
+    const busy = await upstream('busy', (_req, res) => {
+      res.writeHead(503, { 'retry-after': '120', 'content-type': 'text/plain' });
+      res.end('maintenance until 12:00');
+    });
+    const dead = await upstream('dead');
+    await dead.close();
+    await start({ upstreams: [busy.url, dead.url], upstreamAlgorithm: 'round-robin' });
+    for (let i = 0; i < 2; i++) {
+      const r = await get(`/g/${i}`);
+      expect([r.status, r.headers['retry-after'], r.text]).toEqual([503, '120', 'maintenance until 12:00']);
+    }
+    expect(busy.hits).toHaveLength(2);
+  });
+
+  it('a cache HIT carries Via too, as its MISS did (review61)', async () => {
+    const origin = await upstream('via', (_req, res) => {
+      res.setHeader('cache-control', 'max-age=60');
+      res.setHeader('via', '1.1 cdn');
+      res.end('x');
+    });
+    await start({ upstreams: [origin.url] });
+    const miss = await get('/v');
+    const hit = await get('/v');
+    expect([miss.headers['x-cache'], miss.headers.via]).toEqual(['MISS', '1.1 cdn, 1.1 hotpath']);
+    expect([hit.headers['x-cache'], hit.headers.via]).toEqual(['HIT', '1.1 cdn, 1.1 hotpath']);
+  });
 });
+
+/**
+ * A raw HTTP/1.1 upload: `head` (written first), then `body` (in `chunk`-byte writes, each after
+ * the last was taken). `head` resolves with the answer's status line, headers and what came of its
+ * body once its header block is in; `closed` once the server has closed the connection.
+ */
+function rawUpload(url: string, head: string, body: Buffer, chunk = body.length): { head: Promise<string>; closed: Promise<void>; socket: Socket } {
+  const u = new URL(url);
+  const sock = netConnect(Number(u.port), u.hostname);
+  sock.on('error', () => undefined); // (writes after the server closed: EPIPE, ECONNRESET)
+  let text = '';
+  const answer = new Promise<string>((resolve, reject) => {
+    sock.on('data', (c: Buffer) => {
+      text += c.toString('latin1');
+      if (text.includes('\r\n\r\n')) resolve(text);
+    });
+    sock.once('close', () => reject(new Error(`closed before an answer: ${JSON.stringify(text)}`)));
+  });
+  answer.catch(() => undefined);
+  const closed = new Promise<void>((resolve) => sock.once('close', () => resolve()));
+  sock.once('connect', () => {
+    sock.write(head);
+    let at = 0;
+    const next = (): void => {
+      if (at >= body.length || sock.destroyed) return;
+      const part = body.subarray(at, at + chunk);
+      at += part.length;
+      sock.write(part, () => setImmediate(next));
+    };
+    next();
+  });
+  return { head: answer, closed, socket: sock };
+}
 
 /** Sends raw bytes, returns everything the server answers until it closes. */
 async function rawRequest(url: string, text: string): Promise<string> {
