@@ -21,7 +21,19 @@ import { resolveQueueOptions } from './queue/options.js';
 import type { QueueOptions } from './queue/types.js';
 import type { LatencyRecorder } from './observe/thread-metrics.js';
 import { CircuitBreaker, type BreakerOptions } from './resilience/breaker.js';
-import { Balancer, type BalancerOptions } from './balance/balancer.js';
+import { Balancer, BALANCER_DEFAULTS, type BalancerOptions } from './balance/balancer.js';
+
+/**
+ * Whether two option objects of engine.breaker() are the same: the same own keys with values equal
+ * by Object.is (so functions by identity; a key set to undefined is a key left out).
+ */
+function sameOptions(a: object, b: Record<string, unknown>): boolean {
+  if (a === null || typeof a !== 'object') return false; // CircuitBreaker.shared names the mistake
+  const o = a as Record<string, unknown>;
+  for (const k of Object.keys(o)) if (!Object.is(o[k], b[k])) return false;
+  for (const k of Object.keys(b)) if (!Object.is(o[k], b[k])) return false;
+  return true;
+}
 
 /** One hotpath runtime and the components built on it. Create with {@link createEngine}. */
 export class Engine {
@@ -42,7 +54,7 @@ export class Engine {
   #cache: Cache | undefined;
   readonly #queues = new Map<string, Queue<any, any> | DurableQueue<any, any>>();
   #queueTimes: { wait: LatencyRecorder; run: LatencyRecorder } | undefined;
-  readonly #breakers = new Map<string, { breaker: CircuitBreaker; options: string }>();
+  readonly #breakers = new Map<string, { breaker: CircuitBreaker; options: Record<string, unknown> }>();
   readonly #balancers = new Set<Balancer>();
   #balancerMetrics = false;
   #closed: Promise<void> | undefined;
@@ -89,16 +101,18 @@ export class Engine {
   /**
    * The circuit breaker `name`, its state in the shared memory: the main thread and every worker
    * (`ctx.breaker(name)` in a queue handler) see one state, one window and one set of thresholds
-   * (the creator's). Created on first use, returned again for the same name; without `options`
-   * it opens the existing one (or creates it with the defaults). `clock` is the engine's.
-   * @throws TypeError / RangeError naming a bad option; ERR_HOTPATH_CLOSED after close();
-   *   ERR_HOTPATH_REGION_CONFLICT when `name` exists with other thresholds.
+   * (the creator's). Created on first use, returned again for the same name and the same options
+   * (functions compared by identity); without `options` it opens the existing one (or creates it
+   * with the defaults). Options that differ only in this thread's settings (`timeoutMs`,
+   * `isFailure`) give a new handle on the same state with those settings (as `engine.limiter`
+   * does); the earlier handle keeps working. `clock` is the engine's.
+   * @throws TypeError / RangeError naming a bad option or an unknown option name; ERR_HOTPATH_CLOSED
+   *   after close(); ERR_HOTPATH_REGION_CONFLICT when `name` exists with other thresholds.
    */
   breaker(name: string, options?: Omit<BreakerOptions, 'clock'>): CircuitBreaker {
     if (this.#closed !== undefined) throw new ClosedError('engine');
     const known = this.#breakers.get(name);
-    const key = options === undefined ? undefined : JSON.stringify(options);
-    if (known !== undefined && (key === undefined || key === known.options)) return known.breaker;
+    if (known !== undefined && (options === undefined || sameOptions(options, known.options))) return known.breaker;
     const breaker = CircuitBreaker.shared(this.runtime.thread, name, { ...options, clock: this.clock });
     if (known !== undefined) known.breaker.dispose();
     if (this.#breakers.size === 0 && this.metrics.registry !== undefined) {
@@ -116,7 +130,7 @@ export class Engine {
           ];
         }));
     }
-    this.#breakers.set(name, { breaker, options: key ?? known?.options ?? '' });
+    this.#breakers.set(name, { breaker, options: options !== undefined ? { ...options } : known?.options ?? {} });
     return breaker;
   }
 
@@ -124,10 +138,19 @@ export class Engine {
    * A load balancer over `options.backends` (see {@link Balancer}), on the engine's clock, with
    * metrics `hotpath_balancer_backend_up{balancer,backend}` and
    * `hotpath_balancer_calls_total{balancer,backend,result}`. Closed with the engine (or by `close()`).
-   * @throws TypeError / RangeError naming a bad option; ERR_HOTPATH_CLOSED after close().
+   * One live balancer per name (`options.name`, default 'default'), as for queues: two would export
+   * the same series; close the old one first, or name them apart.
+   * @throws TypeError / RangeError naming a bad option; TypeError when a balancer of that name is
+   *   open; ERR_HOTPATH_CLOSED after close().
    */
   balancer(options: BalancerOptions): Balancer {
     if (this.#closed !== undefined) throw new ClosedError('engine');
+    const name: unknown = options !== null && typeof options === 'object' ? options.name ?? BALANCER_DEFAULTS.name : undefined;
+    for (const other of this.#balancers) {
+      if (other.name === name) {
+        throw new TypeError(`balancer ${JSON.stringify(name)} already exists (its metrics would be exported twice); close it first or give this one another options.name`);
+      }
+    }
     const lb = new Balancer({ clock: this.clock, ...options });
     if (!this.#balancerMetrics && this.metrics.registry !== undefined) {
       this.#balancerMetrics = true; // once: the set empties when balancers close, the collectors stay

@@ -65,6 +65,29 @@ describe('createEngine options', () => {
   });
 });
 
+describe('engine.balancer', () => {
+  it('one live balancer per name: a second is refused (its metrics would be doubled) until the first is closed (review61 P10)', async () => {
+    const e = await createEngine({ workers: 1, memory: 16 << 20, channel: { ringBytes: 65536 } });
+    try {
+      const one = e.balancer({ backends: [{ id: 'a' }], health: false });
+      expect(() => e.balancer({ backends: [{ id: 'a' }], health: false })).toThrow(/balancer "default" already exists/);
+      expect(() => e.balancer({ name: 'default', backends: [{ id: 'b' }], health: false })).toThrow(TypeError);
+      const two = e.balancer({ name: 'other', backends: [{ id: 'a' }], health: false });
+      one.report(one.pick(), { ok: true, latencyMs: 1 });
+      two.report(two.pick(), { ok: false, latencyMs: 1 });
+      const series = (await e.metrics.text()).split('\n').filter((l) => l.startsWith('hotpath_balancer')).map((l) => l.replace(/ [^ ]+$/, ''));
+      expect(series.length).toBeGreaterThan(0);
+      expect(new Set(series).size).toBe(series.length); // no series twice
+      one.close();
+      const again = e.balancer({ backends: [{ id: 'c' }], health: false }); // the name is free again
+      expect((await e.metrics.text())).toMatch(/hotpath_balancer_backend_up\{balancer="default",backend="c"\} 1/);
+      again.close();
+    } finally {
+      await e.close();
+    }
+  });
+});
+
 describe('process lifetime', () => {
   it('a script that creates an engine, runs a task and closes it exits by itself', async () => {
     const script = fileURLToPath(new URL('./fixtures/create-and-close.mjs', import.meta.url));

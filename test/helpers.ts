@@ -5,7 +5,7 @@ export const TASKS = new URL('./fixtures/tasks.mjs', import.meta.url).href;
 /** A small engine for tests: 2 workers, 16 MiB arena, 64 KiB rings, the fixture tasks registered. */
 export async function testEngine(options: EngineOptions = {}): Promise<Engine> {
   const engine = await createEngine({ workers: 2, memory: 16 << 20, channel: { ringBytes: 64 * 1024 }, ...options });
-  for (const name of ['whoami', 'seq', 'gcraHammer', 'breakerHammer', 'breakerState', 'limiterHammer', 'limiterSpec', 'encodeShapes', 'throwBare', 'rejectBare', 'badThenable', 'block', 'blockThenDie', 'countHits', 'recordLatencies', 'bump', 'findRegion', 'createRegion', 'fail', 'failAsync', 'wait', 'exitMidTask', 'throwAtTopLevel', 'exhaustMemory', 'unencodable']) {
+  for (const name of ['whoami', 'seq', 'gcraHammer', 'breakerHammer', 'breakerState', 'breakerProbeThenDie', 'limiterHammer', 'limiterSpec', 'encodeShapes', 'throwBare', 'rejectBare', 'badThenable', 'block', 'blockThenDie', 'countHits', 'recordLatencies', 'bump', 'findRegion', 'createRegion', 'fail', 'failAsync', 'wait', 'exitMidTask', 'throwAtTopLevel', 'exhaustMemory', 'unencodable']) {
     engine.runtime.pool.register(name, TASKS, name);
   }
   return engine;

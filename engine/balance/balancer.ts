@@ -387,6 +387,7 @@ export class Balancer extends EventEmitter {
     // Which call is abandoned is not known: its probe slot is given back only when every call in
     // flight on this backend holds one (so it must be a probe); otherwise the slot stays taken
     // until one of them reports — never a slot freed that a probe still holds.
+    this.#prune(b);
     const probe = b.probes.length > 0 && b.probes.length >= b.inflight;
     if (b.inflight > 0) b.inflight--;
     if (probe) b.breaker?.release(b.probes.shift()!);
@@ -523,18 +524,33 @@ export class Balancer extends EventEmitter {
   #admit(e: Entry): boolean {
     if (e.breaker === undefined) return true;
     const ticket = e.breaker.acquire();
-    if (ticket > 0) e.probes.push(ticket); // a half-open probe slot: its outcome may move the breaker
+    if (CircuitBreaker.isProbe(ticket)) e.probes.push(ticket); // a half-open probe slot: its outcome may move the breaker
     return ticket >= 0;
   }
 
   /**
    * The breaker ticket of one of `e`'s calls as it ends. Reports do not say which call they end,
    * so a probe's ticket is used while one is outstanding: any outcome of this backend during the
-   * half-open phase answers the probe. With none, 0: a call admitted while closed, which moves no
-   * half-open breaker (see CircuitBreaker.acquire).
+   * half-open phase answers the probe. With none, 0: a call admitted while closed, of no known
+   * closed phase (which one ends is not known either), which moves no half-open breaker (see
+   * CircuitBreaker.acquire).
    */
   #ticket(e: Entry): number {
+    this.#prune(e);
     return e.probes.length > 0 ? e.probes.shift()! : 0;
+  }
+
+  /**
+   * Drops the probe tickets whose half-open round is over (the breaker closed or reopened, or gave
+   * up on its probes after probeTimeoutMs): an outcome reported with one would move nothing, so a
+   * call that never reports must not leave its ticket to be taken by a later call's report.
+   */
+  #prune(e: Entry): void {
+    const b = e.breaker;
+    if (b === undefined || e.probes.length === 0) return;
+    let k = 0;
+    for (const t of e.probes) if (b.isCurrent(t)) e.probes[k++] = t;
+    e.probes.length = k;
   }
 
   #none(): NoBackendError {

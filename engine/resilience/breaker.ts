@@ -8,7 +8,10 @@
  *   ERR_HOTPATH_BREAKER_OPEN or returns the fallback). After `resetMs` it turns half-open — by a
  *   timer (so a listener can probe at once) or, if timers are late, on the next call.
  * - Half-open: up to `halfOpenProbes` calls pass as probes. One success closes it (and clears the
- *   window); one failure opens it again for another `resetMs`.
+ *   window); one failure opens it again for another `resetMs`. When every slot is taken and no probe
+ *   has reported `probeTimeoutMs` after the last one was taken (a call that never settles, a thread
+ *   that died mid-probe), the probes are given up: the next call starts a new half-open generation
+ *   and probes again; a given-up probe's late outcome moves nothing.
  *
  * The state lives in an Int32Array of {@link BREAKER_WORDS} words, read and written with Atomics
  * only. A breaker made with `new CircuitBreaker(name, options)` owns a private array; one opened
@@ -21,6 +24,7 @@
  *  1 OPENED_LO  2 OPENED_HI   when it last opened (ms, split in two u32 halves)
  *  3 CONSECUTIVE              failures in a row
  *  4..9        successes, failures, rejected: each a (lo, hi) pair of u32 (hi bumped on lo's wrap)
+ * 10 PROBE_LO 11 PROBE_HI     when the last half-open probe slot was taken (ms, two u32 halves)
  * 16..45       the window: WINDOW_BUCKETS × (epoch, calls, failures); epoch = floor(now / bucketMs)
  * 48..63       (shared only) the configuration, written once by the creator: every thread uses the
  *               creator's thresholds
@@ -28,7 +32,10 @@
  * Protocol: every transition is one compare-and-swap of STATE from the word the deciding thread
  * read, so two threads that both see the fifth failure open it once, and exactly
  * `halfOpenProbes` probes pass. OPENED is written before the CAS that opens (the CAS publishes it;
- * two threads racing to open write near-equal times). Window counts are statistics: a bucket is
+ * two threads racing to open write near-equal times); PROBE likewise before the CAS that takes a
+ * slot (a racing thread whose CAS then fails has only made the probe deadline a little later).
+ * Tickets (see acquire) are derived from the STATE word: the generation and whether the phase is
+ * closed or half-open, so an outcome is matched to its phase with one load and one compare. Window counts are statistics: a bucket is
  * recycled by the thread that CASes its epoch, and a call recorded by another thread between that
  * CAS and the zeroing that follows may be lost (a few calls at a bucket boundary, never a wrong
  * state transition by itself).
@@ -63,6 +70,13 @@ export interface BreakerOptions {
   resetMs?: number;
   /** Probes allowed at once while half-open (at most 4095). Default 1. */
   halfOpenProbes?: number;
+  /**
+   * How long the half-open probes may go without an outcome once every slot is taken (ms, counted
+   * from the last slot taken): past it they are given up and the next call probes again, so a probe
+   * that never settles (or a thread that died mid-probe) cannot keep the breaker half-open for ever.
+   * Default: the larger of `resetMs` and `timeoutMs`.
+   */
+  probeTimeoutMs?: number;
   /** `run()`: a call slower than this fails with ERR_HOTPATH_TIMEOUT (ms). Default none. */
   timeoutMs?: number;
   /**
@@ -83,6 +97,9 @@ export const BREAKER_DEFAULTS = {
   halfOpenProbes: 1,
 } as const;
 
+/** What one run() call came to: a value, or an error; `counts` false for a cancelled call, `own` for the breaker's own timeout. */
+type Outcome<T> = { ok: true; value: T } | { ok: false; err: unknown; counts: boolean; own: boolean };
+
 /** Options of one {@link CircuitBreaker.run} call. */
 export interface BreakerRunOptions<T> {
   /** Called instead of rejecting (refused while open, or the call failed); its value is returned. */
@@ -99,11 +116,11 @@ export const BREAKER_WORDS = 64;
 
 const STATE = 0;
 const OPENED_LO = 1;
-const OPENED_HI = 2;
 const CONSECUTIVE = 3;
 const SUCCESSES = 4;
 const FAILURES = 6;
 const REJECTED = 8;
+const PROBE_LO = 10;
 const WINDOW = 16;
 const CONFIG = 48;
 const CONFIG_MAGIC = 0x42524b31; // 'BRK1'
@@ -115,6 +132,17 @@ const STATE_MASK = 3;
 const PROBE_ONE = 1 << 2;
 const PROBE_MASK = 0xfff << 2;
 const GEN_ONE = 1 << 14;
+/** Generations the STATE word tells apart (bits 14-31). */
+const GENS = 1 << 18;
+/**
+ * Tickets: a half-open probe's is its generation + 1 (1..GENS); a closed-phase call's is its
+ * generation + CLOSED_TICKET (above every probe's); 0 is a closed-phase call of no known phase.
+ */
+const CLOSED_TICKET = GENS + 1;
+const MAX_TICKET = CLOSED_TICKET + GENS - 1;
+const KNOWN_OPTIONS: ReadonlySet<string> = new Set(['consecutiveFailures', 'errorRate', 'volume', 'windowMs', 'resetMs',
+  'halfOpenProbes', 'probeTimeoutMs', 'timeoutMs', 'isFailure', 'clock']);
+const KNOWN_RUN_OPTIONS = 'fallback, signal, timeoutMs';
 const NAMES: readonly BreakerState[] = ['closed', 'open', 'half-open'];
 
 /** A signal that never aborts: what `run`'s function gets when the call has no timeout and no signal. */
@@ -147,6 +175,45 @@ export interface BreakerStats {
 
 type Config = Required<Omit<BreakerOptions, 'timeoutMs' | 'clock' | 'isFailure'>> & { timeoutMs: number | undefined };
 
+/** What `v` is, for a message. */
+function describe(v: unknown): string {
+  if (v === null || v === undefined) return String(v);
+  if (typeof v === 'function') return 'a function';
+  if (typeof v === 'object') return Array.isArray(v) ? 'an array' : `an object (${Object.prototype.toString.call(v)})`;
+  return typeof v === 'string' ? JSON.stringify(v) : `${typeof v} ${String(v)}`;
+}
+
+/** An AbortSignal, of this realm or another (checked by shape). */
+function isSignal(v: unknown): v is AbortSignal {
+  const s = v as AbortSignal | null;
+  return typeof s === 'object' && s !== null && typeof s.aborted === 'boolean'
+    && typeof s.addEventListener === 'function' && typeof s.removeEventListener === 'function';
+}
+
+/** The error for `run(fn, options)`'s arguments, or undefined when they are good (nothing is admitted before). */
+function checkRun(fn: unknown, options: unknown): Error | undefined {
+  if (typeof fn !== 'function') return new TypeError(`run(fn): fn must be a function, got ${describe(fn)}`);
+  if (options === undefined) return undefined;
+  if (options === null || typeof options !== 'object') return new TypeError(`run(fn, options): options must be an object, got ${describe(options)}`);
+  for (const k in options) {
+    if (k !== 'fallback' && k !== 'signal' && k !== 'timeoutMs') return new TypeError(`options.${k} is not an option of run() (known: ${KNOWN_RUN_OPTIONS})`);
+  }
+  const o = options as BreakerRunOptions<unknown>;
+  if (o.fallback !== undefined && typeof o.fallback !== 'function') return new TypeError(`options.fallback must be a function, got ${describe(o.fallback)}`);
+  if (o.signal !== undefined && !isSignal(o.signal)) return new TypeError(`options.signal must be an AbortSignal, got ${describe(o.signal)}`);
+  if (o.timeoutMs !== undefined && (typeof o.timeoutMs !== 'number' || !(o.timeoutMs > 0) || o.timeoutMs > 2 ** 31 - 1)) {
+    return new RangeError(`options.timeoutMs must be a positive number of ms (≤ 2^31 - 1), got ${String(o.timeoutMs)}`);
+  }
+  return undefined;
+}
+
+/** @throws TypeError unless `ticket` is one `acquire()` can give an admitted call. */
+function checkTicket(ticket: unknown): void {
+  if (typeof ticket !== 'number' || !Number.isInteger(ticket) || ticket < 0 || ticket > MAX_TICKET) {
+    throw new TypeError(`ticket must be what acquire() gave an admitted call (an integer ≥ 0), got ${describe(ticket)}`);
+  }
+}
+
 /** A breaker's name: a non-empty string of well-formed UTF-16 (shared breakers name a region, kept as UTF-8). */
 function checkBreakerName(name: unknown): asserts name is string {
   if (typeof name !== 'string' || name.length === 0) throw new TypeError(`breaker name must be a non-empty string, got ${String(name)}`);
@@ -156,6 +223,9 @@ function checkBreakerName(name: unknown): asserts name is string {
 function validate(name: string, options: BreakerOptions): Config {
   checkBreakerName(name);
   if (options === null || typeof options !== 'object') throw new TypeError('breaker options must be an object');
+  for (const k of Object.keys(options)) {
+    if (!KNOWN_OPTIONS.has(k)) throw new TypeError(`options.${k} is not a known option (known: ${[...KNOWN_OPTIONS].join(', ')})`);
+  }
   const int = (key: keyof typeof BREAKER_DEFAULTS, min: number, max = 2 ** 31 - 1): number => {
     const v = options[key] ?? BREAKER_DEFAULTS[key];
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
@@ -177,13 +247,19 @@ function validate(name: string, options: BreakerOptions): Config {
   if (options.isFailure !== undefined && typeof options.isFailure !== 'function') {
     throw new TypeError(`options.isFailure must be a function, got ${typeof options.isFailure}`);
   }
+  const resetMs = int('resetMs', 1);
+  const probeTimeoutMs = options.probeTimeoutMs ?? Math.max(resetMs, Math.ceil(timeoutMs ?? 0));
+  if (typeof probeTimeoutMs !== 'number' || !Number.isInteger(probeTimeoutMs) || probeTimeoutMs < 1 || probeTimeoutMs > 2 ** 31 - 1) {
+    throw new RangeError(`options.probeTimeoutMs must be an integer in [1, ${2 ** 31 - 1}], got ${String(probeTimeoutMs)}`);
+  }
   return {
     consecutiveFailures: int('consecutiveFailures', 1),
     errorRate,
     volume: int('volume', 1),
     windowMs: int('windowMs', WINDOW_BUCKETS),
-    resetMs: int('resetMs', 1),
+    resetMs,
     halfOpenProbes: int('halfOpenProbes', 1, 0xfff),
+    probeTimeoutMs,
     timeoutMs,
   };
 }
@@ -210,6 +286,15 @@ export class CircuitBreaker extends EventEmitter {
   /** The STATE word this thread last acted on or announced (its events are relative to it). */
   #seen = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * run()'s outcome handlers for the ticket `#hotTicket` (made once per phase, not per call: every
+   * call admitted in one closed phase has the same ticket).
+   */
+  #hotTicket = -1;
+  #hotOk: (value: any) => any = (v: unknown) => v;
+  #hotErr: (err: unknown) => never = (err: unknown) => {
+    throw err;
+  };
 
   /**
    * A breaker with private state (one thread's).
@@ -257,6 +342,7 @@ export class CircuitBreaker extends EventEmitter {
       Atomics.store(words, c + 5, cfg.resetMs);
       Atomics.store(words, c + 6, cfg.halfOpenProbes);
       Atomics.store(words, c + 7, cfg.timeoutMs === undefined ? 0 : Math.ceil(cfg.timeoutMs));
+      Atomics.store(words, c + 8, cfg.probeTimeoutMs);
       Atomics.store(words, c, CONFIG_MAGIC); // publishes the configuration
     } else {
       // The creator publishes a few stores after carving; give up after about a second.
@@ -272,6 +358,7 @@ export class CircuitBreaker extends EventEmitter {
       windowMs: Atomics.load(words, c + 4),
       resetMs: Atomics.load(words, c + 5),
       halfOpenProbes: Atomics.load(words, c + 6),
+      probeTimeoutMs: Atomics.load(words, c + 8),
       timeoutMs: Atomics.load(words, c + 7) || undefined,
     };
     if (wanted !== undefined && !r.created) {
@@ -279,6 +366,10 @@ export class CircuitBreaker extends EventEmitter {
         if (wanted[k] !== stored[k]) {
           throw new RegionConflictError(r.name, r.bytes, r.bytes, `breaker "${name}" exists with ${k} = ${stored[k]}, not ${wanted[k]}`);
         }
+      }
+      // Its default follows timeoutMs, which each thread may set: compared only when given.
+      if (options!.probeTimeoutMs !== undefined && wanted.probeTimeoutMs !== stored.probeTimeoutMs) {
+        throw new RegionConflictError(r.name, r.bytes, r.bytes, `breaker "${name}" exists with probeTimeoutMs = ${stored.probeTimeoutMs}, not ${wanted.probeTimeoutMs}`);
       }
       if (Math.round(wanted.errorRate * 1e6) !== Math.round(stored.errorRate * 1e6)) {
         throw new RegionConflictError(r.name, r.bytes, r.bytes, `breaker "${name}" exists with errorRate = ${stored.errorRate}, not ${wanted.errorRate}`);
@@ -308,22 +399,33 @@ export class CircuitBreaker extends EventEmitter {
   }
 
   /**
-   * Asks to make a call and returns a ticket: -1 refused (counted as rejected); 0 admitted while
-   * closed; above 0, a half-open probe slot of the current generation. Pass the ticket to
+   * Asks to make a call and returns a ticket: -1 refused (counted as rejected); otherwise an
+   * integer ≥ 0 naming the phase the call was admitted in — a closed phase, or a half-open probe
+   * slot of the current generation (`CircuitBreaker.isProbe(ticket)`). Pass the ticket to
    * `success(ticket)` / `failure(ticket)` / `release(ticket)`: then an outcome that belongs to
-   * another phase changes no state (a call admitted while closed that ends while the breaker is
-   * half-open neither closes nor reopens it; a probe that ends after its half-open phase is over
-   * is just counted), and `release` frees a probe slot only if the ticket holds one.
+   * another phase is only counted (successes, failures) and moves nothing — no state, no
+   * consecutive count, no window: a call admitted while closed that ends while the breaker is
+   * half-open neither closes nor reopens it, one admitted in an earlier closed phase cannot reopen
+   * a recovered breaker, a probe that ends after its half-open phase is over (or was given up,
+   * see `probeTimeoutMs`) closes or reopens nothing — and `release` frees a probe slot only if the
+   * ticket holds one. Ticket 0 (never returned) stands for a closed-phase call of unknown phase:
+   * it counts in any closed phase and moves no other. Without a ticket, an outcome counts in
+   * whatever phase the breaker is in.
    */
   acquire(): number {
+    const s = Atomics.load(this.#w, this.#b + STATE);
+    if (s === this.#seen && (s & STATE_MASK) === CLOSED) return (s >>> 14) + CLOSED_TICKET; // the hot path: one load
+    return this.#acquireSlow(s);
+  }
+
+  /** acquire() past its hot path (kept apart so that stays small enough to inline). */
+  #acquireSlow(s: number): number {
     const w = this.#w;
     const at = this.#b + STATE;
-    let s = Atomics.load(w, at);
-    if (s === this.#seen && (s & STATE_MASK) === CLOSED) return 0; // the hot path: one load
     for (;;) {
       this.#announce(s);
       const state = s & STATE_MASK;
-      if (state === CLOSED) return 0;
+      if (state === CLOSED) return (s >>> 14) + CLOSED_TICKET;
       if (state === OPEN) {
         if (this.#clock.now() < this.#openedAt() + this.#o.resetMs) break;
         const next = ((s & ~(STATE_MASK | PROBE_MASK)) + GEN_ONE) | HALF_OPEN;
@@ -332,18 +434,55 @@ export class CircuitBreaker extends EventEmitter {
         continue;
       }
       // half-open: take a probe slot if one is free
-      if (((s & PROBE_MASK) >>> 2) >= this.#o.halfOpenProbes) break;
-      const was = Atomics.compareExchange(w, at, s, s + PROBE_ONE);
-      if (was === s) return (s >>> 14) + 1;
-      s = was;
+      if (((s & PROBE_MASK) >>> 2) < this.#o.halfOpenProbes) {
+        this.#stamp(PROBE_LO, this.#clock.now()); // before the CAS that publishes it
+        const was = Atomics.compareExchange(w, at, s, s + PROBE_ONE);
+        if (was === s) return (s >>> 14) + 1;
+        s = was;
+        continue;
+      }
+      // Every slot taken. No outcome within probeTimeoutMs of the last one taken: the probes are
+      // lost (never settling, or their thread died). A new generation frees the slots; the lost
+      // probes' tickets no longer match it, so their late outcomes move nothing.
+      if (this.#clock.now() < this.#stampAt(PROBE_LO) + this.#o.probeTimeoutMs) break;
+      const next = ((s & ~(STATE_MASK | PROBE_MASK)) + GEN_ONE) | HALF_OPEN;
+      const was = Atomics.compareExchange(w, at, s, next);
+      s = was === s ? next : was;
     }
     this.#add(REJECTED);
     return -1;
   }
 
-  /** Whether an outcome with `ticket` belongs to the half-open phase in `s` (see acquire). */
+  /** Whether `ticket` (from `acquire`) holds a half-open probe slot. */
+  static isProbe(ticket: number): boolean {
+    return ticket > 0 && ticket < CLOSED_TICKET;
+  }
+
+  /**
+   * Whether an outcome reported now with `ticket` (from `acquire`) would count in the present phase:
+   * false once its phase is over (then it would only be counted, see acquire).
+   */
+  isCurrent(ticket: number): boolean {
+    checkTicket(ticket);
+    return CircuitBreaker.#current(ticket, Atomics.load(this.#w, this.#b + STATE));
+  }
+
+  /** The ticket of a call admitted in the phase of STATE word `s` (-2 while open: none). */
+  static #ticketOf(s: number): number {
+    const state = s & STATE_MASK;
+    return state === CLOSED ? (s >>> 14) + CLOSED_TICKET : state === HALF_OPEN ? (s >>> 14) + 1 : -2;
+  }
+
+  /** Whether an outcome with `ticket` belongs to the phase in `s` (see acquire). */
   static #current(ticket: number | undefined, s: number): boolean {
-    return ticket === undefined || (ticket > 0 && ticket === (s >>> 14) + 1);
+    return ticket === undefined || ticket === CircuitBreaker.#ticketOf(s) || (ticket === 0 && (s & STATE_MASK) === CLOSED);
+  }
+
+  /** An outcome of another phase: counted, nothing else. @throws TypeError for what no acquire() gives. */
+  #stale(at: number, ticket: number, s: number): void {
+    checkTicket(ticket);
+    this.#add(at);
+    if (s !== this.#seen) this.#announce(s);
   }
 
   /** ms until an open breaker probes again (0 otherwise). */
@@ -356,10 +495,24 @@ export class CircuitBreaker extends EventEmitter {
   success(ticket?: number): void {
     const w = this.#w;
     const b = this.#b;
+    const s = Atomics.load(w, b + STATE);
+    // The hot path: a call of the closed phase still on (a generation is one phase); it can close nothing.
+    if (ticket !== (s >>> 14) + CLOSED_TICKET) return this.#successOther(ticket, s);
     this.#add(SUCCESSES);
     if (Atomics.load(w, b + CONSECUTIVE) !== 0) Atomics.store(w, b + CONSECUTIVE, 0);
     this.#record(false);
-    let s = Atomics.load(w, b + STATE);
+    if (s !== this.#seen) this.#announce(s);
+  }
+
+  /** success() without a ticket, with a probe's or ticket 0, or of another phase. */
+  #successOther(ticket: number | undefined, s: number): void {
+    const w = this.#w;
+    const b = this.#b;
+    if (!CircuitBreaker.#current(ticket, s)) return this.#stale(SUCCESSES, ticket!, s);
+    this.#add(SUCCESSES);
+    if (Atomics.load(w, b + CONSECUTIVE) !== 0) Atomics.store(w, b + CONSECUTIVE, 0);
+    this.#record(false);
+    s = Atomics.load(w, b + STATE);
     while ((s & STATE_MASK) === HALF_OPEN && CircuitBreaker.#current(ticket, s)) {
       const next = ((s & ~(STATE_MASK | PROBE_MASK)) + GEN_ONE) | CLOSED;
       const was = Atomics.compareExchange(w, b + STATE, s, next);
@@ -380,19 +533,19 @@ export class CircuitBreaker extends EventEmitter {
   failure(ticket?: number): void {
     const w = this.#w;
     const b = this.#b;
+    let s = Atomics.load(w, b + STATE);
+    if (!CircuitBreaker.#current(ticket, s)) return this.#stale(FAILURES, ticket!, s);
     this.#add(FAILURES);
     const consecutive = Atomics.add(w, b + CONSECUTIVE, 1) + 1;
     this.#record(true);
-    let s = Atomics.load(w, b + STATE);
+    s = Atomics.load(w, b + STATE);
     for (;;) {
       const state = s & STATE_MASK;
       if (state === OPEN) break;
-      if (state === HALF_OPEN && !CircuitBreaker.#current(ticket, s)) break; // not this phase's probe
+      if (!CircuitBreaker.#current(ticket, s)) break; // it moved on meanwhile: not this phase's call
       if (state === CLOSED && consecutive < this.#o.consecutiveFailures && !this.#rateTripped()) break;
       // closed and tripped, or a failed probe: open (again) for resetMs
-      const now = this.#clock.now();
-      Atomics.store(w, b + OPENED_LO, now >>> 0);
-      Atomics.store(w, b + OPENED_HI, Math.floor(now / 2 ** 32));
+      this.#stamp(OPENED_LO, this.#clock.now());
       const next = ((s & ~(STATE_MASK | PROBE_MASK)) + GEN_ONE) | OPEN;
       const was = Atomics.compareExchange(w, b + STATE, s, next);
       if (was === s) {
@@ -411,10 +564,11 @@ export class CircuitBreaker extends EventEmitter {
    * next transition; otherwise does nothing.
    */
   release(ticket: number): void {
+    checkTicket(ticket);
     const w = this.#w;
     const at = this.#b + STATE;
     let s = Atomics.load(w, at);
-    while ((s & STATE_MASK) === HALF_OPEN && (s & PROBE_MASK) !== 0 && ticket > 0 && ticket === (s >>> 14) + 1) {
+    while ((s & STATE_MASK) === HALF_OPEN && (s & PROBE_MASK) !== 0 && ticket === (s >>> 14) + 1) {
       const was = Atomics.compareExchange(w, at, s, s - PROBE_ONE);
       if (was === s) return;
       s = was;
@@ -426,54 +580,54 @@ export class CircuitBreaker extends EventEmitter {
    * when `options.signal` aborts. Refused while open (rejects with ERR_HOTPATH_BREAKER_OPEN, or
    * resolves to `fallback(err)` when given); a rejection (that `isFailure` accepts) or a timeout
    * (ERR_HOTPATH_TIMEOUT) counts as a failure. An aborted call rejects with ERR_HOTPATH_CANCELLED
-   * and is not counted.
+   * and is not counted. Bad arguments (`fn` not a function, an unknown option name, a `signal` that
+   * is not an AbortSignal, a `fallback` that is not a function, a bad `timeoutMs`) reject with a
+   * TypeError / RangeError naming them before anything is admitted or counted.
    */
   run<T>(fn: (signal: AbortSignal) => Promise<T> | T, options?: BreakerRunOptions<T>): Promise<T> {
-    if (options === undefined && this.#o.timeoutMs === undefined) {
-      // The plain call: no promise besides fn's own and the one `then` makes; a call admitted
-      // while closed (ticket 0, the common case) uses handlers bound once, a probe its own.
+    if (options === undefined && this.#o.timeoutMs === undefined && typeof fn === 'function') {
+      // The plain call: no promise besides fn's own and the one `then` makes; the handlers are
+      // bound once per phase (all the calls of one closed phase share a ticket).
       const ticket = this.acquire();
       if (ticket < 0) return Promise.reject(new BreakerOpenError(this.name, this.retryAfterMs()));
       let p: Promise<T> | T;
       try {
         p = fn(NEVER);
       } catch (err) {
-        return Promise.reject(this.#failed(err, ticket));
+        return Promise.reject(this.#failed(err, ticket, false));
       }
-      if (ticket === 0) return Promise.resolve(p).then(this.#succeeded, this.#rethrow) as Promise<T>;
-      return Promise.resolve(p).then((v) => {
-        this.success(ticket);
-        return v;
-      }, (err: unknown) => {
-        throw this.#failed(err, ticket);
-      });
+      if (ticket !== this.#hotTicket) this.#bind(ticket);
+      return Promise.resolve(p).then(this.#hotOk, this.#hotErr) as Promise<T>;
     }
-    if (options !== undefined && options.timeoutMs !== undefined
-      && (typeof options.timeoutMs !== 'number' || !(options.timeoutMs > 0) || options.timeoutMs > 2 ** 31 - 1)) {
-      return Promise.reject(new RangeError(`options.timeoutMs must be a positive number of ms (≤ 2^31 - 1), got ${String(options.timeoutMs)}`));
-    }
+    const bad = checkRun(fn, options);
+    if (bad !== undefined) return Promise.reject(bad);
     return this.#runWith(fn, options ?? {});
   }
 
-  /** Records a success and passes the value on (bound once: no closure per call). */
-  readonly #succeeded = <T>(value: T): T => {
-    this.success(0);
-    return value;
-  };
+  /** run()'s handlers for the calls of `ticket`'s phase. */
+  #bind(ticket: number): void {
+    this.#hotTicket = ticket;
+    this.#hotOk = (value: unknown): unknown => {
+      this.success(ticket);
+      return value;
+    };
+    this.#hotErr = (err: unknown): never => {
+      throw this.#failed(err, ticket, false);
+    };
+  }
 
-  readonly #rethrow = (err: unknown): never => {
-    throw this.#failed(err, 0);
-  };
-
-  /** Records a failed call (or a success, when `isFailure` says the error is not a failure); returns the error. */
-  #failed(err: unknown, ticket: number): unknown {
-    if (this.#counts(err)) this.failure(ticket);
+  /**
+   * Records a failed call (or a success, when `isFailure` says the error is not a failure); returns
+   * the error. `own`: the breaker's own timeout, a failure whatever `isFailure` says.
+   */
+  #failed(err: unknown, ticket: number, own: boolean): unknown {
+    if (own || this.#counts(err)) this.failure(ticket);
     else this.success(ticket);
     return err;
   }
 
   #counts(err: unknown): boolean {
-    if (this.#isFailure === undefined || err instanceof TimeoutError) return true;
+    if (this.#isFailure === undefined) return true;
     try {
       return this.#isFailure(err) !== false;
     } catch {
@@ -492,15 +646,20 @@ export class CircuitBreaker extends EventEmitter {
       throw err;
     }
     const timeoutMs = options.timeoutMs ?? this.#o.timeoutMs;
-    let outcome: { ok: true; value: T } | { ok: false; err: unknown; counts: boolean };
+    let outcome: Outcome<T>;
     if (timeoutMs === undefined && signal === undefined) {
       try {
         outcome = { ok: true, value: await fn(NEVER) };
       } catch (err) {
-        outcome = { ok: false, err, counts: true };
+        outcome = { ok: false, err, counts: true, own: false };
       }
     } else {
-      outcome = await this.#guarded(fn, timeoutMs, signal);
+      try {
+        outcome = await this.#guarded(fn, timeoutMs, signal);
+      } catch (err) {
+        this.release(ticket); // not fn's outcome (fn's are in `outcome`): nothing to count, the slot goes back
+        throw err;
+      }
     }
     if (outcome.ok) {
       this.success(ticket);
@@ -511,7 +670,7 @@ export class CircuitBreaker extends EventEmitter {
       this.release(ticket);
       throw err;
     }
-    const counts = this.#counts(err);
+    const counts = outcome.own || this.#counts(err); // only the breaker's own timeout skips isFailure
     if (counts) this.failure(ticket);
     else this.success(ticket);
     if (fallback && counts) return fallback(err);
@@ -519,14 +678,13 @@ export class CircuitBreaker extends EventEmitter {
   }
 
   /** Runs `fn` under a timeout and/or an outer signal; settles once, whichever comes first. */
-  #guarded<T>(fn: (signal: AbortSignal) => Promise<T> | T, timeoutMs: number | undefined, outer: AbortSignal | undefined):
-  Promise<{ ok: true; value: T } | { ok: false; err: unknown; counts: boolean }> {
+  #guarded<T>(fn: (signal: AbortSignal) => Promise<T> | T, timeoutMs: number | undefined, outer: AbortSignal | undefined): Promise<Outcome<T>> {
     const ac = new AbortController();
     return new Promise((settle) => {
       let done = false;
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const onAbort = (): void => finish({ ok: false, err: new CancelledError(`breaker "${this.name}" call`, outer?.reason), counts: false });
-      const finish = (o: { ok: true; value: T } | { ok: false; err: unknown; counts: boolean }): void => {
+      const onAbort = (): void => finish({ ok: false, err: new CancelledError(`breaker "${this.name}" call`, outer?.reason), counts: false, own: false });
+      const finish = (o: Outcome<T>): void => {
         if (done) return;
         done = true;
         if (timer !== undefined) clearTimeout(timer);
@@ -535,7 +693,7 @@ export class CircuitBreaker extends EventEmitter {
         settle(o);
       };
       if (timeoutMs !== undefined) {
-        timer = setTimeout(() => finish({ ok: false, err: new TimeoutError(`breaker "${this.name}" call`, timeoutMs), counts: true }), timeoutMs);
+        timer = setTimeout(() => finish({ ok: false, err: new TimeoutError(`breaker "${this.name}" call`, timeoutMs), counts: true, own: true }), timeoutMs);
         timer.unref?.();
       }
       outer?.addEventListener('abort', onAbort, { once: true });
@@ -543,10 +701,10 @@ export class CircuitBreaker extends EventEmitter {
       try {
         p = Promise.resolve(fn(ac.signal));
       } catch (err) {
-        finish({ ok: false, err, counts: true });
+        finish({ ok: false, err, counts: true, own: false });
         return;
       }
-      p.then((value) => finish({ ok: true, value }), (err: unknown) => finish({ ok: false, err, counts: true }));
+      p.then((value) => finish({ ok: true, value }), (err: unknown) => finish({ ok: false, err, counts: true, own: false }));
     });
   }
 
@@ -569,7 +727,18 @@ export class CircuitBreaker extends EventEmitter {
   }
 
   #openedAt(): number {
-    return Atomics.load(this.#w, this.#b + OPENED_HI) * 2 ** 32 + (Atomics.load(this.#w, this.#b + OPENED_LO) >>> 0);
+    return this.#stampAt(OPENED_LO);
+  }
+
+  /** The time (ms) in the (lo, hi) pair at `at`. */
+  #stampAt(at: number): number {
+    return Atomics.load(this.#w, this.#b + at + 1) * 2 ** 32 + (Atomics.load(this.#w, this.#b + at) >>> 0);
+  }
+
+  /** Writes the time `now` (ms) to the (lo, hi) pair at `at`. */
+  #stamp(at: number, now: number): void {
+    Atomics.store(this.#w, this.#b + at, now >>> 0);
+    Atomics.store(this.#w, this.#b + at + 1, Math.floor(now / 2 ** 32));
   }
 
   /** Adds one to the (lo, hi) counter at `at`. */

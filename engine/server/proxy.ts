@@ -463,10 +463,11 @@ export function createProxy(engine: Engine, settings: ProxySettings, log: Logger
     configure(next: ProxySettings): void {
       if (next.upstreamHealthPath !== s.upstreamHealthPath) {
         // Another health check is a balancer of its own: its upstreams start up and are checked anew.
-        const old = lb;
+        // The old one is closed first: the engine refuses a second live balancer of one name (both
+        // would export the same metric series). Calls it picked still report to it.
+        lb.close();
         lb = makeBalancer(next);
         lb.on('state', (b: Backend, to: string, from: string) => log.warn({ upstream: b.id, from, to }, 'upstream state changed'));
-        old.close();
       } else {
         // Changed in place: what is known of the upstreams (down, ejected, breaker open) stays —
         // a new balancer would send requests to one known to be down (review49).

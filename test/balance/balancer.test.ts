@@ -472,6 +472,23 @@ describe('breakers and abandoned calls', () => {
     lb.close();
   });
 
+  it('a probe that never reports is given up after probeTimeoutMs; the next probe’s report closes the breaker (review62 B2)', () => {
+    let now = 0;
+    const lb = new Balancer({ backends: [{ id: 'a' }], health: false, outlier: false, breaker: { consecutiveFailures: 1, resetMs: 100 }, clock: { now: () => now } });
+    lb.report(lb.pick(), { ok: false }); // open
+    now = 100;
+    lb.pick(); // the probe: never reported (a hung call)
+    now = 199;
+    expect(() => lb.pick()).toThrow(expect.objectContaining({ code: ErrorCodes.NO_BACKEND }));
+    now = 200; // probeTimeoutMs (default resetMs) after it: given up
+    const second = lb.pick();
+    lb.report(second, { ok: true }); // answers the new round, not the lost probe's
+    expect(lb.backends()[0]!.breakerState).toBe('closed');
+    lb.report(lb.pick(), { ok: false }); // a call of the closed phase counts (no lost ticket swallows it)
+    expect(lb.backends()[0]!.breakerState).toBe('open');
+    lb.close();
+  });
+
   it('a throwing listener of health-check rounds is a warning, not an unhandled rejection', async () => {
     vi.useFakeTimers();
     const warned = new Promise<Error>((r) => process.once('warning', r));

@@ -60,14 +60,17 @@ describe('engine.breaker', () => {
   });
 
   it('half-open: exactly halfOpenProbes calls pass, whichever threads race for them', async () => {
-    let now = 1_000;
-    // Opened at t = 1000 on this clock; the workers' clock (Date.now) is far past resetMs, so
-    // for them, and for this thread once its clock moves, it is time to probe.
-    const b = engine.breaker('probes', { consecutiveFailures: 1, resetMs: 10, halfOpenProbes: 3 });
+    let now = Date.now() - 60_000;
+    // Opened a minute ago on this clock; the workers' clock (Date.now) is far past resetMs, so
+    // for them, and for this thread once its clock moves, it is time to probe. (Near Date.now:
+    // the probe deadline compares the times threads took their slots.)
+    // (probeTimeoutMs: the race lasts longer than resetMs, and probes that have not reported by
+    // then would be given up; see the next test.)
+    const b = engine.breaker('probes', { consecutiveFailures: 1, resetMs: 10, halfOpenProbes: 3, probeTimeoutMs: 600_000 });
     const mine = CircuitBreaker.shared(engine.runtime.thread, 'probes', { consecutiveFailures: 1, resetMs: 10, halfOpenProbes: 3, clock: { now: () => now } });
     mine.failure();
     expect(b.state).toBe('half-open'); // the engine's breaker reads the real clock
-    now = 2_000;
+    now = Date.now();
     let passedHere = 0;
     const theirs = await hammer('probes', 2, { attempts: 50_000 }, 'test:breaker-gate-p', () => {
       for (let i = 0; i < 50_000; i++) if (mine.tryAcquire()) passedHere++;
@@ -77,6 +80,30 @@ describe('engine.breaker', () => {
     expect(b.stats().rejected).toBe(3 * 50_000 - 3);
     b.success(); // one probe succeeds: closed for every thread
     expect(await engine.run('breakerState', { name: 'probes' })).toBe('closed');
+    mine.dispose();
+  });
+
+  it('probes given up: threads racing to start the next generation let exactly halfOpenProbes more through (review62 B2)', async () => {
+    const t0 = Date.now() - 120_000; // by Date.now (the workers' clock), reset and probe deadline long past
+    let now = t0;
+    const b = engine.breaker('lost-probes', { consecutiveFailures: 1, resetMs: 10, halfOpenProbes: 3, probeTimeoutMs: 60_000 });
+    const mine = CircuitBreaker.shared(engine.runtime.thread, 'lost-probes', { consecutiveFailures: 1, resetMs: 10, halfOpenProbes: 3, probeTimeoutMs: 60_000, clock: { now: () => now } });
+    mine.failure(mine.acquire());
+    now = t0 + 10;
+    const lost = [mine.acquire(), mine.acquire(), mine.acquire()]; // taken at t0 + 10 and never reported
+    expect(lost.every((t) => t > 0)).toBe(true);
+    expect(mine.acquire()).toBe(-1);
+    now = Date.now();
+    let passedHere = 0;
+    const theirs = await hammer('lost-probes', 2, { attempts: 50_000 }, 'test:breaker-gate-lp', () => {
+      for (let i = 0; i < 50_000; i++) if (mine.tryAcquire()) passedHere++;
+    });
+    const total = passedHere + theirs.reduce((a, t) => a + t.passed, 0);
+    expect(total).toBe(3); // one new generation, its three slots; the racers that lost see them taken
+    for (const t of lost) mine.failure(t); // the lost probes answer late: nothing moves
+    expect(b.state).toBe('half-open');
+    b.success(); // a probe of the new generation answers (without its ticket: the current phase)
+    expect(await engine.run('breakerState', { name: 'lost-probes' })).toBe('closed');
     mine.dispose();
   });
 
@@ -101,6 +128,42 @@ describe('engine.breaker', () => {
     expect(text).toMatch(/hotpath_breaker_calls_total\{breaker="metered",result="success"\} 1/);
     expect(text).toMatch(/hotpath_breaker_calls_total\{breaker="metered",result="failure"\} 1/);
     expect(text).toMatch(/hotpath_breaker_calls_total\{breaker="metered",result="rejected"\} 1/);
+  });
+
+  it('a worker that dies holding the probe slot does not wedge it: given up after probeTimeoutMs (review62 B2)', async () => {
+    let now = Date.now() - 1_000; // opened a second ago by this clock: due for the worker, on Date.now
+    const mine = CircuitBreaker.shared(engine.runtime.thread, 'lost-probe', { consecutiveFailures: 1, resetMs: 10, probeTimeoutMs: 60_000, clock: { now: () => now } });
+    mine.failure(mine.acquire());
+    expect(mine.state).toBe('open');
+    await rejection(engine.run('breakerProbeThenDie', { name: 'lost-probe' })); // took the probe slot, then died
+    now = Date.now(); // after the worker took its slot
+    expect(mine.state).toBe('half-open');
+    expect(mine.acquire()).toBe(-1); // its slot: within the deadline
+    now += 60_001;
+    const probe = mine.acquire(); // past it: the lost probe is given up
+    expect(probe).toBeGreaterThan(0);
+    expect(CircuitBreaker.isProbe(probe)).toBe(true);
+    mine.success(probe);
+    expect(await engine.run('breakerState', { name: 'lost-probe' })).toBe('closed');
+    mine.dispose();
+  });
+
+  it('a second call with other functions gets a handle with them on the same state; unknown names are refused (review62 B8)', async () => {
+    const all = (): boolean => true;
+    const a = engine.breaker('fns', { consecutiveFailures: 1, isFailure: all });
+    expect(engine.breaker('fns', { consecutiveFailures: 1, isFailure: all })).toBe(a); // the same options: the same one
+    const b = engine.breaker('fns', { consecutiveFailures: 1, isFailure: (err) => (err as { status?: number }).status !== 404 });
+    expect(b).not.toBe(a);
+    const notFound = Object.assign(new Error('not found'), { status: 404 });
+    expect(await rejection(b.run(() => Promise.reject(notFound)))).toBe(notFound);
+    expect(b.state).toBe('closed'); // its isFailure, not the first one's
+    expect(b.stats().successes).toBe(1);
+    await rejection(a.run(() => Promise.reject(notFound))); // the first handle keeps its own, on the same state
+    expect(b.state).toBe('open');
+    expect(() => engine.breaker('typo', { resetMS: 10 } as never)).toThrow(/options\.resetMS is not a known option/);
+    expect(() => engine.breaker('typo', { timeout: 10 } as never)).toThrow(TypeError);
+    expect(() => engine.breaker('fns', { consecutiveFailure: 1 } as never)).toThrow(/options\.consecutiveFailure is not a known option/);
+    expect(() => engine.breaker('fns', { consecutiveFailures: 1, probeTimeoutMs: 7 })).toThrow(expect.objectContaining({ code: ErrorCodes.REGION_CONFLICT }));
   });
 
   it('is ctx.breaker(name) in a queue handler', async () => {
@@ -171,11 +234,12 @@ describe('CircuitBreaker.run', () => {
     let now = 0;
     const b = new CircuitBreaker('t', { consecutiveFailures: 1, resetMs: 100, clock: { now: () => now } });
     const early = b.acquire(); // admitted while closed
-    expect(early).toBe(0);
+    expect(early).toBeGreaterThanOrEqual(0);
+    expect(CircuitBreaker.isProbe(early)).toBe(false);
     b.failure(b.acquire()); // another call fails: open
     now = 100;
     const probe = b.acquire();
-    expect(probe).toBeGreaterThan(0);
+    expect(CircuitBreaker.isProbe(probe)).toBe(true);
     expect(b.acquire()).toBe(-1); // one probe slot
     b.release(early); // the early call is abandoned: it held no slot, frees none
     expect(b.acquire()).toBe(-1);
@@ -185,11 +249,15 @@ describe('CircuitBreaker.run', () => {
     expect(b.state).toBe('half-open');
     b.release(probe); // the probe is abandoned: its slot is free again
     const probe2 = b.acquire();
-    expect(probe2).toBeGreaterThan(0);
+    expect(CircuitBreaker.isProbe(probe2)).toBe(true);
     b.success(probe2);
     expect(b.state).toBe('closed');
-    b.failure(probe); // a stale probe's late failure counts as a failure of a closed breaker
-    expect(b.state).toBe('open'); // (consecutiveFailures: 1)
+    const failures = b.stats().failures;
+    b.failure(probe); // a stale probe's late failure: counted, but it is not of this closed phase
+    expect(b.state).toBe('closed'); // (consecutiveFailures: 1)
+    expect(b.stats()).toMatchObject({ failures: failures + 1, consecutiveFailures: 0 });
+    b.failure(b.acquire()); // a call of this phase does open it
+    expect(b.state).toBe('open');
     b.dispose();
   });
 

@@ -346,6 +346,15 @@ describe('proxy mode', () => {
     }
   });
 
+  it('a new health path by reload: a new balancer of the same name replaces the old one, one set of metrics (review61 P10)', async () => {
+    const a = await upstream('a');
+    await start({ upstreams: [a.url], upstreamHealthPath: '/health' });
+    expect(service!.reconfigure({ ...service!.config, upstreamHealthPath: '/healthz' }).applied).toEqual(['upstreamHealthPath']);
+    expect((await get('/after')).json().upstream).toBe('a');
+    const text = await service!.engine.metrics.text();
+    expect(text.split('\n').filter((l) => l.startsWith('hotpath_balancer_backend_up{'))).toHaveLength(1);
+  });
+
   it('proxy mode off and on again by reloads', async () => {
     const a = await upstream('a');
     await start({ upstreams: [a.url] });
