@@ -175,7 +175,12 @@ class Attempt implements AttemptHandle {
 
   attach(run: Running): void {
     this.#run = run;
-    run.result.then((v) => this.#finish(true, v), (e: unknown) => this.#finish(false, e));
+    try {
+      run.result.then((v) => this.#finish(true, v), (e: unknown) => this.#finish(false, e));
+    } catch (err) {
+      // A promise whose own then() throws (review64: its task never settled, close() hung).
+      this.#finish(false, err);
+    }
   }
 
   /** The handler started: the timeout runs from now. */

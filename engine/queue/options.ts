@@ -48,7 +48,11 @@ export interface ResolvedQueueOptions {
 
 /** Every error is worth retrying except a cancellation. */
 export function defaultRetryable(error: unknown): boolean {
-  return !(error instanceof CancelledError);
+  try {
+    return !(error instanceof CancelledError);
+  } catch {
+    return true; // a revoked Proxy, say: not a cancellation (review64)
+  }
 }
 
 const KNOWN = new Set(['handler', 'handlerExport', 'concurrency', 'retry', 'maxQueued', 'timeout', 'killAfterMs', 'agingMs', 'statusRetention', 'deadLetterRetention', 'deadLetterBytes', 'durable']);

@@ -644,16 +644,38 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
       this.#delay(t, now + o.delayMs);
     } else {
       if (now >= this.#timerAt) this.#promoteDue(false); // due before `t` (see #enqueue)
-      // A task that would have started inside submit() (a slot free, nothing queued) goes to the
-      // head of the queue: it still starts first, before whatever the listener submits, of any
-      // priority (review63).
-      const first = this.#running < this.concurrency && this.#queued === 0 && !this.#paused && this.#closing === undefined && !this.#batching;
       t.queuedAt = now;
-      this.#push(t, now, first);
+      this.#push(t, now);
     }
-    this.#emit('queued', { id: t.id, priority: t.priority, delayMs: o.delayMs } satisfies QueueEvents['queued']);
+    // A task that would have started inside submit() (a slot free, nothing queued before it).
+    const first = o.delayMs <= 0 && this.#queued === 1 && this.#canStartNow();
+    if (!first) {
+      this.#emit('queued', { id: t.id, priority: t.priority, delayMs: o.delayMs } satisfies QueueEvents['queued']);
+    } else {
+      // Nothing the listener submits starts meanwhile (as in a batch): `t` goes first.
+      this.#batching = true;
+      try {
+        this.#emit('queued', { id: t.id, priority: t.priority, delayMs: o.delayMs } satisfies QueueEvents['queued']);
+      } finally {
+        this.#batching = false;
+      }
+    }
+    if (first && t.state === QUEUED && this.#canStartNow()) {
+      // It still starts inside submit(), before whatever the listener queued, of any priority
+      // (review63) — unless the listener paused or closed the queue: then it waits in its place,
+      // in (priority, submission) order (review64: a head-of-queue key kept it ahead of later
+      // tasks of a better priority). Out of the heap: a new slot, the old entry a tombstone.
+      this.#queued--;
+      t.slot = this.#takeSlot(t);
+      this.#start(t, now);
+    }
     this.#pump();
     return t.handle;
+  }
+
+  /** A task may start now: a slot free, not paused, not closing, not inside a submitMany batch. */
+  #canStartNow(): boolean {
+    return this.#running < this.concurrency && !this.#paused && this.#closing === undefined && !this.#batching;
   }
 
   // ------------------------------------------------------------------ scheduling
@@ -682,8 +704,8 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     this.#push(t, now);
   }
 
-  /** Puts `t` in the heap (queued; `head`: before every other task), or fails it when the heap is full. */
-  #push(t: Task, now: number, head = false): void {
+  /** Puts `t` in the heap (queued), or fails it when the heap is full. */
+  #push(t: Task, now: number): void {
     if (this.#heap.size >= this.#heap.maxEntries) this.#compact();
     if (this.#heap.size >= this.#heap.maxEntries) {
       // Only reachable through retries past maxQueued (the heap holds 2 × maxQueued + concurrency):
@@ -694,7 +716,7 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     }
     t.state = QUEUED;
     t.slot = this.#takeSlot(t);
-    const key = head ? -Number.MAX_VALUE : this.#o.agingMs > 0 ? t.priority + (now - this.#epoch) / this.#o.agingMs : t.priority;
+    const key = this.#o.agingMs > 0 ? t.priority + (now - this.#epoch) / this.#o.agingMs : t.priority;
     this.#heap.push(key, t.slot);
     this.#queued++;
   }
@@ -1090,7 +1112,11 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
   /** Every queued, delayed and running task. */
   #liveTasks(): Task[] {
     const out: Task[] = [];
-    for (const t of this.#slots) if (t !== undefined && this.#slots[t.slot] === t && (t.state === QUEUED || t.state === RUNNING)) out.push(t);
+    // (t.slot === i: a slot a task left for another — a tombstone's — is not counted twice.)
+    for (let i = 0; i < this.#slots.length; i++) {
+      const t = this.#slots[i];
+      if (t !== undefined && t.slot === i && (t.state === QUEUED || t.state === RUNNING)) out.push(t);
+    }
     for (const t of this.#delayed.items) if (t.state === DELAYED) out.push(t);
     return out;
   }
@@ -1144,9 +1170,10 @@ export class Queue<P = unknown, R = unknown> extends EventEmitter {
     if (live !== undefined) return live.handle as TaskHandle<R>;
     this.#checkOpen();
     if (this.#queued + this.#delayedLive + this.#reserved >= this.#o.maxQueued) throw new QueueFullError(this.name, this.#o.maxQueued);
-    const handle = this.#accept(d.kept, resolveSubmit({ priority: d.priority }), key);
+    // The letter goes first: a task that fails again at once (inside #accept) leaves a new one
+    // under the same id (review64: this deleted it).
     this.#dead.delete(id);
-    return handle as TaskHandle<R>;
+    return this.#accept(d.kept, resolveSubmit({ priority: d.priority }), key) as TaskHandle<R>;
   }
 
   /** Drops every dead letter; resolves with how many there were. */

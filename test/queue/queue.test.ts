@@ -911,6 +911,56 @@ describe('edges found in review', () => {
     }
   });
 
+  it('a queued listener that pauses the queue leaves its task in (priority, submission) order (review64)', async () => {
+    const order: string[] = [];
+    const q = queue<string>({ handler: (p) => void order.push(p) });
+    q.once('queued', () => q.pause());
+    q.submit('t', { priority: 'low' });
+    q.submit('v', { priority: 'critical' });
+    q.submit('w', { priority: 'high' });
+    q.resume();
+    await q.drain();
+    expect(order).toEqual(['v', 'w', 't']); // before: t first, kept at the head while paused
+  });
+
+  it('requeue() of a task that fails again at once keeps its new dead letter (review64)', async () => {
+    const q = queue({ handler: () => {
+      throw new Error('always');
+    } });
+    await q.submit(1, { id: 'job' }).result.catch(() => undefined);
+    const h = await q.requeue('job');
+    expect((await h!.result.then(() => undefined, (e: Error) => e))?.message).toBe('always');
+    expect(q.status('job')?.state).toBe('dead');
+    expect((await q.deadLetters()).map((d) => d.id)).toEqual(['job']); // before: [] — the payload lost
+    expect(q.counts().dead).toBe(1);
+  });
+
+  it('a handler answering a promise whose own then() throws fails its task; close() resolves (review64)', async () => {
+    const q = queue({ killAfterMs: 100, handler: () => {
+      const p = Promise.resolve(1);
+      Object.defineProperty(p, 'then', { value: () => {
+        throw new Error('bad then');
+      } });
+      return p;
+    } }, 'then');
+    const h = q.submit(1); // before: submit() threw after accepting it, and the task never settled
+    expect((await h.result.then(() => undefined, (e: Error) => e))?.message).toBe('bad then');
+    await q.close(50);
+    expect(q.counts()).toMatchObject({ running: 0, queued: 0 });
+  });
+
+  it('the default retryable retries a thrown revoked Proxy like any error (review64)', async () => {
+    let runs = 0;
+    const q = queue({ retry: { attempts: 3, backoff: 'fixed', delayMs: 0, jitter: 'none' }, handler: () => {
+      runs++;
+      const { proxy, revoke } = Proxy.revocable({}, {});
+      revoke();
+      throw proxy;
+    } });
+    await q.submit(1).result.catch(() => undefined);
+    expect(runs).toBe(3); // before: 1, and an AggregateError blaming retryable
+  });
+
   it('submitMany submits a hole of a sparse array as an undefined payload (review57)', async () => {
     const got: unknown[] = [];
     const q = queue({ handler: (p) => void got.push(p) });
