@@ -308,7 +308,13 @@ export function createProxy(engine: Engine, settings: ProxySettings, log: Logger
         return;
       }
     } finally {
-      held?.answer.body.destroy();
+      if (held !== undefined) {
+        // Nobody reads it now (the client left, the deadline passed, a pick threw): undici's body
+        // emits an 'error' when destroyed unread, which with no listener ended the process
+        // (review65).
+        held.answer.body.on('error', () => undefined);
+        held.answer.body.destroy();
+      }
     }
     throw last ?? timeout(tried.size > 0 ? [...tried].join(', ') : 'none');
   }

@@ -670,11 +670,13 @@ export async function startService(config: ServeConfig, log: Logger, options: St
       res.destroy();
       return;
     }
-    // The body is not all read — an upstream that failed mid-body (the rest of it is never read:
-    // undici destroyed the request stream), a request refused before its body: the connection
-    // closes after this answer (HTTP/1), or the client's next request on it was never answered
-    // (review61). A body received whole but not read is dropped by node:http as usual.
-    if (hasBody(req) && !req.readableEnded && (!req.complete || req.destroyed)) {
+    // The body was being read and is not all read — an upstream that failed mid-body (undici
+    // stopped reading it, or destroyed the request stream): the connection closes after this
+    // answer (HTTP/1), or the client's next request on it was never answered (review61). A body
+    // nobody started to read (a route that failed before reading it: 404, 405, 401 …) is read
+    // and dropped by node:http after the answer as usual, and the connection stays (review65:
+    // keep-alive clients lost their next request).
+    if (hasBody(req) && !req.readableEnded && req.readableDidRead && !req.complete) {
       if (req.httpVersionMajor < 2) res.setHeader('Connection', 'close');
       refuseBody(req);
     }
@@ -1018,6 +1020,11 @@ export async function startService(config: ServeConfig, log: Logger, options: St
     if (applied.length === 0) return { applied, needRestart };
     const c: ServeConfig = { ...next };
     for (const k of fixed) (c as unknown as Record<string, unknown>)[k] = cfg[k]; // kept as they were
+    // The file's own pair was checked; the running one is what counts (review65: a reload raising
+    // both left answers up to the new proxyCacheMaxBytes buffered whole, never cached).
+    if (c.proxyCacheMaxBytes > c.cacheL1MaxBytes) {
+      throw new RangeError(`proxyCacheMaxBytes (${c.proxyCacheMaxBytes}) must not be larger than the running cacheL1MaxBytes (${c.cacheL1MaxBytes}), which changes only with a restart`);
+    }
     // What can throw comes first, so a rejected reload changes nothing: the limiter past
     // MAX_LIMITER_SHAPES, a new proxy (built before the old one is dropped).
     const nextLimiter = applied.includes('limitPerSecond') || applied.includes('limitBurst') ? limiterFor(c) : undefined;

@@ -516,6 +516,72 @@ describe('proxy mode', () => {
     expect([miss.headers['x-cache'], miss.headers.via]).toEqual(['MISS', '1.1 cdn, 1.1 hotpath']);
     expect([hit.headers['x-cache'], hit.headers.via]).toEqual(['HIT', '1.1 cdn, 1.1 hotpath']);
   });
+
+  it('a client that leaves while failover holds an upstream’s 503 unread does not take the service down (review65)', async () => {
+    const busy = await upstream('busy', (_req, res) => {
+      res.writeHead(503, { 'content-type': 'text/plain' });
+      res.end('busy');
+    });
+    let arrived!: () => void;
+    const atSlow = new Promise<void>((r) => (arrived = r));
+    const answers: ServerResponse[] = [];
+    let upstreamGone!: Promise<void>;
+    const slow = await upstream('slow', (_req, res) => {
+      answers.push(res);
+      upstreamGone = new Promise<void>((r) => res.once('close', () => r()));
+      arrived();
+    });
+    await start({ upstreams: [busy.url, slow.url], upstreamAlgorithm: 'round-robin' });
+    // Round-robin from the first: 'busy' answers 503 (held), then 'slow' takes the request.
+    const client = netConnect(Number(new URL(service!.url).port), '127.0.0.1');
+    client.on('error', () => undefined);
+    client.write('GET /held HTTP/1.1\r\nHost: x\r\n\r\n');
+    await atSlow;
+    client.destroy(); // the held 503's body is destroyed unread: before, an unhandled 'error' ended the process
+    await upstreamGone; // the proxy gave the request up (the client left)
+    for (const res of answers) res.end('late');
+    expect((await get('/health')).status).toBe(200);
+  });
+
+  it('an early error of a route keeps a keep-alive connection when its small body arrived whole (review65)', async () => {
+    await start({});
+    const u = new URL(service!.url);
+    const sock = netConnect(Number(u.port), u.hostname);
+    sock.on('error', () => undefined);
+    let text = '';
+    sock.on('data', (c: Buffer) => (text += c.toString('latin1')));
+    const until = (pred: () => boolean): Promise<void> => new Promise((resolve, reject) => {
+      const check = (): void => {
+        if (pred()) {
+          sock.off('data', check);
+          sock.off('close', fail);
+          resolve();
+        }
+      };
+      const fail = (): void => reject(new Error(`closed: ${JSON.stringify(text)}`));
+      sock.on('data', check);
+      sock.once('close', fail);
+      check();
+    });
+    // One packet: the request and its 5-byte body (a 404 before the body is read).
+    sock.write('POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello');
+    await until(() => /^HTTP\/1.1 404 [\s\S]*\r\n\r\n[\s\S]*\}$/.test(text));
+    expect(text).not.toMatch(/\r\nconnection: close\r\n/i); // before: closed, the next request lost
+    const n = text.length;
+    sock.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+    await until(() => text.slice(n).includes('"ok"'));
+    expect(text.slice(n)).toMatch(/^HTTP\/1.1 200 /);
+    sock.destroy();
+  });
+
+  it('a reload cannot raise proxyCacheMaxBytes past the running cacheL1MaxBytes (review65)', async () => {
+    const a = await upstream('a');
+    await start({ upstreams: [a.url], cacheL1MaxBytes: 1 << 20, proxyCacheMaxBytes: 512 * 1024 });
+    const cfg = service!.config;
+    // The file raises both; cacheL1MaxBytes needs a restart: the pair would not hold while it runs.
+    expect(() => service!.reconfigure({ ...cfg, cacheL1MaxBytes: 8 << 20, proxyCacheMaxBytes: 4 << 20 })).toThrow(/running cacheL1MaxBytes/);
+    expect(service!.config.proxyCacheMaxBytes).toBe(512 * 1024); // nothing changed
+  });
 });
 
 /**
