@@ -27,6 +27,9 @@ import { Balancer, BALANCER_DEFAULTS, type BalancerOptions } from './balance/bal
  * Whether two option objects of engine.breaker() are the same: the same own keys with values equal
  * by Object.is (so functions by identity; a key set to undefined is a key left out).
  */
+/** engine.breaker handles kept per name (distinct option sets: thread settings such as isFailure, timeoutMs). */
+const MAX_BREAKER_HANDLES = 16;
+
 function sameOptions(a: object, b: Record<string, unknown>): boolean {
   if (a === null || typeof a !== 'object') return false; // CircuitBreaker.shared names the mistake
   const o = a as Record<string, unknown>;
@@ -54,7 +57,12 @@ export class Engine {
   #cache: Cache | undefined;
   readonly #queues = new Map<string, Queue<any, any> | DurableQueue<any, any>>();
   #queueTimes: { wait: LatencyRecorder; run: LatencyRecorder } | undefined;
-  readonly #breakers = new Map<string, { breaker: CircuitBreaker; options: Record<string, unknown> }>();
+  /**
+   * engine.breaker's handles per name, least recently used first (at most MAX_BREAKER_HANDLES: the
+   * oldest then leaves the list, undisposed — it keeps working; its timers are unref'd and stop by
+   * themselves — and the same options again make a new handle).
+   */
+  readonly #breakers = new Map<string, Array<{ breaker: CircuitBreaker; options: Record<string, unknown> }>>();
   readonly #balancers = new Set<Balancer>();
   #balancerMetrics = false;
   #closed: Promise<void> | undefined;
@@ -103,25 +111,41 @@ export class Engine {
    * (`ctx.breaker(name)` in a queue handler) see one state, one window and one set of thresholds
    * (the creator's). Created on first use, returned again for the same name and the same options
    * (functions compared by identity); without `options` it opens the existing one (or creates it
-   * with the defaults). Options that differ only in this thread's settings (`timeoutMs`,
-   * `isFailure`) give a new handle on the same state with those settings (as `engine.limiter`
-   * does); the earlier handle keeps working. `clock` is the engine's.
+   * with the defaults; the handle returned last). Options that differ only in this thread's settings
+   * (`timeoutMs`, `isFailure`) give another handle on the same state with those settings; earlier
+   * handles keep working (never disposed before engine.close()), and each option set gets its own
+   * handle back every time (up to 16 option sets per name are remembered; past that the least
+   * recently used is forgotten — it still works — and its options would make a new one). `clock`
+   * is the engine's.
    * @throws TypeError / RangeError naming a bad option or an unknown option name; ERR_HOTPATH_CLOSED
    *   after close(); ERR_HOTPATH_REGION_CONFLICT when `name` exists with other thresholds.
    */
   breaker(name: string, options?: Omit<BreakerOptions, 'clock'>): CircuitBreaker {
     if (this.#closed !== undefined) throw new ClosedError('engine');
     const known = this.#breakers.get(name);
-    if (known !== undefined && (options === undefined || sameOptions(options, known.options))) return known.breaker;
+    if (known !== undefined) {
+      const i = options === undefined ? known.length - 1 : known.findIndex((h) => sameOptions(options, h.options));
+      if (i >= 0) {
+        const h = known[i]!;
+        if (i !== known.length - 1) known.push(...known.splice(i, 1)); // most recently used last
+        return h.breaker;
+      }
+    }
     const breaker = CircuitBreaker.shared(this.runtime.thread, name, { ...options, clock: this.clock });
-    if (known !== undefined) known.breaker.dispose();
     if (this.#breakers.size === 0 && this.metrics.registry !== undefined) {
-      const all = this.#breakers;
+      const all = new Map<string, { breaker: CircuitBreaker }>();
+      const handles = this.#breakers;
+      // One series per name (the state is shared: any handle reads it).
+      const one = (): Map<string, { breaker: CircuitBreaker }> => {
+        all.clear();
+        for (const [n, list] of handles) all.set(n, list[list.length - 1]!);
+        return all;
+      };
       const states = { closed: 0, 'half-open': 1, open: 2 } as const;
       this.metrics.collect('hotpath_breaker_state', 'Circuit breaker state (process-wide): 0 closed, 1 half-open, 2 open.', 'gauge',
-        () => [...all.values()].map(({ breaker: b }) => ({ value: states[b.state], labels: { breaker: b.name } })));
+        () => [...one().values()].map(({ breaker: b }) => ({ value: states[b.state], labels: { breaker: b.name } })));
       this.metrics.collect('hotpath_breaker_calls_total', 'Calls through a circuit breaker by result (success, failure, rejected while open), process-wide.', 'counter',
-        () => [...all.values()].flatMap(({ breaker: b }) => {
+        () => [...one().values()].flatMap(({ breaker: b }) => {
           const s = b.stats();
           return [
             { value: s.successes, labels: { breaker: b.name, result: 'success' } },
@@ -130,7 +154,10 @@ export class Engine {
           ];
         }));
     }
-    this.#breakers.set(name, { breaker, options: options !== undefined ? { ...options } : known?.options ?? {} });
+    const list = known ?? [];
+    list.push({ breaker, options: options !== undefined ? { ...options } : {} });
+    if (list.length > MAX_BREAKER_HANDLES) list.shift(); // forgotten, not disposed: it keeps working
+    this.#breakers.set(name, list);
     return breaker;
   }
 
@@ -147,6 +174,10 @@ export class Engine {
     if (this.#closed !== undefined) throw new ClosedError('engine');
     const name: unknown = options !== null && typeof options === 'object' ? options.name ?? BALANCER_DEFAULTS.name : undefined;
     for (const other of this.#balancers) {
+      if (other.closed) {
+        this.#balancers.delete(other); // closed without the engine's listener (removeAllListeners)
+        continue;
+      }
       if (other.name === name) {
         throw new TypeError(`balancer ${JSON.stringify(name)} already exists (its metrics would be exported twice); close it first or give this one another options.name`);
       }
@@ -154,7 +185,8 @@ export class Engine {
     const lb = new Balancer({ clock: this.clock, ...options });
     if (!this.#balancerMetrics && this.metrics.registry !== undefined) {
       this.#balancerMetrics = true; // once: the set empties when balancers close, the collectors stay
-      const all = this.#balancers;
+      const balancers = this.#balancers;
+      const all = { [Symbol.iterator]: (): Iterator<Balancer> => [...balancers].filter((l) => !l.closed)[Symbol.iterator]() };
       this.metrics.collect('hotpath_balancer_backend_up', 'Balancer backends: 1 when the backend may take calls (up, not ejected, breaker not open).', 'gauge',
         () => [...all].flatMap((l) => l.backends().map((b) => ({ value: b.state === 'up' && b.breakerState !== 'open' ? 1 : 0, labels: { balancer: l.name, backend: b.id } }))));
       this.metrics.collect('hotpath_balancer_calls_total', 'Calls reported to a balancer, by backend and result (ok, failed).', 'counter',
@@ -362,7 +394,7 @@ export class Engine {
       .then(() => this.#cache?.close())
       .catch(() => undefined)
       .then(() => {
-        for (const { breaker } of this.#breakers.values()) breaker.dispose();
+        for (const list of this.#breakers.values()) for (const { breaker } of list) breaker.dispose();
         for (const lb of [...this.#balancers]) lb.close();
       })
       .then(() => Promise.all([this.runtime.close(this.#closeTimeoutMs), this.redis?.close()]))

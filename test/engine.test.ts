@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { createEngine, DEFAULTS } from '../engine/index.js';
 import { resolveOptions, SYSTEM_CLOCK } from '../engine/options.js';
 
@@ -83,6 +83,52 @@ describe('engine.balancer', () => {
       expect((await e.metrics.text())).toMatch(/hotpath_balancer_backend_up\{balancer="default",backend="c"\} 1/);
       again.close();
     } finally {
+      await e.close();
+    }
+  });
+
+  it('a balancer closed after removeAllListeners() frees its name and leaves the metrics (review66 4)', async () => {
+    const e = await createEngine({ workers: 1, memory: 16 << 20, channel: { ringBytes: 65536 } });
+    try {
+      const one = e.balancer({ name: 'api', backends: [{ id: 'a' }], health: false });
+      one.removeAllListeners();
+      one.close();
+      expect(await e.metrics.text()).not.toMatch(/balancer="api"/);
+      const two = e.balancer({ name: 'api', backends: [{ id: 'b' }], health: false }); // the name is free
+      expect(await e.metrics.text()).toMatch(/hotpath_balancer_backend_up\{balancer="api",backend="b"\} 1/);
+      expect(await e.metrics.text()).not.toMatch(/backend="a"/);
+      two.close();
+    } finally {
+      await e.close();
+    }
+  });
+});
+
+describe('engine.breaker handles', () => {
+  it('another option set never disposes an earlier handle; each option set gets its own handle back (review66 2)', async () => {
+    const e = await createEngine({ workers: 1, memory: 16 << 20, channel: { ringBytes: 65536 } });
+    vi.useFakeTimers();
+    try {
+      const mine = (): boolean => true;
+      const theirs = (): boolean => true;
+      const a = e.breaker('dep', { consecutiveFailures: 1, resetMs: 100, isFailure: mine });
+      const events: string[] = [];
+      a.on('state', (to: string, from: string) => events.push(`${from}->${to}`));
+      await a.run(() => Promise.reject(new Error('down'))).catch(() => undefined); // a opens it: a's reset timer
+      const b = e.breaker('dep', { consecutiveFailures: 1, resetMs: 100, isFailure: theirs });
+      const c = e.breaker('dep', { consecutiveFailures: 1, resetMs: 100, timeoutMs: 50 });
+      expect(b).not.toBe(a);
+      expect(c).not.toBe(a);
+      await vi.advanceTimersByTimeAsync(100);
+      expect(events).toEqual(['closed->open', 'open->half-open']); // a's timer still ran
+      for (let i = 0; i < 3; i++) { // alternating modules: the same handles back, no new ones
+        expect(e.breaker('dep', { consecutiveFailures: 1, resetMs: 100, isFailure: mine })).toBe(a);
+        expect(e.breaker('dep', { consecutiveFailures: 1, resetMs: 100, isFailure: theirs })).toBe(b);
+        expect(e.breaker('dep', { consecutiveFailures: 1, resetMs: 100, timeoutMs: 50 })).toBe(c);
+      }
+      expect(e.breaker('dep')).toBe(c); // without options: the one returned last
+    } finally {
+      vi.useRealTimers();
       await e.close();
     }
   });

@@ -166,7 +166,12 @@ class Entry implements Backend {
   ewmaMs: number;
   ewmaAt = 0;
   current = 0; // smooth weighted round robin
-  /** Breaker tickets of this backend's calls in flight that hold a half-open probe slot. */
+  /**
+   * Breaker tickets of this backend's calls in flight admitted as half-open probes (oldest first):
+   * of the current round, of a given-up round of the same phase, or of a phase now over (kept so
+   * that a late report of such a probe moves nothing instead of counting as a closed-phase call's).
+   * Never more than `inflight`.
+   */
   readonly probes: number[] = [];
   successes = 0;
   failures = 0;
@@ -368,13 +373,13 @@ export class Balancer extends EventEmitter {
       if (sample !== undefined) this.#observe(b, sample);
       b.successes++;
       b.consecutiveFailures = 0;
-      b.breaker?.success(this.#ticket(b));
+      b.breaker?.success(this.#ticket(b, true));
     } else {
       this.#observe(b, Math.max(sample ?? 0, this.#penaltyMs));
       b.lastFailureAt = this.#clock.now();
       b.failures++;
       b.consecutiveFailures++;
-      b.breaker?.failure(this.#ticket(b));
+      b.breaker?.failure(this.#ticket(b, false));
       const o = this.#outlier;
       if (o !== undefined && b.consecutiveFailures >= o.consecutiveFailures && b.ejectedUntil === 0 && b.healthy) this.#eject(b, o);
     }
@@ -384,13 +389,22 @@ export class Balancer extends EventEmitter {
   release(backend: Backend | string): void {
     const b = this.#entry(backend);
     if (b === undefined) return;
-    // Which call is abandoned is not known: its probe slot is given back only when every call in
-    // flight on this backend holds one (so it must be a probe); otherwise the slot stays taken
-    // until one of them reports — never a slot freed that a probe still holds.
-    this.#prune(b);
-    const probe = b.probes.length > 0 && b.probes.length >= b.inflight;
+    // Which call is abandoned is not known: a probe slot is given back only when every call in
+    // flight on this backend holds one of the current round (so it must be one of them);
+    // otherwise the slot stays taken until one of them reports (or the round is given up) —
+    // never a slot freed that a probe still holds.
+    const probes = b.probes;
+    const br = b.breaker;
+    if (br !== undefined && probes.length > 0 && probes.length >= b.inflight) {
+      // The abandoned call holds a ticket: drop the least live one (a phase over, then an earlier
+      // round); free a slot only when all hold one of the current round.
+      let k = probes.findIndex((t) => !br.isCurrent(t));
+      if (k < 0) k = probes.findIndex((t) => !br.holdsSlot(t));
+      if (k >= 0) probes.splice(k, 1);
+      else br.release(probes.shift()!);
+    }
     if (b.inflight > 0) b.inflight--;
-    if (probe) b.breaker?.release(b.probes.shift()!);
+    this.#trim(b);
   }
 
   /**
@@ -457,6 +471,11 @@ export class Balancer extends EventEmitter {
   /** Every backend, in insertion order. */
   backends(): Backend[] {
     return [...this.#all.values()];
+  }
+
+  /** Whether close() was called. */
+  get closed(): boolean {
+    return this.#closed;
   }
 
   /** Stops the health checks and the breakers' timers. Idempotent. */
@@ -529,28 +548,37 @@ export class Balancer extends EventEmitter {
   }
 
   /**
-   * The breaker ticket of one of `e`'s calls as it ends. Reports do not say which call they end,
-   * so a probe's ticket is used while one is outstanding: any outcome of this backend during the
-   * half-open phase answers the probe. With none, 0: a call admitted while closed, of no known
-   * closed phase (which one ends is not known either), which moves no half-open breaker (see
-   * CircuitBreaker.acquire).
+   * The breaker ticket of one of `e`'s calls as it ends (`inflight` already counts it out).
+   * Reports do not say which call they end, so a probe's ticket of the present half-open phase
+   * (any round: a given-up probe's late outcome counts) is used while one is outstanding: any
+   * outcome of this backend during the half-open phase answers a probe. Else a failure takes the
+   * ticket of a probe whose phase is over, if one is still out — it moves nothing (a probe given up
+   * and failing late must not reopen the backend another probe closed); a success then counts as
+   * a closed-phase call's (it can open nothing). Else 0: a call admitted while closed, of no known
+   * closed phase, which moves no half-open breaker (see CircuitBreaker.acquire).
    */
-  #ticket(e: Entry): number {
-    this.#prune(e);
-    return e.probes.length > 0 ? e.probes.shift()! : 0;
+  #ticket(e: Entry, ok: boolean): number {
+    const b = e.breaker;
+    const probes = e.probes;
+    if (b === undefined || probes.length === 0) return 0;
+    let k = probes.findIndex((t) => b.isCurrent(t));
+    if (k < 0 && !ok) k = 0;
+    const ticket = k < 0 ? 0 : probes.splice(k, 1)[0]!;
+    this.#trim(e);
+    return ticket;
   }
 
   /**
-   * Drops the probe tickets whose half-open round is over (the breaker closed or reopened, or gave
-   * up on its probes after probeTimeoutMs): an outcome reported with one would move nothing, so a
-   * call that never reports must not leave its ticket to be taken by a later call's report.
+   * Keeps no more probe tickets than calls in flight (a success that took none, an abandoned call
+   * that held none of the current round): the oldest of a phase over go first, then the oldest.
    */
-  #prune(e: Entry): void {
+  #trim(e: Entry): void {
+    const probes = e.probes;
     const b = e.breaker;
-    if (b === undefined || e.probes.length === 0) return;
-    let k = 0;
-    for (const t of e.probes) if (b.isCurrent(t)) e.probes[k++] = t;
-    e.probes.length = k;
+    while (probes.length > e.inflight && b !== undefined) {
+      const k = probes.findIndex((t) => !b.isCurrent(t));
+      probes.splice(k < 0 ? 0 : k, 1);
+    }
   }
 
   #none(): NoBackendError {

@@ -9,9 +9,12 @@
  *   timer (so a listener can probe at once) or, if timers are late, on the next call.
  * - Half-open: up to `halfOpenProbes` calls pass as probes. One success closes it (and clears the
  *   window); one failure opens it again for another `resetMs`. When every slot is taken and no probe
- *   has reported `probeTimeoutMs` after the last one was taken (a call that never settles, a thread
- *   that died mid-probe), the probes are given up: the next call starts a new half-open generation
- *   and probes again; a given-up probe's late outcome moves nothing.
+ *   has reported by the deadline of the last one taken (`probeTimeoutMs` after it, or its run()
+ *   timeout when longer: a call that never settles, a thread that died mid-probe), the probes are
+ *   given up: the next call starts a new round (generation) of the same half-open phase and probes
+ *   again. A given-up probe's late outcome still counts as a probe's (a success closes, a failure
+ *   reopens) — only its slot is void (its release() frees none of the new round's); once the
+ *   half-open phase is over (closed or reopened), a late probe outcome moves nothing.
  *
  * The state lives in an Int32Array of {@link BREAKER_WORDS} words, read and written with Atomics
  * only. A breaker made with `new CircuitBreaker(name, options)` owns a private array; one opened
@@ -24,7 +27,10 @@
  *  1 OPENED_LO  2 OPENED_HI   when it last opened (ms, split in two u32 halves)
  *  3 CONSECUTIVE              failures in a row
  *  4..9        successes, failures, rejected: each a (lo, hi) pair of u32 (hi bumped on lo's wrap)
- * 10 PROBE_LO 11 PROBE_HI     when the last half-open probe slot was taken (ms, two u32 halves)
+ * 10 PROBE_LO 11 PROBE_HI     the deadline of the last half-open probe slot taken (ms, two u32 halves)
+ * 12 PHASE                    the generation at which the current (or last) half-open phase began:
+ *                             written before the CAS that enters it, only ever moved forward, so a
+ *                             thread that sees STATE half-open reads its phase's start here
  * 16..45       the window: WINDOW_BUCKETS × (epoch, calls, failures); epoch = floor(now / bucketMs)
  * 48..63       (shared only) the configuration, written once by the creator: every thread uses the
  *               creator's thresholds
@@ -72,9 +78,12 @@ export interface BreakerOptions {
   halfOpenProbes?: number;
   /**
    * How long the half-open probes may go without an outcome once every slot is taken (ms, counted
-   * from the last slot taken): past it they are given up and the next call probes again, so a probe
-   * that never settles (or a thread that died mid-probe) cannot keep the breaker half-open for ever.
-   * Default: the larger of `resetMs` and `timeoutMs`.
+   * from the last slot taken; for a slot taken by `run()` with a longer timeout — the handle's
+   * `timeoutMs` or the call's — that timeout): past it they are given up and the next call probes
+   * again (a new round), so a probe that never settles (or a thread that died mid-probe) cannot keep
+   * the breaker half-open for ever. A given-up probe's late outcome still closes or reopens it while
+   * that half-open phase lasts. Default: the larger of `resetMs` and `timeoutMs` (this handle's, for
+   * `engine.breaker`, unless a handle set `probeTimeoutMs` when it created the breaker).
    */
   probeTimeoutMs?: number;
   /** `run()`: a call slower than this fails with ERR_HOTPATH_TIMEOUT (ms). Default none. */
@@ -121,6 +130,7 @@ const SUCCESSES = 4;
 const FAILURES = 6;
 const REJECTED = 8;
 const PROBE_LO = 10;
+const PHASE = 12;
 const WINDOW = 16;
 const CONFIG = 48;
 const CONFIG_MAGIC = 0x42524b31; // 'BRK1'
@@ -343,6 +353,7 @@ export class CircuitBreaker extends EventEmitter {
       Atomics.store(words, c + 6, cfg.halfOpenProbes);
       Atomics.store(words, c + 7, cfg.timeoutMs === undefined ? 0 : Math.ceil(cfg.timeoutMs));
       Atomics.store(words, c + 8, cfg.probeTimeoutMs);
+      Atomics.store(words, c + 9, options?.probeTimeoutMs !== undefined ? 1 : 0); // else a default each handle derives
       Atomics.store(words, c, CONFIG_MAGIC); // publishes the configuration
     } else {
       // The creator publishes a few stores after carving; give up after about a second.
@@ -375,9 +386,12 @@ export class CircuitBreaker extends EventEmitter {
         throw new RegionConflictError(r.name, r.bytes, r.bytes, `breaker "${name}" exists with errorRate = ${stored.errorRate}, not ${wanted.errorRate}`);
       }
     }
+    const timeoutMs = wanted?.timeoutMs ?? stored.timeoutMs;
     return new CircuitBreaker(name, {
       ...stored,
-      timeoutMs: wanted?.timeoutMs ?? stored.timeoutMs,
+      timeoutMs,
+      // Nobody set it: the default of this handle's own settings, the larger of resetMs and timeoutMs.
+      probeTimeoutMs: Atomics.load(words, c + 9) === 1 ? stored.probeTimeoutMs : Math.max(stored.resetMs, Math.ceil(timeoutMs ?? 0)),
       ...(options?.clock ? { clock: options.clock } : {}),
       ...(options?.isFailure ? { isFailure: options.isFailure } : {}),
     }, { words, base });
@@ -406,20 +420,31 @@ export class CircuitBreaker extends EventEmitter {
    * another phase is only counted (successes, failures) and moves nothing — no state, no
    * consecutive count, no window: a call admitted while closed that ends while the breaker is
    * half-open neither closes nor reopens it, one admitted in an earlier closed phase cannot reopen
-   * a recovered breaker, a probe that ends after its half-open phase is over (or was given up,
-   * see `probeTimeoutMs`) closes or reopens nothing — and `release` frees a probe slot only if the
-   * ticket holds one. Ticket 0 (never returned) stands for a closed-phase call of unknown phase:
+   * a recovered breaker, a probe that ends after its half-open phase is over closes or reopens nothing (one
+   * given up after `probeTimeoutMs` still counts while its phase lasts) — and `release` frees a
+   * probe slot only if the ticket holds one of the current round. Ticket 0 (never returned) stands for a closed-phase call of unknown phase:
    * it counts in any closed phase and moves no other. Without a ticket, an outcome counts in
    * whatever phase the breaker is in.
    */
   acquire(): number {
     const s = Atomics.load(this.#w, this.#b + STATE);
     if (s === this.#seen && (s & STATE_MASK) === CLOSED) return (s >>> 14) + CLOSED_TICKET; // the hot path: one load
-    return this.#acquireSlow(s);
+    return this.#acquireSlow(s, 0);
   }
 
-  /** acquire() past its hot path (kept apart so that stays small enough to inline). */
-  #acquireSlow(s: number): number {
+  /** acquire() for a run() call of timeout `timeoutMs` (its probe's deadline is at least that). */
+  #acquireFor(timeoutMs: number | undefined): number {
+    const s = Atomics.load(this.#w, this.#b + STATE);
+    if (s === this.#seen && (s & STATE_MASK) === CLOSED) return (s >>> 14) + CLOSED_TICKET;
+    return this.#acquireSlow(s, timeoutMs === undefined ? 0 : Math.ceil(timeoutMs));
+  }
+
+  /**
+   * acquire() past its hot path (kept apart so that stays small enough to inline). `allowMs`: how
+   * long the call may take (its run() timeout; 0: unknown) — a probe slot it takes is given up
+   * only after the larger of that and probeTimeoutMs.
+   */
+  #acquireSlow(s: number, allowMs: number): number {
     const w = this.#w;
     const at = this.#b + STATE;
     for (;;) {
@@ -429,22 +454,24 @@ export class CircuitBreaker extends EventEmitter {
       if (state === OPEN) {
         if (this.#clock.now() < this.#openedAt() + this.#o.resetMs) break;
         const next = ((s & ~(STATE_MASK | PROBE_MASK)) + GEN_ONE) | HALF_OPEN;
+        this.#markPhase(next); // before the CAS that enters it
         const was = Atomics.compareExchange(w, at, s, next);
         s = was === s ? next : was;
         continue;
       }
       // half-open: take a probe slot if one is free
       if (((s & PROBE_MASK) >>> 2) < this.#o.halfOpenProbes) {
-        this.#stamp(PROBE_LO, this.#clock.now()); // before the CAS that publishes it
+        this.#stamp(PROBE_LO, this.#clock.now() + Math.max(this.#o.probeTimeoutMs, allowMs)); // before the CAS that publishes it
         const was = Atomics.compareExchange(w, at, s, s + PROBE_ONE);
         if (was === s) return (s >>> 14) + 1;
         s = was;
         continue;
       }
-      // Every slot taken. No outcome within probeTimeoutMs of the last one taken: the probes are
-      // lost (never settling, or their thread died). A new generation frees the slots; the lost
-      // probes' tickets no longer match it, so their late outcomes move nothing.
-      if (this.#clock.now() < this.#stampAt(PROBE_LO) + this.#o.probeTimeoutMs) break;
+      // Every slot taken. No outcome by the deadline of the last one taken: the probes are given
+      // up (never settling, or their thread died). A new round (generation) of the same phase
+      // frees the slots; the given-up probes' tickets no longer hold one (release frees nothing),
+      // but their late outcomes still count as this phase's probes' (see #inPhase).
+      if (this.#clock.now() < this.#stampAt(PROBE_LO)) break;
       const next = ((s & ~(STATE_MASK | PROBE_MASK)) + GEN_ONE) | HALF_OPEN;
       const was = Atomics.compareExchange(w, at, s, next);
       s = was === s ? next : was;
@@ -459,12 +486,44 @@ export class CircuitBreaker extends EventEmitter {
   }
 
   /**
-   * Whether an outcome reported now with `ticket` (from `acquire`) would count in the present phase:
-   * false once its phase is over (then it would only be counted, see acquire).
+   * Whether an outcome reported now with `ticket` (from `acquire`) would count in the present phase
+   * (for a probe: the half-open phase it was admitted in, whichever round): false once its phase is
+   * over (then it would only be counted, see acquire).
    */
   isCurrent(ticket: number): boolean {
     checkTicket(ticket);
-    return CircuitBreaker.#current(ticket, Atomics.load(this.#w, this.#b + STATE));
+    return this.#inPhase(ticket, Atomics.load(this.#w, this.#b + STATE));
+  }
+
+  /** Whether `ticket` (from `acquire`) holds a probe slot of the current round (what release() would free). */
+  holdsSlot(ticket: number): boolean {
+    checkTicket(ticket);
+    const s = Atomics.load(this.#w, this.#b + STATE);
+    return (s & STATE_MASK) === HALF_OPEN && ticket === (s >>> 14) + 1;
+  }
+
+  /** Records that the half-open phase entered by STATE word `next` began at its generation (never moves PHASE back). */
+  #markPhase(next: number): void {
+    const g = next >>> 14;
+    const w = this.#w;
+    const at = this.#b + PHASE;
+    for (;;) {
+      const p = Atomics.load(w, at);
+      const d = (g - p) & (GENS - 1);
+      if (d === 0 || d >= GENS / 2) return; // already so, or a later phase has begun (this thread was slow)
+      if (Atomics.compareExchange(w, at, p, g) === p) return;
+    }
+  }
+
+  /**
+   * Whether an outcome with `ticket` counts in the phase of STATE word `s`: the phase's own ticket,
+   * or a probe of an earlier round of the same half-open phase (PHASE ≤ its generation ≤ now's).
+   */
+  #inPhase(ticket: number | undefined, s: number): boolean {
+    if (CircuitBreaker.#current(ticket, s)) return true;
+    if ((s & STATE_MASK) !== HALF_OPEN || !(ticket! > 0 && ticket! < CLOSED_TICKET)) return false;
+    const p = Atomics.load(this.#w, this.#b + PHASE);
+    return ((ticket! - 1 - p) & (GENS - 1)) <= (((s >>> 14) - p) & (GENS - 1));
   }
 
   /** The ticket of a call admitted in the phase of STATE word `s` (-2 while open: none). */
@@ -508,12 +567,12 @@ export class CircuitBreaker extends EventEmitter {
   #successOther(ticket: number | undefined, s: number): void {
     const w = this.#w;
     const b = this.#b;
-    if (!CircuitBreaker.#current(ticket, s)) return this.#stale(SUCCESSES, ticket!, s);
+    if (!this.#inPhase(ticket, s)) return this.#stale(SUCCESSES, ticket!, s);
     this.#add(SUCCESSES);
     if (Atomics.load(w, b + CONSECUTIVE) !== 0) Atomics.store(w, b + CONSECUTIVE, 0);
     this.#record(false);
     s = Atomics.load(w, b + STATE);
-    while ((s & STATE_MASK) === HALF_OPEN && CircuitBreaker.#current(ticket, s)) {
+    while ((s & STATE_MASK) === HALF_OPEN && this.#inPhase(ticket, s)) {
       const next = ((s & ~(STATE_MASK | PROBE_MASK)) + GEN_ONE) | CLOSED;
       const was = Atomics.compareExchange(w, b + STATE, s, next);
       if (was === s) {
@@ -534,7 +593,7 @@ export class CircuitBreaker extends EventEmitter {
     const w = this.#w;
     const b = this.#b;
     let s = Atomics.load(w, b + STATE);
-    if (!CircuitBreaker.#current(ticket, s)) return this.#stale(FAILURES, ticket!, s);
+    if (!this.#inPhase(ticket, s)) return this.#stale(FAILURES, ticket!, s);
     this.#add(FAILURES);
     const consecutive = Atomics.add(w, b + CONSECUTIVE, 1) + 1;
     this.#record(true);
@@ -542,7 +601,7 @@ export class CircuitBreaker extends EventEmitter {
     for (;;) {
       const state = s & STATE_MASK;
       if (state === OPEN) break;
-      if (!CircuitBreaker.#current(ticket, s)) break; // it moved on meanwhile: not this phase's call
+      if (!this.#inPhase(ticket, s)) break; // it moved on meanwhile: not this phase's call
       if (state === CLOSED && consecutive < this.#o.consecutiveFailures && !this.#rateTripped()) break;
       // closed and tripped, or a failed probe: open (again) for resetMs
       this.#stamp(OPENED_LO, this.#clock.now());
@@ -639,13 +698,13 @@ export class CircuitBreaker extends EventEmitter {
     const fallback = options.fallback;
     const signal = options.signal;
     if (signal?.aborted) throw new CancelledError(`breaker "${this.name}" call`, signal.reason);
-    const ticket = this.acquire();
+    const timeoutMs = options.timeoutMs ?? this.#o.timeoutMs;
+    const ticket = this.#acquireFor(timeoutMs);
     if (ticket < 0) {
       const err = new BreakerOpenError(this.name, this.retryAfterMs());
       if (fallback) return fallback(err);
       throw err;
     }
-    const timeoutMs = options.timeoutMs ?? this.#o.timeoutMs;
     let outcome: Outcome<T>;
     if (timeoutMs === undefined && signal === undefined) {
       try {
@@ -810,7 +869,9 @@ export class CircuitBreaker extends EventEmitter {
     const at = this.#b + STATE;
     const s = Atomics.load(w, at);
     if ((s & STATE_MASK) === OPEN && this.#clock.now() >= this.#openedAt() + this.#o.resetMs) {
-      Atomics.compareExchange(w, at, s, ((s & ~(STATE_MASK | PROBE_MASK)) + GEN_ONE) | HALF_OPEN);
+      const next = ((s & ~(STATE_MASK | PROBE_MASK)) + GEN_ONE) | HALF_OPEN;
+      this.#markPhase(next); // before the CAS that enters it
+      Atomics.compareExchange(w, at, s, next);
     }
     this.#observe();
   }

@@ -482,10 +482,67 @@ describe('breakers and abandoned calls', () => {
     expect(() => lb.pick()).toThrow(expect.objectContaining({ code: ErrorCodes.NO_BACKEND }));
     now = 200; // probeTimeoutMs (default resetMs) after it: given up
     const second = lb.pick();
-    lb.report(second, { ok: true }); // answers the new round, not the lost probe's
+    lb.report(second, { ok: true }); // a probe of the phase: closes it
     expect(lb.backends()[0]!.breakerState).toBe('closed');
-    lb.report(lb.pick(), { ok: false }); // a call of the closed phase counts (no lost ticket swallows it)
+    // The lost probe is still out: the next failure may be its own late one, so it moves nothing
+    // (reports do not say which call they end); the one after counts.
+    lb.report(lb.pick(), { ok: false });
+    expect(lb.backends()[0]!.breakerState).toBe('closed');
+    lb.report(lb.pick(), { ok: false });
     expect(lb.backends()[0]!.breakerState).toBe('open');
+    expect(lb.backends()[0]!.inflight).toBe(1); // the lost probe
+    lb.close();
+  });
+
+  it('a given-up probe’s late failure does not reopen the backend another probe closed; in the same phase it counts (review66 3)', () => {
+    let now = 0;
+    const lb = new Balancer({ backends: [{ id: 'a' }], health: false, outlier: false, breaker: { consecutiveFailures: 5, resetMs: 50, probeTimeoutMs: 100 }, clock: { now: () => now } });
+    for (let i = 0; i < 5; i++) lb.report(lb.pick(), { ok: false }); // open
+    now = 60;
+    const hung = [];
+    for (let i = 0; i < 5; i++) {
+      hung.push(lb.pick()); // a probe that hangs, given up 100 ms later
+      now += 110;
+    }
+    const a = lb.backends()[0]!;
+    lb.report(lb.pick(), { ok: true }); // the sixth: closes
+    expect(a.breakerState).toBe('closed');
+    lb.report(lb.pick(), { ok: true }); // traffic of the closed phase meanwhile
+    for (const b of hung) lb.report(b, { ok: false }); // the hung ones fail late: the phase is over
+    expect(a.breakerState).toBe('closed');
+    expect(a.inflight).toBe(0);
+    expect(a.breaker).toBeDefined();
+    // In its own phase, a given-up probe's late outcome answers for the phase.
+    for (let i = 0; i < 5; i++) lb.report(lb.pick(), { ok: false }); // open again
+    now += 50;
+    const lost = lb.pick();
+    now += 100;
+    const next = lb.pick(); // a new round
+    lb.report(lost, { ok: true }); // the lost one succeeds late: closes
+    expect(a.breakerState).toBe('closed');
+    lb.report(next, { ok: false }); // the phase is over: moves nothing
+    expect(a.breakerState).toBe('closed');
+    expect(a.consecutiveFailures).toBe(1);
+    expect(a.breaker!.stats().consecutiveFailures).toBe(0);
+    expect(a.inflight).toBe(0);
+    lb.close();
+  });
+
+  it('release() of a given-up probe frees no slot of the new round (review66 3)', () => {
+    let now = 0;
+    const lb = new Balancer({ backends: [{ id: 'a' }], health: false, outlier: false, breaker: { consecutiveFailures: 1, resetMs: 50, probeTimeoutMs: 100 }, clock: { now: () => now } });
+    lb.report(lb.pick(), { ok: false });
+    now = 50;
+    const lost = lb.pick();
+    now = 150;
+    const probe = lb.pick(); // the new round's slot
+    lb.release(lost); // abandoned: which one is not known; no slot freed while a probe may hold it
+    expect(() => lb.pick()).toThrow(expect.objectContaining({ code: ErrorCodes.NO_BACKEND }));
+    expect(lb.backends()[0]!.inflight).toBe(1);
+    lb.release(probe); // now every call in flight holds the current slot: freed
+    expect(lb.backends()[0]!.inflight).toBe(0);
+    lb.report(lb.pick(), { ok: true });
+    expect(lb.backends()[0]!.breakerState).toBe('closed');
     lb.close();
   });
 

@@ -190,7 +190,7 @@ describe('half-open probes that never report (review62 B2)', () => {
     expect(() => new CircuitBreaker('d', { probeTimeoutMs: 1.5 })).toThrow(RangeError);
   });
 
-  it('counts the deadline from the last slot taken; a given-up probe’s late outcome moves nothing', () => {
+  it('counts the deadline from the last slot taken; a given-up probe’s release frees no slot of the new round, its late failure reopens', () => {
     let now = 0;
     const b = new CircuitBreaker('late', { consecutiveFailures: 1, resetMs: 100, halfOpenProbes: 2, clock: { now: () => now } });
     b.failure(b.acquire());
@@ -203,21 +203,81 @@ describe('half-open probes that never report (review62 B2)', () => {
     now = 249;
     expect(b.acquire()).toBe(-1); // 99 ms since the last slot was taken
     now = 250;
-    const fresh = b.acquire(); // both lost: a new generation
+    const fresh = b.acquire(); // both given up: a new round
     expect(fresh).toBeGreaterThan(0);
     expect(fresh).not.toBe(first);
+    expect(b.isCurrent(first)).toBe(true); // the same half-open phase
+    expect(b.holdsSlot(first)).toBe(false);
+    expect(b.holdsSlot(fresh)).toBe(true);
+    b.release(first); // its slot is void: frees none of the new round's
+    expect(b.acquire()).toBeGreaterThan(0); // the new round's second slot
+    expect(b.acquire()).toBe(-1);
     const states: string[] = [];
     b.on('state', (to: string) => states.push(to));
-    b.failure(first); // the lost probes answer late: counted, nothing moves
-    b.success(second);
-    b.release(first);
+    b.failure(second); // a given-up probe fails late, in its phase: a probe's failure
+    expect(b.state).toBe('open');
+    b.success(fresh); // the phase is over: counted, nothing moves
+    b.failure(first);
+    expect(b.state).toBe('open');
+    expect(b.stats()).toMatchObject({ failures: 3, successes: 1, consecutiveFailures: 2 });
+    expect(states).toEqual(['open']);
+    b.dispose();
+  });
+
+  it('slow probes close it under steady traffic: a given-up probe’s late success closes (review66 1)', () => {
+    let now = 0;
+    const b = new CircuitBreaker('slow', { consecutiveFailures: 1, resetMs: 200, clock: { now: () => now } });
+    b.failure(b.acquire());
+    // every 50 ms a call that succeeds 400 ms later; probeTimeoutMs (= resetMs) is shorter than that
+    const due = new Map<number, number[]>();
+    let closedAt: number | undefined;
+    for (now = 200; now <= 2000 && closedAt === undefined; now += 50) {
+      for (const t of due.get(now) ?? []) b.success(t);
+      const t = b.acquire();
+      if (t >= 0) due.set(now + 400, [...(due.get(now + 400) ?? []), t]);
+      if (b.state === 'closed') closedAt = now;
+    }
+    expect(closedAt).toBe(600); // the first probe (taken at 200) answers at 600, two rounds later
+    b.dispose();
+  });
+
+  it('a run() probe’s deadline is its timeout when longer than probeTimeoutMs (handle’s or per call) (review66 1)', async () => {
+    vi.useFakeTimers();
+    try {
+      for (const [options, runOptions] of [[{ timeoutMs: 1000 }, undefined], [{}, { timeoutMs: 1000 }]] as const) {
+        let now = 0;
+        const b = new CircuitBreaker('deadline', { consecutiveFailures: 1, resetMs: 200, probeTimeoutMs: 200, ...options, clock: { now: () => now } });
+        b.failure(b.acquire());
+        now = 200;
+        const hung = b.run(() => new Promise<never>(() => undefined), runOptions);
+        hung.catch(() => undefined);
+        now = 1199; // past probeTimeoutMs, within the probe's own timeout: still its slot
+        expect(b.acquire()).toBe(-1);
+        now = 1200;
+        expect(b.acquire()).toBeGreaterThan(0);
+        b.dispose();
+      }
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a probe of an earlier half-open phase moves nothing, even after rounds were given up (review66 1)', () => {
+    let now = 0;
+    const b = new CircuitBreaker('phases', { consecutiveFailures: 1, resetMs: 100, clock: { now: () => now } });
+    b.failure(b.acquire());
+    now = 100;
+    const old = b.acquire(); // phase 1's probe
+    b.failure(old); // it fails: open again
+    now = 200;
+    const p1 = b.acquire(); // phase 2
+    now = 300;
+    const p2 = b.acquire(); // phase 2, round 2
+    expect(p2).toBeGreaterThan(p1);
+    b.success(old); // phase 1's: nothing
     expect(b.state).toBe('half-open');
-    expect(b.acquire()).toBeGreaterThan(0); // the new generation's second slot (release freed none of it)
-    expect(b.acquire()).toBe(-1);
-    expect(b.stats()).toMatchObject({ failures: 2, successes: 1 });
-    b.success(fresh);
-    expect(b.state).toBe('closed');
-    expect(states).toEqual(['closed']);
+    b.failure(p1); // phase 2's first round: reopens
+    expect(b.state).toBe('open');
     b.dispose();
   });
 });

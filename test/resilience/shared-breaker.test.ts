@@ -100,11 +100,55 @@ describe('engine.breaker', () => {
     });
     const total = passedHere + theirs.reduce((a, t) => a + t.passed, 0);
     expect(total).toBe(3); // one new generation, its three slots; the racers that lost see them taken
-    for (const t of lost) mine.failure(t); // the lost probes answer late: nothing moves
-    expect(b.state).toBe('half-open');
-    b.success(); // a probe of the new generation answers (without its ticket: the current phase)
+    // A given-up probe fails late, in its phase (the racers' new round is a round of it): it
+    // reopens the breaker for every thread (review66 1); the others' outcomes then move nothing.
+    mine.failure(lost[0]!);
+    expect(mine.state).toBe('open');
+    mine.success(lost[1]!);
+    mine.success(lost[2]!);
+    expect(mine.state).toBe('open');
+    expect(mine.stats().consecutiveFailures).toBe(2);
+    now += 10;
+    mine.success(mine.acquire());
     expect(await engine.run('breakerState', { name: 'lost-probes' })).toBe('closed');
     mine.dispose();
+  });
+
+  it('a probe taken by a worker, given up by the racers’ new round, still closes it for every thread (review66 1)', async () => {
+    const t0 = Date.now() - 120_000;
+    let now = t0;
+    const opts = { consecutiveFailures: 1, resetMs: 10, halfOpenProbes: 2, probeTimeoutMs: 60_000 };
+    engine.breaker('slow-probes', opts);
+    const mine = CircuitBreaker.shared(engine.runtime.thread, 'slow-probes', { ...opts, clock: { now: () => now } });
+    mine.failure(mine.acquire());
+    now = t0 + 10;
+    const slow = [mine.acquire(), mine.acquire()]; // the phase's first round, given up by the racers below
+    now = Date.now();
+    await hammer('slow-probes', 2, { attempts: 20_000 }, 'test:breaker-gate-sp', () => {
+      for (let i = 0; i < 20_000; i++) mine.tryAcquire();
+    });
+    expect(mine.state).toBe('half-open');
+    mine.release(slow[1]!); // a void slot: frees none of the new round's
+    expect(mine.acquire()).toBe(-1);
+    mine.success(slow[0]!); // its success comes late, in its phase: closed, for every thread
+    expect(await engine.run('breakerState', { name: 'slow-probes' })).toBe('closed');
+    mine.dispose();
+  });
+
+  it('a handle with a longer timeoutMs gets its own default probe deadline (review66 1a)', () => {
+    let now = 0;
+    const clock = { now: () => now };
+    const creator = CircuitBreaker.shared(engine.runtime.thread, 'handle-deadline', { consecutiveFailures: 1, resetMs: 200, clock });
+    const h = CircuitBreaker.shared(engine.runtime.thread, 'handle-deadline', { consecutiveFailures: 1, resetMs: 200, timeoutMs: 1000, clock });
+    h.failure(h.acquire());
+    now = 200;
+    expect(h.acquire()).toBeGreaterThan(0);
+    now = 400; // the creator's default (resetMs) is past; this handle's (timeoutMs) is not
+    expect(h.acquire()).toBe(-1);
+    now = 1200;
+    expect(h.acquire()).toBeGreaterThan(0);
+    creator.dispose();
+    h.dispose();
   });
 
   it('refuses to open an existing breaker with other thresholds, and validates options', () => {
