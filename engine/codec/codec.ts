@@ -38,6 +38,8 @@ export const CODEC_VERSION = FORMAT_PLAIN;
 
 /** decode copies inputs up to this size into a scratch buffer of its own (see decode). */
 const SCRATCH_BYTES = 1024;
+/** unpack's options: the value starts after the format byte (one object: msgpackr only reads it). */
+const FROM_1 = Object.freeze({ start: 1 });
 
 /** ExactViews keeps views of up to this length in an array, longer ones in a bounded map. */
 const ARRAY_VIEWS = 2048;
@@ -62,30 +64,29 @@ export class ExactViews {
   readonly #long = new Map<number, Uint8Array>();
 
   /**
-   * `buf[1 .. len)` — the body of the value in `buf[0 .. len)`, after its format byte (len ≥ 1) —
-   * as a view kept for this buffer and length, or, for memory of a SharedArrayBuffer, a private
-   * copy made on each call.
+   * `buf[0 .. len)`, as a view kept for this buffer and length — or, for memory of a
+   * SharedArrayBuffer, a private copy made on each call.
    */
-  body(buf: Uint8Array, len: number): Uint8Array {
+  of(buf: Uint8Array, len: number): Uint8Array {
     if (buf !== this.#of) {
       this.#of = buf;
       this.#shared = buf.buffer instanceof SharedArrayBuffer; // (a getter call: once per buffer)
       this.#gen++;
       this.#long.clear();
     }
-    if (this.#shared) return new Uint8Array(buf.subarray(1, len));
+    if (this.#shared) return new Uint8Array(buf.subarray(0, len));
     if (len <= ARRAY_VIEWS) {
       // Sized up front: stores far past an empty array's end would turn it into a dictionary.
       const short = this.#short ??= new Array<Uint8Array | undefined>(ARRAY_VIEWS + 1);
       const gens = this.#gens ??= new Int32Array(ARRAY_VIEWS + 1);
       if (gens[len] === this.#gen) return short[len]!;
       gens[len] = this.#gen;
-      return short[len] = buf.subarray(1, len);
+      return short[len] = buf.subarray(0, len);
     }
     let v = this.#long.get(len);
     if (v === undefined) {
       if (this.#long.size >= MAP_VIEWS_MAX) this.#long.clear();
-      v = buf.subarray(1, len);
+      v = buf.subarray(0, len);
       this.#long.set(len, v);
     }
     return v;
@@ -120,8 +121,6 @@ function nameOf(what: ValueName): string {
 export class ValueCodec {
   readonly maxBytes: number;
   readonly #plain = new Packr({ ...COMMON, useRecords: false });
-  /** FORMAT_PLAIN for an object of 65 536 keys or more (see #selfContained); made on first use. */
-  #plainWide: Packr | undefined;
   // No structures shared between values: each carries its own record definitions. The only
   // format with structuredClone (cycles), whose per-value reference tracking costs time.
   readonly #records = new Packr({ ...COMMON, structuredClone: true, useRecords: true, maxSharedStructures: 0, mapsAsObjects: false });
@@ -134,15 +133,6 @@ export class ValueCodec {
   #inScratch = false;
   /** decodeCopying's views when its caller keeps none. */
   readonly #views = new ExactViews();
-  /** What #take saw of the value #read just read: the value, and where it ended. */
-  #got: unknown;
-  #gotEnd = -1;
-  /** unpackMultiple's callback: keeps the first value and stops. */
-  readonly #take = (value: unknown, _start?: number, end?: number): boolean => {
-    this.#got = value;
-    this.#gotEnd = end ?? -1;
-    return false;
-  };
 
   /** @throws RangeError for a bad `maxBytes`. */
   constructor(options: CodecOptions = {}) {
@@ -220,16 +210,7 @@ export class ValueCodec {
       out = this.#records.pack(value, RESERVE_START_SPACE | 1);
       out[0] = FORMAT_RECORDS;
     } else {
-      try {
-        out = this.#plain.pack(value, RESERVE_START_SPACE | 1);
-      } catch (err) {
-        // msgpackr's fast map writer counts an object's keys in 16 bits: one of 65 536 keys or
-        // more is written again with exact map sizes — the same plain msgpack (review62: its
-        // plain Error reached the caller).
-        if (!(err instanceof Error) || !err.message.includes('variableMapSize')) throw err;
-        this.#plainWide ??= new Packr({ ...COMMON, useRecords: false, variableMapSize: true });
-        out = this.#plainWide.pack(value, RESERVE_START_SPACE | 1);
-      }
+      out = this.#plain.pack(value, RESERVE_START_SPACE | 1);
       out[0] = FORMAT_PLAIN;
     }
     return out;
@@ -253,8 +234,7 @@ export class ValueCodec {
     if (!Number.isInteger(end) || end < 0 || end > bytes.length) {
       throw new RangeError(`end must be an integer in [0, ${bytes.length}], got ${String(end)}`);
     }
-    if (end === 0) throw new CorruptValueError('empty input is not an encoded value');
-    return this.#decodeCopies(bytes[0]!, views.body(bytes, end));
+    return this.#decodeCopies(views.of(bytes, end));
   }
 
   /**
@@ -277,7 +257,7 @@ export class ValueCodec {
       this.#inScratch = true;
       try {
         scratch.set(bytes);
-        return this.#decodeCopies(scratch[0]!, this.#ownViews.body(scratch, len));
+        return this.#decodeCopies(this.#ownViews.of(scratch, len));
       } finally {
         this.#inScratch = false;
       }
@@ -287,41 +267,29 @@ export class ValueCodec {
     // msgpackr-extract's native string reader crashes the process on memory of a
     // SharedArrayBuffer (garbage strings, then SIGSEGV): such input is copied out first.
     if (bytes.buffer instanceof SharedArrayBuffer) bytes = new Uint8Array(bytes);
-    return this.#read(this.#packrFor(bytes[0]!), bytes.subarray(1));
+    const packr = this.#packrFor(bytes[0]!);
+    try {
+      return packr.unpack(bytes, FROM_1 as never);
+    } catch (err) {
+      throw corrupt(err);
+    }
   }
 
-  /** Decodes all of `body` (a value's bytes after its format byte `format`), binary fields copied out. */
-  #decodeCopies(format: number, body: Uint8Array): unknown {
-    if (body.length >= this.maxBytes) throw new CorruptValueError(`encoded value of ${body.length + 1} bytes is over the limit of ${this.maxBytes}`);
-    const packr = this.#packrFor(format);
+  /** Decodes all of `view` (its own length: see decodeCopying), binary fields copied out. */
+  #decodeCopies(view: Uint8Array): unknown {
+    if (view.length === 0) throw new CorruptValueError('empty input is not an encoded value');
+    if (view.length > this.maxBytes) throw new CorruptValueError(`encoded value of ${view.length} bytes is over the limit of ${this.maxBytes}`);
+    const packr = this.#packrFor(view[0]!);
     const p = packr as unknown as { copyBuffers?: boolean };
     const before = p.copyBuffers;
     p.copyBuffers = true;
     try {
-      return this.#read(packr, body);
+      return packr.unpack(view, FROM_1 as never);
+    } catch (err) {
+      throw corrupt(err);
     } finally {
       p.copyBuffers = before;
     }
-  }
-
-  /**
-   * The one value in `body`. Read in msgpackr's sequential mode (unpackMultiple, stopped after the
-   * first value), which reports where the value ended: bytes left over are found here. Its plain
-   * unpack builds its "end of buffer not reached" message with JSON.stringify of the whole value —
-   * for hostile bytes of shared back-references, time exponential in their depth (review62: 1.2 KB
-   * took minutes) before the error.
-   */
-  #read(packr: Packr, body: Uint8Array): unknown {
-    this.#gotEnd = -1;
-    try {
-      packr.unpackMultiple(body as Buffer, this.#take);
-    } catch (err) {
-      throw corrupt(err);
-    }
-    const value = this.#got;
-    this.#got = undefined;
-    if (this.#gotEnd !== body.length) throw new CorruptValueError('corrupt encoded value: bytes left over after the value');
-    return value;
   }
 
   /** The decoder of a format byte. @throws CorruptValueError for one this codec does not read. */

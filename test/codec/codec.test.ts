@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { Packr } from 'msgpackr';
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CODEC_VERSION, ExactViews, FORMAT_PLAIN, FORMAT_RECORDS, FORMAT_SHARED, SharedStructures, ValueCodec } from '../../engine/codec/index.js';
 import { ErrorCodes } from '../../engine/index.js';
 import { Arena } from '../../engine/runtime/arena.js';
@@ -275,37 +275,6 @@ describe('formats', () => {
     let p = back;
     for (let i = 0; i < 100; i++) p = p.next as Record<string, unknown>;
     expect(p).toBe(back);
-  });
-});
-
-describe('review62', () => {
-  it('finds bytes left over after a value without formatting the value (hostile shared references: exponential)', () => {
-    const c = new ValueCodec();
-    let x: unknown = new Map([['k', 'v']]); // a Map: the structured-clone format, with back-references
-    for (let i = 0; i < 3; i++) x = [x, x, `pad-${i}`];
-    const good = c.encode(x);
-    const bad = Buffer.concat([good, Buffer.from([0xc0])]);
-    // msgpackr's plain unpack builds its "end of buffer not reached" message with JSON.stringify of
-    // the whole value, every shared object expanded: 1.2 KB of depth 40 took minutes and GBs.
-    const stringify = vi.spyOn(JSON, 'stringify');
-    try {
-      for (const decode of [() => c.decode(bad), () => c.decodeCopying(bad, bad.length), () => c.decode(Buffer.concat([bad, Buffer.alloc(2048)]).subarray(0, bad.length))]) {
-        expect(() => decode()).toThrow(expect.objectContaining({ code: ErrorCodes.CORRUPT_VALUE, message: 'corrupt encoded value: bytes left over after the value' }));
-      }
-      expect(stringify).not.toHaveBeenCalled(); // before: called with the decoded value
-    } finally {
-      stringify.mockRestore();
-    }
-    expect(c.decode(good)).toEqual(x);
-  });
-
-  it('writes an object of 65 536 keys or more in the self-contained format', () => {
-    const c = new ValueCodec({ maxBytes: 8 << 20 });
-    const big: Record<string, number> = {};
-    for (let i = 0; i < 70_000; i++) big[`k${i}`] = i;
-    const bytes = c.encode(big); // before: msgpackr's plain Error ("use the variableMapSize option")
-    expect(bytes[0]).toBe(FORMAT_PLAIN);
-    expect(c.decode(bytes)).toEqual(big);
   });
 });
 
