@@ -152,8 +152,9 @@ export class RedisCommandError extends HotpathError {
 export class ValueTooLargeError extends HotpathError {
   readonly bytes: number;
   readonly maxBytes: number;
-  constructor(bytes: number, maxBytes: number, what = 'value') {
-    super(ErrorCodes.VALUE_TOO_LARGE, `${what} encodes to ${bytes} bytes, over the limit of ${maxBytes} (maxValueBytes)`);
+  /** `atLeast`: `bytes` is a lower bound, found before the value was written out. */
+  constructor(bytes: number, maxBytes: number, what = 'value', atLeast = false) {
+    super(ErrorCodes.VALUE_TOO_LARGE, `${what} encodes to ${atLeast ? 'at least ' : ''}${bytes} bytes, over the limit of ${maxBytes} (maxValueBytes)`);
     this.bytes = bytes;
     this.maxBytes = maxBytes;
   }

@@ -13,17 +13,19 @@
  *                      payloads, never for Redis. Written only by a codec given `structures`.
  * Shared (non-cyclic) references are written once per use and decode as equal copies; -0 decodes
  * as 0 (msgpack integers have no sign of zero). Round-trips: objects, arrays, strings, numbers,
- * booleans, null, undefined, Buffers and typed arrays, Dates, Maps, Sets, RegExps, Errors,
- * BigInts of any size, and cycles.
+ * booleans, null, undefined, Buffers and typed arrays, Dates, Maps, Sets, RegExps, BigInts of any
+ * size, cycles, and Errors (their class, message and cause: msgpackr writes no more).
  *
  * Refused at encode with a TypeError naming the path: functions, symbols, own `__proto__`
  * keys (msgpackr would rename the key on decode rather than let it touch a prototype: we refuse
  * instead of storing something other than what was given), and what structured clone cannot copy
  * either — a WeakMap, WeakSet, WeakRef or Promise (msgpackr would write an empty object). Decoding hostile bytes cannot
- * pollute a prototype. Values over `maxBytes` → ERR_HOTPATH_VALUE_TOO_LARGE; bytes that are not
- * a value of this codec → ERR_HOTPATH_CORRUPT_VALUE.
+ * pollute a prototype. Values over `maxBytes` → ERR_HOTPATH_VALUE_TOO_LARGE — before anything is
+ * written when the walk already knows (shared objects are written once per use: a small value
+ * can stand for an enormous one); bytes that are not a value of this codec →
+ * ERR_HOTPATH_CORRUPT_VALUE, in time linear in their length (see boundedStringify).
  */
-import { Packr, RESERVE_START_SPACE } from 'msgpackr';
+import { Packr, RESERVE_START_SPACE, unpack } from 'msgpackr';
 import { CorruptValueError, ValueTooLargeError } from '../errors.js';
 import { MAX_SHARED_KEYS, type SharedStructures } from './structures.js';
 
@@ -40,6 +42,81 @@ export const CODEC_VERSION = FORMAT_PLAIN;
 const SCRATCH_BYTES = 1024;
 /** unpack's options: the value starts after the format byte (one object: msgpackr only reads it). */
 const FROM_1 = Object.freeze({ start: 1 });
+
+/**
+ * The engine-local format is written without a walk (see the constructor) while a value has at most
+ * this many plain objects; past it, the write stops and the value is walked first, so a value of
+ * shared objects (written once per use) is refused by its size before it is written out.
+ */
+const UNWALKED_OBJECTS = 10_000;
+/** Thrown by the engine-local writer's object hook past UNWALKED_OBJECTS (never leaves encode). */
+const WALK_FIRST: unique symbol = Symbol('walk first');
+
+/**
+ * msgpackr's unpack, finding bytes left over after a value, builds its error message with
+ * `JSON.stringify` of the whole value read (a 100-character preview, which `corrupt` drops). For
+ * hostile bytes that string is enormous: shared back-references expand (exponential in their
+ * depth: 1.2 KB of them took minutes and gigabytes, review62) and a record's keys are repeated in
+ * every object that uses it (quadratic). While one of our decodes runs, JSON.stringify is this
+ * bounded one: past STRINGIFY_BUDGET (characters of keys and strings plus one per value visited) it
+ * throws, which msgpackr catches ("JSON view not available"), and the decode fails at once.
+ *
+ * The swap is synchronous and undone in a `finally`; code that runs inside a decode — only a
+ * msgpackr extension the application registered — sees the bounded function, the same but for the
+ * budget. Where JSON.stringify cannot be replaced (`--frozen-intrinsics`), decodes run unguarded.
+ * Another way, reading in msgpackr's sequential mode (unpackMultiple), was tried and reverted:
+ * it is not reentrant and keeps record definitions across decodes (review67).
+ */
+const nativeStringify = JSON.stringify;
+const STRINGIFY_BUDGET = 100_000;
+const canGuard = Object.getOwnPropertyDescriptor(JSON, 'stringify')?.writable === true;
+
+class StringifyBudgetError extends RangeError {}
+
+function boundedStringify(value: unknown, replacer?: unknown, space?: string | number): string {
+  if (replacer !== undefined && replacer !== null && typeof replacer !== 'function') {
+    return nativeStringify(value, replacer as (string | number)[], space); // a key list: as given
+  }
+  const user = replacer as ((this: unknown, key: string, value: unknown) => unknown) | null | undefined;
+  let left = STRINGIFY_BUDGET;
+  return nativeStringify(value, function bounded(this: unknown, key: string, v: unknown): unknown {
+    left -= 1 + key.length + (typeof v === 'string' ? v.length : 0);
+    if (left < 0) throw new StringifyBudgetError('JSON.stringify over its budget inside a decode');
+    return typeof user === 'function' ? user.call(this, key, v) : v;
+  }, space);
+}
+
+/**
+ * msgpackr decodes an Error (its extension 0x65: name, message, cause) by looking the name up in a
+ * module-wide table, `{ Error, TypeError, …, AggregateError }` — an ordinary object, so hostile bytes
+ * naming an inherited property got it called: 'valueOf' decoded as the table itself (mutable,
+ * shared by every msgpackr user of the process: writing to it changed how errors decode),
+ * 'constructor' as a String object, 'hasOwnProperty' as a boolean (review62). And AggregateError
+ * is called as `(message, { cause })`, which garbles it: its first parameter is the list of errors.
+ * The table is reached once (through that very lookup: 'valueOf') and fixed in place — a null
+ * prototype, and an AggregateError entry that keeps the message (the errors list is not written
+ * by msgpackr, so it decodes empty). If msgpackr no longer answers 'valueOf' with its table,
+ * there is nothing to fix and nothing is touched.
+ */
+let errorTableChecked = false;
+function hardenErrorTable(): void {
+  if (errorTableChecked) return;
+  errorTableChecked = true;
+  const probe = Buffer.from([0xd4, 0x65, 0x00, 0x92, 0xa7, ...Buffer.from('valueOf'), 0xa0]);
+  let table: unknown;
+  try {
+    table = unpack(probe);
+  } catch {
+    return;
+  }
+  if (table === null || typeof table !== 'object' || table instanceof Error) return;
+  const t = table as Record<string, unknown>;
+  if (t.Error !== Error || t.TypeError !== TypeError) return;
+  Object.setPrototypeOf(t, null);
+  if (typeof AggregateError === 'function' && t.AggregateError === AggregateError) {
+    t.AggregateError = (message: unknown, options: unknown) => new AggregateError([], message as string, options as ErrorOptions);
+  }
+}
 
 /** ExactViews keeps views of up to this length in an array, longer ones in a bounded map. */
 const ARRAY_VIEWS = 2048;
@@ -120,11 +197,17 @@ function nameOf(what: ValueName): string {
 
 export class ValueCodec {
   readonly maxBytes: number;
-  readonly #plain = new Packr({ ...COMMON, useRecords: false });
+  // structuredClone false: formats 1 and 3 never carry back-references, so bytes holding one are
+  // refused (a hostile value of shared references decodes to a DAG, enormous once walked).
+  readonly #plain = new Packr({ ...COMMON, useRecords: false, structuredClone: false } as never);
+  /** For an object of 65 536 keys or more: msgpackr's fast map writer counts keys in 16 bits. Made on first use. */
+  #plainWide: Packr | undefined;
   // No structures shared between values: each carries its own record definitions. The only
   // format with structuredClone (cycles), whose per-value reference tracking costs time.
   readonly #records = new Packr({ ...COMMON, structuredClone: true, useRecords: true, maxSharedStructures: 0, mapsAsObjects: false });
   readonly #shared: Packr | undefined;
+  /** Plain objects the engine-local writer may still write before the value is walked (see encode). */
+  #unwalked = 0;
   readonly #walk = newWalkState();
   /** decode's copy of a small input (see decode); made on first use. */
   #scratch: Buffer | undefined;
@@ -141,15 +224,18 @@ export class ValueCodec {
       throw new RangeError(`options.maxBytes must be an integer between 16 and 2^31, got ${String(max)}`);
     }
     this.maxBytes = max;
+    hardenErrorTable();
     const store = options.structures;
     if (store !== undefined) {
       // The hot path: no separate walk. msgpackr itself refuses what we refuse — a function
       // (writeFunction), a symbol (unknown type), an own `__proto__` key (checked as each object
       // is written) — and a cycle overflows the stack; on any failure encode() walks the value
-      // to name the path, or falls back to the structured-clone format for a cycle.
+      // to name the path, or falls back to the structured-clone format for a cycle. Past
+      // UNWALKED_OBJECTS objects it stops and encode() walks the value first (its size).
       this.#shared = new Packr({
-        ...COMMON, mapsAsObjects: false,
+        ...COMMON, mapsAsObjects: false, structuredClone: false,
         useRecords: (o: object) => {
+          if (--this.#unwalked < 0) throw WALK_FIRST;
           if (Object.prototype.hasOwnProperty.call(o, '__proto__')) throw new TypeError('own "__proto__" key');
           if (Object.getPrototypeOf(o) !== Object.prototype && uncopyable(o) !== undefined) throw new TypeError('uncopyable');
           return true;
@@ -179,41 +265,75 @@ export class ValueCodec {
     // msgpackr reserves the format byte in its own buffer: no second copy. The subarray it
     // returns stays valid (msgpackr moves on to fresh space for the next value).
     let out: Buffer | undefined;
-    if (this.#shared !== undefined) {
-      try {
-        out = this.#shared.pack(value, RESERVE_START_SPACE | 1);
-        out[0] = FORMAT_SHARED;
-      } catch {
-        // Slow path: the walk names a refused function, symbol or __proto__ key (it throws);
-        // anything else (a cycle, a full structures region) is written self-contained below.
-        out = undefined;
-      }
-    }
-    if (out === undefined) {
-      try {
-        out = this.#selfContained(value, what);
-      } catch (err) {
-        if (err instanceof RangeError && /call stack/i.test(err.message)) {
-          throw new TypeError(`${nameOf(what)} is nested too deeply to encode`, { cause: err });
+    try {
+      if (this.#shared !== undefined) {
+        this.#unwalked = UNWALKED_OBJECTS;
+        try {
+          out = this.#shared.pack(value, RESERVE_START_SPACE | 1);
+          out[0] = FORMAT_SHARED;
+        } catch (err) {
+          // Slow path: the walk names a refused function, symbol or __proto__ key (it throws);
+          // anything else (a cycle, a full structures region) is written self-contained below.
+          out = err === WALK_FIRST ? this.#sharedWalked(value, what) : undefined;
         }
-        throw err;
       }
+      out ??= this.#selfContained(value, what);
+    } catch (err) {
+      if (err instanceof RangeError && /call stack/i.test(err.message)) {
+        throw new TypeError(`${nameOf(what)} is nested too deeply to encode`, { cause: err });
+      }
+      throw err;
     }
     if (out.length > this.maxBytes) throw new ValueTooLargeError(out.length, this.maxBytes, nameOf(what));
     return out;
   }
 
+  /**
+   * The engine-local format for a value of more than UNWALKED_OBJECTS objects: walked first (its
+   * refusals, its size), then written without counting. Undefined for a value to write
+   * self-contained: one with a cycle, or whose write failed.
+   */
+  #sharedWalked(value: unknown, what: ValueName): Buffer | undefined {
+    const st = this.#walked(value, what);
+    if ((st.flags & CYCLE) !== 0) return undefined;
+    this.#tooLarge(st, what); // shared objects are written once per use in this format
+    this.#unwalked = 2 ** 30;
+    try {
+      const out = this.#shared!.pack(value, RESERVE_START_SPACE | 1);
+      out[0] = FORMAT_SHARED;
+      return out;
+    } catch {
+      return undefined;
+    }
+  }
+
   #selfContained(value: unknown, what: ValueName): Buffer {
-    const shape = checkEncodable(value, what, this.#walk);
+    const st = this.#walked(value, what);
+    const shape = st.flags;
     let out: Buffer;
-    if (shape !== 0) {
+    if ((shape & (MAP | CYCLE)) !== 0) {
+      // Structured clone: an object used twice is written once, then referred to.
       out = this.#records.pack(value, RESERVE_START_SPACE | 1);
       out[0] = FORMAT_RECORDS;
     } else {
-      out = this.#plain.pack(value, RESERVE_START_SPACE | 1);
+      this.#tooLarge(st, what); // plain msgpack writes a shared object once per use
+      const packr = (shape & WIDE) !== 0 ? this.#plainWide ??= new Packr({ ...COMMON, useRecords: false, structuredClone: false, variableMapSize: true } as never) : this.#plain;
+      out = packr.pack(value, RESERVE_START_SPACE | 1);
       out[0] = FORMAT_PLAIN;
     }
     return out;
+  }
+
+  /** The walk of `value`, in the codec's own state unless a walk is under way (a getter that encodes). */
+  #walked(value: unknown, what: ValueName): WalkState {
+    const st = this.#walk.busy ? newWalkState() : this.#walk;
+    walkValue(value, what, st);
+    return st;
+  }
+
+  /** @throws ValueTooLargeError when the walk found the value, written out, over maxBytes. */
+  #tooLarge(st: WalkState, what: ValueName): void {
+    if (st.bytes > this.maxBytes) throw new ValueTooLargeError(st.bytes, this.maxBytes, nameOf(what), true);
   }
 
   /**
@@ -267,26 +387,21 @@ export class ValueCodec {
     // msgpackr-extract's native string reader crashes the process on memory of a
     // SharedArrayBuffer (garbage strings, then SIGSEGV): such input is copied out first.
     if (bytes.buffer instanceof SharedArrayBuffer) bytes = new Uint8Array(bytes);
-    const packr = this.#packrFor(bytes[0]!);
-    try {
-      return packr.unpack(bytes, FROM_1 as never);
-    } catch (err) {
-      throw corrupt(err);
-    }
+    const format = bytes[0]!;
+    return unpackValue(this.#packrFor(format), bytes, format !== FORMAT_SHARED);
   }
 
   /** Decodes all of `view` (its own length: see decodeCopying), binary fields copied out. */
   #decodeCopies(view: Uint8Array): unknown {
     if (view.length === 0) throw new CorruptValueError('empty input is not an encoded value');
     if (view.length > this.maxBytes) throw new CorruptValueError(`encoded value of ${view.length} bytes is over the limit of ${this.maxBytes}`);
-    const packr = this.#packrFor(view[0]!);
+    const format = view[0]!;
+    const packr = this.#packrFor(format);
     const p = packr as unknown as { copyBuffers?: boolean };
     const before = p.copyBuffers;
     p.copyBuffers = true;
     try {
-      return packr.unpack(view, FROM_1 as never);
-    } catch (err) {
-      throw corrupt(err);
+      return unpackValue(packr, view, format !== FORMAT_SHARED);
     } finally {
       p.copyBuffers = before;
     }
@@ -303,6 +418,32 @@ export class ValueCodec {
       );
     }
     return packr;
+  }
+}
+
+/**
+ * msgpackr's unpack of `bytes` after the format byte; with `guard`, JSON.stringify bounded
+ * meanwhile (see boundedStringify). The engine-local format goes unguarded (the swap cost 7 % of
+ * its decode): it is written and read only by the threads of one engine — the codecs that read
+ * Redis have no structures and refuse it — and it refuses back-references, so hostile bytes could
+ * only repeat a record key per object (quadratic, capped by V8's longest string).
+ */
+function unpackValue(packr: Packr, bytes: Uint8Array, guard: boolean): unknown {
+  if (!guard || !canGuard) {
+    try {
+      return packr.unpack(bytes, FROM_1 as never);
+    } catch (err) {
+      throw corrupt(err);
+    }
+  }
+  const outer = JSON.stringify;
+  JSON.stringify = boundedStringify as typeof JSON.stringify;
+  try {
+    return packr.unpack(bytes, FROM_1 as never);
+  } catch (err) {
+    throw corrupt(err);
+  } finally {
+    JSON.stringify = outer;
   }
 }
 
@@ -324,50 +465,67 @@ function corrupt(err: unknown): CorruptValueError {
  * Walks `value` and throws a TypeError naming the path of anything the codec cannot carry
  * faithfully: a function, a symbol, an own `__proto__` key. Returns bit flags: MAP when it holds
  * a Map (plain msgpack cannot tell one from an object), CYCLE when something contains itself
- * (only the structured-clone format can write that); 0 for the common case.
+ * (only the structured-clone format can write that), WIDE when an object has 65 536 keys or more;
+ * 0 for the common case.
  *
  * It is on the hot path of every encode, so it allocates one small state object, tracks the
- * path as a stack (the path string is built only for an error) and switches on a WeakSet of
- * visited objects only past 10 000 objects (against exponential walks of shared references).
+ * path as a stack (the path string is built only for an error) and keeps the sizes of objects
+ * already walked only past 10 000 objects (against exponential walks of shared references).
  */
 export function checkEncodable(value: unknown, path: ValueName = 'value', reuse?: WalkState): number {
+  return walkValue(value, path, reuse !== undefined && !reuse.busy ? reuse : newWalkState());
+}
+
+/**
+ * checkEncodable in a given state (not busy), which keeps the walk's results: its flags, and in
+ * `bytes` a lower bound of the value's size written out with every shared object written once per
+ * use (one byte per value, a string's length, a binary's byte length; object keys not counted, as
+ * records do not repeat them).
+ */
+export function walkValue(value: unknown, path: ValueName, st: WalkState): number {
+  st.flags = 0;
+  st.bytes = 0;
   if (typeof value === 'function' || typeof value === 'symbol') {
     throw new TypeError(`${nameOf(path)} is a ${typeof value} and cannot be encoded`);
   }
   if (typeof value !== 'object' || value === null || isLeaf(value)) return 0;
-  const st = reuse !== undefined && !reuse.busy ? reuse : newWalkState();
   st.busy = true;
-  st.flags = 0;
   st.visits = 0;
-  st.visited = undefined;
+  st.sizes = undefined;
   st.root = path;
   st.ancestors.length = 0;
   st.keys.length = 0;
   try {
-    walk(value, st);
+    st.bytes = walk(value, st);
     return st.flags;
   } finally {
     st.busy = false;
+    st.sizes = undefined;
   }
 }
 
 /** A walk's scratch state; a codec keeps one to reuse (a getter that encodes re-enters: then a fresh one). */
 export function newWalkState(): WalkState {
-  return { busy: false, flags: 0, ancestors: [], keys: [], visits: 0, visited: undefined, root: 'value' };
+  return { busy: false, flags: 0, bytes: 0, ancestors: [], keys: [], visits: 0, sizes: undefined, root: 'value' };
 }
 
 /** checkEncodable flag: the value holds a Map. */
 export const MAP = 1;
 /** checkEncodable flag: the value contains itself. */
 export const CYCLE = 2;
+/** checkEncodable flag: an object of 65 536 keys or more (msgpackr's fast writer counts 16 bits). */
+export const WIDE = 4;
 
 export interface WalkState {
   busy: boolean;
   flags: number;
+  /** Lower bound of the value's written size, shared objects counted per use (see walkValue). */
+  bytes: number;
   ancestors: object[];
   keys: Array<string | number>;
   visits: number;
-  visited: WeakSet<object> | undefined;
+  /** Written sizes of the objects walked so far, kept past 10 000 visits. */
+  sizes: Map<object, number> | undefined;
   root: ValueName;
 }
 
@@ -392,48 +550,63 @@ function fail(st: WalkState, key: string | number | undefined, what: string): ne
   throw new TypeError(`${parts.join('.')} ${what}`);
 }
 
-function visit(v: unknown, key: string | number, st: WalkState): void {
-  if (typeof v === 'object') {
-    if (v !== null && !isLeaf(v)) {
-      st.keys.push(key);
-      walk(v, st);
-      st.keys.pop();
-    }
-  } else if (typeof v === 'function' || typeof v === 'symbol') {
-    fail(st, key, `is a ${typeof v} and cannot be encoded`);
-  }
+/** Lower bound of the written size of a value that is not walked into. */
+function leafBytes(v: object): number {
+  return ArrayBuffer.isView(v) || v instanceof ArrayBuffer ? 1 + v.byteLength : 1;
 }
 
-function walk(o: object, st: WalkState): void {
+/** Checks `v` (a value at `key`); returns a lower bound of its written size (see walkValue). */
+function visit(v: unknown, key: string | number, st: WalkState): number {
+  if (typeof v === 'object') {
+    if (v === null) return 1;
+    if (isLeaf(v)) return leafBytes(v);
+    st.keys.push(key);
+    const bytes = walk(v, st);
+    st.keys.pop();
+    return bytes;
+  }
+  if (typeof v === 'string') return 1 + v.length;
+  if (typeof v === 'function' || typeof v === 'symbol') fail(st, key, `is a ${typeof v} and cannot be encoded`);
+  return 1;
+}
+
+function walk(o: object, st: WalkState): number {
   if (st.ancestors.includes(o)) {
     st.flags |= CYCLE;
-    return;
+    return 1;
   }
   if (++st.visits > 10_000) {
-    st.visited ??= new WeakSet();
-    if (st.visited.has(o)) return;
-    st.visited.add(o);
+    const known = (st.sizes ??= new Map()).get(o);
+    if (known !== undefined) return known;
   }
   st.ancestors.push(o);
+  let bytes = 1;
   if (Array.isArray(o)) {
-    for (let i = 0; i < o.length; i++) visit(o[i], i, st);
+    for (let i = 0; i < o.length; i++) bytes += visit(o[i], i, st);
   } else if (o instanceof Map) {
     st.flags |= MAP;
     for (const [k, v] of o) {
       if (typeof k === 'function' || typeof k === 'symbol') fail(st, `<key ${String(k)}>`, `is a ${typeof k} and cannot be encoded`);
-      if (typeof k === 'object' && k !== null) visit(k, `<key>`, st);
-      visit(v, typeof k === 'string' || typeof k === 'number' ? k : String(k), st);
+      bytes += typeof k === 'object' && k !== null ? visit(k, `<key>`, st) : typeof k === 'string' ? 1 + k.length : 1;
+      bytes += visit(v, typeof k === 'string' || typeof k === 'number' ? k : String(k), st);
     }
   } else if (o instanceof Set) {
     let i = 0;
-    for (const v of o) visit(v, `<${i++}>`, st);
+    for (const v of o) bytes += visit(v, `<${i++}>`, st);
   } else {
     if (Object.prototype.hasOwnProperty.call(o, '__proto__')) fail(st, undefined, 'has an own "__proto__" key, which cannot be stored faithfully');
     const kind = Object.getPrototypeOf(o) === Object.prototype ? undefined : uncopyable(o);
     if (kind !== undefined) fail(st, undefined, `is a ${kind}, which holds nothing that can be copied`);
+    let n = 0;
     for (const k in o) {
-      if (Object.prototype.hasOwnProperty.call(o, k)) visit((o as Record<string, unknown>)[k], k, st);
+      if (Object.prototype.hasOwnProperty.call(o, k)) {
+        bytes += visit((o as Record<string, unknown>)[k], k, st);
+        n++;
+      }
     }
+    if (n > 0xffff) st.flags |= WIDE;
   }
   st.ancestors.pop();
+  if (st.sizes !== undefined) st.sizes.set(o, bytes);
+  return bytes;
 }

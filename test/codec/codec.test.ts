@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { Packr } from 'msgpackr';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { CODEC_VERSION, ExactViews, FORMAT_PLAIN, FORMAT_RECORDS, FORMAT_SHARED, SharedStructures, ValueCodec } from '../../engine/codec/index.js';
 import { ErrorCodes } from '../../engine/index.js';
 import { Arena } from '../../engine/runtime/arena.js';
@@ -99,7 +99,8 @@ describe.each([
   it('decoding hostile records (format 2: self-describing structures) cannot pollute prototypes either', () => {
     // msgpackr records whose key is "__proto__" (written as __proto_x, then patched), four of
     // them so that msgpackr's generated (optimised) reader for the structure runs too.
-    const packr = new Packr({ useRecords: true, structuredClone: true, moreTypes: true });
+    // No structured clone: format 1 refuses back-references.
+    const packr = new Packr({ useRecords: true, moreTypes: true });
     const obj = { __proto_x: { polluted: true }, b: 2 };
     const packed = Buffer.from(packr.pack([obj, obj, obj, obj]).toString('latin1').split('__proto_x').join('__proto__'), 'latin1');
     for (const format of [FORMAT_RECORDS, FORMAT_PLAIN]) {
@@ -275,6 +276,126 @@ describe('formats', () => {
     let p = back;
     for (let i = 0; i < 100; i++) p = p.next as Record<string, unknown>;
     expect(p).toBe(back);
+  });
+});
+
+describe('hostile bytes and values cost time linear in their size (review62)', () => {
+  /** A value of shared references, `depth` levels of [x, x, pad]: tiny written once per object, 2^depth objects walked out. */
+  function dag(depth: number, leaf: unknown): unknown {
+    let x = leaf;
+    for (let i = 0; i < depth; i++) x = [x, x, `pad-${i}`];
+    return x;
+  }
+
+  /** Bytes of one array of `n` records of a single `keyLength`-character key: the key is written once, used n times. */
+  function reusedRecordKey(n: number, keyLength: number): Buffer {
+    const key = 'k'.repeat(keyLength);
+    const packr = new Packr({ useRecords: true, maxSharedStructures: 0 } as never);
+    return packr.pack(Array.from({ length: n }, (_, i) => ({ [key]: i })));
+  }
+
+  it('finds bytes left over without formatting the value: a DAG of back-references, a record key used thousands of times', () => {
+    const records = selfContained.encode(dag(40, new Map([['k', 'v']]))); // a Map: format 2, with back-references
+    const hostile = [
+      Buffer.concat([records, Buffer.from([0xc0])]),
+      // format 1 with an inline record definition: a 20 000-character key in each of 5 000 objects
+      Buffer.concat([Buffer.from([FORMAT_PLAIN]), reusedRecordKey(5_000, 20_000), Buffer.from([0xc0])]),
+    ];
+    const native = JSON.stringify;
+    // msgpackr's unpack formats what it read with JSON.stringify for its "end of buffer not reached"
+    // message: every shared reference expanded, every record key repeated — minutes and gigabytes.
+    const spy = vi.spyOn(JSON, 'stringify');
+    try {
+      for (const bad of hostile) {
+        for (const decode of [() => selfContained.decode(bad), () => selfContained.decodeCopying(bad, bad.length), () => engineLocal.decode(bad)]) {
+          expect(decode).toThrow(expect.objectContaining({ code: ErrorCodes.CORRUPT_VALUE, message: 'corrupt encoded value: bytes left over after the value' }));
+        }
+      }
+      expect(spy).not.toHaveBeenCalled(); // before: called with the decoded value
+      expect(JSON.stringify).toBe(spy); // put back as it was
+    } finally {
+      spy.mockRestore();
+    }
+    expect(JSON.stringify).toBe(native);
+    // the value itself decodes, its references shared again (toEqual would walk 2^40 paths)
+    let node = selfContained.decode(records) as unknown[];
+    for (let i = 39; i >= 0; i--) {
+      expect(node[0]).toBe(node[1]);
+      expect(node[2]).toBe(`pad-${i}`);
+      node = node[0] as unknown[];
+    }
+    expect(node).toEqual(new Map([['k', 'v']]));
+  });
+
+  it('refuses back-references in the formats that never write them (1 and 3)', () => {
+    const shared = { a: 1 };
+    const records = selfContained.encode([shared, shared, new Map()]); // format 2: `shared` written once, then a pointer
+    expect(selfContained.decode(records)).toEqual([{ a: 1 }, { a: 1 }, new Map()]);
+    for (const format of [FORMAT_PLAIN, FORMAT_SHARED]) {
+      const forged = Buffer.from(records);
+      forged[0] = format;
+      expect(() => engineLocal.decode(forged)).toThrow(expect.objectContaining({ code: ErrorCodes.CORRUPT_VALUE }));
+    }
+  });
+
+  it.each([
+    ['self-contained', () => new ValueCodec({ maxBytes: 1024 })],
+    ['engine-local', () => new ValueCodec({ maxBytes: 1024, structures: new SharedStructures(new Arena(createSharedMemory(2 << 20), true)) })],
+  ])('%s: a value of shared objects over maxBytes once written out is refused before it is written', (_kind, make) => {
+    const c = make();
+    for (const depth of [16, 60]) { // depth 60: 2^60 objects written out
+      let x: unknown = { leaf: 'x'.repeat(50) };
+      for (let i = 0; i < depth; i++) x = { a: x, b: x };
+      // before: written out in full (depth 16: 6 MB, then the error; 60: never ends)
+      expect(() => c.encode(x, 'the value')).toThrow(expect.objectContaining({ code: ErrorCodes.VALUE_TOO_LARGE, message: expect.stringMatching(/^the value encodes to at least \d/) }));
+    }
+    // the same sharing under the limit is written, each use a copy
+    let y: unknown = { leaf: 'y' };
+    for (let i = 0; i < 4; i++) y = { a: y, b: y };
+    expect(c.decode(c.encode(y))).toEqual(y);
+  });
+
+  it('engine-local: a value of many objects is walked before it is written, and still written in the engine-local format', () => {
+    const rows = Array.from({ length: 12_000 }, (_, i) => ({ id: i, name: `row-${i}` }));
+    const bytes = engineLocal.encode(rows);
+    expect(bytes[0]).toBe(FORMAT_SHARED);
+    expect(engineLocal.decode(bytes)).toEqual(rows);
+    const withFunction = rows.map((r, i) => (i === 11_500 ? { ...r, f: () => 1 } : r));
+    expect(() => engineLocal.encode(withFunction)).toThrow('value.11500.f is a function and cannot be encoded');
+    const cyclic: Record<string, unknown>[] = rows.map((r) => ({ ...r }));
+    cyclic[11_999]!.self = cyclic;
+    const c = engineLocal.decode(engineLocal.encode(cyclic)) as Record<string, unknown>[];
+    expect(c[11_999]!.self).toBe(c);
+  });
+
+  it('writes an object of 65 536 keys or more in the self-contained format', () => {
+    const c = new ValueCodec({ maxBytes: 8 << 20 });
+    const big: Record<string, number> = {};
+    for (let i = 0; i < 70_000; i++) big[`k${i}`] = i;
+    const bytes = c.encode(big); // before: msgpackr's plain Error ("use the variableMapSize option")
+    expect(bytes[0]).toBe(FORMAT_PLAIN);
+    expect(c.decode(bytes)).toEqual(big);
+    expect(engineLocal.decode(engineLocal.encode(big))).toEqual(big);
+  });
+
+  it('an Error named after an inherited property decodes as an Error of that name, never msgpackr\'s error table', () => {
+    for (const name of ['valueOf', 'constructor', 'hasOwnProperty', 'toString', '__proto__', 'isPrototypeOf', '__lookupGetter__']) {
+      // extension 0x65 (an Error): [name, message, cause]
+      const body = new Packr().pack([name, 'm', undefined]);
+      const bytes = Buffer.concat([Buffer.from([FORMAT_RECORDS, 0xd4, 0x65, 0x00]), body]);
+      const decoded = selfContained.decode(bytes);
+      expect(decoded).toBeInstanceOf(Error); // before: the table itself for 'valueOf', a String, a boolean …
+      expect(decoded).toMatchObject({ name, message: 'm' });
+    }
+    const again = selfContained.decode(selfContained.encode(new TypeError('still a TypeError')));
+    expect(again).toBeInstanceOf(TypeError);
+  });
+
+  it('an AggregateError keeps its class and message (its errors are not carried)', () => {
+    const decoded = selfContained.decode(selfContained.encode(new AggregateError([new Error('one')], 'both failed'))) as AggregateError;
+    expect(decoded).toBeInstanceOf(AggregateError);
+    expect(decoded.message).toBe('both failed'); // before: "[object Object]", and `errors` its message's characters
+    expect(decoded.errors).toEqual([]);
   });
 });
 
