@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { describe, expect, it, vi } from 'vitest';
 import { CODEC_VERSION, ExactViews, FORMAT_PLAIN, FORMAT_RECORDS, FORMAT_SHARED, SharedStructures, ValueCodec } from '../../engine/codec/index.js';
+import { newWalkState, walkValue } from '../../engine/codec/codec.js';
 import { ErrorCodes } from '../../engine/index.js';
 import { Arena } from '../../engine/runtime/arena.js';
 import { createSharedMemory } from '../../engine/runtime/wasm.js';
@@ -47,6 +48,17 @@ describe.each([
         const bytes = codec.encode(v);
         expect([FORMAT_PLAIN, FORMAT_RECORDS, FORMAT_SHARED]).toContain(bytes[0]);
         expect(codec.decode(bytes)).toEqual(v);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('the walk\'s size bound never exceeds the written size (it refuses values before writing them)', () => {
+    const st = newWalkState();
+    fc.assert(
+      fc.property(value, (v) => {
+        walkValue(v, 'value', st);
+        expect(st.bytes).toBeLessThanOrEqual(codec.encode(v).length);
       }),
       { numRuns: 1000 },
     );
