@@ -793,6 +793,8 @@ export async function startService(config: ServeConfig, log: Logger, options: St
     // for its timeout and exited 1 (review56). Not the request's 'close': a pipelined request's
     // comes once its body is read, long before its answer (review58).
     let ended = false;
+    /** The connection's responses queued behind another (see below), this one among them. */
+    let queued: Set<() => void> | undefined;
     const end = (): void => {
       if (ended) return;
       ended = true;
@@ -810,7 +812,6 @@ export async function startService(config: ServeConfig, log: Logger, options: St
       if (inflight === 0) idle?.();
     };
     res.on('close', end);
-    let queued: Set<() => void> | undefined;
     if (req.httpVersionMajor < 2 && res.socket === null) {
       // Queued behind another response: ended by the connection's close if it is never sent.
       queued = pipelined.get(req.socket);
