@@ -25,7 +25,7 @@
  * can stand for an enormous one); bytes that are not a value of this codec →
  * ERR_HOTPATH_CORRUPT_VALUE, in time linear in their length (see boundedStringify).
  */
-import { Packr, RESERVE_START_SPACE, unpack } from 'msgpackr';
+import { addExtension, Packr, RESERVE_START_SPACE } from 'msgpackr';
 import { CorruptValueError, ValueTooLargeError } from '../errors.js';
 import { MAX_SHARED_KEYS, type SharedStructures } from './structures.js';
 
@@ -44,78 +44,107 @@ const SCRATCH_BYTES = 1024;
 const FROM_1 = Object.freeze({ start: 1 });
 
 /**
- * The engine-local format is written without a walk (see the constructor) while a value has at most
- * this many plain objects; past it, the write stops and the value is walked first, so a value of
- * shared objects (written once per use) is refused by its size before it is written out.
+ * The engine-local format is written without a walk (see the constructor). Past this many plain
+ * objects in one value the writer starts remembering them, and one written a second time (a
+ * shared object, written once per use in this format) stops the write: the value is walked first
+ * (its size, every use counted) and then written. Values of distinct objects are never walked.
  */
-const UNWALKED_OBJECTS = 10_000;
-/** Thrown by the engine-local writer's object hook past UNWALKED_OBJECTS (never leaves encode). */
+const UNWALKED_OBJECTS = 65_536;
+/** Thrown by the engine-local writer's object hook (see UNWALKED_OBJECTS; never leaves encode). */
 const WALK_FIRST: unique symbol = Symbol('walk first');
 
 /**
  * msgpackr's unpack, finding bytes left over after a value, builds its error message with
- * `JSON.stringify` of the whole value read (a 100-character preview, which `corrupt` drops). For
- * hostile bytes that string is enormous: shared back-references expand (exponential in their
- * depth: 1.2 KB of them took minutes and gigabytes, review62) and a record's keys are repeated in
- * every object that uses it (quadratic). While one of our decodes runs, JSON.stringify is this
- * bounded one: past STRINGIFY_BUDGET (characters of keys and strings plus one per value visited) it
- * throws, which msgpackr catches ("JSON view not available"), and the decode fails at once.
+ * `JSON.stringify(value, replacer)` of the whole value read (a 100-character preview, which
+ * `corrupt` drops). For hostile bytes that string is enormous: shared back-references expand
+ * (exponential in their depth: 1.2 KB of them took minutes and gigabytes, review62), a record's
+ * keys are repeated in every object that uses it (quadratic), a BigInt's decimal digits are
+ * quadratic in its length (review68). While one of our decodes runs, JSON.stringify is
+ * boundedStringify: a call with a replacer function — msgpackr's — stops past STRINGIFY_BUDGET
+ * (characters of keys, strings and BigInts' hex digits, plus one per value visited) by throwing,
+ * which msgpackr catches ("JSON view not available"); the decode then fails at once. Any other call
+ * (msgpackr's `JSON.stringify(key)` when it compiles a record reader, review68) and any call once
+ * no decode runs (a module that kept the function) is JSON.stringify's own.
  *
- * The swap is synchronous and undone in a `finally`; code that runs inside a decode — only a
- * msgpackr extension the application registered — sees the bounded function, the same but for the
- * budget. Where JSON.stringify cannot be replaced (`--frozen-intrinsics`), decodes run unguarded.
- * Another way, reading in msgpackr's sequential mode (unpackMultiple), was tried and reverted:
- * it is not reentrant and keeps record definitions across decodes (review67).
+ * The swap is synchronous and undone in a `finally`. Where JSON.stringify cannot be replaced
+ * (`--frozen-intrinsics`, or JSON frozen later), decodes run unguarded. Another way, reading in
+ * msgpackr's sequential mode (unpackMultiple), was tried and reverted: it is not reentrant and
+ * keeps record definitions across decodes (review67).
  */
 const nativeStringify = JSON.stringify;
 const STRINGIFY_BUDGET = 100_000;
-const canGuard = Object.getOwnPropertyDescriptor(JSON, 'stringify')?.writable === true;
+let canGuard = Object.getOwnPropertyDescriptor(JSON, 'stringify')?.writable === true;
+/** Guarded decodes under way (nested ones included). */
+let guarding = 0;
 
 class StringifyBudgetError extends RangeError {}
 
 function boundedStringify(value: unknown, replacer?: unknown, space?: string | number): string {
-  if (replacer !== undefined && replacer !== null && typeof replacer !== 'function') {
-    return nativeStringify(value, replacer as (string | number)[], space); // a key list: as given
-  }
-  const user = replacer as ((this: unknown, key: string, value: unknown) => unknown) | null | undefined;
+  if (guarding === 0 || typeof replacer !== 'function') return nativeStringify(value, replacer as never, space);
+  const user = replacer as (this: unknown, key: string, value: unknown) => unknown;
   let left = STRINGIFY_BUDGET;
   return nativeStringify(value, function bounded(this: unknown, key: string, v: unknown): unknown {
-    left -= 1 + key.length + (typeof v === 'string' ? v.length : 0);
+    left -= 1 + key.length + (typeof v === 'string' ? v.length : typeof v === 'bigint' ? hexDigits(v) : 0);
     if (left < 0) throw new StringifyBudgetError('JSON.stringify over its budget inside a decode');
-    return typeof user === 'function' ? user.call(this, key, v) : v;
+    return user.call(this, key, v);
   }, space);
 }
 
+/** Hex digits of a BigInt: linear in its size (its decimal digits are not). */
+function hexDigits(v: bigint): number {
+  return (v < 0n ? -v : v).toString(16).length;
+}
+
 /**
- * msgpackr decodes an Error (its extension 0x65: name, message, cause) by looking the name up in a
- * module-wide table, `{ Error, TypeError, …, AggregateError }` — an ordinary object, so hostile bytes
- * naming an inherited property got it called: 'valueOf' decoded as the table itself (mutable,
- * shared by every msgpackr user of the process: writing to it changed how errors decode),
- * 'constructor' as a String object, 'hasOwnProperty' as a boolean (review62). And AggregateError
- * is called as `(message, { cause })`, which garbles it: its first parameter is the list of errors.
- * The table is reached once (through that very lookup: 'valueOf') and fixed in place — a null
- * prototype, and an AggregateError entry that keeps the message (the errors list is not written
- * by msgpackr, so it decodes empty). If msgpackr no longer answers 'valueOf' with its table,
- * there is nothing to fix and nothing is touched.
+ * msgpackr's own decoders of an Error (extension 0x65: [name, message, cause]) and a RegExp (0x78:
+ * [source, flags]) are replaced, process-wide, by these (review62, review68):
+ *  - they turned fields into strings as JavaScript does, so hostile bytes holding a graph of
+ *    shared arrays (back-references) there expanded it — 355 bytes took 19 s and made a message of
+ *    134 million characters. Here a field that is not a primitive is named by its kind only;
+ *  - the Error class was looked up by name in an ordinary object: 'valueOf' decoded as msgpackr's
+ *    table itself (mutable, shared by every msgpackr user of the process), 'constructor' as a
+ *    String. Here the table has no prototype;
+ *  - AggregateError was called as (message, { cause }), garbling it (its first parameter is the
+ *    list of errors, which msgpackr does not write): here it keeps its message, with no errors.
+ * What msgpackr writes for an Error or a RegExp decodes as before.
  */
-let errorTableChecked = false;
-function hardenErrorTable(): void {
-  if (errorTableChecked) return;
-  errorTableChecked = true;
-  const probe = Buffer.from([0xd4, 0x65, 0x00, 0x92, 0xa7, ...Buffer.from('valueOf'), 0xa0]);
-  let table: unknown;
-  try {
-    table = unpack(probe);
-  } catch {
-    return;
+const ERROR_CLASSES: Record<string, ErrorConstructor | AggregateErrorConstructor | undefined> = Object.assign(Object.create(null) as object, {
+  Error, EvalError, RangeError, ReferenceError, SyntaxError, TypeError, URIError,
+  ...(typeof AggregateError === 'function' ? { AggregateError } : {}),
+});
+
+/** A decoded field as text without expanding it: a string as is, a primitive as String(), anything else by its kind. */
+function fieldText(v: unknown): string | undefined {
+  if (v === undefined || typeof v === 'string') return v;
+  if (v === null || typeof v !== 'object') return String(v as never);
+  return Object.prototype.toString.call(v);
+}
+
+function decodeError(data: unknown): Error {
+  if (!Array.isArray(data)) throw new TypeError('an Error extension that does not hold [name, message, cause]');
+  const name = fieldText(data[0]);
+  const options = { cause: data[2] as unknown };
+  const message = fieldText(data[1]);
+  const Class = name === undefined ? undefined : ERROR_CLASSES[name];
+  if (Class === undefined) {
+    const e = new Error(message, options);
+    e.name = name as string;
+    return e;
   }
-  if (table === null || typeof table !== 'object' || table instanceof Error) return;
-  const t = table as Record<string, unknown>;
-  if (t.Error !== Error || t.TypeError !== TypeError) return;
-  Object.setPrototypeOf(t, null);
-  if (typeof AggregateError === 'function' && t.AggregateError === AggregateError) {
-    t.AggregateError = (message: unknown, options: unknown) => new AggregateError([], message as string, options as ErrorOptions);
-  }
+  return Class === (AggregateError as unknown) ? new AggregateError([], message, options) : new (Class as ErrorConstructor)(message, options);
+}
+
+function decodeRegExp(data: unknown): RegExp {
+  if (!Array.isArray(data)) throw new TypeError('a RegExp extension that does not hold [source, flags]');
+  return new RegExp(fieldText(data[0]) as string, fieldText(data[1]));
+}
+
+let decodersReplaced = false;
+function replaceDecoders(): void {
+  if (decodersReplaced) return;
+  decodersReplaced = true;
+  addExtension({ type: 0x65, read: decodeError });
+  addExtension({ type: 0x78, read: decodeRegExp });
 }
 
 /** ExactViews keeps views of up to this length in an array, longer ones in a bounded map. */
@@ -197,17 +226,18 @@ function nameOf(what: ValueName): string {
 
 export class ValueCodec {
   readonly maxBytes: number;
-  // structuredClone false: formats 1 and 3 never carry back-references, so bytes holding one are
-  // refused (a hostile value of shared references decodes to a DAG, enormous once walked).
-  readonly #plain = new Packr({ ...COMMON, useRecords: false, structuredClone: false } as never);
+  // Format 1 still reads back-references: the first builds wrote it with structured clone (review68).
+  readonly #plain = new Packr({ ...COMMON, useRecords: false });
   /** For an object of 65 536 keys or more: msgpackr's fast map writer counts keys in 16 bits. Made on first use. */
   #plainWide: Packr | undefined;
   // No structures shared between values: each carries its own record definitions. The only
   // format with structuredClone (cycles), whose per-value reference tracking costs time.
   readonly #records = new Packr({ ...COMMON, structuredClone: true, useRecords: true, maxSharedStructures: 0, mapsAsObjects: false });
   readonly #shared: Packr | undefined;
-  /** Plain objects the engine-local writer may still write before the value is walked (see encode). */
+  /** Plain objects the engine-local writer writes before it remembers them (see UNWALKED_OBJECTS). */
   #unwalked = 0;
+  /** The objects it remembers, past UNWALKED_OBJECTS. */
+  #seen: Set<object> | undefined;
   readonly #walk = newWalkState();
   /** decode's copy of a small input (see decode); made on first use. */
   #scratch: Buffer | undefined;
@@ -224,18 +254,23 @@ export class ValueCodec {
       throw new RangeError(`options.maxBytes must be an integer between 16 and 2^31, got ${String(max)}`);
     }
     this.maxBytes = max;
-    hardenErrorTable();
+    replaceDecoders();
     const store = options.structures;
     if (store !== undefined) {
       // The hot path: no separate walk. msgpackr itself refuses what we refuse — a function
       // (writeFunction), a symbol (unknown type), an own `__proto__` key (checked as each object
       // is written) — and a cycle overflows the stack; on any failure encode() walks the value
       // to name the path, or falls back to the structured-clone format for a cycle. Past
-      // UNWALKED_OBJECTS objects it stops and encode() walks the value first (its size).
+      // UNWALKED_OBJECTS objects, an object met twice makes encode() walk the value first (its size).
+      // No back-references in this format: bytes holding one are refused.
       this.#shared = new Packr({
         ...COMMON, mapsAsObjects: false, structuredClone: false,
         useRecords: (o: object) => {
-          if (--this.#unwalked < 0) throw WALK_FIRST;
+          if (--this.#unwalked < 0) {
+            const seen = this.#seen ??= new Set();
+            if (seen.has(o)) throw WALK_FIRST;
+            seen.add(o);
+          }
           if (Object.prototype.hasOwnProperty.call(o, '__proto__')) throw new TypeError('own "__proto__" key');
           if (Object.getPrototypeOf(o) !== Object.prototype && uncopyable(o) !== undefined) throw new TypeError('uncopyable');
           return true;
@@ -265,9 +300,14 @@ export class ValueCodec {
     // msgpackr reserves the format byte in its own buffer: no second copy. The subarray it
     // returns stays valid (msgpackr moves on to fresh space for the next value).
     let out: Buffer | undefined;
+    // An encode from inside this one (a getter that encodes) counts its own objects, then gives
+    // the outer write its count back (review68).
+    const outerLeft = this.#unwalked;
+    const outerSeen = this.#seen;
     try {
       if (this.#shared !== undefined) {
         this.#unwalked = UNWALKED_OBJECTS;
+        this.#seen = undefined;
         try {
           out = this.#shared.pack(value, RESERVE_START_SPACE | 1);
           out[0] = FORMAT_SHARED;
@@ -283,21 +323,25 @@ export class ValueCodec {
         throw new TypeError(`${nameOf(what)} is nested too deeply to encode`, { cause: err });
       }
       throw err;
+    } finally {
+      this.#unwalked = outerLeft;
+      this.#seen = outerSeen;
     }
     if (out.length > this.maxBytes) throw new ValueTooLargeError(out.length, this.maxBytes, nameOf(what));
     return out;
   }
 
   /**
-   * The engine-local format for a value of more than UNWALKED_OBJECTS objects: walked first (its
-   * refusals, its size), then written without counting. Undefined for a value to write
-   * self-contained: one with a cycle, or whose write failed.
+   * The engine-local format for a value in which the writer met an object twice past
+   * UNWALKED_OBJECTS: walked first (its refusals, its size), then written without counting.
+   * Undefined for a value to write self-contained: one with a cycle, or whose write failed.
    */
   #sharedWalked(value: unknown, what: ValueName): Buffer | undefined {
     const st = this.#walked(value, what);
     if ((st.flags & CYCLE) !== 0) return undefined;
     this.#tooLarge(st, what); // shared objects are written once per use in this format
     this.#unwalked = 2 ** 30;
+    this.#seen = undefined;
     try {
       const out = this.#shared!.pack(value, RESERVE_START_SPACE | 1);
       out[0] = FORMAT_SHARED;
@@ -429,21 +473,27 @@ export class ValueCodec {
  * only repeat a record key per object (quadratic, capped by V8's longest string).
  */
 function unpackValue(packr: Packr, bytes: Uint8Array, guard: boolean): unknown {
-  if (!guard || !canGuard) {
+  let outer: typeof JSON.stringify | undefined;
+  if (guard && canGuard) {
+    outer = JSON.stringify;
     try {
-      return packr.unpack(bytes, FROM_1 as never);
-    } catch (err) {
-      throw corrupt(err);
+      JSON.stringify = boundedStringify as typeof JSON.stringify;
+      guarding++;
+    } catch {
+      // JSON frozen since this module loaded: decodes run unguarded from now on (review68).
+      canGuard = false;
+      outer = undefined;
     }
   }
-  const outer = JSON.stringify;
-  JSON.stringify = boundedStringify as typeof JSON.stringify;
   try {
     return packr.unpack(bytes, FROM_1 as never);
   } catch (err) {
     throw corrupt(err);
   } finally {
-    JSON.stringify = outer;
+    if (outer !== undefined) {
+      guarding--;
+      JSON.stringify = outer;
+    }
   }
 }
 
@@ -489,6 +539,8 @@ export function walkValue(value: unknown, path: ValueName, st: WalkState): numbe
     throw new TypeError(`${nameOf(path)} is a ${typeof value} and cannot be encoded`);
   }
   if (typeof value !== 'object' || value === null || isLeaf(value)) return 0;
+  const json = jsonOf(value);
+  if (json !== value) return walkValue(json, path, st);
   st.busy = true;
   st.visits = 0;
   st.sizes = undefined;
@@ -550,6 +602,20 @@ function fail(st: WalkState, key: string | number | undefined, what: string): ne
   throw new TypeError(`${parts.join('.')} ${what}`);
 }
 
+/**
+ * What msgpackr writes for `o`: for an instance of a class with a `toJSON` (not a plain object,
+ * array, Map or Set), what toJSON returns — so that is what the walk checks and measures
+ * (review68: an instance holding megabytes that writes 8 bytes was refused). toJSON is then called
+ * twice, by the walk and by msgpackr, as JSON.stringify would call it once.
+ */
+function jsonOf(o: object): unknown {
+  const ctor = (o as { constructor?: unknown }).constructor;
+  if (ctor === Object || ctor === Array || ctor === Map || ctor === Set || Array.isArray(o)) return o;
+  const toJSON = (o as { toJSON?: unknown }).toJSON;
+  if (!toJSON) return o;
+  return (toJSON as (this: object) => unknown).call(o); // not a function: msgpackr throws the same
+}
+
 /** Lower bound of the written size of a value that is not walked into. */
 function leafBytes(v: object): number {
   return ArrayBuffer.isView(v) || v instanceof ArrayBuffer ? 1 + v.byteLength : 1;
@@ -560,6 +626,8 @@ function visit(v: unknown, key: string | number, st: WalkState): number {
   if (typeof v === 'object') {
     if (v === null) return 1;
     if (isLeaf(v)) return leafBytes(v);
+    const json = jsonOf(v);
+    if (json !== v) return visit(json, key, st);
     st.keys.push(key);
     const bytes = walk(v, st);
     st.keys.pop();

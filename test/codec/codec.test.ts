@@ -1,5 +1,6 @@
+import { spawnSync } from 'node:child_process';
 import fc from 'fast-check';
-import { Packr } from 'msgpackr';
+import { addExtension, Packr } from 'msgpackr';
 import { describe, expect, it, vi } from 'vitest';
 import { CODEC_VERSION, ExactViews, FORMAT_PLAIN, FORMAT_RECORDS, FORMAT_SHARED, SharedStructures, ValueCodec } from '../../engine/codec/index.js';
 import { newWalkState, walkValue } from '../../engine/codec/codec.js';
@@ -339,15 +340,16 @@ describe('hostile bytes and values cost time linear in their size (review62)', (
     expect(node).toEqual(new Map([['k', 'v']]));
   });
 
-  it('refuses back-references in the formats that never write them (1 and 3)', () => {
+  it('reads back-references in format 1 (the first builds wrote them there), refuses them in format 3', () => {
     const shared = { a: 1 };
     const records = selfContained.encode([shared, shared, new Map()]); // format 2: `shared` written once, then a pointer
     expect(selfContained.decode(records)).toEqual([{ a: 1 }, { a: 1 }, new Map()]);
-    for (const format of [FORMAT_PLAIN, FORMAT_SHARED]) {
-      const forged = Buffer.from(records);
-      forged[0] = format;
-      expect(() => engineLocal.decode(forged)).toThrow(expect.objectContaining({ code: ErrorCodes.CORRUPT_VALUE }));
-    }
+    const old = Buffer.from(records);
+    old[0] = FORMAT_PLAIN;
+    expect((engineLocal.decode(old) as unknown[])[1]).toEqual({ a: 1 });
+    const forged = Buffer.from(records);
+    forged[0] = FORMAT_SHARED;
+    expect(() => engineLocal.decode(forged)).toThrow(expect.objectContaining({ code: ErrorCodes.CORRUPT_VALUE }));
   });
 
   it.each([
@@ -367,17 +369,56 @@ describe('hostile bytes and values cost time linear in their size (review62)', (
     expect(c.decode(c.encode(y))).toEqual(y);
   });
 
-  it('engine-local: a value of many objects is walked before it is written, and still written in the engine-local format', () => {
-    const rows = Array.from({ length: 12_000 }, (_, i) => ({ id: i, name: `row-${i}` }));
+  it('engine-local: past 65 536 objects a shared object makes it walk first; distinct objects are just written', () => {
+    const rows = Array.from({ length: 70_000 }, (_, i) => ({ id: i }));
     const bytes = engineLocal.encode(rows);
     expect(bytes[0]).toBe(FORMAT_SHARED);
     expect(engineLocal.decode(bytes)).toEqual(rows);
-    const withFunction = rows.map((r, i) => (i === 11_500 ? { ...r, f: () => 1 } : r));
-    expect(() => engineLocal.encode(withFunction)).toThrow('value.11500.f is a function and cannot be encoded');
+    const shared = { s: 'x'.repeat(100) };
+    const sharing = rows.map((r) => ({ ...r, shared })); // 70 000 uses of one object: over 1 MiB written
+    const small = new ValueCodec({ maxBytes: 1 << 20, structures: new SharedStructures(new Arena(createSharedMemory(2 << 20), true)) });
+    expect(() => small.encode(sharing)).toThrow(expect.objectContaining({ code: ErrorCodes.VALUE_TOO_LARGE, message: expect.stringContaining('at least') }));
+    const withFunction = rows.map((r, i) => (i === 69_500 ? { ...r, f: () => 1 } : r));
+    expect(() => engineLocal.encode(withFunction)).toThrow('value.69500.f is a function and cannot be encoded');
     const cyclic: Record<string, unknown>[] = rows.map((r) => ({ ...r }));
-    cyclic[11_999]!.self = cyclic;
+    cyclic[69_999]!.self = cyclic;
     const c = engineLocal.decode(engineLocal.encode(cyclic)) as Record<string, unknown>[];
-    expect(c[11_999]!.self).toBe(c);
+    expect(c[69_999]!.self).toBe(c);
+  });
+
+  it('engine-local: an encode from inside an encode (a getter) keeps the outer write\'s count', () => {
+    const c = new ValueCodec({ maxBytes: 1 << 20, structures: new SharedStructures(new Arena(createSharedMemory(2 << 20), true)) });
+    // every node of a DAG of 2^20 objects written out has a getter that encodes: before, each one
+    // reset the count, so the DAG was written out in full and never walked ("encodes to N bytes")
+    let x: object = { leaf: 1 };
+    for (let i = 0; i < 20; i++) {
+      const below = x;
+      x = { a: below, b: below, get g() { return c.encode(i).length; } };
+    }
+    expect(() => c.encode(x)).toThrow(expect.objectContaining({ code: ErrorCodes.VALUE_TOO_LARGE, message: expect.stringContaining('at least') }));
+  });
+
+  it('a class instance is measured and checked by what its toJSON returns, as msgpackr writes it', () => {
+    class Cached {
+      readonly cache = Buffer.alloc(2 << 20);
+      constructor(readonly id: number) {}
+      toJSON(): unknown {
+        return { id: this.id };
+      }
+    }
+    for (const c of [new ValueCodec({ maxBytes: 1 << 20 }), new ValueCodec({ maxBytes: 1 << 20, structures: new SharedStructures(new Arena(createSharedMemory(2 << 20), true)) })]) {
+      expect(c.decode(c.encode({ item: new Cached(7) }))).toEqual({ item: { id: 7 } }); // before: refused, "at least 2097155 bytes"
+      let dag: unknown = { leaf: 'x' };
+      for (let i = 0; i < 40; i++) dag = { a: dag, b: dag };
+      const behind = { toJSON: undefined as unknown };
+      class Wrapper {
+        toJSON(): unknown {
+          return dag;
+        }
+      }
+      void behind;
+      expect(() => c.encode([new Wrapper()])).toThrow(expect.objectContaining({ code: ErrorCodes.VALUE_TOO_LARGE }));
+    }
   });
 
   it('writes an object of 65 536 keys or more in the self-contained format', () => {
@@ -399,8 +440,10 @@ describe('hostile bytes and values cost time linear in their size (review62)', (
       expect(decoded).toBeInstanceOf(Error); // before: the table itself for 'valueOf', a String, a boolean …
       expect(decoded).toMatchObject({ name, message: 'm' });
     }
-    const again = selfContained.decode(selfContained.encode(new TypeError('still a TypeError')));
+    const again = selfContained.decode(selfContained.encode(new TypeError('still a TypeError', { cause: new RangeError('r') }))) as TypeError;
     expect(again).toBeInstanceOf(TypeError);
+    expect(again.cause).toBeInstanceOf(RangeError);
+    expect(selfContained.decode(selfContained.encode(/a+b/gi))).toEqual(/a+b/gi);
   });
 
   it('an AggregateError keeps its class and message (its errors are not carried)', () => {
@@ -408,6 +451,66 @@ describe('hostile bytes and values cost time linear in their size (review62)', (
     expect(decoded).toBeInstanceOf(AggregateError);
     expect(decoded.message).toBe('both failed'); // before: "[object Object]", and `errors` its message's characters
     expect(decoded.errors).toEqual([]);
+  });
+
+  it('an Error or RegExp field holding shared references is named by its kind, never expanded into a string', () => {
+    const packr = new Packr({ structuredClone: true, useRecords: true, maxSharedStructures: 0, moreTypes: true });
+    const dag = (depth: number): unknown => {
+      let x: unknown = ['a'];
+      for (let i = 0; i < depth; i++) x = [x, x];
+      return x;
+    };
+    for (const depth of [3, 60]) { // 60: 2^60 copies of 'a' once joined (before: 355 bytes of depth 26 took 19 s)
+      const message = selfContained.decode(Buffer.from([FORMAT_RECORDS, 0xd4, 0x65, 0x00, ...packr.pack(['Error', dag(depth), undefined])])) as Error;
+      expect(message.message).toBe('[object Array]');
+      const name = selfContained.decode(Buffer.from([FORMAT_RECORDS, 0xd4, 0x65, 0x00, ...packr.pack([dag(depth), 'm', undefined])])) as Error;
+      expect(name.name).toBe('[object Array]');
+      expect(() => selfContained.decode(Buffer.from([FORMAT_RECORDS, 0xd4, 0x78, 0x00, ...packr.pack([dag(depth), 'g'])]))).not.toThrow();
+    }
+  });
+
+  it('a big BigInt followed by a stray byte is refused (its decimal digits are not written: quadratic)', () => {
+    const big = (1n << (8n * 2n ** 20n)) - 1n; // 1 MiB of bits: msgpackr's preview of it took seconds (review68)
+    const bytes = selfContained.encode({ big });
+    expect(selfContained.decode(bytes)).toEqual({ big });
+    expect(() => selfContained.decode(Buffer.concat([bytes, Buffer.from([0xc0])]))).toThrow(expect.objectContaining({ code: ErrorCodes.CORRUPT_VALUE }));
+  });
+
+  it('decodes as before when JSON is frozen after the codec loaded (built dist/, a child process)', () => {
+    const dist = new URL('../../dist/engine/', import.meta.url).href;
+    const code = `
+      const { ValueCodec, SharedStructures } = await import('${dist}codec/index.js');
+      const { Arena } = await import('${dist}runtime/arena.js');
+      const { createSharedMemory } = await import('${dist}runtime/wasm.js');
+      const plain = new ValueCodec();
+      const local = new ValueCodec({ structures: new SharedStructures(new Arena(createSharedMemory(2 << 20), true)) });
+      const values = [plain.encode({ a: 1 }), plain.encode(new Map([[1, 2]])), local.encode({ b: 2 }), plain.encode({ s: 'x'.repeat(2000) })];
+      Object.freeze(JSON);
+      const out = values.map((v) => { try { const d = (v[0] === 3 ? local : plain).decode(v); return typeof d; } catch (e) { return e.constructor.name + ': ' + e.message; } });
+      let trailing;
+      try { plain.decode(Buffer.concat([values[0], Buffer.from([0xc0])])); } catch (e) { trailing = e.code; }
+      console.log(JSON.stringify([...out, trailing]));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).toBe('');
+    // before: every format 1/2 decode threw "Cannot assign to read only property 'stringify'"
+    expect(JSON.parse(r.stdout)).toEqual(['object', 'object', 'object', 'object', ErrorCodes.CORRUPT_VALUE]);
+  });
+
+  it('the bounded JSON.stringify applies to msgpackr\'s check only: other calls inside a decode, and any call after it, are the native ones', () => {
+    // msgpackr calls JSON.stringify(key) when it compiles a record reader: bounded, a long key made
+    // it throw and msgpackr turned compiled readers off for the thread (review68); a module loaded
+    // inside a decode could keep the bounded function for good.
+    const big = { s: 'x'.repeat(300_000) };
+    let inside = '';
+    let kept: typeof JSON.stringify | undefined;
+    addExtension({ type: 0x21, read: () => {
+      inside = JSON.stringify(big);
+      kept = JSON.stringify;
+      return 'ok';
+    } });
+    expect(selfContained.decode(Buffer.from([FORMAT_PLAIN, 0xd4, 0x21, 0x00, 0xc0]))).toBe('ok');
+    expect(inside).toHaveLength(300_008);
+    expect(kept!(big, (_k, v: unknown) => v)).toHaveLength(300_008);
   });
 });
 
