@@ -31,7 +31,6 @@ import { Balancer, BALANCER_DEFAULTS, type BalancerOptions } from './balance/bal
 const MAX_BREAKER_HANDLES = 16;
 
 function sameOptions(a: object, b: Record<string, unknown>): boolean {
-  if (a === null || typeof a !== 'object') return false; // CircuitBreaker.shared names the mistake
   const o = a as Record<string, unknown>;
   for (const k of Object.keys(o)) if (!Object.is(o[k], b[k])) return false;
   for (const k of Object.keys(b)) if (!Object.is(o[k], b[k])) return false;
@@ -117,11 +116,16 @@ export class Engine {
    * handle back every time (up to 16 option sets per name are remembered; past that the least
    * recently used is forgotten — it still works — and its options would make a new one). `clock`
    * is the engine's.
-   * @throws TypeError / RangeError naming a bad option or an unknown option name; ERR_HOTPATH_CLOSED
-   *   after close(); ERR_HOTPATH_REGION_CONFLICT when `name` exists with other thresholds.
+   * @throws TypeError / RangeError naming a bad option, an unknown option name or a bad name (at
+   *   most 40 UTF-8 bytes); ERR_HOTPATH_CLOSED after close(); ERR_HOTPATH_REGION_CONFLICT when
+   *   `name` exists with other thresholds.
    */
   breaker(name: string, options?: Omit<BreakerOptions, 'clock'>): CircuitBreaker {
     if (this.#closed !== undefined) throw new ClosedError('engine');
+    // Here, not in CircuitBreaker.shared: the spread below would make `{ clock }` of null or 42 (review69 D6).
+    if (options !== undefined && (options === null || typeof options !== 'object')) {
+      throw new TypeError(`breaker options must be an object, got ${options === null ? 'null' : `${typeof options} ${String(options)}`}`);
+    }
     const known = this.#breakers.get(name);
     if (known !== undefined) {
       const i = options === undefined ? known.length - 1 : known.findIndex((h) => sameOptions(options, h.options));

@@ -29,7 +29,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { NoBackendError } from '../errors.js';
-import type { Clock } from '../options.js';
+import { SYSTEM_CLOCK, type Clock } from '../options.js';
 import { CircuitBreaker, type BreakerOptions, type BreakerState } from '../resilience/breaker.js';
 import { CoarseClock } from '../runtime/coarse-clock.js';
 import { HashRing, type HashRingOptions } from './ring.js';
@@ -230,6 +230,14 @@ export class Balancer extends EventEmitter {
   readonly #penaltyMs: number;
   readonly #maxSessions: number;
   readonly #all = new Map<string, Entry>();
+  /**
+   * Removed backends whose calls were still in flight, by id, oldest first (each until its last call
+   * ends): the identity of a backend is its object, so a re-added id is another backend, and
+   * reports of the removed one's calls must not land on it (review69 D8).
+   */
+  readonly #gone = new Map<string, Entry[]>();
+  /** Bumped by every change of the usable backends (#rebuild): #admit notices a listener's. */
+  #changes = 0;
   /** Backends that are up and not ejected, in insertion order (rebuilt on every state change). */
   #up: Entry[] = [];
   #rr = 0;
@@ -242,8 +250,12 @@ export class Balancer extends EventEmitter {
   #closed = false;
   /** Aborted by close(): health checks in flight end at once. */
   readonly #stopChecks = new AbortController();
-  /** One coarse clock for every backend's breaker (their windows' buckets). */
+  /**
+   * One coarse clock for every backend's breaker (their windows' buckets), on the system clock only:
+   * an injected clock is read exactly (review69 D3: a manual clock moved on still found old buckets).
+   */
   #coarse: CoarseClock | undefined;
+  readonly #systemClock: boolean;
 
   /** @throws TypeError / RangeError naming a bad option. */
   constructor(options: BalancerOptions = {}) {
@@ -289,6 +301,7 @@ export class Balancer extends EventEmitter {
     this.#algorithm = algorithm;
     this.#ringOptions = options.ring;
     this.#clock = options.clock ?? { now: Date.now };
+    this.#systemClock = options.clock === undefined || options.clock === SYSTEM_CLOCK;
     this.#random = options.random ?? Math.random;
     this.#ring = algorithm === 'consistent-hash' ? new HashRing(options.ring) : undefined;
     const backends = options.backends ?? [];
@@ -456,11 +469,21 @@ export class Balancer extends EventEmitter {
     return e;
   }
 
-  /** Removes a backend (calls in flight on it finish; their reports are ignored). False if unknown. */
+  /**
+   * Removes a backend (calls in flight on it finish; their reports are ignored). False if unknown.
+   * A backend added again under the same id is a new one: reports passing the old Backend object
+   * never reach it; reports by id are taken as the removed one's while it has calls in flight (they
+   * were picked first; an id cannot tell two calls apart — pass the object to be exact).
+   */
   remove(id: string): boolean {
     const e = this.#all.get(id);
     if (e === undefined) return false;
     this.#all.delete(id);
+    if (e.inflight > 0) {
+      const gone = this.#gone.get(id);
+      if (gone === undefined) this.#gone.set(id, [e]);
+      else gone.push(e);
+    }
     if (e.ejectedUntil > 0) this.#ejected--;
     e.breaker?.dispose();
     this.#ring?.remove(id);
@@ -486,6 +509,7 @@ export class Balancer extends EventEmitter {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     for (const e of this.#all.values()) e.breaker?.dispose();
+    this.#gone.clear();
     this.#coarse?.stop();
     this.#ring?.close?.();
     this.#emit('close');
@@ -507,7 +531,7 @@ export class Balancer extends EventEmitter {
   #insert(c: Required<Pick<BackendOptions, 'id' | 'weight'>> & BackendOptions): Entry {
     let breaker: CircuitBreaker | undefined;
     if (this.#breaker !== undefined) {
-      this.#coarse ??= new CoarseClock(this.#clock);
+      if (this.#systemClock) this.#coarse ??= new CoarseClock(this.#clock);
       breaker = new CircuitBreaker(`${this.name}:${c.id}`, { ...this.#breaker, clock: this.#clock }, undefined, this.#coarse);
     }
     const known = [...this.#all.values()];
@@ -526,23 +550,51 @@ export class Balancer extends EventEmitter {
     return e;
   }
 
+  /**
+   * The backend a report or release ends a call of; undefined for a call of a removed backend (it
+   * is counted out of that one, and ignored).
+   */
   #entry(backend: Backend | string): Entry | undefined {
     const id = typeof backend === 'string' ? backend : backend?.id;
-    const e = id === undefined ? undefined : this.#all.get(id);
+    if (id === undefined) return undefined;
+    const gone = this.#gone.get(id);
+    if (gone !== undefined) {
+      const k = typeof backend === 'string' ? 0 : gone.indexOf(backend as Entry);
+      if (k >= 0) {
+        const old = gone[k]!;
+        if (--old.inflight === 0) {
+          gone.splice(k, 1);
+          if (gone.length === 0) this.#gone.delete(id);
+        }
+        return undefined;
+      }
+    }
+    const e = this.#all.get(id);
     return e !== undefined && (typeof backend === 'string' || e === backend) ? e : undefined;
   }
 
   #rebuild(): void {
+    this.#changes++;
     const up: Entry[] = [];
     for (const e of this.#all.values()) if (e.healthy && e.ejectedUntil === 0) up.push(e);
     this.#up = up;
     for (const e of up) e.current = 0;
   }
 
-  /** May `e` take a call? Takes a breaker probe slot when half-open. */
-  #admit(e: Entry): boolean {
+  /**
+   * May `e` take a call? Takes a breaker probe slot when half-open. `since`: #changes when the pick
+   * began (its candidates are from then).
+   */
+  #admit(e: Entry, since: number): boolean {
     if (e.breaker === undefined) return true;
     const ticket = e.breaker.acquire();
+    // acquire() may emit (the breaker turning half-open), and a 'breaker' listener may have removed
+    // (or ejected) `e` — this pick's candidates are from before: then it is not handed out
+    // (review69 D9; the consistent-hash walk avoids emitting at all, see #choose).
+    if (this.#changes !== since && (this.#all.get(e.id) !== e || !e.healthy || e.ejectedUntil !== 0)) {
+      if (CircuitBreaker.isProbe(ticket)) e.breaker.release(ticket);
+      return false;
+    }
     if (CircuitBreaker.isProbe(ticket)) e.probes.push(ticket); // a half-open probe slot: its outcome may move the breaker
     return ticket >= 0;
   }
@@ -588,6 +640,7 @@ export class Balancer extends EventEmitter {
   }
 
   #choose(options: PickOptions | undefined): Entry {
+    const since = this.#changes;
     const exclude = options?.exclude;
     const up = this.#up;
     const n = up.length;
@@ -596,7 +649,7 @@ export class Balancer extends EventEmitter {
         for (let i = 0; i < n; i++) {
           const e = up[this.#rr++ % n]!;
           if (this.#rr >= 0x3fffffff) this.#rr = 0;
-          if (exclude?.has(e.id) !== true && this.#admit(e)) return e;
+          if (exclude?.has(e.id) !== true && this.#admit(e, since)) return e;
         }
         throw this.#none();
       }
@@ -614,7 +667,7 @@ export class Balancer extends EventEmitter {
           }
           if (best === undefined) throw this.#none();
           best.current -= total;
-          if (this.#admit(best)) return best;
+          if (this.#admit(best, since)) return best;
           (refused ??= new Set()).add(best);
         }
       }
@@ -635,7 +688,7 @@ export class Balancer extends EventEmitter {
             }
           }
           if (best === undefined) throw this.#none();
-          if (this.#admit(best)) return best;
+          if (this.#admit(best, since)) return best;
           (refused ??= new Set()).add(best);
         }
       }
@@ -647,18 +700,18 @@ export class Balancer extends EventEmitter {
               e = up[0]!;
             } else {
               const now = this.#clock.now();
-              const i = this.#draw(n, -1, now);
+              const i = this.#draw(up, -1, now);
               const a = up[i]!;
-              const b = up[this.#draw(n, i, now)]!;
+              const b = up[this.#draw(up, i, now)]!;
               e = this.#cost(a, now) <= this.#cost(b, now) ? a : b;
             }
-            if (this.#admit(e)) return e;
+            if (this.#admit(e, since)) return e;
           }
         }
         // Refused twice (breakers), or failover: the cheapest of the rest.
         const now = this.#clock.now();
         const left = up.filter((e) => exclude?.has(e.id) !== true).sort((a, b) => this.#cost(a, now) - this.#cost(b, now));
-        for (const e of left) if (this.#admit(e)) return e;
+        for (const e of left) if (this.#admit(e, since)) return e;
         throw this.#none();
       }
       case 'consistent-hash': {
@@ -677,7 +730,7 @@ export class Balancer extends EventEmitter {
           });
           if (id === undefined) throw this.#none();
           const e = this.#all.get(id);
-          if (e !== undefined && this.#admit(e)) return e;
+          if (e !== undefined && this.#admit(e, since)) return e;
           (refused ??= new Set()).add(id);
         }
       }
@@ -685,10 +738,11 @@ export class Balancer extends EventEmitter {
   }
 
   #sticky(session: string, options: PickOptions): Entry {
+    const since = this.#changes;
     const known = this.#sessions.get(session);
     if (known !== undefined) {
       const e = this.#all.get(known);
-      if (e !== undefined && e.healthy && e.ejectedUntil === 0 && options.exclude?.has(e.id) !== true && this.#admit(e)) {
+      if (e !== undefined && e.healthy && e.ejectedUntil === 0 && options.exclude?.has(e.id) !== true && this.#admit(e, since)) {
         e.inflight++;
         // Most recently used last: the oldest idle session is the one forgotten when full.
         this.#sessions.delete(session);
@@ -705,17 +759,19 @@ export class Balancer extends EventEmitter {
   }
 
   /**
-   * A random index in [0, n) other than `not`. A backend that failed recently (within
+   * A random index of `up` other than `not`. A backend that failed recently (within
    * ewmaDecayMs of its last failure, with no success since) is drawn again, up to twice: as a
    * candidate it would lose to anyone, which hands the win to its partner however slow that one
    * is — with three backends, one failing and one slow, the slow one would get a third of the calls.
    */
-  #draw(n: number, not: number, now: number): number {
+  #draw(up: readonly Entry[], not: number, now: number): number {
+    // `up` is the pick's own list: a listener run by #admit may have rebuilt #up meanwhile (review69 D9).
+    const n = up.length;
     let k = 0;
     for (let attempt = 0; attempt < 3; attempt++) {
       k = not < 0 ? Math.floor(this.#random() * n) : Math.floor(this.#random() * (n - 1));
       if (not >= 0 && k >= not) k++;
-      const e = this.#up[k]!;
+      const e = up[k]!;
       if (e.consecutiveFailures === 0 || now - e.lastFailureAt >= this.#decayMs) break;
     }
     return k;

@@ -31,15 +31,19 @@
  * 12 PHASE                    the generation at which the current (or last) half-open phase began:
  *                             written before the CAS that enters it, only ever moved forward, so a
  *                             thread that sees STATE half-open reads its phase's start here
+ * 13 PROBE_AT                 the STATE word made by the slot-taking CAS whose deadline PROBE holds
+ *                             (written after PROBE: PROBE is the last slot's deadline once it is equal)
  * 16..45       the window: WINDOW_BUCKETS × (epoch, calls, failures); epoch = floor(now / bucketMs)
  * 48..63       (shared only) the configuration, written once by the creator: every thread uses the
- *               creator's thresholds
+ *               creator's thresholds (errorRate as the two halves of its float64, exactly)
  * ```
  * Protocol: every transition is one compare-and-swap of STATE from the word the deciding thread
  * read, so two threads that both see the fifth failure open it once, and exactly
  * `halfOpenProbes` probes pass. OPENED is written before the CAS that opens (the CAS publishes it;
- * two threads racing to open write near-equal times); PROBE likewise before the CAS that takes a
- * slot (a racing thread whose CAS then fails has only made the probe deadline a little later).
+ * two threads racing to open write near-equal times). PROBE is written only by the thread whose CAS
+ * took the slot, after it (a loser writing first could replace the winner's deadline with its own,
+ * shorter one: review69 D5), then PROBE_AT publishes it; a thread that finds every slot taken and
+ * PROBE_AT not yet naming that word waits (see #probesDue).
  * Tickets (see acquire) are derived from the STATE word: the generation and whether the phase is
  * closed or half-open, so an outcome is matched to its phase with one load and one compare. Window counts are statistics: a bucket is
  * recycled by the thread that CASes its epoch, and a call recorded by another thread between that
@@ -48,7 +52,8 @@
  *
  * Events are per thread: a thread emits `'state'` (to, from) for the transitions it makes and for
  * those it notices other threads made (on its next call or its own timer), so a listener may see
- * open → closed when the half-open step happened elsewhere.
+ * open → closed when the half-open step happened elsewhere. Every handle of one shared breaker in a
+ * thread hears each of them once, whichever handle made or noticed it (review69 D2).
  *
  * Time comes from `clock.now()` (ms); the reset timer is a global `setTimeout`, unref'd, so tests
  * drive it with fake timers. Recording is O(1).
@@ -56,8 +61,9 @@
 import { isWellFormed } from '../text.js';
 import { EventEmitter } from 'node:events';
 import { CancelledError, ErrorCodes, HotpathError, RegionConflictError, TimeoutError } from '../errors.js';
-import type { Clock } from '../options.js';
+import { SYSTEM_CLOCK, type Clock } from '../options.js';
 import type { ThreadRuntime } from '../runtime/thread.js';
+import { REGION_NAME_MAX } from '../runtime/arena.js';
 import { CoarseClock } from '../runtime/coarse-clock.js';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
@@ -83,7 +89,9 @@ export interface BreakerOptions {
    * again (a new round), so a probe that never settles (or a thread that died mid-probe) cannot keep
    * the breaker half-open for ever. A given-up probe's late outcome still closes or reopens it while
    * that half-open phase lasts. Default: the larger of `resetMs` and `timeoutMs` (this handle's, for
-   * `engine.breaker`, unless a handle set `probeTimeoutMs` when it created the breaker).
+   * `engine.breaker`, unless a handle set `probeTimeoutMs` when it created the breaker). For
+   * `engine.breaker`, set by the creator it holds for every handle (others give the same or none);
+   * left out by the creator, each handle's own value or default applies to it.
    */
   probeTimeoutMs?: number;
   /** `run()`: a call slower than this fails with ERR_HOTPATH_TIMEOUT (ms). Default none. */
@@ -131,6 +139,7 @@ const FAILURES = 6;
 const REJECTED = 8;
 const PROBE_LO = 10;
 const PHASE = 12;
+const PROBE_AT = 13;
 const WINDOW = 16;
 const CONFIG = 48;
 const CONFIG_MAGIC = 0x42524b31; // 'BRK1'
@@ -155,8 +164,31 @@ const KNOWN_OPTIONS: ReadonlySet<string> = new Set(['consecutiveFailures', 'erro
 const KNOWN_RUN_OPTIONS = 'fallback, signal, timeoutMs';
 const NAMES: readonly BreakerState[] = ['closed', 'open', 'half-open'];
 
-/** A signal that never aborts: what `run`'s function gets when the call has no timeout and no signal. */
-const NEVER = new AbortController().signal;
+/**
+ * A signal that never aborts: what `run`'s function gets when the call has no timeout and no
+ * signal. One for all such calls (a fresh AbortController costs ~2.4 µs, some twenty times the
+ * call), so it keeps nothing a call hangs on it: an 'abort' listener on a signal that never aborts
+ * would never run, so adding one does nothing. (review69 D7: functions that add a listener per call,
+ * as code given a per-call signal does, piled them up for ever, with MaxListenersExceededWarning.)
+ */
+const NEVER: AbortSignal = neverAborting();
+
+function neverAborting(): AbortSignal {
+  const signal = new AbortController().signal; // its controller is dropped: nothing can abort it
+  const add = signal.addEventListener;
+  Object.defineProperty(signal, 'addEventListener', {
+    value: function addEventListener(this: AbortSignal, ...args: Parameters<AbortSignal['addEventListener']>): void {
+      if (args[0] !== 'abort') add.apply(this, args);
+    },
+  });
+  return signal;
+}
+
+/** errorRate's float64 as two i32 words (the shared configuration stores it exactly: review69 D1). */
+const F64 = new Float64Array(1);
+const F64_WORDS = new Int32Array(F64.buffer);
+/** Longest name of a shared breaker (UTF-8 bytes): its region is `breaker:<name>`. */
+export const MAX_SHARED_BREAKER_NAME_BYTES = REGION_NAME_MAX - 'breaker:'.length;
 
 /** The breaker refused the call because it is open. */
 export class BreakerOpenError extends HotpathError {
@@ -283,11 +315,14 @@ export class CircuitBreaker extends EventEmitter {
   readonly #clock: Clock;
   /**
    * The window's buckets are found with a coarse clock (runtime/coarse-clock.ts: at most ~1 ms or
-   * 64 calls stale): reading the real clock on every success was half of a call's cost. State
-   * transitions (open, half-open) read the real one.
+   * 64 calls stale) over the system clock: reading the real clock on every success was half of a
+   * call's cost. State transitions (open, half-open) read the real one. A `clock` given in the
+   * options is read exactly, as the limiter does (review69 D3: a manual clock moved on a minute
+   * still found a minute-old bucket until a real timer or 64 reads refreshed the cache).
    */
-  readonly #coarse: CoarseClock;
-  readonly #ownsCoarse: boolean;
+  readonly #coarse: Clock;
+  /** The coarse clock this breaker made (it stops it), if any. */
+  readonly #ownCoarse: CoarseClock | undefined;
   readonly #isFailure: ((err: unknown) => boolean) | undefined;
   readonly #w: Int32Array;
   /** Index of word 0 in #w. */
@@ -295,6 +330,14 @@ export class CircuitBreaker extends EventEmitter {
   readonly #bucketMs: number;
   /** The STATE word this thread last acted on or announced (its events are relative to it). */
   #seen = 0;
+  /**
+   * The handles of this shared breaker in this thread, this one included (undefined for a private
+   * one): a transition any of them makes or notices is announced on each (see #announce).
+   */
+  #peers: Set<WeakRef<CircuitBreaker>> | undefined;
+  /** The STATE word (every slot taken) whose probe deadline was not yet published, and since when this handle saw it so. */
+  #pendingWord = 0;
+  #pendingSince = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   /**
    * run()'s outcome handlers for the ticket `#hotTicket` (made once per phase, not per call: every
@@ -313,15 +356,16 @@ export class CircuitBreaker extends EventEmitter {
   /**
    * @param cells where the state lives (CircuitBreaker.shared passes an arena region).
    * @param coarse a coarse clock over `options.clock` shared with other breakers (the balancer's
-   *   breakers share one: one 1 ms timer instead of one per backend); its owner stops it.
+   *   breakers share one: one 1 ms timer instead of one per backend); its owner stops it. Without
+   *   it, a breaker on the system clock makes its own and one on another clock reads that exactly.
    */
   constructor(name: string, options: BreakerOptions = {}, cells?: { words: Int32Array; base: number }, coarse?: CoarseClock) {
     super();
     this.#o = validate(name, options);
     this.name = name;
     this.#clock = options.clock ?? { now: Date.now };
-    this.#ownsCoarse = coarse === undefined;
-    this.#coarse = coarse ?? new CoarseClock(this.#clock);
+    this.#ownCoarse = coarse === undefined && (options.clock === undefined || options.clock === SYSTEM_CLOCK) ? new CoarseClock(this.#clock) : undefined;
+    this.#coarse = coarse ?? this.#ownCoarse ?? this.#clock;
     this.#isFailure = options.isFailure;
     this.#w = cells?.words ?? new Int32Array(BREAKER_WORDS);
     this.#b = cells?.base ?? 0;
@@ -333,11 +377,19 @@ export class CircuitBreaker extends EventEmitter {
    * The breaker `name` in the shared memory of `runtime` (region `breaker:<name>`): created with
    * `options` on first use; any thread that opens it later gets the creator's thresholds (and its
    * `timeoutMs` unless it passes its own). Opening it with other thresholds is refused.
-   * @throws TypeError / RangeError naming a bad option; ERR_HOTPATH_REGION_CONFLICT when it exists
-   *   with other thresholds; ERR_HOTPATH_ARENA_EXHAUSTED when the arena is full.
+   * `probeTimeoutMs` is a threshold when the creator set it (another handle must give the same or
+   * none); left out by the creator it is a per-handle setting, like `timeoutMs` (review69 D10).
+   * @throws TypeError / RangeError naming a bad option or name (at most
+   *   MAX_SHARED_BREAKER_NAME_BYTES UTF-8 bytes); ERR_HOTPATH_REGION_CONFLICT when it exists with
+   *   other thresholds; ERR_HOTPATH_ARENA_EXHAUSTED when the arena is full.
    */
   static shared(runtime: ThreadRuntime, name: string, options?: BreakerOptions): CircuitBreaker {
-    checkBreakerName(name); // before the region: its message names the breaker, not the region (review47)
+    // Before the region: the messages name the breaker, not the region (review47, review69 D6).
+    checkBreakerName(name);
+    const bytes = Buffer.byteLength(name, 'utf8');
+    if (bytes > MAX_SHARED_BREAKER_NAME_BYTES) {
+      throw new RangeError(`breaker name must be at most ${MAX_SHARED_BREAKER_NAME_BYTES} UTF-8 bytes for a shared breaker (engine.breaker), got ${bytes}: ${JSON.stringify(name)}`);
+    }
     const wanted = options === undefined ? undefined : validate(name, options);
     const r = runtime.arena.region(`breaker:${name}`, BREAKER_WORDS * 4, 64);
     const words = runtime.i32;
@@ -346,7 +398,9 @@ export class CircuitBreaker extends EventEmitter {
     if (r.created) {
       const cfg = wanted ?? validate(name, {});
       Atomics.store(words, c + 1, cfg.consecutiveFailures);
-      Atomics.store(words, c + 2, Math.round(cfg.errorRate * 1e6));
+      F64[0] = cfg.errorRate; // exactly: a rate rounded to 0 would be refused by every handle (review69 D1)
+      Atomics.store(words, c + 10, F64_WORDS[0]!);
+      Atomics.store(words, c + 11, F64_WORDS[1]!);
       Atomics.store(words, c + 3, cfg.volume);
       Atomics.store(words, c + 4, cfg.windowMs);
       Atomics.store(words, c + 5, cfg.resetMs);
@@ -362,9 +416,11 @@ export class CircuitBreaker extends EventEmitter {
         if (spins > 1100) throw new RegionConflictError(r.name, r.bytes, BREAKER_WORDS * 4, `breaker "${name}" was carved but never initialised (did the thread creating it die?)`);
       }
     }
+    F64_WORDS[0] = Atomics.load(words, c + 10);
+    F64_WORDS[1] = Atomics.load(words, c + 11);
     const stored: Config = {
       consecutiveFailures: Atomics.load(words, c + 1),
-      errorRate: Atomics.load(words, c + 2) / 1e6,
+      errorRate: F64[0]!,
       volume: Atomics.load(words, c + 3),
       windowMs: Atomics.load(words, c + 4),
       resetMs: Atomics.load(words, c + 5),
@@ -378,23 +434,52 @@ export class CircuitBreaker extends EventEmitter {
           throw new RegionConflictError(r.name, r.bytes, r.bytes, `breaker "${name}" exists with ${k} = ${stored[k]}, not ${wanted[k]}`);
         }
       }
-      // Its default follows timeoutMs, which each thread may set: compared only when given.
-      if (options!.probeTimeoutMs !== undefined && wanted.probeTimeoutMs !== stored.probeTimeoutMs) {
+      // A threshold only when the creator set it: else each handle's own (its default follows this
+      // handle's timeoutMs), so another handle's value is no conflict (review69 D10).
+      if (options!.probeTimeoutMs !== undefined && Atomics.load(words, c + 9) === 1 && wanted.probeTimeoutMs !== stored.probeTimeoutMs) {
         throw new RegionConflictError(r.name, r.bytes, r.bytes, `breaker "${name}" exists with probeTimeoutMs = ${stored.probeTimeoutMs}, not ${wanted.probeTimeoutMs}`);
       }
-      if (Math.round(wanted.errorRate * 1e6) !== Math.round(stored.errorRate * 1e6)) {
+      if (wanted.errorRate !== stored.errorRate) {
         throw new RegionConflictError(r.name, r.bytes, r.bytes, `breaker "${name}" exists with errorRate = ${stored.errorRate}, not ${wanted.errorRate}`);
       }
     }
     const timeoutMs = wanted?.timeoutMs ?? stored.timeoutMs;
-    return new CircuitBreaker(name, {
+    const b = new CircuitBreaker(name, {
       ...stored,
       timeoutMs,
-      // Nobody set it: the default of this handle's own settings, the larger of resetMs and timeoutMs.
-      probeTimeoutMs: Atomics.load(words, c + 9) === 1 ? stored.probeTimeoutMs : Math.max(stored.resetMs, Math.ceil(timeoutMs ?? 0)),
+      // The creator did not set it: this handle's own, or the default of its own settings, the
+      // larger of resetMs and timeoutMs.
+      probeTimeoutMs: Atomics.load(words, c + 9) === 1 ? stored.probeTimeoutMs
+        : options?.probeTimeoutMs ?? Math.max(stored.resetMs, Math.ceil(timeoutMs ?? 0)),
       ...(options?.clock ? { clock: options.clock } : {}),
       ...(options?.isFailure ? { isFailure: options.isFailure } : {}),
     }, { words, base });
+    CircuitBreaker.#join(runtime, name, b);
+    return b;
+  }
+
+  /** This thread's handles of each shared breaker, by runtime and name (see #peers). */
+  static readonly #handles = new WeakMap<ThreadRuntime, Map<string, Set<WeakRef<CircuitBreaker>>>>();
+
+  /**
+   * Adds `b` to the handles of its shared breaker in this thread. It starts from the state they
+   * last announced, then announces (on all of them) anything newer it sees, so they stay in step.
+   * (review69 D2: each handle had its own `#seen`: listeners on one never heard the transitions
+   * made through another, and the reset timer of the handle that opened it woke only its own.)
+   */
+  static #join(runtime: ThreadRuntime, name: string, b: CircuitBreaker): void {
+    let byName = CircuitBreaker.#handles.get(runtime);
+    if (byName === undefined) CircuitBreaker.#handles.set(runtime, byName = new Map());
+    let peers = byName.get(name);
+    if (peers === undefined) byName.set(name, peers = new Set());
+    for (const ref of peers) {
+      const h = ref.deref();
+      if (h === undefined) peers.delete(ref); // a handle nobody holds any more
+      else b.#seen = h.#seen;
+    }
+    peers.add(new WeakRef(b));
+    b.#peers = peers;
+    b.#observe();
   }
 
   /** The current state (an open breaker past its reset time reads as half-open). */
@@ -461,9 +546,14 @@ export class CircuitBreaker extends EventEmitter {
       }
       // half-open: take a probe slot if one is free
       if (((s & PROBE_MASK) >>> 2) < this.#o.halfOpenProbes) {
-        this.#stamp(PROBE_LO, this.#clock.now() + Math.max(this.#o.probeTimeoutMs, allowMs)); // before the CAS that publishes it
         const was = Atomics.compareExchange(w, at, s, s + PROBE_ONE);
-        if (was === s) return (s >>> 14) + 1;
+        if (was === s) {
+          // Only the thread that took the slot writes its deadline (see the file comment), then names
+          // the word its CAS made so that others know the deadline is this slot's.
+          this.#stamp(PROBE_LO, this.#clock.now() + Math.max(this.#o.probeTimeoutMs, allowMs));
+          Atomics.store(w, this.#b + PROBE_AT, s + PROBE_ONE);
+          return (s >>> 14) + 1;
+        }
         s = was;
         continue;
       }
@@ -471,13 +561,30 @@ export class CircuitBreaker extends EventEmitter {
       // up (never settling, or their thread died). A new round (generation) of the same phase
       // frees the slots; the given-up probes' tickets no longer hold one (release frees nothing),
       // but their late outcomes still count as this phase's probes' (see #inPhase).
-      if (this.#clock.now() < this.#stampAt(PROBE_LO)) break;
+      if (!this.#probesDue(s)) break;
       const next = ((s & ~(STATE_MASK | PROBE_MASK)) + GEN_ONE) | HALF_OPEN;
       const was = Atomics.compareExchange(w, at, s, next);
       s = was === s ? next : was;
     }
     this.#add(REJECTED);
     return -1;
+  }
+
+  /**
+   * Whether the probes of half-open STATE word `s` (every slot taken) are past their deadline. The
+   * deadline is the last slot's once PROBE_AT names `s`; before that its taker is between its CAS
+   * and its stamp — or died there: then the probes are due `probeTimeoutMs` after this handle first
+   * saw `s` unpublished, so that such a death cannot keep the breaker half-open for ever.
+   */
+  #probesDue(s: number): boolean {
+    const now = this.#clock.now();
+    if (Atomics.load(this.#w, this.#b + PROBE_AT) === s) return now >= this.#stampAt(PROBE_LO);
+    if (this.#pendingWord !== s) {
+      this.#pendingWord = s;
+      this.#pendingSince = now;
+      return false;
+    }
+    return now >= this.#pendingSince + this.#o.probeTimeoutMs;
   }
 
   /** Whether `ticket` (from `acquire`) holds a half-open probe slot. */
@@ -782,7 +889,7 @@ export class CircuitBreaker extends EventEmitter {
   dispose(): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
-    if (this.#ownsCoarse) this.#coarse.stop();
+    this.#ownCoarse?.stop();
   }
 
   #openedAt(): number {
@@ -883,6 +990,27 @@ export class CircuitBreaker extends EventEmitter {
   #announce(s: number): void {
     const prev = this.#seen;
     this.#seen = s;
+    if ((prev & ~PROBE_MASK) === (s & ~PROBE_MASK)) return; // peers move in step: they have seen it too
+    const peers = this.#peers;
+    if (peers === undefined) return this.#tell(prev, s);
+    // Every handle of this breaker in this thread, each from the state it last saw. All of them are
+    // moved to `s` before any listener runs: a listener whose call makes another transition (which
+    // that call announces to all) leaves no handle's #seen older than the state it announced.
+    const told: Array<[CircuitBreaker, number]> = [[this, prev]];
+    for (const ref of peers) {
+      const h = ref.deref();
+      if (h === undefined) {
+        peers.delete(ref);
+      } else if (h !== this) {
+        told.push([h, h.#seen]);
+        h.#seen = s;
+      }
+    }
+    for (const [h, from] of told) h.#tell(from, s);
+  }
+
+  /** Emits the transition from STATE word `prev` to `s` on this handle, if the state changed. */
+  #tell(prev: number, s: number): void {
     if ((prev & ~PROBE_MASK) === (s & ~PROBE_MASK)) return;
     const from = NAMES[prev & STATE_MASK]!;
     const to = NAMES[s & STATE_MASK]!;

@@ -40,7 +40,8 @@ export const ARENA_BASE = 64 * 1024;
 const MAGIC = 0x31415048; // 'HPA1' little-endian
 const HEADER = 64;
 const ENTRY = 64;
-const NAME_MAX = 48;
+/** Longest region name (UTF-8 bytes); names made of a prefix and a user's name check theirs against it. */
+export const REGION_NAME_MAX = 48;
 /** Registry entries; enough for every limiter, cache tier and channel of a large service. */
 export const REGISTRY_CAPACITY = 1024;
 
@@ -127,8 +128,8 @@ export class Arena {
    */
   region(name: string, bytes: number, align = 64): Region & { created: boolean } {
     const nameBytes = encoder.encode(name);
-    if (nameBytes.length === 0 || nameBytes.length > NAME_MAX) {
-      throw new RangeError(`region name must be 1..${NAME_MAX} UTF-8 bytes, got ${JSON.stringify(name)}`);
+    if (nameBytes.length === 0 || nameBytes.length > REGION_NAME_MAX) {
+      throw new RangeError(`region name must be 1..${REGION_NAME_MAX} UTF-8 bytes, got ${JSON.stringify(name)}`);
     }
     // Names are kept as UTF-8: "n\ud800" and "n\ufffd" would be one region (review46).
     if (!isWellFormed(name)) throw new RangeError(`region name must be well-formed UTF-16 (no lone surrogate), got ${JSON.stringify(name)}`);

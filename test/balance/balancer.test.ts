@@ -652,3 +652,50 @@ async function listen(handler: (req: import('node:http').IncomingMessage, res: i
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, paths };
 }
+
+describe('review69', () => {
+  it('reports of a removed backend’s calls never reach a backend added again under its id (D8)', () => {
+    const lb = new Balancer({ backends: [{ id: 'a' }, { id: 'b' }], health: false, outlier: false, breaker: { consecutiveFailures: 3, resetMs: 60_000 } });
+    const old = Array.from({ length: 6 }, () => lb.pick()).filter((x) => x.id === 'a');
+    expect(old).toHaveLength(3);
+    lb.remove('a');
+    const fresh = lb.add({ id: 'a' });
+    let mine = lb.pick();
+    if (mine.id !== 'a') mine = lb.pick();
+    expect(mine).toBe(fresh);
+    lb.report('a', { ok: false }); // by id: one of the old calls (picked first)
+    lb.report(old[1]!, { ok: false }); // by the old object
+    lb.release('a');
+    expect(fresh).toMatchObject({ inflight: 1, failures: 0, breakerState: 'closed' });
+    lb.report('a', { ok: false }); // the old calls are all in: this is the new backend's
+    expect(fresh).toMatchObject({ inflight: 0, failures: 1, breakerState: 'closed' });
+    lb.close();
+  });
+
+  it('a breaker listener that removes its backend inside pick(): the pick goes elsewhere (D9)', () => {
+    for (const algorithm of ['round-robin', 'weighted', 'least-connections', 'p2c-ewma'] as const) {
+      let now = 1_000_000;
+      const lb = new Balancer({ algorithm, failurePenaltyMs: 0, clock: { now: () => now }, random: () => 0, backends: [{ id: 'a' }, { id: 'b' }], health: false, outlier: false, breaker: { consecutiveFailures: 1, resetMs: 100 } });
+      lb.report('a', { ok: false }); // a opens (a report without a pick: its breaker counts it)
+      expect(lb.backends()[0]!.breakerState).toBe('open');
+      lb.on('breaker', (b: Backend, to: string) => {
+        if (to === 'half-open') lb.remove(b.id);
+      });
+      now += 100; // a is due to probe; no timer has run (its state moves inside the next pick)
+      const got = [lb.pick(), lb.pick(), lb.pick()];
+      expect(lb.backends().map((b) => b.id)).toEqual(['b']);
+      expect(got.map((b) => b.id)).toEqual(['b', 'b', 'b']);
+      lb.close();
+    }
+  });
+
+  it('a custom clock is read exactly by the backends’ breakers: failures a minute old no longer count (D3)', () => {
+    let now = 1_000_000;
+    const lb = new Balancer({ backends: [{ id: 'a' }], clock: { now: () => now }, health: false, outlier: false, breaker: { consecutiveFailures: 1000, errorRate: 0.5, volume: 10, windowMs: 1000 } });
+    for (let i = 0; i < 9; i++) lb.report(lb.pick(), { ok: false });
+    now += 60_000;
+    lb.report(lb.pick(), { ok: false });
+    expect(lb.backends()[0]!.breakerState).toBe('closed');
+    lb.close();
+  });
+});

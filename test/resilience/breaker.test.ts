@@ -1,6 +1,7 @@
+import { getEventListeners } from 'node:events';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ErrorCodes } from '../../engine/index.js';
-import { BreakerOpenError, CircuitBreaker } from '../../engine/resilience/breaker.js';
+import { BREAKER_WORDS, BreakerOpenError, CircuitBreaker } from '../../engine/resilience/breaker.js';
 
 beforeEach(() => {
   vi.useFakeTimers();
@@ -411,6 +412,98 @@ describe('isFailure and timeouts (review62 B10)', () => {
     await settled;
     expect(asked).toHaveLength(2); // not asked about its own timeout
     expect(b.state).toBe('open');
+    b.dispose();
+  });
+});
+
+describe('review69', () => {
+  it('run() without a timeout or signal: abort listeners fn adds to its signal are not kept (D7)', async () => {
+    const b = new CircuitBreaker('never', { consecutiveFailures: 1_000 });
+    const signals = new Set<AbortSignal>();
+    const listen = (signal: AbortSignal): Promise<number> => {
+      signals.add(signal);
+      signal.addEventListener('abort', () => undefined); // as code given a per-call signal does, never removed
+      return Promise.resolve(1);
+    };
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      for (let i = 0; i < 20; i++) {
+        await b.run(listen); // the hot path
+        await b.run(listen, { fallback: () => 0 }); // options without a timeout or signal
+      }
+      await new Promise((r) => process.nextTick(r)); // warnings are emitted on the next tick
+    } finally {
+      process.off('warning', onWarning);
+    }
+    for (const signal of signals) {
+      expect(signal.aborted).toBe(false);
+      expect(getEventListeners(signal, 'abort')).toHaveLength(0);
+    }
+    expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([]);
+    expect(b.stats().successes).toBe(40);
+    b.dispose();
+  });
+
+  it('a custom clock is read exactly by the rolling window: failures a minute old no longer count (D3)', () => {
+    let now = 1_000_000;
+    const b = new CircuitBreaker('exact', { consecutiveFailures: 1_000, errorRate: 0.5, volume: 10, windowMs: 1000, clock: { now: () => now } });
+    fail(b, 9);
+    expect(b.stats().windowCalls).toBe(9);
+    now += 60_000; // no real time passes (fake timers): only the clock moves
+    expect(b.stats()).toMatchObject({ windowCalls: 0, windowFailures: 0 });
+    fail(b, 1);
+    expect(b.state).toBe('closed'); // one call in the window, under volume
+    b.dispose();
+  });
+
+  it('threads racing for the probe slot: the deadline that stands is the winner’s (D5)', async () => {
+    // Two handles on one state, as two threads (the constructor's cells); B's clock read lets A run.
+    const cells = { words: new Int32Array(BREAKER_WORDS), base: 0 };
+    let now = 1_000_000;
+    let hook: (() => void) | undefined;
+    const o = { consecutiveFailures: 1, resetMs: 100, probeTimeoutMs: 100 };
+    const a = new CircuitBreaker('race', { ...o, clock: { now: () => now } }, cells);
+    const b = new CircuitBreaker('race', { ...o, clock: { now: () => {
+      const h = hook;
+      hook = undefined;
+      h?.();
+      return now;
+    } } }, cells);
+    a.failure(a.acquire());
+    now += 100;
+    expect(a.state).toBe('half-open');
+    let aProbe: Promise<string> | undefined;
+    hook = () => {
+      aProbe = a.run(() => new Promise<string>((r) => setTimeout(() => r('slow ok'), 300)), { timeoutMs: 60_000 });
+    };
+    const bt = b.acquire();
+    const aSettled = aProbe!.catch((e: unknown) => e);
+    expect(b.stats().rejected).toBe(1); // exactly one of them took the slot
+    const aWon = bt < 0;
+    now += 150; // past B's 100 ms deadline, far within A's 60 s run() timeout
+    expect(a.acquire() >= 0).toBe(!aWon); // A's slot holds; B's is given up
+    await vi.advanceTimersByTimeAsync(300);
+    await aSettled;
+    a.dispose();
+    b.dispose();
+  });
+
+  it('a slot taker that has not published its deadline holds the slot, for probeTimeoutMs at most (D5)', () => {
+    // What a thread sees while the winner is between its CAS and its stamp, or died there.
+    const cells = { words: new Int32Array(BREAKER_WORDS), base: 0 };
+    let now = 0;
+    const b = new CircuitBreaker('unpublished', { consecutiveFailures: 1, resetMs: 100, probeTimeoutMs: 100, clock: { now: () => now } }, cells);
+    b.failure(b.acquire());
+    now = 100;
+    expect(b.state).toBe('half-open');
+    Atomics.add(cells.words, 0, 1 << 2); // a slot taken by a CAS whose thread wrote nothing after it
+    expect(b.acquire()).toBe(-1);
+    now = 199;
+    expect(b.acquire()).toBe(-1);
+    now = 200; // probeTimeoutMs since this thread saw it so: given up
+    expect(CircuitBreaker.isProbe(b.acquire())).toBe(true);
     b.dispose();
   });
 });

@@ -207,7 +207,8 @@ describe('engine.breaker', () => {
     expect(() => engine.breaker('typo', { resetMS: 10 } as never)).toThrow(/options\.resetMS is not a known option/);
     expect(() => engine.breaker('typo', { timeout: 10 } as never)).toThrow(TypeError);
     expect(() => engine.breaker('fns', { consecutiveFailure: 1 } as never)).toThrow(/options\.consecutiveFailure is not a known option/);
-    expect(() => engine.breaker('fns', { consecutiveFailures: 1, probeTimeoutMs: 7 })).toThrow(expect.objectContaining({ code: ErrorCodes.REGION_CONFLICT }));
+    // Left out by the creator, probeTimeoutMs is each handle's own (review69 D10).
+    expect(engine.breaker('fns', { consecutiveFailures: 1, probeTimeoutMs: 7 })).not.toBe(a);
   });
 
   it('is ctx.breaker(name) in a queue handler', async () => {
@@ -329,5 +330,81 @@ describe('CircuitBreaker.run', () => {
     const grown = process.memoryUsage().heapUsed - before;
     expect(grown).toBeLessThan(1 << 20);
     expect(b.stats().successes).toBe(220_000);
+  });
+});
+
+describe('engine.breaker (review69)', () => {
+  it('every handle of one name in a thread hears every transition, once, whichever handle made it (D2)', () => {
+    vi.useFakeTimers(); // the engine's clock reads Date.now; the handles' reset timers are setTimeout
+    const opts = { consecutiveFailures: 2, resetMs: 200 };
+    const events: string[] = [];
+    const a = engine.breaker('hear-all', opts);
+    a.on('state', (to: string, from: string) => events.push(`A ${from}>${to}`));
+    const b = engine.breaker('hear-all', { ...opts, timeoutMs: 1000 }); // another handle (its own timeoutMs)
+    expect(b).not.toBe(a);
+    b.on('state', (to: string, from: string) => events.push(`B ${from}>${to}`));
+    b.failure(b.acquire());
+    b.failure(b.acquire()); // B opens it
+    expect(events.sort()).toEqual(['A closed>open', 'B closed>open']);
+    events.length = 0;
+    vi.advanceTimersByTime(200); // B's reset timer: half-open, so A's listeners can probe
+    expect(events.sort()).toEqual(['A open>half-open', 'B open>half-open']);
+    events.length = 0;
+    const probe = a.acquire(); // A's probe closes it
+    a.success(probe);
+    expect(b.state).toBe('closed');
+    expect(events.sort()).toEqual(['A half-open>closed', 'B half-open>closed']);
+    const c = engine.breaker('hear-all', { ...opts, isFailure: () => true }); // a later handle joins in step
+    c.on('state', (to: string, from: string) => events.push(`C ${from}>${to}`));
+    events.length = 0;
+    a.failure(a.acquire());
+    a.failure(a.acquire());
+    expect(events.sort()).toEqual(['A closed>open', 'B closed>open', 'C closed>open']);
+    a.dispose();
+    b.dispose();
+    c.dispose();
+  });
+
+  it('an errorRate of any size in (0, 1] is stored exactly: no rate rounded to 0 poisons the name (D1)', () => {
+    const tiny = engine.breaker('tiny-rate', { errorRate: 4e-7, volume: 1 });
+    expect(tiny.state).toBe('closed');
+    expect(engine.breaker('tiny-rate').state).toBe('closed');
+    const other = engine.breaker('tiny-rate', { errorRate: 4e-7, volume: 1, timeoutMs: 10 }); // compared exactly
+    other.success(other.acquire());
+    other.failure(other.acquire()); // 1 of 2 failed: over 4e-7
+    expect(tiny.state).toBe('open');
+    expect(() => engine.breaker('tiny-rate', { errorRate: 1e-9, volume: 1 })).toThrow(/exists with errorRate = 4e-7, not 1e-9/);
+    engine.breaker('odd-rate', { errorRate: 1.5e-6 });
+    expect(() => engine.breaker('odd-rate', { errorRate: 2e-6 })).toThrow(expect.objectContaining({ code: ErrorCodes.REGION_CONFLICT }));
+  });
+
+  it('refuses options that are not an object, and a name too long for its region, naming the breaker (D6)', () => {
+    for (const bad of [null, 42, true, 'x']) {
+      expect(() => engine.breaker('not-options', bad as never)).toThrow(/breaker options must be an object/);
+    }
+    expect(() => engine.breaker('n'.repeat(41))).toThrow(/breaker name must be at most 40 UTF-8 bytes .*got 41/);
+    expect(() => engine.breaker('é'.repeat(21))).toThrow(RangeError); // 42 bytes
+    expect(engine.breaker('n'.repeat(40)).state).toBe('closed');
+  });
+
+  it('probeTimeoutMs: a threshold when the creator set it, else each handle’s own (D10)', () => {
+    let now = 0;
+    const clock = { now: () => now };
+    engine.breaker('pt-default', { resetMs: 1000 });
+    expect(engine.breaker('pt-default', { resetMs: 1000, probeTimeoutMs: 3000 }).name).toBe('pt-default');
+    const creator = CircuitBreaker.shared(engine.runtime.thread, 'pt-own', { consecutiveFailures: 1, resetMs: 200, clock });
+    const h = CircuitBreaker.shared(engine.runtime.thread, 'pt-own', { consecutiveFailures: 1, resetMs: 200, probeTimeoutMs: 1000, clock });
+    h.failure(h.acquire());
+    now = 200;
+    expect(h.acquire()).toBeGreaterThan(0);
+    now = 1199; // past the creator's default deadline (resetMs), within this handle's own
+    expect(h.acquire()).toBe(-1);
+    now = 1200;
+    expect(h.acquire()).toBeGreaterThan(0);
+    engine.breaker('pt-set', { resetMs: 1000, probeTimeoutMs: 2000 });
+    expect(engine.breaker('pt-set', { resetMs: 1000, probeTimeoutMs: 2000, timeoutMs: 5 }).name).toBe('pt-set');
+    expect(() => engine.breaker('pt-set', { resetMs: 1000, probeTimeoutMs: 3000 })).toThrow(/exists with probeTimeoutMs = 2000, not 3000/);
+    creator.dispose();
+    h.dispose();
   });
 });
