@@ -45,9 +45,13 @@ const FROM_1 = Object.freeze({ start: 1 });
 
 /**
  * The engine-local format is written without a walk (see the constructor). Past this many plain
- * objects in one value the writer starts remembering them, and one written a second time (a
- * shared object, written once per use in this format) stops the write: the value is walked first
- * (its size, every use counted) and then written. Values of distinct objects are never walked.
+ * objects in one value the writer looks up, then remembers, one object in 16 (drawn at random, so
+ * no pattern of sharing escapes it); one found again (a shared object, written once per use in
+ * this format) stops the write: the value is walked first (its size, every use counted) and then
+ * written. A shared part of k objects written twice is caught with probability 1 - (255/256)^k,
+ * and each further write is another draw: a value that expands exponentially is caught after a
+ * few thousand objects more. Values of distinct objects are never walked; remembering every
+ * object cost +128 % for a million rows (review70).
  */
 const UNWALKED_OBJECTS = 65_536;
 /** Thrown by the engine-local writer's object hook (see UNWALKED_OBJECTS; never leaves encode). */
@@ -122,13 +126,14 @@ function fieldText(v: unknown): string | undefined {
 
 function decodeError(data: unknown): Error {
   if (!Array.isArray(data)) throw new TypeError('an Error extension that does not hold [name, message, cause]');
-  const name = fieldText(data[0]);
+  const raw = data[0] as unknown;
+  const name = fieldText(raw);
   const options = { cause: data[2] as unknown };
   const message = fieldText(data[1]);
   const Class = name === undefined ? undefined : ERROR_CLASSES[name];
   if (Class === undefined) {
     const e = new Error(message, options);
-    e.name = name as string;
+    e.name = (raw !== null && typeof raw === 'object' ? name : raw) as string; // a primitive as msgpackr left it
     return e;
   }
   return Class === (AggregateError as unknown) ? new AggregateError([], message, options) : new (Class as ErrorConstructor)(message, options);
@@ -136,7 +141,12 @@ function decodeError(data: unknown): Error {
 
 function decodeRegExp(data: unknown): RegExp {
   if (!Array.isArray(data)) throw new TypeError('a RegExp extension that does not hold [source, flags]');
-  return new RegExp(fieldText(data[0]) as string, fieldText(data[1]));
+  try {
+    return new RegExp(fieldText(data[0]) as string, fieldText(data[1]));
+  } catch {
+    // Not the SyntaxError itself: its message quotes the whole pattern, a value's contents (review70).
+    throw new SyntaxError('a RegExp extension whose source or flags are not a valid regular expression');
+  }
 }
 
 let decodersReplaced = false;
@@ -236,8 +246,10 @@ export class ValueCodec {
   readonly #shared: Packr | undefined;
   /** Plain objects the engine-local writer writes before it remembers them (see UNWALKED_OBJECTS). */
   #unwalked = 0;
-  /** The objects it remembers, past UNWALKED_OBJECTS. */
+  /** The objects it looks up and remembers, past UNWALKED_OBJECTS: one in 16, drawn by #draw. */
   #seen: Set<object> | undefined;
+  /** xorshift32 state: which objects #seen keeps. */
+  #draw = 0x9e3779b9 | 0;
   readonly #walk = newWalkState();
   /** decode's copy of a small input (see decode); made on first use. */
   #scratch: Buffer | undefined;
@@ -267,9 +279,16 @@ export class ValueCodec {
         ...COMMON, mapsAsObjects: false, structuredClone: false,
         useRecords: (o: object) => {
           if (--this.#unwalked < 0) {
-            const seen = this.#seen ??= new Set();
-            if (seen.has(o)) throw WALK_FIRST;
-            seen.add(o);
+            let r = this.#draw;
+            r ^= r << 13;
+            r ^= r >>> 17;
+            r ^= r << 5;
+            this.#draw = r;
+            if ((r & 15) === 0) {
+              const seen = this.#seen ??= new Set();
+              if (seen.has(o)) throw WALK_FIRST;
+              seen.add(o);
+            }
           }
           if (Object.prototype.hasOwnProperty.call(o, '__proto__')) throw new TypeError('own "__proto__" key');
           if (Object.getPrototypeOf(o) !== Object.prototype && uncopyable(o) !== undefined) throw new TypeError('uncopyable');
@@ -473,16 +492,17 @@ export class ValueCodec {
  * only repeat a record key per object (quadratic, capped by V8's longest string).
  */
 function unpackValue(packr: Packr, bytes: Uint8Array, guard: boolean): unknown {
+  let installed = false;
   let outer: typeof JSON.stringify | undefined;
   if (guard && canGuard) {
     outer = JSON.stringify;
     try {
       JSON.stringify = boundedStringify as typeof JSON.stringify;
+      installed = true;
       guarding++;
     } catch {
       // JSON frozen since this module loaded: decodes run unguarded from now on (review68).
       canGuard = false;
-      outer = undefined;
     }
   }
   try {
@@ -490,9 +510,15 @@ function unpackValue(packr: Packr, bytes: Uint8Array, guard: boolean): unknown {
   } catch (err) {
     throw corrupt(err);
   } finally {
-    if (outer !== undefined) {
+    if (installed) {
       guarding--;
-      JSON.stringify = outer;
+      try {
+        JSON.stringify = outer!;
+      } catch {
+        // JSON frozen during the decode (by an extension): the bounded function stays, and is the
+        // native one whenever no decode runs (review70).
+        canGuard = false;
+      }
     }
   }
 }
@@ -553,6 +579,9 @@ export function walkValue(value: unknown, path: ValueName, st: WalkState): numbe
   } finally {
     st.busy = false;
     st.sizes = undefined;
+    // After a throw (a refusal, a getter's error) these still held the value (review70).
+    st.ancestors.length = 0;
+    st.keys.length = 0;
   }
 }
 
@@ -618,7 +647,10 @@ function jsonOf(o: object): unknown {
 
 /** Lower bound of the written size of a value that is not walked into. */
 function leafBytes(v: object): number {
-  return ArrayBuffer.isView(v) || v instanceof ArrayBuffer ? 1 + v.byteLength : 1;
+  if (!ArrayBuffer.isView(v) && !(v instanceof ArrayBuffer)) return 1;
+  // A subclass with a toJSON of its own is written by msgpackr as what that returns (review70).
+  const toJSON = (v as { toJSON?: unknown }).toJSON;
+  return toJSON === undefined || toJSON === Buffer.prototype.toJSON ? 1 + v.byteLength : 1;
 }
 
 /** Checks `v` (a value at `key`); returns a lower bound of its written size (see walkValue). */

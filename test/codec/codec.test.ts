@@ -469,6 +469,27 @@ describe('hostile bytes and values cost time linear in their size (review62)', (
     }
   });
 
+  it('review70: a binary subclass with its own toJSON is measured by it; an Error\'s primitive name is kept; a bad RegExp is refused without quoting it', () => {
+    class Packed extends Uint8Array {
+      toJSON(): unknown {
+        return { n: this.length };
+      }
+    }
+    const c = new ValueCodec({ maxBytes: 1 << 20 });
+    expect(c.decode(c.encode({ x: new Packed(2 << 20) }))).toEqual({ x: { n: 2 << 20 } }); // before: "at least 2097155 bytes"
+    const named = selfContained.decode(Buffer.from([FORMAT_RECORDS, 0xd4, 0x65, 0x00, ...new Packr().pack([42, 'm', undefined])])) as Error;
+    expect(named.name).toBe(42); // as msgpackr's own decoder leaves it (before: '42')
+    const secret = 'secret-(((';
+    let err: unknown;
+    try {
+      selfContained.decode(Buffer.from([FORMAT_RECORDS, 0xd4, 0x78, 0x00, ...new Packr().pack([secret, ''])]));
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toMatchObject({ code: ErrorCodes.CORRUPT_VALUE });
+    expect(String((err as Error).message) + String((err as Error).cause)).not.toContain(secret);
+  });
+
   it('a big BigInt followed by a stray byte is refused (its decimal digits are not written: quadratic)', () => {
     const big = (1n << (8n * 2n ** 20n)) - 1n; // 1 MiB of bits: msgpackr's preview of it took seconds (review68)
     const bytes = selfContained.encode({ big });
