@@ -118,6 +118,8 @@ export interface BalancerOptions {
 
 /** Largest backend weight of a `consistent-hash` balancer. */
 export const MAX_RING_WEIGHT = 100;
+/** Removed backends kept for their calls in flight (see Balancer#gone); past it the oldest is forgotten. */
+export const MAX_GONE = 1024;
 
 export const BALANCER_DEFAULTS = {
   algorithm: 'round-robin' as BalancerAlgorithm,
@@ -236,6 +238,8 @@ export class Balancer extends EventEmitter {
    * reports of the removed one's calls must not land on it (review69 D8).
    */
   readonly #gone = new Map<string, Entry[]>();
+  /** Entries in #gone; at most MAX_GONE (a call never reported must not keep its backend for ever: review71 N5). */
+  #goneCount = 0;
   /** Bumped by every change of the usable backends (#rebuild): #admit notices a listener's. */
   #changes = 0;
   /** Backends that are up and not ejected, in insertion order (rebuilt on every state change). */
@@ -480,9 +484,17 @@ export class Balancer extends EventEmitter {
     if (e === undefined) return false;
     this.#all.delete(id);
     if (e.inflight > 0) {
+      if (this.#goneCount >= MAX_GONE) {
+        // The earliest removed id's oldest backend: its late reports now go by id, as before review69 D8.
+        const [oldId, list] = this.#gone.entries().next().value as [string, Entry[]];
+        list.shift();
+        if (list.length === 0) this.#gone.delete(oldId);
+        this.#goneCount--;
+      }
       const gone = this.#gone.get(id);
       if (gone === undefined) this.#gone.set(id, [e]);
       else gone.push(e);
+      this.#goneCount++;
     }
     if (e.ejectedUntil > 0) this.#ejected--;
     e.breaker?.dispose();
@@ -510,6 +522,7 @@ export class Balancer extends EventEmitter {
     this.#timer = undefined;
     for (const e of this.#all.values()) e.breaker?.dispose();
     this.#gone.clear();
+    this.#goneCount = 0;
     this.#coarse?.stop();
     this.#ring?.close?.();
     this.#emit('close');
@@ -564,6 +577,7 @@ export class Balancer extends EventEmitter {
         const old = gone[k]!;
         if (--old.inflight === 0) {
           gone.splice(k, 1);
+          this.#goneCount--;
           if (gone.length === 0) this.#gone.delete(id);
         }
         return undefined;

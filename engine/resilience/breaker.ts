@@ -181,6 +181,15 @@ function neverAborting(): AbortSignal {
       if (args[0] !== 'abort') add.apply(this, args);
     },
   });
+  // `onabort` kept as a plain property: Node's event-handler attribute registers through
+  // addEventListener, so with the listener dropped a second assignment threw (review71 N1).
+  let onabort: AbortSignal['onabort'] = null;
+  Object.defineProperty(signal, 'onabort', {
+    get: () => onabort,
+    set: (v: AbortSignal['onabort']) => {
+      onabort = typeof v === 'function' ? v : null;
+    },
+  });
   return signal;
 }
 

@@ -5,9 +5,11 @@
  */
 import { createServer, type Server } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { request } from 'undici';
-import { Balancer, BALANCER_ALGORITHMS, type BalancerAlgorithm, type BalancerOptions, type Backend } from '../../engine/balance/balancer.js';
+import { Balancer, BALANCER_ALGORITHMS, MAX_GONE, type BalancerAlgorithm, type BalancerOptions, type Backend } from '../../engine/balance/balancer.js';
 import { ErrorCodes } from '../../engine/index.js';
 
 afterEach(() => {
@@ -669,6 +671,23 @@ describe('review69', () => {
     expect(fresh).toMatchObject({ inflight: 1, failures: 0, breakerState: 'closed' });
     lb.report('a', { ok: false }); // the old calls are all in: this is the new backend's
     expect(fresh).toMatchObject({ inflight: 0, failures: 1, breakerState: 'closed' });
+    lb.close();
+  });
+
+  it('removed backends kept for calls never reported are bounded (review71 N5)', async () => {
+    setFlagsFromString('--expose-gc'); // a full GC without --expose-gc on the command line
+    const gc = runInNewContext('gc') as () => void;
+    const lb = new Balancer({ backends: [{ id: 'x' }], health: false, outlier: false });
+    const first = new WeakRef(lb.pick()); // a call never reported
+    for (let i = 0; i < MAX_GONE + 10; i++) {
+      lb.remove('x');
+      lb.add({ id: 'x' });
+      lb.pick(); // each one's call, never reported
+    }
+    await new Promise((r) => setImmediate(r)); // a WeakRef's target is kept until the job that made it ends
+    gc();
+    expect(first.deref()).toBeUndefined(); // before: every removed backend kept until close()
+    expect(lb.backends()[0]!.inflight).toBe(1);
     lb.close();
   });
 

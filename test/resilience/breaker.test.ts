@@ -417,6 +417,17 @@ describe('isFailure and timeouts (review62 B10)', () => {
 });
 
 describe('review69', () => {
+  it('run() without a timeout or signal: fn may set signal.onabort any number of times (review71 N1)', async () => {
+    const b = new CircuitBreaker('onabort', { consecutiveFailures: 3 });
+    const set = (signal: AbortSignal): number => {
+      signal.onabort = () => undefined; // before: the second assignment in the process threw a TypeError
+      return 1;
+    };
+    for (let i = 0; i < 5; i++) expect(await b.run(set)).toBe(1);
+    expect(b.state).toBe('closed');
+    expect(b.stats().successes).toBe(5);
+  });
+
   it('run() without a timeout or signal: abort listeners fn adds to its signal are not kept (D7)', async () => {
     const b = new CircuitBreaker('never', { consecutiveFailures: 1_000 });
     const signals = new Set<AbortSignal>();
