@@ -248,6 +248,8 @@ export class ValueCodec {
   #unwalked = 0;
   /** The objects it looks up and remembers, past UNWALKED_OBJECTS: one in 16, drawn by #draw. */
   #seen: Set<object> | undefined;
+  /** msgpackr's write position when this engine-local write began (+Infinity: not checked). */
+  #packFrom = 0;
   /** xorshift32 state: which objects #seen keeps. */
   #draw = 0x9e3779b9 | 0;
   readonly #walk = newWalkState();
@@ -278,6 +280,9 @@ export class ValueCodec {
       this.#shared = new Packr({
         ...COMMON, mapsAsObjects: false, structuredClone: false,
         useRecords: (o: object) => {
+          // Already past maxBytes (msgpackr's write position; an underestimate when it moved to a
+          // new buffer): stop, and let the walk refuse it before more is written.
+          if (this.#shared!.position - this.#packFrom > this.maxBytes) throw WALK_FIRST;
           if (--this.#unwalked < 0) {
             let r = this.#draw;
             r ^= r << 13;
@@ -323,10 +328,12 @@ export class ValueCodec {
     // the outer write its count back (review68).
     const outerLeft = this.#unwalked;
     const outerSeen = this.#seen;
+    const outerFrom = this.#packFrom;
     try {
       if (this.#shared !== undefined) {
         this.#unwalked = UNWALKED_OBJECTS;
         this.#seen = undefined;
+        this.#packFrom = this.#shared.position;
         try {
           out = this.#shared.pack(value, RESERVE_START_SPACE | 1);
           out[0] = FORMAT_SHARED;
@@ -345,6 +352,7 @@ export class ValueCodec {
     } finally {
       this.#unwalked = outerLeft;
       this.#seen = outerSeen;
+      this.#packFrom = outerFrom;
     }
     if (out.length > this.maxBytes) throw new ValueTooLargeError(out.length, this.maxBytes, nameOf(what));
     return out;
@@ -361,6 +369,7 @@ export class ValueCodec {
     this.#tooLarge(st, what); // shared objects are written once per use in this format
     this.#unwalked = 2 ** 30;
     this.#seen = undefined;
+    this.#packFrom = Infinity;
     try {
       const out = this.#shared!.pack(value, RESERVE_START_SPACE | 1);
       out[0] = FORMAT_SHARED;

@@ -386,6 +386,15 @@ describe('hostile bytes and values cost time linear in their size (review62)', (
     expect(c[69_999]!.self).toBe(c);
   });
 
+  it('engine-local: a write that passes maxBytes stops at the next object and the walk refuses the value', () => {
+    const c = new ValueCodec({ maxBytes: 1 << 20, structures: new SharedStructures(new Arena(createSharedMemory(2 << 20), true)) });
+    const blob = Buffer.alloc(256 << 10);
+    const rows = Array.from({ length: 100 }, (_, i) => ({ i, blob })); // 25 MiB once written
+    // before: written out in full, then "encodes to 26215... bytes"
+    expect(() => c.encode(rows)).toThrow(expect.objectContaining({ code: ErrorCodes.VALUE_TOO_LARGE, message: expect.stringContaining('at least') }));
+    expect(c.decode(c.encode(rows.slice(0, 3)))).toEqual(rows.slice(0, 3));
+  });
+
   it('engine-local: an encode from inside an encode (a getter) keeps the outer write\'s count', () => {
     const c = new ValueCodec({ maxBytes: 1 << 20, structures: new SharedStructures(new Arena(createSharedMemory(2 << 20), true)) });
     // every node of a DAG of 2^20 objects written out has a getter that encodes: before, each one
