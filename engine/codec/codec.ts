@@ -56,6 +56,10 @@ const FROM_1 = Object.freeze({ start: 1 });
 const UNWALKED_OBJECTS = 65_536;
 /** Thrown by the engine-local writer's object hook (see UNWALKED_OBJECTS; never leaves encode). */
 const WALK_FIRST: unique symbol = Symbol('walk first');
+/** Where msgpackr starts a write after `position` in its buffer (it word-aligns the start). */
+function align8(position: number): number {
+  return (position + 7) & 0x7ffffff8;
+}
 
 /**
  * msgpackr's unpack, finding bytes left over after a value, builds its error message with
@@ -280,9 +284,13 @@ export class ValueCodec {
       this.#shared = new Packr({
         ...COMMON, mapsAsObjects: false, structuredClone: false,
         useRecords: (o: object) => {
-          // Already past maxBytes (msgpackr's write position; an underestimate when it moved to a
-          // new buffer): stop, and let the walk refuse it before more is written.
-          if (this.#shared!.position - this.#packFrom > this.maxBytes) throw WALK_FIRST;
+          // Already past maxBytes: stop, and let the walk refuse it before more is written.
+          // msgpackr's write position, from where this write began; when it falls, msgpackr moved
+          // to a new buffer, where the write starts at 0 (review72: an old start kept made the
+          // check late by up to that buffer's size).
+          const pos = this.#shared!.position;
+          if (pos < this.#packFrom) this.#packFrom = 0;
+          if (pos - this.#packFrom > this.maxBytes) throw WALK_FIRST;
           if (--this.#unwalked < 0) {
             let r = this.#draw;
             r ^= r << 13;
@@ -305,7 +313,12 @@ export class ValueCodec {
         structures: [], maxSharedStructures: 32,
         shouldShareStructure: (keys: string[]) => keys.length <= MAX_SHARED_KEYS,
         getStructures: () => store.get(),
-        saveStructures: (structures: unknown[], isCompatible: ((existing: unknown[]) => boolean) | boolean) => store.save(structures, isCompatible),
+        saveStructures: (structures: unknown[], isCompatible: ((existing: unknown[]) => boolean) | boolean) => {
+          const saved = store.save(structures, isCompatible);
+          // Declined: msgpackr writes the value again from where this attempt ended (review72).
+          if (!saved && this.#packFrom !== Infinity) this.#packFrom = align8(this.#shared!.position);
+          return saved;
+        },
       } as never);
     }
   }
@@ -333,7 +346,7 @@ export class ValueCodec {
       if (this.#shared !== undefined) {
         this.#unwalked = UNWALKED_OBJECTS;
         this.#seen = undefined;
-        this.#packFrom = this.#shared.position;
+        this.#packFrom = align8(this.#shared.position); // where msgpackr starts (or 0, a new buffer)
         try {
           out = this.#shared.pack(value, RESERVE_START_SPACE | 1);
           out[0] = FORMAT_SHARED;

@@ -395,6 +395,19 @@ describe('hostile bytes and values cost time linear in their size (review62)', (
     expect(c.decode(c.encode(rows.slice(0, 3)))).toEqual(rows.slice(0, 3));
   });
 
+  it('engine-local: the maxBytes stop is measured from 0 when msgpackr moves to a new buffer (review72)', () => {
+    // msgpackr keeps one write buffer for the process: fill it to within 1 KiB of its end, so the
+    // next write starts a new buffer at 0 (before: measured from the old position, the stop came
+    // only past that position plus maxBytes — the whole value was written)
+    const other = new Packr();
+    other.useBuffer(Buffer.alloc(16 << 20));
+    other.pack(Buffer.alloc((16 << 20) - 1024));
+    const c = new ValueCodec({ maxBytes: 1 << 20, structures: new SharedStructures(new Arena(createSharedMemory(2 << 20), true)) });
+    const blob = Buffer.alloc(256 << 10);
+    const rows = Array.from({ length: 48 }, (_, i) => ({ i, blob })); // 12 MiB: less than the old position
+    expect(() => c.encode(rows)).toThrow(expect.objectContaining({ code: ErrorCodes.VALUE_TOO_LARGE, message: expect.stringContaining('at least') }));
+  });
+
   it('engine-local: an encode from inside an encode (a getter) keeps the outer write\'s count', () => {
     const c = new ValueCodec({ maxBytes: 1 << 20, structures: new SharedStructures(new Arena(createSharedMemory(2 << 20), true)) });
     // every node of a DAG of 2^20 objects written out has a getter that encodes: before, each one
