@@ -288,9 +288,11 @@ export class ValueCodec {
           // msgpackr's write position, from where this write began; when it falls, msgpackr moved
           // to a new buffer, where the write starts at 0 (review72: an old start kept made the
           // check late by up to that buffer's size).
-          const pos = this.#shared!.position;
-          if (pos < this.#packFrom) this.#packFrom = 0;
-          if (pos - this.#packFrom > this.maxBytes) throw WALK_FIRST;
+          if (this.#packFrom !== Infinity) { // (Infinity: not checked, the write after a walk)
+            const pos = this.#shared!.position;
+            if (pos < this.#packFrom) this.#packFrom = 0;
+            if (pos - this.#packFrom > this.maxBytes) throw WALK_FIRST;
+          }
           if (--this.#unwalked < 0) {
             let r = this.#draw;
             r ^= r << 13;

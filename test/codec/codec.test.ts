@@ -408,6 +408,18 @@ describe('hostile bytes and values cost time linear in their size (review62)', (
     expect(() => c.encode(rows)).toThrow(expect.objectContaining({ code: ErrorCodes.VALUE_TOO_LARGE, message: expect.stringContaining('at least') }));
   });
 
+  it('engine-local: the write after a walk is not size-checked again (it stays in the engine-local format)', () => {
+    const other = new Packr();
+    other.useBuffer(Buffer.alloc(4 << 20));
+    other.pack(Buffer.alloc(900_000)); // msgpackr's next write starts ~900 kB into its buffer
+    const c = new ValueCodec({ maxBytes: 1 << 20, structures: new SharedStructures(new Arena(createSharedMemory(2 << 20), true)) });
+    const shared = { s: 'x' };
+    const rows = Array.from({ length: 70_000 }, (_, i) => ({ i, shared })); // walked (a shared object), ~700 kB
+    const bytes = c.encode(rows);
+    expect(bytes[0]).toBe(FORMAT_SHARED); // before: the re-check counted from 0 and fell back to format 1
+    expect(c.decode(bytes)).toEqual(rows);
+  });
+
   it('engine-local: an encode from inside an encode (a getter) keeps the outer write\'s count', () => {
     const c = new ValueCodec({ maxBytes: 1 << 20, structures: new SharedStructures(new Arena(createSharedMemory(2 << 20), true)) });
     // every node of a DAG of 2^20 objects written out has a getter that encodes: before, each one
