@@ -404,7 +404,7 @@ export class ValueCodec {
       out[0] = FORMAT_RECORDS;
     } else {
       this.#tooLarge(st, what); // plain msgpack writes a shared object once per use
-      const packr = (shape & WIDE) !== 0 ? this.#plainWide ??= new Packr({ ...COMMON, useRecords: false, structuredClone: false, variableMapSize: true } as never) : this.#plain;
+      const packr = (shape & WIDE) !== 0 ? this.#plainWide ??= new Packr({ ...COMMON, useRecords: false, variableMapSize: true }) : this.#plain;
       out = packr.pack(value, RESERVE_START_SPACE | 1);
       out[0] = FORMAT_PLAIN;
     }
