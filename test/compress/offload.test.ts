@@ -65,6 +65,17 @@ describe('offloaded compression', () => {
     expect(engine.decompressSync(f).equals(mixed)).toBe(true);
   });
 
+  it('a first block far smaller than the rest: the output outgrows its estimate and stays exact', async () => {
+    // The output is sized from the first block's ratio (zeros: ~250×); random blocks after it
+    // do not fit that estimate, and what was placed moves to a worst-case buffer.
+    const skewed = Buffer.concat([Buffer.alloc(1 << 20), randomBytes(3 << 20), text]);
+    for (const format of ['hotpath', 'native'] as const) {
+      const f = await engine.compress(skewed, { codec: 'lz4', format });
+      expect(f.equals(engine.compressSync(skewed, { codec: 'lz4', format }))).toBe(true);
+      expect(engine.decompressSync(f).equals(skewed)).toBe(true);
+    }
+  });
+
   it('many parallel compressions at once share the staging slots without mixing blocks', async () => {
     const inputs = Array.from({ length: 6 }, (_, k) => Buffer.concat([Buffer.from(`input ${k}\n`), text.subarray(k * 1000)]));
     const frames = await Promise.all(inputs.map((d) => engine.compress(d)));
