@@ -754,8 +754,7 @@ const LZ4_TRAILER_BYTES = 8;
  * trailer, plus the rest of the input at that block's ratio with 1/16 and 64 KiB to spare, capped
  * by the worst case (a stored block is its bytes + 4). A later block that does not fit moves what
  * is placed to a buffer of the worst case, which is never outgrown. The frame returned is a view of
- * its start: its ArrayBuffer may be longer, by the spare never touched (allocUnsafe: never written,
- * so never resident).
+ * its start: its ArrayBuffer may be longer by up to an eighth and 64 KiB (see finish).
  * @internal exported for its tests
  */
 export class BlockAssembly {
@@ -820,10 +819,21 @@ export class BlockAssembly {
     this.#out = grown;
   }
 
-  /** The frame: the reserved head, every block in order, the reserved tail. @throws if a block is missing. */
+  /**
+   * The frame: the reserved head, every block in order, the reserved tail. When the estimate was
+   * high by more than an eighth (and 64 KiB) — a first block that compressed worse than the rest —
+   * the frame is copied to a buffer of its size: the spare may be memory the allocator had already
+   * touched (a freed buffer's), which the frame would otherwise keep resident.
+   * @throws if a block is missing.
+   */
   finish(): Buffer {
     if (this.#inputPlaced !== this.#inputBytes || this.#early.size > 0) throw new Error(`blocks missing: ${this.#next} placed`);
     if (this.#out === undefined) this.#grow(0, 0); // no input: head and tail alone
-    return this.#out!.subarray(0, this.#pos + this.#tail);
+    const used = this.#pos + this.#tail;
+    const out = this.#out!;
+    if (out.length - used <= (used >>> 3) + 65_536) return out.subarray(0, used);
+    const exact = Buffer.allocUnsafe(used);
+    exact.set(out.subarray(0, this.#pos)); // (the tail is the caller's to write)
+    return exact;
   }
 }
