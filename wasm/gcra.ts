@@ -5,7 +5,8 @@
 // Time is integer "units": one unit is 1/scale ms, where scale = limit / gcd(limit, window), so
 // that one token returns exactly every T = window / gcd(limit, window) units — no float drift.
 // Times are relative to the table's epoch (ms), so `(now - epoch) * scale` stays far below 2^63
-// (the TypeScript side refuses a scale that would overflow within 100 years).
+// (the TypeScript side refuses a scale that would overflow within 100 years), plus one: `now` is
+// never 0, so a tat of `now` is a non-zero "whole" state (reset, and a claimed slot left unwritten).
 //
 // Table layout (byte offsets from `table`, 16-byte aligned):
 //   +0   i64 epochMs        +8  i64 T (units per token)   +16 i64 tau (burst tolerance, units)
@@ -29,7 +30,7 @@
 //
 // Results go to `out` (the calling thread's scratch): f64 remaining, f64 resetMs, f64 retryAfterMs.
 
-import { findSlot, overflowSlot } from './table';
+import { findSlot, lookupSlot, overflowSlot } from './table';
 
 const H_EPOCH: usize = 0;
 const H_T: usize = 8;
@@ -47,21 +48,22 @@ export function gcraTake(table: usize, hi: u32, lo: u32, nowMs: f64, cost: u32, 
   const scale = load<i64>(table + H_SCALE);
   const T = load<i64>(table + H_T);
   const tau = load<i64>(table + H_TAU);
-  let rel: i64 = <i64>Math.floor(nowMs) - load<i64>(table + H_EPOCH);
-  if (rel < 0) rel = 0; // a thread whose clock is behind the table's creator's
-  const now: i64 = rel * scale;
+  const now = unitsNow(table, nowMs, scale);
   const inc: i64 = (<i64>cost) * T;
   for (;;) {
-    const s = findSlot(table, key, now, SLOT, H_CAPACITY);
-    const isOverflow = s == overflowSlot(table, H_CAPACITY, SLOT);
-    const stored = atomic.load<i64>(s + 8);
-    if (!isOverflow && atomic.load<i64>(s) != key) continue; // reclaimed under us: look again
+    // A peek claims nothing (0: no slot of its own, a full bucket).
+    const s = peek != 0 ? lookupSlot(table, key, now, SLOT, H_CAPACITY) : findSlot(table, key, now, SLOT, H_CAPACITY);
+    const own = s != 0 && s != overflowSlot(table, H_CAPACITY, SLOT);
+    const stored = s == 0 ? 0 : atomic.load<i64>(s + 8);
+    if (own && atomic.load<i64>(s) != key) continue; // reclaimed under us: look again
     const tat: i64 = stored > now ? stored : now;
     const next: i64 = tat + inc;
     const allowed = next - now <= tau;
     const after: i64 = allowed && peek == 0 ? next : tat;
     if (allowed && peek == 0) {
       if (atomic.cmpxchg<i64>(s + 8, stored, next) != stored) continue; // raced: decide again
+    } else if (peek == 0 && own && stored == 0) {
+      atomic.cmpxchg<i64>(s + 8, 0, now); // claimed, denied: whole, not "never used" (table.ts)
     }
     // remaining: whole tokens still available after this decision
     const room: i64 = tau - (after - now);
@@ -76,13 +78,28 @@ export function gcraTake(table: usize, hi: u32, lo: u32, nowMs: f64, cost: u32, 
   }
 }
 
+@inline function unitsNow(table: usize, nowMs: f64, scale: i64): i64 {
+  let rel: i64 = <i64>Math.floor(nowMs) - load<i64>(table + H_EPOCH);
+  if (rel < 0) rel = 0; // a thread whose clock is behind the table's creator's
+  return rel * scale + 1;
+}
+
 /**
- * Forgets the key's state: its bucket is full again. Stores 0 ("never used"): the reclaimer
- * skips such slots, so no value a stale reader holds can come back (no ABA).
+ * Forgets the key's state: its bucket is full again. A key without a slot is full already (no
+ * slot is claimed for it); one with a slot gets tat = now — whole, and non-zero, so the slot can
+ * be reclaimed later (0 would mean "never used", which the reclaimer skips: review74). By CAS
+ * after re-checking the key, so a slot reclaimed for another key meanwhile is left alone; a
+ * stale CAS of this key's fails (the tat it expects is gone).
  */
 export function gcraReset(table: usize, hi: u32, lo: u32, nowMs: f64): void {
   const key: i64 = ((<i64>hi) << 32) | (<i64>lo);
-  const now: i64 = (<i64>Math.floor(nowMs) - load<i64>(table + H_EPOCH)) * load<i64>(table + H_SCALE);
-  const s = findSlot(table, key, now, SLOT, H_CAPACITY);
-  if (s != overflowSlot(table, H_CAPACITY, SLOT)) atomic.store<i64>(s + 8, 0);
+  const now = unitsNow(table, nowMs, load<i64>(table + H_SCALE));
+  for (;;) {
+    const s = lookupSlot(table, key, now, SLOT, H_CAPACITY);
+    if (s == 0 || s == overflowSlot(table, H_CAPACITY, SLOT)) return;
+    const stored = atomic.load<i64>(s + 8);
+    if (atomic.load<i64>(s) != key) return; // reclaimed: the key has no state left
+    if (stored != 0 && stored <= now) return; // full already
+    if (atomic.cmpxchg<i64>(s + 8, stored, now) == stored) return;
+  }
 }

@@ -4,7 +4,7 @@ export { xxh32, xxh64, xxh32Reset, xxh32Update, xxh32Digest, xxh64Reset, xxh64Up
 export { lz4Compress, lz4Decompress, lz4Bound } from './lz4';
 export { gcraTake, gcraReset } from './gcra';
 export { windowTake, windowReset } from './window';
-export { leaseSpend, leaseGrant } from './lease';
+export { leaseSpend, leaseGrant, leaseReset } from './lease';
 export { counterBump32, counterInc, counterAddF, counterStoreF, counterReadF } from './counter';
 export { bloomAdd, bloomHas, bloomHas2, bloomZero, bloomCount, bloomDistrust, bloomTrustedFrom } from './bloom';
 export { sketchInit, sketchReset, sketchIncrement, sketchIncrementBatch, sketchFrequency, sketchCompare, sketchAdditions } from './sketch';

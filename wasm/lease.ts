@@ -9,7 +9,7 @@
 //   after the slots: one overflow slot shared by keys that found no room
 // A slot is expired (reclaimable) when its expiry <= now: lease <= (now << 24) | 0xffffff.
 
-import { findSlot, overflowSlot } from './table';
+import { findSlot, lookupSlot, overflowSlot } from './table';
 
 const H_EPOCH: usize = 0;
 const H_CAPACITY: usize = 16;
@@ -28,8 +28,10 @@ const TOKENS: i64 = 0xffffff;
 export function leaseSpend(table: usize, hi: u32, lo: u32, nowMs: f64, cost: u32): i32 {
   const key: i64 = ((<i64>hi) << 32) | (<i64>lo);
   const now = relNow(table, nowMs);
-  const s = findSlot(table, key, (now << 24) | TOKENS, SLOT, H_CAPACITY);
-  if (s == overflowSlot(table, H_CAPACITY, SLOT)) return -1; // no room: no lease for this key
+  // Looked up, not claimed: a key without a slot holds no lease (review74: a slot claimed here
+  // for every key asked about, and left "never used" when no lease came, was never freed).
+  const s = lookupSlot(table, key, (now << 24) | TOKENS, SLOT, H_CAPACITY);
+  if (s == 0 || s == overflowSlot(table, H_CAPACITY, SLOT)) return -1; // no lease for this key
   for (;;) {
     const w = atomic.load<i64>(s + 8);
     if (atomic.load<i64>(s) != key) return -1; // reclaimed under us: its lease is gone anyway
@@ -59,4 +61,24 @@ export function leaseGrant(table: usize, hi: u32, lo: u32, nowMs: f64, tokens: u
     if (atomic.cmpxchg<i64>(s + 8, w, next) == w) return <i32>have;
   }
   return -1; // not reached (asc's flow analysis wants it)
+}
+
+/**
+ * Drops the key's lease (the limiter's reset: its tokens were counted on Redis, which the reset
+ * writes off — kept, they would be spent on top of the full allowance, review74). The word is
+ * set lapsed at now with no tokens, or 1 token when now is 0: lapsed either way, and non-zero so
+ * the slot can be reclaimed. A key without a slot has no lease.
+ */
+export function leaseReset(table: usize, hi: u32, lo: u32, nowMs: f64): void {
+  const key: i64 = ((<i64>hi) << 32) | (<i64>lo);
+  const now = relNow(table, nowMs);
+  const lapsed: i64 = now == 0 ? 1 : now << 24;
+  for (;;) {
+    const s = lookupSlot(table, key, (now << 24) | TOKENS, SLOT, H_CAPACITY);
+    if (s == 0 || s == overflowSlot(table, H_CAPACITY, SLOT)) return;
+    const w = atomic.load<i64>(s + 8);
+    if (atomic.load<i64>(s) != key) return;
+    if (w != 0 && (w >>> 24) <= now) return; // lapsed already
+    if (atomic.cmpxchg<i64>(s + 8, w, lapsed) == w) return;
+  }
 }

@@ -9,11 +9,18 @@
 //
 // Lookup probes linearly from the key's hash for at most maxProbe slots: the key's own slot wins;
 // else the first empty slot is claimed by CAS 0 -> key. A slot whose state is non-zero and
-// <= `expired` (the caller's encoding of "its allowance is whole again") may be reclaimed for
-// another key when no empty slot was met: CAS key -> -1, CAS state (that value) -> 0, zero the
-// words after it, publish the new key. Any thread that loaded the old state then fails its CAS
-// (the state it expects is gone). A never-used slot (state 0) is not reclaimed: a fresh owner's
-// first CAS from 0 cannot be taken by a stale thread of the old owner.
+// <= `expired` (the caller's encoding of "its allowance is whole again"; states compare as
+// unsigned 64-bit numbers) may be reclaimed for another key when no empty slot was met: CAS key
+// -> -1, CAS state (that value) -> 0, zero the words after it, publish the new key. Any thread
+// that loaded the old state then fails its CAS (the state it expects is gone). A never-used slot
+// (state 0) is not reclaimed: a fresh owner's first CAS from 0 cannot be taken by a stale thread
+// of the old owner.
+//
+// So no operation may leave a slot it claimed at state 0 (review74: peek, reset, a denied first
+// request and a lease spend did, and such slots were never freed: once a probe window was full
+// of them, every new key shared the overflow slot for good). A read that changes nothing (peek,
+// a lease spend, a reset) looks the key up without claiming (lookupSlot); a take that claims a
+// slot and then writes nothing stores the kernel's non-zero "whole" state instead of leaving 0.
 //
 // Known edge: when no probe position is free and two threads meet a new key at the same moment,
 // each may reclaim a different expired slot for it; that key's state is then split across two
@@ -57,7 +64,7 @@ export const HEADER: usize = 64;
     }
     if (reclaimable == 0 && k != RECLAIMING) {
       const w = atomic.load<i64>(s + 8);
-      if (w != 0 && w <= expired) reclaimable = s;
+      if (w != 0 && <u64>w <= <u64>expired) reclaimable = s;
     }
   }
   if (reclaimable != 0) {
@@ -65,12 +72,37 @@ export const HEADER: usize = 64;
     const old = atomic.load<i64>(s);
     if (old != RECLAIMING && old != key && atomic.cmpxchg<i64>(s, old, RECLAIMING) == old) {
       const w = atomic.load<i64>(s + 8);
-      if (w != 0 && w <= expired && atomic.cmpxchg<i64>(s + 8, w, 0) == w) {
+      if (w != 0 && <u64>w <= <u64>expired && atomic.cmpxchg<i64>(s + 8, w, 0) == w) {
         for (let at: usize = 16; at < slotSize; at += 8) atomic.store<i64>(s + at, 0);
         atomic.store<i64>(s, key);
         return s;
       }
       atomic.store<i64>(s, old); // its owner used it meanwhile: leave it be
+    }
+  }
+  return overflowSlot(table, capAt, slotSize);
+}
+
+/**
+ * The slot `findSlot` would give `key`, found without claiming or reclaiming anything: its own
+ * slot; 0 when it has none and would get a fresh one (an empty slot, or a reclaimable one, in its
+ * probe window), whose state reads as "never used"; or the overflow slot, which it would share.
+ * A key's slot is never past an empty slot of its probe window (keys are claimed at the first
+ * empty one, reclaimed only where none is left, and never go back to 0), so the probe stops there.
+ */
+@inline export function lookupSlot(table: usize, key: i64, expired: i64, slotSize: usize, capAt: usize): usize {
+  const capacity = load<u32>(table + capAt);
+  const mask = capacity - 1;
+  const maxProbe = load<u32>(table + capAt + 4);
+  const start = fmix32(<u32>key ^ <u32>(key >>> 32) ^ load<u32>(table + capAt + 8)) & mask;
+  for (let p: u32 = 0; p < maxProbe; p++) {
+    const s = table + HEADER + (<usize>((start + p) & mask)) * slotSize;
+    const k = atomic.load<i64>(s);
+    if (k == key) return s;
+    if (k == 0) return 0;
+    if (k != RECLAIMING) {
+      const w = atomic.load<i64>(s + 8);
+      if (w != 0 && <u64>w <= <u64>expired) return 0;
     }
   }
   return overflowSlot(table, capAt, slotSize);

@@ -1,8 +1,12 @@
 // Fixed-window and sliding-window counters over a shared open-addressing table of keys, updated
 // lock-free so every thread sharing the memory enforces one exact limit per key.
 //
-// Time: window index n = floor((nowMs - epochMs) / W) + 1, so n >= 1 and a zero word means
-// "never used". The limit is an argument of each call (the adaptive limiter moves it).
+// Time: window index n = floor((nowMs - epochMs) / W) + BASE (3), so n >= 3: a zero word means
+// "never used", and (n - 2, 0) — an expired, empty word — is never zero (the "whole" state a reset
+// or a claimed slot left unwritten stores: table.ts). Words compare as unsigned 64-bit numbers:
+// the index fills 32 bits (2^32 windows: 13.6 years of table life at W = 100 ms; as signed numbers
+// they turned negative at 2^31, review74). The limit is an argument of each call (the adaptive
+// limiter moves it).
 //
 // Table layout (byte offsets from `table`):
 //   +0   i64 epochMs        +8  i64 W (window, ms)
@@ -31,12 +35,14 @@
 // Results go to `out` (the calling thread's scratch): f64 remaining, f64 resetMs,
 // f64 retryAfterMs.
 
-import { findSlot, overflowSlot } from './table';
+import { findSlot, lookupSlot, overflowSlot } from './table';
 
 const H_EPOCH: usize = 0;
 const H_W: usize = 8;
 const H_CAPACITY: usize = 16;
 const SLOT: usize = 32;
+/** The window index of the table's first window (see the header). */
+const BASE: i64 = 3;
 
 @inline function idxOf(word: i64): i64 {
   return word >>> 32;
@@ -53,7 +59,7 @@ const SLOT: usize = 32;
 /** Raises the `prev` word to `want` unless it already holds as much. */
 @inline function raisePrev(at: usize, want: i64): void {
   let seen = atomic.load<i64>(at);
-  while (seen < want) {
+  while (<u64>seen < <u64>want) {
     const got = atomic.cmpxchg<i64>(at, seen, want);
     if (got == seen) return;
     seen = got;
@@ -75,26 +81,27 @@ export function windowTake(
   const W = load<i64>(table + H_W);
   let rel: i64 = <i64>Math.floor(nowMs) - load<i64>(table + H_EPOCH);
   if (rel < 0) rel = 0;
-  let n: i64 = rel / W + 1;
+  let n: i64 = rel / W + BASE;
   const L = <i64>limit;
   const c = <i64>cost;
   for (;;) {
-    const s = findSlot(table, key, pack(n - 1, 0) - 1, SLOT, H_CAPACITY);
-    const isOverflow = s == overflowSlot(table, H_CAPACITY, SLOT);
-    const curWord = atomic.load<i64>(s + 8);
-    if (!isOverflow && atomic.load<i64>(s) != key) continue; // reclaimed under us: look again
+    // A peek claims nothing (0: no slot of its own, nothing counted against the key).
+    const s = peek != 0 ? lookupSlot(table, key, pack(n - 1, 0) - 1, SLOT, H_CAPACITY) : findSlot(table, key, pack(n - 1, 0) - 1, SLOT, H_CAPACITY);
+    const own = s != 0 && s != overflowSlot(table, H_CAPACITY, SLOT);
+    const curWord = s == 0 ? 0 : atomic.load<i64>(s + 8);
+    if (own && atomic.load<i64>(s) != key) continue; // reclaimed under us: look again
     let ci = idxOf(curWord);
     if (ci > n) { // another thread's clock is ahead: adopt its window
       n = ci;
-      rel = (n - 1) * W;
+      rel = (n - BASE) * W;
     }
-    const e: i64 = rel - (n - 1) * W; // ms elapsed in window n
+    const e: i64 = rel - (n - BASE) * W; // ms elapsed in window n
     let cur: i64 = 0;
     let prev: i64 = 0;
     if (ci == n) {
       cur = countOf(curWord);
       if (sliding != 0) {
-        const p = atomic.load<i64>(s + 16);
+        const p = atomic.load<i64>(s + 16); // (ci == n: s is a slot, not 0)
         const pi = idxOf(p);
         if (pi > n - 1) {
           // prev already names window n (or later): cur moved on after we read it, or a thread
@@ -102,7 +109,7 @@ export function windowTake(
           // on its retry, never rolled cur). Adopt the later window, as for a cur ahead of us —
           // only retrying here spun for ever until another thread rolled the key (review41).
           n = pi + 1;
-          rel = (n - 1) * W;
+          rel = (n - BASE) * W;
           continue;
         }
         if (pi == n - 1) prev = countOf(p);
@@ -119,6 +126,9 @@ export function windowTake(
         if (atomic.cmpxchg<i64>(s + 8, curWord, pack(n, c)) != curWord) continue;
       } else if (atomic.cmpxchg<i64>(s + 8, curWord, pack(n, cur + c)) != curWord) continue;
       cur += c;
+    } else if (peek == 0 && own && curWord == 0) {
+      // Claimed, denied (a cost over the adaptive limit in force): whole, not "never used".
+      atomic.cmpxchg<i64>(s + 8, 0, pack(n - 2, 0));
     }
     // remaining: whole requests still admissible now
     const room: i64 = L * W - weighted - cur * W;
@@ -151,18 +161,26 @@ export function windowTake(
   }
 }
 
-/** Forgets the key's counts. Leaves the slot's words non-zero, so it can be reclaimed later. */
+/**
+ * Forgets the key's counts. A key without a slot has none (no slot is claimed for it); one with a
+ * slot gets (n - 2, 0) in both words: expired and empty, never zero (BASE), so the slot can be
+ * reclaimed later (review74: a 0 stored in the first windows was "never used", never freed). The
+ * count word by CAS after re-checking the key: a slot reclaimed for another key meanwhile is left
+ * alone, and a racing CAS of this key's fails (the value it expects is gone).
+ */
 export function windowReset(table: usize, hi: u32, lo: u32, nowMs: f64): void {
   const key: i64 = ((<i64>hi) << 32) | (<i64>lo);
   const W = load<i64>(table + H_W);
   let rel: i64 = <i64>Math.floor(nowMs) - load<i64>(table + H_EPOCH);
   if (rel < 0) rel = 0;
-  const n: i64 = rel / W + 1;
-  const s = findSlot(table, key, pack(n - 1, 0) - 1, SLOT, H_CAPACITY);
-  if (s == overflowSlot(table, H_CAPACITY, SLOT)) return;
-  // (n - 2, 0): expired and empty (in the first window: 0, "never used"). A racing CAS on cur
-  // fails, since the value it expects is gone.
-  const empty: i64 = n >= 2 ? pack(n - 2, 0) : 0;
-  atomic.store<i64>(s + 16, empty);
-  atomic.store<i64>(s + 8, empty);
+  const n: i64 = rel / W + BASE;
+  const empty: i64 = pack(n - 2, 0);
+  for (;;) {
+    const s = lookupSlot(table, key, pack(n - 1, 0) - 1, SLOT, H_CAPACITY);
+    if (s == 0 || s == overflowSlot(table, H_CAPACITY, SLOT)) return;
+    const cur = atomic.load<i64>(s + 8);
+    if (atomic.load<i64>(s) != key) return; // reclaimed: the key has no counts left
+    atomic.store<i64>(s + 16, empty);
+    if (atomic.cmpxchg<i64>(s + 8, cur, empty) == cur) return;
+  }
 }

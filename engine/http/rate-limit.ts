@@ -396,14 +396,14 @@ function retryAfterSeconds(ms: number): number {
 }
 
 /**
- * `q` and `w` of a RateLimit-Policy item. `w` must be a whole number of seconds (≥ 1); when the
- * window is not, the same rate is stated over the window rounded up to whole seconds, with `q`
- * rounded down (e.g. 10 per 500 ms → q=20;w=1), so a client that follows it stays within the limit.
+ * `q` and `w` of a RateLimit-Policy item: the limit per window. `w` must be a whole number of
+ * seconds (≥ 1); a window that is not is rounded up, and `q` stays the limit (e.g. 10 per 1500 ms
+ * → q=10;w=2): a client that spends q at once, or spreads it over w, stays within the limit. The
+ * same rate restated over the longer w (q=13;w=2) was more than the limiter admits at once: a
+ * client that took the policy at its word was denied 3 of 13 (review74).
  */
 function quotaParams(limit: number, windowMs: number): [q: number, w: number] {
-  if (windowMs % 1000 === 0) return [sfInt(Math.floor(limit)), sfInt(windowMs / 1000)];
-  const w = Math.ceil(windowMs / 1000);
-  return [sfInt(Math.floor((limit * w * 1000) / windowMs)), sfInt(w)];
+  return [sfInt(Math.floor(limit)), sfInt(Math.ceil(windowMs / 1000))];
 }
 
 /** An sf-integer: clamped to 0..10^15-1 (a negative or huge value would make the field invalid). */

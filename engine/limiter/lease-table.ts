@@ -36,6 +36,13 @@ export class LeaseTable {
     return this.#rt.kernels.leaseSpend(this.#base, h.hi, h.lo, nowMs, cost);
   }
 
+  /** Drops `key`'s lease (the limiter's reset). */
+  reset(key: string, nowMs: number): void {
+    const h = this.#hash;
+    h.set(key);
+    this.#rt.kernels.leaseReset(this.#base, h.hi, h.lo, nowMs);
+  }
+
   /** Adds `tokens` to `key`'s lease, live until now + ttlMs. Returns the tokens held, or -1 without room. */
   grant(key: string, tokens: number, nowMs: number, ttlMs: number): number {
     const h = this.#hash;

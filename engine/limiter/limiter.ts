@@ -467,6 +467,9 @@ export class Limiter implements RateLimiter {
     const now = this.#clock.now();
     this.#gcra?.reset(key, now);
     this.#window?.reset(key, now);
+    // This process's lease too, before Redis writes its tokens off (review74: kept, they were
+    // spent on top of the full allowance). Other processes' leases lapse on their own (ttlMs).
+    this.#lease?.table.reset(key, now);
     if (this.#resetScript !== undefined) {
       await this.#resetScript.run([hashTagged(this.#prefix, key)], [], { timeoutMs: this.#timeoutMs });
     }
@@ -617,11 +620,25 @@ export class Limiter implements RateLimiter {
     let d: Decision;
     if (this.#insurance === 'local') d = this.#local(key, cost, false);
     else {
+      // Nothing is known of the key: numbers no state contradicts (review74: remaining went
+      // negative for a cost over the limit, and resetMs 0 said the key was whole again).
       const allowed = this.#insurance === 'allow';
-      d = { allowed, limit: this.spec.limit, remaining: allowed ? this.spec.limit - cost : 0, resetMs: 0, retryAfterMs: allowed ? 0 : this.windowMs };
+      const limit = this.limit;
+      d = { allowed, limit, remaining: allowed ? Math.max(0, limit - cost) : 0, resetMs: this.#wholeAfterMs(), retryAfterMs: allowed ? 0 : this.windowMs };
     }
     this.#count(d.allowed, SRC_INSURANCE);
     return d;
+  }
+
+  /**
+   * The longest a key can take to be whole again after a decision, for a decision made without
+   * its state (insurance 'allow'/'deny', a lease): a bucket refills its burst, a fixed window (or
+   * adaptive) ends, a sliding window's count leaves its previous window too.
+   */
+  #wholeAfterMs(): number {
+    const { algorithm, windowMs, burst, limit } = this.spec;
+    if (algorithm === 'token-bucket' || algorithm === 'gcra') return Math.ceil((burst * windowMs) / limit);
+    return algorithm === 'sliding-window' ? 2 * windowMs : windowMs;
   }
 
   /**
@@ -635,7 +652,8 @@ export class Limiter implements RateLimiter {
       const left = lease.table.spend(key, cost, this.#clock.now());
       if (left >= 0) {
         this.#count(true, SRC_LEASE);
-        return { allowed: true, limit: this.limit, remaining: left, resetMs: 0, retryAfterMs: 0 };
+        // resetMs: the key's state is on Redis, not here: the longest it can take to be whole.
+        return { allowed: true, limit: this.limit, remaining: left, resetMs: this.#wholeAfterMs(), retryAfterMs: 0 };
       }
       const pending = this.#fetching.get(key);
       if (pending === undefined || attempt > 0) break;

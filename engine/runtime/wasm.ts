@@ -28,6 +28,7 @@ export interface KernelExports {
   windowReset(table: number, hi: number, lo: number, nowMs: number): void;
   leaseSpend(table: number, hi: number, lo: number, nowMs: number, cost: number): number;
   leaseGrant(table: number, hi: number, lo: number, nowMs: number, tokens: number, ttlMs: number): number;
+  leaseReset(table: number, hi: number, lo: number, nowMs: number): void;
   bloomAdd(bits: number, mask: number, k: number, h1: number, h2: number): number;
   bloomHas(bits: number, mask: number, k: number, h1: number, h2: number): number;
   bloomHas2(a: number, b: number, mask: number, k: number, h1: number, h2: number): number;

@@ -273,10 +273,12 @@ describe.each([expressHarness, fastifyHarness])('$name rate-limit middleware', (
   });
 
   it('formats the fields as structured fields: escaped names, whole-second windows, unknowable retry', async () => {
-    // 10 per 500 ms is stated as 20 per second (w must be whole seconds); the quote is escaped.
+    // 10 per 500 ms is stated as 10 per second (w must be whole seconds: rounded up, q stays the
+    // limit — as 20 per second it was more than the limiter takes at once, review74); the quote
+    // is escaped.
     const sub = await h.start(new CountingLimiter('a"b\\c', 10, 500, 200));
     const r = await get(sub.url);
-    expect(r.headers.get('ratelimit-policy')).toBe('"a\\"b\\\\c";q=20;w=1');
+    expect(r.headers.get('ratelimit-policy')).toBe('"a\\"b\\\\c";q=10;w=1');
     expect(r.headers.get('ratelimit')).toBe('"a\\"b\\\\c";r=9;t=1');
 
     // A cost over the limit can never pass: no Retry-After, retryAfterMs null.
@@ -437,6 +439,27 @@ describe('a token bucket with a burst above its limit', () => {
       expect(Math.max(...seen)).toBe(10);
       expect(seen[0]).toBe(10);
       expect(seen[44]).toBeLessThanOrEqual(10);
+    } finally {
+      await engine.close();
+    }
+  });
+});
+
+describe('a window that is not whole seconds (review74)', () => {
+  it('the policy states the limit over the window rounded up: a client that spends q at once is let through', async () => {
+    const { createEngine } = await import('../../engine/index.js');
+    let now = 1_700_000_000_000;
+    const engine = await createEngine({ workers: 1, metrics: false, clock: { now: () => now } });
+    try {
+      const limiter = engine.limiter('odd-window', { algorithm: 'fixed-window', limit: 10, window: 1500 });
+      const { url } = await expressHarness.start(limiter);
+      const first = await get(url);
+      expect(first.headers.get('ratelimit-policy')).toBe('"odd-window";q=10;w=2'); // was q=13;w=2
+      const q = Number(/;q=(\d+)/.exec(first.headers.get('ratelimit-policy')!)![1]);
+      now += 1500; // a fresh window: q requests at once
+      const statuses: number[] = [];
+      for (let i = 0; i < q; i++) statuses.push((await get(url)).status);
+      expect(statuses.every((s) => s === 200)).toBe(true);
     } finally {
       await engine.close();
     }

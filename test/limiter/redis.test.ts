@@ -277,6 +277,22 @@ describe.runIf(shared)('distributed limiter on Redis', () => {
   });
 });
 
+describe.runIf(shared)('leases and reset (review74)', () => {
+  it('reset drops this process\'s lease: a window of limit 10 admits 10 after it, not 10 plus the unspent leased tokens', async () => {
+    const e = await createEngine({ ...small, redis: REDIS_URL });
+    try {
+      const l = e.limiter(`lease-reset-${run}`, { algorithm: 'fixed-window', limit: 10, window: 3_600_000, lease: { tokens: 8, ttlMs: 60_000 } });
+      expect((await l.allow('k')).allowed).toBe(true); // a lease of 8 taken, 1 spent: 7 held here
+      await l.reset('k');
+      let admitted = 0;
+      for (let i = 0; i < 30; i++) if ((await l.allow('k')).allowed) admitted++;
+      expect(admitted).toBe(10); // was 17
+    } finally {
+      await e.close();
+    }
+  });
+});
+
 describe.runIf(shared)('leases with a full lease table (review41)', () => {
   it('a key whose grant finds no room does not burn a lease per request: it asks Redis for its cost', async () => {
     const e = await createEngine({ workers: 1, memory: 32 << 20, redis: REDIS_URL, redisTimeoutMs: 1000, metrics: false });

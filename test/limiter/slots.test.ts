@@ -1,0 +1,95 @@
+/**
+ * The key tables' slots are freed once a key's allowance is whole again, whatever touched the key:
+ * a peek, a reset, a denied first request (review74 D1: those left slots "never used", which are
+ * never reclaimed, so once a probe window was full of them every new key shared the overflow
+ * slot for good); and window indexes past 2^31 (review74 D5: the words turned negative and the
+ * signed comparisons broke reclaiming and the sliding window's previous window).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createEngine, type Algorithm, type Engine, type RateLimiter } from '../../engine/index.js';
+import { sparePort } from '../redis/servers.js';
+
+let engine: Engine;
+let now = 1_700_000_000_000;
+beforeAll(async () => {
+  engine = await createEngine({ workers: 1, memory: 16 << 20, channel: { ringBytes: 64 * 1024 }, clock: { now: () => now } });
+});
+afterAll(() => engine.close());
+
+let n = 0;
+/** How many of `count` requests each of three new clients gets. */
+function fresh(l: RateLimiter, count: number): number[] {
+  return ['alice', 'bob', 'carol'].map((k) => Array.from({ length: count }, () => l.allowSync(k).allowed).filter(Boolean).length);
+}
+
+describe('slots of keys whose allowance is whole again are reused', () => {
+  const cases: Array<[Algorithm, 'allowSync' | 'peek' | 'reset' | 'reset untouched']> = [];
+  for (const a of ['token-bucket', 'gcra', 'fixed-window', 'sliding-window', 'adaptive'] as Algorithm[]) {
+    for (const how of ['allowSync', 'peek', 'reset', 'reset untouched'] as const) cases.push([a, how]);
+  }
+  it.each(cases)('%s after 1000 keys saw %s', async (algorithm, how) => {
+    // 64 slots; 1000 keys touched once in the table's first window (a reset there stored 0 for the
+    // windows), then a day later three new clients each get the full limit of their own.
+    const l = engine.limiter(`slots-${n++}`, { algorithm, limit: 5, window: 1000, maxKeys: 64 });
+    for (let i = 0; i < 1000; i++) {
+      const k = `visitor-${i}`;
+      if (how === 'allowSync') l.allowSync(k);
+      else if (how === 'peek') l.peek(k);
+      else {
+        if (how === 'reset') l.allowSync(k);
+        await l.reset(k);
+      }
+    }
+    now += 24 * 3600 * 1000;
+    expect(fresh(l, 5)).toEqual([5, 5, 5]);
+  });
+
+  it('adaptive: first requests denied for a cost over the limit in force', () => {
+    const l = engine.limiter(`slots-${n++}`, { algorithm: 'adaptive', limit: 5, window: 1000, maxKeys: 64, adaptive: { max: 10 } });
+    for (let i = 0; i < 1000; i++) expect(l.allowSync(`visitor-${i}`, 8).allowed).toBe(false);
+    now += 24 * 3600 * 1000;
+    expect(fresh(l, 5)).toEqual([5, 5, 5]);
+  });
+
+  it('a peek claims no slot and still answers as a take would: full for a new key, the counts of a known one', () => {
+    const l = engine.limiter(`slots-${n++}`, { algorithm: 'sliding-window', limit: 5, window: 1000, maxKeys: 64 });
+    expect(l.peek('new')).toMatchObject({ allowed: true, remaining: 5 });
+    l.allowSync('known', 3);
+    expect(l.peek('known')).toMatchObject({ allowed: true, remaining: 2 });
+    expect(l.peek('known', 3).allowed).toBe(false);
+  });
+});
+
+describe('window indexes past 2^31 (a table 6.8 years old at window 100 ms)', () => {
+  it.each([2 ** 30, 2 ** 31, 2 ** 32 - 200])('index %d: expired slots are reused, and the sliding window keeps its previous window', (at) => {
+    const E = 1_700_000_000_000;
+    const W = 100;
+    now = E;
+    const l = engine.limiter(`slots-${n++}`, { algorithm: 'sliding-window', limit: 5, window: W, maxKeys: 64 });
+    now = E + (at - 20) * W;
+    for (let i = 0; i < 200; i++) l.allowSync(`old-${i}`);
+    now = E + (at + 80) * W; // every old key expired long ago
+    expect(fresh(l, 5)).toEqual([5, 5, 5]);
+    // 5 taken half-way through a window, then half-way through the next one the previous window
+    // still weighs 2.5: two more pass, not five.
+    now = E + (at + 90) * W + 50;
+    expect(Array.from({ length: 5 }, () => l.allowSync('z').allowed).filter(Boolean)).toHaveLength(5);
+    now = E + (at + 91) * W + 50;
+    expect(Array.from({ length: 10 }, () => l.allowSync('z').allowed).filter(Boolean)).toHaveLength(2);
+  });
+});
+
+describe('decisions made without the key\'s state report numbers no state contradicts (review74 D4)', () => {
+  it('insurance allow / deny with Redis unreachable: remaining never negative, resetMs the longest a key takes to be whole', async () => {
+    const port = await sparePort(); // nothing listens there
+    const e = await createEngine({ workers: 1, memory: 16 << 20, channel: { ringBytes: 64 * 1024 }, redis: `redis://127.0.0.1:${port}`, redisConnectTimeoutMs: 100 });
+    try {
+      const allow = e.limiter(`ins-allow-${n++}`, { algorithm: 'token-bucket', limit: 10, window: 60_000, burst: 100, insurance: 'allow' });
+      expect(await allow.allow('k', 50)).toMatchObject({ allowed: true, limit: 10, remaining: 0, resetMs: 600_000 }); // was remaining -40, resetMs 0
+      const deny = e.limiter(`ins-deny-${n++}`, { algorithm: 'sliding-window', limit: 10, window: 60_000, insurance: 'deny' });
+      expect(await deny.allow('k')).toMatchObject({ allowed: false, remaining: 0, resetMs: 120_000, retryAfterMs: 60_000 }); // was resetMs 0
+    } finally {
+      await e.close();
+    }
+  });
+});
