@@ -11,6 +11,7 @@
  *                +8  i32 lock (0 free, 1 held; guards allocation only)
  *                +12 u32 count  (published entries; readers need no lock)
  *                +16 u32 bump   (next free byte)   +20 u32 end (memory size)
+ *                +24 u32 +28 u32   the key-hash seed of the creating thread (key-hash.ts)
  * ARENA_BASE+64  registry: capacity × 64-byte entries
  *                +0 u32 offset  +4 u32 bytes  +8 u32 name length  +12 u32 reserved
  *                +16 .. +63  name, UTF-8, at most 48 bytes
@@ -24,6 +25,7 @@
 import { isWellFormed } from '../text.js';
 import { ArenaExhaustedError, RegionConflictError } from '../errors.js';
 import { lockWord, unlockWord } from './lock.js';
+import { adoptKeyHashSeed, keyHashSeed } from './key-hash.js';
 
 /** A named slice of the shared memory. */
 export interface Region {
@@ -51,6 +53,7 @@ const H_LOCK = 2;
 const H_COUNT = 3;
 const H_BUMP = 4;
 const H_END = 5;
+const H_SEED = 6; // and 7
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -84,9 +87,15 @@ export class Arena {
       Atomics.store(this.#i32, this.#h + H_COUNT, 0);
       Atomics.store(this.#i32, this.#h + H_BUMP, first);
       Atomics.store(this.#i32, this.#h + H_END, buffer.byteLength >>> 0);
-      Atomics.store(this.#i32, this.#h + H_MAGIC, MAGIC);
+      const [hi, lo] = keyHashSeed();
+      Atomics.store(this.#i32, this.#h + H_SEED, hi | 0);
+      Atomics.store(this.#i32, this.#h + H_SEED + 1, lo | 0);
+      Atomics.store(this.#i32, this.#h + H_MAGIC, MAGIC); // (published last)
     } else if (Atomics.load(this.#i32, this.#h + H_MAGIC) !== MAGIC) {
       throw new Error('shared memory holds no hotpath arena (was it created by createEngine?)');
+    } else {
+      // Every thread of the engine hashes keys alike (its shared tables index by KeyHash).
+      adoptKeyHashSeed(Atomics.load(this.#i32, this.#h + H_SEED), Atomics.load(this.#i32, this.#h + H_SEED + 1));
     }
   }
 

@@ -93,3 +93,20 @@ describe('decisions made without the key\'s state report numbers no state contra
     }
   });
 });
+
+describe('keys an attacker computed to collide under the public hash stay apart (review74 D2: the key hash is seeded per process)', () => {
+  // Found offline against the unseeded KeyHash (the reviewer's find-collision.mjs: 2^17 tries; a
+  // key sharing "user:42"'s bucket: one 2^32 scan). With the process's secret seed they are
+  // ordinary, different keys.
+  const A = '鶟贡一一';
+  const B = '驄内藁쫄';
+  const victim = 'user:42';
+  const attacker = String.fromCharCode(101, 118, 6827, 5325, 9501, 61477);
+  it.each(['token-bucket', 'sliding-window'] as Algorithm[])('%s: neither a colliding pair nor a key aimed at a victim shares its budget', (algorithm) => {
+    const l = engine.limiter(`slots-${n++}`, { algorithm, limit: 5, window: 60_000 });
+    for (let i = 0; i < 5; i++) expect(l.allowSync(A).allowed).toBe(true);
+    expect(l.allowSync(B).allowed).toBe(true); // was denied: B never asked before
+    for (let i = 0; i < 6; i++) l.allowSync(attacker);
+    expect(l.allowSync(victim).allowed).toBe(true); // was denied, retryAfterMs 12000
+  });
+});
