@@ -81,7 +81,10 @@ export interface CacheBloomOptions {
   /**
    * A key stays in the filter at least this long after it was written (ms); the filter is trusted
    * only once it has listened this long without a gap, and a write with a longer TTL (or none)
-   * suspends trust until that TTL passes. Default: the cache's `ttl`, or 1 hour.
+   * suspends trust until that TTL passes. Default: how long Redis keeps an entry written with the
+   * cache's defaults — `ttl` + max(`staleWhileRevalidate`, `staleIfError`) — or 1 hour without a
+   * (finite) one. An entry another instance wrote with a longer lifetime before this one started
+   * is not known to the filter: see README "Limits".
    */
   horizonMs?: number;
 }
@@ -106,7 +109,7 @@ export interface CacheOptions {
   l2?: L2Options | false;
   /** L3 settings, or false to keep the cache off Redis even when the engine has it. */
   l3?: L3Options | false;
-  /** Bloom filter settings, or false. Default: on when L3 is and `ttl` is set (a key without a ttl would keep the filter untrusted). */
+  /** Bloom filter settings, or false. Default: on when L3 is and a finite `ttl` (and stale windows) is set (a key without a ttl would keep the filter untrusted). */
   bloom?: CacheBloomOptions | false;
 }
 
@@ -261,6 +264,12 @@ export class Cache extends EventEmitter {
   readonly #codec: ValueCodec;
   readonly #compressor: Compressor | undefined;
   readonly #inflight = new Map<string, Promise<unknown>>();
+  /**
+   * Keys this instance has a Redis read of on its way (until its reply is accepted or refused),
+   * with how many: a bus message for one of them leaves a tombstone in L2 even when L2 holds
+   * nothing of the key (#onBus). Only kept with L2 and L3; touched on the Redis path only.
+   */
+  readonly #reading = new Map<string, number>();
   readonly #refreshing = new Set<string>();
   /** Keys deleted while this thread loads them: key → the delete's version (entries live as long as the load). */
   readonly #deletedDuringLoad = new Map<string, number>();
@@ -328,8 +337,13 @@ export class Cache extends EventEmitter {
     };
     // The filter is on by default only when entries expire: a key without a ttl outlives any
     // horizon, so the filter could never be trusted again after one (explicit options win).
-    const bloom = o.bloom === undefined ? (spec.ttl !== undefined ? {} : false) : o.bloom;
-    this.#bloomHorizon = bloom === false ? 0 : bloom.horizonMs ?? spec.ttl ?? DEFAULTS.bloomHorizonMs;
+    // The default horizon is how long Redis keeps an entry written with the cache's defaults (its
+    // PX: ttl + the stale window), not the ttl alone: an instance that starts distrusts its filter
+    // that long, so every such entry written before it started has expired by then (review73 D4).
+    // A ttl or stale window of Infinity: a filter that could never be trusted, so none by default.
+    const defaultHorizon = spec.ttl === undefined ? undefined : spec.ttl + Math.max(spec.staleWhileRevalidate, spec.staleIfError);
+    const bloom = o.bloom === undefined ? (defaultHorizon !== undefined && Number.isFinite(defaultHorizon) ? {} : false) : o.bloom;
+    this.#bloomHorizon = bloom === false ? 0 : bloom.horizonMs ?? (defaultHorizon !== undefined && Number.isFinite(defaultHorizon) ? defaultHorizon : DEFAULTS.bloomHorizonMs);
     if (deps.redis !== undefined && l3 !== false) {
       this.#l3 = new RedisTier(deps.redis, l3.timeoutMs ?? deps.redisTimeoutMs ?? 50);
       if (bloom !== false) {
@@ -508,23 +522,33 @@ export class Cache extends EventEmitter {
     if (missing.length === 0 || this.#l3 === undefined) return out;
     const epoch = this.#stamps.epoch(); // before the round trip: a clear meanwhile voids the fills
     const guards = this.#l2 === undefined ? missing.map((i) => this.#fillGuard(keys[i]!)) : undefined; // (#fillGuard)
-    let replies: Array<Buffer | null>;
+    const track = this.#l2 !== undefined;
+    if (track) for (const i of missing) this.#startReading(keys[i]!);
+    let j = 0;
     try {
-      replies = await this.#l3.getMany(missing.map((i) => keys[i]!));
-    } catch (err) {
-      this.#l3Failed(err);
-      return out;
-    }
-    for (let j = 0; j < missing.length; j++) {
-      const i = missing[j]!;
-      let f: Found | undefined;
+      let replies: Array<Buffer | null>;
       try {
-        f = await this.#accept(keys[i]!, replies[j] ?? null, now, epoch, guards?.[j]);
+        replies = await this.#l3.getMany(missing.map((i) => keys[i]!));
       } catch (err) {
-        this.emit('l3error', err); // one corrupt entry is a miss here, not a failed batch
-        continue;
+        this.#l3Failed(err);
+        return out;
       }
-      if (f !== undefined && now <= f.expires) out[i] = f.value;
+      for (; j < missing.length; j++) {
+        const i = missing[j]!;
+        let f: Found | undefined;
+        try {
+          f = await this.#accept(keys[i]!, replies[j] ?? null, now, epoch, guards?.[j]);
+        } catch (err) {
+          this.emit('l3error', err); // one corrupt entry is a miss here, not a failed batch
+          if (track) this.#endReading(keys[i]!);
+          continue;
+        }
+        if (track) this.#endReading(keys[i]!);
+        if (f !== undefined && now <= f.expires) out[i] = f.value;
+      }
+    } finally {
+      // (keys not yet accepted: the batch failed, or the loop threw)
+      if (track) for (; j < missing.length; j++) this.#endReading(keys[missing[j]!]!);
     }
     return out;
   }
@@ -627,12 +651,15 @@ export class Cache extends EventEmitter {
     const hadL2 = this.#l2 !== undefined && this.#l2.delete(key, h.hi, h.lo, now, version, until).deleted;
     if (this.#l3 === undefined) return had || hadL2;
     const entry = encodeEntry(version, FLAG_TOMBSTONE, until, until, EMPTY);
+    let hadL3 = false;
     try {
-      if (!(await this.#l3.put(key, entry, this.#l3Options.tombstoneMs, this.#message('d', key, version, 0)))) this.#s.refusedWrites++;
+      const r = await this.#l3.put(key, entry, this.#l3Options.tombstoneMs, this.#message('d', key, version, 0));
+      if (r === 'refused') this.#s.refusedWrites++;
+      hadL3 = r === 'replaced'; // (review73 D9: a key only Redis held resolved false)
     } catch (err) {
       this.#l3Failed(err, 'delete');
     }
-    return had || hadL2;
+    return had || hadL2 || hadL3;
   }
 
   /**
@@ -643,7 +670,13 @@ export class Cache extends EventEmitter {
   async clear(): Promise<void> {
     this.#assertOpen();
     this.#clearLocal();
-    if (this.#l3 !== undefined) await this.#l3.clear(JSON.stringify({ o: 'c', i: this.#instance }));
+    if (this.#l3 === undefined) return;
+    await this.#l3.clear(JSON.stringify({ o: 'c', i: this.#instance }));
+    // A read sent to Redis after the first clearLocal but answered before the UNLINK filled the
+    // local tiers under the new epoch with a value Redis no longer has (review73 D2), and our own
+    // 'c' message is not for us: clear them once more. A reply still on its way fails the epoch
+    // check in #accept (the epoch moved after it was sent).
+    if (!this.#closed) this.#clearLocal();
   }
 
   // ------------------------------------------------------------------ loading
@@ -868,8 +901,12 @@ export class Cache extends EventEmitter {
       if (this.#words[this.#epochIndex] !== this.#l1Epoch) this.#syncL1Epoch();
       const i = l1.findHit(key);
       if (i !== 0 && this.#l1Valid(l1, i, now, M_STALE)) {
-        this.#s.l1Hits++;
-        return this.#l1Found(l1, i);
+        const f = this.#l1Found(l1, i);
+        // Past its expiry (within its stale window) it is no answer for get, and getOrLoad loads
+        // (or serves it as stale, counted there): a miss here, as getSync counts it (review73 D7).
+        if (now <= f.expires) this.#s.l1Hits++;
+        else this.#s.l1Misses++;
+        return f;
       }
       const h = this.#hashed(key);
       if (i === 0) l1.recordMiss(h.lo);
@@ -948,8 +985,10 @@ export class Cache extends EventEmitter {
         const hit = this.#l2.get(key, h.hi, h.lo, now, this.#scratch); // only its version is read
         if (hit !== undefined && hit.version === m[b + M_VERSION]) {
           m[b + M_STAMP] = hit.stamp;
-          this.#s.l1Hits++;
-          return this.#l1Found(l1, i);
+          const f = this.#l1Found(l1, i);
+          if (now <= f.expires) this.#s.l1Hits++;
+          else this.#s.l1Misses++;
+          return f;
         }
       }
       l1.delete(key, h.lo); // written elsewhere since, or past its stale time
@@ -1031,22 +1070,39 @@ export class Cache extends EventEmitter {
     }
     const epoch = this.#stamps.epoch(); // before the round trip: a clear meanwhile voids the fill
     const guard = this.#fillGuard(key);
-    let reply: Buffer | null;
+    const track = this.#l2 !== undefined;
+    if (track) this.#startReading(key);
     try {
-      reply = await l3.get(key);
-    } catch (err) {
-      this.#l3Failed(err);
-      return undefined;
-    }
-    try {
-      return await this.#accept(key, reply, now, epoch, guard);
-    } catch (err) {
-      if (!rejectCorrupt) {
-        this.emit('l3error', err);
+      let reply: Buffer | null;
+      try {
+        reply = await l3.get(key);
+      } catch (err) {
+        this.#l3Failed(err);
         return undefined;
       }
-      throw err;
+      try {
+        return await this.#accept(key, reply, now, epoch, guard);
+      } catch (err) {
+        if (!rejectCorrupt) {
+          this.emit('l3error', err);
+          return undefined;
+        }
+        throw err;
+      }
+    } finally {
+      if (track) this.#endReading(key);
     }
+  }
+
+  /** Counts a Redis read of `key` on its way (#reading). */
+  #startReading(key: string): void {
+    this.#reading.set(key, (this.#reading.get(key) ?? 0) + 1);
+  }
+
+  #endReading(key: string): void {
+    const n = this.#reading.get(key)!;
+    if (n <= 1) this.#reading.delete(key);
+    else this.#reading.set(key, n - 1);
   }
 
   /**
@@ -1144,7 +1200,21 @@ export class Cache extends EventEmitter {
   #encodeValue(value: unknown, what: ValueName): Uint8Array | undefined {
     if (!this.#bytesNeeded()) return undefined;
     // Values bound for Redis are self-contained; L2-only values may use the engine's shared structures.
-    const bytes = this.#l3 !== undefined ? this.#codec.encode(value, what) : this.#rt.codec.encode(value, what);
+    let bytes: Uint8Array;
+    if (this.#l3 !== undefined) {
+      bytes = this.#codec.encode(value, what);
+    } else {
+      try {
+        bytes = this.#rt.codec.encode(value, what);
+      } catch (err) {
+        // The engine codec stops at its own limit (16 MiB): a value over both is over the cache's,
+        // and the error names that one, the limit the caller set (review73 D10).
+        if (err instanceof ValueTooLargeError && err.maxBytes > this.#spec.maxValueBytes) {
+          throw new ValueTooLargeError(err.bytes, this.#spec.maxValueBytes, typeof what === 'string' ? what : what(), /at least/.test(err.message));
+        }
+        throw err;
+      }
+    }
     if (bytes.length > this.#spec.maxValueBytes) throw new ValueTooLargeError(bytes.length, this.#spec.maxValueBytes, typeof what === 'string' ? what : what());
     return bytes;
   }
@@ -1216,7 +1286,7 @@ export class Cache extends EventEmitter {
     const ttl = Number.isFinite(stale) ? stale - now : 0; // how long Redis keeps it (0: no PX)
     try {
       const stored = await l3.put(key, entry, stale - now, this.#message('s', key, version, ttl));
-      if (!stored) {
+      if (stored === 'refused') {
         this.#s.refusedWrites++;
         // Redis holds a newer version: ours must not linger locally either.
         this.#l1?.delete(key, lo);
@@ -1291,7 +1361,7 @@ export class Cache extends EventEmitter {
     if (claim.kind === 'owner') {
       try {
         // Another thread may have finished loading between our miss and the claim.
-        const done = this.#local(key, now);
+        const done = this.#recheck(key, now);
         if (done !== undefined && now <= done.expires) return done.value;
         return await this.#runLoader(key, loader, o);
       } finally {
@@ -1304,12 +1374,30 @@ export class Cache extends EventEmitter {
     await flight.wait(claim.slot, claim.token, until - now);
     this.#assertOpen();
     const after = this.#now();
-    const done = this.#local(key, after);
+    const done = this.#recheck(key, after);
     if (done !== undefined && after <= done.expires) return done.value;
     if (after >= now + o.timeoutMs) throw new TimeoutError(`waiting for another thread's load of cache key ${JSON.stringify(key)}`, o.timeoutMs);
     // The owner failed, returned nothing, or its value does not fit L2: load here, at once (every
     // waiter does so in parallel, not one after another).
     return this.#runLoader(key, loader, o);
+  }
+
+  /**
+   * #local for a request already counted (getOrLoad counted its miss before it came to load): the
+   * look again after a claim or a wait must not count it a second time (review73 D7). Corrupt
+   * values found meanwhile are still counted.
+   */
+  #recheck(key: string, now: number): Found | undefined {
+    const s = this.#s;
+    const { l1Hits, l1Misses, l2Hits, l2Misses } = s;
+    try {
+      return this.#local(key, now);
+    } finally {
+      s.l1Hits = l1Hits;
+      s.l1Misses = l1Misses;
+      s.l2Hits = l2Hits;
+      s.l2Misses = l2Misses;
+    }
   }
 
   /** Runs the loader (under a Redis lease when configured) with a timeout, and stores what it returns. */
@@ -1410,7 +1498,13 @@ export class Cache extends EventEmitter {
     // For a set elsewhere the tombstone is one below its version: that very write, read from
     // Redis, may fill us; anything older may not. A delete's tombstone blocks its own version too.
     const floor = m.o === 's' ? m.v - 1 : m.v;
-    if (this.#l2 !== undefined) this.#l2.delete(m.k, hi, lo, now, floor, now + this.#l3Options.tombstoneMs);
+    // The tombstone only where it has something to stop: a key L2 holds (a value, or a tombstone
+    // that a newer one replaces), or one this instance is reading from Redis right now (its
+    // reply may be older than the message). Every other key only has its stamp bumped (L1
+    // copies in any thread go). Before, every message left one — 60 s, referenced — and other
+    // instances' writes of keys never held here evicted this instance's values (review73 D3).
+    // A read that starts after this message reads Redis after the write it announces.
+    if (this.#l2 !== undefined) this.#l2.delete(m.k, hi, lo, now, floor, now + this.#l3Options.tombstoneMs, !this.#reading.has(m.k));
     this.#l1?.delete(m.k, lo);
     if (m.o === 's') this.#bloomAdd(m.k, now, m.t > 0 ? now + m.t : Infinity);
     this.emit('invalidated', m.k);
@@ -1533,7 +1627,7 @@ const SPEC_READY = 0x43505348; // 'HSPC'
 /** Writes the cache's shared settings into `hotpath:cache:<name>:spec` (first creator), or checks them. */
 function publishSpec(rt: ThreadRuntime, spec: Spec): void {
   const r = rt.arena.region(`hotpath:cache:${spec.name}:spec`, SPEC_BYTES);
-  const json = Buffer.from(JSON.stringify(spec));
+  const json = Buffer.from(specJson(spec));
   if (json.length > SPEC_BYTES - 8) throw new RangeError('cache options too large to share');
   const w = r.offset >>> 2;
   if (r.created) {
@@ -1557,7 +1651,22 @@ function readSpec(rt: ThreadRuntime, name: string): Spec | undefined {
     if (spins > 1100) return undefined;
   }
   const len = Atomics.load(rt.i32, w + 1);
-  return JSON.parse(Buffer.from(new Uint8Array(rt.memory.buffer, r.offset + 8, len).slice()).toString()) as Spec;
+  return JSON.parse(Buffer.from(new Uint8Array(rt.memory.buffer, r.offset + 8, len).slice()).toString(), reviveInfinity) as Spec;
+}
+
+/**
+ * The spec as JSON, `Infinity` (a valid ttl or stale window) written as a string JSON would
+ * otherwise turn into `null` (review73 D5: Cache.open then refused `ttl: null`, and read a null
+ * stale window as 0). No string of a spec can be it: names are [A-Za-z0-9_.-], policies words.
+ */
+function specJson(spec: Spec): string {
+  return JSON.stringify(spec, (_k, v: unknown) => (v === Infinity ? INFINITY : v));
+}
+
+const INFINITY = '+Infinity';
+
+function reviveInfinity(_k: string, v: unknown): unknown {
+  return v === INFINITY ? Infinity : v;
 }
 
 

@@ -33,7 +33,8 @@
  * ## Seeded slots
  * A key's stripe and home slot come from its KeyHash mixed with the store's random seed
  * (`fmix(hi ^ seedHi)`, `fmix(lo ^ seedLo)`, a bijection: the index stores and compares the mixed
- * pair). KeyHash itself is fixed and public, so without the seed a client choosing the keys of a
+ * pair). KeyHash is seeded per process (since 2026-11-25), but one seed serves every table of the
+ * process, and until then it was fixed and public: without this seed a client choosing the keys of a
  * cache (keys made of request data) could compute offline keys that share one segment and home,
  * and make every get and set of a chosen key walk a full probe chain, or evict it. The stamp
  * table keeps the caller's unmixed `lo` (L1 reads stamps with it).
@@ -147,7 +148,8 @@ export interface L2Hit extends L2Meta {
 /**
  * 'stored'; 'older' (a live entry or tombstone with a greater version exists; nothing changed);
  * 'too-large' (key + value over maxValueBytes) and 'no-room' (no block could be freed): in both
- * the key's previous value is removed, so no thread reads it any more.
+ * the key's previous value is removed, so no thread reads it any more, and a tombstone one version
+ * below the write's, until its stale time, refuses older sets meanwhile (best effort).
  */
 export type L2SetResult = 'stored' | 'older' | 'too-large' | 'no-room';
 
@@ -532,10 +534,11 @@ export class SharedStore {
       const j = this.#find(key, klen, mh, ml, stripe);
       if (j >= 0 && this.#blocks(j, meta.version, now, true)) return this.#refuse('older', lo);
       if (klen + bytes.length > this.maxValueBytes) {
-        if (j >= 0 && this.#state(j) === VALUE) this.#removeSlot(stripe, j, false);
+        this.#holdPlace(stripe, j, key, klen, mh, ml, meta, now);
         return this.#refuse('too-large', lo, true);
       }
       if (!this.#put(stripe, j, key, klen, mh, ml, VALUE, bytes, meta.expires, meta.stale, meta.version, now)) {
+        this.#holdPlace(stripe, this.#find(key, klen, mh, ml, stripe), key, klen, mh, ml, meta, now);
         return this.#refuse('no-room', lo, true);
       }
       return { result: 'stored', stamp: this.#bump(lo) };
@@ -549,9 +552,11 @@ export class SharedStore {
    * false) while a live entry or tombstone with a greater version exists, and with
    * `tombstoneUntil` (ms) it leaves a tombstone that refuses older sets until then. `deleted`:
    * whether a live value was removed. The stamp is bumped unless refused (other threads' L1 may
-   * hold the value even when L2 no longer does).
+   * hold the value even when L2 no longer does). `onlyIfHeld`: leave the tombstone only where the
+   * store has an entry (value or tombstone) for the key — for invalidations of other instances'
+   * writes, which would otherwise fill the store with tombstones of keys it never held.
    */
-  delete(key: string, hi: number, lo: number, now: number, version?: number, tombstoneUntil?: number): { deleted: boolean; stamp: number } {
+  delete(key: string, hi: number, lo: number, now: number, version?: number, tombstoneUntil?: number, onlyIfHeld = false): { deleted: boolean; stamp: number } {
     const mh = fmix(hi ^ this.#seedHi);
     const ml = fmix(lo ^ this.#seedLo);
     const stripe = mh & this.#stripeMask;
@@ -563,7 +568,7 @@ export class SharedStore {
         return { deleted: false, stamp: this.#currentStamp(lo) };
       }
       const deleted = j >= 0 && this.#state(j) === VALUE && now <= this.#f64[(this.#block(j) >>> 3) + 2]!;
-      if (version !== undefined && tombstoneUntil !== undefined && tombstoneUntil >= now) {
+      if (version !== undefined && tombstoneUntil !== undefined && tombstoneUntil >= now && (j >= 0 || !onlyIfHeld)) {
         if (!this.#put(stripe, j, key, klen, mh, ml, TOMB, undefined, tombstoneUntil, tombstoneUntil, version, now)) {
           // No room even for a tombstone: at least the value goes.
           j = this.#find(key, klen, mh, ml, stripe);
@@ -728,6 +733,21 @@ export class SharedStore {
   }
 
   // --------------------------------------------------------------------------- write internals
+
+  /**
+   * A set L2 cannot hold (too large, no room) is still a newer write than what L2 had: its old
+   * value goes, and a tombstone one version below the write's stays until the write's stale time,
+   * so a write older than it (a load that began before it) cannot store its value here afterwards
+   * (review73 D1: it did, and its stamp bump then voided the newer value in the writer's L1 too).
+   * One below: the write itself, read back from Redis, must still pass (and be refused as too
+   * large again). Best effort, as every tombstone: with no block even for it, the old value just goes.
+   * Caller holds the stripe lock; `j` is the key's slot or -1.
+   */
+  #holdPlace(stripe: number, j: number, key: string, klen: number, hi: number, lo: number, meta: L2Meta, now: number): void {
+    if (meta.stale >= now && this.#put(stripe, j, key, klen, hi, lo, TOMB, undefined, meta.stale, meta.stale, meta.version - 1, now)) return;
+    const k = this.#find(key, klen, hi, lo, stripe);
+    if (k >= 0) this.#removeSlot(stripe, k, false);
+  }
 
   #refuse(result: L2SetResult, lo: number, changed = false): { result: L2SetResult; stamp: number } {
     Atomics.add(this.#i32, this.#counters + C_REFUSED, 1);

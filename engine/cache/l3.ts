@@ -83,22 +83,31 @@ export function decodeEntry(buf: Buffer, key: string): StoredEntry {
 }
 
 // KEYS[1] the entry; ARGV[1] the new entry, ARGV[2] PX (0 = none), ARGV[3] the bus message ('' = none),
-// ARGV[4] the bus channel. Returns 1 stored, 0 refused (a version as new or newer is there: one
-// version is one write).
+// ARGV[4] the bus channel. Returns 0 refused (a version as new or newer is there: one version is
+// one write), 2 stored over a value (an entry that is not a tombstone), 1 stored otherwise.
 const SET_IF_NEWER = `
 local cur = redis.call('GET', KEYS[1])
-if cur and string.byte(cur, 1) == 0xC7 and string.len(cur) >= 9 then
+local had = 0
+if cur and string.byte(cur, 1) == 0xC7 and string.len(cur) >= 10 then
   local a, b = 0, 0
   for i = 2, 9 do
     a = a * 256 + string.byte(cur, i)
     b = b * 256 + string.byte(ARGV[1], i)
   end
   if a >= b then return 0 end
+  if string.byte(cur, 10) % 2 == 0 then had = 1 end
 end
 if ARGV[2] == '0' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
 if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[3]) end
-return 1
+return 1 + had
 `;
+
+/**
+ * The longest PX sent (ms, about 285 000 years): Redis refuses a PX that is not an integer (a
+ * ttl of 1e300 was sent as "1e+300") or that overflows its clock (review73 D8). An entry still
+ * carries its own expiry and stale time; only how long Redis keeps it is capped.
+ */
+export const MAX_PX = Number.MAX_SAFE_INTEGER;
 
 /** A message on the invalidation bus. */
 export type BusMessage =
@@ -196,10 +205,15 @@ export class RedisTier {
     return this.#redis.mgetBuffer(keys.map(redisKey), { timeoutMs: this.#timeoutMs });
   }
 
-  /** Stores `entry` unless a newer version is there; publishes `message` when stored. */
-  async put(key: string, entry: Buffer, pxMs: number, message: string): Promise<boolean> {
-    const px = Number.isFinite(pxMs) ? Math.max(1, Math.ceil(pxMs)) : 0;
-    return (await this.#setScript.run([redisKey(key)], [entry, px, message, this.busChannel], { timeoutMs: this.#timeoutMs })) === 1;
+  /**
+   * Stores `entry` unless a newer version is there; publishes `message` when stored. Resolves
+   * 'refused' (a version as new or newer is there), 'replaced' (stored over a value that was not a
+   * tombstone: what delete() reports as "Redis had it") or 'stored'.
+   */
+  async put(key: string, entry: Buffer, pxMs: number, message: string): Promise<'refused' | 'stored' | 'replaced'> {
+    const px = Number.isFinite(pxMs) ? Math.min(MAX_PX, Math.max(1, Math.ceil(pxMs))) : 0;
+    const r = await this.#setScript.run([redisKey(key)], [entry, px, message, this.busChannel], { timeoutMs: this.#timeoutMs });
+    return r === 0 ? 'refused' : r === 2 ? 'replaced' : 'stored';
   }
 
   /** Takes the load lease of `key` for `ttlMs` (SET NX PX); true when this caller holds it. */

@@ -11,7 +11,7 @@ const CACHE_TASKS = new URL('../fixtures/cache-tasks.mjs', import.meta.url).href
 
 let engine: Engine;
 beforeAll(async () => {
-  engine = await testEngine({ workers: 2, memory: 48 << 20 });
+  engine = await testEngine({ workers: 2, memory: 64 << 20 }); // (64: the review73 tests add caches)
   for (const t of ['cacheSet', 'cacheGetSync', 'cacheDelete', 'cacheLoadStorm', 'cacheClear']) engine.runtime.pool.register(t, CACHE_TASKS, t);
 });
 afterAll(() => engine.close());
@@ -142,6 +142,20 @@ describe('basic operations', () => {
     expect(c.stats().l2!.tooLarge).toBe(1);
     expect(events).toHaveLength(1);
   });
+
+  it('the too-large error of a cache without Redis names the cache\'s maxValueBytes, not the engine codec\'s 16 MiB (review73 D10)', () => {
+    const c = fresh({ maxValueBytes: 1 << 20 });
+    const huge = 'h'.repeat(17 << 20); // over the engine codec's own limit too
+    let err: unknown;
+    try {
+      c.setSync('huge', huge);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toMatchObject({ code: 'ERR_HOTPATH_VALUE_TOO_LARGE', maxBytes: 1 << 20 });
+    expect((err as Error).message).toMatch(/over the limit of 1048576 \(maxValueBytes\)/);
+    expect(c.getSync('huge')).toBeUndefined();
+  });
 });
 
 describe('stamps', () => {
@@ -254,6 +268,39 @@ describe('time', () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+});
+
+describe('stats', () => {
+  it('an expired entry in its stale window is an L1 miss for get and getOrLoad, and a getOrLoad miss counts once (review73 D7)', async () => {
+    let t = 3_000_000;
+    const c = fresh({ staleIfError: 60_000 }, () => t);
+    const d = (before: ReturnType<Cache['stats']>): number[] => {
+      const after = c.stats();
+      return [after.l1!.hits - before.l1!.hits, after.l1!.misses - before.l1!.misses, after.l2!.hits - before.l2!.hits, after.l2!.misses - before.l2!.misses];
+    };
+    await c.set('k', 'v', { ttl: 20 });
+    let s = c.stats();
+    expect(await c.get('k')).toBe('v');
+    expect(d(s)).toEqual([1, 0, 0, 0]);
+    t += 60; // expired, within its stale window
+    s = c.stats();
+    expect(await c.get('k')).toBeUndefined();
+    expect(d(s)).toEqual([0, 1, 0, 0]); // was [1, 0]
+    s = c.stats();
+    expect(c.getSync('k')).toBeUndefined();
+    expect(d(s)).toEqual([0, 1, 0, 0]);
+    s = c.stats();
+    let calls = 0;
+    expect(await c.getOrLoad('k', () => (++calls, 'fresh'))).toBe('fresh');
+    expect(calls).toBe(1);
+    expect(d(s)).toEqual([0, 1, 0, 0]); // was [2, 0]: a hit, and again after the claim
+    s = c.stats();
+    expect(await c.getOrLoad('new', () => 1)).toBe(1);
+    expect(d(s)).toEqual([0, 1, 0, 1]); // was [0, 2, 0, 2]
+    s = c.stats();
+    expect(await c.getOrLoad('new', () => 2)).toBe(1);
+    expect(d(s)).toEqual([1, 0, 0, 0]);
   });
 });
 
@@ -373,6 +420,28 @@ describe('across threads', () => {
   it('Cache.open in a thread without the cache says so', () => {
     expect(() => Cache.open(engine.runtime.thread, 'never-made')).toThrow(/no cache named/);
   });
+
+  it('Cache.open keeps Infinity settings: ttl, staleIfError, staleWhileRevalidate (review73 D5: they became null)', async () => {
+    const forever = fresh({ ttl: Infinity });
+    const name = forever.name;
+    await forever.set('k', 'kept');
+    const opened = Cache.open(engine.runtime.thread, name); // threw "ttl must be a positive number of ms, got null"
+    expect(opened.getSync('k')).toBe('kept');
+    await opened.set('k2', 'also');
+    expect(await onWorker('cacheGetSync', { name, key: 'k2' })).toBe('also'); // a worker's Cache.open too
+    await opened.close();
+    // staleIfError: Infinity read back as 0: the opened cache never served a stale value.
+    const sie = fresh({ staleIfError: Infinity, staleWhileRevalidate: Infinity });
+    await sie.set('s', 'last-good', { ttl: 1 });
+    const other = Cache.open(engine.runtime.thread, sie.name);
+    await vi.waitFor(() => expect(other.getSync('s')).toBeUndefined()); // past its ttl (1 ms)
+    expect(await other.getOrLoad('s', () => Promise.reject(new Error('db down')), { staleWhileRevalidate: 0 })).toBe('last-good');
+    // …and a value written through it keeps the stale window (Infinity) too.
+    await other.set('s2', 'written-in-open', { ttl: 1 });
+    await vi.waitFor(() => expect(sie.getSync('s2')).toBeUndefined());
+    expect(await sie.getOrLoad('s2', () => Promise.reject(new Error('db down')), { staleWhileRevalidate: 0 })).toBe('written-in-open');
+    await other.close();
+  });
 });
 
 describe('engine.cache', () => {
@@ -438,6 +507,41 @@ describe('races between threads (two caches of one name on this thread stand in 
     expect(await loading).toBe('x'.repeat(5000));
     expect(a.getSync('k')).toBe('newer');
     expect(b.getSync('k')).toBe('newer');
+  });
+
+  it('a write too large for L2 made while a load runs is not overwritten by the older loaded value (review73 D1)', async () => {
+    const [a, b] = pair({ l2: { bytes: 1 << 20, maxValueBytes: 1024 } });
+    const big = 'N'.repeat(5000);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let started = false;
+    const loading = a.getOrLoad('k', async () => {
+      started = true;
+      await gate;
+      return 'old-from-db';
+    });
+    await vi.waitFor(() => expect(started).toBe(true));
+    await b.set('k', big); // newer, and too large for L2
+    release();
+    expect(await loading).toBe('old-from-db'); // the answer of the load…
+    expect(a.getSync('k')).toBeUndefined(); // …but not cached: the newer value cannot be shared, so a miss
+    expect(b.getSync('k')).toBe(big); // the writer's own L1 keeps the newer value
+    // One cache: the same.
+    const c = fresh({ l2: { bytes: 1 << 20, maxValueBytes: 1024 } });
+    let release2!: () => void;
+    const gate2 = new Promise<void>((r) => (release2 = r));
+    let started2 = false;
+    const loading2 = c.getOrLoad('k', async () => {
+      started2 = true;
+      await gate2;
+      return 'old-from-db';
+    });
+    await vi.waitFor(() => expect(started2).toBe(true));
+    await c.set('k', big);
+    release2();
+    expect(await loading2).toBe('old-from-db');
+    expect(c.getSync('k')).toBe(big);
+    expect(await c.get('k')).toBe(big);
   });
 
   it('when the loading thread fails, the waiting thread loads at once', async () => {

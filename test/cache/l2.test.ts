@@ -225,6 +225,26 @@ describe('sizes and limits', () => {
     expect(t.s.verify()).toEqual([]);
   });
 
+  it('a set too large (or without room) leaves a tombstone one version below it: older sets are refused, its own version and newer pass (review73 D1)', () => {
+    const t = store(2 << 20, 1000);
+    const h = new KeyHash();
+    h.set('kk');
+    const put = (len: number, version: number, stale = Infinity): L2SetResult => t.s.set('kk', h.hi, h.lo, new Uint8Array(len), { expires: stale, stale, version }, NOW).result;
+    expect(put(10, 5)).toBe('stored');
+    expect(put(2000, 10)).toBe('too-large');
+    expect(t.s.stats()).toMatchObject({ entries: 0, tombstones: 1 });
+    expect(put(10, 8)).toBe('older'); // a load that began before the large write
+    expect(put(10, 9)).toBe('older');
+    expect(t.get('kk')).toBeUndefined();
+    expect(put(2000, 10)).toBe('too-large'); // the write itself, read back (from Redis): not refused as older
+    expect(put(10, 11)).toBe('stored');
+    expect(t.get('kk')).toBeDefined();
+    // The tombstone lasts until the large write's stale time, no longer.
+    expect(put(2000, 20, NOW + 50)).toBe('too-large');
+    expect(t.s.set('kk', h.hi, h.lo, new Uint8Array(10), { expires: Infinity, stale: Infinity, version: 15 }, NOW + 51).result).toBe('stored');
+    expect(t.s.verify()).toEqual([]);
+  });
+
   it('validates options, naming them', () => {
     expect(() => SharedStore.open(rt, 'test:l2:bad1', { bytes: 1.5 })).toThrow(TypeError);
     expect(() => SharedStore.open(rt, 'test:l2:bad1', { bytes: 1.5 })).toThrow(/options\.l2\.bytes/);
@@ -471,7 +491,9 @@ describe('model-based: the store against a Map reference (no eviction)', () => {
           if (e !== undefined && now <= e.stale && e.version >= c.version) want = 'older';
           else if (utf8Length(key) + c.len > 500) {
             want = 'too-large';
-            if (e?.kind === 'value') model.delete(key);
+            // Its place is held: a tombstone one version below it, until its stale time (review73 D1).
+            if (now <= stale) model.set(key, { kind: 'tomb', value: '', expires: stale, stale, version: c.version - 1 });
+            else model.delete(key);
           } else {
             want = 'stored';
             model.set(key, { kind: 'value', value, ...meta });

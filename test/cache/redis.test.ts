@@ -276,6 +276,76 @@ describe.runIf(reachable)('on the shared Redis', () => {
     await Promise.all([a.close(), b.close()]);
   });
 
+  it('a huge finite ttl reaches Redis (PX capped) instead of being refused and counted as dropped (review73 D8)', async () => {
+    const a = await another({ bloom: false });
+    const b = await another({ bloom: false });
+    const dropped: unknown[] = [];
+    a.on('dropped', (...x) => dropped.push(x));
+    await a.set(k('huge-ttl'), 'forever-ish', { ttl: 1e300 });
+    expect(dropped).toEqual([]);
+    expect(a.stats().l3!.droppedWrites).toBe(0);
+    expect(await raw.pttl(`hotpath:c:{${k('huge-ttl')}}`)).toBeGreaterThan(1e15);
+    expect(await b.get(k('huge-ttl'))).toBe('forever-ish');
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  it('delete() resolves true for a key only Redis held, false once it is gone (review73 D9)', async () => {
+    const a = await another({ bloom: false });
+    const b = await another({ bloom: false });
+    // (b hears of the write first: its delete then outranks it even within the same millisecond)
+    const heard = new Promise((r) => b.once('invalidated', r));
+    await a.set(k('only-redis'), 'x');
+    await heard;
+    expect(b.getSync(k('only-redis'))).toBeUndefined(); // b's tiers do not hold it
+    expect(await b.delete(k('only-redis'))).toBe(true);
+    expect(await b.delete(k('only-redis'))).toBe(false); // a tombstone is not a value
+    expect(await b.delete(k('never-there'))).toBe(false);
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  it('invalidations of keys never held here leave no tombstones in L2: other instances\' writes do not evict its values (review73 D3)', async () => {
+    const b = await another({ bloom: false });
+    const hot = Array.from({ length: 300 }, (_, i) => k(`hot-${i}`));
+    for (const key of hot) b.setSync(key, `value of ${key}`);
+    expect(b.stats().l2!.entries).toBeGreaterThanOrEqual(300);
+    // 20 000 writes of other keys elsewhere, as their bus messages.
+    const from = b.stats().invalidations;
+    const n = 20_000;
+    const base = (Date.now() + 1000) * 1024;
+    for (let at = 0; at < n; at += 2000) {
+      const p = raw.pipeline();
+      for (let i = at; i < at + 2000; i++) p.publish('hotpath:c:bus', JSON.stringify({ o: 's', i: 'another-instance', k: k(`elsewhere-${i}`), v: base + i, t: 60_000 }));
+      await p.exec();
+    }
+    await vi.waitFor(() => expect(b.stats().invalidations - from).toBeGreaterThanOrEqual(n), { timeout: 10_000 });
+    expect(b.stats().l2!.tombstones).toBe(0); // was 8192: one per message, until the index was full
+    expect(b.stats().l2!.evictions).toBe(0);
+    for (const key of hot) expect(b.getSync(key)).toBe(`value of ${key}`);
+    // A message for a key it holds still drops it and leaves a tombstone against older fills.
+    const seen = new Promise((r) => b.once('invalidated', r));
+    await raw.publish('hotpath:c:bus', JSON.stringify({ o: 's', i: 'another-instance', k: hot[0], v: (Date.now() + 60_000) * 1024, t: 0 }));
+    await seen;
+    expect(b.getSync(hot[0]!)).toBeUndefined();
+    expect(b.stats().l2!.tombstones).toBe(1);
+    await b.close();
+  });
+
+  it('the bloom filter is distrusted at start for ttl + the stale window: getOrLoad serves stale a key written before it started (review73 D4)', async () => {
+    const options: CacheOptions = { ttl: 10_000, staleIfError: 60_000, bloom: { expectedKeys: 10_000 } };
+    const a = await another(options);
+    await a.set(k('pre-existing'), 'stale-but-usable');
+    let t = Date.now();
+    const b = await another(options, () => t); // starts after the write: never hears of it
+    t += 10_500; // past the ttl (and the old horizon, the ttl), within staleIfError
+    expect(await b.getOrLoad(k('pre-existing'), () => Promise.reject(new Error('db down')))).toBe('stale-but-usable');
+    expect(b.stats().l3!.bloomSkips).toBe(0);
+    // Past ttl + the stale window the filter is trusted: a key never written costs no round trip.
+    t += 60_000;
+    expect(await b.get(k('never-written'))).toBeUndefined();
+    expect(b.stats().l3!.bloomSkips).toBe(1);
+    await Promise.all([a.close(), b.close()]);
+  });
+
   it('two processes: a set in one invalidates the other, a delete too', async () => {
     const child: ChildProcess = spawn(process.execPath, [new URL('../fixtures/cache-process.mjs', import.meta.url).pathname, REDIS_URL], { stdio: ['pipe', 'pipe', 'inherit'] });
     const lines = createInterface({ input: child.stdout! });
@@ -346,6 +416,30 @@ describe.runIf(reachable)('two applications with different ioredis keyPrefixes o
       raw.disconnect();
       await a.close();
       await b.close();
+    }
+  });
+});
+
+describe.runIf(reachable)('clear() racing with reads (review73 D2)', () => {
+  it('a get issued while clear() runs does not leave the cleared value cached once clear() resolved', async () => {
+    const url = new URL(REDIS_URL);
+    // A prefix of its own: clear() deletes every hotpath:c:* key under it, and other suites share db 0.
+    const e = await testEngine({ workers: 1, redis: { host: url.hostname, port: Number(url.port || 6379), keyPrefix: `${prefix}clr:` }, redisTimeoutMs: 1000 });
+    try {
+      const c = new Cache({ name: 'clr', l2: { bytes: 1 << 20 }, bloom: false }, { runtime: e.runtime.thread, redis: e.redis!, redisTimeoutMs: 1000 });
+      expect(await c.ready()).toBe(true);
+      for (let round = 0; round < 3; round++) {
+        await c.set('k', 'before-clear');
+        const clearing = c.clear();
+        const concurrent = c.get('k'); // its MGET goes out before the clear's UNLINK
+        await clearing;
+        await concurrent; // either answer is fine for a read racing the clear
+        expect(c.getSync('k')).toBeUndefined();
+        expect(await c.get('k')).toBeUndefined();
+      }
+      await c.close();
+    } finally {
+      await e.close();
     }
   });
 });
