@@ -11,7 +11,7 @@
 // Table layout (byte offsets from `table`, 16-byte aligned):
 //   +0   i64 epochMs        +8  i64 T (units per token)   +16 i64 tau (burst tolerance, units)
 //   +24  i64 scale (units per ms)                          +32 u32 capacity (power of two)
-//   +36  u32 maxProbe       +40 .. +63 reserved
+//   +36  u32 maxProbe       +40 u32 probe seed   +48 ready flag (table-region.ts)
 //   +64  slots[capacity]: { i64 key; i64 tat }   key 0 = empty, key -1 = being reclaimed
 //   after the slots: one overflow slot { i64 key; i64 tat } shared by keys that found no room
 //

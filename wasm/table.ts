@@ -87,23 +87,26 @@ export const HEADER: usize = 64;
  * The slot `findSlot` would give `key`, found without claiming or reclaiming anything: its own
  * slot; 0 when it has none and would get a fresh one (an empty slot, or a reclaimable one, in its
  * probe window), whose state reads as "never used"; or the overflow slot, which it would share.
- * A key's slot is never past an empty slot of its probe window (keys are claimed at the first
- * empty one, reclaimed only where none is left, and never go back to 0), so the probe stops there.
+ * Probes as findSlot does: past reclaimable slots (the key may sit behind one that went quiet
+ * after it was placed — review75: stopping there hid the key from peek, reset and the leases),
+ * stopping at the key, at an empty slot (a key's slot is never past one: keys are claimed at the
+ * first empty slot, reclaimed only where none is left, and never go back to 0), or at the window's end.
  */
 @inline export function lookupSlot(table: usize, key: i64, expired: i64, slotSize: usize, capAt: usize): usize {
   const capacity = load<u32>(table + capAt);
   const mask = capacity - 1;
   const maxProbe = load<u32>(table + capAt + 4);
   const start = fmix32(<u32>key ^ <u32>(key >>> 32) ^ load<u32>(table + capAt + 8)) & mask;
+  let fresh = false;
   for (let p: u32 = 0; p < maxProbe; p++) {
     const s = table + HEADER + (<usize>((start + p) & mask)) * slotSize;
     const k = atomic.load<i64>(s);
     if (k == key) return s;
     if (k == 0) return 0;
-    if (k != RECLAIMING) {
+    if (!fresh && k != RECLAIMING) {
       const w = atomic.load<i64>(s + 8);
-      if (w != 0 && <u64>w <= <u64>expired) return 0;
+      if (w != 0 && <u64>w <= <u64>expired) fresh = true;
     }
   }
-  return overflowSlot(table, capAt, slotSize);
+  return fresh ? 0 : overflowSlot(table, capAt, slotSize);
 }

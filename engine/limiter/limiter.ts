@@ -632,13 +632,14 @@ export class Limiter implements RateLimiter {
 
   /**
    * The longest a key can take to be whole again after a decision, for a decision made without
-   * its state (insurance 'allow'/'deny', a lease): a bucket refills its burst, a fixed window (or
-   * adaptive) ends, a sliding window's count leaves its previous window too.
+   * its state (insurance 'allow'/'deny', a lease): a bucket refills its burst, a fixed window
+   * ends, a sliding window's count (adaptive's too) leaves its previous window as well.
    */
   #wholeAfterMs(): number {
     const { algorithm, windowMs, burst, limit } = this.spec;
     if (algorithm === 'token-bucket' || algorithm === 'gcra') return Math.ceil((burst * windowMs) / limit);
-    return algorithm === 'sliding-window' ? 2 * windowMs : windowMs;
+    // (adaptive counts in a sliding window too: review75)
+    return algorithm === 'fixed-window' ? windowMs : 2 * windowMs;
   }
 
   /**

@@ -6,8 +6,12 @@
 import { RegionConflictError } from '../errors.js';
 import type { ThreadRuntime } from '../runtime/thread.js';
 
-/** i32 index (from the header start) of the ready flag. */
-const READY_AT = 10;
+/**
+ * i32 index (from the header start) of the ready flag: +48, a word no table's header uses (at +40
+ * it overwrote the GCRA table's probe seed, so every bucket table of every process probed alike;
+ * review75).
+ */
+const READY_AT = 12;
 
 /**
  * Finds or creates the region `name` and returns its offset. A creator runs `init` on the header

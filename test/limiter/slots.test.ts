@@ -88,6 +88,11 @@ describe('decisions made without the key\'s state report numbers no state contra
       expect(await allow.allow('k', 50)).toMatchObject({ allowed: true, limit: 10, remaining: 0, resetMs: 600_000 }); // was remaining -40, resetMs 0
       const deny = e.limiter(`ins-deny-${n++}`, { algorithm: 'sliding-window', limit: 10, window: 60_000, insurance: 'deny' });
       expect(await deny.allow('k')).toMatchObject({ allowed: false, remaining: 0, resetMs: 120_000, retryAfterMs: 60_000 }); // was resetMs 0
+      // adaptive counts in a sliding window too (review75 N2: it said one window)
+      const adaptive = e.limiter(`ins-adaptive-${n++}`, { algorithm: 'adaptive', limit: 10, window: 60_000, insurance: 'deny' });
+      expect(await adaptive.allow('k')).toMatchObject({ allowed: false, resetMs: 120_000 });
+      const fixed = e.limiter(`ins-fixed-${n++}`, { algorithm: 'fixed-window', limit: 10, window: 60_000, insurance: 'deny' });
+      expect(await fixed.allow('k')).toMatchObject({ allowed: false, resetMs: 60_000 });
     } finally {
       await e.close();
     }
@@ -108,5 +113,40 @@ describe('keys an attacker computed to collide under the public hash stay apart 
     expect(l.allowSync(B).allowed).toBe(true); // was denied: B never asked before
     for (let i = 0; i < 6; i++) l.allowSync(attacker);
     expect(l.allowSync(victim).allowed).toBe(true); // was denied, retryAfterMs 12000
+  });
+});
+
+describe('a key placed behind a slot that went quiet is still found without a claim (review75 N1)', () => {
+  it.each(['token-bucket', 'fixed-window', 'sliding-window'] as Algorithm[])('%s: peek and reset see every exhausted key of a table whose other keys went quiet', async (algorithm) => {
+    // 600 keys in 1024 slots (probe chains), then the odd ones exhausted and the even ones whole
+    // (reclaimable). A lookup that stopped at the first reclaimable slot missed ~20 % of the odd
+    // ones: peek said "allowed" to a denied key, and reset left it denied.
+    now = 1_700_000_000_000;
+    const l = engine.limiter(`slots-${n++}`, { algorithm, limit: 5, window: 1000, maxKeys: 1024 });
+    for (let i = 0; i < 600; i++) l.allowSync(`user:${i}`);
+    now += 10_000;
+    for (let i = 1; i < 600; i += 2) for (let j = 0; j < 6; j++) l.allowSync(`user:${i}`);
+    const peekAllowed = [];
+    for (let i = 1; i < 600; i += 2) if (l.peek(`user:${i}`).allowed) peekAllowed.push(i);
+    expect(peekAllowed).toEqual([]);
+    const stillDenied = [];
+    for (let i = 1; i < 600; i += 2) {
+      await l.reset(`user:${i}`);
+      if (!l.allowSync(`user:${i}`).allowed) stillDenied.push(i);
+    }
+    expect(stillDenied).toEqual([]);
+  });
+});
+
+describe('every table probes from a seed of its own (review75 N3)', () => {
+  it('token-bucket and GCRA tables too: the ready flag no longer overwrites their seed', () => {
+    const seeds = new Set<number>();
+    for (let t = 0; t < 4; t++) {
+      const name = `slots-${n++}`;
+      engine.limiter(name, { algorithm: 'token-bucket', limit: 5, window: 1000, maxKeys: 64 }).allowSync('a');
+      const r = engine.runtime.regions().find((x) => x.name === `hotpath:l:${name}`)!;
+      seeds.add(new Uint32Array(engine.runtime.thread.memory.buffer, r.offset, 16)[10]!); // +40 (wasm/gcra.ts)
+    }
+    expect(seeds.size).toBe(4); // was one value, 0x47435241 ('GCRA'), in every table
   });
 });
