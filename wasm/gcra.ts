@@ -10,8 +10,9 @@
 //
 // Table layout (byte offsets from `table`, 16-byte aligned):
 //   +0   i64 epochMs        +8  i64 T (units per token)   +16 i64 tau (burst tolerance, units)
-//   +24  i64 scale (units per ms)                          +32 u32 capacity (power of two)
-//   +36  u32 maxProbe       +40 u32 probe seed   +48 ready flag (table-region.ts)
+//   +24  i64 scale (units per ms)   +32 .. +39 unused   +40 ready flag (table-region.ts)
+//   +44  u32 capacity (power of two)   +48 u32 maxProbe   +52 u32 probe seed (table.ts: capAt + 8;
+//        until 2026-11-25 capacity sat at +32 and the seed at +40, under the ready flag: review75)
 //   +64  slots[capacity]: { i64 key; i64 tat }   key 0 = empty, key -1 = being reclaimed
 //   after the slots: one overflow slot { i64 key; i64 tat } shared by keys that found no room
 //
@@ -36,7 +37,7 @@ const H_EPOCH: usize = 0;
 const H_T: usize = 8;
 const H_TAU: usize = 16;
 const H_SCALE: usize = 24;
-const H_CAPACITY: usize = 32;
+const H_CAPACITY: usize = 44;
 const SLOT: usize = 16;
 
 /**

@@ -2,7 +2,7 @@
 // One word per key, updated by CAS, so threads never spend one token twice.
 //
 // Table layout (byte offsets from `table`; slot lookup and reclaim: table.ts):
-//   +0   i64 epochMs     +16 u32 capacity (power of two)   +20 u32 maxProbe   +24 u32 probe seed   +48 ready flag
+//   +0   i64 epochMs     +16 u32 capacity (power of two)   +20 u32 maxProbe   +24 u32 probe seed   +40 ready flag
 //   +64  slots[capacity]: { i64 key; i64 lease }   lease = (expiry << 24) | tokens
 //          expiry: ms after epochMs when the lease lapses (40 bits: ~17 years of uptime)
 //          tokens: unspent tokens (24 bits, < 16 777 216)

@@ -10,7 +10,7 @@
 //
 // Table layout (byte offsets from `table`):
 //   +0   i64 epochMs        +8  i64 W (window, ms)
-//   +16  u32 capacity (power of two)   +20 u32 maxProbe   +24 u32 probe seed   +48 ready flag (table-region.ts)
+//   +16  u32 capacity (power of two)   +20 u32 maxProbe   +24 u32 probe seed   +40 ready flag (table-region.ts)
 //   +64  slots[capacity]: { i64 key; i64 cur; i64 prev; i64 reserved }   (32 bytes)
 //          cur  = (window index << 32) | count admitted in that window
 //          prev = (window index << 32) | count of the window before `cur`'s (sliding only)

@@ -96,11 +96,12 @@ export class GcraTable {
         big[1] = BigInt(T);
         big[2] = tau;
         big[3] = BigInt(scale);
-        u32[8] = capacity;
-        u32[9] = MAX_PROBE;
-        u32[10] = randomInt(0x100000000); // the probe seed (wasm/table.ts findSlot)
+        // (+44, +48, +52: wasm/gcra.ts; +40 is the ready flag)
+        u32[11] = capacity;
+        u32[12] = MAX_PROBE;
+        u32[13] = randomInt(0x100000000); // the probe seed (wasm/table.ts findSlot)
       },
-      (big, u32) => big[1] === BigInt(T) && big[2] === tau && big[3] === BigInt(scale) && u32[8] === capacity);
+      (big, u32) => big[1] === BigInt(T) && big[2] === tau && big[3] === BigInt(scale) && u32[11] === capacity);
   }
 
   /** Takes `cost` tokens for `key` at `nowMs` if the bucket holds them. */

@@ -7,11 +7,11 @@ import { RegionConflictError } from '../errors.js';
 import type { ThreadRuntime } from '../runtime/thread.js';
 
 /**
- * i32 index (from the header start) of the ready flag: +48, a word no table's header uses (at +40
- * it overwrote the GCRA table's probe seed, so every bucket table of every process probed alike;
- * review75).
+ * i32 index (from the header start) of the ready flag: +40, in every table kind (the cache's L2,
+ * stamps and bloom filter too). A header keeps its own fields clear of it (review75: the GCRA
+ * table's probe seed sat there, so every bucket table probed from the flag's value).
  */
-const READY_AT = 12;
+const READY_AT = 10;
 
 /**
  * Finds or creates the region `name` and returns its offset. A creator runs `init` on the header
