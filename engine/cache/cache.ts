@@ -29,7 +29,7 @@ import { ExactViews, ValueCodec, type ValueName } from '../codec/codec.js';
 import type { RedisConnector } from '../redis/connector.js';
 import type { Compressor } from '../compress/compressor.js';
 import { L1Store } from './l1.js';
-import { SharedStore, utf8Length } from './l2.js';
+import { SharedStore, utf8Length, type L2Hold } from './l2.js';
 import { StampTable } from './stamps.js';
 import { SharedBloom } from './bloom.js';
 import { FlightTable } from './flight.js';
@@ -270,6 +270,19 @@ export class Cache extends EventEmitter {
    * nothing of the key (#onBus). Only kept with L2 and L3; touched on the Redis path only.
    */
   readonly #reading = new Map<string, number>();
+  /**
+   * The flight-table token of each load this instance owns the slot of (#loadShared), so that the
+   * load's own store does not count itself as another load in flight (#holdWanted).
+   */
+  readonly #claims = new Map<string, number>();
+  /**
+   * What L2 is told about a set it cannot hold (too large, no room): its tombstone lives at most
+   * `tombstoneMs`, and is placed for a key L2 holds nothing of only when #holdWanted says a read or
+   * load of the key is in flight (review76 N2). One object, made once: a set allocates nothing.
+   */
+  readonly #hold: L2Hold;
+  /** Who is storing while L2 may call #holdWanted (set just before each l2.set): HOLD_SET, HOLD_LOAD or HOLD_FILL. */
+  #holdFor = HOLD_SET;
   readonly #refreshing = new Set<string>();
   /** Keys deleted while this thread loads them: key → the delete's version (entries live as long as the load). */
   readonly #deletedDuringLoad = new Map<string, number>();
@@ -335,6 +348,7 @@ export class Cache extends EventEmitter {
       lease: l3 !== false && l3.lease === true,
       leaseMs: l3 === false ? spec.loaderTimeoutMs : l3.leaseMs ?? spec.loaderTimeoutMs,
     };
+    this.#hold = { ms: this.#l3Options.tombstoneMs, wanted: (key, hi, lo, now) => this.#holdWanted(key, hi, lo, now) };
     // The filter is on by default only when entries expire: a key without a ttl outlives any
     // horizon, so the filter could never be trusted again after one (explicit options win).
     // The default horizon is how long Redis keeps an entry written with the cache's defaults (its
@@ -647,7 +661,20 @@ export class Cache extends EventEmitter {
     const h = this.#hashOf(key);
     const until = now + this.#l3Options.tombstoneMs;
     if (this.#l2 === undefined && this.#l3 !== undefined) this.#stamps.bump(h.lo); // (see #fillGuard)
-    const had = this.#l1?.delete(key, h.lo) === true;
+    // This thread's L1 counts only for a value it would still serve (review76 N3): an entry of
+    // the current epoch, its stamp unmoved (with L2) and not past its stale time — what the reads
+    // test (#l1Valid). An entry another thread's write or delete already invalidated, or one past
+    // its stale time, is dropped here but is no value. (A moved stamp that L2 would revalidate —
+    // another key's write shares the stamp word — means L2 holds this very version: hadL2 counts it.)
+    let had = false;
+    const l1 = this.#l1;
+    if (l1 !== undefined) {
+      const i = l1.slotOf(key);
+      if (i !== 0) {
+        had = this.#words[this.#epochIndex] === this.#l1Epoch && this.#l1Valid(l1, i, now, M_STALE);
+        l1.delete(key, h.lo);
+      }
+    }
     const hadL2 = this.#l2 !== undefined && this.#l2.delete(key, h.hi, h.lo, now, version, until).deleted;
     if (this.#l3 === undefined) return had || hadL2;
     const entry = encodeEntry(version, FLAG_TOMBSTONE, until, until, EMPTY);
@@ -1153,7 +1180,8 @@ export class Cache extends EventEmitter {
     if (this.#l2 !== undefined) {
       // Always through L2's set: it refuses the fill when a newer write or a tombstone is there
       // (checked before the size), and drops an older value when this one is too large for it.
-      const r = this.#l2.set(key, hi, lo, bytes, { expires: entry.expires, stale: entry.stale, version: entry.version }, now);
+      this.#holdFor = HOLD_FILL;
+      const r = this.#l2.set(key, hi, lo, bytes, { expires: entry.expires, stale: entry.stale, version: entry.version }, now, this.#hold);
       // L2 holds a newer version: its value, or a miss for a tombstone. (Answering the reply when
       // the tombstone came during the read was tried, keyed on the stamp word; but 2^16 keys share
       // a word, so another key's write could make a deleted value answer: review35. A miss is safe.)
@@ -1242,7 +1270,8 @@ export class Cache extends EventEmitter {
     if (l2 !== undefined) {
       // L2 checks the version first (a newer write or a tombstone wins), then the size: a value too
       // large for it drops the key's older value there and tells every thread's L1 (stamp bump).
-      const r = l2.set(key, hi, lo, bytes!, { expires, stale, version }, now);
+      this.#holdFor = epochAtStart !== undefined ? HOLD_LOAD : HOLD_SET;
+      const r = l2.set(key, hi, lo, bytes!, { expires, stale, version }, now, this.#hold);
       if (r.result === 'older') {
         this.#s.refusedWrites++;
         return false;
@@ -1359,12 +1388,14 @@ export class Cache extends EventEmitter {
     const claim = flight.claim(hi, lo, now, now + o.timeoutMs + lease + 1000);
     if (claim.kind === 'busy') return this.#runLoader(key, loader, o);
     if (claim.kind === 'owner') {
+      this.#claims.set(key, claim.token);
       try {
         // Another thread may have finished loading between our miss and the claim.
         const done = this.#recheck(key, now);
         if (done !== undefined && now <= done.expires) return done.value;
         return await this.#runLoader(key, loader, o);
       } finally {
+        this.#claims.delete(key);
         flight.release(claim.slot, claim.token);
       }
     }
@@ -1476,6 +1507,23 @@ export class Cache extends EventEmitter {
     }
   }
 
+  /**
+   * Whether a Redis read or a load of `key` that may store an older value than the one being
+   * stored is in flight in this process: a Redis read of this instance (#reading), a load of this
+   * instance (#inflight), or a load of any thread that claimed the key's slot in the shared flight
+   * table (workers' loads included). The store asking is not counted: a load's own #inflight entry
+   * and flight slot (HOLD_LOAD), a fill's own #reading count (HOLD_FILL). Called by L2 under a
+   * stripe lock, for a set it cannot hold of a key it has no entry of (L2Hold.wanted).
+   * Not seen: a load that found its flight slot held by another key ('busy') or that loads after
+   * its slot's owner failed (waiters load without a slot), in another thread.
+   */
+  #holdWanted(key: string, hi: number, lo: number, now: number): boolean {
+    const mode = this.#holdFor;
+    if ((this.#reading.get(key) ?? 0) > (mode === HOLD_FILL ? 1 : 0)) return true;
+    if (mode !== HOLD_LOAD && this.#inflight.has(key)) return true;
+    return this.#flight !== undefined && this.#flight.busy(hi, lo, now, mode === HOLD_LOAD ? this.#claims.get(key) ?? 0 : 0);
+  }
+
   // ------------------------------------------------------------------ bus
 
   #onBus(text: string): void {
@@ -1499,12 +1547,23 @@ export class Cache extends EventEmitter {
     // Redis, may fill us; anything older may not. A delete's tombstone blocks its own version too.
     const floor = m.o === 's' ? m.v - 1 : m.v;
     // The tombstone only where it has something to stop: a key L2 holds (a value, or a tombstone
-    // that a newer one replaces), or one this instance is reading from Redis right now (its
-    // reply may be older than the message). Every other key only has its stamp bumped (L1
-    // copies in any thread go). Before, every message left one — 60 s, referenced — and other
-    // instances' writes of keys never held here evicted this instance's values (review73 D3).
-    // A read that starts after this message reads Redis after the write it announces.
-    if (this.#l2 !== undefined) this.#l2.delete(m.k, hi, lo, now, floor, now + this.#l3Options.tombstoneMs, !this.#reading.has(m.k));
+    // that a newer one replaces), one this instance is reading from Redis right now (its reply
+    // may be older than the message), or one being loaded anywhere in the process — a getOrLoad
+    // of this instance (#inflight), or of any thread, workers included, that claimed the key's
+    // slot in the shared flight table: the loader may have read the source before the write this
+    // message announces, and its store would otherwise land in L2 for every thread until its ttl
+    // (review76 N1). Every other key only has its stamp bumped (L1 copies in any thread go).
+    // Before, every message left one — 60 s, referenced — and other instances' writes of keys
+    // never held here evicted this instance's values (review73 D3).
+    // A read that starts after this message reads Redis after the write it announces, and a load
+    // that starts after it draws a newer version (observe above).
+    // Not covered: a load in another thread that found the key's flight slot held by another key
+    // (claim 'busy': it loads without cross-thread single flight), or that a waiter runs after its
+    // slot's owner failed (no slot is claimed then) — their older value can still land.
+    if (this.#l2 !== undefined) {
+      const wanted = this.#reading.has(m.k) || this.#inflight.has(m.k) || (this.#flight !== undefined && this.#flight.busy(hi, lo, now));
+      this.#l2.delete(m.k, hi, lo, now, floor, now + this.#l3Options.tombstoneMs, !wanted);
+    }
     this.#l1?.delete(m.k, lo);
     if (m.o === 's') this.#bloomAdd(m.k, now, m.t > 0 ? now + m.t : Infinity);
     this.emit('invalidated', m.k);
@@ -1537,6 +1596,10 @@ export class Cache extends EventEmitter {
 }
 
 const EMPTY = new Uint8Array(0);
+/** Cache.#holdFor: a set, a load's store, a Redis fill. */
+const HOLD_SET = 0;
+const HOLD_LOAD = 1;
+const HOLD_FILL = 2;
 const RESOLVED: Promise<void> = Promise.resolve();
 const NOTHING = (): void => undefined;
 

@@ -91,6 +91,26 @@ export class FlightTable {
     return { kind: 'busy' };
   }
 
+  /**
+   * Whether a load of `hi/lo` is in flight in some thread of the process: its slot is claimed for
+   * it (or being claimed: the hash is not published yet, so any key counts) and not past its
+   * deadline. Read-only, a few atomic loads. A slot held by another key answers false (the stored
+   * hash differs) unless the two keys' 64-bit KeyHashes are equal, or while a claim is being
+   * published (true: harmless, an extra tombstone). A load that could not claim (`'busy'`: another
+   * key held the slot), or that runs without a slot (a waiter loading after its owner failed), is
+   * not seen. `except`: a token to ignore (the caller's own claim).
+   */
+  busy(hi: number, lo: number, now: number, except = 0): boolean {
+    const slot = fmix(lo ^ this.#seed) & (SLOTS - 1);
+    const w = this.#base + slot * 4;
+    const state = Atomics.load(this.#i32, w);
+    if (state === 0) return false;
+    if (state === -1) return true; // a claimer a few stores from publishing (conservative)
+    if (state === except) return false;
+    if ((Atomics.load(this.#u32, w + 1) | 0) !== (hi | 0) || (Atomics.load(this.#u32, w + 2) | 0) !== (lo | 0)) return false;
+    return now <= this.#f64[this.#deadlines + slot]!;
+  }
+
   #publish(slot: number, w: number, hi: number, lo: number, deadline: number): Claim {
     const token = this.#nextToken;
     this.#nextToken = ((this.#nextToken + 2) & 0x3fffffff) | 1;

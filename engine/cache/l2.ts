@@ -149,9 +149,26 @@ export interface L2Hit extends L2Meta {
  * 'stored'; 'older' (a live entry or tombstone with a greater version exists; nothing changed);
  * 'too-large' (key + value over maxValueBytes) and 'no-room' (no block could be freed): in both
  * the key's previous value is removed, so no thread reads it any more, and a tombstone one version
- * below the write's, until its stale time, refuses older sets meanwhile (best effort).
+ * below the write's may refuse older sets meanwhile (best effort; see {@link L2Hold}).
  */
 export type L2SetResult = 'stored' | 'older' | 'too-large' | 'no-room';
+
+/**
+ * Where and how long a set that L2 cannot hold ('too-large', 'no-room') leaves the tombstone one
+ * version below it (its "held place"). Without one, `set` leaves it for every such set, until the
+ * write's stale time.
+ */
+export interface L2Hold {
+  /** The tombstone lives until min(the write's stale time, now + `ms`). */
+  ms: number;
+  /**
+   * For a key the store holds no entry of (value or tombstone, live or not): whether a tombstone is
+   * wanted anyway — a read or load of the key that may store an older value is in flight. Without
+   * an entry and without this answering true, the set leaves no tombstone. Called with the stripe
+   * lock held: it must not touch the store.
+   */
+  wanted(key: string, hi: number, lo: number, now: number): boolean;
+}
 
 /** Counters of the store (shared by every thread). */
 export interface L2Stats {
@@ -522,9 +539,10 @@ export class SharedStore {
 
   /**
    * Stores `bytes` as the value of `key` with `meta`; see {@link L2SetResult}. Returns the key's
-   * stamp after the call (bumped when anything changed).
+   * stamp after the call (bumped when anything changed). `hold`: where and how long a set it
+   * cannot hold leaves its tombstone (see {@link L2Hold}; without it, always, until `meta.stale`).
    */
-  set(key: string, hi: number, lo: number, bytes: Uint8Array, meta: L2Meta, now: number): { result: L2SetResult; stamp: number } {
+  set(key: string, hi: number, lo: number, bytes: Uint8Array, meta: L2Meta, now: number, hold?: L2Hold): { result: L2SetResult; stamp: number } {
     const mh = fmix(hi ^ this.#seedHi);
     const ml = fmix(lo ^ this.#seedLo);
     const stripe = mh & this.#stripeMask;
@@ -534,11 +552,12 @@ export class SharedStore {
       const j = this.#find(key, klen, mh, ml, stripe);
       if (j >= 0 && this.#blocks(j, meta.version, now, true)) return this.#refuse('older', lo);
       if (klen + bytes.length > this.maxValueBytes) {
-        this.#holdPlace(stripe, j, key, klen, mh, ml, meta, now);
+        this.#holdPlace(stripe, j, j >= 0, key, klen, mh, ml, hi, lo, meta, now, hold);
         return this.#refuse('too-large', lo, true);
       }
       if (!this.#put(stripe, j, key, klen, mh, ml, VALUE, bytes, meta.expires, meta.stale, meta.version, now)) {
-        this.#holdPlace(stripe, this.#find(key, klen, mh, ml, stripe), key, klen, mh, ml, meta, now);
+        // (#put removed the key's entry when it failed: whether it had one is decided by `j`)
+        this.#holdPlace(stripe, this.#find(key, klen, mh, ml, stripe), j >= 0, key, klen, mh, ml, hi, lo, meta, now, hold);
         return this.#refuse('no-room', lo, true);
       }
       return { result: 'stored', stamp: this.#bump(lo) };
@@ -741,11 +760,28 @@ export class SharedStore {
    * (review73 D1: it did, and its stamp bump then voided the newer value in the writer's L1 too).
    * One below: the write itself, read back from Redis, must still pass (and be refused as too
    * large again). Best effort, as every tombstone: with no block even for it, the old value just goes.
-   * Caller holds the stripe lock; `j` is the key's slot or -1.
+   *
+   * With `hold` (the cache passes one), only where it can stop something: the store has an entry
+   * of the key, or `hold.wanted` says a read or load of it is in flight; and only until
+   * min(stale, now + hold.ms). Before (review76 N2), every such set left one until its stale time
+   * (forever without a ttl), and 20 000 large sets of other keys evicted every value.
+   * The tombstone is written unreferenced (CLOCK's REF bit 0): eviction takes it before any entry
+   * read since the hand last passed, and nothing marks it later (reads never return tombstones).
+   * Caller holds the stripe lock; `j` is the key's slot now or -1, `held` whether the store had an
+   * entry of the key when the set began; `mh/ml` the mixed hash, `hi/lo` the caller's.
    */
-  #holdPlace(stripe: number, j: number, key: string, klen: number, hi: number, lo: number, meta: L2Meta, now: number): void {
-    if (meta.stale >= now && this.#put(stripe, j, key, klen, hi, lo, TOMB, undefined, meta.stale, meta.stale, meta.version - 1, now)) return;
-    const k = this.#find(key, klen, hi, lo, stripe);
+  #holdPlace(stripe: number, j: number, held: boolean, key: string, klen: number, mh: number, ml: number, hi: number, lo: number, meta: L2Meta, now: number, hold: L2Hold | undefined): void {
+    let until = meta.stale;
+    if (hold !== undefined) {
+      until = Math.min(until, now + hold.ms);
+      if (!held && !hold.wanted(key, hi, lo, now)) {
+        // Nothing stops an older store here: no tombstone, as before review73 D1.
+        if (j >= 0) this.#removeSlot(stripe, j, false);
+        return;
+      }
+    }
+    if (until >= now && this.#put(stripe, j, key, klen, mh, ml, TOMB, undefined, until, until, meta.version - 1, now, 0)) return;
+    const k = this.#find(key, klen, mh, ml, stripe);
     if (k >= 0) this.#removeSlot(stripe, k, false);
   }
 
@@ -804,7 +840,7 @@ export class SharedStore {
    * entry is then removed).
    */
   #put(stripe: number, found: number, key: string, klen: number, hi: number, lo: number, state: number,
-    value: Uint8Array | undefined, expires: number, stale: number, version: number, now: number): boolean {
+    value: Uint8Array | undefined, expires: number, stale: number, version: number, now: number, ref = 1): boolean {
     const i32 = this.#i32;
     const vlen = value === undefined ? 0 : value.length;
     const sizes = this.#sizes;
@@ -827,7 +863,7 @@ export class SharedStore {
         if (value !== undefined) this.#u8.set(value, b + DATA + klen);
         i32[w + S_VLEN] = vlen;
         i32[w + S_STATE] = state;
-        i32[w + S_REF] = 1;
+        i32[w + S_REF] = ref;
         Atomics.store(i32, w, i32[w]! + 1);
         this.#countState(old, -1);
         this.#countState(state, 1);
@@ -854,7 +890,7 @@ export class SharedStore {
       i32[w + S_BLOCK] = nb;
       i32[w + S_VLEN] = vlen;
       i32[w + S_STATE] = state;
-      i32[w + S_REF] = 1;
+      i32[w + S_REF] = ref;
       Atomics.store(i32, w, i32[w]! + 1);
       Atomics.store(i32, nb >>> 2, j + 1);
       this.#countState(oldState, -1);
@@ -876,7 +912,7 @@ export class SharedStore {
     i32[w + S_VLEN] = vlen;
     i32[w + S_KLEN] = klen;
     i32[w + S_STATE] = state;
-    i32[w + S_REF] = 1;
+    i32[w + S_REF] = ref;
     Atomics.store(i32, w, i32[w]! + 1);
     Atomics.store(i32, nb >>> 2, j + 1);
     this.#countState(state, 1);

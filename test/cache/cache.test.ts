@@ -544,6 +544,91 @@ describe('races between threads (two caches of one name on this thread stand in 
     expect(await c.get('k')).toBe(big);
   });
 
+  it('sets too large for L2 leave no tombstone where nothing can be stopped: 20 000 of them keep L2\'s values (review76 N2)', () => {
+    for (const ttl of [undefined, 3_600_000]) {
+      const [a, b] = pair({ ...(ttl !== undefined ? { ttl } : {}), l2: { bytes: 1 << 20, maxValueBytes: 1024 } });
+      for (let i = 0; i < 300; i++) a.setSync(`hot-${i}`, 'v'.repeat(100));
+      const big = 'B'.repeat(4000); // too large for this L2
+      for (let i = 0; i < 20_000; i++) a.setSync(`report-${i}`, big);
+      expect(a.stats().l2!.tooLarge).toBe(20_000);
+      expect(a.stats().l2).toMatchObject({ tombstones: 0, evictions: 0 }); // were 8192 and 12 108
+      let held = 0;
+      for (let i = 0; i < 300; i++) if (b.getSync(`hot-${i}`) !== undefined) held++; // b's L1 is empty: L2 answers
+      expect(held).toBe(300); // was 0
+      // A key L2 held: its value goes, and a tombstone holds its place against older stores.
+      a.setSync('hot-0', big);
+      expect(b.getSync('hot-0')).toBeUndefined();
+      expect(a.stats().l2!.tombstones).toBe(1);
+    }
+  });
+
+  it('a too-large set during a load in another thread still holds its place, for at most tombstoneMs (review76 N2)', async () => {
+    let t = 5_000_000;
+    const [a, b] = pair({ l2: { bytes: 1 << 20, maxValueBytes: 1024 } }, () => t);
+    const big = 'N'.repeat(5000);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let started = false;
+    const loading = a.getOrLoad('k', async () => {
+      started = true;
+      await gate;
+      return 'old-from-db';
+    });
+    await vi.waitFor(() => expect(started).toBe(true));
+    await b.set('k', big); // newer, too large; L2 holds nothing of 'k', but a's load has claimed its flight slot
+    expect(b.stats().l2!.tombstones).toBe(1);
+    release();
+    expect(await loading).toBe('old-from-db');
+    expect(a.getSync('k')).toBeUndefined(); // refused by the tombstone
+    await b.set('k2', big); // nothing in flight, nothing held: no tombstone
+    expect(b.stats().l2!.tombstones).toBe(1);
+    // Without a ttl the write's stale time is Infinity: the tombstone still ends after tombstoneMs
+    // (60 s by default; was: never). A load older than the large write that finishes later than
+    // that (longer than any loader timeout; this clock is fake) is taken again.
+    let release3!: () => void;
+    const gate3 = new Promise<void>((r) => (release3 = r));
+    let started3 = false;
+    const loading3 = a.getOrLoad('k3', async () => {
+      started3 = true;
+      await gate3;
+      return 'older-load';
+    });
+    await vi.waitFor(() => expect(started3).toBe(true));
+    await b.set('k3', big);
+    expect(b.stats().l2!.tombstones).toBe(2);
+    t += 60_001;
+    release3();
+    expect(await loading3).toBe('older-load');
+    expect(b.getSync('k3')).toBe('older-load'); // was undefined: the tombstone lived for ever
+  });
+
+  it('delete() resolves true only when a tier held a value it would serve: not for an L1 copy another thread invalidated, nor one past its stale time (review76 N3)', async () => {
+    let t = 7_000_000;
+    const [a, b] = pair({}, () => t);
+    a.setSync('k', 'v'); // in a's L1 and in L2
+    expect(await b.delete('k')).toBe(true); // L2 held it
+    expect(a.getSync('k')).toBeUndefined(); // a's L1 copy is invalidated (its stamp moved)…
+    a.setSync('k2', 'v');
+    expect(await b.delete('k2')).toBe(true);
+    expect(await a.delete('k2')).toBe(false); // …so is this one, not read since: was true
+    a.setSync('e', 'short-lived', { ttl: 10 });
+    t += 40; // past its ttl and stale time (no stale window)
+    expect(await a.delete('e')).toBe(false); // was true: L1 still held the expired entry
+    // An L1-only cache: the same for an expired entry; a live one counts.
+    const c = fresh({ l2: false }, () => t);
+    c.setSync('x', 1, { ttl: 10 });
+    c.setSync('y', 2);
+    t += 40;
+    expect(await c.delete('x')).toBe(false);
+    expect(await c.delete('y')).toBe(true);
+    expect(await c.delete('y')).toBe(false);
+    // A value in its stale window is still a value (getOrLoad serves it).
+    const d = fresh({ staleIfError: 60_000 }, () => t);
+    d.setSync('s', 'stale-but-served', { ttl: 10 });
+    t += 40;
+    expect(await d.delete('s')).toBe(true);
+  });
+
   it('when the loading thread fails, the waiting thread loads at once', async () => {
     const [a, b] = pair();
     let fail!: (e: Error) => void;

@@ -28,6 +28,22 @@ describe('FlightTable', () => {
     expect(b.claim(11, 22, 0, 1000).kind).toBe('owner');
   });
 
+  it('busy: a claimed, unexpired slot of the key, seen by every view; not another key\'s, not the token excepted (review76 N1)', () => {
+    const a = new FlightTable(rt, 'busy');
+    const b = new FlightTable(rt, 'busy');
+    expect(b.busy(11, 22, 0)).toBe(false);
+    const c = a.claim(11, 22, 0, 1000);
+    expect(c.kind).toBe('owner');
+    if (c.kind !== 'owner') return;
+    expect(b.busy(11, 22, 0)).toBe(true);
+    expect(b.busy(11, 22, 1000)).toBe(true);
+    expect(b.busy(11, 22, 1001)).toBe(false); // past its deadline: its owner is gone or overran
+    expect(b.busy(12, 22, 0)).toBe(false); // same slot (lo), another key
+    expect(a.busy(11, 22, 0, c.token)).toBe(false); // the caller's own claim
+    a.release(c.slot, c.token);
+    expect(b.busy(11, 22, 0)).toBe(false);
+  });
+
   it('keys equal in their low 12 bits (one slot each, unseeded) land on different slots', () => {
     const t = new FlightTable(rt, 'crafted');
     const slots = new Set<number>();

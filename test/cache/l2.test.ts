@@ -8,7 +8,7 @@
  */
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { SharedStore, utf8Length, type L2Meta, type L2SetResult } from '../../engine/cache/l2.js';
+import { SharedStore, utf8Length, type L2Hold, type L2Meta, type L2SetResult } from '../../engine/cache/l2.js';
 import { StampTable } from '../../engine/cache/stamps.js';
 import { RegionConflictError } from '../../engine/errors.js';
 import { KeyHash } from '../../engine/runtime/key-hash.js';
@@ -242,6 +242,36 @@ describe('sizes and limits', () => {
     // The tombstone lasts until the large write's stale time, no longer.
     expect(put(2000, 20, NOW + 50)).toBe('too-large');
     expect(t.s.set('kk', h.hi, h.lo, new Uint8Array(10), { expires: Infinity, stale: Infinity, version: 15 }, NOW + 51).result).toBe('stored');
+    expect(t.s.verify()).toEqual([]);
+  });
+
+  it('with a hold, a too-large set leaves a tombstone only for a key the store has an entry of or that hold.wanted names, until min(stale, now + hold.ms) (review76 N2)', () => {
+    const t = store(2 << 20, 1000);
+    const h = new KeyHash();
+    let want = false;
+    const asked: string[] = [];
+    const hold: L2Hold = { ms: 50, wanted: (key) => (asked.push(key), want) };
+    const put = (key: string, len: number, version: number, now = NOW, stale = Infinity): L2SetResult => {
+      h.set(key);
+      return t.s.set(key, h.hi, h.lo, new Uint8Array(len), { expires: stale, stale, version }, now, hold).result;
+    };
+    // Nothing held, nothing in flight: no tombstone, and an older set is stored afterwards.
+    expect(put('a', 2000, 10)).toBe('too-large');
+    expect(asked).toEqual(['a']);
+    expect(t.s.stats()).toMatchObject({ entries: 0, tombstones: 0 });
+    expect(put('a', 10, 8)).toBe('stored');
+    // Held: a tombstone whatever wanted says (not asked), until now + hold.ms although stale is Infinity.
+    asked.length = 0;
+    expect(put('a', 2000, 20)).toBe('too-large');
+    expect(asked).toEqual([]);
+    expect(t.s.stats()).toMatchObject({ entries: 0, tombstones: 1 });
+    expect(put('a', 10, 15)).toBe('older');
+    expect(put('a', 10, 15, NOW + 51)).toBe('stored');
+    // Wanted (a load in flight): a tombstone for a key never held; the write's stale time caps it too.
+    want = true;
+    expect(put('b', 2000, 30, NOW, NOW + 20)).toBe('too-large');
+    expect(put('b', 10, 25, NOW + 10)).toBe('older');
+    expect(put('b', 10, 25, NOW + 21)).toBe('stored');
     expect(t.s.verify()).toEqual([]);
   });
 

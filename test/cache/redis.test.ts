@@ -346,6 +346,120 @@ describe.runIf(reachable)('on the shared Redis', () => {
     await Promise.all([a.close(), b.close()]);
   });
 
+  /** Resolves once `c` has heard a bus message for `key` (other suites share the bus). */
+  function hears(c: Cache, key: string): Promise<void> {
+    return new Promise((resolve) => {
+      const f = (heard: string | undefined): void => {
+        if (heard !== key) return;
+        c.off('invalidated', f);
+        resolve();
+      };
+      c.on('invalidated', f);
+    });
+  }
+
+  it('a load in flight in another thread (Cache.open, as in a worker: no Redis, no bus) does not store its older value after another instance\'s write or delete of the key (review76 N1)', async () => {
+    const m = await another({ ttl: 60_000, bloom: false }); // the process's Redis-backed instance
+    const w = Cache.open(engine.runtime.thread, m.name); // a worker's Cache.open stands in: L2 only
+    const o = await another({ l2: false, bloom: false }); // another instance (names share Redis keys and the bus)
+    for (const op of ['set', 'delete'] as const) {
+      const key = k(`n1-open-${op}`);
+      const first = hears(m, key);
+      await o.set(key, 'v0');
+      await first;
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      let started = false;
+      const loading = w.getOrLoad(key, async () => {
+        started = true; // read the source before the write below
+        await gate;
+        return 'old-from-db';
+      });
+      await vi.waitFor(() => expect(started).toBe(true));
+      const heard = hears(m, key);
+      if (op === 'set') await o.set(key, 'new-from-other');
+      else await o.delete(key);
+      await heard; // m's L2 holds nothing of the key, and m is not reading it from Redis
+      release();
+      expect(await loading).toBe('old-from-db'); // the load's answer…
+      expect(w.getSync(key)).toBeUndefined(); // …not cached: it is older than the write (was cached for the whole ttl)
+      expect(await m.get(key)).toBe(op === 'set' ? 'new-from-other' : undefined);
+      expect(w.getSync(key)).toBe(op === 'set' ? 'new-from-other' : undefined);
+      await raw.unlink(`hotpath:c:{${key}}`);
+    }
+    await Promise.all([m.close(), w.close(), o.close()]);
+  });
+
+  it('a getOrLoad running on a worker thread does not store its older value after another instance\'s write of the key (review76 N1)', async () => {
+    engine.runtime.pool.register('cacheGatedLoad', new URL('../fixtures/cache-tasks.mjs', import.meta.url).href, 'cacheGatedLoad');
+    const m = await another({ ttl: 60_000, bloom: false });
+    const o = await another({ l2: false, bloom: false });
+    const key = k('n1-worker');
+    const word = engine.runtime.region(`test:cache-n1:${m.name}`, 8).offset;
+    const i32 = engine.runtime.thread.i32;
+    const running = engine.run('cacheGatedLoad', { name: m.name, key, value: 'old-from-db', word });
+    await vi.waitFor(() => expect(Atomics.load(i32, word >>> 2)).toBe(1), { timeout: 10_000 });
+    const heard = hears(m, key);
+    await o.set(key, 'new-from-other');
+    await heard;
+    Atomics.store(i32, word >>> 2, 2);
+    expect(await running).toBe('old-from-db');
+    expect(m.getSync(key)).toBeUndefined(); // L2 did not take the worker's older value
+    expect(await m.get(key)).toBe('new-from-other'); // was 'old-from-db' until the ttl: get never went to Redis
+    await raw.unlink(`hotpath:c:{${key}}`);
+    await Promise.all([m.close(), o.close()]);
+  });
+
+  it('the instance\'s own load does not put its older value in L2 even for the Redis round trip that refuses it (review76 N1)', async () => {
+    // m's Redis writes go through a wrapped connector that records what another thread reads from
+    // L2 at the moment each write of the key is sent.
+    const key = k('n1-own');
+    let w: Cache | undefined;
+    const atWrite: unknown[] = [];
+    const r = engine.redis!;
+    const spy = new Proxy(r, {
+      get(target, prop) {
+        if (prop === 'defineScript') {
+          return (name: string, source: string) => {
+            const script = target.defineScript(name, source);
+            return {
+              name: script.name, sha: script.sha,
+              run: (keys: string[], args: Array<string | number | Buffer>, options?: object) => {
+                if (keys[0]!.includes(key) && w !== undefined) atWrite.push(w.getSync(key) ?? 'undefined');
+                return script.run(keys, args, options);
+              },
+            };
+          };
+        }
+        const v = Reflect.get(target, prop, target) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const m = new Cache({ name: `r${++seq}`, ttl: 60_000, l2: { bytes: 1 << 20 }, bloom: false }, { runtime: engine.runtime.thread, redis: spy, redisTimeoutMs: 1000 });
+    expect(await m.ready()).toBe(true);
+    w = Cache.open(engine.runtime.thread, m.name);
+    const o = await another({ l2: false, bloom: false });
+    let release!: () => void;
+    const gate = new Promise<void>((res) => (release = res));
+    let started = false;
+    const loading = m.getOrLoad(key, async () => {
+      started = true;
+      await gate;
+      return 'old-from-db';
+    });
+    await vi.waitFor(() => expect(started).toBe(true));
+    const heard = hears(m, key);
+    await o.set(key, 'new-from-other');
+    await heard;
+    release();
+    expect(await loading).toBe('old-from-db');
+    expect(atWrite).not.toContain('old-from-db'); // was ['old-from-db']: every thread read it until Redis refused the write
+    expect(w.getSync(key)).toBeUndefined();
+    expect(await m.get(key)).toBe('new-from-other');
+    await raw.unlink(`hotpath:c:{${key}}`);
+    await Promise.all([m.close(), w.close(), o.close()]);
+  });
+
   it('two processes: a set in one invalidates the other, a delete too', async () => {
     const child: ChildProcess = spawn(process.execPath, [new URL('../fixtures/cache-process.mjs', import.meta.url).pathname, REDIS_URL], { stdio: ['pipe', 'pipe', 'inherit'] });
     const lines = createInterface({ input: child.stdout! });
