@@ -348,7 +348,11 @@ export class Cache extends EventEmitter {
       lease: l3 !== false && l3.lease === true,
       leaseMs: l3 === false ? spec.loaderTimeoutMs : l3.leaseMs ?? spec.loaderTimeoutMs,
     };
-    this.#hold = { ms: this.#l3Options.tombstoneMs, wanted: (key, hi, lo, now) => this.#holdWanted(key, hi, lo, now) };
+    // A held place outlives the loads it may have to stop: at least as long as a load with the
+    // cache's loader timeout (and lease wait) can run — its flight claim's life (review78: capped
+    // at a short tombstoneMs, a longer load stored its older value after it).
+    const longestLoad = spec.loaderTimeoutMs + (this.#l3Options.lease ? this.#l3Options.leaseMs : 0) + 1000;
+    this.#hold = { ms: Math.max(this.#l3Options.tombstoneMs, longestLoad), wanted: (key, hi, lo, now) => this.#holdWanted(key, hi, lo, now) };
     // The filter is on by default only when entries expire: a key without a ttl outlives any
     // horizon, so the filter could never be trusted again after one (explicit options win).
     // The default horizon is how long Redis keeps an entry written with the cache's defaults (its

@@ -834,7 +834,7 @@ export class BlockAssembly {
     const used = this.#pos + this.#tail;
     const out = this.#out!;
     if (out.length - used <= used >>> 3) return out.subarray(0, used);
-    const exact = Buffer.allocUnsafe(used);
+    const exact = Buffer.allocUnsafeSlow(used); // its own memory, not a slice of Node's 8 KiB pool (review78)
     exact.set(out.subarray(0, this.#pos)); // (the tail is the caller's to write)
     return exact;
   }

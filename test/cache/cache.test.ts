@@ -602,6 +602,27 @@ describe('races between threads (two caches of one name on this thread stand in 
     expect(b.getSync('k3')).toBe('older-load'); // was undefined: the tombstone lived for ever
   });
 
+  it('a held place lasts as long as a load with the loader timeout can run, even with a short tombstoneMs (review78)', async () => {
+    let t = 6_000_000;
+    const [a, b] = pair({ l2: { bytes: 1 << 20, maxValueBytes: 1024 }, l3: { tombstoneMs: 300 } }, () => t);
+    const big = 'N'.repeat(5000);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let started = false;
+    const loading = a.getOrLoad('k', async () => {
+      started = true;
+      await gate;
+      return 'old-from-db';
+    });
+    await vi.waitFor(() => expect(started).toBe(true));
+    await b.set('k', big); // newer, too large for L2: its place is held against a's load
+    t += 600; // the load outlives tombstoneMs (300), not the loader timeout
+    release();
+    expect(await loading).toBe('old-from-db');
+    expect(a.getSync('k')).toBeUndefined(); // refused by the held place
+    expect(b.getSync('k')).toBe(big); // was 'old-from-db' (the held place had ended after 300 ms)
+  });
+
   it('delete() resolves true only when a tier held a value it would serve: not for an L1 copy another thread invalidated, nor one past its stale time (review76 N3)', async () => {
     let t = 7_000_000;
     const [a, b] = pair({}, () => t);
