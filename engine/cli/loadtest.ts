@@ -123,10 +123,15 @@ export async function runLoadtest(args: string[]): Promise<number> {
       if (values.body !== undefined) options.body = values.body;
       if (values.header !== undefined) {
         const headers: Record<string, string> = {};
+        const seen = new Set<string>();
         for (const h of values.header) {
           const i = h.indexOf(':');
           if (i <= 0) throw new TypeError(`--header must be "name: value", got ${JSON.stringify(h)}`);
-          headers[h.slice(0, i).trim()] = h.slice(i + 1).trim();
+          const name = h.slice(0, i).trim();
+          // A repeat replaced the first value silently (review80): say so instead.
+          if (seen.has(name.toLowerCase())) throw new TypeError(`--header ${JSON.stringify(name)} is given twice: give it once, with the values joined as the header's syntax allows (e.g. "a, b"; Cookie: "a=1; b=2")`);
+          seen.add(name.toLowerCase());
+          headers[name] = h.slice(i + 1).trim();
         }
         options.headers = headers;
       }

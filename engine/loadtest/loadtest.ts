@@ -336,16 +336,17 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
     await new Promise<void>((resolve, reject) => {
       let ready = 0;
       let settled = false;
+      const onAbort = (): void => {
+        for (const w of workers) w.postMessage({ type: 'stop' } satisfies MainMessage);
+      };
       const fail = (err: Error): void => {
         if (settled) return;
         settled = true;
+        options.signal?.removeEventListener('abort', onAbort);
         reject(err);
       };
       const perWorker = Math.floor(o.connections / o.workers);
       const extra = o.connections % o.workers;
-      const onAbort = (): void => {
-        for (const w of workers) w.postMessage({ type: 'stop' } satisfies MainMessage);
-      };
       for (let i = 0; i < o.workers; i++) {
         const init: WorkerInit = {
           origin: o.url.origin, index: i, workers: o.workers, model: o.model, from: o.from, stages: o.stages, totalMs: o.totalMs,
@@ -373,7 +374,14 @@ async function run(o: ResolvedOptions, options: LoadtestOptions): Promise<Loadte
           } else if (m.type === 'failed') {
             fail(new WorkerExitedError(`loadtest worker ${i} failed: ${m.message}`));
           } else {
-            absorb(m);
+            // (absorb calls the caller's onProgress: what it throws fails the run, as a rejection
+            // of loadtest() — thrown from this listener it ended the process: review80)
+            try {
+              absorb(m);
+            } catch (err) {
+              fail(err instanceof Error ? err : new Error(String(err)));
+              return;
+            }
             if (m.final && ++doneCount === o.workers) {
               cpu = process.cpuUsage(cpuStart); // before the threads are torn down
               settled = true;

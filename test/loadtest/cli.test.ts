@@ -230,6 +230,8 @@ describe('hotpath loadtest: bad input exits 2 with the flag named', () => {
     [['http://127.0.0.1:9/', '-H', 'Expect: 100-continue'], /--header\.Expect is not allowed/],
     [['http://127.0.0.1:9/', '-p', '2000'], /--pipelining must be at most 1024/],
     [['http://127.0.0.1:9/', '--interval', '1ms'], /--interval must be at least 10 ms/],
+    // review80: the second value replaced the first, silently (case-insensitively too).
+    [['http://127.0.0.1:9/', '-H', 'X-Tag: one', '-H', 'x-tag: two'], /--header "x-tag" is given twice/],
   ];
   for (const [args, message] of cases) {
     it(`${args.join(' ') || '(no URL)'}`, async () => {

@@ -42,6 +42,23 @@ afterEach(async () => {
 });
 
 describe('loadtest connections', () => {
+  it('keeps its connections against a server whose Keep-Alive hint is short (timeout=1) (review80)', async () => {
+    // Node sends "Keep-Alive: timeout=1" for a keepAliveTimeout of 1–1.9 s; undici took 2 s off
+    // every hint, so each connection closed after one response: one connect per request.
+    open = await serve(false);
+    open.server.keepAliveTimeout = 1500;
+    const r = await loadtest({ url: open.url, connections: 2, durationMs: 300, workers: 1, gracefulStopMs: 1000 });
+    expect(r.requests.completed).toBeGreaterThan(50);
+    expect(r.requests.errors).toBe(0);
+    expect(open.sockets).toBeLessThanOrEqual(4); // was one per request
+  });
+
+  it('an onProgress that throws rejects the run with its error; nothing is left running (review80)', async () => {
+    open = await serve(false);
+    const boom = new Error('progress display broke');
+    await expect(loadtest({ url: open.url, connections: 1, durationMs: 400, intervalMs: 50, workers: 1, onProgress: () => { throw boom; } })).rejects.toBe(boom);
+  });
+
   it('counts the requests undici writes again when a pipelined connection closes under them', async () => {
     // Every response closes its connection: the requests pipelined behind it are written again
     // on the next one. The server then sees more requests than were sent once each.
