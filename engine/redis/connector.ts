@@ -17,7 +17,13 @@
  *    (hearing.ts) that reconnects a deaf or dead one;
  *  - MGET split by hash slot on a Cluster.
  * Redis reply errors (a script error, WRONGTYPE) mean Redis is healthy: they reject with
- * ERR_HOTPATH_REDIS_ERROR and count as successes for the breaker.
+ * ERR_HOTPATH_REDIS_ERROR and count as successes for the breaker — except those about the server's
+ * own state (BUSY, LOADING, MASTERDOWN, CLUSTERDOWN, TRYAGAIN, READONLY, MISCONF, NOREPLICAS; see
+ * SERVER_UNAVAILABLE), which are ERR_HOTPATH_REDIS_UNAVAILABLE and breaker failures. A caller's
+ * mistake (a bad command name or arguments) is a TypeError before anything reaches the breaker or
+ * ioredis. Half-open probes that time out twice in a row on a connection still 'ready' (a peer
+ * that vanished without closing it) drop it for a reconnect. Passwords are scrubbed from every
+ * error the connector emits or rejects with.
  */
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -162,14 +168,22 @@ export class RedisConnector extends EventEmitter {
   /** Every in-flight command's deadline, on one timer. */
   readonly #deadlines = new DeadlineQueue();
   #stats = { commands: 0, failures: 0, timeouts: 0, rejected: 0, replyErrors: 0, reconnects: 0 };
+  /** The passwords of the config (URL, options, Cluster seed / node options): scrubbed from every error the connector hands out. */
+  readonly #secrets: string[];
+  /** Half-open probes in a row that timed out on a connection that stayed 'ready' (see #probe). */
+  #probeTimeouts = 0;
 
   /** Creates the client (it starts connecting at once). Prefer `RedisConnector.connect()`. */
   constructor(config: RedisConfig, options: ConnectorOptions = {}) {
     super();
+    checkConfig(config);
     this.#config = config;
     // Every option is checked, and the breaker (which checks its own) built, before the client
     // exists: a bad option must not leave a connection open behind the exception (review37).
-    if (options === null || typeof options !== 'object') throw new TypeError(`connector options must be an object, got ${options === null ? 'null' : typeof options}`);
+    if (options === null || typeof options !== 'object' || Array.isArray(options)) throw new TypeError(`connector options must be an object, got ${describeValue(options)}`);
+    for (const k of Object.keys(options)) {
+      if (!KNOWN_OPTIONS.has(k)) throw new TypeError(`options.${k} is not a known connector option (known: ${[...KNOWN_OPTIONS].join(', ')})`);
+    }
     this.timeoutMs = options.timeoutMs ?? CONNECTOR_DEFAULTS.timeoutMs;
     if (typeof this.timeoutMs !== 'number' || !(this.timeoutMs > 0)) {
       throw new RangeError(`options.timeoutMs must be a positive number of ms (Infinity: none), got ${String(options.timeoutMs)}`);
@@ -182,8 +196,14 @@ export class RedisConnector extends EventEmitter {
     if (!Number.isInteger(this.#subscriberCheckMs) || this.#subscriberCheckMs < 0) {
       throw new RangeError(`subscriberCheckMs must be a non-negative integer (ms), got ${String(options.subscriberCheckMs)}`);
     }
-    if (options.reconnect !== undefined && (options.reconnect === null || typeof options.reconnect !== 'object')) {
-      throw new TypeError(`options.reconnect must be an object, got ${options.reconnect === null ? 'null' : typeof options.reconnect}`);
+    if (options.reconnect !== undefined && (options.reconnect === null || typeof options.reconnect !== 'object' || Array.isArray(options.reconnect))) {
+      throw new TypeError(`options.reconnect must be an object, got ${describeValue(options.reconnect)}`);
+    }
+    for (const k of Object.keys(options.reconnect ?? {})) {
+      if (k !== 'minMs' && k !== 'maxMs') throw new TypeError(`options.reconnect.${k} is not a known option (known: minMs, maxMs)`);
+    }
+    if (options.breaker !== undefined && (options.breaker === null || typeof options.breaker !== 'object' || Array.isArray(options.breaker))) {
+      throw new TypeError(`options.breaker must be an object, got ${describeValue(options.breaker)}`);
     }
     const minMs = options.reconnect?.minMs ?? CONNECTOR_DEFAULTS.reconnectMinMs;
     const maxMs = options.reconnect?.maxMs ?? CONNECTOR_DEFAULTS.reconnectMaxMs;
@@ -197,7 +217,11 @@ export class RedisConnector extends EventEmitter {
       const cap = Math.min(maxMs, minMs * 2 ** Math.min(times, 20));
       return Math.round(cap / 2 + (Math.random() * cap) / 2); // jitter: no thundering herd
     });
+    this.#secrets = secretsOf(config);
     const common: RedisOptions = {
+      // A backstop for a peer that vanished without closing the connection (the probes' drop,
+      // #probe, is the main remedy): the kernel's keep-alive probes end such a socket eventually.
+      keepAlive: KEEPALIVE_MS,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       connectTimeout: Math.max(this.#connectTimeoutMs, 100),
@@ -233,7 +257,7 @@ export class RedisConnector extends EventEmitter {
       // A Connector of the caller's own wins (then its sockets are its business).
       this.client = adoptConnector(new Redis({ ...common, Connector: guardedConnectorFor(config), ...config }));
     }
-    this.client.on('error', (err: Error) => this.emit('redisError', err)); // never an unhandled 'error'
+    this.client.on('error', (err: Error) => this.emit('redisError', this.#scrub(err))); // never an unhandled 'error'
     this.client.on('ready', () => {
       this.emit('ready');
       void this.#loadScripts();
@@ -269,8 +293,14 @@ export class RedisConnector extends EventEmitter {
     return c;
   }
 
-  /** Resolves true once ready (and scripts loaded), false after `ms`. */
+  /**
+   * Resolves true once ready (and scripts loaded), false after `ms` (at most Node's longest timer,
+   * 2^31 − 1 ms, about 24.8 days: a longer bound waits that long).
+   * @throws (rejects) RangeError for an `ms` that is not a non-negative number.
+   */
   async waitReady(ms: number): Promise<boolean> {
+    if (typeof ms !== 'number' || !(ms >= 0)) throw new RangeError(`waitReady(ms): ms must be a non-negative number of ms, got ${describeValue(ms)}`);
+    ms = Math.min(ms, MAX_TIMER_MS);
     const deadline = Date.now() + ms;
     if (this.#closed) return false;
     if (this.client.status !== 'ready') {
@@ -352,6 +382,10 @@ export class RedisConnector extends EventEmitter {
    * lost) or ERR_HOTPATH_REDIS_ERROR (Redis answered with an error).
    */
   command(name: string, args: Array<string | number | Buffer> = [], options: { timeoutMs?: number } = {}): Promise<unknown> {
+    // A caller's mistake is refused here, before the breaker and ioredis see it: inside ioredis's
+    // auto-pipeline it would be thrown from a timer, outside every promise (review79 D1).
+    const bad = checkCommand(name, args);
+    if (bad !== undefined) return Promise.reject(bad);
     return this.#guarded(name, () => this.#send(name, args, false, false), options.timeoutMs);
   }
 
@@ -360,6 +394,8 @@ export class RedisConnector extends EventEmitter {
    * `direct`, sent at once instead of held for auto-pipelining (see ScriptRunOptions.direct).
    */
   commandBuffer(name: string, args: Array<string | number | Buffer> = [], options: { timeoutMs?: number; direct?: boolean } = {}): Promise<unknown> {
+    const bad = checkCommand(name, args);
+    if (bad !== undefined) return Promise.reject(bad);
     return this.#guarded(name, () => this.#send(name, args, true, options.direct === true), options.timeoutMs);
   }
 
@@ -409,7 +445,8 @@ export class RedisConnector extends EventEmitter {
       return Promise.reject(new RangeError(`options.timeoutMs must be a positive number of ms (Infinity: none), got ${String(timeoutMs)}`));
     }
     if (this.#closed) return Promise.reject(new RedisUnavailableError('the Redis connector is closed'));
-    if (!this.breaker.tryAcquire()) {
+    const ticket = this.breaker.acquire();
+    if (ticket < 0) {
       this.#stats.rejected++;
       return Promise.reject(new RedisUnavailableError(this.breaker.state === 'half-open'
         ? 'Redis unavailable (circuit half-open: a probe is deciding whether Redis is back)'
@@ -425,7 +462,10 @@ export class RedisConnector extends EventEmitter {
     try {
       sent = send();
     } catch (err) {
-      sent = Promise.reject(err);
+      // Thrown before anything was sent (ioredis building the command from bad arguments): the
+      // caller's mistake, not Redis's state — not counted, and a probe slot it held given back.
+      this.breaker.release(ticket);
+      return Promise.reject(err);
     }
     return new Promise<T>((resolve, reject) => {
       // One shared timer for every command's deadline (deadlines.ts), not a timer per command.
@@ -445,7 +485,11 @@ export class RedisConnector extends EventEmitter {
       }, (err: unknown) => {
         if (deadline.fire === null) return; // timed out already: the late rejection is handled here
         this.#deadlines.cancel(deadline);
-        reject(this.#closed ? new RedisUnavailableError('the Redis connector was closed while the command ran', err) : this.#classify(what, err));
+        if (this.#closed) reject(new RedisUnavailableError('the Redis connector was closed while the command ran', this.#scrub(err)));
+        else if (isProgrammingError(err)) {
+          this.breaker.release(ticket); // see the catch above (thrown inside an async send)
+          reject(err);
+        } else reject(this.#classify(what, err));
       });
     });
   }
@@ -458,7 +502,15 @@ export class RedisConnector extends EventEmitter {
       }
       return err;
     }
+    err = this.#scrub(err);
     if (isReplyError(err)) {
+      if (SERVER_UNAVAILABLE.test((err as Error).message)) {
+        // Redis answered, but for its own state, not the command's: it cannot serve calls now
+        // (a script running too long, loading its data, a Cluster or replica without its master).
+        this.#stats.failures++;
+        this.breaker.failure();
+        return new RedisUnavailableError(`Redis ${what} refused: ${(err as Error).message}`, err);
+      }
       this.#stats.replyErrors++;
       this.breaker.success(); // Redis is up and answering
       return new RedisCommandError(`Redis ${what}: ${(err as Error).message}`, err);
@@ -476,11 +528,49 @@ export class RedisConnector extends EventEmitter {
 
   async #probe(): Promise<void> {
     if (this.#closed) return;
+    const client = this.client;
     try {
       await this.command('PING');
-    } catch {
-      // the breaker has recorded it (open again); its timer schedules the next probe
+      this.#probeTimeouts = 0;
+    } catch (err) {
+      // The breaker has recorded it (open again); its timer schedules the next probe. A probe that
+      // timed out on a connection still 'ready' may have gone down a connection whose peer vanished
+      // without closing it (a firewall or NAT dropping the flow): every later probe would time out
+      // on it too, for ever. After PROBE_TIMEOUTS_BEFORE_DROP such probes in a row the connection
+      // is dropped and ioredis reconnects (on a Cluster every node's), as the subscriber's hearing
+      // check does for the subscriber.
+      const timedOut = err instanceof RedisUnavailableError && err.message.includes(' timed out after ');
+      if (!timedOut || this.#closed || client.status !== 'ready') {
+        this.#probeTimeouts = 0;
+        return;
+      }
+      if (++this.#probeTimeouts < PROBE_TIMEOUTS_BEFORE_DROP) return;
+      this.#probeTimeouts = 0;
+      this.emit('redisError', new RedisUnavailableError(`Redis at ${describeConfig(this.#config)}: ${PROBE_TIMEOUTS_BEFORE_DROP} probes in a row answered nothing on a connection that looks open; reconnecting it`));
+      if (client instanceof Cluster) for (const n of client.nodes('all')) dropConnection(n);
+      else dropConnection(client);
     }
+  }
+
+  /**
+   * `err` with the config's passwords taken out (review79 D4): an AUTH or HELLO command ioredis
+   * attached to it (`err.command.args`, which loggers print) redacted, and any password in its
+   * message, stack or cause replaced by `***`. Mutates and returns `err` (only errors are touched).
+   */
+  #scrub(err: unknown, depth = 0): unknown {
+    if (!(err instanceof Error) || depth > 3) return err;
+    const e = err as Error & { command?: { name?: unknown; args?: unknown }; cause?: unknown };
+    const cmd = e.command;
+    if (cmd !== null && typeof cmd === 'object' && typeof cmd.name === 'string' && Array.isArray(cmd.args)) {
+      const n = cmd.name.toLowerCase();
+      if (n === 'auth' || n === 'hello') e.command = { name: cmd.name, args: redactAuthArgs(n, cmd.args) };
+    }
+    for (const secret of this.#secrets) {
+      if (e.message.includes(secret)) e.message = e.message.split(secret).join('***');
+      if (typeof e.stack === 'string' && e.stack.includes(secret)) e.stack = e.stack.split(secret).join('***');
+    }
+    if (e.cause !== undefined) this.#scrub(e.cause, depth + 1);
+    return e;
   }
 
   // ------------------------------------------------------------------ scripts
@@ -496,6 +586,8 @@ export class RedisConnector extends EventEmitter {
       name,
       sha,
       run: (keys, args, options = {}) => {
+        const bad = checkKeys(`script ${name}`, keys) ?? checkCommand(`script ${name}`, args);
+        if (bad !== undefined) return Promise.reject(bad);
         if (this.client instanceof Cluster) {
           // The slot of the key Redis sees: after the keyPrefix ioredis adds (review40: a prefix
           // that is itself a hash tag puts every key in one slot).
@@ -541,13 +633,18 @@ export class RedisConnector extends EventEmitter {
   }
 
   async #mget<T>(keys: string[], buffers: boolean, options: { timeoutMs?: number; direct?: boolean }): Promise<Array<T | null>> {
+    const bad = checkKeys('mget', keys);
+    if (bad !== undefined) throw bad;
     if (keys.length === 0) return [];
     if (!(this.client instanceof Cluster)) {
-      return (await (buffers ? this.commandBuffer('MGET', keys, options) : this.command('MGET', keys, options))) as Array<T | null>;
+      // #guarded directly: the keys are checked already.
+      return (await this.#guarded('MGET', () => this.#send('MGET', keys, buffers, buffers && options.direct === true), options.timeoutMs)) as Array<T | null>;
     }
     const bySlot = new Map<number, number[]>();
+    // The slot of the key Redis sees: after the keyPrefix ioredis adds (review79 D6, as for scripts).
+    const prefix = this.keyPrefix;
     keys.forEach((k, i) => {
-      const slot = calculateSlot(k);
+      const slot = calculateSlot(prefix + k);
       let list = bySlot.get(slot);
       if (list === undefined) bySlot.set(slot, (list = []));
       list.push(i);
@@ -666,7 +763,7 @@ export class RedisConnector extends EventEmitter {
     const sub: Redis = this.client instanceof Cluster
       ? this.#clusterSubscriber(this.client)
       : adoptConnector(this.client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: false, enableAutoPipelining: false }));
-    sub.on('error', (err: Error) => this.emit('redisError', err));
+    sub.on('error', (err: Error) => this.emit('redisError', this.#scrub(err)));
     // Subscribers must know when messages may have been missed: 'subscriber' 'down' when the
     // connection drops (once per outage, not per failed reconnect), 'up' once it is ready and our
     // channels are subscribed again.
@@ -865,13 +962,28 @@ export class RedisConnector extends EventEmitter {
     // once: it would overtake them and they would fail (review37). One turn flushes the pipeline;
     // Redis then answers them before QUIT.
     await new Promise<void>((resolve) => setImmediate(resolve));
+    // The calls in flight are answered first while Redis answers (the sockets are destroyed below,
+    // which would fail them): up to CLOSE_DRAIN_MS, then the rest are settled as closed.
+    const drainUntil = performance.now() + CLOSE_DRAIN_MS;
+    while (this.#deadlines.pending > 0 && performance.now() < drainUntil) await new Promise<void>((resolve) => setTimeout(resolve, 2));
     await Promise.all([this.client, this.#subscriber].map(async (c) => {
       if (c === undefined) return;
       if (c.status === 'ready') {
         await withTimeout(c.quit(), 500, 'quit').catch(() => undefined);
       }
+      // Not a graceful end, which waits for the peer's FIN (a stalled server never sends it, and
+      // ioredis rejects the calls still queued on the socket only when it gives up, 2 s later):
+      // the sockets are destroyed; disconnect() first, so ioredis does not reconnect.
+      const nodes: Redis[] = c instanceof Cluster ? c.nodes('all') : [c];
       c.disconnect();
+      for (const n of nodes) destroySocket(n);
     }));
+    // Every call still in flight (a stalled server, a call with no timeout) settles now, with
+    // "closed while the command ran", before close() resolves (review79 D7).
+    this.#deadlines.fireAll();
+    // One turn, so the callers' own handlers of those rejections (and async wrappers such as
+    // mget's) have run by the time close() resolves.
+    await new Promise<void>((resolve) => setImmediate(resolve));
   }
 }
 
@@ -881,9 +993,154 @@ export class RedisConnector extends EventEmitter {
  * destroy it only after its disconnectTimeout, 2 s).
  */
 function dropConnection(c: Redis): void {
+  if (!destroySocket(c)) c.disconnect(true);
+}
+
+/** Destroys `c`'s socket if it has a live one; true if it did. */
+function destroySocket(c: Redis): boolean {
   const stream = c.stream as { destroyed?: boolean; destroy?: () => void } | undefined;
-  if (stream?.destroy !== undefined && stream.destroyed !== true) stream.destroy();
-  else c.disconnect(true);
+  if (stream?.destroy === undefined || stream.destroyed === true) return false;
+  stream.destroy();
+  return true;
+}
+
+/** How long close() lets the calls in flight be answered before it settles them as closed (ms). */
+const CLOSE_DRAIN_MS = 500;
+
+const KNOWN_OPTIONS: ReadonlySet<string> = new Set(['timeoutMs', 'connectTimeoutMs', 'breaker', 'reconnect', 'subscriberCheckMs', 'clock']);
+
+/** TCP keep-alive's initial delay on every connection to Redis (ms). */
+const KEEPALIVE_MS = 10_000;
+
+/** Half-open probes in a row that time out on a 'ready' connection before it is dropped and reconnected. */
+export const PROBE_TIMEOUTS_BEFORE_DROP = 2;
+
+/**
+ * Reply errors about the server's state, not the command's: Redis cannot serve calls now. They
+ * count as failures for the breaker and reject with ERR_HOTPATH_REDIS_UNAVAILABLE (review79 D5).
+ * BUSY (a script or module command running too long), LOADING (a restart loading its data),
+ * MASTERDOWN (a replica that lost its master), CLUSTERDOWN, TRYAGAIN (a Cluster slot migrating or
+ * failing over), READONLY (writes reaching a replica, as after a failover), MISCONF (writes refused
+ * after a failed save), NOREPLICAS (min-replicas-to-write not met). BUSYKEY and BUSYGROUP are the
+ * command's own errors (\b: they do not match).
+ */
+const SERVER_UNAVAILABLE = /^(?:BUSY|LOADING|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|READONLY|MISCONF|NOREPLICAS)\b/;
+
+function describeValue(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
+  if (typeof v === 'bigint') return `${v}n`;
+  if (v === null) return 'null';
+  if (typeof v === 'symbol') return 'a symbol';
+  if (typeof v === 'function') return 'a function';
+  if (typeof v !== 'object') return String(v);
+  if (Array.isArray(v)) return 'an array';
+  return Buffer.isBuffer(v) ? 'a Buffer' : 'an object';
+}
+
+/**
+ * A TypeError naming what is wrong with a command's name or arguments, or undefined (a few typeof
+ * checks, no allocation, when they are fine): a non-empty string name, an array of strings,
+ * numbers and Buffers.
+ */
+function checkCommand(name: unknown, args: unknown): TypeError | undefined {
+  if (typeof name !== 'string' || name === '') return new TypeError(`command name must be a non-empty string, got ${describeValue(name)}`);
+  if (!Array.isArray(args)) return new TypeError(`${name}: args must be an array of strings, numbers or Buffers, got ${describeValue(args)}`);
+  for (let i = 0; i < args.length; i++) {
+    const a: unknown = args[i];
+    if (typeof a !== 'string' && typeof a !== 'number' && !Buffer.isBuffer(a)) {
+      return new TypeError(`${name}: args[${i}] must be a string, a number or a Buffer, got ${describeValue(a)}`);
+    }
+  }
+  return undefined;
+}
+
+/** checkCommand for a list of keys (strings or Buffers). */
+function checkKeys(what: string, keys: unknown): TypeError | undefined {
+  if (!Array.isArray(keys)) return new TypeError(`${what}: keys must be an array of strings, got ${describeValue(keys)}`);
+  for (let i = 0; i < keys.length; i++) {
+    const k: unknown = keys[i];
+    if (typeof k !== 'string' && !Buffer.isBuffer(k)) return new TypeError(`${what}: keys[${i}] must be a string, got ${describeValue(k)}`);
+  }
+  return undefined;
+}
+
+/**
+ * An error ioredis threw while building a command from bad arguments (a TypeError or RangeError of
+ * JavaScript itself, not one of Redis's replies or a socket's): the caller's mistake, never an outage.
+ */
+function isProgrammingError(err: unknown): boolean {
+  return (err instanceof TypeError || err instanceof RangeError) && !(err instanceof HotpathError);
+}
+
+/** AUTH / HELLO arguments with the password replaced by '***'. */
+function redactAuthArgs(name: string, args: unknown[]): unknown[] {
+  if (name === 'auth') return args.length >= 2 ? [args[0], '***', ...args.slice(2).map(() => '***')] : args.map(() => '***');
+  // HELLO protover [AUTH username password] [SETNAME clientname]
+  const out = args.slice();
+  for (let i = 0; i < out.length; i++) {
+    if (String(out[i]).toUpperCase() === 'AUTH') {
+      if (i + 2 < out.length) out[i + 2] = '***';
+      i += 2;
+    }
+  }
+  return out;
+}
+
+/** The passwords a config holds (to scrub from errors): URL, ioredis options, Cluster seed and node options, Sentinel. */
+function secretsOf(config: RedisConfig): string[] {
+  const out = new Set<string>();
+  const fromUrl = (u: string): void => {
+    try {
+      const url = new URL(u.includes('://') ? u : `redis://${u}`);
+      if (url.password !== '') {
+        out.add(url.password);
+        out.add(decodeURIComponent(url.password));
+      }
+    } catch {
+      // not a URL: no secret in it
+    }
+  };
+  const fromOptions = (o: unknown): void => {
+    if (o === null || typeof o !== 'object') return;
+    for (const k of ['password', 'sentinelPassword'] as const) {
+      const v = (o as Record<string, unknown>)[k];
+      if (typeof v === 'string' && v !== '') out.add(v);
+    }
+  };
+  if (typeof config === 'string') fromUrl(config);
+  else if (isCluster(config)) {
+    for (const n of config.cluster) if (typeof n === 'string') fromUrl(n);
+    fromOptions(config.options?.redisOptions);
+  } else fromOptions(config);
+  // Very short "passwords" would scrub ordinary words from messages; they are kept out of the
+  // messages' scrub (AUTH/HELLO arguments are redacted whatever their length).
+  return [...out].filter((p) => p.length >= 4);
+}
+
+/** The checks createEngine applies to `options.redis`, for the exported connector too (review79 D8). */
+function checkConfig(config: unknown): void {
+  if (typeof config === 'string') {
+    let u: URL;
+    try {
+      u = new URL(config);
+    } catch {
+      throw new TypeError('the Redis config must be a redis:// or rediss:// URL, got an unparsable string');
+    }
+    if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new TypeError(`the Redis config must be a redis:// or rediss:// URL, got protocol ${JSON.stringify(u.protocol)}`);
+    return;
+  }
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) {
+    throw new TypeError(`the Redis config must be a redis:// URL, ioredis options or { cluster: [...] }, got ${describeValue(config)}`);
+  }
+  if ('cluster' in config) {
+    const cluster = (config as { cluster: unknown }).cluster;
+    if (!Array.isArray(cluster) || cluster.length === 0) throw new TypeError('the Redis config\'s cluster must be a non-empty array of URLs or { host, port }');
+    for (const n of cluster) {
+      if (typeof n !== 'string' && (n === null || typeof n !== 'object' || typeof (n as { host?: unknown }).host !== 'string')) {
+        throw new TypeError(`the Redis config's cluster entries must be URLs or { host, port }, got ${describeValue(n)}`);
+      }
+    }
+  }
 }
 
 function isReplyError(err: unknown): boolean {

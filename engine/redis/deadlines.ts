@@ -83,6 +83,18 @@ export class DeadlineQueue {
     if (lane.items[lane.head] === entry) this.#drop(lane);
   }
 
+  /**
+   * Fires every entry still waiting, whatever its deadline (Infinity too), now: for a close that
+   * must settle every call in flight before it resolves. The queue is empty after it.
+   */
+  fireAll(): void {
+    if (this.#handle !== undefined) this.#timers.clear(this.#handle);
+    this.#handle = undefined;
+    this.#armedAt = Infinity;
+    this.#sweep(Infinity);
+    for (const [timeoutMs, lane] of this.#lanes) if (lane.head >= lane.items.length) this.#lanes.delete(timeoutMs);
+  }
+
   /** Entries still waiting for their deadline (cancelled ones not counted). */
   get pending(): number {
     let n = 0;
