@@ -18,9 +18,9 @@
 //
 // So no operation may leave a slot it claimed at state 0 (review74: peek, reset, a denied first
 // request and a lease spend did, and such slots were never freed: once a probe window was full
-// of them, every new key shared the overflow slot for good). A read that changes nothing (peek,
-// a lease spend, a reset) looks the key up without claiming (lookupSlot); a take that claims a
-// slot and then writes nothing stores the kernel's non-zero "whole" state instead of leaving 0.
+// of them, every new key shared the overflow slot for good). An operation that gives a key no
+// state of its own (peek, a lease spend, a reset) looks the key up without claiming (lookupSlot);
+// a take that claims a slot and then writes nothing stores the kernel's non-zero "whole" state.
 //
 // Known edge: when no probe position is free and two threads meet a new key at the same moment,
 // each may reclaim a different expired slot for it; that key's state is then split across two
