@@ -425,7 +425,10 @@ export class RedisConnector extends EventEmitter {
     // The named `<command>Buffer` methods where ioredis has one. callBuffer otherwise — but ioredis
     // 5's auto-pipelining drops callBuffer's command name (it re-adds it only for `call`), so a
     // command the pipeline will take gets its name twice.
-    const method = (client as unknown as Record<string, unknown>)[`${name.toLowerCase()}Buffer`];
+    // (Not for a command named CALL: `callBuffer` is ioredis's generic method, which took the
+    // arguments as a command name and threw from the auto-pipeline, ending the process: review81.)
+    const lower = name.toLowerCase();
+    const method = lower === 'call' ? undefined : (client as unknown as Record<string, unknown>)[`${lower}Buffer`];
     if (typeof method === 'function') return (method as (...a: unknown[]) => Promise<unknown>).apply(client, args);
     return shouldUseAutoPipelining(client, 'callBuffer', name) ? client.callBuffer(name, name, ...args) : client.callBuffer(name, ...args);
   }
@@ -545,6 +548,14 @@ export class RedisConnector extends EventEmitter {
         return;
       }
       if (++this.#probeTimeouts < PROBE_TIMEOUTS_BEFORE_DROP) return;
+      // A call still waiting within its own, longer timeout (a caller's slow command: DEBUG SLEEP,
+      // a long script) may be what holds the probes up on a live connection: dropping it would fail
+      // that call (review81). On a dead connection every call times out, so this waits at most
+      // the longest timeout in flight.
+      if (this.#deadlines.pending > 0) {
+        this.#probeTimeouts = PROBE_TIMEOUTS_BEFORE_DROP - 1;
+        return;
+      }
       this.#probeTimeouts = 0;
       this.emit('redisError', new RedisUnavailableError(`Redis at ${describeConfig(this.#config)}: ${PROBE_TIMEOUTS_BEFORE_DROP} probes in a row answered nothing on a connection that looks open; reconnecting it`));
       if (client instanceof Cluster) for (const n of client.nodes('all')) dropConnection(n);
@@ -950,8 +961,14 @@ export class RedisConnector extends EventEmitter {
   }
 
   /** Closes both connections (QUIT, then disconnect if Redis does not answer). Idempotent. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  /** close()'s one run: a second call waits for the first (review81: it returned at once). */
+  #closing: Promise<void> | undefined;
+
+  close(): Promise<void> {
+    return (this.#closing ??= this.#close());
+  }
+
+  async #close(): Promise<void> {
     this.#closed = true;
     this.#hearing?.dispose();
     clearTimeout(this.#nodeTimeoutRetry);
@@ -1024,7 +1041,7 @@ export const PROBE_TIMEOUTS_BEFORE_DROP = 2;
  * after a failed save), NOREPLICAS (min-replicas-to-write not met). BUSYKEY and BUSYGROUP are the
  * command's own errors (\b: they do not match).
  */
-const SERVER_UNAVAILABLE = /^(?:BUSY|LOADING|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|READONLY|MISCONF|NOREPLICAS)\b/;
+const SERVER_UNAVAILABLE = /^(?:BUSY (?:Redis|Valkey) is busy|LOADING (?:Redis|Valkey) is loading|MASTERDOWN Link with MASTER is down|CLUSTERDOWN (?:The cluster is down|Hash slot not served)|TRYAGAIN Multiple keys request|READONLY You can't write against a read only replica|MISCONF |NOREPLICAS Not enough good replicas)/;
 
 function describeValue(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
@@ -1047,8 +1064,8 @@ function checkCommand(name: unknown, args: unknown): TypeError | undefined {
   if (!Array.isArray(args)) return new TypeError(`${name}: args must be an array of strings, numbers or Buffers, got ${describeValue(args)}`);
   for (let i = 0; i < args.length; i++) {
     const a: unknown = args[i];
-    if (typeof a !== 'string' && typeof a !== 'number' && !Buffer.isBuffer(a)) {
-      return new TypeError(`${name}: args[${i}] must be a string, a number or a Buffer, got ${describeValue(a)}`);
+    if (typeof a !== 'string' && typeof a !== 'number' && typeof a !== 'bigint' && !Buffer.isBuffer(a)) {
+      return new TypeError(`${name}: args[${i}] must be a string, a number, a bigint or a Buffer, got ${describeValue(a)}`);
     }
   }
   return undefined;

@@ -55,8 +55,8 @@ describe.runIf(spawnable)('review79: caller mistakes (D1, D2)', () => {
       [() => r.command(undefined as never, ['x']), /command name must be a non-empty string, got undefined/],
       [() => r.command('', []), /non-empty string/],
       [() => r.command('GET', 'k' as never), /GET: args must be an array/],
-      [() => r.command('SET', ['k', null as never]), /SET: args\[1\] must be a string, a number or a Buffer, got null/],
-      [() => r.command('SET', ['k', 10n as never]), /args\[1\].*got 10n/],
+      [() => r.command('SET', ['k', null as never]), /SET: args\[1\] must be a string, a number, a bigint or a Buffer, got null/],
+      // (a bigint is an argument, since review81: the exact way to pass a 64-bit integer)
       [() => r.command('SET', ['k', Symbol('s') as never]), /args\[1\].*a symbol/],
       [() => r.commandBuffer(['GET', 'k'] as never), /command name must be a non-empty string/],
       [() => r.commandBuffer('GET', [{}] as never, { direct: true }), /args\[0\].*an object/],
@@ -373,5 +373,74 @@ describe.runIf(spawnable)('review79: mget on a Cluster with a keyPrefix (D6)', (
     expect((await r!.mgetBuffer([...pair, 'missing'])).map((b) => b?.toString() ?? null)).toEqual([`v-${pair[0]}`, `v-${pair[1]}`, null]);
     const keys = Array.from({ length: 300 }, (_, i) => `session:${i}`);
     expect(await r!.mget(keys)).toEqual(Array(300).fill(null));
+  });
+});
+
+describe.runIf(spawnable)('review81: the review79 fixes, second look', () => {
+  let server: RedisProcess;
+  beforeAll(async () => {
+    server = await startRedis();
+  });
+  afterAll(() => server.stop());
+
+  it('a script\'s own error reply that starts with BUSY is the script\'s error, not an outage', async () => {
+    const r = await RedisConnector.connect(server.url, { timeoutMs: 1000 });
+    try {
+      const lock = r.defineScript('r81lock', "return redis.error_reply('BUSY lock held by another owner')");
+      for (let i = 0; i < 6; i++) await expect(lock.run(['{r81}:lock'], ['me'])).rejects.toMatchObject({ code: ErrorCodes.REDIS_ERROR });
+      expect(r.breaker.state).toBe('closed'); // was open after 5: every component in fallback
+      expect(r.available).toBe(true);
+    } finally {
+      await r.close();
+    }
+  });
+
+  it('CALL as a command name, and bigint arguments: answered by Redis, the process lives on', async () => {
+    const r = await RedisConnector.connect(server.url, { timeoutMs: 1000 });
+    try {
+      // Both in one tick: the second goes through the auto-pipeline (where callBuffer threw).
+      const a = r.commandBuffer('GET', ['r81:k']);
+      const b = r.commandBuffer('CALL', []);
+      await a;
+      await expect(b).rejects.toMatchObject({ code: ErrorCodes.REDIS_ERROR }); // Redis: unknown command
+      await r.command('DEL', ['r81:n']);
+      expect(await r.command('INCRBY', ['r81:n', 2n ** 40n as never])).toBe(2 ** 40); // was a TypeError
+      await r.command('DEL', ['r81:n']);
+    } finally {
+      await r.close();
+    }
+  });
+
+  /** A Lua loop that holds the server (and the connection it runs on) for `ms`. */
+  const BUSY_LOOP = (ms: number): string[] => ['EVAL', `local t = redis.call('TIME') local s = t[1] * 1000000 + t[2] while true do t = redis.call('TIME') if t[1] * 1000000 + t[2] - s > ${ms * 1000} then break end end return 'OK'`, '0'];
+
+  it('a second close() waits for the first: every call in flight has settled when either resolves', async () => {
+    const r = await RedisConnector.connect(server.url, { timeoutMs: 5000 });
+    const sleeper = rawCommand(server.port, BUSY_LOOP(800)); // another client holds the server
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 50)); // its command is running
+      const call = r.command('GET', ['r81:x']).then(() => 'answered', () => 'settled');
+      let settled = false;
+      void call.then(() => (settled = true));
+      const first = r.close();
+      await r.close(); // was: at once, while the first still drained
+      expect(settled).toBe(true);
+      await first;
+    } finally {
+      sleeper.destroy();
+    }
+  });
+
+  it('a caller\'s long command within its own timeout is not cut by the dead-connection drop', async () => {
+    const r = await RedisConnector.connect(server.url, { timeoutMs: 50, breaker: { consecutiveFailures: 2, resetMs: 300, probeTimeoutMs: 100 } });
+    try {
+      const [cmd, ...args] = BUSY_LOOP(1200);
+      const long = r.command(cmd!, args, { timeoutMs: 5000 });
+      // Calls behind it time out (50 ms): the breaker opens; its probes time out behind the sleep.
+      for (let i = 0; i < 3; i++) await r.command('GET', ['r81:y']).catch(() => undefined);
+      await expect(long).resolves.toBe('OK'); // was: the connection dropped under it after 2 probes
+    } finally {
+      await r.close();
+    }
   });
 });
