@@ -170,8 +170,10 @@ export class RedisConnector extends EventEmitter {
   #stats = { commands: 0, failures: 0, timeouts: 0, rejected: 0, replyErrors: 0, reconnects: 0 };
   /** The passwords of the config (URL, options, Cluster seed / node options): scrubbed from every error the connector hands out. */
   readonly #secrets: string[];
-  /** Half-open probes in a row that timed out on a connection that stayed 'ready' (see #probe). */
+  /** Half-open probes in a row that timed out on a connection that stayed 'ready' (see #probeTimedOut). */
   #probeTimeouts = 0;
+  /** Probes by which the drop was put off for a call still within its own timeout (#probeTimedOut). */
+  #postponed = 0;
 
   /** Creates the client (it starts connecting at once). Prefer `RedisConnector.connect()`. */
   constructor(config: RedisConfig, options: ConnectorOptions = {}) {
@@ -479,6 +481,10 @@ export class RedisConnector extends EventEmitter {
         }
         this.#stats.timeouts++;
         reject(this.#classify(what, new RedisUnavailableError(`Redis ${what} timed out after ${timeoutMs} ms`)));
+        // The half-open probe's slot, whoever held it — the connector's PING or a caller's call
+        // that took it first (review82: under steady traffic the PING was refused its slot every
+        // round, and the count never grew).
+        if (CircuitBreaker.isProbe(ticket)) this.#probeTimedOut();
       });
       sent.then((value) => {
         if (deadline.fire === null) return; // timed out already: the late answer is dropped
@@ -531,36 +537,50 @@ export class RedisConnector extends EventEmitter {
 
   async #probe(): Promise<void> {
     if (this.#closed) return;
-    const client = this.client;
     try {
       await this.command('PING');
       this.#probeTimeouts = 0;
+      this.#postponed = 0;
     } catch (err) {
-      // The breaker has recorded it (open again); its timer schedules the next probe. A probe that
-      // timed out on a connection still 'ready' may have gone down a connection whose peer vanished
-      // without closing it (a firewall or NAT dropping the flow): every later probe would time out
-      // on it too, for ever. After PROBE_TIMEOUTS_BEFORE_DROP such probes in a row the connection
-      // is dropped and ioredis reconnects (on a Cluster every node's), as the subscriber's hearing
-      // check does for the subscriber.
+      // The breaker has recorded it (open again); its timer schedules the next probe. A timeout is
+      // counted where it happened (#guarded: #probeTimedOut); a PING refused its slot (a caller's
+      // call took it) leaves the count as it is; any other answer means the connection works.
       const timedOut = err instanceof RedisUnavailableError && err.message.includes(' timed out after ');
-      if (!timedOut || this.#closed || client.status !== 'ready') {
+      const refused = err instanceof RedisUnavailableError && err.message.startsWith('Redis unavailable (circuit ');
+      if (!timedOut && !refused) {
         this.#probeTimeouts = 0;
-        return;
+        this.#postponed = 0;
       }
-      if (++this.#probeTimeouts < PROBE_TIMEOUTS_BEFORE_DROP) return;
-      // A call still waiting within its own, longer timeout (a caller's slow command: DEBUG SLEEP,
-      // a long script) may be what holds the probes up on a live connection: dropping it would fail
-      // that call (review81). On a dead connection every call times out, so this waits at most
-      // the longest timeout in flight.
-      if (this.#deadlines.pending > 0) {
-        this.#probeTimeouts = PROBE_TIMEOUTS_BEFORE_DROP - 1;
-        return;
-      }
-      this.#probeTimeouts = 0;
-      this.emit('redisError', new RedisUnavailableError(`Redis at ${describeConfig(this.#config)}: ${PROBE_TIMEOUTS_BEFORE_DROP} probes in a row answered nothing on a connection that looks open; reconnecting it`));
-      if (client instanceof Cluster) for (const n of client.nodes('all')) dropConnection(n);
-      else dropConnection(client);
     }
+  }
+
+  /**
+   * A half-open probe (the connector's PING, or a caller's call in its slot) timed out. One that
+   * timed out on a connection still 'ready' may have gone down a connection whose peer vanished
+   * without closing it (a firewall or NAT dropping the flow): every later probe would time out on
+   * it too, for ever. After PROBE_TIMEOUTS_BEFORE_DROP in a row the connection is dropped and
+   * ioredis reconnects (on a Cluster every node's), as the subscriber's hearing check does for the
+   * subscriber. While another call is still within its own, longer timeout (a caller's slow
+   * command, which may be what holds the probes up on a live connection: review81) the drop waits,
+   * for at most MAX_POSTPONED more probes (review82: a call with an Infinity timeout held it off for
+   * ever).
+   */
+  #probeTimedOut(): void {
+    const client = this.client;
+    if (this.#closed || client.status !== 'ready') {
+      this.#probeTimeouts = 0;
+      return;
+    }
+    if (++this.#probeTimeouts < PROBE_TIMEOUTS_BEFORE_DROP) return;
+    if (this.#deadlines.pending > 0 && ++this.#postponed <= MAX_POSTPONED) {
+      this.#probeTimeouts = PROBE_TIMEOUTS_BEFORE_DROP - 1;
+      return;
+    }
+    this.#probeTimeouts = 0;
+    this.#postponed = 0;
+    this.emit('redisError', new RedisUnavailableError(`Redis at ${describeConfig(this.#config)}: ${PROBE_TIMEOUTS_BEFORE_DROP} probes in a row answered nothing on a connection that looks open; reconnecting it`));
+    if (client instanceof Cluster) for (const n of client.nodes('all')) dropConnection(n);
+    else dropConnection(client);
   }
 
   /**
@@ -1032,6 +1052,9 @@ const KEEPALIVE_MS = 10_000;
 /** Half-open probes in a row that time out on a 'ready' connection before it is dropped and reconnected. */
 export const PROBE_TIMEOUTS_BEFORE_DROP = 2;
 
+/** Probes by which a drop waits at most for calls still within their own timeout (#probeTimedOut). */
+const MAX_POSTPONED = 2;
+
 /**
  * Reply errors about the server's state, not the command's: Redis cannot serve calls now. They
  * count as failures for the breaker and reject with ERR_HOTPATH_REDIS_UNAVAILABLE (review79 D5).
@@ -1041,7 +1064,7 @@ export const PROBE_TIMEOUTS_BEFORE_DROP = 2;
  * after a failed save), NOREPLICAS (min-replicas-to-write not met). BUSYKEY and BUSYGROUP are the
  * command's own errors (\b: they do not match).
  */
-const SERVER_UNAVAILABLE = /^(?:BUSY (?:Redis|Valkey) is busy|LOADING (?:Redis|Valkey) is loading|MASTERDOWN Link with MASTER is down|CLUSTERDOWN (?:The cluster is down|Hash slot not served)|TRYAGAIN Multiple keys request|READONLY You can't write against a read only replica|MISCONF |NOREPLICAS Not enough good replicas)/;
+const SERVER_UNAVAILABLE = /^(?:BUSY (?:Redis|Valkey) is busy|LOADING (?:Redis|Valkey) is loading|MASTERDOWN Link with MASTER is down|CLUSTERDOWN (?:The cluster is down|Hash slot not served)|TRYAGAIN Multiple keys request|READONLY You can't write against a read only replica|MISCONF (?:(?:Redis|Valkey) is configured to save RDB snapshots|Errors writing to the AOF file)|NOREPLICAS Not enough good replicas)/;
 
 function describeValue(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);

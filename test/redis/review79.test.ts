@@ -233,7 +233,12 @@ describe.runIf(spawnable)('review79: Redis refusing for its own state (D5)', () 
 });
 
 describe.runIf(spawnable)('review79: a command connection whose peer vanished (D3)', () => {
-  it('after 2 half-open probes time out on a connection that stays open, it is dropped and reconnected: the breaker closes within seconds', async () => {
+  const cases: Array<[string, { infinite?: boolean; traffic?: boolean }]> = [
+    ['', {}],
+    [', with a call of timeout Infinity in flight (review82: it held the drop off for ever)', { infinite: true }],
+    [', under steady traffic that takes the probe slots (review82: the count never grew)', { traffic: true }],
+  ];
+  it.each(cases)('after 2 half-open probes time out on a connection that stays open, it is dropped and reconnected: the breaker closes within seconds%s', async (_label, variant) => {
     const server = await startRedis();
     // A proxy that can black-hole the connections open so far (a firewall dropping the flow): bytes
     // are swallowed both ways, nothing is closed; new connections pass.
@@ -255,21 +260,32 @@ describe.runIf(spawnable)('review79: a command connection whose peer vanished (D
     const r = await RedisConnector.connect(`redis://127.0.0.1:${port}`, { timeoutMs: 50, breaker: { resetMs: 100 } });
     const errors: string[] = [];
     r.on('redisError', (e: Error) => errors.push(e.message));
+    let traffic = variant.traffic === true;
+    const pump = (): void => {
+      if (!traffic) return;
+      r.command('GET', ['k']).catch(() => undefined);
+      setImmediate(pump);
+    };
     try {
       expect(await r.command('PING')).toBe('PONG');
       for (const p of pairs) p.frozen = true;
+      const forever = variant.infinite === true ? r.command('BLPOP', ['q', '0'], { timeoutMs: Infinity }).catch(() => undefined) : undefined;
       const opened = waitForBreaker(r, 'open', 5000);
       for (let i = 0; i < 10 && r.breaker.state === 'closed'; i++) {
         await expect(r.command('GET', ['k'])).rejects.toMatchObject({ code: ErrorCodes.REDIS_UNAVAILABLE });
       }
       await opened;
       expect(r.client.status).toBe('ready'); // nothing tells ioredis the connection is dead
+      pump();
       // Two probes time out (100 ms open + 50 ms each), then the drop; bounded well below the kernel's minutes.
       await waitForBreaker(r, 'closed', 5000);
+      traffic = false;
       expect(errors.some((m) => /2 probes in a row answered nothing on a connection that looks open; reconnecting it/.test(m))).toBe(true);
       expect(await r.command('PING')).toBe('PONG');
       expect(pairs.length).toBeGreaterThanOrEqual(2);
+      void forever;
     } finally {
+      traffic = false;
       await r.close();
       for (const p of pairs) {
         p.a.destroy();
@@ -388,6 +404,9 @@ describe.runIf(spawnable)('review81: the review79 fixes, second look', () => {
     try {
       const lock = r.defineScript('r81lock', "return redis.error_reply('BUSY lock held by another owner')");
       for (let i = 0; i < 6; i++) await expect(lock.run(['{r81}:lock'], ['me'])).rejects.toMatchObject({ code: ErrorCodes.REDIS_ERROR });
+      // (review82: MISCONF was matched by its code alone)
+      const misconf = r.defineScript('r82misconf', "return redis.error_reply('MISCONF the app is misconfigured')");
+      for (let i = 0; i < 6; i++) await expect(misconf.run(['{r81}:m'], [])).rejects.toMatchObject({ code: ErrorCodes.REDIS_ERROR });
       expect(r.breaker.state).toBe('closed'); // was open after 5: every component in fallback
       expect(r.available).toBe(true);
     } finally {
