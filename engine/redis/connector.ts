@@ -273,6 +273,11 @@ export class RedisConnector extends EventEmitter {
         // breaker again, and listeners must hear open→half-open before half-open→open. In the
         // finally: a throwing listener must not skip the probe.
         if (to === 'half-open') queueMicrotask(() => void this.#probe());
+        // Closed again (by any call's success in the probe slot): the next outage counts afresh.
+        if (to === 'closed') {
+          this.#probeTimeouts = 0;
+          this.#postponed = 0;
+        }
       }
     });
   }
