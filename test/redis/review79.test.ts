@@ -463,3 +463,45 @@ describe.runIf(spawnable)('review81: the review79 fixes, second look', () => {
     }
   });
 });
+
+describe.runIf(spawnable)('the probe-timeout count after the breaker closed (dfe21aa)', () => {
+  it('a caller\'s success in the probe slot starts the count afresh: the next outage\'s first timed-out probe drops nothing', async () => {
+    const server = await startRedis();
+    const r = await RedisConnector.connect(server.url, { timeoutMs: 30, breaker: { consecutiveFailures: 1, resetMs: 60 } });
+    const errors: string[] = [];
+    r.on('redisError', (e: Error) => errors.push(e.message));
+    // Commands hang (a stalled Redis, as the breaker sees it) while `stall` is true; else answer.
+    let stall = true;
+    const real = r.client.sendCommand.bind(r.client);
+    const spy = vi.spyOn(r.client, 'sendCommand').mockImplementation(((cmd: Parameters<typeof real>[0]) => (stall ? new Promise(() => undefined) : real(cmd))) as never);
+    try {
+      await expect(r.command('GET', ['k'])).rejects.toMatchObject({ code: ErrorCodes.REDIS_UNAVAILABLE }); // opens
+      // Half-open: the connector's PING times out (count 1), the breaker opens again.
+      await waitForBreaker(r, 'half-open', 2000);
+      await waitForBreaker(r, 'open', 2000);
+      // Next half-open: a caller takes the probe slot first (in the listener, before the PING)
+      // and succeeds: the breaker closes; the PING was refused its slot.
+      const caller = new Promise<unknown>((resolve) => {
+        const on = (to: string): void => {
+          if (to !== 'half-open') return;
+          r.off('breaker', on);
+          stall = false;
+          resolve(r.command('GET', ['k']));
+        };
+        r.on('breaker', on);
+      });
+      await caller;
+      expect(r.breaker.state).toBe('closed');
+      // A new outage: one timed-out probe must not drop the connection (the count was 1, not 0).
+      stall = true;
+      await expect(r.command('GET', ['k'])).rejects.toMatchObject({ code: ErrorCodes.REDIS_UNAVAILABLE });
+      await waitForBreaker(r, 'half-open', 2000);
+      await waitForBreaker(r, 'open', 2000);
+      expect(errors.filter((m) => /probes in a row answered nothing/.test(m))).toEqual([]);
+    } finally {
+      spy.mockRestore();
+      await r.close();
+      await server.stop();
+    }
+  });
+});
