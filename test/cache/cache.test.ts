@@ -28,6 +28,20 @@ function onWorker(task: string, payload: unknown): Promise<unknown> {
   return engine.run(task, payload);
 }
 
+/** Starts `cache.getOrLoad(key)` with a loader that runs, then waits for `release()`, then returns `value`. */
+async function heldLoad(cache: Cache, key: string, value: unknown): Promise<{ loading: Promise<unknown>; release: () => void }> {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  let started = false;
+  const loading = cache.getOrLoad(key, async () => {
+    started = true;
+    await gate;
+    return value;
+  });
+  await vi.waitFor(() => expect(started).toBe(true));
+  return { loading, release };
+}
+
 describe('basic operations', () => {
   it('set, get, getSync, delete', async () => {
     const c = fresh();
@@ -493,15 +507,7 @@ describe('races between threads (two caches of one name on this thread stand in 
 
   it('a load too large for L2 does not wipe a newer write made while it ran', async () => {
     const [a, b] = pair({ l2: { bytes: 1 << 20, maxValueBytes: 1024 } });
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    let started = false;
-    const loading = a.getOrLoad('k', async () => {
-      started = true;
-      await gate;
-      return 'x'.repeat(5000);
-    });
-    await vi.waitFor(() => expect(started).toBe(true));
+    const { loading, release } = await heldLoad(a, 'k', 'x'.repeat(5000));
     await b.set('k', 'newer');
     release();
     expect(await loading).toBe('x'.repeat(5000));
@@ -512,15 +518,7 @@ describe('races between threads (two caches of one name on this thread stand in 
   it('a write too large for L2 made while a load runs is not overwritten by the older loaded value (review73 D1)', async () => {
     const [a, b] = pair({ l2: { bytes: 1 << 20, maxValueBytes: 1024 } });
     const big = 'N'.repeat(5000);
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    let started = false;
-    const loading = a.getOrLoad('k', async () => {
-      started = true;
-      await gate;
-      return 'old-from-db';
-    });
-    await vi.waitFor(() => expect(started).toBe(true));
+    const { loading, release } = await heldLoad(a, 'k', 'old-from-db');
     await b.set('k', big); // newer, and too large for L2
     release();
     expect(await loading).toBe('old-from-db'); // the answer of the load…
@@ -528,15 +526,7 @@ describe('races between threads (two caches of one name on this thread stand in 
     expect(b.getSync('k')).toBe(big); // the writer's own L1 keeps the newer value
     // One cache: the same.
     const c = fresh({ l2: { bytes: 1 << 20, maxValueBytes: 1024 } });
-    let release2!: () => void;
-    const gate2 = new Promise<void>((r) => (release2 = r));
-    let started2 = false;
-    const loading2 = c.getOrLoad('k', async () => {
-      started2 = true;
-      await gate2;
-      return 'old-from-db';
-    });
-    await vi.waitFor(() => expect(started2).toBe(true));
+    const { loading: loading2, release: release2 } = await heldLoad(c, 'k', 'old-from-db');
     await c.set('k', big);
     release2();
     expect(await loading2).toBe('old-from-db');
@@ -566,15 +556,7 @@ describe('races between threads (two caches of one name on this thread stand in 
     let t = 5_000_000;
     const [a, b] = pair({ l2: { bytes: 1 << 20, maxValueBytes: 1024 } }, () => t);
     const big = 'N'.repeat(5000);
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    let started = false;
-    const loading = a.getOrLoad('k', async () => {
-      started = true;
-      await gate;
-      return 'old-from-db';
-    });
-    await vi.waitFor(() => expect(started).toBe(true));
+    const { loading, release } = await heldLoad(a, 'k', 'old-from-db');
     await b.set('k', big); // newer, too large; L2 holds nothing of 'k', but a's load has claimed its flight slot
     expect(b.stats().l2!.tombstones).toBe(1);
     release();
@@ -585,15 +567,7 @@ describe('races between threads (two caches of one name on this thread stand in 
     // Without a ttl the write's stale time is Infinity: the tombstone still ends after tombstoneMs
     // (60 s by default; was: never). A load older than the large write that finishes later than
     // that (longer than any loader timeout; this clock is fake) is taken again.
-    let release3!: () => void;
-    const gate3 = new Promise<void>((r) => (release3 = r));
-    let started3 = false;
-    const loading3 = a.getOrLoad('k3', async () => {
-      started3 = true;
-      await gate3;
-      return 'older-load';
-    });
-    await vi.waitFor(() => expect(started3).toBe(true));
+    const { loading: loading3, release: release3 } = await heldLoad(a, 'k3', 'older-load');
     await b.set('k3', big);
     expect(b.stats().l2!.tombstones).toBe(2);
     t += 60_001;
@@ -606,15 +580,7 @@ describe('races between threads (two caches of one name on this thread stand in 
     let t = 6_000_000;
     const [a, b] = pair({ l2: { bytes: 1 << 20, maxValueBytes: 1024 }, l3: { tombstoneMs: 300 } }, () => t);
     const big = 'N'.repeat(5000);
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    let started = false;
-    const loading = a.getOrLoad('k', async () => {
-      started = true;
-      await gate;
-      return 'old-from-db';
-    });
-    await vi.waitFor(() => expect(started).toBe(true));
+    const { loading, release } = await heldLoad(a, 'k', 'old-from-db');
     await b.set('k', big); // newer, too large for L2: its place is held against a's load
     t += 600; // the load outlives tombstoneMs (300), not the loader timeout
     release();
